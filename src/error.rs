@@ -1,0 +1,142 @@
+//! The one error type of the crate.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Token;
+
+/// Everything that can go wrong, each variant naming the path or handle
+/// involved and carrying the OS error where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// io_uring cannot be used here: the kernel lacks it, it is disabled
+    /// (`kernel.io_uring_disabled`), a seccomp filter denies it, or a required
+    /// opcode or feature is missing.
+    #[error("io_uring is not usable: {what}")]
+    Unsupported {
+        /// What is missing, in words.
+        what: String,
+        /// The OS error, where the kernel returned one.
+        #[source]
+        source: Option<io::Error>,
+    },
+
+    /// The path does not exist (and creating it was not asked for).
+    #[error("{}: no such FIFO", path.display())]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// The path exists but is not a FIFO.
+    #[error("{}: not a FIFO (it is a {kind})", path.display())]
+    NotAFifo {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead: "regular file", "directory", ...
+        kind: &'static str,
+    },
+
+    /// The path is a symbolic link and following links was not allowed
+    /// (see [`FifoOptions::follow_symlinks`](crate::FifoOptions::follow_symlinks)).
+    #[error("{}: is a symbolic link (not followed)", path.display())]
+    Symlink {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// Opening the FIFO (or a directory on the way to it) was refused.
+    #[error("{}: permission denied", path.display())]
+    PermissionDenied {
+        /// The path given.
+        path: PathBuf,
+        /// The OS error (`EACCES` or `EPERM`).
+        #[source]
+        source: io::Error,
+    },
+
+    /// Any other failure to create or open the FIFO.
+    #[error("{}: {source}", path.display())]
+    Open {
+        /// The path given.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// No reader opened the FIFO within the sender's open timeout.
+    #[error("{}: no reader within {waited:?}", path.display())]
+    OpenTimeout {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// How long the sender waited.
+        waited: Duration,
+    },
+
+    /// `F_SETPIPE_SZ` failed. Above `/proc/sys/fs/pipe-max-size` it needs
+    /// `CAP_SYS_RESOURCE` (EPERM); over `pipe-user-pages-hard` it is EPERM too.
+    #[error("{what}: cannot set pipe size to {requested} bytes (pipe-max-size is {max}): {source}")]
+    PipeSize {
+        /// The path, or "fd N" for a transport made from a descriptor.
+        what: String,
+        /// The size asked for.
+        requested: usize,
+        /// `/proc/sys/fs/pipe-max-size`, 0 if unreadable.
+        max: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The handle names a transport that is closing or closed.
+    #[error("{token:?} is closed")]
+    Closed {
+        /// The handle used.
+        token: Token,
+    },
+
+    /// The handle's slot now belongs to another transport (or never existed).
+    #[error("{token:?} is stale: its slot was reused")]
+    Stale {
+        /// The handle used.
+        token: Token,
+    },
+
+    /// An I/O operation of a transport failed.
+    #[error("{token:?}: {op} failed: {source}")]
+    Io {
+        /// The transport.
+        token: Token,
+        /// The operation: "read", "write", ...
+        op: &'static str,
+        /// The OS error from the completion.
+        #[source]
+        source: io::Error,
+    },
+
+    /// A ring-level call (`io_uring_enter`, registration) failed.
+    #[error("io_uring {op} failed: {source}")]
+    Ring {
+        /// The call.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The OS error number behind this error, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        use std::error::Error as _;
+        self.source()
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .and_then(io::Error::raw_os_error)
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

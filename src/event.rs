@@ -1,0 +1,192 @@
+//! Completed work, as reported by [`Proactor::poll`](crate::Proactor::poll).
+
+use crate::buffers::Buf;
+use crate::error::Error;
+use crate::token::{Receiver, Sender, Token};
+
+/// Why a transport closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// [`Proactor::close`](crate::Proactor::close) was called.
+    Requested,
+    /// [`Proactor::close_after_flush`](crate::Proactor::close_after_flush)
+    /// was called and every queued byte was written.
+    Flushed,
+    /// A fatal error, reported by an [`Event::Error`] just before.
+    Error,
+}
+
+/// One piece of finished work. Borrowed from [`Events`]: the data slices stay
+/// valid until `Events` is polled again or dropped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A sender found its reader and is now open.
+    Opened(Sender),
+    /// Bytes arrived on a receiver.
+    Data {
+        /// The receiver.
+        from: Receiver,
+        /// The bytes, in a registered buffer lent until the next poll.
+        data: &'a [u8],
+    },
+    /// The kernel accepted `bytes` more bytes of a sender's queue.
+    Sent {
+        /// The sender.
+        to: Sender,
+        /// Bytes written by this completion.
+        bytes: usize,
+    },
+    /// The peer left: for a sender the reader closed (`EPIPE`), for a
+    /// receiver every writer closed (EOF). A sender keeps its queue and
+    /// resumes when a reader comes back ([`Event::PeerBack`]).
+    PeerGone(Token),
+    /// A sender's reader came back after [`Event::PeerGone`]; writing resumed.
+    PeerBack(Token),
+    /// A transport is closed and its handle is dead.
+    Closed {
+        /// The transport.
+        token: Token,
+        /// Why.
+        reason: CloseReason,
+        /// Bytes queued on a sender that never reached the pipe, in order.
+        unsent: &'a [u8],
+    },
+    /// A transport failed; it is closing, and `Closed` follows.
+    Error {
+        /// The transport.
+        token: Token,
+        /// What failed.
+        error: &'a Error,
+    },
+}
+
+impl Event<'_> {
+    /// The transport the event is about.
+    pub fn token(&self) -> Token {
+        match self {
+            Event::Opened(s) => s.token(),
+            Event::Data { from, .. } => from.token(),
+            Event::Sent { to, .. } => to.token(),
+            Event::PeerGone(t) | Event::PeerBack(t) => *t,
+            Event::Closed { token, .. } | Event::Error { token, .. } => *token,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Item {
+    Opened(Sender),
+    Data {
+        from: Receiver,
+        buf: Buf,
+        len: usize,
+    },
+    Sent {
+        to: Sender,
+        bytes: usize,
+    },
+    PeerGone(Token),
+    PeerBack(Token),
+    Closed {
+        token: Token,
+        reason: CloseReason,
+        unsent: Vec<u8>,
+    },
+    Error {
+        token: Token,
+        error: Error,
+    },
+}
+
+impl Item {
+    fn as_event(&self) -> Event<'_> {
+        match self {
+            Item::Opened(s) => Event::Opened(*s),
+            Item::Data { from, buf, len } => Event::Data {
+                from: *from,
+                data: &buf.as_slice()[..*len],
+            },
+            Item::Sent { to, bytes } => Event::Sent {
+                to: *to,
+                bytes: *bytes,
+            },
+            Item::PeerGone(t) => Event::PeerGone(*t),
+            Item::PeerBack(t) => Event::PeerBack(*t),
+            Item::Closed {
+                token,
+                reason,
+                unsent,
+            } => Event::Closed {
+                token: *token,
+                reason: *reason,
+                unsent,
+            },
+            Item::Error { token, error } => Event::Error {
+                token: *token,
+                error,
+            },
+        }
+    }
+}
+
+/// A batch of events filled by [`Proactor::poll`](crate::Proactor::poll).
+///
+/// Read buffers lent to `Data` events go back to the pool when `Events` is
+/// polled again or dropped. Keep one `Events` per loop: holding many of them
+/// full holds many buffers.
+#[derive(Debug, Default)]
+pub struct Events {
+    pub(crate) items: Vec<Item>,
+}
+
+impl Events {
+    /// An empty batch with room for `capacity` events before it grows.
+    pub fn with_capacity(capacity: usize) -> Events {
+        Events {
+            items: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// The events, in the order they happened.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.items.iter())
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Drops the events, returning lent buffers to the pool.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+}
+
+/// Iterator over [`Events`].
+#[derive(Debug)]
+pub struct Iter<'a>(std::slice::Iter<'a, Item>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Event<'a>;
+
+    fn next(&mut self) -> Option<Event<'a>> {
+        self.0.next().map(Item::as_event)
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = Event<'a>;
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        Iter(self.items.iter())
+    }
+}

@@ -1,0 +1,270 @@
+//! FIFO semantics of the OS: `mkfifo`, checked non-blocking opens, pipe
+//! sizing, and noticing readers (an inotify `IN_OPEN` watch plus an open
+//! probe). All calls here are plain synchronous syscalls that never block.
+//!
+//! A FIFO is first *anchored*: opened `O_PATH` (no side effects, no reader or
+//! writer counted) and checked with `fstat`. Every later open goes through
+//! `/proc/self/fd/N` of the anchor, so it reaches the same inode even if the
+//! path is renamed or replaced.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::stat::{Mode, SFlag, fstat};
+use nix::unistd::mkfifo;
+
+use crate::error::Error;
+
+/// How to open a FIFO end.
+///
+/// ```
+/// use ringpipe::FifoOptions;
+/// let opts = FifoOptions::new().create(true).pipe_size(1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct FifoOptions {
+    pub(crate) create: bool,
+    pub(crate) mode: u32,
+    pub(crate) follow_symlinks: bool,
+    pub(crate) pipe_size: Option<usize>,
+    pub(crate) open_timeout: Option<Duration>,
+}
+
+impl Default for FifoOptions {
+    fn default() -> Self {
+        FifoOptions::new()
+    }
+}
+
+impl FifoOptions {
+    /// Defaults: do not create, mode 0600 when creating, do not follow
+    /// symlinks, keep the pipe size, wait for a reader without limit.
+    pub fn new() -> FifoOptions {
+        FifoOptions {
+            create: false,
+            mode: 0o600,
+            follow_symlinks: false,
+            pipe_size: None,
+            open_timeout: None,
+        }
+    }
+
+    /// Create the FIFO (`mkfifo`) if the path does not exist.
+    pub fn create(mut self, yes: bool) -> Self {
+        self.create = yes;
+        self
+    }
+
+    /// Permission bits for a FIFO this call creates (default 0600; the
+    /// process umask still applies).
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Follow a symbolic link at the path (default: refuse it with
+    /// [`Error::Symlink`], as `O_NOFOLLOW` does).
+    pub fn follow_symlinks(mut self, yes: bool) -> Self {
+        self.follow_symlinks = yes;
+        self
+    }
+
+    /// Set the pipe's capacity with `F_SETPIPE_SZ` once the end is open.
+    /// Above `/proc/sys/fs/pipe-max-size` this needs `CAP_SYS_RESOURCE`;
+    /// the failure is reported as [`Error::PipeSize`].
+    pub fn pipe_size(mut self, bytes: usize) -> Self {
+        self.pipe_size = Some(bytes);
+        self
+    }
+
+    /// For a sender: give up with [`Error::OpenTimeout`] if no reader opens
+    /// the FIFO within `after` (default: wait without limit).
+    pub fn open_timeout(mut self, after: Duration) -> Self {
+        self.open_timeout = Some(after);
+        self
+    }
+}
+
+/// Opens `path` as `O_PATH` after creating it if asked, and checks that it is
+/// a FIFO.
+pub(crate) fn anchor(path: &Path, opts: &FifoOptions) -> Result<OwnedFd, Error> {
+    if opts.create {
+        match mkfifo(path, Mode::from_bits_truncate(opts.mode)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(open_error(path, e.into())),
+        }
+    }
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if !opts.follow_symlinks {
+        flags |= OFlag::O_NOFOLLOW;
+    }
+    let fd = open(path, flags, Mode::empty()).map_err(|e| open_error(path, e.into()))?;
+    let st = fstat(&fd).map_err(|e| open_error(path, e.into()))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    match kind {
+        SFlag::S_IFIFO => Ok(fd),
+        SFlag::S_IFLNK => Err(Error::Symlink { path: path.into() }),
+        other => Err(Error::NotAFifo {
+            path: path.into(),
+            kind: kind_name(other),
+        }),
+    }
+}
+
+fn kind_name(kind: SFlag) -> &'static str {
+    match kind {
+        SFlag::S_IFREG => "regular file",
+        SFlag::S_IFDIR => "directory",
+        SFlag::S_IFCHR => "character device",
+        SFlag::S_IFBLK => "block device",
+        SFlag::S_IFSOCK => "socket",
+        _ => "file of unknown type",
+    }
+}
+
+/// The typed error for a failed `mkfifo` / `open` of `path`.
+pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
+    let path: PathBuf = path.into();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound { path },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path, source: e },
+        Some(libc::ELOOP) => Error::Symlink { path },
+        _ => Error::Open { path, source: e },
+    }
+}
+
+fn reopen(anchor: &OwnedFd, flags: OFlag) -> io::Result<OwnedFd> {
+    let proc_path = format!("/proc/self/fd/{}", anchor.as_raw_fd());
+    Ok(open(
+        proc_path.as_str(),
+        flags | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the read end. Never blocks: `O_NONBLOCK` makes the open return at
+/// once without a writer; it is then cleared, so a read waits quietly (by
+/// internal poll) for the first writer instead of returning a false EOF.
+pub(crate) fn open_reader(anchor: &OwnedFd) -> io::Result<OwnedFd> {
+    let fd = reopen(anchor, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+    set_blocking(fd.as_fd())?;
+    Ok(fd)
+}
+
+/// Opens the write end if a reader is there (`None`: no reader, ENXIO).
+/// Never blocks.
+pub(crate) fn try_open_writer(anchor: &OwnedFd) -> io::Result<Option<OwnedFd>> {
+    match reopen(anchor, OFlag::O_WRONLY | OFlag::O_NONBLOCK) {
+        Ok(fd) => {
+            set_blocking(fd.as_fd())?;
+            Ok(Some(fd))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the FIFO has a reader now: a non-blocking write-only open
+/// succeeds exactly then. (Polling the write end cannot tell: on this
+/// kernel a FIFO writer polls POLLOUT with or without a reader.) A failed
+/// probe makes no inotify event, so probing on `IN_OPEN` cannot loop.
+pub(crate) fn has_reader(anchor: &OwnedFd) -> io::Result<bool> {
+    // Closing the probe's write end while the sender holds its own does not
+    // signal EOF to the reader.
+    Ok(try_open_writer(anchor)?.is_some())
+}
+
+/// io_uring waits on a pipe by internal poll when the file is blocking;
+/// with `O_NONBLOCK` set, reads would complete with EOF or -EAGAIN instead.
+fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// `F_SETPIPE_SZ`; returns the size the kernel chose (rounded up to pages).
+pub(crate) fn set_pipe_size(
+    fd: BorrowedFd<'_>,
+    bytes: usize,
+    what: String,
+) -> Result<usize, Error> {
+    let requested = i32::try_from(bytes).unwrap_or(i32::MAX);
+    match fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
+        Ok(n) => Ok(n as usize),
+        Err(e) => Err(Error::PipeSize {
+            what,
+            requested: bytes,
+            max: pipe_max_size(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// `/proc/sys/fs/pipe-max-size`, 0 when unreadable.
+pub fn pipe_max_size() -> usize {
+    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One inotify instance watching FIFOs for `IN_OPEN`, so a waiting sender
+/// hears of a reader as soon as its `open` returns. (A reader whose
+/// blocking `open` waits for a writer raises no event until it returns: the
+/// proactor's retry timer covers that case.)
+#[derive(Debug)]
+pub(crate) struct OpenWatch {
+    inotify: Inotify,
+    refs: HashMap<WatchDescriptor, usize>,
+}
+
+impl OpenWatch {
+    pub(crate) fn new() -> io::Result<OpenWatch> {
+        Ok(OpenWatch {
+            inotify: Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?,
+            refs: HashMap::new(),
+        })
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.inotify.as_fd().as_raw_fd()
+    }
+
+    /// Watches the anchored FIFO; watches of one inode share a descriptor.
+    pub(crate) fn add(&mut self, anchor: &OwnedFd) -> io::Result<WatchDescriptor> {
+        let proc_path = format!("/proc/self/fd/{}", anchor.as_raw_fd());
+        let wd = self
+            .inotify
+            .add_watch(proc_path.as_str(), AddWatchFlags::IN_OPEN)?;
+        *self.refs.entry(wd).or_insert(0) += 1;
+        Ok(wd)
+    }
+
+    pub(crate) fn remove(&mut self, wd: WatchDescriptor) {
+        if let Some(n) = self.refs.get_mut(&wd) {
+            *n -= 1;
+            if *n == 0 {
+                self.refs.remove(&wd);
+                let _ = self.inotify.rm_watch(wd);
+            }
+        }
+    }
+
+    /// Consumes pending events; true if there were any.
+    pub(crate) fn drain(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(events) = self.inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            any = true;
+        }
+        any
+    }
+}

@@ -1,0 +1,85 @@
+//! ringpipe: a single-threaded io_uring proactor for high-throughput,
+//! loss-free I/O over pipes and named pipes (FIFOs) on Linux.
+//!
+//! One [`Proactor`] drives many FIFO ends from one thread. Every operation
+//! queued during a loop turn goes to the kernel in one `io_uring_enter`;
+//! reads land in registered buffers and are lent to you as `&[u8]` until the
+//! next [`Proactor::poll`]. Each transport has an explicit [`State`], handles
+//! are generational (an operation on a closed or reused handle is a typed
+//! error, never somebody else's fd), and a sender accounts for every byte:
+//! written exactly once, in order, or handed back when it closes.
+//!
+//! ```
+//! use ringpipe::{Event, Events, FifoOptions, Proactor};
+//! # let dir = std::env::temp_dir().join(format!("ringpipe-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("demo.fifo");
+//! let mut proactor = Proactor::new()?;
+//! let opts = FifoOptions::new().create(true);
+//! let rx = proactor.open_receiver(&path, &opts)?; // opens at once
+//! let tx = proactor.open_sender(&path, &opts)?; // a reader exists: open
+//! proactor.send(tx, b"hello through io_uring")?;
+//! proactor.close_after_flush(tx)?;
+//!
+//! let (mut events, mut got) = (Events::with_capacity(64), Vec::new());
+//! let mut open = true;
+//! while open {
+//!     proactor.poll(&mut events, None)?;
+//!     for event in &events {
+//!         match event {
+//!             Event::Data { data, .. } => got.extend_from_slice(data),
+//!             Event::PeerGone(t) if t == rx.token() => open = false, // EOF
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! assert_eq!(got, b"hello through io_uring");
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), ringpipe::Error>(())
+//! ```
+//!
+//! Requires Linux >= 6.1 with io_uring enabled; otherwise
+//! [`Proactor::new`] returns [`Error::Unsupported`] naming what is missing.
+#![deny(missing_docs, missing_debug_implementations)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ringpipe needs Linux: it is built on io_uring");
+
+mod buffers;
+mod error;
+mod event;
+mod fifo;
+mod proactor;
+mod ring;
+mod token;
+mod transport;
+
+pub use error::{Error, Result};
+pub use event::{CloseReason, Event, Events};
+pub use fifo::{FifoOptions, pipe_max_size};
+pub use proactor::{Builder, Proactor, Stats};
+pub use token::{Receiver, Sender, Token};
+pub use transport::State;
+
+/// The proactor owns a ring set up for one issuing thread: it must be
+/// neither `Send` nor `Sync`. This fails to compile if either is implemented.
+#[allow(dead_code)]
+mod not_send {
+    trait AmbiguousIfImpl<A> {
+        fn some_item() {}
+    }
+    impl<T: ?Sized> AmbiguousIfImpl<()> for T {}
+    impl<T: ?Sized + Send> AmbiguousIfImpl<u8> for T {}
+    const _: fn() = || {
+        let _ = <super::Proactor as AmbiguousIfImpl<_>>::some_item;
+    };
+    trait AmbiguousIfSync<A> {
+        fn some_item() {}
+    }
+    impl<T: ?Sized> AmbiguousIfSync<()> for T {}
+    impl<T: ?Sized + Sync> AmbiguousIfSync<u8> for T {}
+    const _: fn() = || {
+        let _ = <super::Proactor as AmbiguousIfSync<_>>::some_item;
+    };
+}

@@ -1,0 +1,1061 @@
+//! The event loop: the transport registry, operation dispatch and events.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use nix::sys::inotify::WatchDescriptor;
+use slab::Slab;
+
+use crate::buffers::Pool;
+use crate::error::{Error, Result};
+use crate::event::{CloseReason, Events, Item};
+use crate::fifo::{self, FifoOptions, OpenWatch};
+use crate::ring::{self, Completion, FileRef, OpId, OpKind, Ring, RingConfig};
+use crate::token::{Receiver, Sender, Token};
+use crate::transport::{Chunk, Input, Notice, State, WriteQueue, transition};
+
+/// Owners of the proactor's own operations (transport owners are tokens,
+/// whose slot index never reaches this range).
+const INTERNAL: u64 = u64::MAX - 15;
+const OWNER_RETRY_TIMER: u64 = INTERNAL;
+const OWNER_OPEN_WATCH: u64 = INTERNAL + 1;
+
+const ECANCELED: i32 = -libc::ECANCELED;
+/// What an op that was running in io-wq completes with when cancelled.
+const ERESTARTSYS: i32 = -512;
+
+/// First delay of the retry timer of senders waiting for a reader.
+const RETRY_START: Duration = Duration::from_millis(1);
+
+/// Configures and builds a [`Proactor`].
+///
+/// ```
+/// let proactor = ringpipe::Proactor::builder()
+///     .sq_entries(512)
+///     .buffers(128, 64 * 1024)
+///     .build()?;
+/// # Ok::<(), ringpipe::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    ring: RingConfig,
+    buffers: u16,
+    buffer_size: usize,
+    ignore_sigpipe: bool,
+    open_retry_max: Duration,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            ring: RingConfig {
+                sq_entries: 256,
+                cq_entries: 1024,
+                sqpoll_idle: None,
+                files: 1024,
+            },
+            buffers: 64,
+            buffer_size: 64 * 1024,
+            ignore_sigpipe: true,
+            open_retry_max: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Builder {
+    /// Submission queue size (default 256). A turn with more operations
+    /// than this flushes early, once per full queue.
+    pub fn sq_entries(mut self, n: u32) -> Self {
+        self.ring.sq_entries = n;
+        self
+    }
+
+    /// Completion queue size (default 1024, at least twice the SQ). When
+    /// it overflows the kernel keeps completions aside and the proactor
+    /// fetches them: none are lost.
+    pub fn cq_entries(mut self, n: u32) -> Self {
+        self.ring.cq_entries = n;
+        self
+    }
+
+    /// Use a kernel submission thread (SQPOLL) that polls for `idle` before
+    /// sleeping: fewer syscalls and lower latency, for a core's worth of CPU.
+    /// Default: off; the ring then runs single-issuer with deferred task work.
+    pub fn sqpoll(mut self, idle: Duration) -> Self {
+        self.ring.sqpoll_idle = Some(idle);
+        self
+    }
+
+    /// The registered buffer pool: `count` buffers of `size` bytes (default
+    /// 64 x 64 KiB), registered once. Reads land in these; sends are copied
+    /// into them. When all are in use, owned heap buffers stand in.
+    pub fn buffers(mut self, count: u16, size: usize) -> Self {
+        self.buffers = count;
+        self.buffer_size = size;
+        self
+    }
+
+    /// Size of the registered file table (default 1024; 0 disables it).
+    /// Transports beyond it use plain descriptors.
+    pub fn registered_files(mut self, n: u32) -> Self {
+        self.ring.files = n;
+        self
+    }
+
+    /// SIGPIPE policy. An io_uring write submitted after the reader left
+    /// fails with `EPIPE` **and raises SIGPIPE in the submitting thread**,
+    /// whose default action kills the process. With `true` (the default) the
+    /// builder sets SIGPIPE to ignored if, and only if, its disposition is
+    /// still the default; a handler you installed is kept. Rust programs
+    /// already start with SIGPIPE ignored. With `false` nothing is changed.
+    pub fn ignore_sigpipe(mut self, yes: bool) -> Self {
+        self.ignore_sigpipe = yes;
+        self
+    }
+
+    /// Longest pause between retries of a sender waiting for its first
+    /// reader (default 50 ms). Readers that open non-blocking, or while a
+    /// writer is present, are seen at once through inotify; a reader blocked
+    /// in `open(2)` is invisible to inotify until it has a writer, and is
+    /// found by the retry timer, which backs off from 1 ms to this.
+    pub fn open_retry_max(mut self, max: Duration) -> Self {
+        self.open_retry_max = max.max(RETRY_START);
+        self
+    }
+
+    /// Sets up the ring, probes the kernel and registers the buffers.
+    /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
+    /// or lacks an opcode, naming which.
+    pub fn build(self) -> Result<Proactor> {
+        let mut ring = Ring::new(&self.ring)?;
+        let pool = Pool::new(self.buffers, self.buffer_size).map_err(|e| Error::Ring {
+            op: "mmap of the buffer pool",
+            source: e,
+        })?;
+        if self.buffers > 0 {
+            ring.register_pool(&pool).map_err(|e| Error::Ring {
+                op: "register_buffers",
+                source: e,
+            })?;
+        }
+        if self.ignore_sigpipe {
+            ring::ignore_sigpipe_if_default();
+        }
+        Ok(Proactor {
+            ring,
+            pool,
+            transports: Slab::new(),
+            generations: Vec::new(),
+            completions: Vec::new(),
+            pending: Vec::new(),
+            waiting: Vec::new(),
+            watch: None,
+            watch_armed: false,
+            timer_armed: false,
+            retry_delay: RETRY_START,
+            open_retry_max: self.open_retry_max,
+        })
+    }
+}
+
+/// Per-transport byte counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes handed to [`Proactor::send`].
+    pub bytes_queued: u64,
+    /// Bytes the kernel accepted into the pipe.
+    pub bytes_accepted: u64,
+    /// Bytes delivered by `Data` events.
+    pub bytes_read: u64,
+}
+
+impl Stats {
+    /// Bytes queued and not yet accepted by the kernel.
+    pub fn bytes_unsent(&self) -> u64 {
+        self.bytes_queued - self.bytes_accepted
+    }
+}
+
+#[derive(Debug)]
+enum Role {
+    Receiver {
+        read: Option<OpId>,
+        poll: Option<OpId>,
+        bytes_read: u64,
+    },
+    Sender(Box<SendSide>),
+}
+
+#[derive(Debug, Default)]
+struct SendSide {
+    queue: WriteQueue,
+    /// `start..end` of the chunk whose write is in flight.
+    writing: Option<(usize, usize)>,
+    write: Option<OpId>,
+    poll: Option<OpId>,
+    close_after_flush: bool,
+    pipe_size: Option<usize>,
+    deadline: Option<(Instant, Duration)>,
+    watch: Option<WatchDescriptor>,
+}
+
+#[derive(Debug)]
+struct Transport {
+    token: Token,
+    state: State,
+    role: Role,
+    fd: Option<OwnedFd>,
+    fixed: Option<u32>,
+    anchor: Option<OwnedFd>,
+    path: Option<PathBuf>,
+    /// Ring operations owned by this transport (cancels included).
+    inflight: u32,
+    reason: CloseReason,
+}
+
+impl Transport {
+    fn file(&self) -> Option<FileRef> {
+        match (self.fixed, &self.fd) {
+            (Some(slot), _) => Some(FileRef::Fixed(slot)),
+            (None, Some(fd)) => Some(FileRef::Raw(fd.as_raw_fd())),
+            (None, None) => None,
+        }
+    }
+
+    fn sender(&mut self) -> &mut SendSide {
+        match &mut self.role {
+            Role::Sender(s) => s,
+            Role::Receiver { .. } => unreachable!("sender handle maps to a receiver"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match (&self.path, &self.fd) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(fd)) => format!("fd {}", fd.as_raw_fd()),
+            (None, None) => format!("{:?}", self.token),
+        }
+    }
+}
+
+/// A single-threaded io_uring proactor over pipes and FIFOs.
+///
+/// Open ends with [`open_receiver`](Self::open_receiver) and
+/// [`open_sender`](Self::open_sender), queue bytes with
+/// [`send`](Self::send), and call [`poll`](Self::poll) in a loop: each call
+/// submits everything queued since the last one in a single
+/// `io_uring_enter`, waits, and reports finished work as [`Events`].
+///
+/// A `Proactor` is neither `Send` nor `Sync`: the ring is set up for one
+/// issuing thread. Dropping it cancels every operation in flight and waits
+/// for their completions before any fd or buffer is released.
+#[derive(Debug)]
+pub struct Proactor {
+    ring: Ring,
+    pool: Rc<Pool>,
+    transports: Slab<Transport>,
+    generations: Vec<u32>,
+    completions: Vec<Completion>,
+    pending: Vec<Item>,
+    /// Senders waiting for a reader (Opening, or PeerGone with a path).
+    waiting: Vec<Token>,
+    watch: Option<OpenWatch>,
+    watch_armed: bool,
+    timer_armed: bool,
+    retry_delay: Duration,
+    open_retry_max: Duration,
+}
+
+impl Proactor {
+    /// A proactor with default settings (see [`Builder`]).
+    pub fn new() -> Result<Proactor> {
+        Builder::default().build()
+    }
+
+    /// A builder to configure the ring, buffers and policies.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Opens the read end of the FIFO at `path`. Never blocks: the receiver
+    /// is open at once and its first read waits quietly for a writer.
+    pub fn open_receiver(
+        &mut self,
+        path: impl AsRef<Path>,
+        opts: &FifoOptions,
+    ) -> Result<Receiver> {
+        let path = path.as_ref();
+        let anchor = fifo::anchor(path, opts)?;
+        let fd = fifo::open_reader(&anchor).map_err(|e| fifo::open_error(path, e))?;
+        if let Some(size) = opts.pipe_size {
+            fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
+        }
+        let token = self.insert(
+            State::Open,
+            receiver_role(),
+            Some(anchor),
+            Some(path.into()),
+        );
+        self.install_fd(token.index as usize, fd);
+        self.arm_read(token.index as usize);
+        Ok(Receiver(token))
+    }
+
+    /// Opens the write end of the FIFO at `path`. Never blocks and takes no
+    /// thread: with no reader yet the sender stays [`State::Opening`], keeps
+    /// whatever is sent, and reports [`Event::Opened`](crate::Event::Opened)
+    /// once a reader opens the FIFO (or [`Error::OpenTimeout`] after the
+    /// open timeout).
+    pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
+        let path = path.as_ref();
+        let anchor = fifo::anchor(path, opts)?;
+        let fd = fifo::try_open_writer(&anchor).map_err(|e| fifo::open_error(path, e))?;
+        if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
+            fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
+        }
+        let side = SendSide {
+            pipe_size: opts.pipe_size,
+            deadline: opts.open_timeout.map(|t| (Instant::now() + t, t)),
+            ..SendSide::default()
+        };
+        let state = if fd.is_some() {
+            State::Open
+        } else {
+            State::Opening
+        };
+        let token = self.insert(
+            state,
+            Role::Sender(Box::new(side)),
+            Some(anchor),
+            Some(path.into()),
+        );
+        let idx = token.index as usize;
+        match fd {
+            Some(fd) => {
+                self.install_fd(idx, fd);
+                self.pending.push(Item::Opened(Sender(token)));
+            }
+            None => self.join_waiting(idx),
+        }
+        Ok(Sender(token))
+    }
+
+    /// Makes a receiver of an already open read end (an anonymous pipe,
+    /// stdin...). Its flags are left as they are.
+    pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
+        let token = self.insert(State::Open, receiver_role(), None, None);
+        self.install_fd(token.index as usize, fd);
+        self.arm_read(token.index as usize);
+        Ok(Receiver(token))
+    }
+
+    /// Makes a sender of an already open write end (an anonymous pipe,
+    /// stdout...). It is open at once; its flags are left as they are.
+    pub fn sender_from_fd(&mut self, fd: OwnedFd) -> Result<Sender> {
+        let role = Role::Sender(Box::default());
+        let token = self.insert(State::Open, role, None, None);
+        self.install_fd(token.index as usize, fd);
+        self.pending.push(Item::Opened(Sender(token)));
+        Ok(Sender(token))
+    }
+
+    /// Queues a copy of `data`. It is written in order, exactly once, from
+    /// the next [`poll`](Self::poll) on; short writes resume at the exact
+    /// byte. Bytes sent while the sender waits for a reader wait with it.
+    pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
+        let idx = self.live(to.0)?;
+        let pool = Rc::clone(&self.pool);
+        let side = self.transports[idx].sender();
+        if side.close_after_flush {
+            return Err(Error::Closed { token: to.0 });
+        }
+        side.queue.push(&pool, data);
+        self.pump(idx);
+        Ok(())
+    }
+
+    /// Closes a transport: cancels its operations, waits for their final
+    /// completions, releases its registered file slot and fd, then reports
+    /// [`Event::Closed`](crate::Event::Closed) with every unsent byte.
+    pub fn close(&mut self, token: impl Into<Token>) -> Result<()> {
+        let idx = self.live(token.into())?;
+        self.begin_close(idx, CloseReason::Requested);
+        Ok(())
+    }
+
+    /// Closes a sender once its queue is written (reason
+    /// [`CloseReason::Flushed`]); if the reader leaves first, the sender waits
+    /// for the next one. Further sends fail with [`Error::Closed`].
+    pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
+        let idx = self.live(sender.0)?;
+        self.transports[idx].sender().close_after_flush = true;
+        self.maybe_flushed(idx);
+        Ok(())
+    }
+
+    /// Where a transport is in its life.
+    pub fn state(&self, token: impl Into<Token>) -> Result<State> {
+        let token = token.into();
+        match self.slot(token)? {
+            Some(t) => Ok(t.state),
+            None => Ok(State::Closed),
+        }
+    }
+
+    /// Byte counters of a live transport.
+    pub fn stats(&self, token: impl Into<Token>) -> Result<Stats> {
+        let token = token.into();
+        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
+        Ok(match &t.role {
+            Role::Receiver { bytes_read, .. } => Stats {
+                bytes_read: *bytes_read,
+                ..Stats::default()
+            },
+            Role::Sender(s) => Stats {
+                bytes_queued: s.queue.queued_total,
+                bytes_accepted: s.queue.accepted_total,
+                bytes_read: 0,
+            },
+        })
+    }
+
+    /// Sets the capacity of a transport's pipe (`F_SETPIPE_SZ`); returns
+    /// the size the kernel chose.
+    pub fn set_pipe_size(&mut self, token: impl Into<Token>, bytes: usize) -> Result<usize> {
+        let token = token.into();
+        let idx = self.live(token)?;
+        let t = &self.transports[idx];
+        match &t.fd {
+            Some(fd) => fifo::set_pipe_size(fd.as_fd(), bytes, t.describe()),
+            None => {
+                // Not open yet: applied when the reader appears.
+                let t = &mut self.transports[idx];
+                t.sender().pipe_size = Some(bytes);
+                Ok(bytes)
+            }
+        }
+    }
+
+    /// `io_uring_enter` calls made so far (for syscalls-per-message figures).
+    pub fn enter_count(&self) -> u64 {
+        self.ring.enters()
+    }
+
+    /// Ring operations submitted and not yet finally completed.
+    pub fn in_flight(&self) -> usize {
+        self.ring.in_flight()
+    }
+
+    /// Transports currently using a registered file slot.
+    pub fn registered_files(&self) -> usize {
+        self.ring.files_in_use()
+    }
+
+    /// Submits everything queued since the last call in one
+    /// `io_uring_enter`, waits up to `timeout` (`None`: until something
+    /// happens) for work to finish, and fills `events` with what finished.
+    /// Events of the previous call are dropped first, and their buffers
+    /// reused. Returns at once, with no events, if nothing is in flight.
+    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
+        events.items.clear();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let wait = self.pending.is_empty()
+                && timeout != Some(Duration::ZERO)
+                && self.ring.in_flight() > 0;
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.ring
+                .submit_and_wait(wait, remaining)
+                .map_err(|e| Error::Ring {
+                    op: "io_uring_enter",
+                    source: e,
+                })?;
+            let mut completions = std::mem::take(&mut self.completions);
+            self.ring.drain(&mut completions).map_err(|e| Error::Ring {
+                op: "io_uring_enter (CQ overflow flush)",
+                source: e,
+            })?;
+            for c in completions.drain(..) {
+                self.dispatch(c);
+            }
+            self.completions = completions;
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if !wait || expired || !self.pending.is_empty() {
+                break;
+            }
+            // Only internal work finished (a timer, a cancel): wait again.
+        }
+        events.items.append(&mut self.pending);
+        Ok(())
+    }
+
+    // ----- registry -----
+
+    fn insert(
+        &mut self,
+        state: State,
+        role: Role,
+        anchor: Option<OwnedFd>,
+        path: Option<PathBuf>,
+    ) -> Token {
+        let entry = self.transports.vacant_entry();
+        let index = entry.key();
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        let token = Token {
+            index: index as u32,
+            generation: self.generations[index],
+        };
+        entry.insert(Transport {
+            token,
+            state,
+            role,
+            fd: None,
+            fixed: None,
+            anchor,
+            path,
+            inflight: 0,
+            reason: CloseReason::Requested,
+        });
+        token
+    }
+
+    /// The live transport of `token` (`None`: closed, slot not reused).
+    fn slot(&self, token: Token) -> Result<Option<&Transport>> {
+        let index = token.index as usize;
+        let current = *self.generations.get(index).ok_or(Error::Stale { token })?;
+        match self.transports.get(index) {
+            Some(t) if t.token == token => Ok(Some(t)),
+            None if token.generation.wrapping_add(1) == current => Ok(None),
+            _ => Err(Error::Stale { token }),
+        }
+    }
+
+    /// Index of a transport that accepts operations (not closing or closed).
+    fn live(&self, token: Token) -> Result<usize> {
+        match self.slot(token)? {
+            Some(t) if t.state != State::Closing => Ok(token.index as usize),
+            _ => Err(Error::Closed { token }),
+        }
+    }
+
+    fn install_fd(&mut self, idx: usize, fd: OwnedFd) {
+        let fixed = self.ring.register_file(fd.as_raw_fd());
+        let t = &mut self.transports[idx];
+        t.fixed = fixed;
+        t.fd = Some(fd);
+    }
+
+    // ----- state changes -----
+
+    fn apply(&mut self, idx: usize, input: Input) {
+        let t = &mut self.transports[idx];
+        let Some((next, notice)) = transition(t.state, input) else {
+            return;
+        };
+        t.state = next;
+        let token = t.token;
+        match notice {
+            Notice::None => {}
+            Notice::Opened => self.pending.push(Item::Opened(Sender(token))),
+            Notice::PeerBack => self.pending.push(Item::PeerBack(token)),
+            Notice::PeerGone => self.pending.push(Item::PeerGone(token)),
+            Notice::Closed => unreachable!("Closed is only reached in finish_close"),
+        }
+    }
+
+    fn begin_close(&mut self, idx: usize, reason: CloseReason) {
+        let t = &mut self.transports[idx];
+        if t.state == State::Closing {
+            return;
+        }
+        t.reason = reason;
+        self.apply(idx, Input::Close);
+        self.cancel_ops(idx);
+        self.maybe_finish(idx);
+    }
+
+    fn fail(&mut self, idx: usize, error: Error) {
+        let t = &mut self.transports[idx];
+        if t.state == State::Closing {
+            return;
+        }
+        let token = t.token;
+        t.reason = CloseReason::Error;
+        self.pending.push(Item::Error { token, error });
+        self.apply(idx, Input::Fail);
+        self.cancel_ops(idx);
+        self.maybe_finish(idx);
+    }
+
+    fn io_fail(&mut self, idx: usize, op: &'static str, result: i32) {
+        let token = self.transports[idx].token;
+        let source = io::Error::from_raw_os_error(-result);
+        self.fail(idx, Error::Io { token, op, source });
+    }
+
+    fn cancel_ops(&mut self, idx: usize) {
+        self.leave_waiting(idx);
+        let t = &mut self.transports[idx];
+        let owner = t.token.to_owner();
+        let ops: Vec<OpId> = match &t.role {
+            Role::Receiver { read, poll, .. } => [*read, *poll].into_iter().flatten().collect(),
+            Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
+        };
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[idx].inflight += 1;
+            }
+        }
+    }
+
+    fn maybe_finish(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        if t.state == State::Closing && t.inflight == 0 {
+            self.finish_close(idx);
+        }
+    }
+
+    /// The last step of close: nothing is in flight any more.
+    fn finish_close(&mut self, idx: usize) {
+        let mut t = self.transports.remove(idx);
+        debug_assert_eq!(
+            transition(t.state, Input::Drained),
+            Some((State::Closed, Notice::Closed))
+        );
+        if let Some(slot) = t.fixed.take() {
+            // A registered slot holds its own reference to the pipe end:
+            // empty it, or the peer never sees this end close.
+            let _ = self.ring.unregister_file(slot);
+        }
+        drop(t.fd.take());
+        self.generations[idx] = self.generations[idx].wrapping_add(1);
+        let mut unsent = Vec::new();
+        if let Role::Sender(s) = &mut t.role {
+            s.queue.take_bytes(&mut unsent);
+        }
+        self.pending.push(Item::Closed {
+            token: t.token,
+            reason: t.reason,
+            unsent,
+        });
+    }
+
+    // ----- reads -----
+
+    fn arm_read(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
+            return;
+        };
+        let raw = fd.as_raw_fd();
+        let owner = t.token.to_owner();
+        // No free registered buffer: wait for data without holding memory,
+        // then read into whatever buffer is free at that moment.
+        let (read, poll) = match self.pool.take_fixed() {
+            Some(buf) => (self.ring.read(file, buf, owner).map(Some), Ok(None)),
+            None => (
+                Ok(None),
+                self.ring
+                    .poll_add(raw, libc::POLLIN as u32, owner)
+                    .map(Some),
+            ),
+        };
+        self.record_recv_ops(idx, read, poll);
+    }
+
+    fn arm_read_now(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let Some(file) = t.file() else { return };
+        let owner = t.token.to_owner();
+        let read = self.ring.read(file, self.pool.take(), owner).map(Some);
+        self.record_recv_ops(idx, read, Ok(None));
+    }
+
+    fn arm_read_poll(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let Some(fd) = t.fd.as_ref() else { return };
+        let poll = self
+            .ring
+            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, t.token.to_owner());
+        self.record_recv_ops(idx, Ok(None), poll.map(Some));
+    }
+
+    fn record_recv_ops(
+        &mut self,
+        idx: usize,
+        read: io::Result<Option<OpId>>,
+        poll: io::Result<Option<OpId>>,
+    ) {
+        match (read, poll) {
+            (Ok(r), Ok(p)) => {
+                let t = &mut self.transports[idx];
+                t.inflight += 1;
+                if let Role::Receiver { read, poll, .. } = &mut t.role {
+                    *read = r;
+                    *poll = p;
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => self.fail(
+                idx,
+                Error::Ring {
+                    op: "submit",
+                    source: e,
+                },
+            ),
+        }
+    }
+
+    fn on_read(&mut self, idx: usize, result: i32, buf: Option<crate::buffers::Buf>) {
+        let t = &mut self.transports[idx];
+        if let Role::Receiver { read, .. } = &mut t.role {
+            *read = None;
+        }
+        if t.state == State::Closing {
+            return;
+        }
+        match result {
+            n if n > 0 => {
+                let token = t.token;
+                if let Role::Receiver { bytes_read, .. } = &mut t.role {
+                    *bytes_read += n as u64;
+                }
+                let buf = buf.expect("a read owns its buffer");
+                self.pending.push(Item::Data {
+                    from: Receiver(token),
+                    buf,
+                    len: n as usize,
+                });
+                self.apply(idx, Input::PeerReady);
+                self.arm_read(idx);
+            }
+            // EOF: every writer closed. Never re-arm a read here: on a FIFO
+            // it would return 0 again at once, thousands of times a second.
+            0 => self.apply(idx, Input::PeerLeft),
+            r if r == -libc::EAGAIN => self.arm_read_poll(idx),
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
+            r => self.io_fail(idx, "read", r),
+        }
+    }
+
+    fn on_poll(&mut self, idx: usize, result: i32) {
+        let t = &mut self.transports[idx];
+        let is_receiver = match &mut t.role {
+            Role::Receiver { poll, .. } => {
+                *poll = None;
+                true
+            }
+            Role::Sender(s) => {
+                s.poll = None;
+                false
+            }
+        };
+        if t.state == State::Closing || result == ECANCELED {
+            return;
+        }
+        if result < 0 {
+            return self.io_fail(idx, "poll", result);
+        }
+        if is_receiver {
+            self.arm_read_now(idx);
+        } else {
+            self.pump(idx);
+        }
+    }
+
+    // ----- writes -----
+
+    /// Starts the next write if the sender is open and none is in flight.
+    fn pump(&mut self, idx: usize) {
+        let t = &mut self.transports[idx];
+        if t.state != State::Open {
+            return;
+        }
+        let Some(file) = t.file() else { return };
+        let owner = t.token.to_owner();
+        let side = t.sender();
+        if side.writing.is_some() || side.poll.is_some() {
+            return;
+        }
+        let Some(chunk) = side.queue.pop_front() else {
+            return;
+        };
+        let range = chunk.start..chunk.end;
+        match self.ring.write(file, chunk.buf, range.clone(), owner) {
+            Ok(op) => {
+                let t = &mut self.transports[idx];
+                t.inflight += 1;
+                let side = t.sender();
+                side.writing = Some((range.start, range.end));
+                side.write = Some(op);
+            }
+            Err(e) => self.fail(
+                idx,
+                Error::Ring {
+                    op: "submit",
+                    source: e,
+                },
+            ),
+        }
+    }
+
+    fn on_write(&mut self, idx: usize, result: i32, buf: Option<crate::buffers::Buf>) {
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        let closing = t.state == State::Closing;
+        let side = t.sender();
+        side.write = None;
+        let (start, end) = side
+            .writing
+            .take()
+            .expect("a write completion has its range");
+        let mut chunk = Chunk {
+            buf: buf.expect("a write owns its buffer"),
+            start,
+            end,
+        };
+        if result >= 0 {
+            let n = result as usize;
+            side.queue.accepted_total += n as u64;
+            chunk.start += n;
+            if chunk.start < chunk.end {
+                side.queue.push_front(chunk);
+            }
+            if n > 0 {
+                self.pending.push(Item::Sent {
+                    to: Sender(token),
+                    bytes: n,
+                });
+            }
+            if closing {
+                return;
+            }
+            self.pump(idx);
+            self.maybe_flushed(idx);
+            return;
+        }
+        // Nothing was written: the chunk goes back to the front, intact.
+        side.queue.push_front(chunk);
+        if closing {
+            return;
+        }
+        match result {
+            r if r == -libc::EPIPE => {
+                self.apply(idx, Input::PeerLeft);
+                self.join_waiting(idx);
+            }
+            r if r == -libc::EAGAIN => {
+                let t = &self.transports[idx];
+                let Some(fd) = t.fd.as_ref() else { return };
+                let poll =
+                    self.ring
+                        .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, token.to_owner());
+                match poll {
+                    Ok(op) => {
+                        let t = &mut self.transports[idx];
+                        t.inflight += 1;
+                        t.sender().poll = Some(op);
+                    }
+                    Err(e) => self.fail(
+                        idx,
+                        Error::Ring {
+                            op: "submit",
+                            source: e,
+                        },
+                    ),
+                }
+            }
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.pump(idx),
+            r => self.io_fail(idx, "write", r),
+        }
+    }
+
+    fn maybe_flushed(&mut self, idx: usize) {
+        let t = &mut self.transports[idx];
+        let side = t.sender();
+        if side.close_after_flush && side.queue.is_empty() && side.writing.is_none() {
+            self.begin_close(idx, CloseReason::Flushed);
+        }
+    }
+
+    // ----- waiting for a reader -----
+
+    fn join_waiting(&mut self, idx: usize) {
+        let token = self.transports[idx].token;
+        if self.transports[idx].anchor.is_none() || self.waiting.contains(&token) {
+            return;
+        }
+        self.waiting.push(token);
+        if self.watch.is_none() {
+            self.watch = OpenWatch::new().ok();
+        }
+        if let (Some(watch), Some(anchor)) =
+            (self.watch.as_mut(), self.transports[idx].anchor.as_ref())
+        {
+            let wd = watch.add(anchor).ok();
+            self.transports[idx].sender().watch = wd;
+        }
+        self.arm_watch();
+        self.retry_delay = RETRY_START;
+        self.arm_retry_timer();
+    }
+
+    fn leave_waiting(&mut self, idx: usize) {
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        if let Role::Sender(s) = &mut t.role
+            && let Some(wd) = s.watch.take()
+            && let Some(watch) = self.watch.as_mut()
+        {
+            watch.remove(wd);
+        }
+        self.waiting.retain(|w| *w != token);
+    }
+
+    fn arm_watch(&mut self) {
+        if self.watch_armed {
+            return;
+        }
+        if let Some(watch) = &self.watch
+            && self
+                .ring
+                .poll_add(watch.fd(), libc::POLLIN as u32, OWNER_OPEN_WATCH)
+                .is_ok()
+        {
+            self.watch_armed = true;
+        }
+    }
+
+    fn arm_retry_timer(&mut self) {
+        if self.timer_armed || self.waiting.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut delay = self.retry_delay;
+        for token in &self.waiting {
+            if let Some(t) = self.transports.get(token.index as usize)
+                && let Role::Sender(s) = &t.role
+                && let Some((deadline, _)) = s.deadline
+                && t.state == State::Opening
+            {
+                delay = delay.min(deadline.saturating_duration_since(now));
+            }
+        }
+        if self.ring.timeout(delay, OWNER_RETRY_TIMER).is_ok() {
+            self.timer_armed = true;
+            self.retry_delay = (self.retry_delay * 2).min(self.open_retry_max);
+        }
+    }
+
+    /// Looks for readers of every waiting sender.
+    fn retry_waiting(&mut self) {
+        let now = Instant::now();
+        for token in self.waiting.clone() {
+            let idx = token.index as usize;
+            let t = &mut self.transports[idx];
+            let anchor = t.anchor.as_ref().expect("waiting senders have a path");
+            match t.state {
+                State::Opening => match fifo::try_open_writer(anchor) {
+                    Ok(Some(fd)) => {
+                        let size = t.sender().pipe_size;
+                        if let Some(size) = size
+                            && let Err(e) = fifo::set_pipe_size(fd.as_fd(), size, t.describe())
+                        {
+                            self.fail(idx, e);
+                            continue;
+                        }
+                        self.install_fd(idx, fd);
+                        self.leave_waiting(idx);
+                        self.apply(idx, Input::PeerReady);
+                        self.pump(idx);
+                        self.maybe_flushed(idx);
+                    }
+                    Ok(None) => {
+                        if let Some((deadline, waited)) = t.sender().deadline
+                            && now >= deadline
+                        {
+                            let path = t.path.clone().unwrap_or_default();
+                            self.fail(idx, Error::OpenTimeout { path, waited });
+                        }
+                    }
+                    Err(e) => {
+                        let path = t.path.clone().unwrap_or_default();
+                        self.fail(idx, fifo::open_error(&path, e));
+                    }
+                },
+                State::PeerGone => {
+                    if let Ok(true) = fifo::has_reader(anchor) {
+                        self.leave_waiting(idx);
+                        self.apply(idx, Input::PeerReady);
+                        self.pump(idx);
+                    }
+                }
+                _ => self.leave_waiting(idx),
+            }
+        }
+    }
+
+    // ----- completions -----
+
+    fn dispatch(&mut self, c: Completion) {
+        match c.owner {
+            OWNER_RETRY_TIMER => {
+                self.timer_armed = false;
+                self.retry_waiting();
+                self.arm_retry_timer();
+                return;
+            }
+            OWNER_OPEN_WATCH => {
+                self.watch_armed = false;
+                if let Some(watch) = self.watch.as_mut() {
+                    watch.drain();
+                }
+                self.retry_waiting();
+                if !self.waiting.is_empty() {
+                    self.arm_watch();
+                }
+                return;
+            }
+            o if o >= INTERNAL => return,
+            _ => {}
+        }
+        let token = Token::from_owner(c.owner);
+        let idx = token.index as usize;
+        match self.transports.get_mut(idx) {
+            Some(t) if t.token == token => t.inflight -= 1,
+            // Cannot happen: a slot is freed only when nothing is in flight.
+            _ => return,
+        }
+        match c.kind {
+            OpKind::Read => self.on_read(idx, c.result, c.buf),
+            OpKind::Write => self.on_write(idx, c.result, c.buf),
+            OpKind::Poll => self.on_poll(idx, c.result),
+            OpKind::Cancel | OpKind::Timeout => {}
+        }
+        if self.transports.contains(idx) {
+            self.maybe_finish(idx);
+        }
+    }
+}
+
+fn receiver_role() -> Role {
+    Role::Receiver {
+        read: None,
+        poll: None,
+        bytes_read: 0,
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        // Cancel and reap everything before any fd closes or buffer frees.
+        if !self.ring.cancel_all_and_drain(Duration::from_secs(5)) {
+            // The kernel still owns some operations: leak their fds too.
+            std::mem::forget(std::mem::take(&mut self.transports));
+        }
+    }
+}

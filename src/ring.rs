@@ -1,0 +1,524 @@
+//! The io_uring instance: setup and feature probe, SQ push with flush-when-full,
+//! one `io_uring_enter` per loop turn, CQ drain, and the operation table.
+//!
+//! Every operation is entered in the table before its SQE is pushed and leaves
+//! it only with its final CQE, taking back the buffer it owned. So no buffer is
+//! freed while the kernel may touch it. The SQE's `user_data` is the table key
+//! plus a sequence number, unique among live operations, so a cancel never
+//! hits a later operation that reused the key.
+
+use std::io;
+use std::ops::Range;
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
+use slab::Slab;
+
+use crate::buffers::{Buf, Pool};
+use crate::error::Error;
+
+macro_rules! with_file {
+    ($file:expr, |$fd:ident| $body:expr) => {
+        match $file {
+            FileRef::Raw(raw) => {
+                let $fd = types::Fd(raw);
+                $body
+            }
+            FileRef::Fixed(slot) => {
+                let $fd = types::Fixed(slot);
+                $body
+            }
+        }
+    };
+}
+
+/// How the ring is set up. Built by [`crate::Builder`].
+#[derive(Debug, Clone)]
+pub(crate) struct RingConfig {
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    pub sqpoll_idle: Option<Duration>,
+    pub files: u32,
+}
+
+/// A file as an operation names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileRef {
+    Raw(RawFd),
+    Fixed(u32),
+}
+
+/// What an operation was, reported back with its completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Read,
+    Write,
+    Poll,
+    Cancel,
+    Timeout,
+}
+
+/// Names a live operation (its SQE `user_data`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpId(u64);
+
+struct InFlight {
+    owner: u64,
+    kind: OpKind,
+    id: OpId,
+    buf: Option<Buf>,
+    // The kernel reads the timespec while submitting: keep it at a stable address.
+    _timespec: Option<Box<types::Timespec>>,
+}
+
+/// One final completion.
+#[derive(Debug)]
+pub(crate) struct Completion {
+    pub owner: u64,
+    pub kind: OpKind,
+    pub result: i32,
+    pub buf: Option<Buf>,
+}
+
+/// Opcodes the proactor cannot work without.
+const REQUIRED: [(u8, &str); 7] = [
+    (opcode::Read::CODE, "READ"),
+    (opcode::Write::CODE, "WRITE"),
+    (opcode::ReadFixed::CODE, "READ_FIXED"),
+    (opcode::WriteFixed::CODE, "WRITE_FIXED"),
+    (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+    (opcode::Timeout::CODE, "TIMEOUT"),
+];
+
+pub(crate) struct Ring {
+    uring: IoUring,
+    ops: Slab<InFlight>,
+    seq: u32,
+    enters: u64,
+    sqpoll: bool,
+    pool_registered: bool,
+    file_slots: Vec<u32>,
+    file_table: u32,
+    cqes: Vec<cqueue::Entry>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ring")
+            .field("in_flight", &self.ops.len())
+            .field("enters", &self.enters)
+            .field("sqpoll", &self.sqpoll)
+            .finish()
+    }
+}
+
+impl Ring {
+    pub(crate) fn new(cfg: &RingConfig) -> Result<Ring, Error> {
+        let sq = cfg.sq_entries.max(1);
+        let cq = cfg.cq_entries.max(2 * sq);
+        let uring = match cfg.sqpoll_idle {
+            Some(idle) => IoUring::builder()
+                .setup_single_issuer()
+                .setup_sqpoll(idle.as_millis().clamp(1, u32::MAX as u128) as u32)
+                .setup_cqsize(cq)
+                .build(sq)
+                .map_err(setup_error)?,
+            None => build_deferred(sq, cq)?,
+        };
+        if !uring.params().is_feature_nodrop() || !uring.params().is_feature_ext_arg() {
+            return Err(Error::Unsupported {
+                what: "io_uring features NODROP and EXT_ARG (Linux >= 5.11)".into(),
+                source: None,
+            });
+        }
+        let mut probe = Probe::new();
+        uring
+            .submitter()
+            .register_probe(&mut probe)
+            .map_err(|e| Error::Unsupported {
+                what: "IORING_REGISTER_PROBE".into(),
+                source: Some(e),
+            })?;
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .filter(|(code, _)| !probe.is_supported(*code))
+            .map(|(_, name)| *name)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Unsupported {
+                what: format!("io_uring opcodes {}", missing.join(", ")),
+                source: None,
+            });
+        }
+        let file_table = cfg.files;
+        if file_table > 0 {
+            uring
+                .submitter()
+                .register_files_sparse(file_table)
+                .map_err(|e| Error::Ring {
+                    op: "register_files_sparse",
+                    source: e,
+                })?;
+        }
+        Ok(Ring {
+            uring,
+            ops: Slab::new(),
+            seq: 0,
+            enters: 0,
+            sqpoll: cfg.sqpoll_idle.is_some(),
+            pool_registered: false,
+            file_slots: (0..file_table).rev().collect(),
+            file_table,
+            cqes: Vec::new(),
+        })
+    }
+
+    /// Whether an opcode is supported by this kernel.
+    #[allow(dead_code)]
+    pub(crate) fn supports(&self, code: u8) -> bool {
+        let mut probe = Probe::new();
+        self.uring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(code)
+    }
+
+    /// Registers every buffer of `pool` once.
+    pub(crate) fn register_pool(&mut self, pool: &Pool) -> io::Result<()> {
+        let iovecs = pool.iovecs();
+        // SAFETY: the iovecs describe the pool's mapping, which stays mapped as
+        // long as any `Buf` (and so any in-flight op) holds the pool; the kernel
+        // pins the pages until the ring is gone, so late accesses after the
+        // pool is unmapped hit the pinned pages, not other memory.
+        unsafe { self.uring.submitter().register_buffers(&iovecs)? };
+        self.pool_registered = true;
+        Ok(())
+    }
+
+    /// Puts `fd` in the registered file table; `None` when the table is full.
+    pub(crate) fn register_file(&mut self, fd: RawFd) -> Option<u32> {
+        let slot = self.file_slots.pop()?;
+        match self.uring.submitter().register_files_update(slot, &[fd]) {
+            Ok(_) => Some(slot),
+            Err(_) => {
+                self.file_slots.push(slot);
+                None
+            }
+        }
+    }
+
+    /// Empties a registered file slot. The slot holds its own reference to the
+    /// file: until this runs, the peer never sees the end close.
+    pub(crate) fn unregister_file(&mut self, slot: u32) -> io::Result<()> {
+        debug_assert!(slot < self.file_table);
+        self.uring.submitter().register_files_update(slot, &[-1])?;
+        self.file_slots.push(slot);
+        Ok(())
+    }
+
+    /// Registered file slots in use.
+    pub(crate) fn files_in_use(&self) -> usize {
+        self.file_table as usize - self.file_slots.len()
+    }
+
+    /// `io_uring_enter` calls made so far.
+    pub(crate) fn enters(&self) -> u64 {
+        self.enters
+    }
+
+    /// Operations submitted and not yet finally completed.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Reads up to the buffer's capacity at the file's current position.
+    pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, owner: u64) -> io::Result<OpId> {
+        let ptr = buf.as_mut_ptr();
+        let len = buf.capacity() as u32;
+        let sqe = match (buf.fixed_index(), self.pool_registered) {
+            (Some(index), true) => {
+                with_file!(file, |fd| opcode::ReadFixed::new(fd, ptr, len, index)
+                    .offset(u64::MAX)
+                    .build())
+            }
+            _ => with_file!(file, |fd| opcode::Read::new(fd, ptr, len)
+                .offset(u64::MAX)
+                .build()),
+        };
+        self.push(sqe, owner, OpKind::Read, Some(buf), None)
+    }
+
+    /// Writes `buf[range]` at the file's current position.
+    pub(crate) fn write(
+        &mut self,
+        file: FileRef,
+        mut buf: Buf,
+        range: Range<usize>,
+        owner: u64,
+    ) -> io::Result<OpId> {
+        assert!(range.start <= range.end && range.end <= buf.capacity());
+        // SAFETY: range.start <= capacity, checked above.
+        let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
+        let len = (range.end - range.start) as u32;
+        let sqe = match (buf.fixed_index(), self.pool_registered) {
+            (Some(index), true) => {
+                with_file!(file, |fd| opcode::WriteFixed::new(fd, ptr, len, index)
+                    .offset(u64::MAX)
+                    .build())
+            }
+            _ => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
+                .offset(u64::MAX)
+                .build()),
+        };
+        self.push(sqe, owner, OpKind::Write, Some(buf), None)
+    }
+
+    /// One-shot poll for `mask` (POLLERR and POLLHUP are always reported).
+    pub(crate) fn poll_add(&mut self, fd: RawFd, mask: u32, owner: u64) -> io::Result<OpId> {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
+        self.push(sqe, owner, OpKind::Poll, None, None)
+    }
+
+    /// Asks the kernel to cancel `target`. Both complete: `target` with
+    /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
+    pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
+        let sqe = opcode::AsyncCancel::new(target.0).build();
+        self.push(sqe, owner, OpKind::Cancel, None, None)
+    }
+
+    /// Completes with -ETIME after `after`.
+    pub(crate) fn timeout(&mut self, after: Duration, owner: u64) -> io::Result<OpId> {
+        let ts = Box::new(
+            types::Timespec::new()
+                .sec(after.as_secs())
+                .nsec(after.subsec_nanos()),
+        );
+        let sqe = opcode::Timeout::new(&*ts).build();
+        self.push(sqe, owner, OpKind::Timeout, None, Some(ts))
+    }
+
+    fn push(
+        &mut self,
+        sqe: squeue::Entry,
+        owner: u64,
+        kind: OpKind,
+        buf: Option<Buf>,
+        timespec: Option<Box<types::Timespec>>,
+    ) -> io::Result<OpId> {
+        let key = self.ops.vacant_key();
+        self.seq = self.seq.wrapping_add(1);
+        let id = OpId(((key as u64) << 32) | u64::from(self.seq));
+        let sqe = sqe.user_data(id.0);
+        // SAFETY: every pointer in `sqe` points into `buf` or `timespec`, which
+        // are moved into the operation table right below and stay there (at a
+        // stable heap address) until the final CQE for `id` is reaped.
+        while unsafe { self.uring.submission().push(&sqe) }.is_err() {
+            // SQ full: flush early, the only case where one turn enters twice.
+            self.enter(0, None)?;
+        }
+        let inserted = self.ops.insert(InFlight {
+            owner,
+            kind,
+            id,
+            buf,
+            _timespec: timespec,
+        });
+        debug_assert_eq!(inserted, key);
+        Ok(id)
+    }
+
+    /// One `io_uring_enter`: submits every queued SQE and, when `wait` is set,
+    /// waits for at least one completion or until `timeout`.
+    pub(crate) fn submit_and_wait(
+        &mut self,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        let want = usize::from(wait);
+        match (wait, timeout) {
+            (true, Some(t)) => self.enter(want, Some(t)),
+            _ => self.enter(want, None),
+        }
+    }
+
+    fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
+        // With SQPOLL the kernel thread picks SQEs up by itself; the crate
+        // skips the syscall unless it must wait, wake the thread or flush the
+        // CQ. Mirror that test so the counter counts real syscalls only.
+        if self.sqpoll && want == 0 {
+            let mut sq = self.uring.submission();
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if !(sq.need_wakeup() || sq.cq_overflow() || sq.taskrun()) {
+                sq.sync();
+                return Ok(());
+            }
+        }
+        self.enters += 1;
+        let submitter = self.uring.submitter();
+        let res = match timeout {
+            Some(t) => {
+                let ts = types::Timespec::new()
+                    .sec(t.as_secs())
+                    .nsec(t.subsec_nanos());
+                let args = types::SubmitArgs::new().timespec(&ts);
+                submitter.submit_with_args(want, &args)
+            }
+            None => submitter.submit_and_wait(want),
+        };
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                // Timed out, interrupted, or completions must be reaped first.
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Moves every available completion to `out`, flushing CQEs the kernel
+    /// kept aside on overflow. Multishot continuations are not final and do
+    /// not leave the table.
+    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        loop {
+            self.cqes.clear();
+            self.cqes.extend(self.uring.completion());
+            for cqe in self.cqes.drain(..) {
+                let key = (cqe.user_data() >> 32) as usize;
+                let Some(op) = self.ops.get(key) else {
+                    continue;
+                };
+                if op.id.0 != cqe.user_data() {
+                    continue;
+                }
+                if cqueue::more(cqe.flags()) {
+                    continue;
+                }
+                let op = self.ops.remove(key);
+                out.push(Completion {
+                    owner: op.owner,
+                    kind: op.kind,
+                    result: cqe.result(),
+                    buf: op.buf,
+                });
+            }
+            if self.uring.submission().cq_overflow() {
+                // The kernel holds completions that did not fit: an enter
+                // with GETEVENTS moves them into the CQ.
+                self.enters += 1;
+                // The crate adds GETEVENTS when it sees the overflow flag.
+                self.uring.submitter().submit_and_wait(0)?;
+                continue;
+            }
+            return Ok(());
+        }
+    }
+
+    /// Cancels every operation and waits for all final completions, up to
+    /// `grace`. Returns false if some are still in flight afterwards.
+    pub(crate) fn cancel_all_and_drain(&mut self, grace: Duration) -> bool {
+        let targets: Vec<OpId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.kind != OpKind::Cancel)
+            .map(|(_, op)| op.id)
+            .collect();
+        for target in targets {
+            if self.cancel(target, u64::MAX).is_err() {
+                break;
+            }
+        }
+        let deadline = Instant::now() + grace;
+        let mut sink = Vec::new();
+        while !self.ops.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            if self.submit_and_wait(true, Some(deadline - now)).is_err() {
+                return false;
+            }
+            if self.drain(&mut sink).is_err() {
+                return false;
+            }
+            sink.clear();
+        }
+        true
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if !self.ops.is_empty() && !self.cancel_all_and_drain(Duration::from_secs(5)) {
+            // The kernel may still write into these buffers: leak them rather
+            // than free memory it owns.
+            std::mem::forget(std::mem::take(&mut self.ops));
+        }
+    }
+}
+
+fn build_deferred(sq: u32, cq: u32) -> Result<IoUring, Error> {
+    // Newest mode first; fall back when a flag is refused with EINVAL.
+    let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] = [
+        |b| b.setup_single_issuer().setup_defer_taskrun(),
+        |b| b.setup_single_issuer().setup_coop_taskrun(),
+        |b| b,
+    ];
+    let mut last = None;
+    for set in attempts {
+        let mut builder = IoUring::builder();
+        set(&mut builder).setup_cqsize(cq);
+        match builder.build(sq) {
+            Ok(ring) => return Ok(ring),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(setup_error(e)),
+        }
+    }
+    Err(setup_error(last.unwrap_or_else(|| {
+        io::Error::from_raw_os_error(libc::EINVAL)
+    })))
+}
+
+/// Turns an `io_uring_setup` failure into one error that names the cause.
+fn setup_error(e: io::Error) -> Error {
+    let what = match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            "io_uring_setup: the kernel has no io_uring (or seccomp blocks it)".to_string()
+        }
+        Some(libc::EPERM) => {
+            let knob = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "?".into());
+            format!(
+                "io_uring_setup refused: kernel.io_uring_disabled = {knob} \
+                 (0 enables it for everyone), or a seccomp filter denies it"
+            )
+        }
+        _ => "io_uring_setup".to_string(),
+    };
+    Error::Unsupported {
+        what,
+        source: Some(e),
+    }
+}
+
+/// Sets SIGPIPE to ignored if its disposition is still the default. An
+/// io_uring write submitted after the reader left raises SIGPIPE in the
+/// submitting thread; the default action would kill the process.
+pub(crate) fn ignore_sigpipe_if_default() {
+    use nix::sys::signal::{SigHandler, Signal, sigaction};
+    // SAFETY: querying with a null new action changes nothing. Replacing
+    // SIG_DFL by SIG_IGN installs no handler code, so no async-signal-safety
+    // question arises; a handler set by the program is left alone.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_DFL
+        {
+            let ignore = nix::sys::signal::SigAction::new(
+                SigHandler::SigIgn,
+                nix::sys::signal::SaFlags::empty(),
+                nix::sys::signal::SigSet::empty(),
+            );
+            let _ = sigaction(Signal::SIGPIPE, &ignore);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Transport state and the write queue: pure code, no syscalls.
+//!
+//! [`transition`] is the whole life cycle of a transport. The proactor feeds it
+//! what happened and acts on what it returns; it is tested here for every
+//! (state, input) pair.
+
+use std::collections::VecDeque;
+
+use crate::buffers::{Buf, Pool};
+
+/// Where a transport is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// A sender waiting for its first reader.
+    Opening,
+    /// Connected: I/O flows.
+    Open,
+    /// The peer left (reader gone: `EPIPE`; writer gone: EOF). A sender keeps
+    /// its queue and its fd; bytes already in the pipe reach the next reader.
+    PeerGone,
+    /// Close was asked for or a fatal error happened; in-flight operations
+    /// are being cancelled and reaped.
+    Closing,
+    /// Everything released. Only ever reported, never held by a live handle.
+    Closed,
+}
+
+/// What happened to a transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// The peer is there (open succeeded, a reader appeared, data arrived).
+    PeerReady,
+    /// The peer left (`EPIPE` or EOF).
+    PeerLeft,
+    /// The user asked to close.
+    Close,
+    /// A fatal error.
+    Fail,
+    /// The last in-flight operation of a closing transport completed.
+    Drained,
+}
+
+/// What the proactor must report after a transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    None,
+    Opened,
+    PeerBack,
+    PeerGone,
+    Closed,
+}
+
+/// The next state and what to report, or `None` when `input` cannot happen
+/// in `state` (the caller turns that into an error, never a panic).
+pub(crate) fn transition(state: State, input: Input) -> Option<(State, Notice)> {
+    use Input::*;
+    use State::*;
+    Some(match (state, input) {
+        (Opening, PeerReady) => (Open, Notice::Opened),
+        (Opening, PeerLeft) => (Opening, Notice::None),
+        (Open, PeerReady) => (Open, Notice::None),
+        (Open, PeerLeft) => (PeerGone, Notice::PeerGone),
+        (PeerGone, PeerReady) => (Open, Notice::PeerBack),
+        (PeerGone, PeerLeft) => (PeerGone, Notice::None),
+        (Opening | Open | PeerGone, Close | Fail) => (Closing, Notice::None),
+        // Late completions of a closing transport change nothing.
+        (Closing, PeerReady | PeerLeft | Fail) => (Closing, Notice::None),
+        (Closing, Drained) => (Closed, Notice::Closed),
+        (Closing, Close) => return None,
+        (Opening | Open | PeerGone, Drained) => return None,
+        (Closed, _) => return None,
+    })
+}
+
+/// A run of queued bytes in one buffer: `buf[start..end]` is not yet written.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub buf: Buf,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A sender's bytes not yet accepted by the kernel, in order, with exact
+/// accounting. The chunk being written is taken out with [`pop_front`]
+/// and, if the kernel took only part of it, put back with [`push_front`].
+///
+/// [`pop_front`]: WriteQueue::pop_front
+/// [`push_front`]: WriteQueue::push_front
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue {
+    chunks: VecDeque<Chunk>,
+    /// Every byte ever queued.
+    pub queued_total: u64,
+    /// Every byte the kernel accepted.
+    pub accepted_total: u64,
+}
+
+impl WriteQueue {
+    /// Copies `data` in, filling the last chunk before taking new buffers.
+    pub(crate) fn push(&mut self, pool: &std::rc::Rc<Pool>, mut data: &[u8]) {
+        self.queued_total += data.len() as u64;
+        while !data.is_empty() {
+            let room = match self.chunks.back() {
+                Some(c) if c.end < c.buf.capacity() => c.buf.capacity() - c.end,
+                _ => {
+                    self.chunks.push_back(Chunk {
+                        buf: pool.take(),
+                        start: 0,
+                        end: 0,
+                    });
+                    pool.buf_size()
+                }
+            };
+            let n = room.min(data.len());
+            let chunk = self.chunks.back_mut().expect("a chunk was just ensured");
+            chunk.buf.as_mut_slice()[chunk.end..chunk.end + n].copy_from_slice(&data[..n]);
+            chunk.end += n;
+            data = &data[n..];
+        }
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Chunk> {
+        self.chunks.pop_front()
+    }
+
+    pub(crate) fn push_front(&mut self, chunk: Chunk) {
+        self.chunks.push_front(chunk);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Everything not yet written, in order, leaving the queue empty.
+    pub(crate) fn take_bytes(&mut self, out: &mut Vec<u8>) {
+        for c in self.chunks.drain(..) {
+            out.extend_from_slice(&c.buf.as_slice()[c.start..c.end]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATES: [State; 5] = [
+        State::Opening,
+        State::Open,
+        State::PeerGone,
+        State::Closing,
+        State::Closed,
+    ];
+    const INPUTS: [Input; 5] = [
+        Input::PeerReady,
+        Input::PeerLeft,
+        Input::Close,
+        Input::Fail,
+        Input::Drained,
+    ];
+
+    /// The whole table, written out once more by hand: every pair is checked.
+    fn expected(s: State, i: Input) -> Option<(State, Notice)> {
+        use Input as I;
+        use Notice as N;
+        use State as S;
+        match s {
+            S::Opening => match i {
+                I::PeerReady => Some((S::Open, N::Opened)),
+                I::PeerLeft => Some((S::Opening, N::None)),
+                I::Close | I::Fail => Some((S::Closing, N::None)),
+                I::Drained => None,
+            },
+            S::Open => match i {
+                I::PeerReady => Some((S::Open, N::None)),
+                I::PeerLeft => Some((S::PeerGone, N::PeerGone)),
+                I::Close | I::Fail => Some((S::Closing, N::None)),
+                I::Drained => None,
+            },
+            S::PeerGone => match i {
+                I::PeerReady => Some((S::Open, N::PeerBack)),
+                I::PeerLeft => Some((S::PeerGone, N::None)),
+                I::Close | I::Fail => Some((S::Closing, N::None)),
+                I::Drained => None,
+            },
+            S::Closing => match i {
+                I::Drained => Some((S::Closed, N::Closed)),
+                I::Close => None,
+                I::PeerReady | I::PeerLeft | I::Fail => Some((S::Closing, N::None)),
+            },
+            S::Closed => None,
+        }
+    }
+
+    #[test]
+    fn every_state_input_pair() {
+        for s in STATES {
+            for i in INPUTS {
+                assert_eq!(transition(s, i), expected(s, i), "{s:?} + {i:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn closed_is_reached_only_through_closing_and_is_terminal() {
+        for s in STATES {
+            for i in INPUTS {
+                if let Some((State::Closed, _)) = transition(s, i) {
+                    assert_eq!((s, i), (State::Closing, Input::Drained));
+                }
+                if s == State::Closed {
+                    assert_eq!(transition(s, i), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn queue_keeps_order_and_counts_exactly() {
+        let pool = Pool::new(2, 4096).unwrap();
+        let mut q = WriteQueue::default();
+        let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        q.push(&pool, &data[..5000]);
+        q.push(&pool, &data[5000..]);
+        assert_eq!((q.queued_total - q.accepted_total), 10_000);
+        assert_eq!(q.queued_total, 10_000);
+        // A partial write of the first chunk: 100 bytes accepted.
+        let mut c = q.pop_front().unwrap();
+        assert_eq!((c.start, c.end), (0, 4096));
+        c.start += 100;
+        q.accepted_total += 100;
+        q.push_front(c);
+        assert_eq!((q.queued_total - q.accepted_total), 9_900);
+        let mut rest = Vec::new();
+        q.take_bytes(&mut rest);
+        assert_eq!(rest, &data[100..]);
+        assert!(q.is_empty());
+    }
+}
