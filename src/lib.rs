@@ -50,6 +50,7 @@ mod buffers;
 mod error;
 mod event;
 mod fifo;
+pub mod frame;
 mod proactor;
 mod ring;
 mod token;

@@ -1,0 +1,1 @@
+//! Message framing for FIFOs: newline-delimited and length-prefixed codecs.
