@@ -1,1 +1,628 @@
 //! Message framing for FIFOs: newline-delimited and length-prefixed codecs.
+//!
+//! This module owns the two wire formats and nothing else: it does no I/O.
+//!
+//! - [`Codec::Lines`]: each frame is its payload followed by `b'\n'`; a
+//!   payload cannot contain `b'\n'`.
+//! - [`Codec::LengthPrefixed`]: each frame is the payload's length as a
+//!   `u32` in little-endian order, then the payload. Any bytes, any length
+//!   from zero up.
+//!
+//! [`encode_line`] and [`encode_length_prefixed`] append one frame to a
+//! buffer. A [`FrameDecoder`] takes the byte chunks a receiver reads, in
+//! order, and hands out each complete frame. A frame that lies entirely
+//! inside one chunk is lent straight from that chunk, without a copy; only a
+//! frame split across chunks is gathered in the decoder's buffer, which is
+//! reused from frame to frame. A frame longer than the decoder's maximum is
+//! a [`FrameError::TooLong`], reported as soon as it is known, so a broken or
+//! hostile peer cannot make the decoder buffer without bound.
+//!
+//! Many processes may write frames into one FIFO: a frame of at most
+//! [`PIPE_BUF`] bytes, header included, written with one `write` call, never
+//! interleaves with other writers' data.
+//!
+//! ```
+//! use ringpipe::frame::{Codec, FrameDecoder, encode_length_prefixed};
+//!
+//! let mut wire = Vec::new();
+//! encode_length_prefixed(b"hello", &mut wire)?;
+//! encode_length_prefixed(b"", &mut wire)?;
+//! encode_length_prefixed(b"world", &mut wire)?;
+//!
+//! // The bytes may arrive cut anywhere, as reads from a pipe do.
+//! let (first, second) = wire.split_at(7);
+//! let mut decoder = FrameDecoder::new(Codec::LengthPrefixed, 1024);
+//! let mut frames: Vec<Vec<u8>> = Vec::new();
+//! decoder.feed(first, |frame| frames.push(frame.to_vec()))?;
+//! decoder.feed(second, |frame| frames.push(frame.to_vec()))?;
+//! assert_eq!(frames, [&b"hello"[..], b"", b"world"]);
+//!
+//! // At end of input, nothing may be left half-received.
+//! assert_eq!(decoder.buffered(), 0);
+//! decoder.finish()?;
+//! # Ok::<(), ringpipe::frame::FrameError>(())
+//! ```
+
+/// The largest write to a pipe or FIFO that is atomic on Linux, in bytes.
+///
+/// A `write` of at most `PIPE_BUF` bytes to a pipe lands in one piece: it is
+/// never interleaved with data from other writers. So frames of at most
+/// `PIPE_BUF` bytes, header or newline included, each written with one
+/// `write` call, may come from any number of writer processes sharing one
+/// FIFO and still reach the reader whole. A larger frame may be split by the
+/// kernel and interleaved with other writers' data, which corrupts the
+/// stream for every codec. A lone writer may send frames of any size.
+///
+/// Use [`Codec::overhead`] to find the largest payload that fits:
+/// `PIPE_BUF - codec.overhead()`.
+pub const PIPE_BUF: usize = 4096;
+
+/// A wire format for frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    /// Payload then `b'\n'`. A payload cannot contain `b'\n'`; `b'\r'` gets
+    /// no special treatment.
+    Lines,
+    /// A `u32` little-endian payload length, then the payload.
+    LengthPrefixed,
+}
+
+impl Codec {
+    /// Bytes a frame takes beyond its payload: 1 for [`Codec::Lines`] (the
+    /// newline), 4 for [`Codec::LengthPrefixed`] (the header).
+    pub const fn overhead(self) -> usize {
+        match self {
+            Codec::Lines => 1,
+            Codec::LengthPrefixed => LENGTH_HEADER,
+        }
+    }
+
+    /// Appends one frame carrying `payload` to `out`, in this format: see
+    /// [`encode_line`] and [`encode_length_prefixed`].
+    pub fn encode(self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+        match self {
+            Codec::Lines => encode_line(payload, out),
+            Codec::LengthPrefixed => encode_length_prefixed(payload, out),
+        }
+    }
+}
+
+/// Size of the length-prefixed header.
+const LENGTH_HEADER: usize = 4;
+
+/// What is wrong with a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A frame's payload is longer than the maximum. When decoding lines,
+    /// `len` is the number of bytes seen so far without a newline, so the
+    /// whole line may be longer still. When encoding, `max` is the format's
+    /// own limit (`u32::MAX` for length-prefixed frames).
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLong {
+        /// The payload's length, or a lower bound of it (see above).
+        len: usize,
+        /// The maximum payload length.
+        max: usize,
+    },
+
+    /// A payload given to [`encode_line`] contains a newline, which would
+    /// end the frame early.
+    #[error("line payload contains a newline at byte {at}")]
+    NewlineInPayload {
+        /// Offset of the first `b'\n'` in the payload.
+        at: usize,
+    },
+
+    /// The input ended inside a frame: [`FrameDecoder::finish`] found
+    /// `buffered` bytes of a frame whose rest never came.
+    #[error("input ended inside a frame ({buffered} bytes of it received)")]
+    Truncated {
+        /// Bytes of the unfinished frame, header or partial line included.
+        buffered: usize,
+    },
+}
+
+/// Appends `payload` and a newline to `out`.
+///
+/// Fails with [`FrameError::NewlineInPayload`], leaving `out` as it was, if
+/// the payload contains `b'\n'`.
+pub fn encode_line(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    if let Some(at) = find_newline(payload) {
+        return Err(FrameError::NewlineInPayload { at });
+    }
+    out.reserve(payload.len() + 1);
+    out.extend_from_slice(payload);
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Appends the payload's length (`u32`, little-endian) and `payload` to
+/// `out`.
+///
+/// Fails with [`FrameError::TooLong`], leaving `out` as it was, if the
+/// payload is longer than `u32::MAX` bytes.
+pub fn encode_length_prefixed(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong {
+        len: payload.len(),
+        max: u32::MAX as usize,
+    })?;
+    out.reserve(LENGTH_HEADER + payload.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Reassembles frames from the chunks of a byte stream.
+///
+/// Feed it every chunk a receiver reads, in order, with
+/// [`feed`](FrameDecoder::feed). A frame inside one chunk is lent from that
+/// chunk; a frame split across chunks is gathered in an internal buffer,
+/// which keeps its capacity, so decoding allocates nothing per frame once
+/// that buffer has grown to the largest split frame (at most the maximum
+/// payload plus the header).
+///
+/// After an error the decoder is failed: every later `feed` returns the same
+/// error without looking at its input, until [`reset`](FrameDecoder::reset).
+/// A stream with a bad frame has lost its framing, so no later byte can be
+/// trusted to start a frame.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    codec: Codec,
+    max: usize,
+    /// The start of a frame that a chunk ended inside: for length-prefixed
+    /// frames the header (possibly partial) and payload so far, for lines the
+    /// bytes so far without the newline. Empty when between frames.
+    partial: Vec<u8>,
+    failed: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder for `codec` accepting payloads of at most `max_frame` bytes
+    /// (not counting the length header or newline). For frames that many
+    /// writers share a FIFO with, `PIPE_BUF - codec.overhead()` is the
+    /// natural maximum (see [`PIPE_BUF`]).
+    pub fn new(codec: Codec, max_frame: usize) -> FrameDecoder {
+        FrameDecoder {
+            codec,
+            max: max_frame,
+            partial: Vec::new(),
+            failed: None,
+        }
+    }
+
+    /// The format this decoder reads.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The largest payload accepted, in bytes.
+    pub fn max_frame(&self) -> usize {
+        self.max
+    }
+
+    /// Decodes `chunk`, the next bytes of the stream, calling `on_frame` for
+    /// each frame it completes, in order. The frame slice is valid only
+    /// during the call; it borrows from `chunk` when the frame lies inside it.
+    ///
+    /// On a frame longer than the maximum, returns [`FrameError::TooLong`]
+    /// after `on_frame` has seen every frame before the bad one; the decoder
+    /// is then failed (see the type's docs).
+    pub fn feed<F>(&mut self, chunk: &[u8], mut on_frame: F) -> Result<(), FrameError>
+    where
+        F: FnMut(&[u8]),
+    {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let result = match self.codec {
+            Codec::Lines => self.feed_lines(chunk, &mut on_frame),
+            Codec::LengthPrefixed => self.feed_length_prefixed(chunk, &mut on_frame),
+        };
+        if let Err(err) = &result {
+            self.partial.clear();
+            self.failed = Some(err.clone());
+        }
+        result
+    }
+
+    /// Bytes of an unfinished frame held in the decoder (header or partial
+    /// line included); 0 between frames. Nonzero at end of input means the
+    /// last frame was cut short.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Whether an error has failed the decoder.
+    pub fn is_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Ends the stream: returns the error that failed the decoder if any,
+    /// else [`FrameError::Truncated`] if part of a frame is buffered, else
+    /// `Ok`. Either way the decoder is reset, ready for a new stream.
+    pub fn finish(&mut self) -> Result<(), FrameError> {
+        let result = match self.failed.take() {
+            Some(err) => Err(err),
+            None if self.partial.is_empty() => Ok(()),
+            None => Err(FrameError::Truncated {
+                buffered: self.partial.len(),
+            }),
+        };
+        self.reset();
+        result
+    }
+
+    /// Drops any buffered partial frame and clears a failure, so the decoder
+    /// can read a new stream. Keeps the buffer's capacity.
+    pub fn reset(&mut self) {
+        self.partial.clear();
+        self.failed = None;
+    }
+
+    fn feed_lines(
+        &mut self,
+        mut chunk: &[u8],
+        on_frame: &mut impl FnMut(&[u8]),
+    ) -> Result<(), FrameError> {
+        if !self.partial.is_empty() {
+            match find_newline(chunk) {
+                Some(end) => {
+                    self.check(self.partial.len() + end)?;
+                    self.partial.extend_from_slice(&chunk[..end]);
+                    on_frame(&self.partial);
+                    self.partial.clear();
+                    chunk = &chunk[end + 1..];
+                }
+                None => {
+                    self.check(self.partial.len() + chunk.len())?;
+                    self.partial.extend_from_slice(chunk);
+                    return Ok(());
+                }
+            }
+        }
+        while let Some(end) = find_newline(chunk) {
+            self.check(end)?;
+            on_frame(&chunk[..end]);
+            chunk = &chunk[end + 1..];
+        }
+        // Fail now rather than at the newline: memory stays bounded.
+        self.check(chunk.len())?;
+        self.partial.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    fn feed_length_prefixed(
+        &mut self,
+        mut chunk: &[u8],
+        on_frame: &mut impl FnMut(&[u8]),
+    ) -> Result<(), FrameError> {
+        if !self.partial.is_empty() {
+            if self.partial.len() < LENGTH_HEADER {
+                let take = (LENGTH_HEADER - self.partial.len()).min(chunk.len());
+                self.partial.extend_from_slice(&chunk[..take]);
+                chunk = &chunk[take..];
+                if self.partial.len() < LENGTH_HEADER {
+                    return Ok(());
+                }
+                let len = self.check(header(&self.partial))?;
+                self.partial.reserve(len);
+            }
+            let total = LENGTH_HEADER + header(&self.partial);
+            let take = (total - self.partial.len()).min(chunk.len());
+            self.partial.extend_from_slice(&chunk[..take]);
+            chunk = &chunk[take..];
+            if self.partial.len() < total {
+                return Ok(());
+            }
+            on_frame(&self.partial[LENGTH_HEADER..]);
+            self.partial.clear();
+        }
+        while chunk.len() >= LENGTH_HEADER {
+            let len = self.check(header(chunk))?;
+            let Some(frame) = chunk.get(LENGTH_HEADER..LENGTH_HEADER + len) else {
+                // Reserve the whole frame once, not as its pieces arrive.
+                self.partial.reserve(LENGTH_HEADER + len);
+                break;
+            };
+            on_frame(frame);
+            chunk = &chunk[LENGTH_HEADER + len..];
+        }
+        self.partial.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// Returns `len` if it is within the maximum.
+    fn check(&self, len: usize) -> Result<usize, FrameError> {
+        if len > self.max {
+            Err(FrameError::TooLong { len, max: self.max })
+        } else {
+            Ok(len)
+        }
+    }
+}
+
+/// The payload length in a length-prefixed header at the start of `bytes`.
+fn header(bytes: &[u8]) -> usize {
+    let mut le = [0u8; LENGTH_HEADER];
+    le.copy_from_slice(&bytes[..LENGTH_HEADER]);
+    u32::from_le_bytes(le) as usize
+}
+
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&b| b == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Decoded frames, each with whether it was lent from the chunk fed.
+    type Frames = Vec<(Vec<u8>, bool)>;
+
+    /// Feeds each chunk, collecting frames, until the end or an error.
+    fn decode(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<(), FrameError>) {
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            let range = chunk.as_ptr_range();
+            let result = decoder.feed(chunk, |frame| {
+                let inside = frame.is_empty() || range.contains(&frame.as_ptr());
+                frames.push((frame.to_vec(), inside));
+            });
+            if result.is_err() {
+                return (frames, result);
+            }
+        }
+        (frames, Ok(()))
+    }
+
+    fn payloads(frames: &Frames) -> Vec<Vec<u8>> {
+        frames.iter().map(|(f, _)| f.clone()).collect()
+    }
+
+    fn encode_all(codec: Codec, frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for f in frames {
+            codec.encode(f, &mut wire).unwrap();
+        }
+        wire
+    }
+
+    /// Splits `wire` at the given points (taken modulo its length).
+    fn cut<'a>(wire: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = points.iter().map(|p| p % (wire.len() + 1)).collect();
+        at.push(0);
+        at.push(wire.len());
+        at.sort_unstable();
+        at.windows(2).map(|w| &wire[w[0]..w[1]]).collect()
+    }
+
+    #[test]
+    fn encodes_lines() {
+        let mut out = b"x".to_vec();
+        encode_line(b"ab", &mut out).unwrap();
+        encode_line(b"", &mut out).unwrap();
+        assert_eq!(out, b"xab\n\n");
+        assert_eq!(
+            encode_line(b"a\nb", &mut out),
+            Err(FrameError::NewlineInPayload { at: 1 })
+        );
+        assert_eq!(out, b"xab\n\n", "a refused payload leaves out untouched");
+    }
+
+    #[test]
+    fn encodes_length_prefixed() {
+        let mut out = Vec::new();
+        encode_length_prefixed(b"abc", &mut out).unwrap();
+        encode_length_prefixed(b"", &mut out).unwrap();
+        assert_eq!(out, b"\x03\0\0\0abc\0\0\0\0");
+        assert_eq!(Codec::LengthPrefixed.overhead(), 4);
+        assert_eq!(Codec::Lines.overhead(), 1);
+    }
+
+    #[test]
+    fn frames_inside_a_chunk_are_lent_split_ones_copied() {
+        for codec in [Codec::Lines, Codec::LengthPrefixed] {
+            let wire = encode_all(codec, &[b"one".to_vec(), b"two".to_vec(), b"3".to_vec()]);
+            // Cut inside "two": "one" is whole in the first chunk, "3" in the
+            // second.
+            let split = codec.overhead() + 3 + codec.overhead() + 1;
+            let (a, b) = wire.split_at(split);
+            let mut d = FrameDecoder::new(codec, 16);
+            let (frames, result) = decode(&mut d, &[a, b]);
+            result.unwrap();
+            let expect: Vec<(Vec<u8>, bool)> = vec![
+                (b"one".to_vec(), true),
+                (b"two".to_vec(), false),
+                (b"3".to_vec(), true),
+            ];
+            assert_eq!(frames, expect, "{codec:?}");
+            assert_eq!(d.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn split_frames_reuse_the_buffer() {
+        for codec in [Codec::Lines, Codec::LengthPrefixed] {
+            let frame = vec![b'a'; 100];
+            let wire = encode_all(codec, &vec![frame.clone(); 200]);
+            let mut d = FrameDecoder::new(codec, 100);
+            let mut count = 0;
+            let mut capacity = None;
+            // Chunks of 37 bytes split almost every frame; the cut's offset
+            // in a frame repeats every 37 frames, so by frame 40 the buffer
+            // has seen its largest partial frame.
+            for chunk in wire.chunks(37) {
+                d.feed(chunk, |f| {
+                    assert_eq!(f, &frame[..]);
+                    count += 1;
+                })
+                .unwrap();
+                let cap = d.partial.capacity();
+                if count >= 40 {
+                    assert_eq!(*capacity.get_or_insert(cap), cap, "{codec:?} reallocated");
+                }
+            }
+            assert_eq!(count, 200);
+            // Amortised growth may round up, but stays within twice a frame.
+            assert!(capacity.unwrap() <= 2 * (100 + LENGTH_HEADER));
+        }
+    }
+
+    #[test]
+    fn zero_length_frames() {
+        let mut d = FrameDecoder::new(Codec::LengthPrefixed, 0);
+        let wire = encode_all(Codec::LengthPrefixed, &[vec![], vec![], vec![]]);
+        let chunks = cut(&wire, &[1, 5, 6, 7, 11]);
+        let (frames, result) = decode(&mut d, &chunks);
+        result.unwrap();
+        assert_eq!(payloads(&frames), vec![Vec::<u8>::new(); 3]);
+
+        let mut d = FrameDecoder::new(Codec::Lines, 0);
+        let (frames, result) = decode(&mut d, &[b"\n", b"\n\n"]);
+        result.unwrap();
+        assert_eq!(payloads(&frames), vec![Vec::<u8>::new(); 3]);
+    }
+
+    #[test]
+    fn long_line_fails_before_its_newline() {
+        let mut d = FrameDecoder::new(Codec::Lines, 4);
+        let (frames, result) = decode(&mut d, &[b"ok\nabc", b"de"]);
+        assert_eq!(payloads(&frames), [b"ok".to_vec()]);
+        assert_eq!(result, Err(FrameError::TooLong { len: 5, max: 4 }));
+        // Failed: no more frames, the same error, nothing buffered.
+        assert_eq!(d.feed(b"x\n", |_| panic!("fed after failure")), result);
+        assert!(d.is_failed());
+        assert_eq!(d.buffered(), 0);
+        // A complete line that is too long fails too.
+        d.reset();
+        assert_eq!(
+            d.feed(b"abcdef\n", |_| {}),
+            Err(FrameError::TooLong { len: 6, max: 4 })
+        );
+    }
+
+    #[test]
+    fn length_above_max_fails_on_the_header() {
+        let mut d = FrameDecoder::new(Codec::LengthPrefixed, 10);
+        let mut wire = encode_all(Codec::LengthPrefixed, &[b"ok".to_vec()]);
+        wire.extend_from_slice(&11u32.to_le_bytes());
+        // Header split over two chunks, payload never sent.
+        let (frames, result) = decode(&mut d, &[&wire[..8], &wire[8..]]);
+        assert_eq!(payloads(&frames), [b"ok".to_vec()]);
+        assert_eq!(result, Err(FrameError::TooLong { len: 11, max: 10 }));
+        assert_eq!(d.finish(), result, "finish reports the failure");
+        assert!(!d.is_failed(), "finish resets");
+        // A header of u32::MAX is only a length, not an allocation.
+        let mut d = FrameDecoder::new(Codec::LengthPrefixed, 1 << 20);
+        assert!(d.feed(&[0xff; 4], |_| {}).is_err());
+    }
+
+    #[test]
+    fn finish_reports_truncated_frames() {
+        let mut d = FrameDecoder::new(Codec::LengthPrefixed, 10);
+        d.feed(b"\x05\0\0\0ab", |_| panic!("incomplete")).unwrap();
+        assert_eq!(d.buffered(), 6);
+        assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: 6 }));
+        assert_eq!(d.buffered(), 0);
+        assert_eq!(d.finish(), Ok(()));
+
+        let mut d = FrameDecoder::new(Codec::Lines, 10);
+        d.feed(b"a\nbc", |_| {}).unwrap();
+        assert_eq!(d.finish(), Err(FrameError::Truncated { buffered: 2 }));
+    }
+
+    fn codec() -> impl Strategy<Value = Codec> {
+        prop_oneof![Just(Codec::Lines), Just(Codec::LengthPrefixed)]
+    }
+
+    /// Frames valid for `codec`: no newline in lines.
+    fn frames_for(codec: Codec, max: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let byte = match codec {
+            // Newlines are rare in random bytes: bias towards them so line
+            // boundaries fall everywhere, then take them out.
+            Codec::Lines => prop_oneof![Just(b'x'), any::<u8>()]
+                .prop_map(|b| if b == b'\n' { b'y' } else { b })
+                .boxed(),
+            Codec::LengthPrefixed => prop_oneof![Just(0u8), Just(b'\n'), any::<u8>()].boxed(),
+        };
+        prop::collection::vec(prop::collection::vec(byte, 0..=max), 0..40)
+    }
+
+    proptest! {
+        #[test]
+        fn any_cuts_decode_to_the_same_frames(
+            (codec, frames) in codec().prop_flat_map(|c| (Just(c), frames_for(c, 64))),
+            points in prop::collection::vec(any::<usize>(), 0..30),
+        ) {
+            let wire = encode_all(codec, &frames);
+            let chunks = cut(&wire, &points);
+            let mut d = FrameDecoder::new(codec, 64);
+            let (got, result) = decode(&mut d, &chunks);
+            prop_assert_eq!(result, Ok(()));
+            prop_assert_eq!(&payloads(&got), &frames);
+            prop_assert_eq!(d.buffered(), 0);
+            prop_assert_eq!(d.finish(), Ok(()));
+            // Lent exactly when the whole encoded frame is inside one chunk.
+            let mut ends = Vec::new();
+            let mut at = 0;
+            for chunk in &chunks {
+                at += chunk.len();
+                ends.push(at);
+            }
+            let mut start = 0;
+            for (frame, (_, lent)) in frames.iter().zip(&got) {
+                let end = start + frame.len() + codec.overhead();
+                let whole = !ends.iter().any(|&cut| start < cut && cut < end);
+                if whole || !frame.is_empty() {
+                    prop_assert_eq!(*lent, whole, "frame at {}..{}", start, end);
+                }
+                start = end;
+            }
+        }
+
+        #[test]
+        fn an_oversized_frame_fails_after_the_frames_before_it(
+            (codec, before) in codec().prop_flat_map(|c| (Just(c), frames_for(c, 32))),
+            extra in 1usize..100,
+            points in prop::collection::vec(any::<usize>(), 0..30),
+        ) {
+            let max = 32;
+            let mut frames = before.clone();
+            frames.push(vec![b'z'; max + extra]);
+            frames.push(b"after".to_vec());
+            let wire = encode_all(codec, &frames);
+            let chunks = cut(&wire, &points);
+            let mut d = FrameDecoder::new(codec, max);
+            let (got, result) = decode(&mut d, &chunks);
+            prop_assert_eq!(payloads(&got), before);
+            match result {
+                Err(FrameError::TooLong { len, max: m }) => {
+                    prop_assert_eq!(m, max);
+                    prop_assert!(len > max && len <= max + extra, "len {}", len);
+                    if codec == Codec::LengthPrefixed {
+                        prop_assert_eq!(len, max + extra);
+                    }
+                }
+                other => prop_assert!(false, "expected TooLong, got {:?}", other),
+            }
+            prop_assert!(d.is_failed());
+            prop_assert!(d.buffered() <= max + LENGTH_HEADER);
+        }
+
+        #[test]
+        fn zero_length_frames_in_any_cuts(
+            lens in prop::collection::vec(prop_oneof![Just(0usize), 0usize..8], 0..50),
+            points in prop::collection::vec(any::<usize>(), 0..30),
+        ) {
+            let frames: Vec<Vec<u8>> = lens.iter().map(|&n| vec![7u8; n]).collect();
+            let wire = encode_all(Codec::LengthPrefixed, &frames);
+            let chunks = cut(&wire, &points);
+            let mut d = FrameDecoder::new(Codec::LengthPrefixed, 8);
+            let (got, result) = decode(&mut d, &chunks);
+            prop_assert_eq!(result, Ok(()));
+            prop_assert_eq!(payloads(&got), frames);
+        }
+    }
+}
