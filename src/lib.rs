@@ -84,3 +84,8 @@ mod not_send {
         let _ = <super::Proactor as AmbiguousIfSync<_>>::some_item;
     };
 }
+
+/// The README's example must compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,93 @@
+//! Already-open descriptors as transports: anonymous pipes and a child's stdout.
+
+mod common;
+
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ringpipe::{Event, Events, Proactor, State};
+
+#[test]
+fn anonymous_pipe_both_ends() {
+    watchdog(Duration::from_secs(30), || {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let rx = p.receiver_from_fd(r).unwrap();
+        let tx = p.sender_from_fd(w).unwrap();
+        assert_eq!(p.state(tx).unwrap(), State::Open);
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        p.send(tx, &payload).unwrap();
+        p.close_after_flush(tx).unwrap();
+        let mut got = Vec::new();
+        poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| match e {
+            Event::Data { data, .. } => {
+                got.extend_from_slice(data);
+                false
+            }
+            // The write end closed: EOF.
+            Event::PeerGone(t) => *t == rx.token(),
+            _ => false,
+        });
+        assert_eq!(got, payload);
+        assert_eq!(p.state(rx).unwrap(), State::PeerGone);
+    });
+}
+
+#[test]
+fn a_child_process_stdout() {
+    watchdog(Duration::from_secs(30), || {
+        let mut child = Command::new("seq")
+            .arg("100000")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout: OwnedFd = child.stdout.take().unwrap().into();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        p.receiver_from_fd(stdout).unwrap();
+        let mut got = Vec::new();
+        poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| match e {
+            Event::Data { data, .. } => {
+                got.extend_from_slice(data);
+                false
+            }
+            Event::PeerGone(_) => true,
+            _ => false,
+        });
+        child.wait().unwrap();
+        let expected: String = (1..=100000).map(|i| format!("{i}\n")).collect();
+        assert!(got == expected.as_bytes());
+    });
+}
+
+#[test]
+fn writing_to_a_pipe_whose_reader_closed_reports_peer_gone() {
+    watchdog(Duration::from_secs(30), || {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let tx = p.sender_from_fd(w).unwrap();
+        drop(r);
+        p.send(tx, b"nobody listens").unwrap();
+        poll_until(
+            &mut p,
+            &mut ev,
+            Duration::from_secs(5),
+            |e| matches!(e, Event::PeerGone(t) if *t == tx.token()),
+        );
+        assert_eq!(p.state(tx).unwrap(), State::PeerGone);
+        p.close(tx).unwrap();
+        let mut unsent = None;
+        poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| match e {
+            Event::Closed { unsent: u, .. } => {
+                unsent = Some(u.to_vec());
+                true
+            }
+            _ => false,
+        });
+        assert_eq!(unsent.unwrap(), b"nobody listens");
+    });
+}

@@ -1,0 +1,170 @@
+//! Every bad path gets its own typed error, naming the path.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use ringpipe::{Error, Events, FifoOptions, Proactor, State};
+
+fn both_ends(p: &mut Proactor, path: &Path, opts: &FifoOptions) -> [Error; 2] {
+    [
+        p.open_receiver(path, opts).map(|_| ()).unwrap_err(),
+        p.open_sender(path, opts).map(|_| ()).unwrap_err(),
+    ]
+}
+
+#[test]
+fn regular_file_directory_and_missing_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proactor::new().unwrap();
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a fifo").unwrap();
+    for e in both_ends(&mut p, &file, &FifoOptions::new()) {
+        assert!(
+            matches!(&e, Error::NotAFifo { path, kind: "regular file" } if *path == file),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("file"), "{e}");
+    }
+    // Even with create(true): an existing non-FIFO is refused, not replaced.
+    for e in both_ends(&mut p, &file, &FifoOptions::new().create(true)) {
+        assert!(matches!(e, Error::NotAFifo { .. }), "{e:?}");
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a fifo");
+
+    for e in both_ends(&mut p, dir.path(), &FifoOptions::new()) {
+        assert!(
+            matches!(
+                e,
+                Error::NotAFifo {
+                    kind: "directory",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    let missing = dir.path().join("missing");
+    for e in both_ends(&mut p, &missing, &FifoOptions::new()) {
+        assert!(
+            matches!(&e, Error::NotFound { path } if *path == missing),
+            "{e:?}"
+        );
+    }
+    let in_missing_dir = dir.path().join("no/such/dir/f");
+    for e in both_ends(&mut p, &in_missing_dir, &FifoOptions::new().create(true)) {
+        assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    }
+    // Nothing was left open by the failures.
+    assert_eq!(p.in_flight(), 0);
+    assert_eq!(p.registered_files(), 0);
+}
+
+#[test]
+fn symlink_to_a_fifo_is_refused_unless_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("real");
+    mkfifo(&fifo);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let mut p = Proactor::new().unwrap();
+    for e in both_ends(&mut p, &link, &FifoOptions::new()) {
+        assert!(
+            matches!(&e, Error::Symlink { path } if *path == link),
+            "{e:?}"
+        );
+    }
+    let rx = p
+        .open_receiver(&link, &FifoOptions::new().follow_symlinks(true))
+        .unwrap();
+    let tx = p
+        .open_sender(&link, &FifoOptions::new().follow_symlinks(true))
+        .unwrap();
+    assert_eq!(p.state(rx).unwrap(), State::Open);
+    assert_eq!(p.state(tx).unwrap(), State::Open);
+}
+
+#[test]
+fn pipe_size_above_the_maximum_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    let mut p = Proactor::new().unwrap();
+    let ok = FifoOptions::new().create(true).pipe_size(1 << 20);
+    let rx = p.open_receiver(&fifo, &ok).unwrap();
+    assert_eq!(p.set_pipe_size(rx, 256 * 1024).unwrap(), 256 * 1024);
+    // Twice the maximum: EPERM without CAP_SYS_RESOURCE, and root is capped
+    // by pipe-user-pages-hard or allowed; either way no silent success below.
+    let max = ringpipe::pipe_max_size();
+    match p.set_pipe_size(rx, usize::MAX / 2) {
+        Err(Error::PipeSize {
+            requested, max: m, ..
+        }) => {
+            assert_eq!(requested, usize::MAX / 2);
+            assert_eq!(m, max);
+        }
+        other => panic!("expected PipeSize, got {other:?}"),
+    }
+}
+
+const CHILD_ENV: &str = "RINGPIPE_TEST_PERMISSION_CHILD";
+
+/// Without permission on the FIFO itself. Root bypasses file modes, so as
+/// root the check runs in a child process of this test binary as `nobody`.
+#[test]
+fn fifo_without_permission() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        return expect_permission_denied(Path::new(&path));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let fifo = dir.path().join("f");
+    mkfifo(&fifo);
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    if !nix::unistd::geteuid().is_root() {
+        return expect_permission_denied(&fifo);
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fifo_without_permission",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &fifo)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        child.status.success() && String::from_utf8_lossy(&child.stdout).contains("1 passed"),
+        "child as nobody failed: {}\n{}",
+        String::from_utf8_lossy(&child.stdout),
+        String::from_utf8_lossy(&child.stderr)
+    );
+}
+
+fn expect_permission_denied(fifo: &Path) {
+    let mut p = Proactor::new().unwrap();
+    for e in both_ends(&mut p, fifo, &FifoOptions::new()) {
+        assert!(
+            matches!(&e, Error::PermissionDenied { path, .. } if path == fifo),
+            "{e:?}"
+        );
+        assert_eq!(e.raw_os_error(), Some(libc_eacces()));
+    }
+    let mut ev = Events::default();
+    p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
+    assert!(ev.is_empty());
+}
+
+fn libc_eacces() -> i32 {
+    nix::errno::Errno::EACCES as i32
+}

@@ -1,0 +1,141 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ringpipe::{Event, Events, Proactor};
+
+/// Runs `f` on its own thread and fails the test if it takes longer than
+/// `limit`: a bug must fail the test, not hang CI.
+pub fn watchdog<F: FnOnce() + Send + 'static>(limit: Duration, f: F) {
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        f();
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => worker.join().unwrap(),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // The body panicked: re-raise its panic.
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("watchdog: test still running after {limit:?}")
+        }
+    }
+}
+
+/// Kills the child when dropped (a failing test leaves no process behind).
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    /// Waits for the child (bounded) and returns its output.
+    pub fn wait_output(mut self, limit: Duration) -> std::process::Output {
+        let child = self.0.take().unwrap();
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(limit) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                // SAFETY-free: kill(2) through the shell keeps tests free of unsafe.
+                let _ = std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("child {pid} still running after {limit:?}");
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A fresh FIFO path (not created) in `dir`.
+pub fn fifo_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+pub fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Number of threads of this process.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// Polls until `stop` says so for some event, or panics after `limit`.
+/// Every event is also passed to `on_event`.
+pub fn poll_until(
+    p: &mut Proactor,
+    events: &mut Events,
+    limit: Duration,
+    mut on_event: impl FnMut(&Event<'_>) -> bool,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "poll_until: condition not met within {limit:?}"
+        );
+        p.poll(events, Some(left.min(Duration::from_millis(100))))
+            .unwrap();
+        let mut done = false;
+        for ev in events.iter() {
+            done |= on_event(&ev);
+        }
+        if done {
+            return;
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes: byte `i` of the stream depends on `i`
+/// only, so any loss, duplication or reordering shows.
+pub fn pattern(offset: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        *b = (x >> 56) as u8 ^ (x >> 17) as u8;
+    }
+}
+
+/// CPU time (user + system) of this process so far.
+pub fn cpu_time() -> Duration {
+    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
+    let us = ru.user_time();
+    let sy = ru.system_time();
+    Duration::new(us.tv_sec() as u64, us.tv_usec() as u32 * 1000)
+        + Duration::new(sy.tv_sec() as u64, sy.tv_usec() as u32 * 1000)
+}
+
+/// Serialises tests that count process-wide resources (fds, threads), which
+/// tests running in parallel in the same process would disturb.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
