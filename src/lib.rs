@@ -51,6 +51,7 @@ mod error;
 mod event;
 mod fifo;
 pub mod frame;
+pub mod process;
 mod proactor;
 mod ring;
 mod token;

@@ -1,0 +1,1 @@
+//! Running programs whose inputs and outputs are FIFO paths.
