@@ -25,15 +25,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sender_path = path.clone();
     let sender = std::thread::spawn(move || -> Result<(u64, u64), ringpipe::Error> {
         let mut p = Proactor::new()?;
-        let tx = p.open_sender(&sender_path, &FifoOptions::new())?;
+        // A queue of a few chunks: enough to never starve the pipe.
+        let opts = FifoOptions::new().watermarks(4 * chunk.len(), chunk.len());
+        let tx = p.open_sender(&sender_path, &opts)?;
         let mut events = Events::with_capacity(256);
         let mut queued = 0u64;
         loop {
-            // Keep the queue a few chunks deep: enough to never starve the pipe.
-            while queued < total && p.stats(tx)?.bytes_unsent() < 4 * chunk.len() as u64 {
+            // Send until the sender pushes back; a refused chunk is sent again.
+            while queued < total {
                 let n = chunk.len().min((total - queued) as usize);
-                p.send(tx, &chunk[..n])?;
-                queued += n as u64;
+                match p.send(tx, &chunk[..n]) {
+                    Ok(()) => queued += n as u64,
+                    Err(ringpipe::Error::WouldBlock { .. }) => break,
+                    Err(e) => return Err(e),
+                }
                 if queued == total {
                     p.close_after_flush(tx)?;
                 }

@@ -76,6 +76,40 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// A sender's reader left and did not come back within the time its
+    /// [`Reconnect::WaitUpTo`](crate::Reconnect::WaitUpTo) policy allows.
+    #[error("{}: no reader came back within {waited:?}", path.display())]
+    ReaderTimeout {
+        /// The FIFO's path.
+        path: PathBuf,
+        /// How long the sender waited.
+        waited: Duration,
+    },
+
+    /// Backpressure: the sender's unsent bytes are at or above its high
+    /// watermark, so nothing was queued. Wait for
+    /// [`Event::Writable`](crate::Event::Writable) and send again.
+    #[error("{token:?}: {unsent} bytes unsent, at or above the high watermark of {high}")]
+    WouldBlock {
+        /// The sender.
+        token: Token,
+        /// Bytes queued and not yet accepted by the kernel.
+        unsent: u64,
+        /// The high watermark.
+        high: u64,
+    },
+
+    /// A frame could not be encoded, or a received stream is not valid in
+    /// its codec.
+    #[error("{token:?}: {source}")]
+    Frame {
+        /// The transport.
+        token: Token,
+        /// What is wrong with the frame.
+        #[source]
+        source: crate::frame::FrameError,
+    },
+
     /// `F_SETPIPE_SZ` failed. Above `/proc/sys/fs/pipe-max-size` it needs
     /// `CAP_SYS_RESOURCE` (EPERM); over `pipe-user-pages-hard` it is EPERM too.
     #[error("{what}: cannot set pipe size to {requested} bytes (pipe-max-size is {max}): {source}")]

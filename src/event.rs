@@ -15,6 +15,11 @@ pub enum CloseReason {
     Flushed,
     /// A fatal error, reported by an [`Event::Error`] just before.
     Error,
+    /// A one-shot receiver reached EOF: every writer closed.
+    Eof,
+    /// The reader left and the sender's policy is
+    /// [`Reconnect::Fail`](crate::Reconnect::Fail).
+    PeerGone,
 }
 
 /// One piece of finished work. Borrowed from [`Events`]: the data slices stay
@@ -42,8 +47,14 @@ pub enum Event<'a> {
     /// receiver every writer closed (EOF). A sender keeps its queue and
     /// resumes when a reader comes back ([`Event::PeerBack`]).
     PeerGone(Token),
-    /// A sender's reader came back after [`Event::PeerGone`]; writing resumed.
+    /// The peer came back after [`Event::PeerGone`]: a sender found a new
+    /// reader and resumed writing at the exact byte, or a persistent
+    /// receiver got data from a new writer.
     PeerBack(Token),
+    /// A sender that refused a send with
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock), or went above its
+    /// high watermark, is down to its low watermark: send again.
+    Writable(Sender),
     /// A transport is closed and its handle is dead.
     Closed {
         /// The transport.
@@ -69,6 +80,7 @@ impl Event<'_> {
             Event::Opened(s) => s.token(),
             Event::Data { from, .. } => from.token(),
             Event::Sent { to, .. } => to.token(),
+            Event::Writable(s) => s.token(),
             Event::PeerGone(t) | Event::PeerBack(t) => *t,
             Event::Closed { token, .. } | Event::Error { token, .. } => *token,
         }
@@ -89,6 +101,7 @@ pub(crate) enum Item {
     },
     PeerGone(Token),
     PeerBack(Token),
+    Writable(Sender),
     Closed {
         token: Token,
         reason: CloseReason,
@@ -114,6 +127,7 @@ impl Item {
             },
             Item::PeerGone(t) => Event::PeerGone(*t),
             Item::PeerBack(t) => Event::PeerBack(*t),
+            Item::Writable(s) => Event::Writable(*s),
             Item::Closed {
                 token,
                 reason,

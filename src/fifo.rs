@@ -34,6 +34,27 @@ pub struct FifoOptions {
     pub(crate) follow_symlinks: bool,
     pub(crate) pipe_size: Option<usize>,
     pub(crate) open_timeout: Option<Duration>,
+    pub(crate) persistent: bool,
+    pub(crate) reconnect: Reconnect,
+    pub(crate) high_watermark: usize,
+    pub(crate) low_watermark: usize,
+}
+
+/// What a sender does when its reader leaves (`EPIPE`). In every case it
+/// keeps its fd, so bytes already in the pipe reach the next reader, and
+/// it knows exactly which bytes the kernel accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reconnect {
+    /// Keep every unsent byte and wait for the next reader as long as it
+    /// takes, then resume at the exact byte (the default).
+    #[default]
+    Wait,
+    /// As `Wait`, but fail with [`Error::ReaderTimeout`] if no reader comes
+    /// back within the limit; the unsent bytes come back in `Closed`.
+    WaitUpTo(Duration),
+    /// Close at once (reason [`CloseReason::PeerGone`](crate::CloseReason::PeerGone)),
+    /// handing the unsent bytes back.
+    Fail,
 }
 
 impl Default for FifoOptions {
@@ -44,7 +65,8 @@ impl Default for FifoOptions {
 
 impl FifoOptions {
     /// Defaults: do not create, mode 0600 when creating, do not follow
-    /// symlinks, keep the pipe size, wait for a reader without limit.
+    /// symlinks, keep the pipe size, wait for a reader without limit, a
+    /// one-shot receiver, watermarks of 64 KiB / 16 KiB.
     pub fn new() -> FifoOptions {
         FifoOptions {
             create: false,
@@ -52,6 +74,10 @@ impl FifoOptions {
             follow_symlinks: false,
             pipe_size: None,
             open_timeout: None,
+            persistent: false,
+            reconnect: Reconnect::Wait,
+            high_watermark: 64 * 1024,
+            low_watermark: 16 * 1024,
         }
     }
 
@@ -80,6 +106,33 @@ impl FifoOptions {
     /// the failure is reported as [`Error::PipeSize`].
     pub fn pipe_size(mut self, bytes: usize) -> Self {
         self.pipe_size = Some(bytes);
+        self
+    }
+
+    /// For a receiver: survive writers leaving. At EOF it reports
+    /// [`Event::PeerGone`](crate::Event::PeerGone), reopens its read end
+    /// and waits, using no CPU, for the next writer, whose first data comes
+    /// with [`Event::PeerBack`](crate::Event::PeerBack). A one-shot receiver
+    /// (the default) reports `PeerGone` and closes at EOF.
+    pub fn persistent(mut self, yes: bool) -> Self {
+        self.persistent = yes;
+        self
+    }
+
+    /// For a sender: what to do when the reader leaves (default
+    /// [`Reconnect::Wait`]).
+    pub fn reconnect(mut self, policy: Reconnect) -> Self {
+        self.reconnect = policy;
+        self
+    }
+
+    /// For a sender: the bounds of its queue of unsent bytes. At or above
+    /// `high`, sends fail with [`Error::WouldBlock`]; once the queue is down
+    /// to `low`, [`Event::Writable`](crate::Event::Writable) fires. Defaults
+    /// 64 KiB and 16 KiB. `low` is capped at `high`.
+    pub fn watermarks(mut self, high: usize, low: usize) -> Self {
+        self.high_watermark = high.max(1);
+        self.low_watermark = low.min(self.high_watermark);
         self
     }
 

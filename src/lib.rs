@@ -51,15 +51,15 @@ mod error;
 mod event;
 mod fifo;
 pub mod frame;
-pub mod process;
 mod proactor;
+pub mod process;
 mod ring;
 mod token;
 mod transport;
 
 pub use error::{Error, Result};
 pub use event::{CloseReason, Event, Events};
-pub use fifo::{FifoOptions, pipe_max_size};
+pub use fifo::{FifoOptions, Reconnect, pipe_max_size};
 pub use proactor::{Builder, Proactor, Stats};
 pub use token::{Receiver, Sender, Token};
 pub use transport::State;

@@ -12,7 +12,8 @@ use slab::Slab;
 use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
-use crate::fifo::{self, FifoOptions, OpenWatch};
+use crate::fifo::{self, FifoOptions, OpenWatch, Reconnect};
+use crate::frame::{Codec, FrameError};
 use crate::ring::{self, Completion, FileRef, OpId, OpKind, Ring, RingConfig};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Chunk, Input, Notice, State, WriteQueue, transition};
@@ -185,21 +186,48 @@ enum Role {
         read: Option<OpId>,
         poll: Option<OpId>,
         bytes_read: u64,
+        /// Survive writers leaving: reopen at EOF instead of closing.
+        persistent: bool,
     },
     Sender(Box<SendSide>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SendSide {
     queue: WriteQueue,
-    /// `start..end` of the chunk whose write is in flight.
-    writing: Option<(usize, usize)>,
+    /// `start`, `end` and `limit` of the chunk whose write is in flight.
+    writing: Option<(usize, usize, usize)>,
     write: Option<OpId>,
     poll: Option<OpId>,
     close_after_flush: bool,
     pipe_size: Option<usize>,
+    /// When waiting for a reader must end, and the wait it stands for.
     deadline: Option<(Instant, Duration)>,
     watch: Option<WatchDescriptor>,
+    reconnect: Reconnect,
+    high: u64,
+    low: u64,
+    /// The queue went above `high`: report `Writable` once it is at `low`.
+    above_high: bool,
+}
+
+impl SendSide {
+    fn new(opts: &FifoOptions) -> SendSide {
+        SendSide {
+            queue: WriteQueue::default(),
+            writing: None,
+            write: None,
+            poll: None,
+            close_after_flush: false,
+            pipe_size: opts.pipe_size,
+            deadline: None,
+            watch: None,
+            reconnect: opts.reconnect,
+            high: opts.high_watermark as u64,
+            low: opts.low_watermark as u64,
+            above_high: false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -293,12 +321,8 @@ impl Proactor {
         if let Some(size) = opts.pipe_size {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
-        let token = self.insert(
-            State::Open,
-            receiver_role(),
-            Some(anchor),
-            Some(path.into()),
-        );
+        let role = receiver_role(opts.persistent);
+        let token = self.insert(State::Open, role, Some(anchor), Some(path.into()));
         self.install_fd(token.index as usize, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
@@ -316,11 +340,8 @@ impl Proactor {
         if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
-        let side = SendSide {
-            pipe_size: opts.pipe_size,
-            deadline: opts.open_timeout.map(|t| (Instant::now() + t, t)),
-            ..SendSide::default()
-        };
+        let mut side = SendSide::new(opts);
+        side.deadline = opts.open_timeout.map(|t| (Instant::now() + t, t));
         let state = if fd.is_some() {
             State::Open
         } else {
@@ -344,9 +365,9 @@ impl Proactor {
     }
 
     /// Makes a receiver of an already open read end (an anonymous pipe,
-    /// stdin...). Its flags are left as they are.
+    /// stdin...). Its flags are left as they are. It closes at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
-        let token = self.insert(State::Open, receiver_role(), None, None);
+        let token = self.insert(State::Open, receiver_role(false), None, None);
         self.install_fd(token.index as usize, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
@@ -354,8 +375,9 @@ impl Proactor {
 
     /// Makes a sender of an already open write end (an anonymous pipe,
     /// stdout...). It is open at once; its flags are left as they are.
+    /// Watermarks and policy are those of [`FifoOptions::new`].
     pub fn sender_from_fd(&mut self, fd: OwnedFd) -> Result<Sender> {
-        let role = Role::Sender(Box::default());
+        let role = Role::Sender(Box::new(SendSide::new(&FifoOptions::new())));
         let token = self.insert(State::Open, role, None, None);
         self.install_fd(token.index as usize, fd);
         self.pending.push(Item::Opened(Sender(token)));
@@ -365,15 +387,76 @@ impl Proactor {
     /// Queues a copy of `data`. It is written in order, exactly once, from
     /// the next [`poll`](Self::poll) on; short writes resume at the exact
     /// byte. Bytes sent while the sender waits for a reader wait with it.
+    ///
+    /// Backpressure: while the bytes not yet accepted by the kernel are at
+    /// or above the sender's high watermark, `send` queues nothing and
+    /// returns [`Error::WouldBlock`]; [`Event::Writable`](crate::Event::Writable)
+    /// follows once they are down to the low watermark. Below the high
+    /// watermark the whole of `data` is accepted.
     pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
+        self.enqueue(to, |queue, pool| queue.push(pool, data))
+    }
+
+    /// Queues one frame: `payload` encoded with `codec`. A frame of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included, goes out
+    /// in a single write, with other whole frames only, so frames from many
+    /// processes writing to one FIFO never interleave. Larger frames are
+    /// written like [`send`](Self::send) bytes: safe with one writer only.
+    /// Backpressure as for `send`.
+    pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
+        let frame_error = |source| Error::Frame {
+            token: to.0,
+            source,
+        };
+        match codec {
+            Codec::Lines => {
+                if let Some(at) = payload.iter().position(|&b| b == b'\n') {
+                    return Err(frame_error(FrameError::NewlineInPayload { at }));
+                }
+                self.enqueue(to, |q, pool| q.push_message(pool, &[payload, b"\n"]))
+            }
+            Codec::LengthPrefixed => {
+                let len = u32::try_from(payload.len()).map_err(|_| {
+                    frame_error(FrameError::TooLong {
+                        len: payload.len(),
+                        max: u32::MAX as usize,
+                    })
+                })?;
+                let header = len.to_le_bytes();
+                self.enqueue(to, |q, pool| q.push_message(pool, &[&header, payload]))
+            }
+        }
+    }
+
+    fn enqueue(&mut self, to: Sender, push: impl FnOnce(&mut WriteQueue, &Rc<Pool>)) -> Result<()> {
         let idx = self.live(to.0)?;
         let pool = Rc::clone(&self.pool);
         let side = self.transports[idx].sender();
         if side.close_after_flush {
             return Err(Error::Closed { token: to.0 });
         }
-        side.queue.push(&pool, data);
+        let unsent = side.queue.unsent();
+        if unsent >= side.high {
+            side.above_high = true;
+            return Err(Error::WouldBlock {
+                token: to.0,
+                unsent,
+                high: side.high,
+            });
+        }
+        push(&mut side.queue, &pool);
+        side.above_high |= side.queue.unsent() > side.high;
         self.pump(idx);
+        Ok(())
+    }
+
+    /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
+    pub fn set_watermarks(&mut self, sender: Sender, high: usize, low: usize) -> Result<()> {
+        let idx = self.live(sender.0)?;
+        let side = self.transports[idx].sender();
+        side.high = high.max(1) as u64;
+        side.low = low.min(high) as u64;
+        self.maybe_writable(idx);
         Ok(())
     }
 
@@ -733,12 +816,46 @@ impl Proactor {
                 self.apply(idx, Input::PeerReady);
                 self.arm_read(idx);
             }
-            // EOF: every writer closed. Never re-arm a read here: on a FIFO
-            // it would return 0 again at once, thousands of times a second.
-            0 => self.apply(idx, Input::PeerLeft),
+            0 => self.on_eof(idx),
             r if r == -libc::EAGAIN => self.arm_read_poll(idx),
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
             r => self.io_fail(idx, "read", r),
+        }
+    }
+
+    /// Every writer closed. Never re-arm a read on this fd: on a FIFO it
+    /// would return 0 again at once, thousands of times a second. A
+    /// persistent receiver opens a fresh read end instead (before closing
+    /// the old one, so the pipe and anything written meanwhile survive),
+    /// whose read waits quietly for the next writer.
+    fn on_eof(&mut self, idx: usize) {
+        self.apply(idx, Input::PeerLeft);
+        let t = &self.transports[idx];
+        let persistent = matches!(
+            t.role,
+            Role::Receiver {
+                persistent: true,
+                ..
+            }
+        );
+        let reopened = match (&t.anchor, persistent) {
+            (Some(anchor), true) => Some(fifo::open_reader(anchor)),
+            _ => None,
+        };
+        match reopened {
+            None => self.begin_close(idx, CloseReason::Eof),
+            Some(Ok(fd)) => {
+                if let Some(slot) = self.transports[idx].fixed.take() {
+                    let _ = self.ring.unregister_file(slot);
+                }
+                drop(self.transports[idx].fd.take());
+                self.install_fd(idx, fd);
+                self.arm_read(idx);
+            }
+            Some(Err(e)) => {
+                let path = self.transports[idx].path.clone().unwrap_or_default();
+                self.fail(idx, fifo::open_error(&path, e));
+            }
         }
     }
 
@@ -784,13 +901,13 @@ impl Proactor {
         let Some(chunk) = side.queue.pop_front() else {
             return;
         };
-        let range = chunk.start..chunk.end;
-        match self.ring.write(file, chunk.buf, range.clone(), owner) {
+        let (start, end, limit) = (chunk.start, chunk.end, chunk.limit);
+        match self.ring.write(file, chunk.buf, start..end, owner) {
             Ok(op) => {
                 let t = &mut self.transports[idx];
                 t.inflight += 1;
                 let side = t.sender();
-                side.writing = Some((range.start, range.end));
+                side.writing = Some((start, end, limit));
                 side.write = Some(op);
             }
             Err(e) => self.fail(
@@ -809,7 +926,7 @@ impl Proactor {
         let closing = t.state == State::Closing;
         let side = t.sender();
         side.write = None;
-        let (start, end) = side
+        let (start, end, limit) = side
             .writing
             .take()
             .expect("a write completion has its range");
@@ -817,6 +934,7 @@ impl Proactor {
             buf: buf.expect("a write owns its buffer"),
             start,
             end,
+            limit,
         };
         if result >= 0 {
             let n = result as usize;
@@ -834,7 +952,9 @@ impl Proactor {
             if closing {
                 return;
             }
+            self.apply(idx, Input::PeerReady);
             self.pump(idx);
+            self.maybe_writable(idx);
             self.maybe_flushed(idx);
             return;
         }
@@ -844,10 +964,9 @@ impl Proactor {
             return;
         }
         match result {
-            r if r == -libc::EPIPE => {
-                self.apply(idx, Input::PeerLeft);
-                self.join_waiting(idx);
-            }
+            // The reader left. The kernel took nothing of this write (a
+            // partial write reports its count instead), so the queue is exact.
+            r if r == -libc::EPIPE => self.on_reader_gone(idx),
             r if r == -libc::EAGAIN => {
                 let t = &self.transports[idx];
                 let Some(fd) = t.fd.as_ref() else { return };
@@ -871,6 +990,31 @@ impl Proactor {
             }
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.pump(idx),
             r => self.io_fail(idx, "write", r),
+        }
+    }
+
+    fn on_reader_gone(&mut self, idx: usize) {
+        self.apply(idx, Input::PeerLeft);
+        let t = &mut self.transports[idx];
+        let has_path = t.anchor.is_some();
+        let side = t.sender();
+        match side.reconnect {
+            Reconnect::Fail => return self.begin_close(idx, CloseReason::PeerGone),
+            Reconnect::Wait => side.deadline = None,
+            Reconnect::WaitUpTo(limit) => side.deadline = Some((Instant::now() + limit, limit)),
+        }
+        if has_path {
+            self.join_waiting(idx);
+        }
+    }
+
+    fn maybe_writable(&mut self, idx: usize) {
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        let side = t.sender();
+        if side.above_high && side.queue.unsent() <= side.low {
+            side.above_high = false;
+            self.pending.push(Item::Writable(Sender(token)));
         }
     }
 
@@ -940,7 +1084,6 @@ impl Proactor {
             if let Some(t) = self.transports.get(token.index as usize)
                 && let Role::Sender(s) = &t.role
                 && let Some((deadline, _)) = s.deadline
-                && t.state == State::Opening
             {
                 delay = delay.min(deadline.saturating_duration_since(now));
             }
@@ -968,6 +1111,7 @@ impl Proactor {
                             self.fail(idx, e);
                             continue;
                         }
+                        t.sender().deadline = None;
                         self.install_fd(idx, fd);
                         self.leave_waiting(idx);
                         self.apply(idx, Input::PeerReady);
@@ -989,9 +1133,15 @@ impl Proactor {
                 },
                 State::PeerGone => {
                     if let Ok(true) = fifo::has_reader(anchor) {
+                        t.sender().deadline = None;
                         self.leave_waiting(idx);
                         self.apply(idx, Input::PeerReady);
                         self.pump(idx);
+                    } else if let Some((deadline, waited)) = t.sender().deadline
+                        && now >= deadline
+                    {
+                        let path = t.path.clone().unwrap_or_default();
+                        self.fail(idx, Error::ReaderTimeout { path, waited });
                     }
                 }
                 _ => self.leave_waiting(idx),
@@ -1042,11 +1192,12 @@ impl Proactor {
     }
 }
 
-fn receiver_role() -> Role {
+fn receiver_role(persistent: bool) -> Role {
     Role::Receiver {
         read: None,
         poll: None,
         bytes_read: 0,
+        persistent,
     }
 }
 

@@ -6,7 +6,10 @@
 
 use std::collections::VecDeque;
 
+use std::rc::Rc;
+
 use crate::buffers::{Buf, Pool};
+use crate::frame::PIPE_BUF;
 
 /// Where a transport is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,11 +76,14 @@ pub(crate) fn transition(state: State, input: Input) -> Option<(State, Notice)> 
 }
 
 /// A run of queued bytes in one buffer: `buf[start..end]` is not yet written.
+/// A chunk holding messages is filled only up to `limit` (`PIPE_BUF`), so
+/// that it goes out in one atomic write.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub buf: Buf,
     pub start: usize,
     pub end: usize,
+    pub limit: usize,
 }
 
 /// A sender's bytes not yet accepted by the kernel, in order, with exact
@@ -96,19 +102,51 @@ pub(crate) struct WriteQueue {
 }
 
 impl WriteQueue {
-    /// Copies `data` in, filling the last chunk before taking new buffers.
-    pub(crate) fn push(&mut self, pool: &std::rc::Rc<Pool>, mut data: &[u8]) {
+    /// Copies a byte stream in, filling the last chunk before taking new
+    /// buffers. Stream bytes never share a chunk with messages.
+    pub(crate) fn push(&mut self, pool: &Rc<Pool>, data: &[u8]) {
+        self.append(pool, data, pool.buf_size());
+    }
+
+    /// Copies one message, given as parts, in so that it goes out in a
+    /// single write of at most `PIPE_BUF` bytes together with other whole
+    /// messages (atomic: never interleaved with other writers of the FIFO).
+    /// A longer message is queued like stream bytes.
+    pub(crate) fn push_message(&mut self, pool: &Rc<Pool>, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > PIPE_BUF {
+            for part in parts {
+                self.push(pool, part);
+            }
+            return;
+        }
+        let fits = matches!(self.chunks.back(), Some(c) if c.limit == PIPE_BUF && c.end + total <= c.limit);
+        if !fits {
+            self.chunks.push_back(Chunk {
+                buf: pool.take(),
+                start: 0,
+                end: 0,
+                limit: PIPE_BUF,
+            });
+        }
+        for part in parts {
+            self.append(pool, part, PIPE_BUF);
+        }
+    }
+
+    fn append(&mut self, pool: &Rc<Pool>, mut data: &[u8], limit: usize) {
         self.queued_total += data.len() as u64;
         while !data.is_empty() {
             let room = match self.chunks.back() {
-                Some(c) if c.end < c.buf.capacity() => c.buf.capacity() - c.end,
+                Some(c) if c.limit == limit && c.end < c.limit => c.limit - c.end,
                 _ => {
                     self.chunks.push_back(Chunk {
                         buf: pool.take(),
                         start: 0,
                         end: 0,
+                        limit,
                     });
-                    pool.buf_size()
+                    limit
                 }
             };
             let n = room.min(data.len());
@@ -129,6 +167,11 @@ impl WriteQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty()
+    }
+
+    /// Bytes queued and not yet accepted, a chunk in flight included.
+    pub(crate) fn unsent(&self) -> u64 {
+        self.queued_total - self.accepted_total
     }
 
     /// Everything not yet written, in order, leaving the queue empty.
@@ -221,7 +264,7 @@ mod tests {
         let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         q.push(&pool, &data[..5000]);
         q.push(&pool, &data[5000..]);
-        assert_eq!((q.queued_total - q.accepted_total), 10_000);
+        assert_eq!(q.unsent(), 10_000);
         assert_eq!(q.queued_total, 10_000);
         // A partial write of the first chunk: 100 bytes accepted.
         let mut c = q.pop_front().unwrap();
@@ -229,10 +272,31 @@ mod tests {
         c.start += 100;
         q.accepted_total += 100;
         q.push_front(c);
-        assert_eq!((q.queued_total - q.accepted_total), 9_900);
+        assert_eq!(q.unsent(), 9_900);
         let mut rest = Vec::new();
         q.take_bytes(&mut rest);
         assert_eq!(rest, &data[100..]);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn messages_never_straddle_a_write_of_more_than_pipe_buf() {
+        let pool = Pool::new(4, 64 * 1024).unwrap();
+        let mut q = WriteQueue::default();
+        q.push(&pool, b"stream");
+        // 3 messages of 1500 bytes: two fit in one PIPE_BUF chunk, the third
+        // starts the next; none shares a chunk with the stream bytes.
+        for m in 0..3u8 {
+            q.push_message(&pool, &[&[m; 4], &[m; 1496]]);
+        }
+        let sizes: Vec<usize> = std::iter::from_fn(|| q.pop_front())
+            .map(|c| c.end - c.start)
+            .collect();
+        assert_eq!(sizes, vec![6, 3000, 1500]);
+        // A message longer than PIPE_BUF is queued as stream bytes.
+        let mut q = WriteQueue::default();
+        q.push_message(&pool, &[&[1; 5000]]);
+        assert_eq!(q.pop_front().map(|c| c.end), Some(5000));
+        assert_eq!(q.unsent(), 5000);
     }
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{Event, Events, Proactor, State};
+use ringpipe::{CloseReason, Event, Events, Proactor, State};
 
 #[test]
 fn anonymous_pipe_both_ends() {
@@ -22,17 +22,27 @@ fn anonymous_pipe_both_ends() {
         p.send(tx, &payload).unwrap();
         p.close_after_flush(tx).unwrap();
         let mut got = Vec::new();
+        let mut peer_gone = false;
         poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| match e {
             Event::Data { data, .. } => {
                 got.extend_from_slice(data);
                 false
             }
-            // The write end closed: EOF.
-            Event::PeerGone(t) => *t == rx.token(),
+            // The write end closed: EOF, and a receiver made from an fd is
+            // one-shot, so it closes.
+            Event::PeerGone(t) => {
+                peer_gone |= *t == rx.token();
+                false
+            }
+            Event::Closed { token, reason, .. } if *token == rx.token() => {
+                assert_eq!(*reason, CloseReason::Eof);
+                true
+            }
             _ => false,
         });
+        assert!(peer_gone);
         assert_eq!(got, payload);
-        assert_eq!(p.state(rx).unwrap(), State::PeerGone);
+        assert_eq!(p.state(rx).unwrap(), State::Closed);
     });
 }
 

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringpipe::frame::{Codec, FrameDecoder, PIPE_BUF};
-use ringpipe::{Event, Events, FifoOptions, Proactor};
+use ringpipe::{CloseReason, Event, Events, FifoOptions, Proactor};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 2_000;
@@ -172,6 +172,11 @@ fn many_writers_one_fifo(codec: Codec, name: &str) {
                 }
                 Event::PeerGone(t) if t == rx.token() => eof = true,
                 Event::Error { token, error } => panic!("{token:?} failed: {error}"),
+                // A one-shot receiver closes right after EOF.
+                Event::Closed {
+                    reason: CloseReason::Eof,
+                    ..
+                } => {}
                 Event::Closed { token, reason, .. } => panic!("{token:?} closed: {reason:?}"),
                 _ => {}
             }

@@ -63,8 +63,12 @@ fn sender_before_blocking_reader_cat() {
 fn sender_before_nonblocking_python_reader() {
     // Opens non-blocking (so the open itself raises inotify IN_OPEN).
     let script = r#"
-import os, sys
+import os, select, sys
 fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+# Until a writer exists, read(2) returns EOF at once: wait for data first.
+poller = select.poll()
+poller.register(fd, select.POLLIN)
+poller.poll()
 os.set_blocking(fd, True)
 out = bytearray()
 while True:
