@@ -469,9 +469,11 @@ impl Proactor {
         Ok(())
     }
 
-    /// Closes a sender once its queue is written (reason
-    /// [`CloseReason::Flushed`]); if the reader leaves first, the sender waits
-    /// for the next one. Further sends fail with [`Error::Closed`].
+    /// Closes a sender once everything sent has been read: its queue is
+    /// written and the reader has drained the pipe (reason
+    /// [`CloseReason::Flushed`]). If the reader leaves first, the sender
+    /// keeps the pipe open and waits for the next one, so no byte is lost
+    /// between reader sessions. Further sends fail with [`Error::Closed`].
     pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
         let idx = self.live(sender.0)?;
         self.transports[idx].sender().close_after_flush = true;
@@ -1018,11 +1020,26 @@ impl Proactor {
         }
     }
 
+    /// Closes a flushing sender once nothing of its data is left: its queue
+    /// is written and the reader has drained the pipe. Until then it keeps
+    /// its fd, which keeps the pipe, so if the reader leaves the bytes still
+    /// in the pipe reach the next one. Checked on the retry timer.
     fn maybe_flushed(&mut self, idx: usize) {
         let t = &mut self.transports[idx];
+        let in_pipe = match (&t.anchor, &t.fd) {
+            (Some(_), Some(fd)) => ring::pipe_bytes(fd.as_fd()).unwrap_or(0),
+            // Nobody can come back to an anonymous pipe: nothing to keep.
+            _ => 0,
+        };
         let side = t.sender();
-        if side.close_after_flush && side.queue.is_empty() && side.writing.is_none() {
+        if !(side.close_after_flush && side.queue.is_empty() && side.writing.is_none()) {
+            return;
+        }
+        if in_pipe == 0 {
+            self.leave_waiting(idx);
             self.begin_close(idx, CloseReason::Flushed);
+        } else {
+            self.join_waiting(idx);
         }
     }
 
@@ -1137,12 +1154,17 @@ impl Proactor {
                         self.leave_waiting(idx);
                         self.apply(idx, Input::PeerReady);
                         self.pump(idx);
+                        self.maybe_flushed(idx);
                     } else if let Some((deadline, waited)) = t.sender().deadline
                         && now >= deadline
                     {
                         let path = t.path.clone().unwrap_or_default();
                         self.fail(idx, Error::ReaderTimeout { path, waited });
                     }
+                }
+                // Open and lingering until the reader drains the pipe.
+                State::Open if matches!(&t.role, Role::Sender(s) if s.close_after_flush) => {
+                    self.maybe_flushed(idx)
                 }
                 _ => self.leave_waiting(idx),
             }

@@ -522,3 +522,16 @@ pub(crate) fn ignore_sigpipe_if_default() {
         }
     }
 }
+
+/// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.
+pub(crate) fn pipe_bytes(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
+    // a live local; the fd is borrowed, so it is open for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n.max(0) as usize)
+}

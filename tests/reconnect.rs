@@ -1,0 +1,272 @@
+//! A sender survives its reader leaving and coming back: across many reader
+//! sessions (real processes) every byte arrives exactly once, in order.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use ringpipe::{
+    CloseReason, Error, Event, Events, FifoOptions, Proactor, Reconnect, Sender, State,
+};
+
+/// Reads exactly `count` bytes (or to EOF) with plain os.read, never asking
+/// for more than it will keep, writes them to `out`, and leaves.
+const SESSION: &str = r#"
+import os, sys
+path, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(path, os.O_RDONLY)
+data = bytearray()
+while len(data) < count:
+    b = os.read(fd, min(65536, count - len(data)))
+    if not b:
+        break
+    data += b
+os.close(fd)
+with open(out, "wb") as f:
+    f.write(data)
+"#;
+
+/// Reader sessions, one after the other: python sessions that take a share
+/// each (some take nothing: connect and leave), then `cat` to EOF.
+fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
+    let mut outs = Vec::new();
+    for (i, share) in shares.iter().enumerate() {
+        let out = dir.join(format!("session{i:03}"));
+        let child = Command::new("python3")
+            .args(["-c", SESSION])
+            .arg(fifo)
+            .arg(share.to_string())
+            .arg(&out)
+            .spawn()
+            .unwrap();
+        let status = ChildGuard::new(child)
+            .wait_output(Duration::from_secs(60))
+            .status;
+        assert!(status.success(), "session {i}: {status}");
+        outs.push(out);
+    }
+    let out = dir.join("session_cat");
+    let file = std::fs::File::create(&out).unwrap();
+    let child = Command::new("cat")
+        .arg(fifo)
+        .stdout(Stdio::from(file))
+        .spawn()
+        .unwrap();
+    let status = ChildGuard::new(child)
+        .wait_output(Duration::from_secs(60))
+        .status;
+    assert!(status.success());
+    outs.push(out);
+    outs
+}
+
+fn payload(size: usize) -> Vec<u8> {
+    let mut p = vec![0u8; size];
+    pattern(size as u64, &mut p);
+    p
+}
+
+/// Sends `data` through a sender (with backpressure) while reader sessions
+/// come and go; returns what the sessions read, in session order.
+fn transfer(size: usize, sessions: usize) -> (Vec<u8>, Vec<u8>, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    let data = payload(size);
+    let mut p = Proactor::new().unwrap();
+    let mut ev = Events::with_capacity(256);
+    let tx: Sender = p
+        .open_sender(&fifo, &FifoOptions::new().create(true))
+        .unwrap();
+    // Shares: `sessions` python readers take about size/(sessions+1) each,
+    // every third one takes nothing; cat takes the rest.
+    let share = size / (sessions + 1);
+    let shares: Vec<usize> = (0..sessions)
+        .map(|i| if i % 3 == 2 { 0 } else { share })
+        .collect();
+    let (fifo2, dir2) = (fifo.clone(), dir.path().to_path_buf());
+    let readers = std::thread::spawn(move || run_sessions(&fifo2, &dir2, &shares));
+
+    let mut sent = 0;
+    let mut peer_gone = 0;
+    loop {
+        while sent < data.len() {
+            let n = (data.len() - sent).min(64 * 1024);
+            match p.send(tx, &data[sent..sent + n]) {
+                Ok(()) => sent += n,
+                Err(Error::WouldBlock { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+            if sent == data.len() {
+                p.close_after_flush(tx).unwrap();
+            }
+        }
+        p.poll(&mut ev, Some(Duration::from_secs(30))).unwrap();
+        let mut closed = false;
+        for e in &ev {
+            match e {
+                Event::PeerGone(_) => peer_gone += 1,
+                Event::Closed { reason, unsent, .. } => {
+                    assert_eq!(reason, CloseReason::Flushed);
+                    assert!(unsent.is_empty());
+                    closed = true;
+                }
+                Event::Error { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+        }
+        if closed {
+            break;
+        }
+    }
+    let outs = readers.join().unwrap();
+    let mut got = Vec::new();
+    for out in outs {
+        got.extend_from_slice(&std::fs::read(out).unwrap());
+    }
+    (data, got, peer_gone)
+}
+
+fn check(size: usize, sessions: usize) {
+    watchdog(Duration::from_secs(120), move || {
+        let (data, got, peer_gone) = transfer(size, sessions);
+        assert_eq!(
+            got.len(),
+            data.len(),
+            "size {size}: lost or duplicated bytes"
+        );
+        assert!(got == data, "size {size}: bytes differ (order or content)");
+        // Payloads that fit in the pipe are written at once and no write
+        // meets a departed reader; larger ones must have met EPIPE.
+        if size > 4 * 65536 {
+            assert!(peer_gone > 0, "size {size}: readers left but no PeerGone");
+        }
+    });
+}
+
+#[test]
+fn payload_1() {
+    check(1, 3);
+}
+
+#[test]
+fn payload_4096() {
+    check(4096, 6);
+}
+
+#[test]
+fn payload_4097() {
+    check(4097, 6);
+}
+
+#[test]
+fn payload_8192() {
+    check(8192, 6);
+}
+
+#[test]
+fn payload_8193() {
+    check(8193, 6);
+}
+
+#[test]
+fn payload_65536() {
+    check(65536, 9);
+}
+
+#[test]
+fn payload_1_mib() {
+    check(1 << 20, 12);
+}
+
+#[test]
+fn payload_16_mib() {
+    check(16 << 20, 15);
+}
+
+#[test]
+fn policy_fail_hands_back_the_unsent_bytes_at_once() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        mkfifo(&fifo);
+        let reader = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let tx = p
+            .open_sender(&fifo, &FifoOptions::new().reconnect(Reconnect::Fail))
+            .unwrap();
+        p.send(tx, b"delivered").unwrap();
+        poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| {
+            matches!(e, Event::Sent { .. })
+        });
+        drop(reader);
+        p.send(tx, b"handed back").unwrap();
+        let mut unsent = None;
+        poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| match e {
+            Event::Closed {
+                reason: CloseReason::PeerGone,
+                unsent: u,
+                ..
+            } => {
+                unsent = Some(u.to_vec());
+                true
+            }
+            _ => false,
+        });
+        assert_eq!(unsent.unwrap(), b"handed back");
+    });
+}
+
+#[test]
+fn policy_wait_up_to_times_out_with_a_typed_error() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        mkfifo(&fifo);
+        let reader = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let limit = Duration::from_millis(200);
+        let tx = p
+            .open_sender(
+                &fifo,
+                &FifoOptions::new().reconnect(Reconnect::WaitUpTo(limit)),
+            )
+            .unwrap();
+        drop(reader);
+        p.send(tx, b"nobody came back").unwrap();
+        let mut timed_out = false;
+        let mut unsent = None;
+        poll_until(&mut p, &mut ev, Duration::from_secs(10), |e| {
+            match e {
+                Event::Error {
+                    error: Error::ReaderTimeout { path, waited },
+                    ..
+                } => {
+                    assert_eq!(*path, fifo);
+                    assert_eq!(*waited, limit);
+                    timed_out = true;
+                }
+                Event::Closed { unsent: u, .. } => unsent = Some(u.to_vec()),
+                _ => {}
+            }
+            unsent.is_some()
+        });
+        assert!(timed_out);
+        assert_eq!(unsent.unwrap(), b"nobody came back");
+        assert_eq!(p.state(tx).unwrap(), State::Closed);
+    });
+}
