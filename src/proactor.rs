@@ -188,6 +188,8 @@ enum Role {
         bytes_read: u64,
         /// Survive writers leaving: reopen at EOF instead of closing.
         persistent: bool,
+        /// Arm no read: the data waits in the pipe.
+        paused: bool,
     },
     Sender(Box<SendSide>),
 }
@@ -481,6 +483,48 @@ impl Proactor {
         Ok(())
     }
 
+    /// Stops reading a receiver: no read is armed, so data waits in the
+    /// pipe (and its writers feel the pipe's backpressure). A read already
+    /// in flight is cancelled; if it completed first, its data is still
+    /// delivered. Nothing is lost.
+    pub fn pause(&mut self, rx: Receiver) -> Result<()> {
+        let idx = self.live(rx.0)?;
+        let t = &mut self.transports[idx];
+        let owner = t.token.to_owner();
+        let Role::Receiver {
+            read, poll, paused, ..
+        } = &mut t.role
+        else {
+            unreachable!("receiver handle maps to a sender")
+        };
+        *paused = true;
+        let ops: Vec<OpId> = [*read, *poll].into_iter().flatten().collect();
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[idx].inflight += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads again after [`pause`](Self::pause).
+    pub fn resume(&mut self, rx: Receiver) -> Result<()> {
+        let idx = self.live(rx.0)?;
+        let t = &mut self.transports[idx];
+        let Role::Receiver {
+            read, poll, paused, ..
+        } = &mut t.role
+        else {
+            unreachable!("receiver handle maps to a sender")
+        };
+        let armed = read.is_some() || poll.is_some();
+        *paused = false;
+        if !armed && t.state != State::Closing {
+            self.arm_read(idx);
+        }
+        Ok(())
+    }
+
     /// Where a transport is in its life.
     pub fn state(&self, token: impl Into<Token>) -> Result<State> {
         let token = token.into();
@@ -737,6 +781,9 @@ impl Proactor {
         let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
+        if matches!(t.role, Role::Receiver { paused: true, .. }) {
+            return;
+        }
         let raw = fd.as_raw_fd();
         let owner = t.token.to_owner();
         // No free registered buffer: wait for data without holding memory,
@@ -756,6 +803,9 @@ impl Proactor {
     fn arm_read_now(&mut self, idx: usize) {
         let t = &self.transports[idx];
         let Some(file) = t.file() else { return };
+        if matches!(t.role, Role::Receiver { paused: true, .. }) {
+            return;
+        }
         let owner = t.token.to_owner();
         let read = self.ring.read(file, self.pool.take(), owner).map(Some);
         self.record_recv_ops(idx, read, Ok(None));
@@ -1220,6 +1270,7 @@ fn receiver_role(persistent: bool) -> Role {
         poll: None,
         bytes_read: 0,
         persistent,
+        paused: false,
     }
 }
 
