@@ -1,1 +1,512 @@
-fn main() {}
+//! `ringpipe-bench`: ringpipe against epoll, blocking threads and tokio on
+//! the same scenarios, side by side.
+//!
+//! Every run takes three processes: this orchestrator, the engine under
+//! test (`ringpipe-bench engine ...`) and the load generator
+//! (`ringpipe-bench loadgen ...`), both re-executions of this binary. So the
+//! engine's CPU, RSS and thread count are its own, and the load is the same
+//! for every engine.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+mod chart;
+mod engine;
+mod loadgen;
+mod report;
+mod spec;
+mod sys;
+
+use engine::ENGINES;
+use report::{Record, RunResult};
+use spec::{EngineReport, LoadReport, RunSpec, Work};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ringpipe-bench",
+    about = "ringpipe vs epoll vs blocking threads vs tokio on FIFOs, side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Engines to run, comma separated (default: all; uring-sqpoll runs in
+    /// pingpong only unless named here).
+    #[arg(long, global = true, value_delimiter = ',')]
+    engines: Option<Vec<String>>,
+    /// Write the records as one JSON array to this file.
+    #[arg(long, global = true)]
+    json: Option<PathBuf>,
+    /// Measured runs per (scenario, engine, parameters); medians are reported.
+    #[arg(long, global = true)]
+    runs: Option<usize>,
+    /// Discarded warm-up runs before the measured ones.
+    #[arg(long, global = true)]
+    warmup: Option<usize>,
+    /// Pin the engine to CPU 0 and the load generator to CPU 1.
+    #[arg(long, global = true)]
+    pin: bool,
+    /// Most threads the threads engine starts; above it each thread waits on
+    /// several FIFOs with poll(2).
+    #[arg(long, global = true, default_value_t = 1024)]
+    threads_cap: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One FIFO, chunked writes: GiB/s and messages/s.
+    Throughput {
+        /// Chunk sizes in bytes.
+        #[arg(long, value_delimiter = ',', default_values_t = [64, 4096, 65536])]
+        chunks: Vec<usize>,
+        /// Bytes per run, in MiB (capped at one million writes).
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+    /// N FIFOs fed round-robin with 64-byte messages, one consumer.
+    Fanin {
+        /// Numbers of FIFOs.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256, 4096])]
+        fifos: Vec<usize>,
+        /// Messages per run, over all FIFOs (at least 16 per FIFO).
+        #[arg(long, default_value_t = 1_000_000)]
+        msgs: u64,
+    },
+    /// FIFO A -> engine -> FIFO B, 64 KiB chunks.
+    Relay {
+        /// Bytes per run, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mib: u64,
+    },
+    /// 64-byte request/response over two FIFOs: round-trip percentiles.
+    Pingpong {
+        /// Measured round trips per run (plus 10% warm-up rounds).
+        #[arg(long, default_value_t = 100_000)]
+        rounds: u64,
+    },
+    /// Many quiet FIFOs, then one message each: RSS, threads, delivery time.
+    Idle {
+        /// FIFOs to open.
+        #[arg(long, default_value_t = 10_000)]
+        fifos: usize,
+        /// How long they stay quiet, in ms.
+        #[arg(long, default_value_t = 2000)]
+        idle_ms: u64,
+    },
+    /// A short run of every scenario (under a minute) and one comparison table.
+    Quick,
+    /// Every scenario at full size.
+    All,
+    /// SVG charts from a JSON file written with --json.
+    Chart {
+        /// The JSON records.
+        input: PathBuf,
+        /// Directory for the SVG files.
+        #[arg(long, default_value = "bench/charts")]
+        out: PathBuf,
+    },
+    /// (internal) The load generator side of one run.
+    #[command(hide = true)]
+    Loadgen { spec: String, count: usize },
+    /// (internal) The engine side of one run.
+    #[command(hide = true)]
+    Engine { spec: String },
+}
+
+/// How hard to run: sizes and repetitions.
+struct Plan {
+    runs: usize,
+    warmup: usize,
+    idle_runs: usize,
+    timeout: Duration,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Loadgen { spec, count } => parse_spec(spec).and_then(|s| loadgen::run(&s, *count)),
+        Cmd::Engine { spec } => parse_spec(spec).and_then(|s| engine::run(&s)),
+        Cmd::Chart { input, out } => chart::render(input, out),
+        _ => orchestrate(&cli),
+    };
+    if let Err(e) = result {
+        eprintln!("ringpipe-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_spec(s: &str) -> std::io::Result<RunSpec> {
+    serde_json::from_str(s).map_err(std::io::Error::other)
+}
+
+/// The scenario configurations of a command.
+fn works(cmd: &Cmd) -> Vec<Work> {
+    let throughput = |chunks: &[usize], mib: u64, max_writes: u64| -> Vec<Work> {
+        chunks
+            .iter()
+            .map(|&chunk| Work::Throughput {
+                chunk,
+                total_bytes: (mib << 20).min(chunk as u64 * max_writes),
+            })
+            .collect()
+    };
+    let fanin = |fifos: &[usize], msgs: u64| -> Vec<Work> {
+        fifos
+            .iter()
+            .map(|&n| Work::Fanin {
+                fifos: n,
+                msgs_per_fifo: (msgs / n as u64).max(16),
+            })
+            .collect()
+    };
+    let relay = |mib: u64| Work::Relay {
+        chunk: 64 * 1024,
+        total_bytes: mib << 20,
+    };
+    let pingpong = |rounds: u64| Work::Pingpong {
+        rounds,
+        warmup: rounds / 10,
+    };
+    match cmd {
+        Cmd::Throughput { chunks, mib } => throughput(chunks, *mib, 1_000_000),
+        Cmd::Fanin { fifos, msgs } => fanin(fifos, *msgs),
+        Cmd::Relay { mib } => vec![relay(*mib)],
+        Cmd::Pingpong { rounds } => vec![pingpong(*rounds)],
+        Cmd::Idle { fifos, idle_ms } => vec![Work::Idle {
+            fifos: *fifos,
+            idle_ms: *idle_ms,
+        }],
+        Cmd::Quick => {
+            let mut w = throughput(&[64, 4096, 65536], 128, 200_000);
+            w.extend(fanin(&[1, 16, 256, 4096], 100_000));
+            w.push(relay(128));
+            w.push(pingpong(10_000));
+            w.push(Work::Idle {
+                fifos: 10_000,
+                idle_ms: 300,
+            });
+            w
+        }
+        Cmd::All => {
+            let mut w = throughput(&[64, 4096, 65536], 1024, 1_000_000);
+            w.extend(fanin(&[1, 16, 256, 4096], 1_000_000));
+            w.push(relay(1024));
+            w.push(pingpong(100_000));
+            w.push(Work::Idle {
+                fifos: 10_000,
+                idle_ms: 2000,
+            });
+            w
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn orchestrate(cli: &Cli) -> std::io::Result<()> {
+    let quick = matches!(cli.cmd, Cmd::Quick);
+    let plan = Plan {
+        runs: cli.runs.unwrap_or(if quick { 3 } else { 5 }).max(1),
+        warmup: cli.warmup.unwrap_or(if quick { 0 } else { 1 }),
+        idle_runs: cli.runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        timeout: Duration::from_secs(if quick { 10 } else { 120 }),
+    };
+    let explicit = cli.engines.is_some();
+    let engines: Vec<String> = cli
+        .engines
+        .clone()
+        .unwrap_or_else(|| ENGINES.iter().map(|s| s.to_string()).collect());
+    for e in &engines {
+        if !ENGINES.contains(&e.as_str()) {
+            return Err(std::io::Error::other(format!(
+                "unknown engine {e}; known: {}",
+                ENGINES.join(", ")
+            )));
+        }
+    }
+    let nofile = sys::raise_nofile();
+    let exe = std::env::current_exe()?;
+    let base = std::env::temp_dir().join(format!("ringpipe-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    let started = Instant::now();
+    println!("{}", report::machine(nofile));
+
+    let works = works(&cli.cmd);
+    let engines_for = |w: &Work| -> Vec<String> {
+        engines
+            .iter()
+            .filter(|e| {
+                explicit || e.as_str() != "uring-sqpoll" || matches!(w, Work::Pingpong { .. })
+            })
+            .cloned()
+            .collect()
+    };
+    let runs_for = |w: &Work| match w {
+        Work::Idle { .. } => plan.idle_runs,
+        _ => plan.runs,
+    };
+    let total: usize = works
+        .iter()
+        .map(|w| engines_for(w).len() * (runs_for(w) + plan.warmup))
+        .sum::<usize>()
+        + if quick { engines.len() } else { 0 };
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
+            .expect("progress template")
+            .progress_chars("=> "),
+    );
+    let mut records = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+
+    if quick {
+        // One short discarded run per engine warms caches, the page cache of
+        // the binary and the kernel's pipe paths.
+        let w = Work::Throughput {
+            chunk: 4096,
+            total_bytes: 16 << 20,
+        };
+        let dir = make_dir(&base, "warmup", &w)?;
+        for e in &engines {
+            pb.set_message(format!("warm-up {e}"));
+            let _ = run_once(&exe, &spec_for(&w, e, &dir, cli), plan.timeout);
+            pb.inc(1);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    for (k, w) in works.iter().enumerate() {
+        let dir = make_dir(&base, &format!("{}-{k}", w.name()), w)?;
+        let engs = engines_for(w);
+        let runs = runs_for(w);
+        let mut per_engine: Vec<Vec<std::collections::BTreeMap<String, f64>>> =
+            vec![Vec::new(); engs.len()];
+        let mut opened: Vec<Option<usize>> = vec![None; engs.len()];
+        // Engines take turns run by run, so slow drifts of a noisy machine
+        // hit them alike.
+        for round in 0..plan.warmup + runs {
+            for (i, e) in engs.iter().enumerate() {
+                pb.set_message(format!("{} {} {e}", w.name(), short_params(w)));
+                let spec = spec_for(w, e, &dir, cli);
+                match run_once(&exe, &spec, plan.timeout) {
+                    Ok(r) => {
+                        // One note per (scenario, engine): the first run's.
+                        let prefix = format!("{} {} {e}: ", w.name(), short_params(w));
+                        if let Some(n) = &r.engine.note
+                            && !notes.iter().any(|m| m.starts_with(&prefix))
+                        {
+                            notes.push(format!("{prefix}{n}"));
+                        }
+                        opened[i] = Some(r.engine.opened);
+                        if round >= plan.warmup {
+                            per_engine[i].push(report::metrics(w, &r));
+                        }
+                    }
+                    Err(err) => {
+                        let n = format!("{} {} {e}: run failed: {err}", w.name(), short_params(w));
+                        pb.println(&n);
+                        if !notes.contains(&n) {
+                            notes.push(n);
+                        }
+                    }
+                }
+                pb.inc(1);
+            }
+        }
+        for (i, e) in engs.iter().enumerate() {
+            if per_engine[i].is_empty() {
+                continue;
+            }
+            let mut params = report::params(w);
+            params.insert("runs".into(), per_engine[i].len().into());
+            if let (Work::Idle { .. } | Work::Fanin { .. }, Some(n)) = (w, opened[i]) {
+                params.insert("fifos_opened".into(), n.into());
+            }
+            if e == "threads" && w.inputs() > cli.threads_cap {
+                params.insert("threads_cap".into(), cli.threads_cap.into());
+            }
+            records.push(Record {
+                scenario: w.name().into(),
+                engine: e.clone(),
+                params,
+                metrics: report::medians(&per_engine[i]),
+            });
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    pb.finish_and_clear();
+    let _ = std::fs::remove_dir_all(&base);
+
+    println!(
+        "medians of {} run(s) each ({} for idle), {} warm-up run(s) discarded{}",
+        plan.runs,
+        plan.idle_runs,
+        plan.warmup,
+        if quick {
+            " (plus one warm-up run per engine)"
+        } else {
+            ""
+        }
+    );
+    println!("{}", report::table(&records));
+    let t = report::targets(&records);
+    if !t.is_empty() {
+        println!("targets:\n{t}");
+    }
+    if !notes.is_empty() {
+        println!("notes:");
+        for n in &notes {
+            println!("- {n}");
+        }
+    }
+    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&records).map_err(std::io::Error::other)?;
+        std::fs::write(path, json + "\n")?;
+        println!("records written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn short_params(w: &Work) -> String {
+    match w {
+        Work::Throughput { chunk, .. } | Work::Relay { chunk, .. } => format!("{chunk}B"),
+        Work::Fanin { fifos, .. } | Work::Idle { fifos, .. } => format!("{fifos} fifos"),
+        Work::Pingpong { .. } => "64B".into(),
+    }
+}
+
+fn spec_for(w: &Work, engine: &str, dir: &Path, cli: &Cli) -> RunSpec {
+    RunSpec {
+        work: w.clone(),
+        engine: engine.into(),
+        dir: dir.into(),
+        cpu: cli.pin.then_some(0),
+        threads_cap: cli.threads_cap,
+    }
+}
+
+/// A directory with the FIFOs the scenario needs, reused by its runs.
+fn make_dir(base: &Path, name: &str, w: &Work) -> std::io::Result<PathBuf> {
+    let dir = base.join(name);
+    std::fs::create_dir_all(&dir)?;
+    for f in w.fifo_names() {
+        let path = dir.join(f);
+        match nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(dir)
+}
+
+/// Collects a child's stream on a thread.
+fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One run: start the engine, wait for it to be ready, start the load
+/// generator, wait for both, and parse their reports.
+fn run_once(exe: &Path, spec: &RunSpec, timeout: Duration) -> Result<RunResult, String> {
+    let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut eng = Command::new(exe)
+        .args(["engine", &json])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn engine: {e}"))?;
+    let eng_err = collect(eng.stderr.take().expect("piped"));
+    let mut eng_out = BufReader::new(eng.stdout.take().expect("piped"));
+    let mut line = String::new();
+    let _ = eng_out.read_line(&mut line);
+    let Some(count) = line
+        .strip_prefix("READY ")
+        .and_then(|n| n.trim().parse::<usize>().ok())
+    else {
+        kill(&mut eng);
+        return Err(format!(
+            "engine not ready: {}",
+            eng_err.join().unwrap_or_default().trim()
+        ));
+    };
+    let eng_out = collect(eng_out);
+    let mut load = Command::new(exe)
+        .args(["loadgen", &json, &count.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            kill(&mut eng);
+            format!("spawn loadgen: {e}")
+        })?;
+    let load_err = collect(load.stderr.take().expect("piped"));
+    let mut idle_sample = None;
+    let load_out = if let Work::Idle { idle_ms, .. } = spec.work {
+        let mut out = BufReader::new(load.stdout.take().expect("piped"));
+        let mut line = String::new();
+        let _ = out.read_line(&mut line);
+        if line.trim() == "OPENED" {
+            std::thread::sleep(Duration::from_millis(idle_ms / 2));
+            idle_sample = sys::rss_and_threads(eng.id());
+        }
+        collect(out)
+    } else {
+        collect(load.stdout.take().expect("piped"))
+    };
+    let (mut eng_status, mut load_status) = (None, None);
+    while eng_status.is_none() || load_status.is_none() {
+        if eng_status.is_none() {
+            eng_status = eng.try_wait().map_err(|e| e.to_string())?;
+        }
+        if load_status.is_none() {
+            load_status = load.try_wait().map_err(|e| e.to_string())?;
+        }
+        if Instant::now() > deadline {
+            kill(&mut eng);
+            kill(&mut load);
+            return Err(format!("timed out after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (eo, ee) = (
+        eng_out.join().unwrap_or_default(),
+        eng_err.join().unwrap_or_default(),
+    );
+    let (lo, le) = (
+        load_out.join().unwrap_or_default(),
+        load_err.join().unwrap_or_default(),
+    );
+    let (es, ls) = (eng_status.expect("exited"), load_status.expect("exited"));
+    if !es.success() {
+        return Err(format!("engine {es}: {}", ee.trim()));
+    }
+    if !ls.success() {
+        return Err(format!("load generator {ls}: {}", le.trim()));
+    }
+    let engine: EngineReport = last_json(&eo).ok_or_else(|| format!("no engine report: {eo}"))?;
+    let load: LoadReport = last_json(&lo).ok_or_else(|| format!("no load report: {lo}"))?;
+    Ok(RunResult {
+        engine,
+        load,
+        idle_sample,
+    })
+}
+
+fn last_json<T: serde::de::DeserializeOwned>(out: &str) -> Option<T> {
+    out.lines().rev().find_map(|l| serde_json::from_str(l).ok())
+}

@@ -1,0 +1,58 @@
+//! The consuming / relaying side of every scenario, one module per engine.
+//! Each runs in its own process: it opens its FIFOs, prints `READY n` (n:
+//! FIFOs it managed to open), does the work, and prints an
+//! [`EngineReport`] as JSON.
+
+use std::io::{self, Write};
+
+use crate::spec::{EngineReport, RunSpec, Sink, percentiles_us};
+use crate::sys;
+
+mod epoll;
+mod threads;
+mod tokio_pipe;
+mod uring;
+
+/// Engine names, in table order.
+pub const ENGINES: [&str; 5] = ["uring", "uring-sqpoll", "epoll", "threads", "tokio"];
+
+/// Tells the orchestrator the engine is ready; returns the CPU clock at
+/// that moment (the run's CPU is counted from here).
+pub fn announce(opened: usize) -> f64 {
+    println!("READY {opened}");
+    let _ = io::stdout().flush();
+    sys::cpu_seconds()
+}
+
+/// Fills the figures every consuming engine reports the same way.
+pub fn finish(report: &mut EngineReport, sink: &Sink, cpu0: f64) {
+    report.cpu_s = sys::cpu_seconds() - cpu0;
+    report.bytes = sink.bytes;
+    report.elapsed_s = sink.elapsed_s();
+    let (p50, p99, p999) = percentiles_us(&sink.histogram());
+    report.p50_us = p50;
+    report.p99_us = p99;
+    report.p999_us = p999;
+    report.max_us = sink.samples.iter().max().map(|&ns| ns as f64 / 1000.0);
+}
+
+/// Runs `spec` in this process and prints the report.
+pub fn run(spec: &RunSpec) -> io::Result<()> {
+    sys::raise_nofile();
+    if let Some(cpu) = spec.cpu {
+        sys::pin_to(cpu);
+    }
+    let report = match spec.engine.as_str() {
+        "uring" => uring::run(spec, false)?,
+        "uring-sqpoll" => uring::run(spec, true)?,
+        "epoll" => epoll::run(spec)?,
+        "threads" => threads::run(spec)?,
+        "tokio" => tokio_pipe::run(spec)?,
+        other => return Err(io::Error::other(format!("unknown engine {other}"))),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("report is serialisable")
+    );
+    Ok(())
+}

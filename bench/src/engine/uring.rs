@@ -1,0 +1,158 @@
+//! ringpipe with its defaults (or SQPOLL for the low-latency variant).
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
+
+use super::{announce, finish};
+use crate::spec::{EngineReport, MSG, RunSpec, Sink, Work, input_path};
+
+fn proactor(sqpoll: bool) -> io::Result<Proactor> {
+    let built = if sqpoll {
+        Proactor::builder()
+            .sqpoll(Duration::from_millis(50))
+            .build()
+    } else {
+        Proactor::new()
+    };
+    built.map_err(io::Error::other)
+}
+
+pub fn run(spec: &RunSpec, sqpoll: bool) -> io::Result<EngineReport> {
+    let mut p = proactor(sqpoll)?;
+    match spec.work {
+        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p),
+        _ => consume(spec, &mut p),
+    }
+}
+
+/// Throughput, fan-in and idle: read every input FIFO.
+fn consume(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
+    let mut report = EngineReport::default();
+    let wanted = spec.work.inputs();
+    // Receiver slot index -> FIFO number.
+    let mut fifo_of: Vec<usize> = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        match p.open_receiver(input_path(&spec.dir, i), &FifoOptions::new()) {
+            Ok(rx) => {
+                let slot = rx.token().index as usize;
+                if fifo_of.len() <= slot {
+                    fifo_of.resize(slot + 1, usize::MAX);
+                }
+                fifo_of[slot] = i;
+                report.opened += 1;
+            }
+            Err(e) => {
+                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
+                break;
+            }
+        }
+    }
+    let opened = report.opened;
+    let mut sink = Sink::new(
+        &spec.work,
+        opened,
+        opened as u64 * spec.work.bytes_per_input(),
+    );
+    let mut events = Events::with_capacity(1024);
+    let cpu0 = announce(opened);
+    let enters0 = p.enter_count();
+    let mut gone = 0;
+    while !sink.done() && gone < opened {
+        p.poll(&mut events, None).map_err(io::Error::other)?;
+        for ev in &events {
+            match ev {
+                Event::Data { from, data } => {
+                    sink.on_data(fifo_of[from.token().index as usize], data)
+                }
+                Event::PeerGone(_) => gone += 1,
+                Event::Error { error, .. } => return Err(io::Error::other(error.to_string())),
+                _ => {}
+            }
+        }
+    }
+    report.syscalls = Some(p.enter_count() - enters0);
+    finish(&mut report, &sink, cpu0);
+    report.msgs = match spec.work {
+        Work::Throughput { chunk, .. } => sink.bytes / chunk as u64,
+        _ => sink.bytes / MSG as u64,
+    };
+    Ok(report)
+}
+
+/// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
+/// The copy goes through `send`, which copies into a registered buffer.
+fn relay(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
+    let (from, to) = match spec.work {
+        Work::Relay { .. } => ("a", "b"),
+        _ => ("req", "resp"),
+    };
+    let total = spec.work.bytes_per_input();
+    let mut report = EngineReport {
+        opened: 1,
+        ..EngineReport::default()
+    };
+    let rx = p
+        .open_receiver(spec.dir.join(from), &FifoOptions::new())
+        .map_err(io::Error::other)?;
+    let cpu0 = announce(1);
+    let enters0 = p.enter_count();
+    let tx = p
+        .open_sender(spec.dir.join(to), &FifoOptions::new())
+        .map_err(io::Error::other)?;
+    let mut events = Events::with_capacity(1024);
+    let (mut sent, mut reads) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    // A receiver cannot be paused: what the sender refuses above its high
+    // watermark waits here, in one reused buffer, until `Writable`.
+    let mut backlog: Vec<u8> = Vec::new();
+    let mut peak_backlog = 0usize;
+    while sent < total {
+        p.poll(&mut events, None).map_err(io::Error::other)?;
+        let mut writable = false;
+        for ev in &events {
+            match ev {
+                Event::Data { from, data } if from == rx => {
+                    first.get_or_insert_with(Instant::now);
+                    reads += 1;
+                    if backlog.is_empty() {
+                        match p.send(tx, data) {
+                            Ok(()) => {}
+                            Err(Error::WouldBlock { .. }) => backlog.extend_from_slice(data),
+                            Err(e) => return Err(io::Error::other(e)),
+                        }
+                    } else {
+                        backlog.extend_from_slice(data);
+                    }
+                    peak_backlog = peak_backlog.max(backlog.len());
+                }
+                Event::Sent { bytes, .. } => sent += bytes as u64,
+                Event::Writable(s) if s == tx => writable = true,
+                Event::Error { error, .. } => return Err(io::Error::other(error.to_string())),
+                _ => {}
+            }
+        }
+        if writable && !backlog.is_empty() {
+            match p.send(tx, &backlog) {
+                Ok(()) => backlog.clear(),
+                Err(Error::WouldBlock { .. }) => {}
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+    report.elapsed_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    report.cpu_s = crate::sys::cpu_seconds() - cpu0;
+    report.syscalls = Some(p.enter_count() - enters0);
+    report.bytes = sent;
+    report.msgs = match spec.work {
+        Work::Relay { chunk, .. } => sent / chunk as u64,
+        _ => sent / MSG as u64,
+    };
+    if matches!(spec.work, Work::Relay { .. }) {
+        report.note = Some(format!(
+            "{reads} reads; peak bytes held back by the bench above the sender's high watermark: {peak_backlog}"
+        ));
+    }
+    Ok(report)
+}
