@@ -99,6 +99,14 @@ pub enum Error {
         high: u64,
     },
 
+    /// The transport is one end of a relay: its bytes move by splice, so
+    /// it takes no `send` and cannot join a second relay.
+    #[error("{token:?} is relaying")]
+    Relayed {
+        /// The transport.
+        token: Token,
+    },
+
     /// A frame could not be encoded, or a received stream is not valid in
     /// its codec.
     #[error("{token:?}: {source}")]

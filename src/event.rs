@@ -51,6 +51,15 @@ pub enum Event<'a> {
     /// reader and resumed writing at the exact byte, or a persistent
     /// receiver got data from a new writer.
     PeerBack(Token),
+    /// A relay moved `bytes` from `from` to `to` inside the kernel.
+    Relayed {
+        /// The receiver.
+        from: Receiver,
+        /// The sender.
+        to: Sender,
+        /// Bytes moved by this splice.
+        bytes: usize,
+    },
     /// A sender that refused a send with
     /// [`Error::WouldBlock`](crate::Error::WouldBlock), or went above its
     /// high watermark, is down to its low watermark: send again.
@@ -81,6 +90,7 @@ impl Event<'_> {
             Event::Data { from, .. } => from.token(),
             Event::Sent { to, .. } => to.token(),
             Event::Writable(s) => s.token(),
+            Event::Relayed { from, .. } => from.token(),
             Event::PeerGone(t) | Event::PeerBack(t) => *t,
             Event::Closed { token, .. } | Event::Error { token, .. } => *token,
         }
@@ -102,6 +112,11 @@ pub(crate) enum Item {
     PeerGone(Token),
     PeerBack(Token),
     Writable(Sender),
+    Relayed {
+        from: Receiver,
+        to: Sender,
+        bytes: usize,
+    },
     Closed {
         token: Token,
         reason: CloseReason,
@@ -128,6 +143,11 @@ impl Item {
             Item::PeerGone(t) => Event::PeerGone(*t),
             Item::PeerBack(t) => Event::PeerBack(*t),
             Item::Writable(s) => Event::Writable(*s),
+            Item::Relayed { from, to, bytes } => Event::Relayed {
+                from: *from,
+                to: *to,
+                bytes: *bytes,
+            },
             Item::Closed {
                 token,
                 reason,

@@ -47,6 +47,7 @@ pub struct Builder {
     buffer_size: usize,
     ignore_sigpipe: bool,
     open_retry_max: Duration,
+    iowq_max_workers: [u32; 2],
 }
 
 impl Default for Builder {
@@ -62,6 +63,7 @@ impl Default for Builder {
             buffer_size: 64 * 1024,
             ignore_sigpipe: true,
             open_retry_max: Duration::from_millis(50),
+            iowq_max_workers: [2, 2],
         }
     }
 }
@@ -127,6 +129,15 @@ impl Builder {
         self
     }
 
+    /// Caps the kernel's io-wq worker threads of this ring: `bounded` for
+    /// regular-file work, `unbounded` for pipes (default 2 and 2). Splices
+    /// and tees always run on these workers; the cap keeps thread count
+    /// flat however many relays exist.
+    pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
+        self.iowq_max_workers = [bounded.max(1), unbounded.max(1)];
+        self
+    }
+
     /// Sets up the ring, probes the kernel and registers the buffers.
     /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
     /// or lacks an opcode, naming which.
@@ -142,6 +153,12 @@ impl Builder {
                 source: e,
             })?;
         }
+        let [bounded, unbounded] = self.iowq_max_workers;
+        ring.set_iowq_max_workers(bounded, unbounded)
+            .map_err(|e| Error::Ring {
+                op: "register_iowq_max_workers",
+                source: e,
+            })?;
         if self.ignore_sigpipe {
             ring::ignore_sigpipe_if_default();
         }
@@ -190,9 +207,23 @@ enum Role {
         persistent: bool,
         /// Arm no read: the data waits in the pipe.
         paused: bool,
+        /// Spliced into a sender instead of read.
+        relay: Option<Box<Relay>>,
     },
     Sender(Box<SendSide>),
 }
+
+/// A receiver's bytes moved to a sender by splice(2), never through
+/// user space.
+#[derive(Debug)]
+struct Relay {
+    to: Token,
+    poll: Option<OpId>,
+    splice: Option<OpId>,
+}
+
+/// Bytes one splice may move; the pipes' contents bound it anyway.
+const SPLICE_LEN: u32 = 1 << 20;
 
 #[derive(Debug)]
 struct SendSide {
@@ -211,6 +242,8 @@ struct SendSide {
     low: u64,
     /// The queue went above `high`: report `Writable` once it is at `low`.
     above_high: bool,
+    /// The receiver relaying into this sender.
+    relayed_from: Option<Token>,
 }
 
 impl SendSide {
@@ -228,6 +261,7 @@ impl SendSide {
             high: opts.high_watermark as u64,
             low: opts.low_watermark as u64,
             above_high: false,
+            relayed_from: None,
         }
     }
 }
@@ -437,6 +471,9 @@ impl Proactor {
         if side.close_after_flush {
             return Err(Error::Closed { token: to.0 });
         }
+        if side.relayed_from.is_some() {
+            return Err(Error::Relayed { token: to.0 });
+        }
         let unsent = side.queue.unsent();
         if unsent >= side.high {
             side.above_high = true;
@@ -480,6 +517,52 @@ impl Proactor {
         let idx = self.live(sender.0)?;
         self.transports[idx].sender().close_after_flush = true;
         self.maybe_flushed(idx);
+        Ok(())
+    }
+
+    /// Moves everything `from` receives into `to` inside the kernel
+    /// (`splice(2)`), with no copy through user space; reported as
+    /// [`Event::Relayed`](crate::Event::Relayed). The receiver's data no
+    /// longer comes as `Data` events and the sender takes no more `send`s
+    /// ([`Error::Relayed`]). Bytes already queued on `to` go first.
+    ///
+    /// A splice never waits inside the kernel: it is linked behind a poll
+    /// for data, runs non-blocking, and io-wq workers are capped (see
+    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. If
+    /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
+    /// consumed) until a reader comes back. The relay ends when either end
+    /// closes; `from` then goes back to `Data` events.
+    pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
+        let rx = self.live(from.0)?;
+        let tx = self.live(to.0)?;
+        if self.transports[tx].sender().relayed_from.is_some() {
+            return Err(Error::Relayed { token: to.0 });
+        }
+        let Role::Receiver {
+            read, poll, relay, ..
+        } = &mut self.transports[rx].role
+        else {
+            unreachable!("receiver handle maps to a sender")
+        };
+        if relay.is_some() {
+            return Err(Error::Relayed { token: from.0 });
+        }
+        *relay = Some(Box::new(Relay {
+            to: to.0,
+            poll: None,
+            splice: None,
+        }));
+        // A read in flight is cancelled; if it completed first, its bytes
+        // are queued on `to` ahead of everything spliced.
+        let ops: Vec<OpId> = [*read, *poll].into_iter().flatten().collect();
+        let owner = from.0.to_owner();
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[rx].inflight += 1;
+            }
+        }
+        self.transports[tx].sender().relayed_from = Some(from.0);
+        self.arm_relay(rx, true);
         Ok(())
     }
 
@@ -732,7 +815,12 @@ impl Proactor {
         let t = &mut self.transports[idx];
         let owner = t.token.to_owner();
         let ops: Vec<OpId> = match &t.role {
-            Role::Receiver { read, poll, .. } => [*read, *poll].into_iter().flatten().collect(),
+            Role::Receiver {
+                read, poll, relay, ..
+            } => {
+                let (rp, rs) = relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
+                [*read, *poll, rp, rs].into_iter().flatten().collect()
+            }
             Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
         };
         for op in ops {
@@ -740,11 +828,20 @@ impl Proactor {
                 self.transports[idx].inflight += 1;
             }
         }
+        // A splice into this sender uses its fd: stop it too (it is the
+        // receiver's operation; `maybe_finish` waits for it).
+        for (rx, op) in self.relay_ops_of_sender(idx) {
+            let owner = self.transports[rx].token.to_owner();
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[rx].inflight += 1;
+            }
+        }
     }
 
     fn maybe_finish(&mut self, idx: usize) {
         let t = &self.transports[idx];
-        if t.state == State::Closing && t.inflight == 0 {
+        if t.state == State::Closing && t.inflight == 0 && self.relay_ops_of_sender(idx).is_empty()
+        {
             self.finish_close(idx);
         }
     }
@@ -764,8 +861,26 @@ impl Proactor {
         drop(t.fd.take());
         self.generations[idx] = self.generations[idx].wrapping_add(1);
         let mut unsent = Vec::new();
-        if let Role::Sender(s) = &mut t.role {
-            s.queue.take_bytes(&mut unsent);
+        match &mut t.role {
+            Role::Sender(s) => {
+                s.queue.take_bytes(&mut unsent);
+                // The relay into this sender ends; its receiver reads again.
+                if let Some(from) = s.relayed_from.take()
+                    && let Some(r) = self.transports.get_mut(from.index as usize)
+                    && let Role::Receiver { relay, .. } = &mut r.role
+                {
+                    *relay = None;
+                    self.arm_read(from.index as usize);
+                }
+            }
+            Role::Receiver { relay, .. } => {
+                if let Some(relay) = relay.take()
+                    && let Some(r) = self.transports.get_mut(relay.to.index as usize)
+                {
+                    r.sender().relayed_from = None;
+                    self.pump(relay.to.index as usize);
+                }
+            }
         }
         self.pending.push(Item::Closed {
             token: t.token,
@@ -781,8 +896,10 @@ impl Proactor {
         let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
-        if matches!(t.role, Role::Receiver { paused: true, .. }) {
-            return;
+        match &t.role {
+            Role::Receiver { paused: true, .. } => return,
+            Role::Receiver { relay: Some(_), .. } => return self.arm_relay(idx, true),
+            _ => {}
         }
         let raw = fd.as_raw_fd();
         let owner = t.token.to_owner();
@@ -860,11 +977,23 @@ impl Proactor {
                     *bytes_read += n as u64;
                 }
                 let buf = buf.expect("a read owns its buffer");
-                self.pending.push(Item::Data {
-                    from: Receiver(token),
-                    buf,
-                    len: n as usize,
-                });
+                if let Role::Receiver {
+                    relay: Some(relay), ..
+                } = &t.role
+                {
+                    // Read just before the relay began: it goes first.
+                    let to = relay.to.index as usize;
+                    let pool = Rc::clone(&self.pool);
+                    let side = self.transports[to].sender();
+                    side.queue.push(&pool, &buf.as_slice()[..n as usize]);
+                    self.pump(to);
+                } else {
+                    self.pending.push(Item::Data {
+                        from: Receiver(token),
+                        buf,
+                        len: n as usize,
+                    });
+                }
                 self.apply(idx, Input::PeerReady);
                 self.arm_read(idx);
             }
@@ -923,16 +1052,189 @@ impl Proactor {
                 false
             }
         };
-        if t.state == State::Closing || result == ECANCELED {
+        if t.state == State::Closing {
             return;
         }
-        if result < 0 {
-            return self.io_fail(idx, "poll", result);
+        match (result, is_receiver) {
+            // Cancelled by pause or relay: `arm_read` does what they want.
+            (ECANCELED, true) => self.arm_read(idx),
+            (ECANCELED, false) => {}
+            (r, _) if r < 0 => self.io_fail(idx, "poll", r),
+            (_, true) => self.arm_read_now(idx),
+            (_, false) => self.pump(idx),
         }
-        if is_receiver {
-            self.arm_read_now(idx);
-        } else {
-            self.pump(idx);
+    }
+
+    // ----- relays -----
+
+    /// Submits the relay's next splice if both ends are ready: the receiver
+    /// open and not paused or reading, the sender open with nothing of its
+    /// own queued or being written.
+    fn arm_relay(&mut self, rx: usize, poll_first: bool) {
+        let t = &self.transports[rx];
+        if t.state == State::Closing {
+            return;
+        }
+        let Role::Receiver {
+            relay: Some(relay),
+            paused: false,
+            read: None,
+            poll: None,
+            ..
+        } = &t.role
+        else {
+            return;
+        };
+        let (Some(from), Some(fd)) = (t.file(), t.fd.as_ref()) else {
+            return;
+        };
+        if relay.poll.is_some() || relay.splice.is_some() {
+            return;
+        }
+        let (raw, owner, to) = (fd.as_raw_fd(), t.token.to_owner(), relay.to);
+        let Some(tt) = self.transports.get(to.index as usize) else {
+            return;
+        };
+        let Role::Sender(side) = &tt.role else { return };
+        let busy = side.writing.is_some() || side.poll.is_some() || !side.queue.is_empty();
+        let (true, Some(to_file), false) = (tt.state == State::Open, tt.file(), busy) else {
+            return;
+        };
+        match self
+            .ring
+            .splice(from, to_file, SPLICE_LEN, poll_first.then_some(raw), owner)
+        {
+            Ok((poll, splice)) => {
+                let t = &mut self.transports[rx];
+                t.inflight += 1 + u32::from(poll.is_some());
+                if let Role::Receiver {
+                    relay: Some(relay), ..
+                } = &mut t.role
+                {
+                    relay.poll = poll;
+                    relay.splice = Some(splice);
+                }
+            }
+            Err(e) => self.fail(
+                rx,
+                Error::Ring {
+                    op: "submit",
+                    source: e,
+                },
+            ),
+        }
+    }
+
+    fn relay_of(&mut self, rx: usize) -> Option<&mut Relay> {
+        match &mut self.transports[rx].role {
+            Role::Receiver { relay: Some(r), .. } => Some(r),
+            _ => None,
+        }
+    }
+
+    fn on_splice(&mut self, rx: usize, result: i32) {
+        let Some(relay) = self.relay_of(rx) else {
+            return;
+        };
+        relay.splice = None;
+        let to = relay.to;
+        let tx = to.index as usize;
+        if self.transports[rx].state == State::Closing {
+            return;
+        }
+        match result {
+            n if n > 0 => {
+                let n = n as u64;
+                if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
+                    *bytes_read += n;
+                }
+                let side = self.transports[tx].sender();
+                side.queue.queued_total += n;
+                side.queue.accepted_total += n;
+                self.pending.push(Item::Relayed {
+                    from: Receiver(self.transports[rx].token),
+                    to: Sender(to),
+                    bytes: n as usize,
+                });
+                self.apply(rx, Input::PeerReady);
+                self.apply(tx, Input::PeerReady);
+                // More is likely there: splice again without polling first.
+                self.arm_relay(rx, false);
+            }
+            0 => self.on_eof(rx),
+            r if r == -libc::EAGAIN => {
+                let in_pipe = self.transports[rx]
+                    .fd
+                    .as_ref()
+                    .map_or(0, |fd| ring::pipe_bytes(fd.as_fd()).unwrap_or(0));
+                if in_pipe == 0 {
+                    return self.arm_relay(rx, true);
+                }
+                // The destination is full: wait until it has room.
+                let Some(fd) = self.transports[tx].fd.as_ref() else {
+                    return;
+                };
+                let owner = self.transports[rx].token.to_owner();
+                match self
+                    .ring
+                    .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, owner)
+                {
+                    Ok(op) => {
+                        self.transports[rx].inflight += 1;
+                        if let Some(relay) = self.relay_of(rx) {
+                            relay.poll = Some(op);
+                        }
+                    }
+                    Err(e) => self.fail(
+                        rx,
+                        Error::Ring {
+                            op: "submit",
+                            source: e,
+                        },
+                    ),
+                }
+            }
+            // The reader of the destination left; splice consumed nothing,
+            // so the bytes wait in the source pipe. Resumes on its return.
+            r if r == -libc::EPIPE => {
+                if self.transports[tx].state != State::Closing {
+                    self.on_reader_gone(tx);
+                }
+            }
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => {
+                self.arm_relay(rx, true)
+            }
+            r => self.io_fail(rx, "splice", r),
+        }
+    }
+
+    /// A relay's poll completed: linked to a splice (which completes on its
+    /// own), or waiting for room in the destination.
+    fn on_relay_poll(&mut self, rx: usize, result: i32) {
+        let Some(relay) = self.relay_of(rx) else {
+            return;
+        };
+        relay.poll = None;
+        if relay.splice.is_none() && result >= 0 {
+            self.arm_relay(rx, false);
+        }
+    }
+
+    /// Relay operations of the receiver relaying into sender `tx`.
+    fn relay_ops_of_sender(&self, tx: usize) -> Vec<(usize, OpId)> {
+        let Role::Sender(side) = &self.transports[tx].role else {
+            return Vec::new();
+        };
+        let Some(from) = side.relayed_from else {
+            return Vec::new();
+        };
+        match self.transports.get(from.index as usize).map(|t| &t.role) {
+            Some(Role::Receiver { relay: Some(r), .. }) => [r.poll, r.splice]
+                .into_iter()
+                .flatten()
+                .map(|op| (from.index as usize, op))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -951,6 +1253,10 @@ impl Proactor {
             return;
         }
         let Some(chunk) = side.queue.pop_front() else {
+            // Queue written: a relay into this sender may splice now.
+            if let Some(from) = side.relayed_from {
+                self.arm_relay(from.index as usize, true);
+            }
             return;
         };
         let (start, end, limit) = (chunk.start, chunk.end, chunk.limit);
@@ -1252,14 +1558,28 @@ impl Proactor {
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
         }
+        let relay_to = match &self.transports[idx].role {
+            Role::Receiver { relay: Some(r), .. } => Some((r.to, r.poll == Some(c.op))),
+            _ => None,
+        };
         match c.kind {
             OpKind::Read => self.on_read(idx, c.result, c.buf),
             OpKind::Write => self.on_write(idx, c.result, c.buf),
+            OpKind::Poll if relay_to.is_some_and(|(_, is_relay_poll)| is_relay_poll) => {
+                self.on_relay_poll(idx, c.result)
+            }
             OpKind::Poll => self.on_poll(idx, c.result),
+            OpKind::Splice => self.on_splice(idx, c.result),
             OpKind::Cancel | OpKind::Timeout => {}
         }
         if self.transports.contains(idx) {
             self.maybe_finish(idx);
+        }
+        // A closing sender may have been waiting for this relay operation.
+        if let Some((to, _)) = relay_to
+            && matches!(self.transports.get(to.index as usize), Some(t) if t.token == to)
+        {
+            self.maybe_finish(to.index as usize);
         }
     }
 }
@@ -1271,6 +1591,7 @@ fn receiver_role(persistent: bool) -> Role {
         bytes_read: 0,
         persistent,
         paused: false,
+        relay: None,
     }
 }
 

@@ -57,6 +57,7 @@ pub(crate) enum OpKind {
     Poll,
     Cancel,
     Timeout,
+    Splice,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -77,6 +78,7 @@ struct InFlight {
 pub(crate) struct Completion {
     pub owner: u64,
     pub kind: OpKind,
+    pub op: OpId,
     pub result: i32,
     pub buf: Option<Buf>,
 }
@@ -278,6 +280,63 @@ impl Ring {
         self.push(sqe, owner, OpKind::Poll, None, None)
     }
 
+    /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
+    /// without blocking (`SPLICE_F_NONBLOCK`: -EAGAIN when the source is
+    /// empty or the destination full). With `after_poll`, the splice is
+    /// linked behind a POLL_ADD for POLLIN on that fd, so it only runs once
+    /// data is there: a splice always runs on an io-wq worker, and one left
+    /// waiting on an empty pipe would park that worker.
+    pub(crate) fn splice(
+        &mut self,
+        from: FileRef,
+        to: FileRef,
+        len: u32,
+        after_poll: Option<RawFd>,
+        owner: u64,
+    ) -> io::Result<(Option<OpId>, OpId)> {
+        let flags = libc::SPLICE_F_NONBLOCK;
+        let splice = match (from, to) {
+            (FileRef::Raw(i), FileRef::Raw(o)) => {
+                opcode::Splice::new(types::Fd(i), -1, types::Fd(o), -1, len)
+            }
+            (FileRef::Raw(i), FileRef::Fixed(o)) => {
+                opcode::Splice::new(types::Fd(i), -1, types::Fixed(o), -1, len)
+            }
+            (FileRef::Fixed(i), FileRef::Raw(o)) => {
+                opcode::Splice::new(types::Fixed(i), -1, types::Fd(o), -1, len)
+            }
+            (FileRef::Fixed(i), FileRef::Fixed(o)) => {
+                opcode::Splice::new(types::Fixed(i), -1, types::Fixed(o), -1, len)
+            }
+        }
+        .flags(flags)
+        .build();
+        let Some(fd) = after_poll else {
+            return Ok((None, self.push(splice, owner, OpKind::Splice, None, None)?));
+        };
+        // Both SQEs must go out in one submission for the link to hold.
+        let room = {
+            let sq = self.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < 2 {
+            self.enter(0, None)?;
+        }
+        let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
+            .build()
+            .flags(squeue::Flags::IO_LINK);
+        let poll = self.push(poll, owner, OpKind::Poll, None, None)?;
+        let splice = self.push(splice, owner, OpKind::Splice, None, None)?;
+        Ok((Some(poll), splice))
+    }
+
+    /// Caps io-wq worker threads per NUMA node: `[bounded, unbounded]`
+    /// (pipe work is unbounded). Splices run there.
+    pub(crate) fn set_iowq_max_workers(&self, bounded: u32, unbounded: u32) -> io::Result<()> {
+        let mut max = [bounded, unbounded];
+        self.uring.submitter().register_iowq_max_workers(&mut max)
+    }
+
     /// Asks the kernel to cancel `target`. Both complete: `target` with
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
@@ -396,6 +455,7 @@ impl Ring {
                 out.push(Completion {
                     owner: op.owner,
                     kind: op.kind,
+                    op: op.id,
                     result: cqe.result(),
                     buf: op.buf,
                 });
