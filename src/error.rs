@@ -133,6 +133,20 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The open-file limit cannot be raised as far as asked: the hard
+    /// `RLIMIT_NOFILE` is lower (raise it with `ulimit -Hn` as root or in
+    /// the service's configuration) or `setrlimit` failed.
+    #[error("cannot raise the open-file limit to {want} (hard limit {hard})")]
+    FdLimit {
+        /// The soft limit asked for.
+        want: u64,
+        /// The hard limit.
+        hard: u64,
+        /// The OS error, if a call failed.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+
     /// The handle names a transport that is closing or closed.
     #[error("{token:?} is closed")]
     Closed {

@@ -259,6 +259,66 @@ pub(crate) fn set_pipe_size(
     }
 }
 
+/// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to at
+/// least `want`, up to the hard limit. Each FIFO end is one descriptor
+/// (a sender or persistent receiver keeps a second, `O_PATH`, one).
+/// Returns the new soft limit, or [`Error::FdLimit`] when the hard limit
+/// is below `want`.
+pub fn raise_fd_limit(want: u64) -> Result<u64, Error> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| Error::FdLimit {
+        want,
+        hard: 0,
+        source: Some(e.into()),
+    })?;
+    if soft >= want {
+        return Ok(soft);
+    }
+    if hard < want {
+        return Err(Error::FdLimit {
+            want,
+            hard,
+            source: None,
+        });
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard).map_err(|e| Error::FdLimit {
+        want,
+        hard,
+        source: Some(e.into()),
+    })?;
+    Ok(want)
+}
+
+/// The kernel's pipe limits, from `/proc/sys/fs`. Pipes a user creates
+/// beyond `pipe-user-pages-soft` pages in total are clamped to one page
+/// (4 KiB), which matters with thousands of FIFOs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PipeLimits {
+    /// Largest size `F_SETPIPE_SZ` grants without `CAP_SYS_RESOURCE`.
+    pub max_size: usize,
+    /// Pages per user before new pipes shrink to one page (0: no limit).
+    pub user_pages_soft: usize,
+    /// Pages per user before `F_SETPIPE_SZ` fails (0: no limit).
+    pub user_pages_hard: usize,
+}
+
+impl PipeLimits {
+    /// Reads the limits (0 for any that cannot be read).
+    pub fn read() -> PipeLimits {
+        let get = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/fs/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        PipeLimits {
+            max_size: get("pipe-max-size"),
+            user_pages_soft: get("pipe-user-pages-soft"),
+            user_pages_hard: get("pipe-user-pages-hard"),
+        }
+    }
+}
+
 /// `/proc/sys/fs/pipe-max-size`, 0 when unreadable.
 pub fn pipe_max_size() -> usize {
     std::fs::read_to_string("/proc/sys/fs/pipe-max-size")

@@ -358,7 +358,9 @@ impl Proactor {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
         let role = receiver_role(opts.persistent);
-        let token = self.insert(State::Open, role, Some(anchor), Some(path.into()));
+        // Only a persistent receiver reopens: a one-shot one spares the fd.
+        let anchor = opts.persistent.then_some(anchor);
+        let token = self.insert(State::Open, role, anchor, Some(path.into()));
         self.install_fd(token.index as usize, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
