@@ -47,6 +47,10 @@ struct Cli {
     /// Discarded warm-up runs before the measured ones.
     #[arg(long, global = true)]
     warmup: Option<usize>,
+    /// Where the FIFOs are made (default: /dev/shm if present, a tmpfs, so
+    /// no engine pays a disk filesystem's inode time updates; else $TMPDIR).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
     /// Pin the engine to CPU 0 and the load generator to CPU 1.
     #[arg(long, global = true)]
     pin: bool,
@@ -229,10 +233,19 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     }
     let nofile = sys::raise_nofile();
     let exe = std::env::current_exe()?;
-    let base = std::env::temp_dir().join(format!("ringpipe-bench-{}", std::process::id()));
+    let root = cli.dir.clone().unwrap_or_else(|| {
+        let shm = PathBuf::from("/dev/shm");
+        if shm.is_dir() {
+            shm
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let base = root.join(format!("ringpipe-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let started = Instant::now();
     println!("{}", report::machine(nofile));
+    println!("FIFOs in {}", root.display());
 
     let works = works(&cli.cmd);
     let engines_for = |w: &Work| -> Vec<String> {

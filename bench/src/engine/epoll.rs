@@ -143,6 +143,9 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         if !blocked {
             calls += 1;
             match sys::read(a.as_fd(), &mut buf) {
+                // A FIFO with no writer yet also reads 0: only EOF after
+                // data ends the run.
+                Ok(0) if first.is_none() => {}
                 Ok(0) => break 'run,
                 Ok(n) => {
                     first.get_or_insert_with(Instant::now);
@@ -154,9 +157,8 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
                 Err(e) => return Err(e.into()),
             }
         }
-        // A relay run once stalled here with both pipes idle (not
-        // reproduced since): a bounded wait turns a lost edge into a
-        // counted 100 ms delay instead of a hang.
+        // Bounded: the writer's arrival on a FIFO raises no edge, only its
+        // first data does; the timeout is a guard, counted in the report.
         if wait(&epoll, &mut events, EpollTimeout::from(100u8), &mut calls)? == 0 {
             timeouts += 1;
         }
