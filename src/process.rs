@@ -351,7 +351,9 @@ impl FifoCommand {
     }
 
     /// The child's stdout (default: inherited). A [`Stdio::piped`] stdout
-    /// is never read: use an output FIFO (`/dev/stdout` is not one).
+    /// is never read, and a child that fills it blocks until the
+    /// [`timeout`](Self::timeout): to collect standard output, redirect it
+    /// to an output FIFO (`sh -c 'prog > "$0"' {out:stdout}`).
     pub fn stdout(mut self, cfg: impl Into<Stdio>) -> Self {
         self.stdout = Some(cfg.into());
         self
@@ -539,10 +541,16 @@ impl PrivateDir {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
+        // Absolute, so that the paths also hold in the child's
+        // `current_dir` when `TMPDIR` is relative.
+        let base = std::env::temp_dir();
+        let base = std::path::absolute(&base).map_err(|source| ProcessError::TempDir {
+            path: base.clone(),
+            source,
+        })?;
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("ringpipe-{}-{n}-{nanos:08x}", std::process::id()));
+            let path = base.join(format!("ringpipe-{}-{n}-{nanos:08x}", std::process::id()));
             // Not recursive: creating it must fail if anything is there
             // already, so nobody else can have prepared it.
             match std::fs::DirBuilder::new().mode(0o700).create(&path) {
