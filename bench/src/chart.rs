@@ -9,9 +9,10 @@ use plotters::prelude::*;
 use crate::engine::ENGINES;
 use crate::report::Record;
 
-const COLORS: [RGBColor; 5] = [
+const COLORS: [RGBColor; 6] = [
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x8c, 0x56, 0x4b),
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0x94, 0x67, 0xbd),
@@ -21,11 +22,15 @@ fn err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Reads `input` and writes `fanin_cpu.svg` and `pingpong_latency.svg`
-/// into `out`.
-pub fn render(input: &Path, out: &Path) -> io::Result<()> {
-    let records: Vec<Record> =
-        serde_json::from_str(&std::fs::read_to_string(input)?).map_err(err)?;
+/// Reads the records of `inputs` and writes `fanin_cpu.svg` and
+/// `pingpong_latency.svg` into `out`.
+pub fn render(inputs: &[std::path::PathBuf], out: &Path) -> io::Result<()> {
+    let mut records: Vec<Record> = Vec::new();
+    for input in inputs {
+        let mut more: Vec<Record> =
+            serde_json::from_str(&std::fs::read_to_string(input)?).map_err(err)?;
+        records.append(&mut more);
+    }
     std::fs::create_dir_all(out)?;
     fanin_cpu(&records, &out.join("fanin_cpu.svg"))?;
     pingpong(&records, &out.join("pingpong_latency.svg"))?;
@@ -57,10 +62,9 @@ fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .fold(1.0, f64::max);
-    let max_y = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold(0.1, f64::max);
+    let ys = || series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
+    let max_y = ys().fold(0.1, f64::max);
+    let min_y = ys().fold(max_y, f64::min);
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let mut chart = ChartBuilder::on(&root)
@@ -71,12 +75,15 @@ fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d((1f64..max_x * 1.5).log_scale(), 0f64..max_y * 1.1)
+        .build_cartesian_2d(
+            (1f64..max_x * 1.5).log_scale(),
+            (min_y * 0.8..max_y * 1.25).log_scale(),
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("FIFOs (log scale)")
-        .y_desc("CPU s per million messages")
+        .y_desc("CPU s per million messages (log scale)")
         .draw()
         .map_err(err)?;
     for (k, pts) in series {

@@ -34,8 +34,9 @@ use spec::{EngineReport, LoadReport, RunSpec, Work};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Engines to run, comma separated (default: all; uring-sqpoll runs in
-    /// pingpong only unless named here).
+    /// Engines to run, comma separated: uring, uring-sqpoll, uring-spin,
+    /// epoll, threads, tokio (default: all; uring-sqpoll and uring-spin run
+    /// in pingpong only unless named here).
     #[arg(long, global = true, value_delimiter = ',')]
     engines: Option<Vec<String>>,
     /// Write the records as one JSON array to this file.
@@ -107,8 +108,9 @@ enum Cmd {
     All,
     /// SVG charts from a JSON file written with --json.
     Chart {
-        /// The JSON records.
-        input: PathBuf,
+        /// Files of JSON records (their arrays are joined).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
         /// Directory for the SVG files.
         #[arg(long, default_value = "bench/charts")]
         out: PathBuf,
@@ -134,7 +136,7 @@ fn main() {
     let result = match &cli.cmd {
         Cmd::Loadgen { spec, count } => parse_spec(spec).and_then(|s| loadgen::run(&s, *count)),
         Cmd::Engine { spec } => parse_spec(spec).and_then(|s| engine::run(&s)),
-        Cmd::Chart { input, out } => chart::render(input, out),
+        Cmd::Chart { inputs, out } => chart::render(inputs, out),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
@@ -252,7 +254,9 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         engines
             .iter()
             .filter(|e| {
-                explicit || e.as_str() != "uring-sqpoll" || matches!(w, Work::Pingpong { .. })
+                explicit
+                    || !engine::LATENCY_ONLY.contains(&e.as_str())
+                    || matches!(w, Work::Pingpong { .. })
             })
             .cloned()
             .collect()

@@ -223,6 +223,9 @@ pub fn table(records: &[Record]) -> String {
     if has("uring-sqpoll") && has("threads") {
         ratio_cols.push(("uring-sqpoll", "threads", "sqpoll/threads".into()));
     }
+    if has("uring-spin") && has("threads") {
+        ratio_cols.push(("uring-spin", "threads", "spin/threads".into()));
+    }
     // Row keys in first-seen order.
     let mut rows: Vec<(String, String, &'static str)> = Vec::new();
     for r in records {
@@ -341,6 +344,12 @@ pub fn targets(records: &[Record]) -> String {
         get("throughput", "chunk_bytes", 65536, "uring", "gib_per_s"),
         get("throughput", "chunk_bytes", 65536, "threads", "gib_per_s"),
         &|r| r >= 0.9,
+    );
+    check(
+        "pingpong p50, uring-spin (SQPOLL + busy poll)/threads < 1.0",
+        get("pingpong", "msg_bytes", 64, "uring-spin", "p50_us"),
+        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        &|r| r < 1.0,
     );
     check(
         "pingpong p50, uring-sqpoll/threads < 1.0",

@@ -14,7 +14,18 @@ mod tokio_pipe;
 mod uring;
 
 /// Engine names, in table order.
-pub const ENGINES: [&str; 5] = ["uring", "uring-sqpoll", "epoll", "threads", "tokio"];
+pub const ENGINES: [&str; 6] = [
+    "uring",
+    "uring-sqpoll",
+    "uring-spin",
+    "epoll",
+    "threads",
+    "tokio",
+];
+
+/// Engines that run in ping-pong only unless named with `--engines`: their
+/// point is latency, and they keep a core busy.
+pub const LATENCY_ONLY: [&str; 2] = ["uring-sqpoll", "uring-spin"];
 
 /// Tells the orchestrator the engine is ready; returns the CPU clock at
 /// that moment (the run's CPU is counted from here).
@@ -43,8 +54,9 @@ pub fn run(spec: &RunSpec) -> io::Result<()> {
         sys::pin_to(cpu);
     }
     let report = match spec.engine.as_str() {
-        "uring" => uring::run(spec, false)?,
-        "uring-sqpoll" => uring::run(spec, true)?,
+        "uring" => uring::run(spec, uring::Mode::Default)?,
+        "uring-sqpoll" => uring::run(spec, uring::Mode::Sqpoll)?,
+        "uring-spin" => uring::run(spec, uring::Mode::Spin)?,
         "epoll" => epoll::run(spec)?,
         "threads" => threads::run(spec)?,
         "tokio" => tokio_pipe::run(spec)?,

@@ -19,16 +19,33 @@ fn proactor(sqpoll: bool) -> io::Result<Proactor> {
     built.map_err(io::Error::other)
 }
 
-pub fn run(spec: &RunSpec, sqpoll: bool) -> io::Result<EngineReport> {
-    let mut p = proactor(sqpoll)?;
+/// How the engine waits for completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Defaults: single issuer, deferred task work, blocking `poll`.
+    Default,
+    /// SQPOLL kernel thread, blocking `poll`.
+    Sqpoll,
+    /// SQPOLL and a busy loop of `poll(.., Some(Duration::ZERO))`. (Without
+    /// SQPOLL a zero-timeout poll never runs the deferred task work, so it
+    /// would never see a completion.)
+    Spin,
+}
+
+pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
+    let mut p = proactor(mode != Mode::Default)?;
+    let wait = match mode {
+        Mode::Spin => Some(Duration::ZERO),
+        _ => None,
+    };
     match spec.work {
-        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p),
-        _ => consume(spec, &mut p),
+        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p, wait),
+        _ => consume(spec, &mut p, wait),
     }
 }
 
 /// Throughput, fan-in and idle: read every input FIFO.
-fn consume(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
+fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let mut report = EngineReport::default();
     let wanted = spec.work.inputs();
     // Receiver slot index -> FIFO number.
@@ -60,7 +77,7 @@ fn consume(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
     let enters0 = p.enter_count();
     let mut gone = 0;
     while !sink.done() && gone < opened {
-        p.poll(&mut events, None).map_err(io::Error::other)?;
+        p.poll(&mut events, wait).map_err(io::Error::other)?;
         for ev in &events {
             match ev {
                 Event::Data { from, data } => {
@@ -83,7 +100,7 @@ fn consume(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
 
 /// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
 /// The copy goes through `send`, which copies into a registered buffer.
-fn relay(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
+fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let (from, to) = match spec.work {
         Work::Relay { .. } => ("a", "b"),
         _ => ("req", "resp"),
@@ -111,7 +128,7 @@ fn relay(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
     let mut peak_backlog = 0usize;
     let mut pauses = 0u64;
     while sent < total {
-        p.poll(&mut events, None).map_err(io::Error::other)?;
+        p.poll(&mut events, wait).map_err(io::Error::other)?;
         let mut writable = false;
         let mut refused = false;
         for ev in &events {
@@ -139,15 +156,23 @@ fn relay(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
                 _ => {}
             }
         }
+        // A one-shot receiver closes at EOF: pausing or resuming it then
+        // reports Closed, and there is nothing left to read anyway.
         if refused {
-            p.pause(rx).map_err(io::Error::other)?;
-            pauses += 1;
+            match p.pause(rx) {
+                Ok(()) => pauses += 1,
+                Err(Error::Closed { .. }) => {}
+                Err(e) => return Err(io::Error::other(e)),
+            }
         }
         if writable && !backlog.is_empty() {
             match p.send(tx, &backlog) {
                 Ok(()) => {
                     backlog.clear();
-                    p.resume(rx).map_err(io::Error::other)?;
+                    match p.resume(rx) {
+                        Ok(()) | Err(Error::Closed { .. }) => {}
+                        Err(e) => return Err(io::Error::other(e)),
+                    }
                 }
                 Err(Error::WouldBlock { .. }) => {}
                 Err(e) => return Err(io::Error::other(e)),
