@@ -220,6 +220,34 @@ fn outputs_reopened_by_the_child_are_collected_whole() {
 }
 
 #[test]
+fn output_held_by_a_background_process_is_read_to_its_end() {
+    watchdog(LIMIT, || {
+        let _s = serial();
+        // The shell exits at once; its background job writes later.
+        let out = run(FifoCommand::new("sh")
+            .args(["-c", r#"(sleep 0.5; echo late) >"$0" & exit 0"#, "{out:o}"])
+            .output("o"));
+        assert!(out.status.success());
+        assert_eq!(out.outputs["o"], b"late\n");
+    });
+}
+
+#[test]
+fn working_directory_and_environment() {
+    watchdog(LIMIT, || {
+        let _s = serial();
+        let out = run(FifoCommand::new("sh")
+            .args(["-c", r#"pwd >"$DEST"; echo "$GREETING" >>"$DEST""#])
+            .current_dir("/")
+            .env("DEST", "{out:o}")
+            .env("GREETING", "hello {in: not a placeholder")
+            .output("o"));
+        assert!(out.status.success());
+        assert_eq!(out.outputs["o"], b"/\nhello {in: not a placeholder\n");
+    });
+}
+
+#[test]
 fn child_that_never_reads_its_input() {
     watchdog(LIMIT, || {
         let _s = serial();
