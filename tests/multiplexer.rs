@@ -1,0 +1,633 @@
+//! The example multiplexer, run as a real process between real python3
+//! writers and readers: whole lines, none lost or duplicated while writers
+//! and readers come and go; routing by prefix; delivery on SIGTERM; a clear
+//! refusal of a path that is not a FIFO.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The built example, next to this test's binary
+/// (`target/<profile>/deps/multiplexer-*` → `target/<profile>/examples/`).
+/// Built once per run: `cargo test --test multiplexer` alone does not
+/// build examples, and a stale binary would test old code.
+fn multiplexer_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", "multiplexer"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --example multiplexer failed");
+        let bin = profile_dir.join("examples").join("multiplexer");
+        assert!(bin.exists(), "{} missing", bin.display());
+        bin
+    })
+}
+
+/// Starts the multiplexer with `args`, its stderr going to `log`.
+fn start(args: &[&str], dir: &Path, log: &Path) -> ChildGuard {
+    let child = Command::new(multiplexer_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .spawn()
+        .unwrap();
+    ChildGuard::new(child)
+}
+
+fn signal(guard: &ChildGuard, sig: Signal) {
+    let pid = guard.0.as_ref().unwrap().id();
+    kill(Pid::from_raw(pid as i32), sig).unwrap();
+}
+
+/// Sends SIGTERM, waits for exit 0, and returns the multiplexer's stderr.
+fn stop(guard: ChildGuard, log: &Path) -> String {
+    signal(&guard, Signal::SIGTERM);
+    let out = guard.wait_output(Duration::from_secs(15));
+    let stderr = std::fs::read_to_string(log).unwrap();
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    stderr
+}
+
+/// The `read=R delivered=D undelivered=U` figures of the final summary.
+fn summary(stderr: &str) -> (u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("stopped by SIGTERM"))
+        .unwrap_or_else(|| panic!("no summary in:\n{stderr}"));
+    let field = |name: &str| -> u64 {
+        let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        let digits: String = line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().unwrap()
+    };
+    (field("read"), field("delivered"), field("undelivered"))
+}
+
+/// Waits (bounded) until the log has a line containing all of `parts`.
+fn wait_for_log(log: &Path, parts: &[&str], limit: Duration) -> String {
+    wait_for_line(log, limit, |l| parts.iter().all(|p| l.contains(p)))
+}
+
+/// Waits (bounded) until the log has a line for which `ok` holds; returns
+/// the latest such line.
+fn wait_for_line(log: &Path, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().rev().find(|l| ok(l)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no expected line within {limit:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The line a writer sends as message `seq` of input `w` (without newline):
+/// numbered, with filler of varying length so reads cut lines anywhere.
+fn line(w: usize, seq: usize) -> String {
+    let alpha = "abcdefghijklmnopqrstuvwxyz".repeat(3);
+    let off = seq % 26;
+    let len = (seq * 7) % 40;
+    format!("in{w} {seq:08} {}", &alpha[off..off + len])
+}
+
+/// Writes `count` numbered lines to a FIFO in writer sessions of 2000 to
+/// 5000 lines: open, write (plain os.write, looping on short writes), close,
+/// maybe pause, reopen. Prints the number of sessions. Must match [`line`].
+const WRITER_PY: &str = r#"
+import os, sys, signal, random, time
+path, w, count, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+signal.alarm(timeout)  # never outlive a stuck test
+alpha = b'abcdefghijklmnopqrstuvwxyz' * 3
+def line(s):
+    off, n = s % 26, (s * 7) % 40
+    return b'in%d %08d %s\n' % (w, s, alpha[off:off + n])
+rng = random.Random(w)
+seq, sessions = 0, 0
+while seq < count:
+    end = min(count, seq + rng.randint(2000, 5000))
+    fd = os.open(path, os.O_WRONLY)
+    while seq < end:
+        m = min(end - seq, rng.randint(1, 300))
+        view = memoryview(b''.join(line(s) for s in range(seq, seq + m)))
+        while view:
+            view = view[os.write(fd, view):]
+        seq += m
+    os.close(fd)
+    sessions += 1
+    if rng.random() < 0.5:
+        time.sleep(rng.random() * 0.005)
+print(sessions)
+"#;
+
+/// One reader session: opens the FIFO, reads with plain os.read, keeping
+/// partial lines across reads, until it has at least `want` lines and its
+/// data ends at a line end; then closes and saves what it read. `want` 0:
+/// open and close at once.
+const SESSION_PY: &str = r#"
+import os, sys, signal
+path, want, out, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+signal.alarm(timeout)
+fd = os.open(path, os.O_RDONLY)
+buf, lines = bytearray(), 0
+while want > 0 and (lines < want or not buf.endswith(b'\n')):
+    b = os.read(fd, 65536)
+    if not b:
+        break
+    buf += b
+    lines += b.count(b'\n')
+os.close(fd)
+with open(out, 'wb') as f:
+    f.write(buf)
+"#;
+
+fn python(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script]);
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd
+}
+
+/// Runs one reader session to its end; returns the lines it read.
+fn session(fifo: &Path, want: usize, out: &Path) -> Vec<String> {
+    let child = python(SESSION_PY, &[&fifo, &want.to_string(), &out, &"60"])
+        .spawn()
+        .unwrap();
+    let status = ChildGuard::new(child)
+        .wait_output(Duration::from_secs(60))
+        .status;
+    assert!(status.success(), "reader session: {status}");
+    let data = std::fs::read(out).unwrap();
+    assert!(
+        data.is_empty() || data.ends_with(b"\n"),
+        "a session ended inside a line"
+    );
+    String::from_utf8(data)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills and reaps children still running when a test ends.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Children {
+    fn wait_all(&mut self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut outs = Vec::new();
+        for c in &mut self.0 {
+            // Read first: a child blocked on a full stdout pipe never exits.
+            // (Every child script arms an alarm, so this read ends.)
+            let mut s = String::new();
+            if let Some(out) = c.stdout.as_mut() {
+                std::io::Read::read_to_string(out, &mut s).unwrap();
+            }
+            loop {
+                if let Some(status) = c.try_wait().unwrap() {
+                    assert!(status.success(), "child: {status}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "children still running");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            outs.push(s);
+        }
+        outs
+    }
+}
+
+/// Checks that `lines` holds, for each input `w` in 0..inputs, exactly the
+/// lines `line(w, 0..count)`, whole and in order, and nothing else.
+fn check_exactly_once(lines: &[String], inputs: usize, count: usize) {
+    let mut next = vec![0usize; inputs];
+    for l in lines {
+        let w: usize = l[2..l.find(' ').unwrap()].parse().unwrap();
+        let seq: usize = l[l.find(' ').unwrap() + 1..][..8].parse().unwrap();
+        assert_eq!(
+            seq, next[w],
+            "input {w}: expected line {} next, got {l:?}",
+            next[w]
+        );
+        assert_eq!(*l, line(w, seq), "line damaged");
+        next[w] += 1;
+    }
+    assert_eq!(next, vec![count; inputs], "lines missing");
+}
+
+const INPUTS: usize = 4;
+const LINES: usize = 100_000;
+
+#[test]
+fn four_reconnecting_writers_and_a_reconnecting_reader_lose_and_duplicate_nothing() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(120), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        let out = d.join("out");
+        let inputs: Vec<PathBuf> = (0..INPUTS).map(|w| d.join(format!("in{w}"))).collect();
+        for p in inputs.iter().chain([&out]) {
+            mkfifo(p);
+        }
+        let mut args = vec!["--output", "out", "--stats-interval", "0.5"];
+        let names: Vec<String> = (0..INPUTS).map(|w| format!("in{w}")).collect();
+        for n in &names {
+            args.extend(["--input", n]);
+        }
+        let mux = start(&args, d, &log);
+
+        let mut writers = Children(
+            (0..INPUTS)
+                .map(|w| {
+                    python(
+                        WRITER_PY,
+                        &[&inputs[w], &w.to_string(), &LINES.to_string(), &"100"],
+                    )
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+                })
+                .collect(),
+        );
+
+        // Reader sessions one after another, with gaps without any reader
+        // (the multiplexer then holds the output and pushes back).
+        let total = INPUTS * LINES;
+        let shares = [30_000, 0, 1, 70_000, 5_000, 120_000];
+        let mut all: Vec<String> = Vec::new();
+        for (i, share) in shares.iter().enumerate() {
+            let got = session(&out, *share, &d.join(format!("session{i}")));
+            assert!(got.len() >= *share);
+            all.extend(got);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let rest = total - all.len();
+        all.extend(session(&out, rest, &d.join("session_last")));
+
+        let sessions: usize = writers
+            .wait_all(Duration::from_secs(30))
+            .iter()
+            .map(|s| s.trim().parse::<usize>().unwrap())
+            .sum();
+        assert!(
+            sessions >= INPUTS * 20,
+            "writers reconnected {sessions} times"
+        );
+        check_exactly_once(&all, INPUTS, LINES);
+
+        let stderr = stop(mux, &log);
+        // Writers left and came back; the persistent inputs saw it.
+        let stats = stderr.lines().rev().find(|l| l.contains("stats")).unwrap();
+        let input_reconnects: u64 = stats
+            .split(" | ")
+            .filter(|seg| seg.starts_with("in "))
+            .map(|seg| num_after(seg.rsplit(", ").next().unwrap(), ""))
+            .sum();
+        assert!(input_reconnects > 0, "{stats}");
+        assert_eq!(
+            summary(&stderr),
+            (total as u64, total as u64, 0),
+            "{stderr}"
+        );
+        assert!(stderr.contains("reader left"), "{stderr}");
+        assert!(stderr.contains("reader back"), "{stderr}");
+    });
+}
+
+/// Writes the lines of a file to a FIFO, each with its own os.write.
+const LINES_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for l in open(sys.argv[2], 'rb'):
+    os.write(fd, l)
+os.close(fd)
+"#;
+
+/// Starts a python writer of `text` to the FIFO `fifo`.
+fn write_lines(fifo: &Path, text: &str) -> Child {
+    let file = fifo.with_extension("txt");
+    std::fs::write(&file, text).unwrap();
+    python(LINES_PY, &[&fifo, &file]).spawn().unwrap()
+}
+
+/// Reads exactly `want` lines with os.read (or fewer at EOF), prints them.
+const READ_N_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+path, want = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDONLY)
+buf = bytearray()
+while buf.count(b'\n') < want:
+    b = os.read(fd, 65536)
+    if not b:
+        break
+    buf += b
+os.close(fd)
+sys.stdout.buffer.write(buf)
+"#;
+
+#[test]
+fn messages_go_to_the_first_route_whose_prefix_matches() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        for name in ["a", "b", "out", "err"] {
+            mkfifo(&d.join(name));
+        }
+        // "never" does not exist yet (--create) and gets no reader: an
+        // output nobody needs must not hold anything up.
+        let args = [
+            "--input",
+            "a",
+            "--input",
+            "b",
+            "--output",
+            "out",
+            "--route",
+            "ER=err",
+            "--route",
+            "ERROR=never",
+            "--create",
+        ];
+        let mux = start(&args, d, &log);
+        let kinds = ["ERROR", "ERR", "EVT", "INFO", "E"];
+        let mut expect: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut writers = Vec::new();
+        for input in ["a", "b"] {
+            let mut text = String::new();
+            for i in 0..5_000 {
+                let l = format!("{} {input} {i}", kinds[i % kinds.len()]);
+                let route = if l.starts_with("ER") { "err" } else { "out" };
+                expect.entry(route).or_default().push(l.clone());
+                text += &l;
+                text.push('\n');
+            }
+            writers.push(write_lines(&d.join(input), &text));
+        }
+        let mut readers = Children(
+            ["out", "err"]
+                .iter()
+                .map(|r| {
+                    python(READ_N_PY, &[&d.join(r), &expect[r].len().to_string()])
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        let outs = readers.wait_all(Duration::from_secs(40));
+        Children(writers).wait_all(Duration::from_secs(10));
+        for (r, got) in ["out", "err"].iter().zip(&outs) {
+            // Each input's lines in order; the two inputs interleave freely.
+            for input in ["a", "b"] {
+                let mine = |l: &&str| l.split(' ').nth(1) == Some(input);
+                let got: Vec<&str> = got.lines().filter(mine).collect();
+                let want: Vec<&str> = expect[r].iter().map(String::as_str).collect();
+                let want: Vec<&str> = want.iter().copied().filter(mine).collect();
+                assert_eq!(got, want, "output {r}, input {input}");
+            }
+            assert_eq!(got.lines().count(), expect[r].len());
+        }
+        assert!(d.join("never").exists(), "--create made the route's FIFO");
+        let stderr = stop(mux, &log);
+        assert_eq!(summary(&stderr), (10_000, 10_000, 0), "{stderr}");
+    });
+}
+
+/// Opens the FIFO, says "open", waits for "go" on stdin, then reads to EOF
+/// and prints what it read.
+const READ_ON_GO_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print('open', flush=True)
+if sys.stdin.readline() != 'go\n':
+    sys.exit(3)
+buf = bytearray()
+while True:
+    b = os.read(fd, 65536)
+    if not b:
+        break
+    buf += b
+os.close(fd)
+sys.stdout.buffer.write(buf)
+"#;
+
+#[test]
+fn sigterm_delivers_every_message_already_read_then_exits_zero() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        mkfifo(&d.join("in"));
+        mkfifo(&d.join("out"));
+        let args = [
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--stats-interval",
+            "0.05",
+        ];
+        let mux = start(&args, d, &log);
+
+        // A reader that is there but does not read yet.
+        let mut reader = python(READ_ON_GO_PY, &[&d.join("out")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut go: ChildStdin = reader.stdin.take().unwrap();
+        let mut reader_out = BufReader::new(reader.stdout.take().unwrap());
+        let mut said = String::new();
+        reader_out.read_line(&mut said).unwrap();
+        assert_eq!(said, "open\n");
+        let reader = Children(vec![reader]);
+
+        // 2,000 lines of 64 bytes: more than the output pipe holds (64 KiB),
+        // so what the multiplexer reads beyond it waits in its queue.
+        const N: usize = 2_000;
+        let lines: Vec<String> = (0..N).map(|i| format!("{i:063}\n")).collect();
+        Children(vec![write_lines(&d.join("in"), &lines.concat())])
+            .wait_all(Duration::from_secs(20));
+        // Settled: everything read, or reading paused by the full output.
+        let stats = wait_for_line(&log, Duration::from_secs(20), |l| {
+            l.contains(", reader, ")
+                && (l.contains("paused") || l.contains(&format!("in in: {N} msgs")))
+        });
+        let queued = num_after(&stats, "queue ");
+        assert!(queued > 0, "nothing queued at SIGTERM: {stats}");
+
+        signal(&mux, Signal::SIGTERM);
+        go.write_all(b"go\n").unwrap();
+        drop(go);
+        let got = read_all(reader_out, reader);
+        let stderr = stop_after_signal(mux, &log);
+        // Everything read reached the reader, in order; what was still in
+        // the input pipe at SIGTERM was not read.
+        let (read, delivered, undelivered) = summary(&stderr);
+        assert!(read as usize > 65536 / 64, "read only {read}: {stderr}");
+        assert_eq!((delivered, undelivered), (read, 0), "{stderr}");
+        assert!(
+            got == lines[..read as usize].concat(),
+            "reader got other lines"
+        );
+    });
+}
+
+fn read_all(mut out: BufReader<ChildStdout>, mut reader: Children) -> String {
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut out, &mut got).unwrap();
+    reader.wait_all(Duration::from_secs(20));
+    got
+}
+
+fn stop_after_signal(guard: ChildGuard, log: &Path) -> String {
+    let out = guard.wait_output(Duration::from_secs(15));
+    let stderr = std::fs::read_to_string(log).unwrap();
+    assert!(out.status.success(), "{}\n{stderr}", out.status);
+    stderr
+}
+
+#[test]
+fn a_regular_file_as_input_is_refused_with_exit_code_2_before_anything_opens() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let file = d.join("notes.txt");
+        std::fs::write(&file, b"not a fifo\n").unwrap();
+        mkfifo(&d.join("good"));
+        let out = Command::new(multiplexer_bin())
+            .args(["--input", "good", "--input"])
+            .arg(&file)
+            .args(["--output", "out", "--create"])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&*file.to_string_lossy()), "{stderr}");
+        assert!(stderr.contains("not a FIFO"), "{stderr}");
+        assert!(!d.join("out").exists(), "an output was created anyway");
+        assert_eq!(std::fs::read(&file).unwrap(), b"not a fifo\n");
+    });
+}
+
+/// The number right after the first `marker` in `line`.
+fn num_after(line: &str, marker: &str) -> u64 {
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {line}"))
+        + marker.len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().unwrap()
+}
+
+#[test]
+fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        mkfifo(&d.join("in"));
+        mkfifo(&d.join("out"));
+        let args = [
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--stats-interval",
+            "0.05",
+            "--high-watermark",
+            "16384",
+            "--low-watermark",
+            "4096",
+        ];
+        let mux = start(&args, d, &log);
+        // 6 MiB of lines and no reader: far more than the multiplexer may hold.
+        const N: usize = 200_000;
+        let text: String = (0..N).map(|i| format!("{i:031}\n")).collect();
+        let mut writer = Children(vec![write_lines(&d.join("in"), &text)]);
+
+        let first = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(300));
+        let later = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
+        assert_ne!(first, later, "no newer stats line");
+        for line in [&first, &later] {
+            // At most the high watermark plus one write's worth of messages
+            // queued, at most the reads in flight when the input paused held.
+            let queue = num_after(line, "queue ");
+            assert!(queue <= 16384 + 4096, "output queue {queue} B: {line}");
+            let held = num_after(&line[line.find(", held ").unwrap()..], " msgs ");
+            assert!(held <= 2 * 65536, "held {held} B: {line}");
+        }
+        // Paused: nothing more was read in the meantime, and the writer waits.
+        assert_eq!(
+            num_after(&first, "in in: "),
+            num_after(&later, "in in: "),
+            "read while paused"
+        );
+        assert!(
+            writer.0[0].try_wait().unwrap().is_none(),
+            "writer not held back"
+        );
+
+        let mut reader = Children(vec![
+            python(READ_N_PY, &[&d.join("out"), &N.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ]);
+        let got = reader.wait_all(Duration::from_secs(40)).remove(0);
+        writer.wait_all(Duration::from_secs(10));
+        assert!(got == text, "the reader got every line once, in order");
+        let stderr = stop(mux, &log);
+        assert_eq!(summary(&stderr), (N as u64, N as u64, 0), "{stderr}");
+    });
+}
