@@ -9,7 +9,10 @@
 //! Ownership is the safety argument: while an operation is in flight its
 //! `Buf` lives in the ring's operation table and nobody else can reach it.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
 use std::io;
 use std::ptr::NonNull;
 use std::rc::Rc;
@@ -24,6 +27,115 @@ pub(crate) struct Pool {
     count: u16,
     free: RefCell<Vec<u16>>,
     spare_heap: RefCell<Vec<Box<[u8]>>>,
+    provided: Option<ProvidedRing>,
+}
+
+/// Group id of the provided buffer ring.
+pub(crate) const PROVIDED_GROUP: u16 = 0;
+
+/// A provided buffer ring: buffers the kernel picks itself for multishot
+/// reads, shared by every receiver, so memory follows the data in flight,
+/// not the number of FIFOs. A buffer the kernel filled is ours (a
+/// [`Buf`]) until dropped, when it goes back on the ring.
+struct ProvidedRing {
+    entries: NonNull<BufRingEntry>,
+    entries_len: usize,
+    mem: NonNull<u8>,
+    buf_size: usize,
+    count: u16,
+    /// Our copy of the tail; the kernel reads the shared one.
+    tail: Cell<u16>,
+}
+
+impl ProvidedRing {
+    fn new(count: u16, buf_size: usize) -> io::Result<ProvidedRing> {
+        let count = count.clamp(1, 1 << 15).next_power_of_two();
+        let entries_len =
+            (usize::from(count) * std::mem::size_of::<BufRingEntry>()).div_ceil(4096) * 4096;
+        let entries = map(entries_len)?.cast::<BufRingEntry>();
+        let mem = match map(buf_size * usize::from(count)) {
+            Ok(m) => m,
+            Err(e) => {
+                unmap(entries.cast(), entries_len);
+                return Err(e);
+            }
+        };
+        let ring = ProvidedRing {
+            entries,
+            entries_len,
+            mem,
+            buf_size,
+            count,
+            tail: Cell::new(0),
+        };
+        for bid in 0..count {
+            ring.push(bid);
+        }
+        Ok(ring)
+    }
+
+    fn buf_ptr(&self, bid: u16) -> *mut u8 {
+        debug_assert!(bid < self.count);
+        // SAFETY: bid < count, so the offset stays inside the mapping.
+        unsafe { self.mem.as_ptr().add(usize::from(bid) * self.buf_size) }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    fn push(&self, bid: u16) {
+        let tail = self.tail.get();
+        let slot = usize::from(tail & (self.count - 1));
+        // SAFETY: slot < count entries of the mapping. The kernel only reads
+        // entries between its head and the published tail, and this one is
+        // past the tail until the release store below.
+        unsafe {
+            let entry = &mut *self.entries.as_ptr().add(slot);
+            entry.set_addr(self.buf_ptr(bid) as u64);
+            entry.set_len(self.buf_size as u32);
+            entry.set_bid(bid);
+        }
+        let tail = tail.wrapping_add(1);
+        self.tail.set(tail);
+        // SAFETY: the shared tail is the u16 inside entry 0, in the mapping,
+        // and the kernel reads it concurrently: hence the atomic release.
+        unsafe {
+            let shared = BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16;
+            (*shared).store(tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for ProvidedRing {
+    fn drop(&mut self) {
+        unmap(self.entries.cast(), self.entries_len);
+        unmap(self.mem, self.buf_size * usize::from(self.count));
+    }
+}
+
+fn map(len: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping with no address hint touches no
+    // existing memory; the result is checked before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)
+}
+
+fn unmap(ptr: NonNull<u8>, len: usize) {
+    // SAFETY: called once per mapping made by `map` with the same length,
+    // when nothing points into it any more.
+    unsafe {
+        libc::munmap(ptr.as_ptr().cast(), len);
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -38,26 +150,32 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Maps `count` buffers of `buf_size` bytes (rounded up to whole pages).
+    #[cfg(test)]
     pub(crate) fn new(count: u16, buf_size: usize) -> io::Result<Rc<Pool>> {
+        Pool::with_provided(count, buf_size, None)
+    }
+
+    /// As `new`, plus a provided buffer ring of `provided.0` buffers of
+    /// `provided.1` bytes for multishot reads.
+    pub(crate) fn with_provided(
+        count: u16,
+        buf_size: usize,
+        provided: Option<(u16, usize)>,
+    ) -> io::Result<Rc<Pool>> {
         let page = 4096;
         let buf_size = buf_size.max(1).div_ceil(page) * page;
         let len = buf_size * usize::from(count.max(1));
-        // SAFETY: an anonymous private mapping with no address hint touches no
-        // existing memory; the result is checked before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let base = map(len)?;
+        let provided = match provided {
+            Some((n, size)) => match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    unmap(base, len);
+                    return Err(e);
+                }
+            },
+            None => None,
         };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
         Ok(Rc::new(Pool {
             base,
             buf_size,
@@ -65,7 +183,25 @@ impl Pool {
             // Hand out low indices first: reverse so `pop` yields 0, 1, 2...
             free: RefCell::new((0..count).rev().collect()),
             spare_heap: RefCell::new(Vec::new()),
+            provided,
         }))
+    }
+
+    /// The provided ring's entries address and size, to register it.
+    pub(crate) fn provided_ring(&self) -> Option<(u64, u16)> {
+        self.provided
+            .as_ref()
+            .map(|r| (r.entries.as_ptr() as u64, r.count))
+    }
+
+    /// Takes ownership of provided buffer `bid`, which a completion says
+    /// the kernel filled and handed over.
+    pub(crate) fn take_provided(self: &Rc<Self>, bid: u16) -> Option<Buf> {
+        let ring = self.provided.as_ref()?;
+        (bid < ring.count).then(|| Buf {
+            pool: Rc::clone(self),
+            mem: Mem::Provided(bid),
+        })
     }
 
     /// Size of every buffer, registered or heap.
@@ -123,19 +259,17 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let len = self.buf_size * usize::from(self.count.max(1));
-        // SAFETY: the mapping was made in `new` with this length, and no
-        // `Buf` is alive (each holds an `Rc<Pool>`), so nothing points into it.
-        // Registered pages are pinned by the kernel until the ring is gone.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), len);
-        }
+        // No `Buf` is alive (each holds an `Rc<Pool>`), so nothing points
+        // into the mapping. Registered pages stay pinned by the kernel until
+        // the ring is gone. The provided ring unmaps itself.
+        unmap(self.base, self.buf_size * usize::from(self.count.max(1)));
     }
 }
 
 enum Mem {
     Fixed(u16),
     Heap(Box<[u8]>),
+    Provided(u16),
 }
 
 /// Sole owner of one buffer; gives it back to the pool on drop.
@@ -149,6 +283,7 @@ impl std::fmt::Debug for Buf {
         match &self.mem {
             Mem::Fixed(i) => write!(f, "Buf::Fixed({i})"),
             Mem::Heap(b) => write!(f, "Buf::Heap({})", b.len()),
+            Mem::Provided(i) => write!(f, "Buf::Provided({i})"),
         }
     }
 }
@@ -158,12 +293,22 @@ impl Buf {
     pub(crate) fn fixed_index(&self) -> Option<u16> {
         match self.mem {
             Mem::Fixed(i) => Some(i),
-            Mem::Heap(_) => None,
+            Mem::Heap(_) | Mem::Provided(_) => None,
         }
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.pool.buf_size
+        match &self.mem {
+            Mem::Provided(_) => self.provided().buf_size,
+            _ => self.pool.buf_size,
+        }
+    }
+
+    fn provided(&self) -> &ProvidedRing {
+        self.pool
+            .provided
+            .as_ref()
+            .expect("a provided buffer has its ring")
     }
 
     /// Pointer to the start, for building an SQE.
@@ -171,6 +316,7 @@ impl Buf {
         match &mut self.mem {
             Mem::Fixed(i) => self.pool.ptr(*i),
             Mem::Heap(b) => b.as_mut_ptr(),
+            Mem::Provided(i) => self.pool.provided.as_ref().expect("ring").buf_ptr(*i),
         }
     }
 
@@ -183,6 +329,11 @@ impl Buf {
                 std::slice::from_raw_parts(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
+            // SAFETY: the kernel handed buffer `i` over with its completion
+            // and this `Buf` is its only owner until it goes back on the ring.
+            Mem::Provided(i) => unsafe {
+                std::slice::from_raw_parts(self.provided().buf_ptr(*i), self.provided().buf_size)
+            },
         }
     }
 
@@ -193,6 +344,11 @@ impl Buf {
                 std::slice::from_raw_parts_mut(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
+            // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+            Mem::Provided(i) => unsafe {
+                let ring = self.pool.provided.as_ref().expect("ring");
+                std::slice::from_raw_parts_mut(ring.buf_ptr(*i), ring.buf_size)
+            },
         }
     }
 }
@@ -208,6 +364,7 @@ impl Drop for Buf {
                 }
             }
             Mem::Heap(_) => {}
+            Mem::Provided(i) => self.provided().push(i),
         }
     }
 }

@@ -35,9 +35,24 @@ pub struct FifoOptions {
     pub(crate) pipe_size: Option<usize>,
     pub(crate) open_timeout: Option<Duration>,
     pub(crate) persistent: bool,
+    pub(crate) read_mode: Option<ReadMode>,
     pub(crate) reconnect: Reconnect,
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
+}
+
+/// How a receiver reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// One `READ_FIXED` at a time into a registered buffer, re-armed after
+    /// each completion. Best for one busy FIFO: big reads, no extra poll.
+    Fixed,
+    /// One `READ_MULTISHOT` armed per receiver, reading into buffers of a
+    /// ring shared by all receivers: no re-arm per read, and memory follows
+    /// the data in flight rather than the number of FIFOs. A FIFO's
+    /// multishot read never reports EOF, so a poll for POLLHUP watches for
+    /// writers leaving. Needs Linux >= 6.7 (else `Fixed` is used).
+    Multishot,
 }
 
 /// What a sender does when its reader leaves (`EPIPE`). In every case it
@@ -75,6 +90,7 @@ impl FifoOptions {
             pipe_size: None,
             open_timeout: None,
             persistent: false,
+            read_mode: None,
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
@@ -116,6 +132,13 @@ impl FifoOptions {
     /// (the default) reports `PeerGone` and closes at EOF.
     pub fn persistent(mut self, yes: bool) -> Self {
         self.persistent = yes;
+        self
+    }
+
+    /// For a receiver: how it reads (default: the proactor's, see
+    /// [`Builder::read_mode`](crate::Builder::read_mode)).
+    pub fn read_mode(mut self, mode: ReadMode) -> Self {
+        self.read_mode = Some(mode);
         self
     }
 

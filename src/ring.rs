@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
 use slab::Slab;
 
-use crate::buffers::{Buf, Pool};
+use crate::buffers::{Buf, PROVIDED_GROUP, Pool};
 use crate::error::Error;
 
 macro_rules! with_file {
@@ -58,6 +58,7 @@ pub(crate) enum OpKind {
     Cancel,
     Timeout,
     Splice,
+    ReadMulti,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -81,10 +82,14 @@ pub(crate) struct Completion {
     pub op: OpId,
     pub result: i32,
     pub buf: Option<Buf>,
+    /// A multishot operation goes on: more completions will follow.
+    pub more: bool,
+    /// The provided buffer the kernel filled, if any.
+    pub provided: Option<u16>,
 }
 
 /// Opcodes the proactor cannot work without.
-const REQUIRED: [(u8, &str); 7] = [
+const REQUIRED: [(u8, &str); 8] = [
     (opcode::Read::CODE, "READ"),
     (opcode::Write::CODE, "WRITE"),
     (opcode::ReadFixed::CODE, "READ_FIXED"),
@@ -92,6 +97,7 @@ const REQUIRED: [(u8, &str); 7] = [
     (opcode::PollAdd::CODE, "POLL_ADD"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::Timeout::CODE, "TIMEOUT"),
+    (opcode::Splice::CODE, "SPLICE"),
 ];
 
 pub(crate) struct Ring {
@@ -177,11 +183,11 @@ impl Ring {
         })
     }
 
-    /// Whether an opcode is supported by this kernel.
-    #[allow(dead_code)]
-    pub(crate) fn supports(&self, code: u8) -> bool {
+    /// Whether multishot reads are supported (Linux >= 6.7).
+    pub(crate) fn supports_read_multishot(&self) -> bool {
         let mut probe = Probe::new();
-        self.uring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(code)
+        self.uring.submitter().register_probe(&mut probe).is_ok()
+            && probe.is_supported(opcode::ReadMulti::CODE)
     }
 
     /// Registers every buffer of `pool` once.
@@ -194,6 +200,34 @@ impl Ring {
         unsafe { self.uring.submitter().register_buffers(&iovecs)? };
         self.pool_registered = true;
         Ok(())
+    }
+
+    /// Registers the pool's provided buffer ring, if it has one.
+    pub(crate) fn register_provided(&mut self, pool: &Pool) -> io::Result<bool> {
+        let Some((addr, entries)) = pool.provided_ring() else {
+            return Ok(false);
+        };
+        // SAFETY: the entries live in the pool's mapping, which outlives the
+        // registration: the pool is kept alive by the proactor and by every
+        // buffer lent out, and the ring unregisters the group when it closes.
+        unsafe {
+            self.uring.submitter().register_buf_ring_with_flags(
+                addr,
+                entries,
+                PROVIDED_GROUP,
+                0,
+            )?;
+        }
+        Ok(true)
+    }
+
+    /// A multishot read into buffers the kernel takes from the provided
+    /// ring: one SQE, then a completion per read until it ends (ring empty:
+    /// -ENOBUFS; cancelled; EOF on an anonymous pipe, never on a FIFO).
+    pub(crate) fn read_multishot(&mut self, file: FileRef, owner: u64) -> io::Result<OpId> {
+        let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
+            .build());
+        self.push(sqe, owner, OpKind::ReadMulti, None, None)
     }
 
     /// Puts `fd` in the registered file table; `None` when the table is full.
@@ -448,7 +482,17 @@ impl Ring {
                 if op.id.0 != cqe.user_data() {
                     continue;
                 }
+                let provided = cqueue::buffer_select(cqe.flags());
                 if cqueue::more(cqe.flags()) {
+                    out.push(Completion {
+                        owner: op.owner,
+                        kind: op.kind,
+                        op: op.id,
+                        result: cqe.result(),
+                        buf: None,
+                        more: true,
+                        provided,
+                    });
                     continue;
                 }
                 let op = self.ops.remove(key);
@@ -458,6 +502,8 @@ impl Ring {
                     op: op.id,
                     result: cqe.result(),
                     buf: op.buf,
+                    more: false,
+                    provided,
                 });
             }
             if self.uring.submission().cq_overflow() {

@@ -223,9 +223,15 @@ fn outputs_reopened_by_the_child_are_collected_whole() {
 fn output_held_by_a_background_process_is_read_to_its_end() {
     watchdog(LIMIT, || {
         let _s = serial();
-        // The shell exits at once; its background job writes later.
+        // The shell exits at once; its background job, which inherited the
+        // open FIFO (opened before the fork, so no race with the exit),
+        // writes later.
         let out = run(FifoCommand::new("sh")
-            .args(["-c", r#"(sleep 0.5; echo late) >"$0" & exit 0"#, "{out:o}"])
+            .args([
+                "-c",
+                r#"exec 3>"$0"; (sleep 0.5; echo late >&3) & exit 0"#,
+                "{out:o}",
+            ])
             .output("o"));
         assert!(out.status.success());
         assert_eq!(out.outputs["o"], b"late\n");
