@@ -86,23 +86,7 @@ fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
         .y_desc("CPU s per million messages (log scale)")
         .draw()
         .map_err(err)?;
-    for (k, pts) in series {
-        let color = COLORS[k];
-        chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-            .map_err(err)?
-            .label(ENGINES[k])
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-            .map_err(err)?;
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(err)?;
+    draw_lines(&mut chart, series)?;
     root.present().map_err(err)?;
     Ok(())
 }
@@ -152,6 +136,20 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
         .y_desc("round trip, us (log scale)")
         .draw()
         .map_err(err)?;
+    draw_lines(&mut chart, series)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// One line with dots per engine, and the legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: Vec<(usize, Vec<(f64, f64)>)>,
+) -> io::Result<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (k, pts) in series {
         let color = COLORS[k];
         chart
@@ -169,6 +167,5 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
         .background_style(WHITE.mix(0.8))
         .draw()
         .map_err(err)?;
-    root.present().map_err(err)?;
     Ok(())
 }

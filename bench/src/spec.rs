@@ -80,6 +80,23 @@ impl Work {
         }
     }
 
+    /// Messages in `bytes`: chunks for throughput and relay, 64-byte
+    /// messages otherwise.
+    pub fn msgs_in(&self, bytes: u64) -> u64 {
+        match self {
+            Work::Throughput { chunk, .. } | Work::Relay { chunk, .. } => bytes / *chunk as u64,
+            _ => bytes / MSG as u64,
+        }
+    }
+
+    /// Input and output FIFO of relay and ping-pong.
+    pub fn relay_ends(&self) -> (&'static str, &'static str) {
+        match self {
+            Work::Relay { .. } => ("a", "b"),
+            _ => ("req", "resp"),
+        }
+    }
+
     /// FIFOs a run needs in its directory.
     pub fn fifo_names(&self) -> Vec<String> {
         match self {

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::{announce, finish};
-use crate::spec::{EngineReport, MSG, READ_BUF, RunSpec, Sink, Work, input_path};
+use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
 pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
@@ -89,18 +89,12 @@ fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
     }
     report.syscalls = Some(calls);
     finish(&mut report, &sink, cpu0);
-    report.msgs = match spec.work {
-        Work::Throughput { chunk, .. } => sink.bytes / chunk as u64,
-        _ => sink.bytes / MSG as u64,
-    };
+    report.msgs = spec.work.msgs_in(sink.bytes);
     Ok(report)
 }
 
 fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
-    let (from, to) = match spec.work {
-        Work::Relay { .. } => ("a", "b"),
-        _ => ("req", "resp"),
-    };
+    let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
     let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -167,10 +161,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         opened: 1,
         elapsed_s: first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0),
         bytes: sent,
-        msgs: match spec.work {
-            Work::Relay { chunk, .. } => sent / chunk as u64,
-            _ => sent / MSG as u64,
-        },
+        msgs: spec.work.msgs_in(sent),
         cpu_s: sys::cpu_seconds() - cpu0,
         syscalls: Some(calls),
         note: matches!(spec.work, Work::Relay { .. })

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::announce;
-use crate::spec::{EngineReport, MSG, READ_BUF, RunSpec, Sink, Work, input_path};
+use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
 pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
@@ -74,10 +74,7 @@ fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
     }
     report.syscalls = Some(calls);
     super::finish(&mut report, &sink, cpu0);
-    report.msgs = match spec.work {
-        Work::Throughput { chunk, .. } => sink.bytes / chunk as u64,
-        _ => sink.bytes / MSG as u64,
-    };
+    report.msgs = spec.work.msgs_in(sink.bytes);
     Ok(report)
 }
 
@@ -161,10 +158,7 @@ fn serve(work: &Work, share: Share, per_fifo: u64) -> io::Result<(Sink, u64)> {
 
 /// Relay and ping-pong: one thread, blocking read then blocking write.
 fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
-    let (from, to) = match spec.work {
-        Work::Relay { .. } => ("a", "b"),
-        _ => ("req", "resp"),
-    };
+    let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
     let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
     sys::set_nonblocking(a.as_fd(), false)?;
@@ -191,10 +185,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         opened: 1,
         elapsed_s: first.elapsed().as_secs_f64(),
         bytes: sent,
-        msgs: match spec.work {
-            Work::Relay { chunk, .. } => sent / chunk as u64,
-            _ => sent / MSG as u64,
-        },
+        msgs: spec.work.msgs_in(sent),
         cpu_s: sys::cpu_seconds() - cpu0,
         syscalls: Some(calls),
         ..EngineReport::default()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::unix::pipe;
 
 use super::{announce, finish};
-use crate::spec::{EngineReport, MSG, READ_BUF, RunSpec, Sink, Work, input_path};
+use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
 fn runtime(parks: Arc<AtomicU64>) -> io::Result<tokio::runtime::Runtime> {
@@ -101,18 +101,12 @@ async fn consume(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> 
     let sink = sink.borrow();
     report.syscalls = Some(calls.get());
     finish(&mut report, &sink, cpu0);
-    report.msgs = match spec.work {
-        Work::Throughput { chunk, .. } => sink.bytes / chunk as u64,
-        _ => sink.bytes / MSG as u64,
-    };
+    report.msgs = spec.work.msgs_in(sink.bytes);
     Ok(report)
 }
 
 async fn relay(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
-    let (from, to) = match spec.work {
-        Work::Relay { .. } => ("a", "b"),
-        _ => ("req", "resp"),
-    };
+    let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
     let rx = pipe::OpenOptions::new().open_receiver(spec.dir.join(from))?;
     let cpu0 = announce(1);
@@ -163,10 +157,7 @@ async fn relay(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
         opened: 1,
         elapsed_s: first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0),
         bytes: sent,
-        msgs: match spec.work {
-            Work::Relay { chunk, .. } => sent / chunk as u64,
-            _ => sent / MSG as u64,
-        },
+        msgs: spec.work.msgs_in(sent),
         cpu_s: sys::cpu_seconds() - cpu0,
         syscalls: Some(calls),
         ..EngineReport::default()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
 
 use super::{announce, finish};
-use crate::spec::{EngineReport, MSG, RunSpec, Sink, Work, input_path};
+use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
 fn proactor(sqpoll: bool) -> io::Result<Proactor> {
     let built = if sqpoll {
@@ -91,20 +91,14 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
     }
     report.syscalls = Some(p.enter_count() - enters0);
     finish(&mut report, &sink, cpu0);
-    report.msgs = match spec.work {
-        Work::Throughput { chunk, .. } => sink.bytes / chunk as u64,
-        _ => sink.bytes / MSG as u64,
-    };
+    report.msgs = spec.work.msgs_in(sink.bytes);
     Ok(report)
 }
 
 /// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
 /// The copy goes through `send`, which copies into a registered buffer.
 fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
-    let (from, to) = match spec.work {
-        Work::Relay { .. } => ("a", "b"),
-        _ => ("req", "resp"),
-    };
+    let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
     let mut report = EngineReport {
         opened: 1,
@@ -183,10 +177,7 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
     report.cpu_s = crate::sys::cpu_seconds() - cpu0;
     report.syscalls = Some(p.enter_count() - enters0);
     report.bytes = sent;
-    report.msgs = match spec.work {
-        Work::Relay { chunk, .. } => sent / chunk as u64,
-        _ => sent / MSG as u64,
-    };
+    report.msgs = spec.work.msgs_in(sent);
     if matches!(spec.work, Work::Relay { .. }) {
         report.note = Some(format!(
             "{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused"
