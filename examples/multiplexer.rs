@@ -24,6 +24,9 @@
 //! drained to its low watermark. Memory stays bounded: per output the
 //! watermark plus one message, per input at most the reads in flight.
 //!
+//! `--framing raw` (one input, one output) relays bytes by splice inside
+//! the kernel: no copy, and the output pipe itself is the backpressure.
+//!
 //! SIGINT/SIGTERM arrive through the ring (a signalfd): reading stops, what
 //! was read is delivered to outputs that have a reader (within `--grace`),
 //! a summary of delivered and undelivered messages goes to stderr, exit 0.
@@ -64,7 +67,8 @@ struct Cli {
 
     /// How messages are delimited: `lines` (each ends with a newline),
     /// `length` (a u32 little-endian payload length, then the payload) or
-    /// `raw` (bytes relayed as they come; one input, one output, no routes).
+    /// `raw` (bytes moved as they come by splice, inside the kernel; one
+    /// input, one output, no routes).
     /// A framed message may be at most 4096 bytes (PIPE_BUF) with its
     /// newline or header.
     #[arg(long, value_enum, default_value_t = Framing::Lines, value_name = "FRAMING")]
@@ -112,7 +116,7 @@ enum Framing {
     Lines,
     /// u32 little-endian length, then the payload.
     Length,
-    /// Bytes as they come (one input, one output).
+    /// Bytes as they come, spliced (one input, one output).
     Raw,
 }
 
@@ -443,6 +447,12 @@ impl Mux {
                 bad_bytes: 0,
             });
         }
+        if cli.framing == Framing::Raw {
+            // Zero copy: the kernel splices input to output. Backpressure is
+            // the output pipe itself; nothing passes through our memory.
+            p.relay(inputs[0].rx, outputs[0].tx)
+                .map_err(fail(EXIT_FAILURE))?;
+        }
         Ok(Mux {
             p,
             events: Events::with_capacity(1024),
@@ -510,6 +520,17 @@ impl Mux {
                             "multiplexer: {}: reader connected",
                             self.outputs[o].path.display()
                         );
+                    }
+                }
+                Event::Relayed { from, to, bytes } => {
+                    let n = bytes as u64;
+                    if let Some(i) = self.input_of(from.token()) {
+                        self.inputs[i].msgs += n;
+                        self.inputs[i].bytes += n;
+                    }
+                    if let Some(o) = self.output_of(to.token()) {
+                        self.outputs[o].msgs += n;
+                        self.outputs[o].bytes += n;
                     }
                 }
                 Event::PeerGone(t) => self.on_peer_gone(t),
@@ -907,9 +928,9 @@ fn send(p: &mut Proactor, out: &mut Output, framing: Framing, msg: &[u8]) -> Sen
     }
 }
 
-/// `--framing raw`: relays a chunk as it came, through the sender's queue.
-/// (A splice relay would move it without the copy; the library has none
-/// yet.) A refused chunk waits in the holding area like a message.
+/// `--framing raw` when a chunk comes as `Data` rather than by the splice
+/// relay (the relay has ended): sends it through the sender's queue; a
+/// refused chunk waits in the holding area like a message.
 fn forward_raw(p: &mut Proactor, out: &mut Output, held: &mut Held, chunk: &[u8]) {
     if held.per_output[0] > 0 || out.refused {
         held.push(0, chunk);

@@ -631,3 +631,63 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
         assert_eq!(summary(&stderr), (N as u64, N as u64, 0), "{stderr}");
     });
 }
+
+/// Reads exactly `count` bytes with plain os.read (never asking for more
+/// than it keeps), saves them, and leaves.
+const READ_BYTES_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+path, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(path, os.O_RDONLY)
+data = bytearray()
+while len(data) < count:
+    b = os.read(fd, min(65536, count - len(data)))
+    if not b:
+        break
+    data += b
+os.close(fd)
+with open(out, 'wb') as f:
+    f.write(data)
+"#;
+
+#[test]
+fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        mkfifo(&d.join("in"));
+        mkfifo(&d.join("out"));
+        let args = ["--input", "in", "--output", "out", "--framing", "raw"];
+        let mux = start(&args, d, &log);
+        let mut data = vec![0u8; 8 << 20];
+        pattern(0, &mut data);
+        // Two writer sessions one after the other (the input is persistent).
+        let (first, second) = data.split_at(3 << 20);
+        std::fs::write(d.join("part1"), first).unwrap();
+        std::fs::write(d.join("part2"), second).unwrap();
+        let writer = Command::new("sh")
+            .arg("-c")
+            .arg("cat part1 > in && cat part2 > in")
+            .current_dir(d)
+            .spawn()
+            .unwrap();
+        let mut writer = Children(vec![writer]);
+        // Two reader sessions: the first leaves after 5 MiB.
+        let mut got = Vec::new();
+        for (i, count) in [5 << 20, (8 << 20) - (5 << 20)].into_iter().enumerate() {
+            let out = d.join(format!("session{i}"));
+            let reader = python(READ_BYTES_PY, &[&d.join("out"), &count.to_string(), &out])
+                .spawn()
+                .unwrap();
+            Children(vec![reader]).wait_all(Duration::from_secs(40));
+            got.extend(std::fs::read(&out).unwrap());
+        }
+        writer.wait_all(Duration::from_secs(10));
+        assert!(got == data, "bytes lost, duplicated or reordered");
+        let stderr = stop(mux, &log);
+        let n = data.len() as u64;
+        assert_eq!(summary(&stderr), (n, n, 0), "{stderr}");
+    });
+}
