@@ -595,6 +595,10 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
         let text: String = (0..N).map(|i| format!("{i:031}\n")).collect();
         let mut writer = Children(vec![write_lines(&d.join("in"), &text)]);
 
+        wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
+        // A read that completed before the pause took effect still arrives
+        // (nothing is lost); let it land before comparing counters.
+        std::thread::sleep(Duration::from_millis(200));
         let first = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
         std::thread::sleep(Duration::from_millis(300));
         let later = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
