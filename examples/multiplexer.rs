@@ -868,10 +868,9 @@ impl Mux {
                 (false, false) => "reading",
             };
             line += &format!(
-                " | in {}: {} msgs {} B, held {} msgs {} B, {state}, {} reconnects",
+                " | in {}: {}, held {} msgs {} B, {state}, {} reconnects",
                 input.path.display(),
-                input.msgs,
-                input.bytes,
+                self.amount(input.msgs, input.bytes),
                 input.held.msgs.len(),
                 input.held.bytes.len(),
                 input.reconnects
@@ -888,14 +887,21 @@ impl Mux {
                 _ => "closed",
             };
             line += &format!(
-                " | out {}: {} msgs {} B, queue {unsent} B, {state}, {} reconnects",
+                " | out {}: {}, queue {unsent} B, {state}, {} reconnects",
                 out.path.display(),
-                out.msgs,
-                out.bytes,
+                self.amount(out.msgs, out.bytes),
                 out.reconnects
             );
         }
         eprintln!("{line}");
+    }
+
+    /// "N msgs M B", or "M B" when relaying raw (the counts are bytes).
+    fn amount(&self, msgs: u64, bytes: u64) -> String {
+        match self.framing {
+            Framing::Raw => format!("{bytes} B"),
+            _ => format!("{msgs} msgs {bytes} B"),
+        }
     }
 }
 
