@@ -60,6 +60,14 @@ pub enum Event<'a> {
         /// Bytes moved by this splice.
         bytes: usize,
     },
+    /// A fan-out dropped a destination whose reader left
+    /// ([`FanOutPolicy::Detach`](crate::FanOutPolicy::Detach)).
+    Detached {
+        /// The receiver.
+        from: Receiver,
+        /// The sender no longer fed.
+        to: Sender,
+    },
     /// A sender that refused a send with
     /// [`Error::WouldBlock`](crate::Error::WouldBlock), or went above its
     /// high watermark, is down to its low watermark: send again.
@@ -91,6 +99,7 @@ impl Event<'_> {
             Event::Sent { to, .. } => to.token(),
             Event::Writable(s) => s.token(),
             Event::Relayed { from, .. } => from.token(),
+            Event::Detached { to, .. } => to.token(),
             Event::PeerGone(t) | Event::PeerBack(t) => *t,
             Event::Closed { token, .. } | Event::Error { token, .. } => *token,
         }
@@ -116,6 +125,10 @@ pub(crate) enum Item {
         from: Receiver,
         to: Sender,
         bytes: usize,
+    },
+    Detached {
+        from: Receiver,
+        to: Sender,
     },
     Closed {
         token: Token,
@@ -143,6 +156,10 @@ impl Item {
             Item::PeerGone(t) => Event::PeerGone(*t),
             Item::PeerBack(t) => Event::PeerBack(*t),
             Item::Writable(s) => Event::Writable(*s),
+            Item::Detached { from, to } => Event::Detached {
+                from: *from,
+                to: *to,
+            },
             Item::Relayed { from, to, bytes } => Event::Relayed {
                 from: *from,
                 to: *to,

@@ -18,6 +18,10 @@ use crate::ring::{self, Completion, FileRef, OpId, OpKind, Ring, RingConfig};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Chunk, Input, Notice, State, WriteQueue, transition};
 
+mod fanout;
+
+pub use fanout::FanOutPolicy;
+
 /// Owners of the proactor's own operations (transport owners are tokens,
 /// whose slot index never reaches this range).
 const INTERNAL: u64 = u64::MAX - 15;
@@ -59,7 +63,7 @@ impl Default for Builder {
                 sq_entries: 256,
                 cq_entries: 1024,
                 sqpoll_idle: None,
-                files: 1024,
+                files: 4096,
             },
             buffers: 64,
             buffer_size: 64 * 1024,
@@ -67,7 +71,7 @@ impl Default for Builder {
             open_retry_max: Duration::from_millis(50),
             iowq_max_workers: [2, 2],
             read_mode: ReadMode::Fixed,
-            provided: (256, 16 * 1024),
+            provided: (128, 64 * 1024),
         }
     }
 }
@@ -105,7 +109,7 @@ impl Builder {
         self
     }
 
-    /// Size of the registered file table (default 1024; 0 disables it).
+    /// Size of the registered file table (default 4096; 0 disables it).
     /// Transports beyond it use plain descriptors.
     pub fn registered_files(mut self, n: u32) -> Self {
         self.ring.files = n;
@@ -151,8 +155,9 @@ impl Builder {
 
     /// The provided buffer ring shared by multishot receivers: `count`
     /// buffers (rounded up to a power of two) of `size` bytes (default
-    /// 256 x 16 KiB). When it runs dry, multishot reads pause until the
-    /// buffers lent in events come back at the next poll.
+    /// 128 x 64 KiB, so one read can take a whole 64 KiB pipe). When it
+    /// runs dry, multishot reads pause until the buffers lent in events
+    /// come back at the next poll.
     pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
         self.provided = (count.max(1), size.max(1));
         self
@@ -242,6 +247,8 @@ enum Role {
         paused: bool,
         /// Spliced into a sender instead of read.
         relay: Option<Box<Relay>>,
+        /// Teed and spliced into several senders instead of read.
+        fan: Option<Box<fanout::FanOut>>,
         /// Reads with one multishot read from the shared buffer ring.
         multishot: bool,
         /// A multishot receiver's poll for its writers leaving.
@@ -635,13 +642,23 @@ impl Proactor {
             poll,
             hup,
             paused,
+            fan,
+            relay,
             ..
         } = &mut t.role
         else {
             unreachable!("receiver handle maps to a sender")
         };
         *paused = true;
-        let ops: Vec<OpId> = [*read, *poll, *hup].into_iter().flatten().collect();
+        // A fan-out round in flight completes; only its wait for data stops.
+        // A relay's armed poll and splice stop.
+        let fan_poll = fan.as_ref().and_then(|f| f.poll);
+        let (relay_poll, relay_splice) =
+            relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
+        let ops: Vec<OpId> = [*read, *poll, *hup, fan_poll, relay_poll, relay_splice]
+            .into_iter()
+            .flatten()
+            .collect();
         for op in ops {
             if self.ring.cancel(op, owner).is_ok() {
                 self.transports[idx].inflight += 1;
@@ -885,11 +902,17 @@ impl Proactor {
                 read,
                 poll,
                 relay,
+                fan,
                 hup,
                 ..
             } => {
                 let (rp, rs) = relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
-                [*read, *poll, *hup, rp, rs].into_iter().flatten().collect()
+                let fan_ops = fan.iter().flat_map(|f| f.ops());
+                [*read, *poll, *hup, rp, rs]
+                    .into_iter()
+                    .flatten()
+                    .chain(fan_ops)
+                    .collect()
             }
             Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
         };
@@ -934,21 +957,39 @@ impl Proactor {
         match &mut t.role {
             Role::Sender(s) => {
                 s.queue.take_bytes(&mut unsent);
-                // The relay into this sender ends; its receiver reads again.
+                // The relay into this sender ends (a fan-out loses this
+                // destination); its receiver reads again when none is left.
                 if let Some(from) = s.relayed_from.take()
                     && let Some(r) = self.transports.get_mut(from.index as usize)
-                    && let Role::Receiver { relay, .. } = &mut r.role
+                    && let Role::Receiver { relay, fan, .. } = &mut r.role
                 {
                     *relay = None;
-                    self.arm_read(from.index as usize);
+                    if let Some(f) = fan {
+                        f.to.retain(|d| *d != t.token);
+                        if f.to.is_empty() {
+                            *fan = None;
+                        }
+                    }
+                    if fan.is_none() {
+                        self.arm_read(from.index as usize);
+                    } else {
+                        self.arm_fan(from.index as usize);
+                    }
                 }
             }
-            Role::Receiver { relay, .. } => {
-                if let Some(relay) = relay.take()
-                    && let Some(r) = self.transports.get_mut(relay.to.index as usize)
-                {
-                    r.sender().relayed_from = None;
-                    self.pump(relay.to.index as usize);
+            Role::Receiver { relay, fan, .. } => {
+                let dests: Vec<Token> = match (relay.take(), fan.take()) {
+                    (Some(r), _) => vec![r.to],
+                    (None, Some(f)) => f.to,
+                    (None, None) => Vec::new(),
+                };
+                for to in dests {
+                    if let Some(r) = self.transports.get_mut(to.index as usize)
+                        && r.token == to
+                    {
+                        r.sender().relayed_from = None;
+                        self.pump(to.index as usize);
+                    }
                 }
             }
         }
@@ -969,6 +1010,7 @@ impl Proactor {
         match &t.role {
             Role::Receiver { paused: true, .. } => return,
             Role::Receiver { relay: Some(_), .. } => return self.arm_relay(idx, true),
+            Role::Receiver { fan: Some(_), .. } => return self.arm_fan(idx),
             Role::Receiver {
                 multishot: true,
                 draining: false,
@@ -1063,20 +1105,30 @@ impl Proactor {
         let t = &mut self.transports[idx];
         let token = t.token;
         let Role::Receiver {
-            bytes_read, relay, ..
+            bytes_read,
+            relay,
+            fan,
+            ..
         } = &mut t.role
         else {
             return;
         };
         *bytes_read += n as u64;
-        if let Some(relay) = relay {
-            let to = relay.to.index as usize;
+        let forward: Vec<Token> = match (relay, fan) {
+            (Some(r), _) => vec![r.to],
+            (None, Some(f)) => f.to.clone(),
+            (None, None) => Vec::new(),
+        };
+        if !forward.is_empty() {
             let pool = Rc::clone(&self.pool);
-            self.transports[to]
-                .sender()
-                .queue
-                .push(&pool, &buf.as_slice()[..n]);
-            self.pump(to);
+            for to in forward {
+                let to = to.index as usize;
+                self.transports[to]
+                    .sender()
+                    .queue
+                    .push(&pool, &buf.as_slice()[..n]);
+                self.pump(to);
+            }
         } else {
             self.pending.push(Item::Data {
                 from: Receiver(token),
@@ -1428,12 +1480,15 @@ impl Proactor {
         let Some(from) = side.relayed_from else {
             return Vec::new();
         };
-        match self.transports.get(from.index as usize).map(|t| &t.role) {
+        let rx = from.index as usize;
+        match self.transports.get(rx).map(|t| &t.role) {
             Some(Role::Receiver { relay: Some(r), .. }) => [r.poll, r.splice]
                 .into_iter()
                 .flatten()
-                .map(|op| (from.index as usize, op))
+                .map(|op| (rx, op))
                 .collect(),
+            // A round uses every destination's fd.
+            Some(Role::Receiver { fan: Some(f), .. }) => f.ops().map(|op| (rx, op)).collect(),
             _ => Vec::new(),
         }
     }
@@ -1453,9 +1508,13 @@ impl Proactor {
             return;
         }
         let Some(chunk) = side.queue.pop_front() else {
-            // Queue written: a relay into this sender may splice now.
+            // Queue written: a relay or fan-out into this sender may go on.
             if let Some(from) = side.relayed_from {
-                self.arm_relay(from.index as usize, true);
+                let rx = from.index as usize;
+                match &self.transports[rx].role {
+                    Role::Receiver { fan: Some(_), .. } => self.arm_fan(rx),
+                    _ => self.arm_relay(rx, true),
+                }
             }
             return;
         };
@@ -1553,6 +1612,17 @@ impl Proactor {
 
     fn on_reader_gone(&mut self, idx: usize) {
         self.apply(idx, Input::PeerLeft);
+        // A fan-out destination whose reader left, by any path (a round or
+        // its own queued bytes): detached if the fan-out says so.
+        if let Role::Sender(s) = &self.transports[idx].role
+            && let Some(from) = s.relayed_from
+            && let Some(Role::Receiver { fan: Some(f), .. }) =
+                self.transports.get(from.index as usize).map(|t| &t.role)
+            && f.policy == FanOutPolicy::Detach
+        {
+            let to = self.transports[idx].token;
+            self.detach(from.index as usize, to);
+        }
         let t = &mut self.transports[idx];
         let has_path = t.anchor.is_some();
         let side = t.sender();
@@ -1582,15 +1652,15 @@ impl Proactor {
     /// in the pipe reach the next one. Checked on the retry timer.
     fn maybe_flushed(&mut self, idx: usize) {
         let t = &mut self.transports[idx];
+        let side = t.sender();
+        if !(side.close_after_flush && side.queue.is_empty() && side.writing.is_none()) {
+            return;
+        }
         let in_pipe = match (&t.anchor, &t.fd) {
             (Some(_), Some(fd)) => ring::pipe_bytes(fd.as_fd()).unwrap_or(0),
             // Nobody can come back to an anonymous pipe: nothing to keep.
             _ => 0,
         };
-        let side = t.sender();
-        if !(side.close_after_flush && side.queue.is_empty() && side.writing.is_none()) {
-            return;
-        }
         if in_pipe == 0 {
             self.leave_waiting(idx);
             self.begin_close(idx, CloseReason::Flushed);
@@ -1762,6 +1832,10 @@ impl Proactor {
             Role::Receiver { relay: Some(r), .. } => Some((r.to, r.poll == Some(c.op))),
             _ => None,
         };
+        let (fan_dests, is_fan_poll) = match &self.transports[idx].role {
+            Role::Receiver { fan: Some(f), .. } => (f.to.clone(), f.poll == Some(c.op)),
+            _ => (Vec::new(), false),
+        };
         let (is_hup, is_own_poll) = match &self.transports[idx].role {
             Role::Receiver { hup, poll, .. } => (*hup == Some(c.op), *poll == Some(c.op)),
             Role::Sender(s) => (false, s.poll == Some(c.op)),
@@ -1772,11 +1846,16 @@ impl Proactor {
             OpKind::Poll if relay_to.is_some_and(|(_, is_relay_poll)| is_relay_poll) => {
                 self.on_relay_poll(idx, c.result)
             }
+            OpKind::Poll if is_fan_poll => self.on_fan_poll(idx, c.result),
             OpKind::Poll if is_hup => self.on_hup(idx, c.result),
             OpKind::Poll if is_own_poll => self.on_poll(idx, c.result),
             // A poll that was replaced (a cancelled hang-up poll of an old fd).
             OpKind::Poll => {}
+            OpKind::Splice | OpKind::Tee if !fan_dests.is_empty() => {
+                self.on_fan_op(idx, c.op, c.result)
+            }
             OpKind::Splice => self.on_splice(idx, c.result),
+            OpKind::Tee => {}
             OpKind::ReadMulti => self.on_read_multi(idx, &c),
             OpKind::Cancel | OpKind::Timeout => {}
         }
@@ -1784,10 +1863,11 @@ impl Proactor {
             self.maybe_finish(idx);
         }
         // A closing sender may have been waiting for this relay operation.
-        if let Some((to, _)) = relay_to
-            && matches!(self.transports.get(to.index as usize), Some(t) if t.token == to)
-        {
-            self.maybe_finish(to.index as usize);
+        let dests = relay_to.map(|(to, _)| to).into_iter().chain(fan_dests);
+        for to in dests {
+            if matches!(self.transports.get(to.index as usize), Some(t) if t.token == to) {
+                self.maybe_finish(to.index as usize);
+            }
         }
     }
 }
@@ -1800,6 +1880,7 @@ fn receiver_role(persistent: bool, multishot: bool) -> Role {
         persistent,
         paused: false,
         relay: None,
+        fan: None,
         multishot,
         hup: None,
         draining: false,

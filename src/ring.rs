@@ -59,6 +59,7 @@ pub(crate) enum OpKind {
     Timeout,
     Splice,
     ReadMulti,
+    Tee,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -88,8 +89,11 @@ pub(crate) struct Completion {
     pub provided: Option<u16>,
 }
 
+/// `io_uring_enter` flag: wait for or reap completions (kernel ABI).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
 /// Opcodes the proactor cannot work without.
-const REQUIRED: [(u8, &str); 8] = [
+const REQUIRED: [(u8, &str); 9] = [
     (opcode::Read::CODE, "READ"),
     (opcode::Write::CODE, "WRITE"),
     (opcode::ReadFixed::CODE, "READ_FIXED"),
@@ -98,6 +102,7 @@ const REQUIRED: [(u8, &str); 8] = [
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::Timeout::CODE, "TIMEOUT"),
     (opcode::Splice::CODE, "SPLICE"),
+    (opcode::Tee::CODE, "TEE"),
 ];
 
 pub(crate) struct Ring {
@@ -364,6 +369,68 @@ impl Ring {
         Ok((Some(poll), splice))
     }
 
+    /// A link of a fan-out round: TEE (copy without consuming) or SPLICE
+    /// (move) of `len` bytes from pipe `from` to pipe `to`, non-blocking.
+    /// With `link`, the next SQE runs only if this one moved all `len`.
+    pub(crate) fn tee_or_splice(
+        &mut self,
+        tee: bool,
+        from: FileRef,
+        to: FileRef,
+        len: u32,
+        link: bool,
+        owner: u64,
+    ) -> io::Result<OpId> {
+        let flags = libc::SPLICE_F_NONBLOCK;
+        let sqe = match (tee, from, to) {
+            (true, FileRef::Raw(i), FileRef::Raw(o)) => {
+                opcode::Tee::new(types::Fd(i), types::Fd(o), len)
+                    .flags(flags)
+                    .build()
+            }
+            (true, FileRef::Raw(i), FileRef::Fixed(o)) => {
+                opcode::Tee::new(types::Fd(i), types::Fixed(o), len)
+                    .flags(flags)
+                    .build()
+            }
+            (true, FileRef::Fixed(i), FileRef::Raw(o)) => {
+                opcode::Tee::new(types::Fixed(i), types::Fd(o), len)
+                    .flags(flags)
+                    .build()
+            }
+            (true, FileRef::Fixed(i), FileRef::Fixed(o)) => {
+                opcode::Tee::new(types::Fixed(i), types::Fixed(o), len)
+                    .flags(flags)
+                    .build()
+            }
+            (false, i, o) => {
+                let (_, op) = self.splice(i, o, len, None, owner)?;
+                // `splice` pushed it already; only the link flag differs.
+                debug_assert!(!link, "a fan-out round ends with its splice");
+                return Ok(op);
+            }
+        };
+        let sqe = if link {
+            sqe.flags(squeue::Flags::IO_LINK)
+        } else {
+            sqe
+        };
+        self.push(sqe, owner, OpKind::Tee, None, None)
+    }
+
+    /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
+    /// linked chain goes out in one submission.
+    pub(crate) fn reserve(&mut self, n: usize) -> io::Result<()> {
+        let room = {
+            let sq = self.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < n {
+            self.enter(0, None)?;
+        }
+        Ok(())
+    }
+
     /// Caps io-wq worker threads per NUMA node: `[bounded, unbounded]`
     /// (pipe work is unbounded). Splices run there.
     pub(crate) fn set_iowq_max_workers(&self, bounded: u32, unbounded: u32) -> io::Result<()> {
@@ -446,6 +513,7 @@ impl Ring {
             }
         }
         self.enters += 1;
+        let to_submit = self.uring.submission().len() as u32;
         let submitter = self.uring.submitter();
         let res = match timeout {
             Some(t) => {
@@ -454,6 +522,16 @@ impl Ring {
                     .nsec(t.subsec_nanos());
                 let args = types::SubmitArgs::new().timespec(&ts);
                 submitter.submit_with_args(want, &args)
+            }
+            None if want == 0 && !self.sqpoll => {
+                // Always GETEVENTS: with DEFER_TASKRUN, completions are
+                // only posted by task work, which only an enter carrying
+                // GETEVENTS runs; without it a busy-polling loop would
+                // never see its completions.
+                // SAFETY: no argument pointer is passed.
+                unsafe {
+                    submitter.enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
+                }
             }
             None => submitter.submit_and_wait(want),
         };

@@ -122,7 +122,7 @@ fn a_thousand_idle_relays_hold_no_threads() {
         for _ in 0..20 {
             p.poll(&mut ev, Some(Duration::from_millis(10))).unwrap();
         }
-        let idle_threads = threads() - before;
+        let idle_threads = threads().saturating_sub(before);
         assert!(
             idle_threads <= 4,
             "{idle_threads} threads for 1000 idle relays"
@@ -148,7 +148,11 @@ fn a_thousand_idle_relays_hold_no_threads() {
             assert_eq!(&buf[..n], format!("message {i}\n").as_bytes());
         }
         // io-wq stays capped while they ran.
-        assert!(threads() - before <= 4, "{} threads", threads() - before);
+        assert!(
+            threads().saturating_sub(before) <= 4,
+            "{} threads",
+            threads()
+        );
     });
 }
 
@@ -225,5 +229,45 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
         got.extend(reader.join().unwrap());
         assert_eq!(got.len(), TOTAL);
         assert!(got == data);
+    });
+}
+
+#[test]
+fn pausing_a_relay_stops_its_armed_splice() {
+    watchdog(Duration::from_secs(30), || {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let opts = FifoOptions::new().create(true);
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let rx = p.open_receiver(&a, &opts).unwrap();
+        nix::unistd::mkfifo(&b, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let reader = nonblocking_reader(&b);
+        let tx = p.open_sender(&b, &opts).unwrap();
+        p.relay(rx, tx).unwrap();
+        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+        p.pause(rx).unwrap();
+        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        w.write_all(b"after pause").unwrap();
+        for _ in 0..10 {
+            p.poll(&mut ev, Some(Duration::from_millis(10))).unwrap();
+            assert!(
+                !ev.iter().any(|e| matches!(e, Event::Relayed { .. })),
+                "relayed while paused"
+            );
+        }
+        let mut buf = [0u8; 64];
+        assert!(
+            nix::unistd::read(&reader, &mut buf).is_err(),
+            "bytes reached the output while paused"
+        );
+        p.resume(rx).unwrap();
+        poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| {
+            matches!(e, Event::Relayed { .. })
+        });
+        let n = nix::unistd::read(&reader, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"after pause");
     });
 }
