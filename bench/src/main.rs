@@ -34,9 +34,11 @@ use spec::{EngineReport, LoadReport, RunSpec, Work};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Engines to run, comma separated: uring, uring-sqpoll, uring-spin,
-    /// epoll, threads, tokio (default: all; uring-sqpoll and uring-spin run
-    /// in pingpong only unless named here).
+    /// Engines to run, comma separated: uring, uring-multishot,
+    /// uring-splice, uring-sqpoll, uring-spin, epoll, threads,
+    /// threads-splice, tokio (default: all; uring-sqpoll and uring-spin run
+    /// in pingpong only and uring-multishot in fanin only unless named
+    /// here; uring-splice and threads-splice run in relay only).
     #[arg(long, global = true, value_delimiter = ',')]
     engines: Option<Vec<String>>,
     /// Write the records as one JSON array to this file.
@@ -253,11 +255,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     let engines_for = |w: &Work| -> Vec<String> {
         engines
             .iter()
-            .filter(|e| {
-                explicit
-                    || !engine::LATENCY_ONLY.contains(&e.as_str())
-                    || matches!(w, Work::Pingpong { .. })
-            })
+            .filter(|e| engine::runs_in(e, w, explicit))
             .cloned()
             .collect()
     };
@@ -265,11 +263,18 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         Work::Idle { .. } => plan.idle_runs,
         _ => plan.runs,
     };
+    // The quick warm-up run is a throughput run: engines that only relay
+    // skip it.
+    let warm_work = Work::Throughput {
+        chunk: 4096,
+        total_bytes: 16 << 20,
+    };
+    let warm_engines = engines_for(&warm_work);
     let total: usize = works
         .iter()
         .map(|w| engines_for(w).len() * (runs_for(w) + plan.warmup))
         .sum::<usize>()
-        + if quick { engines.len() } else { 0 };
+        + if quick { warm_engines.len() } else { 0 };
     let pb = ProgressBar::new(total as u64);
     pb.set_style(
         ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
@@ -282,14 +287,11 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     if quick {
         // One short discarded run per engine warms caches, the page cache of
         // the binary and the kernel's pipe paths.
-        let w = Work::Throughput {
-            chunk: 4096,
-            total_bytes: 16 << 20,
-        };
-        let dir = make_dir(&base, "warmup", &w)?;
-        for e in &engines {
+        let w = &warm_work;
+        let dir = make_dir(&base, "warmup", w)?;
+        for e in &warm_engines {
             pb.set_message(format!("warm-up {e}"));
-            let _ = run_once(&exe, &spec_for(&w, e, &dir, cli), plan.timeout);
+            let _ = run_once(&exe, &spec_for(w, e, &dir, cli), plan.timeout);
             pb.inc(1);
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -341,6 +343,14 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
             params.insert("runs".into(), per_engine[i].len().into());
             if let (Work::Idle { .. } | Work::Fanin { .. }, Some(n)) = (w, opened[i]) {
                 params.insert("fifos_opened".into(), n.into());
+            }
+            if let Work::Relay { .. } = w {
+                let copy = if engine::RELAY_ONLY.contains(&e.as_str()) {
+                    "splice"
+                } else {
+                    "read+write"
+                };
+                params.insert("copy".into(), copy.into());
             }
             if e == "threads" && w.inputs() > cli.threads_cap {
                 params.insert("threads_cap".into(), cli.threads_cap.into());

@@ -51,7 +51,6 @@ pub fn params(work: &Work) -> BTreeMap<String, Value> {
         Work::Relay { chunk, total_bytes } => {
             put("chunk_bytes", chunk.into());
             put("total_bytes", total_bytes.into());
-            put("copy", "read+write".into());
         }
         Work::Pingpong { rounds, warmup } => {
             put("msg_bytes", crate::spec::MSG.into());
@@ -146,7 +145,11 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
             ("syscalls_per_1k_msgs", false),
             ("p99_us", false),
         ],
-        "relay" => &[("gib_per_s", true), ("cpu_s_per_million_msgs", false)],
+        "relay" => &[
+            ("gib_per_s", true),
+            ("cpu_s_per_million_msgs", false),
+            ("syscalls_per_1k_msgs", false),
+        ],
         "pingpong" => &[("p50_us", false), ("p99_us", false), ("p999_us", false)],
         "idle" => &[
             ("rss_mib", false),
@@ -219,6 +222,19 @@ pub fn table(records: &[Record]) -> String {
         if has("uring") && has(base) {
             ratio_cols.push(("uring", base, format!("uring/{base}")));
         }
+    }
+    if has("uring-multishot") && has("uring") {
+        ratio_cols.push(("uring-multishot", "uring", "multishot/uring".into()));
+    }
+    if has("uring-splice") && has("uring") {
+        ratio_cols.push(("uring-splice", "uring", "splice/uring".into()));
+    }
+    if has("uring-splice") && has("threads-splice") {
+        ratio_cols.push((
+            "uring-splice",
+            "threads-splice",
+            "splice/threads-splice".into(),
+        ));
     }
     if has("uring-sqpoll") && has("threads") {
         ratio_cols.push(("uring-sqpoll", "threads", "sqpoll/threads".into()));
@@ -343,6 +359,18 @@ pub fn targets(records: &[Record]) -> String {
         "throughput 64 KiB chunks, uring/threads >= 0.9",
         get("throughput", "chunk_bytes", 65536, "uring", "gib_per_s"),
         get("throughput", "chunk_bytes", 65536, "threads", "gib_per_s"),
+        &|r| r >= 0.9,
+    );
+    check(
+        "relay 64 KiB chunks, GiB/s, uring-splice/uring (copy) >= 1.2",
+        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
+        get("relay", "chunk_bytes", 65536, "uring", "gib_per_s"),
+        &|r| r >= 1.2,
+    );
+    check(
+        "relay 64 KiB chunks, GiB/s, uring-splice/threads-splice >= 0.9",
+        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
+        get("relay", "chunk_bytes", 65536, "threads-splice", "gib_per_s"),
         &|r| r >= 0.9,
     );
     check(

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use crate::spec::{EngineReport, RunSpec, Sink, percentiles_us};
+use crate::spec::{EngineReport, RunSpec, Sink, Work, percentiles_us};
 use crate::sys;
 
 mod epoll;
@@ -14,18 +14,40 @@ mod tokio_pipe;
 mod uring;
 
 /// Engine names, in table order.
-pub const ENGINES: [&str; 6] = [
+pub const ENGINES: [&str; 9] = [
     "uring",
+    "uring-multishot",
+    "uring-splice",
     "uring-sqpoll",
     "uring-spin",
     "epoll",
     "threads",
+    "threads-splice",
     "tokio",
 ];
 
 /// Engines that run in ping-pong only unless named with `--engines`: their
 /// point is latency, and they keep a core busy.
 pub const LATENCY_ONLY: [&str; 2] = ["uring-sqpoll", "uring-spin"];
+
+/// Engines that only relay (FIFO A -> FIFO B with `splice(2)`): they run in
+/// the relay scenario only, named or not.
+pub const RELAY_ONLY: [&str; 2] = ["uring-splice", "threads-splice"];
+
+/// Engines that run in fan-in only unless named with `--engines`: a variant
+/// of `uring` whose point is the many-FIFO consumer.
+pub const FANIN_ONLY: [&str; 1] = ["uring-multishot"];
+
+/// Whether `engine` takes part in `work` (`explicit`: engines were named
+/// with `--engines`).
+pub fn runs_in(engine: &str, work: &Work, explicit: bool) -> bool {
+    if RELAY_ONLY.contains(&engine) {
+        return matches!(work, Work::Relay { .. });
+    }
+    explicit
+        || (!LATENCY_ONLY.contains(&engine) || matches!(work, Work::Pingpong { .. }))
+            && (!FANIN_ONLY.contains(&engine) || matches!(work, Work::Fanin { .. }))
+}
 
 /// Tells the orchestrator the engine is ready; returns the CPU clock at
 /// that moment (the run's CPU is counted from here).
@@ -57,8 +79,11 @@ pub fn run(spec: &RunSpec) -> io::Result<()> {
         "uring" => uring::run(spec, uring::Mode::Default)?,
         "uring-sqpoll" => uring::run(spec, uring::Mode::Sqpoll)?,
         "uring-spin" => uring::run(spec, uring::Mode::Spin)?,
+        "uring-multishot" => uring::run(spec, uring::Mode::Multishot)?,
+        "uring-splice" => uring::run(spec, uring::Mode::Splice)?,
         "epoll" => epoll::run(spec)?,
         "threads" => threads::run(spec)?,
+        "threads-splice" => threads::run_splice(spec)?,
         "tokio" => tokio_pipe::run(spec)?,
         other => return Err(io::Error::other(format!("unknown engine {other}"))),
     };

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{SpliceFFlags, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::announce;
@@ -186,6 +187,44 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         elapsed_s: first.elapsed().as_secs_f64(),
         bytes: sent,
         msgs: spec.work.msgs_in(sent),
+        cpu_s: sys::cpu_seconds() - cpu0,
+        syscalls: Some(calls),
+        ..EngineReport::default()
+    })
+}
+
+/// Relay with one blocking thread doing `splice(2)` from FIFO a into FIFO b:
+/// the pages move from pipe to pipe, no copy through user space.
+pub fn run_splice(spec: &RunSpec) -> io::Result<EngineReport> {
+    if !matches!(spec.work, Work::Relay { .. }) {
+        return Err(io::Error::other("threads-splice runs the relay only"));
+    }
+    let (from, to) = spec.work.relay_ends();
+    let total = spec.work.bytes_per_input();
+    let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
+    sys::set_nonblocking(a.as_fd(), false)?;
+    let cpu0 = announce(1);
+    let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
+    sys::set_nonblocking(b.as_fd(), false)?;
+    let mut calls = 1u64;
+    sys::wait_readable(a.as_fd())?;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    let mut moved = 0u64;
+    let first = Instant::now();
+    while moved < total {
+        calls += 1;
+        match splice(a.as_fd(), None, b.as_fd(), None, READ_BUF, flags) {
+            Ok(0) => break,
+            Ok(n) => moved += n as u64,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(EngineReport {
+        opened: 1,
+        elapsed_s: first.elapsed().as_secs_f64(),
+        bytes: moved,
+        msgs: spec.work.msgs_in(moved),
         cpu_s: sys::cpu_seconds() - cpu0,
         syscalls: Some(calls),
         ..EngineReport::default()

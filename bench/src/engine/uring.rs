@@ -3,27 +3,34 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode};
 
 use super::{announce, finish};
 use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
-fn proactor(sqpoll: bool) -> io::Result<Proactor> {
-    let built = if sqpoll {
-        Proactor::builder()
+fn proactor(mode: Mode) -> io::Result<Proactor> {
+    let built = match mode {
+        Mode::Sqpoll | Mode::Spin => Proactor::builder()
             .sqpoll(Duration::from_millis(50))
-            .build()
-    } else {
-        Proactor::new()
+            .build(),
+        Mode::Multishot => Proactor::builder().read_mode(ReadMode::Multishot).build(),
+        Mode::Default | Mode::Splice => Proactor::new(),
     };
     built.map_err(io::Error::other)
 }
 
-/// How the engine waits for completions.
+/// How the engine reads and waits for completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Defaults: single issuer, deferred task work, blocking `poll`.
+    /// Defaults: single issuer, deferred task work, blocking `poll`, one
+    /// `READ_FIXED` at a time per receiver.
     Default,
+    /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
+    /// shared provided buffer ring.
+    Multishot,
+    /// Defaults; the relay is `Proactor::relay` (splice in the kernel)
+    /// instead of read + `send`.
+    Splice,
     /// SQPOLL kernel thread, blocking `poll`.
     Sqpoll,
     /// SQPOLL and a busy loop of `poll(.., Some(Duration::ZERO))`. (Without
@@ -33,12 +40,14 @@ pub enum Mode {
 }
 
 pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
-    let mut p = proactor(mode != Mode::Default)?;
+    let mut p = proactor(mode)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
     match spec.work {
+        Work::Relay { .. } if mode == Mode::Splice => splice(spec, &mut p),
+        _ if mode == Mode::Splice => Err(io::Error::other("uring-splice runs the relay only")),
         Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p, wait),
         _ => consume(spec, &mut p, wait),
     }
@@ -183,5 +192,51 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
             "{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused"
         ));
     }
+    Ok(report)
+}
+
+/// Relay a -> b with `Proactor::relay`: the kernel splices from one pipe
+/// into the other, no byte passes through user space.
+fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
+    let (from, to) = spec.work.relay_ends();
+    let total = spec.work.bytes_per_input();
+    let mut report = EngineReport {
+        opened: 1,
+        ..EngineReport::default()
+    };
+    let rx = p
+        .open_receiver(spec.dir.join(from), &FifoOptions::new())
+        .map_err(io::Error::other)?;
+    let cpu0 = announce(1);
+    let enters0 = p.enter_count();
+    let tx = p
+        .open_sender(spec.dir.join(to), &FifoOptions::new())
+        .map_err(io::Error::other)?;
+    p.relay(rx, tx).map_err(io::Error::other)?;
+    let mut events = Events::with_capacity(1024);
+    let (mut moved, mut splices) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    while moved < total {
+        p.poll(&mut events, None).map_err(io::Error::other)?;
+        for ev in &events {
+            match ev {
+                Event::Relayed { bytes, .. } => {
+                    first.get_or_insert_with(Instant::now);
+                    splices += 1;
+                    moved += bytes as u64;
+                }
+                // Bytes read before the relay started are sent as usual.
+                Event::Sent { bytes, .. } => moved += bytes as u64,
+                Event::Error { error, .. } => return Err(io::Error::other(error.to_string())),
+                _ => {}
+            }
+        }
+    }
+    report.elapsed_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
+    report.cpu_s = crate::sys::cpu_seconds() - cpu0;
+    report.syscalls = Some(p.enter_count() - enters0);
+    report.bytes = moved;
+    report.msgs = spec.work.msgs_in(moved);
+    report.note = Some(format!("{splices} splices"));
     Ok(report)
 }
