@@ -893,6 +893,27 @@ impl Proactor {
         self.fail(idx, Error::Io { token, op, source });
     }
 
+    /// Counts a just-submitted operation of transport `idx` as in flight,
+    /// or fails the transport if it could not be submitted.
+    fn track(&mut self, idx: usize, submitted: io::Result<OpId>) -> Option<OpId> {
+        match submitted {
+            Ok(op) => {
+                self.transports[idx].inflight += 1;
+                Some(op)
+            }
+            Err(e) => {
+                self.fail(
+                    idx,
+                    Error::Ring {
+                        op: "submit",
+                        source: e,
+                    },
+                );
+                None
+            }
+        }
+    }
+
     fn cancel_ops(&mut self, idx: usize) {
         self.leave_waiting(idx);
         let t = &mut self.transports[idx];
@@ -1427,23 +1448,13 @@ impl Proactor {
                     return;
                 };
                 let owner = self.transports[rx].token.to_owner();
-                match self
+                let poll = self
                     .ring
-                    .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, owner)
+                    .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, owner);
+                if let Some(op) = self.track(rx, poll)
+                    && let Some(relay) = self.relay_of(rx)
                 {
-                    Ok(op) => {
-                        self.transports[rx].inflight += 1;
-                        if let Some(relay) = self.relay_of(rx) {
-                            relay.poll = Some(op);
-                        }
-                    }
-                    Err(e) => self.fail(
-                        rx,
-                        Error::Ring {
-                            op: "submit",
-                            source: e,
-                        },
-                    ),
+                    relay.poll = Some(op);
                 }
             }
             // The reader of the destination left; splice consumed nothing,
@@ -1590,19 +1601,8 @@ impl Proactor {
                 let poll =
                     self.ring
                         .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, token.to_owner());
-                match poll {
-                    Ok(op) => {
-                        let t = &mut self.transports[idx];
-                        t.inflight += 1;
-                        t.sender().poll = Some(op);
-                    }
-                    Err(e) => self.fail(
-                        idx,
-                        Error::Ring {
-                            op: "submit",
-                            source: e,
-                        },
-                    ),
+                if let Some(op) = self.track(idx, poll) {
+                    self.transports[idx].sender().poll = Some(op);
                 }
             }
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.pump(idx),

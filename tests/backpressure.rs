@@ -14,12 +14,7 @@ fn stalled_reader_bounds_the_queue_and_writable_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         mkfifo(&fifo);
-        let reader = nix::fcntl::open(
-            &fifo,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-            nix::sys::stat::Mode::empty(),
-        )
-        .unwrap();
+        let reader = nonblocking_reader(&fifo);
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(64);
         let (high, low) = (64 * 1024, 16 * 1024);

@@ -77,12 +77,7 @@ fn cancelled_write_returns_its_bytes_and_the_reader_sees_eof() {
         let path = dir.path().join("f");
         mkfifo(&path);
         // A reader that never reads: the pipe fills and a write stays pending.
-        let reader = nix::fcntl::open(
-            &path,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-            nix::sys::stat::Mode::empty(),
-        )
-        .unwrap();
+        let reader = nonblocking_reader(&path);
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(64);
         let tx = p.open_sender(&path, &FifoOptions::new()).unwrap();

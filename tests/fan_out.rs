@@ -94,15 +94,6 @@ fn three_cat_readers_get_every_byte() {
     });
 }
 
-fn nonblocking_reader(path: &std::path::Path) -> OwnedFd {
-    nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-        nix::sys::stat::Mode::empty(),
-    )
-    .unwrap()
-}
-
 /// Reads what is there now from a non-blocking reader.
 fn drain(fd: &OwnedFd, out: &mut Vec<u8>) {
     let mut buf = vec![0u8; 1 << 16];

@@ -192,12 +192,7 @@ fn policy_fail_hands_back_the_unsent_bytes_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         mkfifo(&fifo);
-        let reader = nix::fcntl::open(
-            &fifo,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-            nix::sys::stat::Mode::empty(),
-        )
-        .unwrap();
+        let reader = nonblocking_reader(&fifo);
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         let tx = p
@@ -231,12 +226,7 @@ fn policy_wait_up_to_times_out_with_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         mkfifo(&fifo);
-        let reader = nix::fcntl::open(
-            &fifo,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-            nix::sys::stat::Mode::empty(),
-        )
-        .unwrap();
+        let reader = nonblocking_reader(&fifo);
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         let limit = Duration::from_millis(200);

@@ -3,21 +3,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use ringpipe::{CloseReason, Error, Event, Events, FifoOptions, Proactor, State};
-
-fn nonblocking_reader(path: &std::path::Path) -> OwnedFd {
-    nix::fcntl::open(
-        path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-        nix::sys::stat::Mode::empty(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn relay_64_mib_to_a_cat_process_exactly() {

@@ -39,12 +39,7 @@ fn child_entry() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     mkfifo(&path);
-    let reader = nix::fcntl::open(
-        &path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
-        nix::sys::stat::Mode::empty(),
-    )
-    .unwrap();
+    let reader = nonblocking_reader(&path);
     let tx = p.open_sender(&path, &FifoOptions::new()).unwrap();
     let mut ev = Events::default();
     p.send(tx, b"first").unwrap();

@@ -149,23 +149,13 @@ impl Proactor {
         let (Some(fd), owner) = (t.fd.as_ref(), t.token.to_owner()) else {
             return;
         };
-        match self
+        let poll = self
             .ring
-            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, owner)
+            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, owner);
+        if let Some(op) = self.track(rx, poll)
+            && let Some(fan) = self.fan_of(rx)
         {
-            Ok(op) => {
-                self.transports[rx].inflight += 1;
-                if let Some(fan) = self.fan_of(rx) {
-                    fan.poll = Some(op);
-                }
-            }
-            Err(e) => self.fail(
-                rx,
-                Error::Ring {
-                    op: "submit",
-                    source: e,
-                },
-            ),
+            fan.poll = Some(op);
         }
     }
 
@@ -234,20 +224,12 @@ impl Proactor {
         }
         if let Some((fd, dest)) = full {
             let owner = self.transports[rx].token.to_owner();
-            match self.ring.poll_add(fd, libc::POLLOUT as u32, owner) {
-                Ok(op) => {
-                    self.transports[rx].inflight += 1;
-                    let fan = self.fan_of(rx).expect("checked above");
-                    fan.poll = Some(op);
-                    fan.poll_dest = Some(dest);
-                }
-                Err(e) => self.fail(
-                    rx,
-                    Error::Ring {
-                        op: "submit",
-                        source: e,
-                    },
-                ),
+            let poll = self.ring.poll_add(fd, libc::POLLOUT as u32, owner);
+            if let Some(op) = self.track(rx, poll)
+                && let Some(fan) = self.fan_of(rx)
+            {
+                fan.poll = Some(op);
+                fan.poll_dest = Some(dest);
             }
             return;
         }

@@ -139,3 +139,14 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A read end opened non-blocking: it opens at once with no writer, makes
+/// the FIFO "have a reader", and reads only when the test says so.
+pub fn nonblocking_reader(path: &Path) -> std::os::fd::OwnedFd {
+    nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap()
+}
