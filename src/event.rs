@@ -29,6 +29,14 @@ pub enum CloseReason {
 pub enum Event<'a> {
     /// A sender found its reader and is now open.
     Opened(Sender),
+    /// A whole frame arrived on a receiver opened with
+    /// [`FifoOptions::frames`](crate::FifoOptions::frames): its payload.
+    Frame {
+        /// The receiver.
+        from: Receiver,
+        /// The payload, lent until the next poll.
+        frame: &'a [u8],
+    },
     /// Bytes arrived on a receiver.
     Data {
         /// The receiver.
@@ -81,7 +89,10 @@ pub enum Event<'a> {
         /// Bytes queued on a sender that never reached the pipe, in order.
         unsent: &'a [u8],
     },
-    /// A transport failed; it is closing, and `Closed` follows.
+    /// A transport failed; it is closing, and `Closed` follows. (One
+    /// exception: [`Error::Frame`](crate::Error::Frame) for a writer that
+    /// left a persistent framed receiver inside a frame; the partial frame
+    /// is dropped and the receiver goes on.)
     Error {
         /// The transport.
         token: Token,
@@ -95,7 +106,7 @@ impl Event<'_> {
     pub fn token(&self) -> Token {
         match self {
             Event::Opened(s) => s.token(),
-            Event::Data { from, .. } => from.token(),
+            Event::Data { from, .. } | Event::Frame { from, .. } => from.token(),
             Event::Sent { to, .. } => to.token(),
             Event::Writable(s) => s.token(),
             Event::Relayed { from, .. } => from.token(),
@@ -106,6 +117,14 @@ impl Event<'_> {
     }
 }
 
+/// A frame's payload: a range of a read buffer shared by the frames of one
+/// read, or a copy for a frame that was split across reads.
+#[derive(Debug)]
+pub(crate) enum FrameBytes {
+    Lent(std::rc::Rc<Buf>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
 #[derive(Debug)]
 pub(crate) enum Item {
     Opened(Sender),
@@ -113,6 +132,10 @@ pub(crate) enum Item {
         from: Receiver,
         buf: Buf,
         len: usize,
+    },
+    Frame {
+        from: Receiver,
+        frame: FrameBytes,
     },
     Sent {
         to: Sender,
@@ -148,6 +171,13 @@ impl Item {
             Item::Data { from, buf, len } => Event::Data {
                 from: *from,
                 data: &buf.as_slice()[..*len],
+            },
+            Item::Frame { from, frame } => Event::Frame {
+                from: *from,
+                frame: match frame {
+                    FrameBytes::Lent(buf, range) => &buf.as_slice()[range.clone()],
+                    FrameBytes::Owned(bytes) => bytes,
+                },
             },
             Item::Sent { to, bytes } => Event::Sent {
                 to: *to,

@@ -20,6 +20,7 @@ use nix::sys::stat::{Mode, SFlag, fstat};
 use nix::unistd::mkfifo;
 
 use crate::error::Error;
+use crate::frame::Codec;
 
 /// How to open a FIFO end.
 ///
@@ -35,6 +36,7 @@ pub struct FifoOptions {
     pub(crate) pipe_size: Option<usize>,
     pub(crate) open_timeout: Option<Duration>,
     pub(crate) persistent: bool,
+    pub(crate) frames: Option<(Codec, usize)>,
     pub(crate) read_mode: Option<ReadMode>,
     pub(crate) reconnect: Reconnect,
     pub(crate) high_watermark: usize,
@@ -90,6 +92,7 @@ impl FifoOptions {
             pipe_size: None,
             open_timeout: None,
             persistent: false,
+            frames: None,
             read_mode: None,
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
@@ -132,6 +135,18 @@ impl FifoOptions {
     /// (the default) reports `PeerGone` and closes at EOF.
     pub fn persistent(mut self, yes: bool) -> Self {
         self.persistent = yes;
+        self
+    }
+
+    /// For a receiver: deliver whole frames of `codec`, payloads of at most
+    /// `max_frame` bytes, as [`Event::Frame`](crate::Event::Frame) instead
+    /// of byte chunks. A frame that lies inside one read is lent straight
+    /// from the read buffer; only a frame split across reads is copied. An
+    /// oversized frame is [`Error::Frame`] and closes this receiver only. A
+    /// writer leaving in the middle of a frame is reported the same way; a
+    /// persistent receiver then drops the partial frame and goes on.
+    pub fn frames(mut self, codec: Codec, max_frame: usize) -> Self {
+        self.frames = Some((codec, max_frame));
         self
     }
 

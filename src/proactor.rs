@@ -11,9 +11,9 @@ use slab::Slab;
 
 use crate::buffers::{Buf, Pool};
 use crate::error::{Error, Result};
-use crate::event::{CloseReason, Events, Item};
+use crate::event::{CloseReason, Events, FrameBytes, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode, Reconnect};
-use crate::frame::{Codec, FrameError};
+use crate::frame::{Codec, FrameDecoder, FrameError};
 use crate::ring::{self, Completion, FileRef, OpId, OpKind, Ring, RingConfig};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Chunk, Input, Notice, State, WriteQueue, transition};
@@ -255,6 +255,8 @@ enum Role {
         hup: Option<OpId>,
         /// Writers left: single-shot reads until EOF.
         draining: bool,
+        /// Delivers whole frames instead of byte chunks.
+        decoder: Option<Box<FrameDecoder>>,
     },
     Sender(Box<SendSide>),
 }
@@ -412,7 +414,7 @@ impl Proactor {
         if let Some(size) = opts.pipe_size {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
-        let role = receiver_role(opts.persistent, self.multishot(opts));
+        let role = receiver_role(opts.persistent, self.multishot(opts), opts.frames);
         // Only a persistent receiver reopens: a one-shot one spares the fd.
         let anchor = opts.persistent.then_some(anchor);
         let token = self.insert(State::Open, role, anchor, Some(path.into()));
@@ -461,7 +463,12 @@ impl Proactor {
     /// stdin...). Its flags are left as they are. It closes at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
         let multishot = self.multishot(&FifoOptions::new());
-        let token = self.insert(State::Open, receiver_role(false, multishot), None, None);
+        let token = self.insert(
+            State::Open,
+            receiver_role(false, multishot, None),
+            None,
+            None,
+        );
         self.install_fd(token.index as usize, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
@@ -1024,7 +1031,13 @@ impl Proactor {
     // ----- reads -----
 
     fn arm_read(&mut self, idx: usize) {
-        let t = &self.transports[idx];
+        // Delivering may have failed the transport and freed its slot.
+        let Some(t) = self.transports.get(idx) else {
+            return;
+        };
+        if t.state == State::Closing {
+            return;
+        }
         let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
@@ -1124,7 +1137,6 @@ impl Proactor {
     /// relays to (bytes read just before the relay began go first).
     fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
         let t = &mut self.transports[idx];
-        let token = t.token;
         let Role::Receiver {
             bytes_read,
             relay,
@@ -1150,14 +1162,50 @@ impl Proactor {
                     .push(&pool, &buf.as_slice()[..n]);
                 self.pump(to);
             }
-        } else {
-            self.pending.push(Item::Data {
-                from: Receiver(token),
-                buf,
-                len: n,
-            });
+        } else if self.deliver_frames(idx, buf, n) {
+            return;
         }
         self.apply(idx, Input::PeerReady);
+    }
+
+    /// Reports `buf[..n]` as Data, or as the frames it completes if the
+    /// receiver decodes frames. Returns true if it failed the transport.
+    fn deliver_frames(&mut self, idx: usize, buf: Buf, n: usize) -> bool {
+        let Proactor {
+            transports,
+            pending,
+            ..
+        } = self;
+        let t = &mut transports[idx];
+        let (token, from) = (t.token, Receiver(t.token));
+        let Role::Receiver {
+            decoder: Some(decoder),
+            ..
+        } = &mut t.role
+        else {
+            pending.push(Item::Data { from, buf, len: n });
+            return false;
+        };
+        let buf = Rc::new(buf);
+        let chunk = &buf.as_slice()[..n];
+        let base = chunk.as_ptr() as usize;
+        let decoded = decoder.feed(chunk, |frame| {
+            let at = (frame.as_ptr() as usize).wrapping_sub(base);
+            // Lent if it lies inside this read, copied if it was split.
+            let frame = if !frame.is_empty() && at < n && at + frame.len() <= n {
+                FrameBytes::Lent(Rc::clone(&buf), at..at + frame.len())
+            } else {
+                FrameBytes::Owned(frame.to_vec())
+            };
+            pending.push(Item::Frame { from, frame });
+        });
+        match decoded {
+            Ok(()) => false,
+            Err(source) => {
+                self.fail(idx, Error::Frame { token, source });
+                true
+            }
+        }
     }
 
     /// Arms what a multishot receiver lacks: its multishot read and its
@@ -1271,6 +1319,23 @@ impl Proactor {
     /// the old one, so the pipe and anything written meanwhile survive),
     /// whose read waits quietly for the next writer.
     fn on_eof(&mut self, idx: usize) {
+        // A writer that left inside a frame: reported; a persistent receiver
+        // drops the partial frame and goes on, a one-shot one fails.
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        if let Role::Receiver {
+            decoder: Some(decoder),
+            persistent,
+            ..
+        } = &mut t.role
+            && let Err(source) = decoder.finish()
+        {
+            let error = Error::Frame { token, source };
+            if !*persistent {
+                return self.fail(idx, error);
+            }
+            self.pending.push(Item::Error { token, error });
+        }
         self.apply(idx, Input::PeerLeft);
         let t = &self.transports[idx];
         let persistent = matches!(
@@ -1872,7 +1937,7 @@ impl Proactor {
     }
 }
 
-fn receiver_role(persistent: bool, multishot: bool) -> Role {
+fn receiver_role(persistent: bool, multishot: bool, frames: Option<(Codec, usize)>) -> Role {
     Role::Receiver {
         read: None,
         poll: None,
@@ -1884,6 +1949,7 @@ fn receiver_role(persistent: bool, multishot: bool) -> Role {
         multishot,
         hup: None,
         draining: false,
+        decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
     }
 }
 
