@@ -515,7 +515,7 @@ impl Proactor {
         };
         match codec {
             Codec::Lines => {
-                if let Some(at) = payload.iter().position(|&b| b == b'\n') {
+                if let Some(at) = memchr::memchr(b'\n', payload) {
                     return Err(frame_error(FrameError::NewlineInPayload { at }));
                 }
                 self.enqueue(to, |q, pool| q.push_message(pool, &[payload, b"\n"]))
