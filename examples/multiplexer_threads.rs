@@ -1,6 +1,6 @@
 //! The multiplexer's line routing written with blocking threads, one per
 //! input: the baseline `examples/multiplexer.rs` is measured against (see
-//! MULTIPLEXER_BENCH.md).
+//! the Multiplexer section of BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release --example multiplexer_threads -- \

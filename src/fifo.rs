@@ -44,6 +44,13 @@ pub struct FifoOptions {
 }
 
 /// How a receiver reads.
+///
+/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in): the two
+/// cost the same CPU per message from 1 to 256 FIFOs, and at 4096 FIFOs
+/// multishot used a little less CPU but more `io_uring_enter` calls with the
+/// default buffer ring. Choose `Multishot` for many mostly idle FIFOs, where
+/// it holds buffers only for data in flight, with a ring sized to the load
+/// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// One `READ_FIXED` at a time into a registered buffer, re-armed after
