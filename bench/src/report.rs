@@ -374,7 +374,7 @@ pub fn targets(records: &[Record]) -> String {
         &|r| r >= 0.9,
     );
     check(
-        "pingpong p50, uring-spin (SQPOLL + busy poll)/threads < 1.0",
+        "pingpong p50, uring-spin (busy poll)/threads < 1.0",
         get("pingpong", "msg_bytes", 64, "uring-spin", "p50_us"),
         get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
         &|r| r < 1.0,

@@ -1,4 +1,5 @@
-//! ringpipe with its defaults (or SQPOLL for the low-latency variant).
+//! ringpipe with its defaults, and its variants: multishot reads, splice
+//! relay, SQPOLL, busy polling.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -10,11 +11,11 @@ use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
 fn proactor(mode: Mode) -> io::Result<Proactor> {
     let built = match mode {
-        Mode::Sqpoll | Mode::Spin => Proactor::builder()
+        Mode::Sqpoll => Proactor::builder()
             .sqpoll(Duration::from_millis(50))
             .build(),
         Mode::Multishot => Proactor::builder().read_mode(ReadMode::Multishot).build(),
-        Mode::Default | Mode::Splice => Proactor::new(),
+        Mode::Default | Mode::Splice | Mode::Spin => Proactor::new(),
     };
     built.map_err(io::Error::other)
 }
@@ -33,9 +34,8 @@ pub enum Mode {
     Splice,
     /// SQPOLL kernel thread, blocking `poll`.
     Sqpoll,
-    /// SQPOLL and a busy loop of `poll(.., Some(Duration::ZERO))`. (Without
-    /// SQPOLL a zero-timeout poll never runs the deferred task work, so it
-    /// would never see a completion.)
+    /// Defaults and a busy loop of `poll(.., Some(Duration::ZERO))`: each
+    /// poll is one `io_uring_enter` that submits and reaps without sleeping.
     Spin,
 }
 
