@@ -354,13 +354,7 @@ impl Ring {
             return Ok((None, self.push(splice, owner, OpKind::Splice, None, None)?));
         };
         // Both SQEs must go out in one submission for the link to hold.
-        let room = {
-            let sq = self.uring.submission();
-            sq.capacity() - sq.len()
-        };
-        if room < 2 {
-            self.enter(0, None)?;
-        }
+        self.reserve(2)?;
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .flags(squeue::Flags::IO_LINK);
