@@ -138,8 +138,9 @@ impl FifoOptions {
     /// For a receiver: survive writers leaving. At EOF it reports
     /// [`Event::PeerGone`](crate::Event::PeerGone), reopens its read end
     /// and waits, using no CPU, for the next writer, whose first data comes
-    /// with [`Event::PeerBack`](crate::Event::PeerBack). A one-shot receiver
-    /// (the default) reports `PeerGone` and closes at EOF.
+    /// with [`Event::PeerBack`](crate::Event::PeerBack). A writer that
+    /// connects and leaves without writing makes no event. A one-shot
+    /// receiver (the default) reports `PeerGone` and closes at EOF.
     pub fn persistent(mut self, yes: bool) -> Self {
         self.persistent = yes;
         self
