@@ -364,10 +364,10 @@ impl Transport {
 /// A `Proactor` is neither `Send` nor `Sync`: the ring is set up for one
 /// issuing thread. Dropping it cancels every operation in flight and waits
 /// for their completions before any fd or buffer is released. Receivers are
-/// abandoned with it: a read the kernel completes before its cancel (one
-/// queued since the last poll is submitted first) takes its bytes out of
-/// the pipe with it. Close receivers and poll until `Closed` to stop
-/// reading without losing anything.
+/// abandoned with it: a read the kernel completes before its cancel takes
+/// its bytes out of the pipe with it. (A proactor dropped before its first
+/// poll submits nothing at all.) Close receivers and poll until `Closed` to
+/// stop reading without losing anything.
 #[derive(Debug)]
 pub struct Proactor {
     ring: Ring,

@@ -109,6 +109,9 @@ pub(crate) struct Ring {
     uring: IoUring,
     ops: Slab<InFlight>,
     seq: u32,
+    /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
+    /// whose kernel thread consumes them on its own).
+    unsubmitted: usize,
     enters: u64,
     sqpoll: bool,
     pool_registered: bool,
@@ -179,6 +182,7 @@ impl Ring {
             uring,
             ops: Slab::new(),
             seq: 0,
+            unsubmitted: 0,
             enters: 0,
             sqpoll: cfg.sqpoll_idle.is_some(),
             pool_registered: false,
@@ -469,6 +473,9 @@ impl Ring {
             // SQ full: flush early, the only case where one turn enters twice.
             self.enter(0, None)?;
         }
+        if !self.sqpoll {
+            self.unsubmitted += 1;
+        }
         let inserted = self.ops.insert(InFlight {
             owner,
             kind,
@@ -530,10 +537,17 @@ impl Ring {
             None => submitter.submit_and_wait(want),
         };
         match res {
-            Ok(_) => Ok(()),
+            Ok(submitted) => {
+                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                Ok(())
+            }
             Err(e) => match e.raw_os_error() {
                 // Timed out, interrupted, or completions must be reaped first.
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => Ok(()),
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
+                    // Whether any SQE went in is unknown: assume all did.
+                    self.unsubmitted = 0;
+                    Ok(())
+                }
                 _ => Err(e),
             },
         }
@@ -583,7 +597,8 @@ impl Ring {
                 // with GETEVENTS moves them into the CQ.
                 self.enters += 1;
                 // The crate adds GETEVENTS when it sees the overflow flag.
-                self.uring.submitter().submit_and_wait(0)?;
+                let submitted = self.uring.submitter().submit_and_wait(0)?;
+                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
                 continue;
             }
             return Ok(());
@@ -593,6 +608,12 @@ impl Ring {
     /// Cancels every operation and waits for all final completions, up to
     /// `grace`. Returns false if some are still in flight afterwards.
     pub(crate) fn cancel_all_and_drain(&mut self, grace: Duration) -> bool {
+        // Nothing reached the kernel yet (dropped before any enter): free it
+        // all without entering, so no queued read takes bytes from a pipe.
+        if !self.sqpoll && self.unsubmitted == self.ops.len() {
+            self.ops.clear();
+            return true;
+        }
         let targets: Vec<OpId> = self
             .ops
             .iter()

@@ -56,3 +56,29 @@ fn drop_with_ops_in_flight_releases_every_fd() {
         }
     });
 }
+
+#[test]
+fn dropping_before_any_poll_leaves_the_pipe_untouched() {
+    watchdog(Duration::from_secs(30), || {
+        // Opens fds: keep out of the fd-counting test's way.
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        mkfifo(&fifo);
+        // A read-write end keeps the pipe alive and holds 5 bytes in it.
+        let keep = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NONBLOCK,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        nix::unistd::write(&keep, b"hello").unwrap();
+        let mut p = Proactor::new().unwrap();
+        p.open_receiver(&fifo, &FifoOptions::new()).unwrap();
+        // Its read was queued, never submitted: dropping must not submit it.
+        drop(p);
+        let mut buf = [0u8; 16];
+        let n = nix::unistd::read(&keep, &mut buf).expect("the bytes are still in the pipe");
+        assert_eq!(&buf[..n], b"hello");
+    });
+}
