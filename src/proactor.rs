@@ -1901,9 +1901,21 @@ impl Proactor {
             Role::Receiver { relay: Some(r), .. } => Some((r.to, r.poll == Some(c.op))),
             _ => None,
         };
-        let (fan_dests, is_fan_poll) = match &self.transports[idx].role {
-            Role::Receiver { fan: Some(f), .. } => (f.to.clone(), f.poll == Some(c.op)),
-            _ => (Vec::new(), false),
+        // Only closing destinations may wait on this op: usually none, and
+        // an empty collect does not allocate.
+        let (is_fan, is_fan_poll, closing_dests) = match &self.transports[idx].role {
+            Role::Receiver { fan: Some(f), .. } => {
+                let closing: Vec<Token> =
+                    f.to.iter()
+                        .filter(|d| {
+                            matches!(self.transports.get(d.index as usize),
+                            Some(t) if t.token == **d && t.state == State::Closing)
+                        })
+                        .copied()
+                        .collect();
+                (true, f.poll == Some(c.op), closing)
+            }
+            _ => (false, false, Vec::new()),
         };
         let (is_hup, is_own_poll) = match &self.transports[idx].role {
             Role::Receiver { hup, poll, .. } => (*hup == Some(c.op), *poll == Some(c.op)),
@@ -1920,9 +1932,7 @@ impl Proactor {
             OpKind::Poll if is_own_poll => self.on_poll(idx, c.result),
             // A poll that was replaced (a cancelled hang-up poll of an old fd).
             OpKind::Poll => {}
-            OpKind::Splice | OpKind::Tee if !fan_dests.is_empty() => {
-                self.on_fan_op(idx, c.op, c.result)
-            }
+            OpKind::Splice | OpKind::Tee if is_fan => self.on_fan_op(idx, c.op, c.result),
             OpKind::Splice => self.on_splice(idx, c.result),
             OpKind::Tee => {}
             OpKind::ReadMulti => self.on_read_multi(idx, &c),
@@ -1932,7 +1942,7 @@ impl Proactor {
             self.maybe_finish(idx);
         }
         // A closing sender may have been waiting for this relay operation.
-        let dests = relay_to.map(|(to, _)| to).into_iter().chain(fan_dests);
+        let dests = relay_to.map(|(to, _)| to).into_iter().chain(closing_dests);
         for to in dests {
             if matches!(self.transports.get(to.index as usize), Some(t) if t.token == to) {
                 self.maybe_finish(to.index as usize);

@@ -636,24 +636,6 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
     });
 }
 
-/// Reads exactly `count` bytes with plain os.read (never asking for more
-/// than it keeps), saves them, and leaves.
-const READ_BYTES_PY: &str = r#"
-import os, sys, signal
-signal.alarm(60)
-path, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-fd = os.open(path, os.O_RDONLY)
-data = bytearray()
-while len(data) < count:
-    b = os.read(fd, min(65536, count - len(data)))
-    if not b:
-        break
-    data += b
-os.close(fd)
-with open(out, 'wb') as f:
-    f.write(data)
-"#;
-
 #[test]
 fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
     let _serial = serial();
@@ -682,7 +664,7 @@ fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
         let mut got = Vec::new();
         for (i, count) in [5 << 20, (8 << 20) - (5 << 20)].into_iter().enumerate() {
             let out = d.join(format!("session{i}"));
-            let reader = python(READ_BYTES_PY, &[&d.join("out"), &count.to_string(), &out])
+            let reader = python(EXACT_READ_PY, &[&d.join("out"), &count.to_string(), &out])
                 .spawn()
                 .unwrap();
             Children(vec![reader]).wait_all(Duration::from_secs(40));

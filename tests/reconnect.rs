@@ -12,23 +12,6 @@ use ringpipe::{
     CloseReason, Error, Event, Events, FifoOptions, Proactor, Reconnect, Sender, State,
 };
 
-/// Reads exactly `count` bytes (or to EOF) with plain os.read, never asking
-/// for more than it will keep, writes them to `out`, and leaves.
-const SESSION: &str = r#"
-import os, sys
-path, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-fd = os.open(path, os.O_RDONLY)
-data = bytearray()
-while len(data) < count:
-    b = os.read(fd, min(65536, count - len(data)))
-    if not b:
-        break
-    data += b
-os.close(fd)
-with open(out, "wb") as f:
-    f.write(data)
-"#;
-
 /// Reader sessions, one after the other: python sessions that take a share
 /// each (some take nothing: connect and leave), then `cat` to EOF.
 fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
@@ -36,7 +19,7 @@ fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
     for (i, share) in shares.iter().enumerate() {
         let out = dir.join(format!("session{i:03}"));
         let child = Command::new("python3")
-            .args(["-c", SESSION])
+            .args(["-c", EXACT_READ_PY])
             .arg(fifo)
             .arg(share.to_string())
             .arg(&out)

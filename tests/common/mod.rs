@@ -150,3 +150,23 @@ pub fn nonblocking_reader(path: &Path) -> std::os::fd::OwnedFd {
     )
     .unwrap()
 }
+
+/// A reader session, in python: reads exactly `count` bytes with plain
+/// `os.read` (never asking for more than it keeps, so it takes nothing
+/// beyond its share from the pipe), saves them to `out`, and leaves.
+/// Arguments: path, count, out. It kills itself after 60 s.
+pub const EXACT_READ_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+path, count, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+fd = os.open(path, os.O_RDONLY)
+data = bytearray()
+while len(data) < count:
+    b = os.read(fd, min(65536, count - len(data)))
+    if not b:
+        break
+    data += b
+os.close(fd)
+with open(out, 'wb') as f:
+    f.write(data)
+"#;
