@@ -161,6 +161,17 @@ pub enum Error {
         token: Token,
     },
 
+    /// The handle was issued by another proactor: it names nothing here
+    /// (each proactor numbers its own slots, so it is never taken for one
+    /// of this proactor's transports).
+    #[error("{token:?} belongs to proactor {}, not to proactor {this}", token.proactor)]
+    Foreign {
+        /// The handle used.
+        token: Token,
+        /// This proactor's identity ([`Proactor::id`](crate::Proactor::id)).
+        this: u32,
+    },
+
     /// An I/O operation of a transport failed.
     #[error("{token:?}: {op} failed: {source}")]
     Io {

@@ -167,6 +167,10 @@ impl Builder {
     /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
     /// or lacks an opcode, naming which.
     pub fn build(self) -> Result<Proactor> {
+        let id = crate::token::next_proactor_id().ok_or_else(|| Error::Ring {
+            op: "proactor identity (every one of 2^32 - 1 is used)",
+            source: io::Error::from_raw_os_error(libc::EOVERFLOW),
+        })?;
         let mut ring = Ring::new(&self.ring)?;
         let multishot_ok = ring.supports_read_multishot();
         let provided = multishot_ok.then_some(self.provided);
@@ -198,6 +202,7 @@ impl Builder {
             ring::ignore_sigpipe_if_default();
         }
         Ok(Proactor {
+            id,
             ring,
             pool,
             transports: Slab::new(),
@@ -337,10 +342,13 @@ impl Transport {
         }
     }
 
+    /// The send side of a transport known to be a sender: every public
+    /// call checks the role of its handle first (`live_sender`), and the
+    /// proactor only stores senders' indices where senders are expected.
     fn sender(&mut self) -> &mut SendSide {
         match &mut self.role {
             Role::Sender(s) => s,
-            Role::Receiver { .. } => unreachable!("sender handle maps to a receiver"),
+            Role::Receiver { .. } => unreachable!("internal: sender index maps to a receiver"),
         }
     }
 
@@ -370,6 +378,8 @@ impl Transport {
 /// stop reading without losing anything.
 #[derive(Debug)]
 pub struct Proactor {
+    /// Stamped on every handle; a handle with another identity is foreign.
+    id: u32,
     ring: Ring,
     pool: Rc<Pool>,
     transports: Slab<Transport>,
@@ -403,6 +413,14 @@ impl Proactor {
     /// A builder to configure the ring, buffers and policies.
     pub fn builder() -> Builder {
         Builder::default()
+    }
+
+    /// This proactor's identity, carried by every handle it issues
+    /// ([`Token::proactor`]): unique in the process and never reused while
+    /// it lives. Any call given a handle of another proactor fails with
+    /// [`Error::Foreign`].
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     /// Opens the read end of the FIFO at `path`. Never blocks: the receiver
@@ -534,7 +552,7 @@ impl Proactor {
     }
 
     fn enqueue(&mut self, to: Sender, push: impl FnOnce(&mut WriteQueue, &Rc<Pool>)) -> Result<()> {
-        let idx = self.live(to.0)?;
+        let idx = self.live_sender(to)?;
         let pool = Rc::clone(&self.pool);
         let side = self.transports[idx].sender();
         if side.close_after_flush {
@@ -560,7 +578,7 @@ impl Proactor {
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
     pub fn set_watermarks(&mut self, sender: Sender, high: usize, low: usize) -> Result<()> {
-        let idx = self.live(sender.0)?;
+        let idx = self.live_sender(sender)?;
         let side = self.transports[idx].sender();
         side.high = high.max(1) as u64;
         side.low = low.min(high) as u64;
@@ -583,7 +601,7 @@ impl Proactor {
     /// keeps the pipe open and waits for the next one, so no byte is lost
     /// between reader sessions. Further sends fail with [`Error::Closed`].
     pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
-        let idx = self.live(sender.0)?;
+        let idx = self.live_sender(sender)?;
         self.transports[idx].sender().close_after_flush = true;
         self.maybe_flushed(idx);
         Ok(())
@@ -602,8 +620,8 @@ impl Proactor {
     /// consumed) until a reader comes back. The relay ends when either end
     /// closes; `from` then goes back to `Data` events.
     pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
-        let rx = self.live(from.0)?;
-        let tx = self.live(to.0)?;
+        let rx = self.live_receiver(from)?;
+        let tx = self.live_sender(to)?;
         if self.transports[tx].sender().relayed_from.is_some() {
             return Err(Error::Relayed { token: to.0 });
         }
@@ -615,7 +633,7 @@ impl Proactor {
             ..
         } = &mut self.transports[rx].role
         else {
-            unreachable!("receiver handle maps to a sender")
+            return Err(Error::Stale { token: from.0 });
         };
         if relay.is_some() {
             return Err(Error::Relayed { token: from.0 });
@@ -645,7 +663,7 @@ impl Proactor {
     /// in flight is cancelled; if it completed first, its data is still
     /// delivered. Nothing is lost.
     pub fn pause(&mut self, rx: Receiver) -> Result<()> {
-        let idx = self.live(rx.0)?;
+        let idx = self.live_receiver(rx)?;
         let t = &mut self.transports[idx];
         let owner = t.token.to_owner();
         let Role::Receiver {
@@ -658,7 +676,7 @@ impl Proactor {
             ..
         } = &mut t.role
         else {
-            unreachable!("receiver handle maps to a sender")
+            return Err(Error::Stale { token: rx.0 });
         };
         *paused = true;
         // A fan-out round in flight completes; only its wait for data stops.
@@ -680,13 +698,13 @@ impl Proactor {
 
     /// Reads again after [`pause`](Self::pause).
     pub fn resume(&mut self, rx: Receiver) -> Result<()> {
-        let idx = self.live(rx.0)?;
+        let idx = self.live_receiver(rx)?;
         let t = &mut self.transports[idx];
         let Role::Receiver {
             read, poll, paused, ..
         } = &mut t.role
         else {
-            unreachable!("receiver handle maps to a sender")
+            return Err(Error::Stale { token: rx.0 });
         };
         let armed = read.is_some() || poll.is_some();
         *paused = false;
@@ -730,12 +748,15 @@ impl Proactor {
         let t = &self.transports[idx];
         match &t.fd {
             Some(fd) => fifo::set_pipe_size(fd.as_fd(), bytes, t.describe()),
-            None => {
+            None => match &mut self.transports[idx].role {
                 // Not open yet: applied when the reader appears.
-                let t = &mut self.transports[idx];
-                t.sender().pipe_size = Some(bytes);
-                Ok(bytes)
-            }
+                Role::Sender(side) => {
+                    side.pipe_size = Some(bytes);
+                    Ok(bytes)
+                }
+                // A receiver always holds its fd.
+                Role::Receiver { .. } => Err(Error::Closed { token }),
+            },
         }
     }
 
@@ -815,6 +836,7 @@ impl Proactor {
         let token = Token {
             index: index as u32,
             generation: self.generations[index],
+            proactor: self.id,
         };
         entry.insert(Transport {
             token,
@@ -832,6 +854,12 @@ impl Proactor {
 
     /// The live transport of `token` (`None`: closed, slot not reused).
     fn slot(&self, token: Token) -> Result<Option<&Transport>> {
+        if token.proactor != self.id {
+            return Err(Error::Foreign {
+                token,
+                this: self.id,
+            });
+        }
         let index = token.index as usize;
         let current = *self.generations.get(index).ok_or(Error::Stale { token })?;
         match self.transports.get(index) {
@@ -846,6 +874,26 @@ impl Proactor {
         match self.slot(token)? {
             Some(t) if t.state != State::Closing => Ok(token.index as usize),
             _ => Err(Error::Closed { token }),
+        }
+    }
+
+    /// Index of a live sender. Within one proactor a `Sender` always names
+    /// a sender's slot (a reused slot has a new generation); the role is
+    /// checked anyway, so no handle can reach the wrong kind of transport.
+    fn live_sender(&self, s: Sender) -> Result<usize> {
+        let idx = self.live(s.0)?;
+        match self.transports[idx].role {
+            Role::Sender(_) => Ok(idx),
+            Role::Receiver { .. } => Err(Error::Stale { token: s.0 }),
+        }
+    }
+
+    /// Index of a live receiver (see [`live_sender`](Self::live_sender)).
+    fn live_receiver(&self, r: Receiver) -> Result<usize> {
+        let idx = self.live(r.0)?;
+        match self.transports[idx].role {
+            Role::Receiver { .. } => Ok(idx),
+            Role::Sender(_) => Err(Error::Stale { token: r.0 }),
         }
     }
 
@@ -1890,7 +1938,7 @@ impl Proactor {
             o if o >= INTERNAL => return,
             _ => {}
         }
-        let token = Token::from_owner(c.owner);
+        let token = Token::from_owner(c.owner, self.id);
         let idx = token.index as usize;
         match self.transports.get_mut(idx) {
             Some(t) if t.token == token => t.inflight -= u32::from(!c.more),

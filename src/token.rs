@@ -1,29 +1,46 @@
-//! Generational handles.
+//! Generational handles, stamped with the proactor that issued them.
 
-/// Names one transport: a slot and the generation of its occupant. A slot's
-/// generation advances when its transport is closed, so a handle that
-/// outlives its transport is recognised (`Error::Closed`, then
-/// `Error::Stale` once the slot is reused) and never reaches another
-/// transport's fd.
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Names one transport: the proactor that made it, a slot, and the
+/// generation of the slot's occupant. A slot's generation advances when its
+/// transport is closed, so a handle that outlives its transport is
+/// recognised (`Error::Closed`, then `Error::Stale` once the slot is
+/// reused) and never reaches another transport's fd. A handle given to a
+/// proactor that did not issue it is refused with `Error::Foreign`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token {
     /// Slot index.
     pub index: u32,
     /// Generation of the slot when the transport was made.
     pub generation: u32,
+    /// Identity of the issuing proactor ([`Proactor::id`](crate::Proactor::id)):
+    /// unique in the process, never reused while it lives.
+    pub proactor: u32,
 }
 
 impl Token {
+    /// The ring's user data for operations of this transport (the ring
+    /// belongs to one proactor, so the identity is left out).
     pub(crate) fn to_owner(self) -> u64 {
         (u64::from(self.index) << 32) | u64::from(self.generation)
     }
 
-    pub(crate) fn from_owner(owner: u64) -> Token {
+    pub(crate) fn from_owner(owner: u64, proactor: u32) -> Token {
         Token {
             index: (owner >> 32) as u32,
             generation: owner as u32,
+            proactor,
         }
     }
+}
+
+/// Hands out proactor identities: 1, 2, 3... and never the same twice.
+/// `None` once 2^32 - 1 proactors were made by this process.
+pub(crate) fn next_proactor_id() -> Option<u32> {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |id| id.checked_add(1))
+        .ok()
 }
 
 /// The read end of a pipe or FIFO, as a handle into a [`Proactor`](crate::Proactor).

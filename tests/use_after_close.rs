@@ -89,6 +89,7 @@ fn a_forged_token_is_stale() {
     let forged = ringpipe::Token {
         index: 12345,
         generation: 7,
+        proactor: p.id(),
     };
     assert!(matches!(p.close(forged), Err(Error::Stale { .. })));
     assert!(matches!(p.state(forged), Err(Error::Stale { .. })));

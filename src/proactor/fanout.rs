@@ -73,12 +73,12 @@ impl Proactor {
         to: &[Sender],
         policy: FanOutPolicy,
     ) -> crate::Result<()> {
-        let rx = self.live(from.0)?;
+        let rx = self.live_receiver(from)?;
         if to.is_empty() {
             return Err(Error::Relayed { token: from.0 });
         }
         for (i, s) in to.iter().enumerate() {
-            let tx = self.live(s.0)?;
+            let tx = self.live_sender(*s)?;
             if self.transports[tx].sender().relayed_from.is_some() || to[..i].contains(s) {
                 return Err(Error::Relayed { token: s.0 });
             }
@@ -92,7 +92,7 @@ impl Proactor {
             ..
         } = &mut self.transports[rx].role
         else {
-            unreachable!("receiver handle maps to a sender")
+            return Err(Error::Stale { token: from.0 });
         };
         if relay.is_some() || fan.is_some() {
             return Err(Error::Relayed { token: from.0 });
