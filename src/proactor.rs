@@ -1057,7 +1057,26 @@ impl Proactor {
                     }
                 }
             }
-            Role::Receiver { relay, fan, .. } => {
+            Role::Receiver {
+                relay,
+                fan,
+                decoder,
+                ..
+            } => {
+                // Part of a frame read before the close: its bytes left the
+                // pipe, so say how many rather than drop them unseen.
+                // (A decoder that failed has had its error reported.)
+                if let Some(decoder) = decoder
+                    && !decoder.is_failed()
+                    && decoder.buffered() > 0
+                {
+                    let source = FrameError::Truncated {
+                        buffered: decoder.buffered(),
+                    };
+                    let token = t.token;
+                    let error = Error::Frame { token, source };
+                    self.pending.push(Item::Error { token, error });
+                }
                 let dests: Vec<Token> = match (relay.take(), fan.take()) {
                     (Some(r), _) => vec![r.to],
                     (None, Some(f)) => f.to,
@@ -1170,18 +1189,20 @@ impl Proactor {
         if let Role::Receiver { read, .. } = &mut t.role {
             *read = None;
         }
-        if t.state == State::Closing {
-            return;
-        }
-        match result {
-            n if n > 0 => {
-                self.deliver(idx, buf.expect("a read owns its buffer"), n as usize);
+        let closing = t.state == State::Closing;
+        match (result, buf) {
+            // The kernel took these bytes out of the pipe: they reach the
+            // user even if the read's cancel came too late (close, pause).
+            (n, Some(buf)) if n > 0 => {
+                self.deliver(idx, buf, n as usize);
                 self.arm_read(idx);
             }
-            0 => self.on_eof(idx),
-            r if r == -libc::EAGAIN => self.arm_read_poll(idx),
-            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
-            r => self.io_fail(idx, "read", r),
+            (n, None) if n > 0 => self.io_fail(idx, "read (no buffer)", -libc::EIO),
+            _ if closing => {}
+            (0, _) => self.on_eof(idx),
+            (r, _) if r == -libc::EAGAIN => self.arm_read_poll(idx),
+            (r, _) if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
+            (r, _) => self.io_fail(idx, "read", r),
         }
     }
 
@@ -1253,6 +1274,12 @@ impl Proactor {
         });
         match decoded {
             Ok(()) => false,
+            // Bytes read while closing are still reported, bad ones too.
+            Err(source) if self.transports[idx].state == State::Closing => {
+                let error = Error::Frame { token, source };
+                self.pending.push(Item::Error { token, error });
+                false
+            }
             Err(source) => {
                 self.fail(idx, Error::Frame { token, source });
                 true
@@ -1313,10 +1340,9 @@ impl Proactor {
         if let (false, Role::Receiver { read, .. }) = (c.more, &mut t.role) {
             *read = None;
         }
-        if t.state == State::Closing {
-            return;
-        }
+        let closing = t.state == State::Closing;
         match c.result {
+            // Delivered even while closing: the bytes left the pipe.
             n if n > 0 => {
                 let Some(buf) = buf else {
                     return self.io_fail(idx, "read (no buffer)", -libc::EIO);
@@ -1326,6 +1352,7 @@ impl Proactor {
                     self.arm_read(idx);
                 }
             }
+            _ if closing => {}
             // EOF: only ever seen on an anonymous pipe.
             0 => self.on_eof(idx),
             // The shared ring ran dry: re-armed once buffers come back.
@@ -1529,10 +1556,9 @@ impl Proactor {
         relay.splice = None;
         let to = relay.to;
         let tx = to.index as usize;
-        if self.transports[rx].state == State::Closing {
-            return;
-        }
+        let closing = self.transports[rx].state == State::Closing;
         match result {
+            // Counted and reported even while closing: the bytes moved.
             n if n > 0 => {
                 let n = n as u64;
                 if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
@@ -1551,6 +1577,7 @@ impl Proactor {
                 // More is likely there: splice again without polling first.
                 self.arm_relay(rx, false);
             }
+            _ if closing => {}
             0 => self.on_eof(rx),
             r if r == -libc::EAGAIN => {
                 let in_pipe = self.transports[rx]
