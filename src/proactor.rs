@@ -600,6 +600,14 @@ impl Proactor {
     /// [`CloseReason::Flushed`]). If the reader leaves first, the sender
     /// keeps the pipe open and waits for the next one, so no byte is lost
     /// between reader sessions. Further sends fail with [`Error::Closed`].
+    ///
+    /// On the destination of a [`relay`](Self::relay) or
+    /// [`fan_out`](crate::Proactor::fan_out), the relayed stream counts as
+    /// sent: the sender closes once the relay has ended (its receiver
+    /// reached EOF or closed, or this destination was detached) and the
+    /// reader has drained the pipe. So `relay(rx, tx)` then
+    /// `close_after_flush(tx)` passes EOF on: the reader of `tx` sees EOF
+    /// after the last byte that reached `rx`.
     pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
         let idx = self.live_sender(sender)?;
         self.transports[idx].sender().close_after_flush = true;
@@ -618,7 +626,9 @@ impl Proactor {
     /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. If
     /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
     /// consumed) until a reader comes back. The relay ends when either end
-    /// closes; `from` then goes back to `Data` events.
+    /// closes; `from` then goes back to `Data` events. To end a pipeline
+    /// cleanly, call [`close_after_flush`](Self::close_after_flush) on `to`:
+    /// it closes after `from`'s EOF, once its reader has every byte.
     pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
         let rx = self.live_receiver(from)?;
         let tx = self.live_sender(to)?;
@@ -776,10 +786,20 @@ impl Proactor {
     }
 
     /// Submits everything queued since the last call in one
-    /// `io_uring_enter`, waits up to `timeout` (`None`: until something
-    /// happens) for work to finish, and fills `events` with what finished.
-    /// Events of the previous call are dropped first, and their buffers
-    /// reused. Returns at once, with no events, if nothing is in flight.
+    /// `io_uring_enter`, waits up to `timeout` for work to finish, and fills
+    /// `events` with what finished. Events of the previous call are dropped
+    /// first, and their buffers reused. Returns at once, with no events, if
+    /// nothing is in flight.
+    ///
+    /// The timeout chooses the mode:
+    /// - `None`: sleep in the kernel until something finishes (the lowest
+    ///   CPU use).
+    /// - `Some(d)`: the same, but return after `d` at the latest (with no
+    ///   events if nothing finished).
+    /// - `Some(Duration::ZERO)`: busy polling. Submit, reap what has
+    ///   finished, never sleep. Called in a loop it gives the lowest
+    ///   latency for a whole core of CPU; pair it with
+    ///   [`Builder::sqpoll`] to spare the submit syscall as well.
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.items.clear();
@@ -1034,6 +1054,7 @@ impl Proactor {
         drop(t.fd.take());
         self.generations[idx] = self.generations[idx].wrapping_add(1);
         let mut unsent = Vec::new();
+        let mut freed = Vec::new();
         match &mut t.role {
             Role::Sender(s) => {
                 s.queue.take_bytes(&mut unsent);
@@ -1088,6 +1109,7 @@ impl Proactor {
                     {
                         r.sender().relayed_from = None;
                         self.pump(to.index as usize);
+                        freed.push(to);
                     }
                 }
             }
@@ -1097,6 +1119,12 @@ impl Proactor {
             reason: t.reason,
             unsent,
         });
+        // Destinations flushing may close now, after their source's Closed.
+        for to in freed {
+            if matches!(self.transports.get(to.index as usize), Some(d) if d.token == to) {
+                self.maybe_flushed(to.index as usize);
+            }
+        }
     }
 
     // ----- reads -----
@@ -1797,7 +1825,13 @@ impl Proactor {
     fn maybe_flushed(&mut self, idx: usize) {
         let t = &mut self.transports[idx];
         let side = t.sender();
-        if !(side.close_after_flush && side.queue.is_empty() && side.writing.is_none()) {
+        // A relay or fan-out into this sender is part of what it sends:
+        // the flush waits until that source has ended too.
+        if !(side.close_after_flush
+            && side.queue.is_empty()
+            && side.writing.is_none()
+            && side.relayed_from.is_none())
+        {
             return;
         }
         let in_pipe = match (&t.anchor, &t.fd) {

@@ -261,3 +261,77 @@ fn pausing_a_relay_stops_its_armed_splice() {
         assert_eq!(&buf[..n], b"after pause");
     });
 }
+
+/// `relay` then `close_after_flush` on its destination passes EOF on: the
+/// destination closes (Flushed) only after the source's last byte went
+/// through and the reader drained it, so the reader gets every byte, then
+/// EOF, with nobody watching for the source's `Closed`.
+#[test]
+fn close_after_flush_on_a_relay_destination_passes_eof_on() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let opts = FifoOptions::new().create(true);
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::with_capacity(256);
+        let rx = p.open_receiver(&a, &opts).unwrap();
+        let tx = p.open_sender(&b, &opts).unwrap();
+        let out = dir.path().join("out");
+        let cat = ChildGuard::new(
+            Command::new("cat")
+                .arg(&b)
+                .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+                .spawn()
+                .unwrap(),
+        );
+        p.relay(rx, tx).unwrap();
+        p.close_after_flush(tx).unwrap();
+        const TOTAL: usize = 8 << 20;
+        let writer_path = a.clone();
+        let writer = std::thread::spawn(move || {
+            // A moment with no writer at all: the relay must not end then.
+            std::thread::sleep(Duration::from_millis(50));
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&writer_path)
+                .unwrap();
+            let mut chunk = vec![0u8; 1 << 20];
+            for i in 0..TOTAL / chunk.len() {
+                pattern((i * chunk.len()) as u64, &mut chunk);
+                f.write_all(&chunk).unwrap();
+            }
+        });
+        let (mut rx_closed, mut tx_closed) = (None, None);
+        poll_until(&mut p, &mut ev, Duration::from_secs(50), |e| {
+            match e {
+                Event::Closed { token, reason, .. } if *token == rx.token() => {
+                    rx_closed = Some(*reason)
+                }
+                Event::Closed { token, reason, .. } if *token == tx.token() => {
+                    assert!(
+                        rx_closed.is_some(),
+                        "the destination closed before its source: {reason:?}"
+                    );
+                    tx_closed = Some(*reason)
+                }
+                Event::Error { error, .. } => panic!("{error}"),
+                _ => {}
+            }
+            tx_closed.is_some()
+        });
+        writer.join().unwrap();
+        assert_eq!(rx_closed, Some(CloseReason::Eof));
+        assert_eq!(tx_closed, Some(CloseReason::Flushed));
+        // cat saw EOF (it exited) after every byte.
+        assert!(cat.wait_output(Duration::from_secs(20)).status.success());
+        let mut got = Vec::new();
+        std::fs::File::open(&out)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        let mut want = vec![0u8; TOTAL];
+        pattern(0, &mut want);
+        assert_eq!(got.len(), TOTAL);
+        assert!(got == want, "bytes differ");
+    });
+}

@@ -66,7 +66,10 @@ impl Proactor {
     /// [`Event::Relayed`](crate::Event::Relayed) per destination. The
     /// senders take no `send` meanwhile ([`Error::Relayed`]). See
     /// [`FanOutPolicy`] for destinations whose reader leaves. The fan-out
-    /// ends when the receiver closes, or its last destination does.
+    /// ends when the receiver closes, or its last destination does; a
+    /// destination given [`close_after_flush`](Proactor::close_after_flush)
+    /// closes once the fan-out has ended (or detached it) and its reader has
+    /// every byte, which passes the source's EOF on.
     pub fn fan_out(
         &mut self,
         from: Receiver,
@@ -385,6 +388,7 @@ impl Proactor {
                 from,
                 to: Sender(to),
             });
+            self.maybe_flushed(to.index as usize);
         }
         if empty {
             if let Role::Receiver { fan, .. } = &mut self.transports[rx].role {
