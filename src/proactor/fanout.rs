@@ -292,9 +292,10 @@ impl Proactor {
         }
         let round = std::mem::take(&mut fan.round);
         let len = fan.len as usize;
-        if self.transports[rx].state == State::Closing {
-            return;
-        }
+        // A round that completes while the source closes is still settled
+        // (counted, reported, short destinations filled in), so every
+        // destination ends with the same bytes; only no new round starts.
+        let closing = self.transports[rx].state == State::Closing;
         let moved: Vec<(Token, usize)> = round
             .iter()
             .map(|(_, d, r)| (*d, r.unwrap_or(0).max(0) as usize))
@@ -371,7 +372,9 @@ impl Proactor {
                 self.pump(d);
             }
         }
-        self.arm_fan(rx);
+        if !closing {
+            self.arm_fan(rx);
+        }
     }
 
     /// Takes `to` out of the fan-out of receiver `rx`.
