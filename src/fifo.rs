@@ -128,8 +128,12 @@ impl FifoOptions {
     }
 
     /// Set the pipe's capacity with `F_SETPIPE_SZ` once the end is open.
-    /// Above `/proc/sys/fs/pipe-max-size` this needs `CAP_SYS_RESOURCE`;
-    /// the failure is reported as [`Error::PipeSize`].
+    /// The kernel rounds the size up to a power of two (65537 bytes give
+    /// 128 KiB). Sizes below one page (4096 bytes here) are refused when
+    /// the FIFO is opened, with [`Error::PipeTooSmall`]: the kernel would
+    /// silently make the pipe one page. Above `/proc/sys/fs/pipe-max-size`
+    /// this needs `CAP_SYS_RESOURCE`; the failure is reported as
+    /// [`Error::PipeSize`].
     pub fn pipe_size(mut self, bytes: usize) -> Self {
         self.pipe_size = Some(bytes);
         self
@@ -191,8 +195,14 @@ impl FifoOptions {
 }
 
 /// Opens `path` as `O_PATH` after creating it if asked, and checks that it is
-/// a FIFO.
+/// a FIFO. The options are checked first: a refused option creates nothing.
 pub(crate) fn anchor(path: &Path, opts: &FifoOptions) -> Result<OwnedFd, Error> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::EmptyPath);
+    }
+    if let Some(size) = opts.pipe_size {
+        check_pipe_size(size, || path.display().to_string())?;
+    }
     if opts.create {
         match mkfifo(path, Mode::from_bits_truncate(opts.mode)) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -229,13 +239,37 @@ fn kind_name(kind: SFlag) -> &'static str {
 
 /// The typed error for a failed `mkfifo` / `open` of `path`.
 pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
+    if path.as_os_str().is_empty() {
+        return Error::EmptyPath;
+    }
     let path: PathBuf = path.into();
     match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { path },
+        Some(libc::ENOENT) => match missing_dir(&path) {
+            Some(dir) => Error::NoSuchDirectory { path, dir },
+            None => Error::NotFound { path },
+        },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path, source: e },
         Some(libc::ELOOP) => Error::Symlink { path },
         _ => Error::Open { path, source: e },
     }
+}
+
+/// The first missing directory of `path`'s parents (the highest one whose
+/// own parent exists), if any is missing: then the FIFO itself is not the
+/// problem. Only for the message of an `ENOENT` already returned.
+fn missing_dir(path: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    // The last ancestor of a relative path is "", the current directory.
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing = Some(dir.to_path_buf()),
+            _ => break,
+        }
+    }
+    missing
 }
 
 fn reopen(anchor: &OwnedFd, flags: OFlag) -> io::Result<OwnedFd> {
@@ -287,12 +321,34 @@ fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// `F_SETPIPE_SZ`; returns the size the kernel chose (rounded up to pages).
+/// The page size: the smallest capacity the kernel gives a pipe.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf only reads a configuration value; it takes no pointer.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// Refuses a pipe size the kernel would silently raise to one page.
+fn check_pipe_size(bytes: usize, what: impl FnOnce() -> String) -> Result<(), Error> {
+    let min = page_size();
+    if bytes < min {
+        return Err(Error::PipeTooSmall {
+            what: what(),
+            requested: bytes,
+            min,
+        });
+    }
+    Ok(())
+}
+
+/// `F_SETPIPE_SZ`; returns the size the kernel chose (rounded up to a power
+/// of two). Below one page: [`Error::PipeTooSmall`], nothing changed.
 pub(crate) fn set_pipe_size(
     fd: BorrowedFd<'_>,
     bytes: usize,
     what: String,
 ) -> Result<usize, Error> {
+    check_pipe_size(bytes, || what.clone())?;
     let requested = i32::try_from(bytes).unwrap_or(i32::MAX);
     match fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
         Ok(n) => Ok(n as usize),
