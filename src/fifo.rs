@@ -64,9 +64,11 @@ pub enum ReadMode {
     Multishot,
 }
 
-/// What a sender does when its reader leaves (`EPIPE`). In every case it
-/// keeps its fd, so bytes already in the pipe reach the next reader, and
-/// it knows exactly which bytes the kernel accepted.
+/// What a sender does when its reader leaves. It learns of it from a write
+/// failing with `EPIPE`, so only while it has bytes to write: a reader that
+/// leaves while the queue is empty is noticed at the next send. While it
+/// waits it keeps its fd, so bytes already in the pipe reach the next
+/// reader, and it knows exactly which bytes the kernel accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reconnect {
     /// Keep every unsent byte and wait for the next reader as long as it
@@ -74,10 +76,17 @@ pub enum Reconnect {
     #[default]
     Wait,
     /// As `Wait`, but fail with [`Error::ReaderTimeout`] if no reader comes
-    /// back within the limit; the unsent bytes come back in `Closed`.
+    /// back within the limit (counted from the `EPIPE`); the unsent bytes
+    /// come back in [`Event::Closed`](crate::Event::Closed). Bytes the
+    /// kernel already accepted are in the pipe, not in `unsent`: closing
+    /// drops them unless another process holds the FIFO open and a reader
+    /// comes to drain it.
     WaitUpTo(Duration),
     /// Close at once (reason [`CloseReason::PeerGone`](crate::CloseReason::PeerGone)),
-    /// handing the unsent bytes back.
+    /// handing the unsent bytes back in [`Event::Closed`](crate::Event::Closed).
+    /// Bytes the kernel already accepted stay in the pipe and are not in
+    /// `unsent`: with this sender's end closed and no reader, they are lost
+    /// unless another process holds the FIFO open and a reader drains it.
     Fail,
 }
 
@@ -171,6 +180,23 @@ impl FifoOptions {
 
     /// For a sender: what to do when the reader leaves (default
     /// [`Reconnect::Wait`]).
+    ///
+    /// With [`Proactor::close_after_flush`](crate::Proactor::close_after_flush)
+    /// the sender closes once its reader has drained the pipe. What bounds
+    /// that wait when no reader drains it:
+    ///
+    /// - No reader ever opened the FIFO: only [`open_timeout`](Self::open_timeout)
+    ///   ([`Error::OpenTimeout`]); the policy counts from a reader leaving.
+    /// - The reader left while bytes were still queued (a write failed with
+    ///   `EPIPE`): `WaitUpTo(d)` ends it with [`Error::ReaderTimeout`] after
+    ///   `d` without a new reader, `Fail` at once; `Closed` hands back the
+    ///   bytes the kernel never accepted.
+    /// - The reader left after the kernel accepted every byte, leaving some
+    ///   in the pipe: no write fails, the departure goes unnoticed, and no
+    ///   policy applies. The sender stays [`State::Open`](crate::State::Open)
+    ///   until a reader drains the pipe or you call
+    ///   [`Proactor::close`](crate::Proactor::close) (the bytes in the pipe
+    ///   are then lost); bound it with a deadline of your own.
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.reconnect = policy;
         self
@@ -187,7 +213,11 @@ impl FifoOptions {
     }
 
     /// For a sender: give up with [`Error::OpenTimeout`] if no reader opens
-    /// the FIFO within `after` (default: wait without limit).
+    /// the FIFO within `after` of `open_sender` (default: wait without
+    /// limit). It covers the first reader only; later departures are the
+    /// [`reconnect`](Self::reconnect) policy's. It also bounds
+    /// `close_after_flush` on a sender that never had a reader: everything
+    /// sent comes back in [`Event::Closed`](crate::Event::Closed).
     pub fn open_timeout(mut self, after: Duration) -> Self {
         self.open_timeout = Some(after);
         self
