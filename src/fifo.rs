@@ -359,7 +359,9 @@ pub(crate) fn page_size() -> usize {
 }
 
 /// Refuses a pipe size the kernel would silently raise to one page.
-fn check_pipe_size(bytes: usize, what: impl FnOnce() -> String) -> Result<(), Error> {
+/// (`Proactor::set_pipe_size` on a sender not yet open may call it to
+/// refuse at once rather than when the reader comes.)
+pub(crate) fn check_pipe_size(bytes: usize, what: impl FnOnce() -> String) -> Result<(), Error> {
     let min = page_size();
     if bytes < min {
         return Err(Error::PipeTooSmall {
