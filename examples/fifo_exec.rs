@@ -4,63 +4,154 @@
 //! than a pipe.
 //!
 //! ```text
-//! cargo run --example fifo_exec
+//! cargo run --example fifo_exec -- [--program gzip] [--size BYTES] [--timeout SECS]
+//! cargo run --example fifo_exec -- --help
 //! ```
+//!
+//! Every program the pipelines use is looked up in `PATH` first: a missing
+//! one is named and the run ends with exit code 1 before anything starts.
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use ringpipe::process::FifoCommand;
 
+/// Compresses a generated text with PROGRAM, counts its words and checks the
+/// round trip, running `sh` pipelines whose files are FIFOs fed and drained
+/// by one io_uring thread.
+#[derive(Parser, Debug)]
+#[command(name = "fifo_exec")]
+struct Cli {
+    /// The compressor: any program that compresses with `-c` and
+    /// decompresses with `-dc`, stdin to stdout (gzip, xz, zstd, bzip2).
+    #[arg(long, value_name = "NAME", default_value = "gzip")]
+    program: String,
+
+    /// Size of the generated text in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    size: usize,
+
+    /// Longest time each pipeline may run before it is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+}
+
 /// Compress the text, keep the compressed stream, decompress it again and
-/// count words: `$0` is the input, `$1` and `$2` the outputs.
-const COUNT: &str = r#"gzip -c <"$0" | tee "$2" | gzip -dc | tr -cs '[:alpha:]' '\n' |
+/// count words: `$0` is the input, `$1` and `$2` the outputs, `$3` the
+/// compressor.
+const COUNT: &str = r#""$3" -c <"$0" | tee "$2" | "$3" -dc | tr -cs '[:alpha:]' '\n' |
     tr '[:upper:]' '[:lower:]' | sort | uniq -c | sort -k1,1nr -k2 | head -n 5 >"$1""#;
 
-/// Decompress, keep the text and checksum it.
-const CHECK: &str = r#"gzip -dc "$0" | tee "$1" | sha256sum >"$2""#;
+/// Decompress, keep the text and checksum it: `$3` is the compressor.
+const CHECK: &str = r#""$3" -dc "$0" | tee "$1" | sha256sum >"$2""#;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let text = corpus(4 << 20);
+/// Every program the two pipelines run, besides the compressor.
+const TOOLS: [&str; 7] = ["sh", "tee", "tr", "sort", "uniq", "head", "sha256sum"];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fifo_exec: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
+    // sh reports a missing command only on stderr, and the status of a
+    // pipeline is its last command's: find every program first.
+    for program in std::iter::once(cli.program.as_str()).chain(TOOLS) {
+        if find_program(program).is_none() {
+            return Err(format!("cannot run `{program}`: not found in PATH").into());
+        }
+    }
+    let program = cli.program.as_str();
+    let timeout = Duration::from_secs(cli.timeout);
+    let text = corpus(cli.size);
+
     let t0 = Instant::now();
     let out = FifoCommand::new("sh")
-        .args(["-c", COUNT, "{in:text}", "{out:top}", "{out:text.gz}"])
+        .args([
+            "-c",
+            COUNT,
+            "{in:text}",
+            "{out:top}",
+            "{out:text.z}",
+            program,
+        ])
         .input("text", text.clone())
         .output("top")
-        .output("text.gz")
-        .timeout(Duration::from_secs(60))
+        .output("text.z")
+        .timeout(timeout)
         .run()?;
-    println!("sh -c '{COUNT}'");
-    println!("  status {}, {:?}", out.status, t0.elapsed());
-    println!("  input: {:?}", out.inputs["text"]);
-    println!("  text.gz: {} bytes", out.outputs["text.gz"].len());
+    let input = out.inputs["text"];
+    println!("word count and {program} -c, {:?}", t0.elapsed());
+    println!("  status: {}", out.status);
+    println!("  text: {} of {} bytes accepted", input.accepted, input.len);
+    println!("  compressed: {} bytes", out.outputs["text.z"].len());
     println!("  top words:");
     for line in String::from_utf8_lossy(&out.outputs["top"]).lines() {
         println!("    {}", line.trim());
     }
     if !out.status.success() {
-        return Err(format!("word count failed: {}", out.status).into());
+        return Err(format!("the word count failed: {}", out.status).into());
+    }
+    if out.outputs["text.z"].is_empty() || !input.is_complete() {
+        return Err(format!("`{program} -c` compressed nothing (see its messages above)").into());
     }
 
     let t0 = Instant::now();
     let back = FifoCommand::new("sh")
-        .args(["-c", CHECK, "{in:text.gz}", "{out:plain}", "{out:sum}"])
-        .input("text.gz", out.outputs["text.gz"].clone())
+        .args([
+            "-c",
+            CHECK,
+            "{in:text.z}",
+            "{out:plain}",
+            "{out:sum}",
+            program,
+        ])
+        .input("text.z", out.outputs["text.z"].clone())
         .output("plain")
         .output("sum")
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .run()?;
-    println!("sh -c '{CHECK}'");
-    println!("  status {}, {:?}", back.status, t0.elapsed());
+    println!("{program} -dc and sha256sum, {:?}", t0.elapsed());
+    println!("  status: {}", back.status);
     println!("  plain: {} bytes", back.outputs["plain"].len());
     println!(
         "  sha256: {}",
         String::from_utf8_lossy(&back.outputs["sum"]).trim()
     );
-    if !back.status.success() || back.outputs["plain"] != text {
-        return Err("the round trip changed the text".into());
+    if !back.status.success() {
+        return Err(format!("the check failed: {}", back.status).into());
+    }
+    if back.outputs["plain"] != text {
+        return Err(format!("the round trip through `{program}` changed the text").into());
     }
     println!("round trip ok");
     Ok(())
+}
+
+/// Where `PATH` finds `program` (or the path itself, if it has a slash):
+/// an executable file.
+fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return runnable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p))
 }
 
 /// `len` bytes of pseudo-random text over a small vocabulary, with word

@@ -17,6 +17,12 @@
 //! FIFO is reopened and waits for the next one. Outputs keep every unsent
 //! byte while their reader is away and resume at the exact byte.
 //!
+//! A frame the codec rejects (too long, say) ends that writer's session, not
+//! the input: the input's read end is closed (a writer still attached gets
+//! EPIPE; bytes left in a pipe nobody holds open any more are dropped), then
+//! reopened for the next writer, with a line on stderr naming the input.
+//! Messages decoded before the bad frame are delivered.
+//!
 //! Backpressure: an output at its high watermark refuses messages; the
 //! refused messages wait in their input's small holding area and that input
 //! is paused (its data waits in its pipe, its writers feel the pipe fill).
@@ -293,14 +299,19 @@ struct Input {
     decoder: Option<FrameDecoder>,
     held: Held,
     paused: bool,
+    /// Its read end is being closed after a bad frame, to be reopened.
+    reopening: bool,
     closed: bool,
     msgs: u64,
     bytes: u64,
     reconnects: u64,
     /// Messages cut short by the last writer leaving mid-message.
     truncated: u64,
-    /// Bytes dropped after a frame the codec rejected (the input then closes).
+    /// Bytes dropped after a frame the codec rejected (the input then
+    /// reopens for the next writer).
     bad_bytes: u64,
+    /// Writer sessions ended by a bad frame.
+    bad_sessions: u64,
 }
 
 #[derive(Debug)]
@@ -350,6 +361,8 @@ struct Mux {
     /// Prefix and output index, in command-line order.
     routes: Vec<(Vec<u8>, usize)>,
     signals: Receiver,
+    /// How inputs are (re)opened.
+    in_opts: FifoOptions,
     stats_interval: Option<Duration>,
     grace: Duration,
     started: Instant,
@@ -439,12 +452,14 @@ impl Mux {
                     ..Held::default()
                 },
                 paused: false,
+                reopening: false,
                 closed: false,
                 msgs: 0,
                 bytes: 0,
                 reconnects: 0,
                 truncated: 0,
                 bad_bytes: 0,
+                bad_sessions: 0,
             });
         }
         if cli.framing == Framing::Raw {
@@ -461,6 +476,7 @@ impl Mux {
             outputs,
             routes,
             signals,
+            in_opts,
             stats_interval: cli.stats_interval,
             grace: cli.grace,
             started: Instant::now(),
@@ -559,7 +575,7 @@ impl Mux {
                         out.unsent_msgs += count_messages(self.framing, unsent);
                         freed = true;
                     } else if let Some(i) = self.input_of(token) {
-                        self.inputs[i].closed = true;
+                        self.on_input_closed(i);
                     } else if token == self.signals.token() {
                         eprintln!("multiplexer: warning: the signalfd closed");
                     }
@@ -594,6 +610,11 @@ impl Mux {
         let framing = *framing;
         let input = &mut inputs[i];
         input.bytes += data.len() as u64;
+        if input.reopening {
+            // Read before the close took effect: the rest of a bad session.
+            input.bad_bytes += data.len() as u64;
+            return;
+        }
         let Input {
             decoder,
             held,
@@ -621,20 +642,55 @@ impl Mux {
         };
         if let Err(e) = result {
             // A stream with a bad frame has lost its framing: nothing after
-            // it can be trusted to start a message.
+            // it in this writer's session can be trusted to start a message.
+            // Closing the read end ends the session; `on_input_closed`
+            // reopens the input for the next writer.
             eprintln!(
-                "multiplexer: {}: {e}; closing this input",
+                "multiplexer: {}: {e}; ending this writer's session and reopening the input",
                 input.path.display()
             );
             input.bad_bytes += data.len() as u64;
-            input.closed = true;
-            let _ = p.close(input.rx);
+            input.bad_sessions += 1;
+            if let Some(decoder) = &mut input.decoder {
+                decoder.reset();
+            }
+            match p.close(input.rx) {
+                Ok(()) => input.reopening = true,
+                Err(_) => input.closed = true,
+            }
             return;
         }
         if !input.held.is_empty() && !input.paused {
             // Its messages wait for a full output: stop reading it.
             input.paused = true;
             let _ = p.pause(input.rx);
+        }
+    }
+
+    /// An input's read end is closed: reopened if a bad frame closed it
+    /// (unless stopping), else the input is done.
+    fn on_input_closed(&mut self, i: usize) {
+        let input = &mut self.inputs[i];
+        if !std::mem::take(&mut input.reopening) || self.stop.is_some() {
+            input.closed = true;
+            return;
+        }
+        match self.p.open_receiver(&input.path, &self.in_opts) {
+            Ok(rx) => {
+                input.rx = rx;
+                eprintln!(
+                    "multiplexer: {}: reopened for the next writer",
+                    input.path.display()
+                );
+                // Held messages still wait for a full output: read nothing yet.
+                if input.paused {
+                    let _ = self.p.pause(rx);
+                }
+            }
+            Err(e) => {
+                eprintln!("multiplexer: {}: cannot reopen: {e}", input.path.display());
+                input.closed = true;
+            }
         }
     }
 
@@ -848,9 +904,11 @@ impl Mux {
             }
             if input.bad_bytes > 0 {
                 eprintln!(
-                    "multiplexer:   {}: {} bytes dropped after an invalid frame",
+                    "multiplexer:   {}: {} bytes dropped after invalid frames \
+                     ({} writer sessions ended)",
                     input.path.display(),
-                    input.bad_bytes
+                    input.bad_bytes,
+                    input.bad_sessions
                 );
             }
         }
@@ -862,10 +920,11 @@ impl Mux {
             self.started.elapsed().as_secs_f64()
         );
         for input in &self.inputs {
-            let state = match (input.closed, input.paused) {
-                (true, _) => "closed",
-                (false, true) => "paused",
-                (false, false) => "reading",
+            let state = match (input.closed, input.reopening, input.paused) {
+                (true, _, _) => "closed",
+                (false, true, _) => "reopening",
+                (false, false, true) => "paused",
+                (false, false, false) => "reading",
             };
             line += &format!(
                 " | in {}: {}, held {} msgs {} B, {state}, {} reconnects",

@@ -30,6 +30,20 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A directory on the way to the FIFO does not exist, so the FIFO can
+    /// neither be found nor created there.
+    #[error("{}: no such directory {}", path.display(), dir.display())]
+    NoSuchDirectory {
+        /// The path given.
+        path: PathBuf,
+        /// The first directory of the path that is missing.
+        dir: PathBuf,
+    },
+
+    /// The path is empty: no FIFO has that name.
+    #[error("\"\" (empty path): name a FIFO")]
+    EmptyPath,
+
     /// The path exists but is not a FIFO.
     #[error("{}: not a FIFO (it is a {kind})", path.display())]
     NotAFifo {
@@ -116,6 +130,20 @@ pub enum Error {
         /// What is wrong with the frame.
         #[source]
         source: crate::frame::FrameError,
+    },
+
+    /// A pipe size below one page was asked for: the kernel would make the
+    /// pipe one page anyway (see [`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
+    #[error(
+        "{what}: pipe size {requested} bytes is below one page ({min} bytes), the smallest pipe"
+    )]
+    PipeTooSmall {
+        /// The path, or "fd N" for a transport made from a descriptor.
+        what: String,
+        /// The size asked for.
+        requested: usize,
+        /// The page size: the smallest pipe capacity.
+        min: usize,
     },
 
     /// `F_SETPIPE_SZ` failed. Above `/proc/sys/fs/pipe-max-size` it needs

@@ -86,7 +86,11 @@ pub enum Event<'a> {
         token: Token,
         /// Why.
         reason: CloseReason,
-        /// Bytes queued on a sender that never reached the pipe, in order.
+        /// Bytes queued on a sender that the kernel never accepted, in
+        /// order; empty for a receiver. Bytes it did accept are in the
+        /// pipe, not here: they reach a reader only if one drains the pipe.
+        /// Once this end is closed, a FIFO that no process holds open any
+        /// more drops them, so with no reader they are lost.
         unsent: &'a [u8],
     },
     /// A transport failed; it is closing, and `Closed` follows. (One

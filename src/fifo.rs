@@ -64,9 +64,11 @@ pub enum ReadMode {
     Multishot,
 }
 
-/// What a sender does when its reader leaves (`EPIPE`). In every case it
-/// keeps its fd, so bytes already in the pipe reach the next reader, and
-/// it knows exactly which bytes the kernel accepted.
+/// What a sender does when its reader leaves. It learns of it from a write
+/// failing with `EPIPE`, so only while it has bytes to write: a reader that
+/// leaves while the queue is empty is noticed at the next send. While it
+/// waits it keeps its fd, so bytes already in the pipe reach the next
+/// reader, and it knows exactly which bytes the kernel accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reconnect {
     /// Keep every unsent byte and wait for the next reader as long as it
@@ -74,10 +76,17 @@ pub enum Reconnect {
     #[default]
     Wait,
     /// As `Wait`, but fail with [`Error::ReaderTimeout`] if no reader comes
-    /// back within the limit; the unsent bytes come back in `Closed`.
+    /// back within the limit (counted from the `EPIPE`); the unsent bytes
+    /// come back in [`Event::Closed`](crate::Event::Closed). Bytes the
+    /// kernel already accepted are in the pipe, not in `unsent`: closing
+    /// drops them unless another process holds the FIFO open and a reader
+    /// comes to drain it.
     WaitUpTo(Duration),
     /// Close at once (reason [`CloseReason::PeerGone`](crate::CloseReason::PeerGone)),
-    /// handing the unsent bytes back.
+    /// handing the unsent bytes back in [`Event::Closed`](crate::Event::Closed).
+    /// Bytes the kernel already accepted stay in the pipe and are not in
+    /// `unsent`: with this sender's end closed and no reader, they are lost
+    /// unless another process holds the FIFO open and a reader drains it.
     Fail,
 }
 
@@ -128,8 +137,12 @@ impl FifoOptions {
     }
 
     /// Set the pipe's capacity with `F_SETPIPE_SZ` once the end is open.
-    /// Above `/proc/sys/fs/pipe-max-size` this needs `CAP_SYS_RESOURCE`;
-    /// the failure is reported as [`Error::PipeSize`].
+    /// The kernel rounds the size up to a power of two (65537 bytes give
+    /// 128 KiB). Sizes below one page (4096 bytes here) are refused when
+    /// the FIFO is opened, with [`Error::PipeTooSmall`]: the kernel would
+    /// silently make the pipe one page. Above `/proc/sys/fs/pipe-max-size`
+    /// this needs `CAP_SYS_RESOURCE`; the failure is reported as
+    /// [`Error::PipeSize`].
     pub fn pipe_size(mut self, bytes: usize) -> Self {
         self.pipe_size = Some(bytes);
         self
@@ -167,6 +180,23 @@ impl FifoOptions {
 
     /// For a sender: what to do when the reader leaves (default
     /// [`Reconnect::Wait`]).
+    ///
+    /// With [`Proactor::close_after_flush`](crate::Proactor::close_after_flush)
+    /// the sender closes once its reader has drained the pipe. What bounds
+    /// that wait when no reader drains it:
+    ///
+    /// - No reader ever opened the FIFO: only [`open_timeout`](Self::open_timeout)
+    ///   ([`Error::OpenTimeout`]); the policy counts from a reader leaving.
+    /// - The reader left while bytes were still queued (a write failed with
+    ///   `EPIPE`): `WaitUpTo(d)` ends it with [`Error::ReaderTimeout`] after
+    ///   `d` without a new reader, `Fail` at once; `Closed` hands back the
+    ///   bytes the kernel never accepted.
+    /// - The reader left after the kernel accepted every byte, leaving some
+    ///   in the pipe: no write fails, the departure goes unnoticed, and no
+    ///   policy applies. The sender stays [`State::Open`](crate::State::Open)
+    ///   until a reader drains the pipe or you call
+    ///   [`Proactor::close`](crate::Proactor::close) (the bytes in the pipe
+    ///   are then lost); bound it with a deadline of your own.
     pub fn reconnect(mut self, policy: Reconnect) -> Self {
         self.reconnect = policy;
         self
@@ -183,7 +213,11 @@ impl FifoOptions {
     }
 
     /// For a sender: give up with [`Error::OpenTimeout`] if no reader opens
-    /// the FIFO within `after` (default: wait without limit).
+    /// the FIFO within `after` of `open_sender` (default: wait without
+    /// limit). It covers the first reader only; later departures are the
+    /// [`reconnect`](Self::reconnect) policy's. It also bounds
+    /// `close_after_flush` on a sender that never had a reader: everything
+    /// sent comes back in [`Event::Closed`](crate::Event::Closed).
     pub fn open_timeout(mut self, after: Duration) -> Self {
         self.open_timeout = Some(after);
         self
@@ -191,8 +225,14 @@ impl FifoOptions {
 }
 
 /// Opens `path` as `O_PATH` after creating it if asked, and checks that it is
-/// a FIFO.
+/// a FIFO. The options are checked first: a refused option creates nothing.
 pub(crate) fn anchor(path: &Path, opts: &FifoOptions) -> Result<OwnedFd, Error> {
+    if path.as_os_str().is_empty() {
+        return Err(Error::EmptyPath);
+    }
+    if let Some(size) = opts.pipe_size {
+        check_pipe_size(size, || path.display().to_string())?;
+    }
     if opts.create {
         match mkfifo(path, Mode::from_bits_truncate(opts.mode)) {
             Ok(()) | Err(Errno::EEXIST) => {}
@@ -229,13 +269,37 @@ fn kind_name(kind: SFlag) -> &'static str {
 
 /// The typed error for a failed `mkfifo` / `open` of `path`.
 pub(crate) fn open_error(path: &Path, e: io::Error) -> Error {
+    if path.as_os_str().is_empty() {
+        return Error::EmptyPath;
+    }
     let path: PathBuf = path.into();
     match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { path },
+        Some(libc::ENOENT) => match missing_dir(&path) {
+            Some(dir) => Error::NoSuchDirectory { path, dir },
+            None => Error::NotFound { path },
+        },
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path, source: e },
         Some(libc::ELOOP) => Error::Symlink { path },
         _ => Error::Open { path, source: e },
     }
+}
+
+/// The first missing directory of `path`'s parents (the highest one whose
+/// own parent exists), if any is missing: then the FIFO itself is not the
+/// problem. Only for the message of an `ENOENT` already returned.
+fn missing_dir(path: &Path) -> Option<PathBuf> {
+    let mut missing = None;
+    // The last ancestor of a relative path is "", the current directory.
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            break;
+        }
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing = Some(dir.to_path_buf()),
+            _ => break,
+        }
+    }
+    missing
 }
 
 fn reopen(anchor: &OwnedFd, flags: OFlag) -> io::Result<OwnedFd> {
@@ -287,12 +351,36 @@ fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// `F_SETPIPE_SZ`; returns the size the kernel chose (rounded up to pages).
+/// The page size: the smallest capacity the kernel gives a pipe.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf only reads a configuration value; it takes no pointer.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+}
+
+/// Refuses a pipe size the kernel would silently raise to one page.
+/// (`Proactor::set_pipe_size` on a sender not yet open may call it to
+/// refuse at once rather than when the reader comes.)
+pub(crate) fn check_pipe_size(bytes: usize, what: impl FnOnce() -> String) -> Result<(), Error> {
+    let min = page_size();
+    if bytes < min {
+        return Err(Error::PipeTooSmall {
+            what: what(),
+            requested: bytes,
+            min,
+        });
+    }
+    Ok(())
+}
+
+/// `F_SETPIPE_SZ`; returns the size the kernel chose (rounded up to a power
+/// of two). Below one page: [`Error::PipeTooSmall`], nothing changed.
 pub(crate) fn set_pipe_size(
     fd: BorrowedFd<'_>,
     bytes: usize,
     what: String,
 ) -> Result<usize, Error> {
+    check_pipe_size(bytes, || what.clone())?;
     let requested = i32::try_from(bytes).unwrap_or(i32::MAX);
     match fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
         Ok(n) => Ok(n as usize),

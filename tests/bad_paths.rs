@@ -55,9 +55,48 @@ fn regular_file_directory_and_missing_path() {
             "{e:?}"
         );
     }
+    // Nothing was left open by the failures.
+    assert_eq!(p.in_flight(), 0);
+    assert_eq!(p.registered_files(), 0);
+}
+
+#[test]
+fn a_missing_directory_is_named_not_the_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proactor::new().unwrap();
     let in_missing_dir = dir.path().join("no/such/dir/f");
-    for e in both_ends(&mut p, &in_missing_dir, &FifoOptions::new().create(true)) {
+    let first_missing = dir.path().join("no");
+    for create in [true, false] {
+        let opts = FifoOptions::new().create(create);
+        for e in both_ends(&mut p, &in_missing_dir, &opts) {
+            assert!(
+                matches!(&e, Error::NoSuchDirectory { path, dir }
+                    if *path == in_missing_dir && *dir == first_missing),
+                "create({create}): {e:?}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("no such directory"), "{msg}");
+            assert!(!msg.contains("no such FIFO"), "{msg}");
+        }
+    }
+    assert!(!first_missing.exists());
+    // A missing FIFO in a directory that exists is still the FIFO's fault.
+    let missing = dir.path().join("missing");
+    for e in both_ends(&mut p, &missing, &FifoOptions::new()) {
         assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+    }
+    assert_eq!(p.in_flight(), 0);
+    assert_eq!(p.registered_files(), 0);
+}
+
+#[test]
+fn an_empty_path_is_named_as_such() {
+    let mut p = Proactor::new().unwrap();
+    for create in [true, false] {
+        for e in both_ends(&mut p, Path::new(""), &FifoOptions::new().create(create)) {
+            assert!(matches!(e, Error::EmptyPath), "{e:?}");
+            assert!(e.to_string().starts_with("\"\" (empty path)"), "{e}");
+        }
     }
     // Nothing was left open by the failures.
     assert_eq!(p.in_flight(), 0);
@@ -108,6 +147,45 @@ fn pipe_size_above_the_maximum_is_reported() {
         }
         other => panic!("expected PipeSize, got {other:?}"),
     }
+}
+
+#[test]
+fn pipe_size_below_one_page_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    let mut p = Proactor::new().unwrap();
+    let page = kernel_min_pipe_size();
+    for size in [0, 1, page - 1] {
+        let opts = FifoOptions::new().create(true).pipe_size(size);
+        for e in both_ends(&mut p, &fifo, &opts) {
+            assert!(
+                matches!(&e, Error::PipeTooSmall { what, requested, min }
+                    if *requested == size && *min == page && what.contains("/f")),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("below one page"), "{e}");
+        }
+        assert!(!fifo.exists(), "created despite a refused option");
+    }
+    // One page is the smallest size accepted; at run time too.
+    let opts = FifoOptions::new().create(true).pipe_size(page);
+    let rx = p.open_receiver(&fifo, &opts).unwrap();
+    let tx = p.open_sender(&fifo, &opts).unwrap();
+    for t in [rx.token(), tx.token()] {
+        match p.set_pipe_size(t, 1) {
+            Err(Error::PipeTooSmall { requested: 1, .. }) => {}
+            other => panic!("expected PipeTooSmall, got {other:?}"),
+        }
+    }
+    // Above a page, the kernel rounds up to a power of two.
+    assert_eq!(p.set_pipe_size(rx, page + 1).unwrap(), 2 * page);
+}
+
+/// What the kernel makes of a one-byte pipe: one page.
+fn kernel_min_pipe_size() -> usize {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (_r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    fcntl(&w, FcntlArg::F_SETPIPE_SZ(1)).unwrap() as usize
 }
 
 const CHILD_ENV: &str = "RINGPIPE_TEST_PERMISSION_CHILD";

@@ -1,7 +1,8 @@
 //! The example multiplexer, run as a real process between real python3
 //! writers and readers: whole lines, none lost or duplicated while writers
 //! and readers come and go; routing by prefix; delivery on SIGTERM; a clear
-//! refusal of a path that is not a FIFO.
+//! refusal of a path that is not a FIFO; a bad frame ending one writer's
+//! session, not the input.
 
 mod common;
 
@@ -675,5 +676,122 @@ fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
         let stderr = stop(mux, &log);
         let n = data.len() as u64;
         assert_eq!(summary(&stderr), (n, n, 0), "{stderr}");
+    });
+}
+
+/// Writes the length-prefixed frames of a file (already encoded) to a FIFO
+/// in one os.write each, as given: `argv[2:]` are the files, one write per
+/// file. Says "done" when it has closed the FIFO.
+const WRITE_FILES_PY: &str = r#"
+import os, sys, signal
+signal.alarm(60)
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for name in sys.argv[2:]:
+    view = memoryview(open(name, 'rb').read())
+    while view:
+        view = view[os.write(fd, view):]
+os.close(fd)
+print('done', flush=True)
+"#;
+
+fn length_prefixed(payloads: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in payloads {
+        out.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        out.extend_from_slice(p.as_bytes());
+    }
+    out
+}
+
+/// Number of lines of the log containing all of `parts`.
+fn count_log_lines(log: &Path, parts: &[&str]) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .count()
+}
+
+#[test]
+fn an_oversized_frame_ends_that_writers_session_and_the_input_serves_the_next() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let log = d.join("mux.log");
+        mkfifo(&d.join("in"));
+        mkfifo(&d.join("out"));
+        let args = ["--input", "in", "--output", "out", "--framing", "length"];
+        let mux = start(&args, d, &log);
+
+        // Good frames before a header announcing 1 MB (the maximum is
+        // 4092), then bytes of that "frame"; then good writers again.
+        let sessions: [(&str, Vec<u8>); 4] = [
+            ("bad1", {
+                let mut b = length_prefixed(&["before 1", "before 2"]);
+                b.extend_from_slice(&1_000_000u32.to_le_bytes());
+                b.extend_from_slice(&[7u8; 3000]);
+                b
+            }),
+            ("good1", length_prefixed(&["after 1", "after 2", "after 3"])),
+            ("bad2", {
+                let mut b = 4_000_000_000u32.to_le_bytes().to_vec();
+                b.extend_from_slice(b"junk");
+                b
+            }),
+            ("good2", length_prefixed(&["last"])),
+        ];
+        let want = length_prefixed(&[
+            "before 1", "before 2", "after 1", "after 2", "after 3", "last",
+        ]);
+        let reader_out = d.join("got");
+        let mut reader = Children(vec![
+            python(
+                EXACT_READ_PY,
+                &[&d.join("out"), &want.len().to_string(), &reader_out],
+            )
+            .spawn()
+            .unwrap(),
+        ]);
+
+        let mut bad = 0;
+        for (name, bytes) in &sessions {
+            let file = d.join(name);
+            std::fs::write(&file, bytes).unwrap();
+            // Each writer finishes: none waits forever in open().
+            let said = Children(vec![
+                python(WRITE_FILES_PY, &[&d.join("in"), &file])
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            ])
+            .wait_all(Duration::from_secs(20));
+            assert_eq!(said, ["done\n"], "writer {name}");
+            if name.starts_with("bad") {
+                bad += 1;
+                // The input says what happened and reopens before the next
+                // writer comes (then its bytes cannot meet this session's).
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while count_log_lines(&log, &["in: reopened for the next writer"]) < bad {
+                    assert!(
+                        Instant::now() < deadline,
+                        "input not reopened:\n{}",
+                        std::fs::read_to_string(&log).unwrap()
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        reader.wait_all(Duration::from_secs(20));
+        assert_eq!(std::fs::read(&reader_out).unwrap(), want);
+
+        let stderr = stop(mux, &log);
+        let named = stderr
+            .lines()
+            .filter(|l| l.contains("in: frame of") && l.contains("ending this writer's session"))
+            .count();
+        assert_eq!(named, 2, "{stderr}");
+        assert_eq!(summary(&stderr), (6, 6, 0), "{stderr}");
+        assert!(stderr.contains("(2 writer sessions ended)"), "{stderr}");
     });
 }

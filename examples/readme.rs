@@ -1,0 +1,64 @@
+//! The README's example, byte for byte below this header (a test checks
+//! it): copies one FIFO to another, pausing its input while the output is
+//! full or has no reader, and exits once the input's writer has closed and
+//! the output's reader has read everything.
+//!
+//! ```text
+//! cargo run --example readme -- [INPUT [OUTPUT]]   # default /tmp/ringpipe-in /tmp/ringpipe-out
+//! ```
+
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
+
+fn main() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let in_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-in".into());
+    let out_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-out".into());
+    let mut proactor = Proactor::new()?;
+    let opts = FifoOptions::new().create(true); // mkfifo 0600 if missing
+    // Neither call blocks, whoever opens the other end, and whenever.
+    let input = proactor.open_receiver(in_path, &opts)?;
+    let output = proactor.open_sender(out_path, &opts)?;
+    let mut events = Events::with_capacity(256);
+    let mut held = Vec::new(); // bytes the full output refused, in order
+    let (mut eof, mut flushing) = (false, false);
+    loop {
+        proactor.poll(&mut events, None)?; // one io_uring_enter per turn
+        for event in &events {
+            match event {
+                // `data` is a registered buffer lent until the next poll.
+                Event::Data { from, data } if from == input => {
+                    if held.is_empty() {
+                        match proactor.send(output, data) {
+                            // At the high watermark `send` queues nothing:
+                            // keep the bytes, stop reading (the writer waits).
+                            Err(Error::WouldBlock { .. }) => proactor.pause(input)?,
+                            sent => {
+                                sent?;
+                                continue;
+                            }
+                        }
+                    }
+                    held.extend_from_slice(data);
+                }
+                // Down to the low watermark: all of `held` is accepted.
+                Event::Writable(_) if !held.is_empty() => {
+                    proactor.send(output, &held)?;
+                    held.clear();
+                    if !eof {
+                        proactor.resume(input)?;
+                    }
+                }
+                Event::PeerGone(t) if t == input.token() => eof = true, // writer closed
+                Event::PeerGone(_) => eprintln!("reader left; bytes kept until it returns"),
+                Event::Closed { token, .. } if token == output.token() => return Ok(()),
+                Event::Error { error, .. } => eprintln!("{error}"),
+                _ => {}
+            }
+        }
+        if eof && held.is_empty() && !flushing {
+            // Closes once its reader has read every byte, pipe included.
+            proactor.close_after_flush(output)?;
+            flushing = true;
+        }
+    }
+}
