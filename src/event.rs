@@ -77,7 +77,7 @@ pub enum Event<'a> {
         to: Sender,
     },
     /// A sender that refused a send with
-    /// [`Error::WouldBlock`](crate::Error::WouldBlock), or went above its
+    /// [`Error::WouldBlock`](crate::Error::WouldBlock), or reached its
     /// high watermark, is down to its low watermark: send again.
     Writable(Sender),
     /// A transport is closed and its handle is dead.

@@ -458,7 +458,10 @@ impl Proactor {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
         let mut side = SendSide::new(opts);
-        side.deadline = opts.open_timeout.map(|t| (Instant::now() + t, t));
+        // The open timeout bounds the wait for a first reader, if any.
+        if fd.is_none() {
+            side.deadline = opts.open_timeout.map(|t| (Instant::now() + t, t));
+        }
         let state = if fd.is_some() {
             State::Open
         } else {
@@ -571,7 +574,8 @@ impl Proactor {
             });
         }
         push(&mut side.queue, &pool);
-        side.above_high |= side.queue.unsent() > side.high;
+        // At the watermark the next send is refused: promise `Writable`.
+        side.above_high |= side.queue.unsent() >= side.high;
         self.pump(idx);
         Ok(())
     }
@@ -755,18 +759,19 @@ impl Proactor {
     pub fn set_pipe_size(&mut self, token: impl Into<Token>, bytes: usize) -> Result<usize> {
         let token = token.into();
         let idx = self.live(token)?;
-        let t = &self.transports[idx];
-        match &t.fd {
-            Some(fd) => fifo::set_pipe_size(fd.as_fd(), bytes, t.describe()),
-            None => match &mut self.transports[idx].role {
-                // Not open yet: applied when the reader appears.
-                Role::Sender(side) => {
-                    side.pipe_size = Some(bytes);
-                    Ok(bytes)
-                }
-                // A receiver always holds its fd.
-                Role::Receiver { .. } => Err(Error::Closed { token }),
-            },
+        let t = &mut self.transports[idx];
+        if let Some(fd) = &t.fd {
+            return fifo::set_pipe_size(fd.as_fd(), bytes, t.describe());
+        }
+        // Not open yet: checked now, applied when the reader appears.
+        fifo::check_pipe_size(bytes, || t.describe())?;
+        match &mut t.role {
+            Role::Sender(side) => {
+                side.pipe_size = Some(bytes);
+                Ok(bytes)
+            }
+            // A receiver always holds its fd.
+            Role::Receiver { .. } => Err(Error::Closed { token }),
         }
     }
 
@@ -1500,12 +1505,15 @@ impl Proactor {
         if t.state == State::Closing {
             return;
         }
+        let open = t.state == State::Open;
         match (result, is_receiver) {
             // Cancelled by pause or relay: `arm_read` does what they want.
             (ECANCELED, true) => self.arm_read(idx),
             (ECANCELED, false) => {}
             (r, _) if r < 0 => self.io_fail(idx, "poll", r),
             (_, true) => self.arm_read_now(idx),
+            // The pipe has no reader: as a write's EPIPE would say.
+            (r, false) if open && r & i32::from(libc::POLLERR) != 0 => self.on_reader_gone(idx),
             (_, false) => self.pump(idx),
         }
     }
@@ -1842,8 +1850,21 @@ impl Proactor {
         if in_pipe == 0 {
             self.leave_waiting(idx);
             self.begin_close(idx, CloseReason::Flushed);
-        } else {
-            self.join_waiting(idx);
+            return;
+        }
+        self.join_waiting(idx);
+        // No write is left to meet EPIPE if the reader leaves without
+        // draining the pipe: wait for that on the ring (a writer's poll
+        // reports POLLERR once the pipe has no reader), so the reconnect
+        // policy applies to it as to a failed write.
+        let t = &self.transports[idx];
+        if let (State::Open, Role::Sender(s), Some(fd)) = (t.state, &t.role, &t.fd)
+            && s.poll.is_none()
+        {
+            let poll = self.ring.poll_add(fd.as_raw_fd(), 0, t.token.to_owner());
+            if let Some(op) = self.track(idx, poll) {
+                self.transports[idx].sender().poll = Some(op);
+            }
         }
     }
 

@@ -88,3 +88,32 @@ fn stalled_reader_bounds_the_queue_and_writable_resumes() {
         assert_eq!(drained, sent, "every accepted byte reaches the reader once");
     });
 }
+
+/// A send that lands exactly on the high watermark makes the next send
+/// refused, so `Writable` follows once the queue drains to the low one,
+/// even before any send was refused: a loop may pause its input as soon as
+/// a send reaches the watermark.
+#[test]
+fn a_send_landing_on_the_watermark_still_gets_writable() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        mkfifo(&fifo);
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::with_capacity(64);
+        // No reader yet: everything stays queued.
+        let tx = p
+            .open_sender(&fifo, &FifoOptions::new().watermarks(100, 10))
+            .unwrap();
+        p.send(tx, &[1u8; 100]).unwrap();
+        assert_eq!(p.stats(tx).unwrap().bytes_unsent(), 100);
+        let _reader = nonblocking_reader(&fifo);
+        poll_until(
+            &mut p,
+            &mut ev,
+            Duration::from_secs(10),
+            |e| matches!(e, Event::Writable(s) if *s == tx),
+        );
+        p.send(tx, b"x").unwrap();
+    });
+}

@@ -246,3 +246,21 @@ fn expect_permission_denied(fifo: &Path) {
 fn libc_eacces() -> i32 {
     nix::errno::Errno::EACCES as i32
 }
+
+/// `set_pipe_size` on a sender still waiting for its reader refuses a size
+/// below one page at once, not later as an error event.
+#[test]
+fn set_pipe_size_below_one_page_is_refused_while_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let mut p = Proactor::new().unwrap();
+    let tx = p
+        .open_sender(&path, &FifoOptions::new().create(true))
+        .unwrap();
+    assert_eq!(p.state(tx).unwrap(), ringpipe::State::Opening);
+    assert!(matches!(
+        p.set_pipe_size(tx, 1),
+        Err(Error::PipeTooSmall { requested: 1, .. })
+    ));
+    assert_eq!(p.set_pipe_size(tx, 65536).unwrap(), 65536);
+}

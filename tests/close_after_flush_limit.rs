@@ -147,13 +147,10 @@ fn open_timeout_ends_a_flushing_sender_that_never_had_a_reader() {
     });
 }
 
-/// The gap: once the kernel has accepted every byte, a reader that leaves
-/// without draining the pipe is never noticed (no write fails with EPIPE),
-/// so `WaitUpTo` never starts counting and the sender lingers, `Open`,
-/// until a reader drains the pipe. Ignored until the proactor probes for a
-/// reader while it lingers (see the report on this branch).
+/// Once the kernel has accepted every byte, no write is left to meet
+/// EPIPE: a lingering flush still notices its reader leaving (a poll on
+/// the ring), so `WaitUpTo` bounds it as well.
 #[test]
-#[ignore = "a lingering flush whose reader left is not bounded by WaitUpTo yet"]
 fn wait_up_to_ends_a_flushing_sender_whose_reader_left_after_all_was_accepted() {
     watchdog(Duration::from_secs(30), || {
         let dir = tempfile::tempdir().unwrap();
@@ -180,5 +177,40 @@ fn wait_up_to_ends_a_flushing_sender_whose_reader_left_after_all_was_accepted() 
         assert_eq!(reason, CloseReason::Error);
         assert!(unsent.is_empty());
         assert!(fifo_is_empty(&path));
+    });
+}
+
+/// A sender that found its reader at once has no open timeout left to
+/// honour: lingering in `close_after_flush` must not spin the retry timer
+/// on a deadline that already passed (it once re-armed a zero timer,
+/// tens of thousands of enters a second).
+#[test]
+fn a_lingering_flush_with_an_open_timeout_does_not_spin() {
+    watchdog(Duration::from_secs(30), || {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        mkfifo(&path);
+        let _reader = idle_reader(&path);
+        let mut p = Proactor::new().unwrap();
+        let opts = FifoOptions::new().open_timeout(Duration::from_millis(1));
+        let tx = p.open_sender(&path, &opts).unwrap();
+        p.send(tx, b"stays in the pipe").unwrap();
+        p.close_after_flush(tx).unwrap();
+        let mut events = Events::with_capacity(64);
+        let start = p.enter_count();
+        // 300 ms of lingering: the retry timer backs off to 50 ms.
+        let until = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < until {
+            p.poll(&mut events, Some(Duration::from_millis(20)))
+                .unwrap();
+            for ev in &events {
+                assert!(
+                    !matches!(ev, Event::Closed { .. } | Event::Error { .. }),
+                    "{ev:?}"
+                );
+            }
+        }
+        let enters = p.enter_count() - start;
+        assert!(enters < 200, "{enters} enters while lingering");
     });
 }
