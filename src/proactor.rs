@@ -612,6 +612,18 @@ impl Proactor {
     /// reader has drained the pipe. So `relay(rx, tx)` then
     /// `close_after_flush(tx)` passes EOF on: the reader of `tx` sees EOF
     /// after the last byte that reached `rx`.
+    ///
+    /// If no reader drains the pipe, what ends the wait:
+    /// - no reader ever opened the FIFO: only
+    ///   [`FifoOptions::open_timeout`] ([`Error::OpenTimeout`]);
+    /// - the reader left, with bytes still queued or after the kernel
+    ///   accepted them all: the sender's [`Reconnect`] policy, as for any
+    ///   departure (`Wait`: the next reader; `WaitUpTo`:
+    ///   [`Error::ReaderTimeout`]; `Fail`: closes at once). `Closed` hands
+    ///   back the bytes the kernel never accepted; those in the pipe are
+    ///   lost with it;
+    /// - a reader that stays and never reads: nothing; call
+    ///   [`close`](Self::close) when your own deadline passes.
     pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
         let idx = self.live_sender(sender)?;
         self.transports[idx].sender().close_after_flush = true;
