@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -120,9 +120,8 @@ struct Lane {
 }
 
 impl Lane {
-    fn open(p: Proactor, dir: &Path, i: usize) -> Lane {
-        let mut p = p;
-        let path: PathBuf = dir.join(format!("f{i}"));
+    fn open(mut p: Proactor, dir: &Path, i: usize) -> Lane {
+        let path = dir.join(format!("f{i}"));
         let rx = p
             .open_receiver(&path, &FifoOptions::new().create(true).mode(0o600))
             .unwrap();
