@@ -175,6 +175,32 @@ pub enum Error {
         source: Option<std::io::Error>,
     },
 
+    /// The registered buffers asked for with
+    /// [`Builder::buffers`](crate::Builder::buffers) could not be locked in
+    /// memory: registered buffers count against `RLIMIT_MEMLOCK` (8 MiB for
+    /// most users; processes with `CAP_IPC_LOCK`, such as root, are exempt),
+    /// which all of the user's processes and rings share, and the kernel
+    /// releases a closed ring's share only some milliseconds after it
+    /// closes. Ask for fewer or smaller buffers, leave the default (sized to
+    /// the limit, and unregistered when even that does not fit), or raise
+    /// the limit.
+    #[error(
+        "cannot register {requested} bytes of buffers: RLIMIT_MEMLOCK is {}, \
+         shared by all of this user's io_uring instances; lower \
+         Builder::buffers(count, size), keep the default, or raise the limit (ulimit -l)",
+        limit_text(*.limit)
+    )]
+    MemlockLimit {
+        /// Bytes of buffers asked for (count times size, in whole pages).
+        requested: u64,
+        /// The soft `RLIMIT_MEMLOCK` in bytes when the build failed; `None`
+        /// when it is unlimited.
+        limit: Option<u64>,
+        /// The OS error (`ENOMEM`, or `EPERM` on older kernels).
+        #[source]
+        source: io::Error,
+    },
+
     /// The handle names a transport that is closing or closed.
     #[error("{token:?} is closed")]
     Closed {
@@ -230,6 +256,14 @@ impl Error {
         self.source()
             .and_then(|s| s.downcast_ref::<io::Error>())
             .and_then(io::Error::raw_os_error)
+    }
+}
+
+/// An rlimit for messages: bytes, or "unlimited".
+fn limit_text(limit: Option<u64>) -> String {
+    match limit {
+        Some(bytes) => format!("{bytes} bytes"),
+        None => "unlimited".to_string(),
     }
 }
 

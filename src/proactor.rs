@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::inotify::WatchDescriptor;
 use slab::Slab;
 
-use crate::buffers::{Buf, Pool};
+use crate::buffers::{self, Buf, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, FrameBytes, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode, Reconnect};
@@ -37,6 +37,12 @@ const RETRY_START: Duration = Duration::from_millis(1);
 
 /// Configures and builds a [`Proactor`].
 ///
+/// The defaults work for any user. Registered buffers, the ring's queues
+/// and the provided ring count against `RLIMIT_MEMLOCK` (8 MiB for most
+/// users, shared by all their processes; root and `CAP_IPC_LOCK` are
+/// exempt), so the default buffer pool is sized to it: see
+/// [`buffers`](Self::buffers).
+///
 /// ```
 /// let proactor = ringpipe::Proactor::builder()
 ///     .sq_entries(512)
@@ -47,8 +53,8 @@ const RETRY_START: Duration = Duration::from_millis(1);
 #[derive(Debug, Clone)]
 pub struct Builder {
     ring: RingConfig,
-    buffers: u16,
-    buffer_size: usize,
+    /// `None`: the default pool, sized to `RLIMIT_MEMLOCK` at build.
+    buffers: Option<(u16, usize)>,
     ignore_sigpipe: bool,
     open_retry_max: Duration,
     iowq_max_workers: [u32; 2],
@@ -65,8 +71,7 @@ impl Default for Builder {
                 sqpoll_idle: None,
                 files: 4096,
             },
-            buffers: 64,
-            buffer_size: 64 * 1024,
+            buffers: None,
             ignore_sigpipe: true,
             open_retry_max: Duration::from_millis(50),
             iowq_max_workers: [2, 2],
@@ -100,12 +105,27 @@ impl Builder {
         self
     }
 
-    /// The registered buffer pool: `count` buffers of `size` bytes (default
-    /// 64 x 64 KiB), registered once. Reads land in these; sends are copied
-    /// into them. When all are in use, owned heap buffers stand in.
+    /// The registered buffer pool: `count` buffers of `size` bytes,
+    /// registered once. Reads land in these; sends are copied into them.
+    /// When all are in use, owned heap buffers stand in.
+    ///
+    /// Registered buffers are locked in memory and count against
+    /// `RLIMIT_MEMLOCK`, which all of a user's processes share and which
+    /// the kernel refills only some milliseconds after a ring closes. So
+    /// the default depends on who runs the program:
+    ///
+    /// - with `CAP_IPC_LOCK` (root) or an unlimited limit: 64 x 64 KiB;
+    /// - otherwise 64 KiB buffers filling 1/16 of the limit, less what the
+    ///   ring's queues lock (7 with the usual 8 MiB), so 8 proactors take
+    ///   half of it. If even these cannot be locked (other rings of the
+    ///   user hold the rest), the same buffers are used unregistered
+    ///   (plain `READ` / `WRITE` instead of `READ_FIXED` / `WRITE_FIXED`),
+    ///   and [`build`](Self::build) still succeeds.
+    ///
+    /// Set explicitly, the pool is registered or `build` fails with
+    /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
     pub fn buffers(mut self, count: u16, size: usize) -> Self {
-        self.buffers = count;
-        self.buffer_size = size;
+        self.buffers = Some((count, size));
         self
     }
 
@@ -165,7 +185,17 @@ impl Builder {
 
     /// Sets up the ring, probes the kernel and registers the buffers.
     /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
-    /// or lacks an opcode, naming which.
+    /// or lacks an opcode, naming which, and with [`Error::MemlockLimit`]
+    /// when buffers set with [`buffers`](Self::buffers) cannot be locked.
+    /// Without locked memory for the provided ring, multishot reads are
+    /// off ([`ReadMode::Fixed`] is used).
+    ///
+    /// Where locked memory is counted, a ring setup refused for lack of it,
+    /// and explicit buffers that fit the limit, are retried for up to 2 s:
+    /// the kernel gives a closed ring's locked memory back to its user only
+    /// some milliseconds after the close, so back-to-back proactors (in
+    /// this process or the user's others) can find the budget full for a
+    /// moment.
     pub fn build(self) -> Result<Proactor> {
         let id = crate::token::next_proactor_id().ok_or_else(|| Error::Ring {
             op: "proactor identity (every one of 2^32 - 1 is used)",
@@ -174,23 +204,53 @@ impl Builder {
         let mut ring = Ring::new(&self.ring)?;
         let multishot_ok = ring.supports_read_multishot();
         let provided = multishot_ok.then_some(self.provided);
-        let pool = Pool::with_provided(self.buffers, self.buffer_size, provided).map_err(|e| {
-            Error::Ring {
-                op: "mmap of the buffer pool",
-                source: e,
-            }
+        let memlock = Memlock::current();
+        let ring_locked = self.ring.locked_bytes()
+            + provided.map_or(0, |(n, _)| buffers::provided_locked_bytes(n));
+        let (count, size) = self.buffers.unwrap_or_else(|| {
+            let size = buffers::DEFAULT_BUF_SIZE;
+            (buffers::auto_count(memlock, ring_locked, size), size)
+        });
+        let pool = Pool::with_provided(count, size, provided).map_err(|e| Error::Ring {
+            op: "mmap of the buffer pool",
+            source: e,
         })?;
-        if multishot_ok {
-            ring.register_provided(&pool).map_err(|e| Error::Ring {
-                op: "register_buf_ring",
-                source: e,
-            })?;
-        }
-        if self.buffers > 0 {
-            ring.register_pool(&pool).map_err(|e| Error::Ring {
-                op: "register_buffers",
-                source: e,
-            })?;
+        let multishot_ok = multishot_ok
+            && match ring.register_provided(&pool) {
+                Ok(_) => true,
+                Err(e) if buffers::is_memlock_error(&e) => false,
+                Err(e) => {
+                    return Err(Error::Ring {
+                        op: "register_buf_ring",
+                        source: e,
+                    });
+                }
+            };
+        if count > 0 {
+            // Buffers asked for that fit the limit are worth waiting for
+            // closed rings to give back their memory; the default pool
+            // does not wait: it works unregistered.
+            let fits = memlock
+                .limit
+                .is_some_and(|l| pool.registered_bytes() + ring_locked <= l);
+            match ring.register_pool(&pool, self.buffers.is_some() && fits) {
+                Ok(()) => {}
+                // The default pool works unregistered.
+                Err(e) if buffers::is_memlock_error(&e) && self.buffers.is_none() => {}
+                Err(e) if buffers::is_memlock_error(&e) && memlock.is_counted() => {
+                    return Err(Error::MemlockLimit {
+                        requested: pool.registered_bytes(),
+                        limit: memlock.limit,
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Ring {
+                        op: "register_buffers",
+                        source: e,
+                    });
+                }
+            }
         }
         let [bounded, unbounded] = self.iowq_max_workers;
         ring.set_iowq_max_workers(bounded, unbounded)

@@ -77,7 +77,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::{Event, Events, FifoOptions, Proactor, Receiver, Sender, Token};
+use crate::{Builder, Event, Events, FifoOptions, Proactor, Receiver, Sender, Token};
 
 /// Longest time between two checks of whether the child has exited.
 const EXIT_CHECK: Duration = Duration::from_millis(10);
@@ -252,6 +252,7 @@ pub struct FifoCommand {
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
     stderr: Option<Stdio>,
+    proactor: Builder,
 }
 
 impl fmt::Debug for FifoCommand {
@@ -270,6 +271,7 @@ impl fmt::Debug for FifoCommand {
             .field("inputs", &inputs)
             .field("outputs", &self.outputs)
             .field("timeout", &self.timeout)
+            .field("proactor", &self.proactor)
             .finish_non_exhaustive()
     }
 }
@@ -289,6 +291,7 @@ impl FifoCommand {
             stdin: None,
             stdout: None,
             stderr: None,
+            proactor: Builder::default(),
         }
     }
 
@@ -366,6 +369,29 @@ impl FifoCommand {
         self
     }
 
+    /// How to build the [`Proactor`] that feeds and drains
+    /// the FIFOs during [`run`](Self::run) (default:
+    /// [`Builder::default`], whose buffer pool fits an unprivileged user's
+    /// `RLIMIT_MEMLOCK`; see [`Builder::buffers`]). Each run builds its own
+    /// proactor and drops it before returning.
+    ///
+    /// ```
+    /// use ringpipe::{Proactor, process::FifoCommand};
+    ///
+    /// let out = FifoCommand::new("sh")
+    ///     .args(["-c", r#"cat "$0" > "$1""#, "{in:a}", "{out:b}"])
+    ///     .input("a", b"x".to_vec())
+    ///     .output("b")
+    ///     .proactor(Proactor::builder().sq_entries(32).buffers(4, 64 * 1024))
+    ///     .run()?;
+    /// assert_eq!(out.outputs["b"], b"x");
+    /// # Ok::<(), ringpipe::process::ProcessError>(())
+    /// ```
+    pub fn proactor(mut self, builder: Builder) -> Self {
+        self.proactor = builder;
+        self
+    }
+
     /// Runs the program to completion: creates the FIFOs, starts the
     /// child, feeds the inputs and drains the outputs until the child has
     /// exited and every output is at EOF, then cleans up.
@@ -392,7 +418,7 @@ impl FifoCommand {
             program: program.clone(),
             source,
         };
-        let mut p = Proactor::new().map_err(fifo_err)?;
+        let mut p = self.proactor.clone().build().map_err(fifo_err)?;
         let create = FifoOptions::new().create(true).mode(0o600);
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for name in &self.outputs {
