@@ -16,8 +16,8 @@ fn multishot() -> FifoOptions {
 
 #[test]
 fn one_shot_multishot_receiver_sees_eof_through_the_hangup_poll() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         let mut p = Proactor::new().unwrap();
@@ -54,9 +54,9 @@ fn one_shot_multishot_receiver_sees_eof_through_the_hangup_poll() {
 
 #[test]
 fn persistent_multishot_receiver_across_writers() {
+    // CPU time is process-wide: no other test may run meanwhile.
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        // CPU time is process-wide: no other test may run meanwhile.
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         let mut p = Proactor::new().unwrap();
@@ -102,8 +102,8 @@ fn persistent_multishot_receiver_across_writers() {
 
 #[test]
 fn sixty_four_mib_in_order() {
+    let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         let mut p = Proactor::new().unwrap();
@@ -143,8 +143,8 @@ fn sixty_four_mib_in_order() {
 
 #[test]
 fn a_thousand_receivers_share_a_small_ring() {
+    let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         // 16 buffers for 1000 receivers: the ring runs dry, reads end with
         // -ENOBUFS and resume when buffers come back.
@@ -195,8 +195,8 @@ fn a_thousand_receivers_share_a_small_ring() {
 
 #[test]
 fn anonymous_pipe_multishot() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let _serial = serial();
         let (r, w) = nix::unistd::pipe().unwrap();
         let mut p = Proactor::builder()
             .read_mode(ReadMode::Multishot)

@@ -127,8 +127,8 @@ fn open_timeout_without_reader_is_a_typed_error_and_returns_the_bytes() {
 
 #[test]
 fn waiting_senders_take_no_thread_each() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(16);

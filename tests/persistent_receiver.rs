@@ -11,8 +11,8 @@ use ringpipe::{Event, Events, FifoOptions, Proactor, State};
 
 #[test]
 fn writers_come_and_go_100_times_and_idle_costs_no_cpu() {
+    let _serial = serial();
     watchdog(Duration::from_secs(180), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         let mut p = Proactor::new().unwrap();

@@ -88,8 +88,8 @@ fn relay_64_mib_to_a_cat_process_exactly() {
 
 #[test]
 fn a_thousand_idle_relays_hold_no_threads() {
+    let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let opts = FifoOptions::new().create(true);
         let mut p = Proactor::builder().registered_files(4096).build().unwrap();
@@ -224,8 +224,8 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
 
 #[test]
 fn pausing_a_relay_stops_its_armed_splice() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         let opts = FifoOptions::new().create(true);

@@ -134,7 +134,8 @@ pub fn cpu_time() -> Duration {
 }
 
 /// Serialises tests that count process-wide resources (fds, threads), which
-/// tests running in parallel in the same process would disturb.
+/// tests running in parallel in the same process would disturb. Take it
+/// before `watchdog`: the watchdog times the test, not its wait in line.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
