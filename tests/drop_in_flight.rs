@@ -68,7 +68,9 @@ fn dropping_before_any_poll_leaves_the_pipe_untouched() {
         // A read-write end keeps the pipe alive and holds 5 bytes in it.
         let keep = nix::fcntl::open(
             &fifo,
-            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NONBLOCK,
+            nix::fcntl::OFlag::O_RDWR
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .unwrap();

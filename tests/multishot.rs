@@ -197,7 +197,7 @@ fn a_thousand_receivers_share_a_small_ring() {
 fn anonymous_pipe_multishot() {
     let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = pipe();
         let mut p = Proactor::builder()
             .read_mode(ReadMode::Multishot)
             .build()
