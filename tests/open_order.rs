@@ -1,5 +1,8 @@
 //! A sender opened before any reader exists never blocks: it is Opening,
 //! and becomes Open when a real reader process opens the FIFO.
+//!
+//! Every test holds `serial()`: one counts this process's threads, which a
+//! test running beside it would disturb.
 
 mod common;
 
@@ -56,6 +59,7 @@ fn sender_then_reader(reader: &str, args: &[&str]) {
 fn sender_before_blocking_reader_cat() {
     // `cat` opens O_RDONLY without O_NONBLOCK: it blocks inside open(2)
     // until a writer exists, invisible to inotify; the retry timer finds it.
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || sender_then_reader("cat", &[]));
 }
 
@@ -78,6 +82,7 @@ while True:
     out += b
 sys.stdout.buffer.write(out)
 "#;
+    let _serial = serial();
     watchdog(Duration::from_secs(60), move || {
         sender_then_reader("python3", &["-c", script])
     });
@@ -85,6 +90,7 @@ sys.stdout.buffer.write(out)
 
 #[test]
 fn open_timeout_without_reader_is_a_typed_error_and_returns_the_bytes() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

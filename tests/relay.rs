@@ -1,4 +1,7 @@
 //! Relays: bytes moved from a receiver to a sender by splice, in the kernel.
+//!
+//! Every test holds `serial()`: one counts this process's threads (io-wq
+//! workers included), which a test running beside it would disturb.
 
 mod common;
 
@@ -11,6 +14,7 @@ use ringpipe::{CloseReason, Error, Event, Events, FifoOptions, Proactor, State};
 
 #[test]
 fn relay_64_mib_to_a_cat_process_exactly() {
+    let _serial = serial();
     watchdog(Duration::from_secs(120), || {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -148,6 +152,7 @@ fn a_thousand_idle_relays_hold_no_threads() {
 
 #[test]
 fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
