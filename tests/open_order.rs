@@ -7,7 +7,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ringpipe::{CloseReason, Error, Event, Events, FifoOptions, Proactor, State};
@@ -17,11 +17,11 @@ fn sender_then_reader(reader: &str, args: &[&str]) {
     let path = dir.path().join("f");
     let mut p = Proactor::new().unwrap();
     let mut ev = Events::with_capacity(64);
-    let t0 = Instant::now();
+    // No reader exists yet and none comes until this returns: an
+    // open_sender that blocked would hang here, and the watchdog fails it.
     let tx = p
         .open_sender(&path, &FifoOptions::new().create(true))
         .unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(1), "open_sender blocked");
     assert_eq!(p.state(tx).unwrap(), State::Opening);
     let payload: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
     p.send(tx, &payload).unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use ringpipe::process::{FifoCommand, FifoOutput, ProcessError};
@@ -442,7 +442,6 @@ fn private_dir_and_fds_are_cleaned_up_whatever_happens() {
             "{err}"
         );
 
-        let t0 = Instant::now();
         let err = FifoCommand::new("sh")
             .args([
                 "-c",
@@ -455,9 +454,10 @@ fn private_dir_and_fds_are_cleaned_up_whatever_happens() {
             .timeout(Duration::from_secs(2))
             .run()
             .unwrap_err();
-        assert!(t0.elapsed() < Duration::from_secs(10));
         match err {
             ProcessError::Timeout { partial, .. } => {
+                // Killed by the timeout, not waited for: `sleep 30` exiting
+                // on its own would be a clean exit, not SIGKILL.
                 assert_eq!(partial.status.signal(), Some(9));
                 assert_eq!(partial.outputs["o"], b"partial\n");
                 assert_eq!(partial.inputs["i"].accepted, 0);

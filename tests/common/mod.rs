@@ -125,15 +125,6 @@ pub fn pattern(offset: u64, out: &mut [u8]) {
     }
 }
 
-/// CPU time (user + system) of this process so far.
-pub fn cpu_time() -> Duration {
-    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
-    let us = ru.user_time();
-    let sy = ru.system_time();
-    Duration::new(us.tv_sec() as u64, us.tv_usec() as u32 * 1000)
-        + Duration::new(sy.tv_sec() as u64, sy.tv_usec() as u32 * 1000)
-}
-
 /// Serialises tests that count process-wide resources (fds, threads), which
 /// tests running in parallel in the same process would disturb. Take it
 /// before `watchdog`: the watchdog times the test, not its wait in line.
