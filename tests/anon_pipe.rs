@@ -12,7 +12,7 @@ use ringpipe::{CloseReason, Event, Events, Proactor, State};
 #[test]
 fn anonymous_pipe_both_ends() {
     watchdog(Duration::from_secs(30), || {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = pipe();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         let rx = p.receiver_from_fd(r).unwrap();
@@ -49,11 +49,7 @@ fn anonymous_pipe_both_ends() {
 #[test]
 fn a_child_process_stdout() {
     watchdog(Duration::from_secs(30), || {
-        let mut child = Command::new("seq")
-            .arg("100000")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(Command::new("seq").arg("100000").stdout(Stdio::piped()));
         let stdout: OwnedFd = child.stdout.take().unwrap().into();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
@@ -76,11 +72,12 @@ fn a_child_process_stdout() {
 #[test]
 fn writing_to_a_pipe_whose_reader_closed_reports_peer_gone() {
     watchdog(Duration::from_secs(30), || {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = pipe();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         let tx = p.sender_from_fd(w).unwrap();
-        drop(r);
+        // No child of a parallel test may hold a copy: the write must fail.
+        close_last_end(r);
         p.send(tx, b"nobody listens").unwrap();
         poll_until(
             &mut p,

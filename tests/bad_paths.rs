@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -219,8 +219,12 @@ fn fifo_without_permission() {
         .env(CHILD_ENV, &fifo)
         .uid(65534)
         .gid(65534)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    // Bounded: a child stuck in an open must fail the test, not hang it.
+    let child = ChildGuard::new(child).wait_output(Duration::from_secs(30));
     assert!(
         child.status.success() && String::from_utf8_lossy(&child.stdout).contains("1 passed"),
         "child as nobody failed: {}\n{}",

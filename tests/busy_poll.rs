@@ -11,7 +11,7 @@ use ringpipe::{Event, Events, Proactor};
 #[test]
 fn zero_timeout_polls_deliver_completions() {
     watchdog(Duration::from_secs(30), || {
-        let (r, w) = nix::unistd::pipe().unwrap();
+        let (r, w) = pipe();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         p.receiver_from_fd(r).unwrap();

@@ -10,8 +10,8 @@ use ringpipe::{Event, Events, FifoOptions, Proactor};
 
 #[test]
 fn close_with_ops_in_flight_1000_times_leaks_nothing() {
+    let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let opts = FifoOptions::new().create(true);
@@ -71,8 +71,8 @@ fn close_with_ops_in_flight_1000_times_leaks_nothing() {
 
 #[test]
 fn cancelled_write_returns_its_bytes_and_the_reader_sees_eof() {
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         mkfifo(&path);

@@ -10,8 +10,8 @@ use ringpipe::{Event, Events, FifoOptions, Proactor};
 
 #[test]
 fn drop_with_ops_in_flight_releases_every_fd() {
+    let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let opts = FifoOptions::new().create(true);
         let baseline = open_fds();
@@ -59,16 +59,18 @@ fn drop_with_ops_in_flight_releases_every_fd() {
 
 #[test]
 fn dropping_before_any_poll_leaves_the_pipe_untouched() {
+    // Opens fds: keep out of the fd-counting test's way.
+    let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        // Opens fds: keep out of the fd-counting test's way.
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         mkfifo(&fifo);
         // A read-write end keeps the pipe alive and holds 5 bytes in it.
         let keep = nix::fcntl::open(
             &fifo,
-            nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NONBLOCK,
+            nix::fcntl::OFlag::O_RDWR
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .unwrap();

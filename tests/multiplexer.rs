@@ -556,6 +556,25 @@ fn a_regular_file_as_input_is_refused_with_exit_code_2_before_anything_opens() {
     });
 }
 
+/// `t` of a stats line: seconds since the multiplexer started.
+fn stats_t(line: &str) -> f64 {
+    let at = line
+        .find("stats t=")
+        .unwrap_or_else(|| panic!("not a stats line: {line}"))
+        + "stats t=".len();
+    let end = at + line[at..].find('s').unwrap();
+    line[at..end].parse().unwrap()
+}
+
+/// Waits (bounded) for a stats line, `secs` or more after `since`, that
+/// still says the input is paused and the output has no reader.
+fn paused_stats_after(log: &Path, since: &str, secs: f64) -> String {
+    let t = stats_t(since) + secs;
+    wait_for_line(log, Duration::from_secs(20), |l| {
+        l.contains("stats t=") && stats_t(l) >= t && l.contains("paused") && l.contains("no reader")
+    })
+}
+
 /// The number right after the first `marker` in `line`.
 fn num_after(line: &str, marker: &str) -> u64 {
     let at = line
@@ -596,14 +615,13 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
         let text: String = (0..N).map(|i| format!("{i:031}\n")).collect();
         let mut writer = Children(vec![write_lines(&d.join("in"), &text)]);
 
-        wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
+        let paused = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
         // A read that completed before the pause took effect still arrives
-        // (nothing is lost); let it land before comparing counters.
-        std::thread::sleep(Duration::from_millis(200));
-        let first = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(300));
-        let later = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
-        assert_ne!(first, later, "no newer stats line");
+        // (nothing is lost): compare counters from a line 0.2 s later, then
+        // one 0.3 s after that, by the multiplexer's own clock (a sleep here
+        // would say nothing when the machine is loaded).
+        let first = paused_stats_after(&log, &paused, 0.2);
+        let later = paused_stats_after(&log, &first, 0.3);
         for line in [&first, &later] {
             // At most the high watermark plus one write's worth of messages
             // queued, at most the reads in flight when the input paused held.

@@ -10,9 +10,9 @@ use common::*;
 use ringpipe::{Event, Events, FifoOptions, Proactor, State};
 
 #[test]
-fn writers_come_and_go_100_times_and_idle_costs_no_cpu() {
+fn writers_come_and_go_100_times_and_idle_waits_in_the_kernel() {
+    let _serial = serial();
     watchdog(Duration::from_secs(180), || {
-        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("f");
         let mut p = Proactor::new().unwrap();
@@ -64,17 +64,14 @@ fn writers_come_and_go_100_times_and_idle_costs_no_cpu() {
         // EOF would burn a core here.
         p.poll(&mut ev, Some(Duration::from_millis(200))).unwrap();
         assert_eq!(p.state(rx).unwrap(), State::PeerGone);
-        let cpu_before = cpu_time();
+        // Each idle poll waits in the kernel until its timeout, in one or
+        // two enters; a read re-armed at EOF would end every wait early.
+        // (The idle scenario of `ringpipe-bench` measures the CPU it costs.)
         let enters_before = p.enter_count();
         for _ in 0..10 {
             p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
             assert!(ev.is_empty());
         }
-        let cpu = cpu_time() - cpu_before;
-        assert!(
-            cpu < Duration::from_millis(100),
-            "idle receiver used {cpu:?} of CPU in 1 s"
-        );
         assert!(
             p.enter_count() - enters_before <= 20,
             "{} enters while idle",

@@ -18,13 +18,13 @@ fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
     let mut outs = Vec::new();
     for (i, share) in shares.iter().enumerate() {
         let out = dir.join(format!("session{i:03}"));
-        let child = Command::new("python3")
-            .args(["-c", EXACT_READ_PY])
-            .arg(fifo)
-            .arg(share.to_string())
-            .arg(&out)
-            .spawn()
-            .unwrap();
+        let child = spawn(
+            Command::new("python3")
+                .args(["-c", EXACT_READ_PY])
+                .arg(fifo)
+                .arg(share.to_string())
+                .arg(&out),
+        );
         let status = ChildGuard::new(child)
             .wait_output(Duration::from_secs(60))
             .status;
@@ -33,11 +33,7 @@ fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
     }
     let out = dir.join("session_cat");
     let file = std::fs::File::create(&out).unwrap();
-    let child = Command::new("cat")
-        .arg(fifo)
-        .stdout(Stdio::from(file))
-        .spawn()
-        .unwrap();
+    let child = spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)));
     let status = ChildGuard::new(child)
         .wait_output(Duration::from_secs(60))
         .status;
@@ -185,7 +181,8 @@ fn policy_fail_hands_back_the_unsent_bytes_at_once() {
         poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| {
             matches!(e, Event::Sent { .. })
         });
-        drop(reader);
+        // The last reader: no child of a parallel test may hold a copy.
+        close_last_end(reader);
         p.send(tx, b"handed back").unwrap();
         let mut unsent = None;
         poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| match e {
@@ -219,7 +216,8 @@ fn policy_wait_up_to_times_out_with_a_typed_error() {
                 &FifoOptions::new().reconnect(Reconnect::WaitUpTo(limit)),
             )
             .unwrap();
-        drop(reader);
+        // The last reader: no child of a parallel test may hold a copy.
+        close_last_end(reader);
         p.send(tx, b"nobody came back").unwrap();
         let mut timed_out = false;
         let mut unsent = None;

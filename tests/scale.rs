@@ -18,8 +18,8 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn ten_thousand_idle_receivers_then_one_message_each() {
+    let _serial = serial();
     watchdog(Duration::from_secs(300), || {
-        let _serial = serial();
         // 10,000 read ends plus the test's own descriptors.
         ringpipe::raise_fd_limit(FIFOS as u64 + 1000).expect("open-file limit");
         let limits = PipeLimits::read();

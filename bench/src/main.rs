@@ -482,13 +482,21 @@ fn run_once(exe: &Path, spec: &RunSpec, timeout: Duration) -> Result<RunResult, 
             format!("spawn loadgen: {e}")
         })?;
     let load_err = collect(load.stderr.take().expect("piped"));
-    let mut idle_sample = None;
+    let (mut idle_sample, mut idle_cpu) = (None, None);
     let load_out = if let Work::Idle { idle_ms, .. } = spec.work {
         let mut out = BufReader::new(load.stdout.take().expect("piped"));
         let mut line = String::new();
         let _ = out.read_line(&mut line);
         if line.trim() == "OPENED" {
-            std::thread::sleep(Duration::from_millis(idle_ms / 2));
+            // CPU over the second quarter of the quiet period (the writers'
+            // opens have settled), then RSS and threads at its middle.
+            std::thread::sleep(Duration::from_millis(idle_ms / 4));
+            let (cpu0, t0) = (sys::cpu_seconds_of(eng.id()), Instant::now());
+            std::thread::sleep(Duration::from_millis(idle_ms / 4));
+            let cpu1 = sys::cpu_seconds_of(eng.id());
+            idle_cpu = cpu0
+                .zip(cpu1)
+                .map(|(a, b)| (b - a) * 1e3 / t0.elapsed().as_secs_f64());
             idle_sample = sys::rss_and_threads(eng.id());
         }
         collect(out)
@@ -531,6 +539,7 @@ fn run_once(exe: &Path, spec: &RunSpec, timeout: Duration) -> Result<RunResult, 
         engine,
         load,
         idle_sample,
+        idle_cpu,
     })
 }
 

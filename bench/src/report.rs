@@ -27,6 +27,8 @@ pub struct RunResult {
     pub load: LoadReport,
     /// RSS (MiB) and thread count of the engine process, sampled while idle.
     pub idle_sample: Option<(f64, u64)>,
+    /// CPU milliseconds per second the engine process used while idle.
+    pub idle_cpu: Option<f64>,
 }
 
 /// The parameters of a scenario as they appear in records.
@@ -105,6 +107,7 @@ pub fn metrics(work: &Work, r: &RunResult) -> BTreeMap<String, f64> {
         Work::Idle { .. } => {
             put("rss_mib", r.idle_sample.map(|s| s.0));
             put("threads", r.idle_sample.map(|s| s.1 as f64));
+            put("idle_cpu_ms_per_s", r.idle_cpu);
             put("deliver_all_ms", e.max_us.map(|us| us / 1000.0));
             put("p50_us", e.p50_us);
             put("p99_us", e.p99_us);
@@ -154,6 +157,7 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
         "idle" => &[
             ("rss_mib", false),
             ("threads", false),
+            ("idle_cpu_ms_per_s", false),
             ("deliver_all_ms", false),
         ],
         _ => &[],
@@ -172,6 +176,7 @@ fn short(metric: &str) -> &str {
         "p999_us" => "p99.9 us",
         "rss_mib" => "RSS MiB",
         "threads" => "threads",
+        "idle_cpu_ms_per_s" => "idle CPU ms/s",
         "deliver_all_ms" => "deliver all ms",
         m => m,
     }

@@ -121,6 +121,18 @@ pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> io::Result<u64> {
     Ok(calls)
 }
 
+/// User + system CPU seconds of process `pid` so far, all its threads
+/// included, from `/proc/PID/stat` (clock-tick resolution).
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces and ')'),
+    // from field 3 (state) on: utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
+    Some(ticks as f64 / hz as f64)
+}
+
 /// `VmRSS` (MiB) and `Threads` of a process, from `/proc/PID/status`.
 pub fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::mpsc;
+use std::process::{Child, Command};
+use std::sync::{RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use ringpipe::{Event, Events, Proactor};
@@ -124,17 +125,9 @@ pub fn pattern(offset: u64, out: &mut [u8]) {
     }
 }
 
-/// CPU time (user + system) of this process so far.
-pub fn cpu_time() -> Duration {
-    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).unwrap();
-    let us = ru.user_time();
-    let sy = ru.system_time();
-    Duration::new(us.tv_sec() as u64, us.tv_usec() as u32 * 1000)
-        + Duration::new(sy.tv_sec() as u64, sy.tv_usec() as u32 * 1000)
-}
-
 /// Serialises tests that count process-wide resources (fds, threads), which
-/// tests running in parallel in the same process would disturb.
+/// tests running in parallel in the same process would disturb. Take it
+/// before `watchdog`: the watchdog times the test, not its wait in line.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
@@ -142,13 +135,42 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A read end opened non-blocking: it opens at once with no writer, makes
 /// the FIFO "have a reader", and reads only when the test says so.
-pub fn nonblocking_reader(path: &Path) -> std::os::fd::OwnedFd {
+/// `O_CLOEXEC` like every fd a test opens: a child that a parallel test
+/// spawns must not inherit it and keep the FIFO readable.
+pub fn nonblocking_reader(path: &Path) -> OwnedFd {
     nix::fcntl::open(
         path,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
     .unwrap()
+}
+
+/// An anonymous pipe (read end, write end), both ends `O_CLOEXEC`.
+pub fn pipe() -> (OwnedFd, OwnedFd) {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap()
+}
+
+/// `O_CLOEXEC` closes a test's fds in a child only at exec: from fork to
+/// exec, a child spawned by a parallel test holds a copy of every fd, and a
+/// write made meanwhile finds a reader instead of EPIPE. Spawns hold this
+/// shared; closing what must be a pipe's last end holds it exclusive.
+static SPAWN_GATE: RwLock<()> = RwLock::new(());
+
+/// Spawns `cmd`. `Command::spawn` returns once the child has exec'd (or
+/// failed to), so no copy of this process's `O_CLOEXEC` fds outlives it.
+pub fn spawn(cmd: &mut Command) -> Child {
+    let _gate = SPAWN_GATE.read().unwrap_or_else(|e| e.into_inner());
+    cmd.spawn().unwrap()
+}
+
+/// Closes `fd`, the last end of its pipe in this process, at a moment when
+/// no child spawned through [`spawn`] is between fork and exec: when this
+/// returns no process holds that end, and the next write to the pipe gets
+/// EPIPE (or the next read EOF).
+pub fn close_last_end(fd: OwnedFd) {
+    let _gate = SPAWN_GATE.write().unwrap_or_else(|e| e.into_inner());
+    drop(fd);
 }
 
 /// A reader session, in python: reads exactly `count` bytes with plain
