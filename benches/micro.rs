@@ -17,7 +17,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use nix::unistd::{pipe, read, write};
+use nix::unistd::{pipe2, read, write};
 use ringpipe::frame::{Codec, FrameDecoder};
 use ringpipe::{Event, Events, Proactor};
 
@@ -48,7 +48,7 @@ fn write_batch(c: &mut Criterion) {
         let mut readers = Vec::new();
         let mut senders = Vec::new();
         for _ in 0..BATCH {
-            let (r, w) = pipe().expect("pipe");
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
             set_nonblocking(&r);
             readers.push(r);
             senders.push(p.sender_from_fd(w).expect("sender"));
@@ -84,7 +84,7 @@ fn write_batch(c: &mut Criterion) {
         let mut readers = Vec::new();
         let mut writers = Vec::new();
         for _ in 0..BATCH {
-            let (r, w) = pipe().expect("pipe");
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
             set_nonblocking(&r);
             readers.push(r);
             writers.push(w);
@@ -114,7 +114,7 @@ fn round_4k(c: &mut Criterion) {
 
     group.bench_function("uring", |b| {
         let mut p = Proactor::new().expect("proactor");
-        let (r, w) = pipe().expect("pipe");
+        let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let rx = p.receiver_from_fd(r).expect("receiver");
         let tx = p.sender_from_fd(w).expect("sender");
         let mut events = Events::with_capacity(64);
@@ -136,7 +136,7 @@ fn round_4k(c: &mut Criterion) {
     });
 
     group.bench_function("blocking write+read", |b| {
-        let (r, w) = pipe().expect("pipe");
+        let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let mut buf = vec![0u8; 64 * 1024];
         b.iter(|| {
             write(&w, &data).expect("write");
@@ -148,7 +148,7 @@ fn round_4k(c: &mut Criterion) {
     });
 
     group.bench_function("epoll", |b| {
-        let (r, w) = pipe().expect("pipe");
+        let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         set_nonblocking(&r);
         set_nonblocking(&w);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");

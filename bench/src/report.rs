@@ -436,7 +436,7 @@ pub fn machine(nofile: u64) -> String {
 }
 
 fn default_pipe_size() -> Option<usize> {
-    let (r, _w) = nix::unistd::pipe().ok()?;
+    let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     nix::fcntl::fcntl(&r, nix::fcntl::FcntlArg::F_GETPIPE_SZ)
         .ok()
         .map(|n| n as usize)
