@@ -14,7 +14,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::fcntl::{FcntlArg, fcntl};
 
-use super::{ECANCELED, ERESTARTSYS, Proactor, Role, SPLICE_LEN};
+use super::registry::Role;
+use super::relay::SPLICE_LEN;
+use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
 use crate::ring::{self, OpId};

@@ -1,0 +1,259 @@
+//! Configuration of a proactor and its construction: ring, buffers,
+//! probes, and the locked-memory budget.
+
+use std::io;
+use std::time::Duration;
+
+use super::{Proactor, RETRY_START};
+use crate::buffers::{self, Memlock, Pool};
+use crate::error::{Error, Result};
+use crate::fifo::ReadMode;
+use crate::ring::{self, Ring, RingConfig};
+use slab::Slab;
+
+/// Configures and builds a [`Proactor`].
+///
+/// The defaults work for any user. Registered buffers, the ring's queues
+/// and the provided ring count against `RLIMIT_MEMLOCK` (8 MiB for most
+/// users, shared by all their processes; root and `CAP_IPC_LOCK` are
+/// exempt), so the default buffer pool is sized to it: see
+/// [`buffers`](Self::buffers).
+///
+/// ```
+/// let proactor = ringpipe::Proactor::builder()
+///     .sq_entries(512)
+///     .buffers(128, 64 * 1024)
+///     .build()?;
+/// # Ok::<(), ringpipe::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    ring: RingConfig,
+    /// `None`: the default pool, sized to `RLIMIT_MEMLOCK` at build.
+    buffers: Option<(u16, usize)>,
+    ignore_sigpipe: bool,
+    open_retry_max: Duration,
+    iowq_max_workers: [u32; 2],
+    read_mode: ReadMode,
+    provided: (u16, usize),
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            ring: RingConfig {
+                sq_entries: 256,
+                cq_entries: 1024,
+                sqpoll_idle: None,
+                files: 4096,
+            },
+            buffers: None,
+            ignore_sigpipe: true,
+            open_retry_max: Duration::from_millis(50),
+            iowq_max_workers: [2, 2],
+            read_mode: ReadMode::Fixed,
+            provided: (128, 64 * 1024),
+        }
+    }
+}
+
+impl Builder {
+    /// Submission queue size (default 256). A turn with more operations
+    /// than this flushes early, once per full queue.
+    pub fn sq_entries(mut self, n: u32) -> Self {
+        self.ring.sq_entries = n;
+        self
+    }
+
+    /// Completion queue size (default 1024, at least twice the SQ). When
+    /// it overflows the kernel keeps completions aside and the proactor
+    /// fetches them: none are lost.
+    pub fn cq_entries(mut self, n: u32) -> Self {
+        self.ring.cq_entries = n;
+        self
+    }
+
+    /// Use a kernel submission thread (SQPOLL) that polls for `idle` before
+    /// sleeping: fewer syscalls and lower latency, for a core's worth of CPU.
+    /// Default: off; the ring then runs single-issuer with deferred task work.
+    pub fn sqpoll(mut self, idle: Duration) -> Self {
+        self.ring.sqpoll_idle = Some(idle);
+        self
+    }
+
+    /// The registered buffer pool: `count` buffers of `size` bytes,
+    /// registered once. Reads land in these; sends are copied into them.
+    /// When all are in use, owned heap buffers stand in.
+    ///
+    /// Registered buffers are locked in memory and count against
+    /// `RLIMIT_MEMLOCK`, which all of a user's processes share and which
+    /// the kernel refills only some milliseconds after a ring closes. So
+    /// the default depends on who runs the program:
+    ///
+    /// - with `CAP_IPC_LOCK` (root) or an unlimited limit: 64 x 64 KiB;
+    /// - otherwise 64 KiB buffers filling 1/16 of the limit, less what the
+    ///   ring's queues lock (7 with the usual 8 MiB), so 8 proactors take
+    ///   half of it. If even these cannot be locked (other rings of the
+    ///   user hold the rest), the same buffers are used unregistered
+    ///   (plain `READ` / `WRITE` instead of `READ_FIXED` / `WRITE_FIXED`),
+    ///   and [`build`](Self::build) still succeeds.
+    ///
+    /// Set explicitly, the pool is registered or `build` fails with
+    /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
+    pub fn buffers(mut self, count: u16, size: usize) -> Self {
+        self.buffers = Some((count, size));
+        self
+    }
+
+    /// Size of the registered file table (default 4096; 0 disables it).
+    /// Transports beyond it use plain descriptors.
+    pub fn registered_files(mut self, n: u32) -> Self {
+        self.ring.files = n;
+        self
+    }
+
+    /// SIGPIPE policy. An io_uring write submitted after the reader left
+    /// fails with `EPIPE` **and raises SIGPIPE in the submitting thread**,
+    /// whose default action kills the process. With `true` (the default) the
+    /// builder sets SIGPIPE to ignored if, and only if, its disposition is
+    /// still the default; a handler you installed is kept. Rust programs
+    /// already start with SIGPIPE ignored. With `false` nothing is changed.
+    pub fn ignore_sigpipe(mut self, yes: bool) -> Self {
+        self.ignore_sigpipe = yes;
+        self
+    }
+
+    /// Longest pause between retries of a sender waiting for its first
+    /// reader (default 50 ms). Readers that open non-blocking, or while a
+    /// writer is present, are seen at once through inotify; a reader blocked
+    /// in `open(2)` is invisible to inotify until it has a writer, and is
+    /// found by the retry timer, which backs off from 1 ms to this.
+    pub fn open_retry_max(mut self, max: Duration) -> Self {
+        self.open_retry_max = max.max(RETRY_START);
+        self
+    }
+
+    /// Caps the kernel's io-wq worker threads of this ring: `bounded` for
+    /// regular-file work, `unbounded` for pipes (default 2 and 2). Splices
+    /// and tees always run on these workers; the cap keeps thread count
+    /// flat however many relays exist.
+    pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
+        self.iowq_max_workers = [bounded.max(1), unbounded.max(1)];
+        self
+    }
+
+    /// How receivers read unless their options say otherwise (default
+    /// [`ReadMode::Fixed`]).
+    pub fn read_mode(mut self, mode: ReadMode) -> Self {
+        self.read_mode = mode;
+        self
+    }
+
+    /// The provided buffer ring shared by multishot receivers: `count`
+    /// buffers (rounded up to a power of two) of `size` bytes (default
+    /// 128 x 64 KiB, so one read can take a whole 64 KiB pipe). When it
+    /// runs dry, multishot reads pause until the buffers lent in events
+    /// come back at the next poll.
+    pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
+        self.provided = (count.max(1), size.max(1));
+        self
+    }
+
+    /// Sets up the ring, probes the kernel and registers the buffers.
+    /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
+    /// or lacks an opcode, naming which, and with [`Error::MemlockLimit`]
+    /// when buffers set with [`buffers`](Self::buffers) cannot be locked.
+    /// Without locked memory for the provided ring, multishot reads are
+    /// off ([`ReadMode::Fixed`] is used).
+    ///
+    /// Where locked memory is counted, a ring setup refused for lack of it,
+    /// and explicit buffers that fit the limit, are retried for up to 2 s:
+    /// the kernel gives a closed ring's locked memory back to its user only
+    /// some milliseconds after the close, so back-to-back proactors (in
+    /// this process or the user's others) can find the budget full for a
+    /// moment.
+    pub fn build(self) -> Result<Proactor> {
+        let id = crate::token::next_proactor_id().ok_or_else(|| Error::Ring {
+            op: "proactor identity (every one of 2^32 - 1 is used)",
+            source: io::Error::from_raw_os_error(libc::EOVERFLOW),
+        })?;
+        let mut ring = Ring::new(&self.ring)?;
+        let multishot_ok = ring.supports_read_multishot();
+        let provided = multishot_ok.then_some(self.provided);
+        let memlock = Memlock::current();
+        let ring_locked = self.ring.locked_bytes()
+            + provided.map_or(0, |(n, _)| buffers::provided_locked_bytes(n));
+        let (count, size) = self.buffers.unwrap_or_else(|| {
+            let size = buffers::DEFAULT_BUF_SIZE;
+            (buffers::auto_count(memlock, ring_locked, size), size)
+        });
+        let pool = Pool::with_provided(count, size, provided).map_err(|e| Error::Ring {
+            op: "mmap of the buffer pool",
+            source: e,
+        })?;
+        let multishot_ok = multishot_ok
+            && match ring.register_provided(&pool) {
+                Ok(_) => true,
+                Err(e) if buffers::is_memlock_error(&e) => false,
+                Err(e) => {
+                    return Err(Error::Ring {
+                        op: "register_buf_ring",
+                        source: e,
+                    });
+                }
+            };
+        if count > 0 {
+            // Buffers asked for that fit the limit are worth waiting for
+            // closed rings to give back their memory; the default pool
+            // does not wait: it works unregistered.
+            let fits = memlock
+                .limit
+                .is_some_and(|l| pool.registered_bytes() + ring_locked <= l);
+            match ring.register_pool(&pool, self.buffers.is_some() && fits) {
+                Ok(()) => {}
+                // The default pool works unregistered.
+                Err(e) if buffers::is_memlock_error(&e) && self.buffers.is_none() => {}
+                Err(e) if buffers::is_memlock_error(&e) && memlock.is_counted() => {
+                    return Err(Error::MemlockLimit {
+                        requested: pool.registered_bytes(),
+                        limit: memlock.limit,
+                        source: e,
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Ring {
+                        op: "register_buffers",
+                        source: e,
+                    });
+                }
+            }
+        }
+        let [bounded, unbounded] = self.iowq_max_workers;
+        ring.set_iowq_max_workers(bounded, unbounded)
+            .map_err(|e| Error::Ring {
+                op: "register_iowq_max_workers",
+                source: e,
+            })?;
+        if self.ignore_sigpipe {
+            ring::ignore_sigpipe_if_default();
+        }
+        Ok(Proactor {
+            id,
+            ring,
+            pool,
+            transports: Slab::new(),
+            generations: Vec::new(),
+            completions: Vec::new(),
+            pending: Vec::new(),
+            waiting: Vec::new(),
+            watch: None,
+            watch_armed: false,
+            timer_armed: false,
+            retry_delay: RETRY_START,
+            open_retry_max: self.open_retry_max,
+            multishot_ok,
+            read_mode: self.read_mode,
+            starved: Vec::new(),
+        })
+    }
+}

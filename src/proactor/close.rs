@@ -1,0 +1,216 @@
+//! State changes and the close path: failing a transport, cancelling its
+//! operations, and finishing the close once nothing is in flight.
+
+use std::io;
+
+use super::Proactor;
+use super::registry::Role;
+use crate::error::Error;
+use crate::event::{CloseReason, Item};
+use crate::frame::FrameError;
+use crate::ring::OpId;
+use crate::token::{Sender, Token};
+use crate::transport::{Input, Notice, State, transition};
+
+impl Proactor {
+    pub(super) fn apply(&mut self, idx: usize, input: Input) {
+        let t = &mut self.transports[idx];
+        let Some((next, notice)) = transition(t.state, input) else {
+            return;
+        };
+        t.state = next;
+        let token = t.token;
+        match notice {
+            Notice::None => {}
+            Notice::Opened => self.pending.push(Item::Opened(Sender(token))),
+            Notice::PeerBack => self.pending.push(Item::PeerBack(token)),
+            Notice::PeerGone => self.pending.push(Item::PeerGone(token)),
+            Notice::Closed => unreachable!("Closed is only reached in finish_close"),
+        }
+    }
+
+    pub(super) fn begin_close(&mut self, idx: usize, reason: CloseReason) {
+        let t = &mut self.transports[idx];
+        if t.state == State::Closing {
+            return;
+        }
+        t.reason = reason;
+        self.apply(idx, Input::Close);
+        self.cancel_ops(idx);
+        self.maybe_finish(idx);
+    }
+
+    pub(super) fn fail(&mut self, idx: usize, error: Error) {
+        let t = &mut self.transports[idx];
+        if t.state == State::Closing {
+            return;
+        }
+        let token = t.token;
+        t.reason = CloseReason::Error;
+        self.pending.push(Item::Error { token, error });
+        self.apply(idx, Input::Fail);
+        self.cancel_ops(idx);
+        self.maybe_finish(idx);
+    }
+
+    pub(super) fn io_fail(&mut self, idx: usize, op: &'static str, result: i32) {
+        let token = self.transports[idx].token;
+        let source = io::Error::from_raw_os_error(-result);
+        self.fail(idx, Error::Io { token, op, source });
+    }
+
+    /// Counts a just-submitted operation of transport `idx` as in flight,
+    /// or fails the transport if it could not be submitted.
+    pub(super) fn track(&mut self, idx: usize, submitted: io::Result<OpId>) -> Option<OpId> {
+        match submitted {
+            Ok(op) => {
+                self.transports[idx].inflight += 1;
+                Some(op)
+            }
+            Err(e) => {
+                self.fail(
+                    idx,
+                    Error::Ring {
+                        op: "submit",
+                        source: e,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    pub(super) fn cancel_ops(&mut self, idx: usize) {
+        self.leave_waiting(idx);
+        let t = &mut self.transports[idx];
+        let owner = t.token.to_owner();
+        let ops: Vec<OpId> = match &t.role {
+            Role::Receiver {
+                read,
+                poll,
+                relay,
+                fan,
+                hup,
+                ..
+            } => {
+                let (rp, rs) = relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
+                let fan_ops = fan.iter().flat_map(|f| f.ops());
+                [*read, *poll, *hup, rp, rs]
+                    .into_iter()
+                    .flatten()
+                    .chain(fan_ops)
+                    .collect()
+            }
+            Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
+        };
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[idx].inflight += 1;
+            }
+        }
+        // A splice into this sender uses its fd: stop it too (it is the
+        // receiver's operation; `maybe_finish` waits for it).
+        for (rx, op) in self.relay_ops_of_sender(idx) {
+            let owner = self.transports[rx].token.to_owner();
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[rx].inflight += 1;
+            }
+        }
+    }
+
+    pub(super) fn maybe_finish(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        if t.state == State::Closing && t.inflight == 0 && self.relay_ops_of_sender(idx).is_empty()
+        {
+            self.finish_close(idx);
+        }
+    }
+
+    /// The last step of close: nothing is in flight any more.
+    pub(super) fn finish_close(&mut self, idx: usize) {
+        let mut t = self.transports.remove(idx);
+        debug_assert_eq!(
+            transition(t.state, Input::Drained),
+            Some((State::Closed, Notice::Closed))
+        );
+        if let Some(slot) = t.fixed.take() {
+            // A registered slot holds its own reference to the pipe end:
+            // empty it, or the peer never sees this end close.
+            let _ = self.ring.unregister_file(slot);
+        }
+        drop(t.fd.take());
+        self.generations[idx] = self.generations[idx].wrapping_add(1);
+        let mut unsent = Vec::new();
+        let mut freed = Vec::new();
+        match &mut t.role {
+            Role::Sender(s) => {
+                s.queue.take_bytes(&mut unsent);
+                // The relay into this sender ends (a fan-out loses this
+                // destination); its receiver reads again when none is left.
+                if let Some(from) = s.relayed_from.take()
+                    && let Some(r) = self.transports.get_mut(from.index as usize)
+                    && let Role::Receiver { relay, fan, .. } = &mut r.role
+                {
+                    *relay = None;
+                    if let Some(f) = fan {
+                        f.to.retain(|d| *d != t.token);
+                        if f.to.is_empty() {
+                            *fan = None;
+                        }
+                    }
+                    if fan.is_none() {
+                        self.arm_read(from.index as usize);
+                    } else {
+                        self.arm_fan(from.index as usize);
+                    }
+                }
+            }
+            Role::Receiver {
+                relay,
+                fan,
+                decoder,
+                ..
+            } => {
+                // Part of a frame read before the close: its bytes left the
+                // pipe, so say how many rather than drop them unseen.
+                // (A decoder that failed has had its error reported.)
+                if let Some(decoder) = decoder
+                    && !decoder.is_failed()
+                    && decoder.buffered() > 0
+                {
+                    let source = FrameError::Truncated {
+                        buffered: decoder.buffered(),
+                    };
+                    let token = t.token;
+                    let error = Error::Frame { token, source };
+                    self.pending.push(Item::Error { token, error });
+                }
+                let dests: Vec<Token> = match (relay.take(), fan.take()) {
+                    (Some(r), _) => vec![r.to],
+                    (None, Some(f)) => f.to,
+                    (None, None) => Vec::new(),
+                };
+                for to in dests {
+                    if let Some(r) = self.transports.get_mut(to.index as usize)
+                        && r.token == to
+                    {
+                        r.sender().relayed_from = None;
+                        self.pump(to.index as usize);
+                        freed.push(to);
+                    }
+                }
+            }
+        }
+        self.pending.push(Item::Closed {
+            token: t.token,
+            reason: t.reason,
+            unsent,
+        });
+        // Destinations flushing may close now, after their source's Closed.
+        for to in freed {
+            if matches!(self.transports.get(to.index as usize), Some(d) if d.token == to) {
+                self.maybe_flushed(to.index as usize);
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! The event loop: the [`Proactor`] type, its public calls, `poll` and
+//! `Drop`. Each concern behind them has a room of its own:
+//!
+//! - `builder`: configuration and construction (ring, buffers, probes);
+//! - `registry`: what a transport is, handles and their lookup;
+//! - `read`, `multishot`: the two read paths, EOF and reopen;
+//! - `write`: queueing, the write pump, the reader leaving, flush;
+//! - `relay`, `fanout`: bytes moved between pipes by SPLICE and TEE;
+//! - `waiting`: senders waiting for a reader (inotify, retry timer);
+//! - `close`: state changes, cancelling, finishing a close;
+//! - `dispatch`: each completion routed to its step.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::buffers::Pool;
+use crate::error::{Error, Result};
+use crate::event::{CloseReason, Events, Item};
+use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
+use crate::frame::{Codec, FrameError};
+use crate::ring::{Completion, OpId, Ring};
+use crate::token::{Receiver, Sender, Token};
+use crate::transport::State;
+
+mod builder;
+mod close;
+mod dispatch;
+mod fanout;
+mod multishot;
+mod read;
+mod registry;
+mod relay;
+mod waiting;
+mod write;
+
+pub use builder::Builder;
+pub use fanout::FanOutPolicy;
+use registry::{Role, SendSide, Transport, receiver_role};
+use relay::Relay;
+
+/// Owners of the proactor's own operations (transport owners are tokens,
+/// whose slot index never reaches this range).
+const INTERNAL: u64 = u64::MAX - 15;
+const OWNER_RETRY_TIMER: u64 = INTERNAL;
+const OWNER_OPEN_WATCH: u64 = INTERNAL + 1;
+
+const ECANCELED: i32 = -libc::ECANCELED;
+/// What an op that was running in io-wq completes with when cancelled.
+const ERESTARTSYS: i32 = -512;
+
+/// First delay of the retry timer of senders waiting for a reader.
+const RETRY_START: Duration = Duration::from_millis(1);
+
+/// Per-transport byte counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes handed to [`Proactor::send`].
+    pub bytes_queued: u64,
+    /// Bytes the kernel accepted into the pipe.
+    pub bytes_accepted: u64,
+    /// Bytes delivered by `Data` events.
+    pub bytes_read: u64,
+}
+
+impl Stats {
+    /// Bytes queued and not yet accepted by the kernel.
+    pub fn bytes_unsent(&self) -> u64 {
+        self.bytes_queued - self.bytes_accepted
+    }
+}
+
+/// A single-threaded io_uring proactor over pipes and FIFOs.
+///
+/// Open ends with [`open_receiver`](Self::open_receiver) and
+/// [`open_sender`](Self::open_sender), queue bytes with
+/// [`send`](Self::send), and call [`poll`](Self::poll) in a loop: each call
+/// submits everything queued since the last one in a single
+/// `io_uring_enter`, waits, and reports finished work as [`Events`].
+///
+/// A `Proactor` is neither `Send` nor `Sync`: the ring is set up for one
+/// issuing thread. Dropping it cancels every operation in flight and waits
+/// for their completions before any fd or buffer is released. Receivers are
+/// abandoned with it: a read the kernel completes before its cancel takes
+/// its bytes out of the pipe with it. (A proactor dropped before its first
+/// poll submits nothing at all.) Close receivers and poll until `Closed` to
+/// stop reading without losing anything.
+#[derive(Debug)]
+pub struct Proactor {
+    /// Stamped on every handle; a handle with another identity is foreign.
+    id: u32,
+    ring: Ring,
+    pool: Rc<Pool>,
+    transports: Slab<Transport>,
+    generations: Vec<u32>,
+    completions: Vec<Completion>,
+    pending: Vec<Item>,
+    /// Senders waiting for a reader (Opening, or PeerGone with a path).
+    waiting: Vec<Token>,
+    watch: Option<OpenWatch>,
+    watch_armed: bool,
+    timer_armed: bool,
+    retry_delay: Duration,
+    open_retry_max: Duration,
+    /// The kernel has multishot reads and the provided ring is registered.
+    multishot_ok: bool,
+    read_mode: ReadMode,
+    /// Multishot receivers whose read ended for lack of buffers.
+    starved: Vec<Token>,
+}
+
+impl Proactor {
+    /// A proactor with default settings (see [`Builder`]).
+    pub fn new() -> Result<Proactor> {
+        Builder::default().build()
+    }
+
+    /// A builder to configure the ring, buffers and policies.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// This proactor's identity, carried by every handle it issues
+    /// ([`Token::proactor`]): unique in the process and never reused while
+    /// it lives. Any call given a handle of another proactor fails with
+    /// [`Error::Foreign`].
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Opens the read end of the FIFO at `path`. Never blocks: the receiver
+    /// is open at once and its first read waits quietly for a writer.
+    pub fn open_receiver(
+        &mut self,
+        path: impl AsRef<Path>,
+        opts: &FifoOptions,
+    ) -> Result<Receiver> {
+        let path = path.as_ref();
+        let anchor = fifo::anchor(path, opts)?;
+        let fd = fifo::open_reader(&anchor).map_err(|e| fifo::open_error(path, e))?;
+        if let Some(size) = opts.pipe_size {
+            fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
+        }
+        let role = receiver_role(opts.persistent, self.multishot(opts), opts.frames);
+        // Only a persistent receiver reopens: a one-shot one spares the fd.
+        let anchor = opts.persistent.then_some(anchor);
+        let token = self.insert(State::Open, role, anchor, Some(path.into()));
+        self.install_fd(token.index as usize, fd);
+        self.arm_read(token.index as usize);
+        Ok(Receiver(token))
+    }
+
+    /// Opens the write end of the FIFO at `path`. Never blocks and takes no
+    /// thread: with no reader yet the sender stays [`State::Opening`], keeps
+    /// whatever is sent, and reports [`Event::Opened`](crate::Event::Opened)
+    /// once a reader opens the FIFO (or [`Error::OpenTimeout`] after the
+    /// open timeout).
+    pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
+        let path = path.as_ref();
+        let anchor = fifo::anchor(path, opts)?;
+        let fd = fifo::try_open_writer(&anchor).map_err(|e| fifo::open_error(path, e))?;
+        if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
+            fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
+        }
+        let mut side = SendSide::new(opts);
+        // The open timeout bounds the wait for a first reader, if any.
+        if fd.is_none() {
+            side.deadline = opts.open_timeout.map(|t| (Instant::now() + t, t));
+        }
+        let state = if fd.is_some() {
+            State::Open
+        } else {
+            State::Opening
+        };
+        let token = self.insert(
+            state,
+            Role::Sender(Box::new(side)),
+            Some(anchor),
+            Some(path.into()),
+        );
+        let idx = token.index as usize;
+        match fd {
+            Some(fd) => {
+                self.install_fd(idx, fd);
+                self.pending.push(Item::Opened(Sender(token)));
+            }
+            None => self.join_waiting(idx),
+        }
+        Ok(Sender(token))
+    }
+
+    /// Makes a receiver of an already open read end (an anonymous pipe,
+    /// stdin...). Its flags are left as they are. It closes at EOF.
+    pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
+        let multishot = self.multishot(&FifoOptions::new());
+        let token = self.insert(
+            State::Open,
+            receiver_role(false, multishot, None),
+            None,
+            None,
+        );
+        self.install_fd(token.index as usize, fd);
+        self.arm_read(token.index as usize);
+        Ok(Receiver(token))
+    }
+
+    /// Makes a sender of an already open write end (an anonymous pipe,
+    /// stdout...). It is open at once; its flags are left as they are.
+    /// Watermarks and policy are those of [`FifoOptions::new`].
+    pub fn sender_from_fd(&mut self, fd: OwnedFd) -> Result<Sender> {
+        let role = Role::Sender(Box::new(SendSide::new(&FifoOptions::new())));
+        let token = self.insert(State::Open, role, None, None);
+        self.install_fd(token.index as usize, fd);
+        self.pending.push(Item::Opened(Sender(token)));
+        Ok(Sender(token))
+    }
+
+    /// Queues a copy of `data`. It is written in order, exactly once, from
+    /// the next [`poll`](Self::poll) on; short writes resume at the exact
+    /// byte. Bytes sent while the sender waits for a reader wait with it.
+    ///
+    /// Backpressure: while the bytes not yet accepted by the kernel are at
+    /// or above the sender's high watermark, `send` queues nothing and
+    /// returns [`Error::WouldBlock`]; [`Event::Writable`](crate::Event::Writable)
+    /// follows once they are down to the low watermark. Below the high
+    /// watermark the whole of `data` is accepted.
+    pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
+        self.enqueue(to, |queue, pool| queue.push(pool, data))
+    }
+
+    /// Queues one frame: `payload` encoded with `codec`. A frame of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included, goes out
+    /// in a single write, with other whole frames only, so frames from many
+    /// processes writing to one FIFO never interleave. Larger frames are
+    /// written like [`send`](Self::send) bytes: safe with one writer only.
+    /// Backpressure as for `send`.
+    pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
+        let frame_error = |source| Error::Frame {
+            token: to.0,
+            source,
+        };
+        match codec {
+            Codec::Lines => {
+                if let Some(at) = memchr::memchr(b'\n', payload) {
+                    return Err(frame_error(FrameError::NewlineInPayload { at }));
+                }
+                self.enqueue(to, |q, pool| q.push_message(pool, &[payload, b"\n"]))
+            }
+            Codec::LengthPrefixed => {
+                let len = u32::try_from(payload.len()).map_err(|_| {
+                    frame_error(FrameError::TooLong {
+                        len: payload.len(),
+                        max: u32::MAX as usize,
+                    })
+                })?;
+                let header = len.to_le_bytes();
+                self.enqueue(to, |q, pool| q.push_message(pool, &[&header, payload]))
+            }
+        }
+    }
+
+    /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
+    pub fn set_watermarks(&mut self, sender: Sender, high: usize, low: usize) -> Result<()> {
+        let idx = self.live_sender(sender)?;
+        let side = self.transports[idx].sender();
+        side.high = high.max(1) as u64;
+        side.low = low.min(high) as u64;
+        self.maybe_writable(idx);
+        Ok(())
+    }
+
+    /// Closes a transport: cancels its operations, waits for their final
+    /// completions, releases its registered file slot and fd, then reports
+    /// [`Event::Closed`](crate::Event::Closed) with every unsent byte.
+    pub fn close(&mut self, token: impl Into<Token>) -> Result<()> {
+        let idx = self.live(token.into())?;
+        self.begin_close(idx, CloseReason::Requested);
+        Ok(())
+    }
+
+    /// Closes a sender once everything sent has been read: its queue is
+    /// written and the reader has drained the pipe (reason
+    /// [`CloseReason::Flushed`]). If the reader leaves first, the sender
+    /// keeps the pipe open and waits for the next one, so no byte is lost
+    /// between reader sessions. Further sends fail with [`Error::Closed`].
+    ///
+    /// On the destination of a [`relay`](Self::relay) or
+    /// [`fan_out`](crate::Proactor::fan_out), the relayed stream counts as
+    /// sent: the sender closes once the relay has ended (its receiver
+    /// reached EOF or closed, or this destination was detached) and the
+    /// reader has drained the pipe. So `relay(rx, tx)` then
+    /// `close_after_flush(tx)` passes EOF on: the reader of `tx` sees EOF
+    /// after the last byte that reached `rx`.
+    ///
+    /// If no reader drains the pipe, what ends the wait:
+    /// - no reader ever opened the FIFO: only
+    ///   [`FifoOptions::open_timeout`] ([`Error::OpenTimeout`]);
+    /// - the reader left, with bytes still queued or after the kernel
+    ///   accepted them all: the sender's [`Reconnect`](crate::Reconnect) policy, as for any
+    ///   departure (`Wait`: the next reader; `WaitUpTo`:
+    ///   [`Error::ReaderTimeout`]; `Fail`: closes at once). `Closed` hands
+    ///   back the bytes the kernel never accepted; those in the pipe are
+    ///   lost with it;
+    /// - a reader that stays and never reads: nothing; call
+    ///   [`close`](Self::close) when your own deadline passes.
+    pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
+        let idx = self.live_sender(sender)?;
+        self.transports[idx].sender().close_after_flush = true;
+        self.maybe_flushed(idx);
+        Ok(())
+    }
+
+    /// Moves everything `from` receives into `to` inside the kernel
+    /// (`splice(2)`), with no copy through user space; reported as
+    /// [`Event::Relayed`](crate::Event::Relayed). The receiver's data no
+    /// longer comes as `Data` events and the sender takes no more `send`s
+    /// ([`Error::Relayed`]). Bytes already queued on `to` go first.
+    ///
+    /// A splice never waits inside the kernel: it is linked behind a poll
+    /// for data, runs non-blocking, and io-wq workers are capped (see
+    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. If
+    /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
+    /// consumed) until a reader comes back. The relay ends when either end
+    /// closes; `from` then goes back to `Data` events. To end a pipeline
+    /// cleanly, call [`close_after_flush`](Self::close_after_flush) on `to`:
+    /// it closes after `from`'s EOF, once its reader has every byte.
+    pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
+        let rx = self.live_receiver(from)?;
+        let tx = self.live_sender(to)?;
+        if self.transports[tx].sender().relayed_from.is_some() {
+            return Err(Error::Relayed { token: to.0 });
+        }
+        let Role::Receiver {
+            read,
+            poll,
+            hup,
+            relay,
+            ..
+        } = &mut self.transports[rx].role
+        else {
+            return Err(Error::Stale { token: from.0 });
+        };
+        if relay.is_some() {
+            return Err(Error::Relayed { token: from.0 });
+        }
+        *relay = Some(Box::new(Relay {
+            to: to.0,
+            poll: None,
+            splice: None,
+        }));
+        // A read in flight is cancelled; if it completed first, its bytes
+        // are queued on `to` ahead of everything spliced. (A splice sees
+        // EOF itself: no hang-up poll is needed.)
+        let ops: Vec<OpId> = [*read, *poll, *hup].into_iter().flatten().collect();
+        let owner = from.0.to_owner();
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[rx].inflight += 1;
+            }
+        }
+        self.transports[tx].sender().relayed_from = Some(from.0);
+        self.arm_relay(rx, true);
+        Ok(())
+    }
+
+    /// Stops reading a receiver: no read is armed, so data waits in the
+    /// pipe (and its writers feel the pipe's backpressure). A read already
+    /// in flight is cancelled; if it completed first, its data is still
+    /// delivered. Nothing is lost.
+    pub fn pause(&mut self, rx: Receiver) -> Result<()> {
+        let idx = self.live_receiver(rx)?;
+        let t = &mut self.transports[idx];
+        let owner = t.token.to_owner();
+        let Role::Receiver {
+            read,
+            poll,
+            hup,
+            paused,
+            fan,
+            relay,
+            ..
+        } = &mut t.role
+        else {
+            return Err(Error::Stale { token: rx.0 });
+        };
+        *paused = true;
+        // A fan-out round in flight completes; only its wait for data stops.
+        // A relay's armed poll and splice stop.
+        let fan_poll = fan.as_ref().and_then(|f| f.poll);
+        let (relay_poll, relay_splice) =
+            relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
+        let ops: Vec<OpId> = [*read, *poll, *hup, fan_poll, relay_poll, relay_splice]
+            .into_iter()
+            .flatten()
+            .collect();
+        for op in ops {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[idx].inflight += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads again after [`pause`](Self::pause).
+    pub fn resume(&mut self, rx: Receiver) -> Result<()> {
+        let idx = self.live_receiver(rx)?;
+        let t = &mut self.transports[idx];
+        let Role::Receiver {
+            read, poll, paused, ..
+        } = &mut t.role
+        else {
+            return Err(Error::Stale { token: rx.0 });
+        };
+        let armed = read.is_some() || poll.is_some();
+        *paused = false;
+        if !armed && t.state != State::Closing {
+            self.arm_read(idx);
+        }
+        Ok(())
+    }
+
+    /// Where a transport is in its life.
+    pub fn state(&self, token: impl Into<Token>) -> Result<State> {
+        let token = token.into();
+        match self.slot(token)? {
+            Some(t) => Ok(t.state),
+            None => Ok(State::Closed),
+        }
+    }
+
+    /// Byte counters of a live transport.
+    pub fn stats(&self, token: impl Into<Token>) -> Result<Stats> {
+        let token = token.into();
+        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
+        Ok(match &t.role {
+            Role::Receiver { bytes_read, .. } => Stats {
+                bytes_read: *bytes_read,
+                ..Stats::default()
+            },
+            Role::Sender(s) => Stats {
+                bytes_queued: s.queue.queued_total,
+                bytes_accepted: s.queue.accepted_total,
+                bytes_read: 0,
+            },
+        })
+    }
+
+    /// Sets the capacity of a transport's pipe (`F_SETPIPE_SZ`); returns
+    /// the size the kernel chose.
+    pub fn set_pipe_size(&mut self, token: impl Into<Token>, bytes: usize) -> Result<usize> {
+        let token = token.into();
+        let idx = self.live(token)?;
+        let t = &mut self.transports[idx];
+        if let Some(fd) = &t.fd {
+            return fifo::set_pipe_size(fd.as_fd(), bytes, t.describe());
+        }
+        // Not open yet: checked now, applied when the reader appears.
+        fifo::check_pipe_size(bytes, || t.describe())?;
+        match &mut t.role {
+            Role::Sender(side) => {
+                side.pipe_size = Some(bytes);
+                Ok(bytes)
+            }
+            // A receiver always holds its fd.
+            Role::Receiver { .. } => Err(Error::Closed { token }),
+        }
+    }
+
+    /// `io_uring_enter` calls made so far (for syscalls-per-message figures).
+    pub fn enter_count(&self) -> u64 {
+        self.ring.enters()
+    }
+
+    /// Ring operations submitted and not yet finally completed.
+    pub fn in_flight(&self) -> usize {
+        self.ring.in_flight()
+    }
+
+    /// Transports currently using a registered file slot.
+    pub fn registered_files(&self) -> usize {
+        self.ring.files_in_use()
+    }
+
+    /// Submits everything queued since the last call in one
+    /// `io_uring_enter`, waits up to `timeout` for work to finish, and fills
+    /// `events` with what finished. Events of the previous call are dropped
+    /// first, and their buffers reused. Returns at once, with no events, if
+    /// nothing is in flight.
+    ///
+    /// The timeout chooses the mode:
+    /// - `None`: sleep in the kernel until something finishes (the lowest
+    ///   CPU use).
+    /// - `Some(d)`: the same, but return after `d` at the latest (with no
+    ///   events if nothing finished).
+    /// - `Some(Duration::ZERO)`: busy polling. Submit, reap what has
+    ///   finished, never sleep. Called in a loop it gives the lowest
+    ///   latency for a whole core of CPU; pair it with
+    ///   [`Builder::sqpoll`] to spare the submit syscall as well.
+    pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
+        // Lent buffers go back first: multishot reads starved of them resume.
+        events.items.clear();
+        for token in std::mem::take(&mut self.starved) {
+            if let Ok(idx) = self.live(token) {
+                self.arm_read(idx);
+            }
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let wait = self.pending.is_empty()
+                && timeout != Some(Duration::ZERO)
+                && self.ring.in_flight() > 0;
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.ring
+                .submit_and_wait(wait, remaining)
+                .map_err(|e| Error::Ring {
+                    op: "io_uring_enter",
+                    source: e,
+                })?;
+            let mut completions = std::mem::take(&mut self.completions);
+            self.ring.drain(&mut completions).map_err(|e| Error::Ring {
+                op: "io_uring_enter (CQ overflow flush)",
+                source: e,
+            })?;
+            for c in completions.drain(..) {
+                self.dispatch(c);
+            }
+            self.completions = completions;
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if !wait || expired || !self.pending.is_empty() {
+                break;
+            }
+            // Only internal work finished (a timer, a cancel): wait again.
+        }
+        events.items.append(&mut self.pending);
+        Ok(())
+    }
+}
+
+impl Drop for Proactor {
+    fn drop(&mut self) {
+        // Cancel and reap everything before any fd closes or buffer frees.
+        if !self.ring.cancel_all_and_drain(Duration::from_secs(5)) {
+            // The kernel still owns some operations: leak their fds too.
+            std::mem::forget(std::mem::take(&mut self.transports));
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Multishot reads from the provided buffer ring shared by all receivers,
+//! with a hang-up poll standing in for the EOF a FIFO's multishot read
+//! never reports.
+
+use std::os::fd::AsRawFd;
+
+use super::registry::Role;
+use super::{ECANCELED, ERESTARTSYS, Proactor};
+use crate::error::Error;
+use crate::ring::{Completion, FileRef};
+use crate::transport::State;
+
+impl Proactor {
+    /// Arms what a multishot receiver lacks: its multishot read and its
+    /// hang-up poll (a FIFO's multishot read never reports EOF).
+    pub(super) fn arm_multishot(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let Some(fd) = t.fd.as_ref() else {
+            return;
+        };
+        let (raw, owner) = (fd.as_raw_fd(), t.token.to_owner());
+        let Role::Receiver { read, hup, .. } = &t.role else {
+            return;
+        };
+        // Measured on Linux 6.18: READ_MULTISHOT on a registered (fixed)
+        // file fails with -EBADFD; on the plain descriptor it works.
+        let read = match read {
+            None => Some(self.ring.read_multishot(FileRef::Raw(raw), owner)),
+            Some(_) => None,
+        };
+        // Events 0: POLLHUP and POLLERR only, never data.
+        let hup = match hup {
+            None => Some(self.ring.poll_add(raw, 0, owner)),
+            Some(_) => None,
+        };
+        for (slot, op) in [(0, read), (1, hup)] {
+            match op {
+                None => {}
+                Some(Ok(op)) => {
+                    let t = &mut self.transports[idx];
+                    t.inflight += 1;
+                    if let Role::Receiver { read, hup, .. } = &mut t.role {
+                        *(if slot == 0 { read } else { hup }) = Some(op);
+                    }
+                }
+                Some(Err(e)) => {
+                    return self.fail(
+                        idx,
+                        Error::Ring {
+                            op: "submit",
+                            source: e,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_read_multi(&mut self, idx: usize, c: &Completion) {
+        // Take the kernel's buffer first: dropped unused, it goes back.
+        let buf = c.provided.and_then(|bid| self.pool.take_provided(bid));
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        if let (false, Role::Receiver { read, .. }) = (c.more, &mut t.role) {
+            *read = None;
+        }
+        let closing = t.state == State::Closing;
+        match c.result {
+            // Delivered even while closing: the bytes left the pipe.
+            n if n > 0 => {
+                let Some(buf) = buf else {
+                    return self.io_fail(idx, "read (no buffer)", -libc::EIO);
+                };
+                self.deliver(idx, buf, n as usize);
+                if !c.more {
+                    self.arm_read(idx);
+                }
+            }
+            _ if closing => {}
+            // EOF: only ever seen on an anonymous pipe.
+            0 => self.on_eof(idx),
+            // The shared ring ran dry: re-armed once buffers come back.
+            r if r == -libc::ENOBUFS => self.starved.push(token),
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
+            r => self.io_fail(idx, "read", r),
+        }
+    }
+
+    /// Every writer of a multishot receiver left. Drain what is left with
+    /// single-shot reads, whose 0 is the EOF.
+    pub(super) fn on_hup(&mut self, idx: usize, result: i32) {
+        let t = &mut self.transports[idx];
+        let owner = t.token.to_owner();
+        let Role::Receiver {
+            hup,
+            draining,
+            read,
+            ..
+        } = &mut t.role
+        else {
+            return;
+        };
+        *hup = None;
+        if t.state == State::Closing || result < 0 {
+            return;
+        }
+        *draining = true;
+        match *read {
+            // Its last completion (-ECANCELED) arms the single-shot read.
+            Some(op) => {
+                if self.ring.cancel(op, owner).is_ok() {
+                    self.transports[idx].inflight += 1;
+                }
+            }
+            None => self.arm_read(idx),
+        }
+    }
+}

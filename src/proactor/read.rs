@@ -1,0 +1,270 @@
+//! Single-shot reads: into a registered buffer, or after a poll into
+//! whatever buffer is free; delivery as Data or frames; EOF and the
+//! persistent receiver's reopen.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use super::registry::Role;
+use super::{ECANCELED, ERESTARTSYS, Proactor};
+use crate::buffers::Buf;
+use crate::error::Error;
+use crate::event::{CloseReason, FrameBytes, Item};
+use crate::fifo::{self};
+use crate::ring::OpId;
+use crate::token::{Receiver, Token};
+use crate::transport::{Input, State};
+
+impl Proactor {
+    pub(super) fn arm_read(&mut self, idx: usize) {
+        // Delivering may have failed the transport and freed its slot.
+        let Some(t) = self.transports.get(idx) else {
+            return;
+        };
+        if t.state == State::Closing {
+            return;
+        }
+        let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
+            return;
+        };
+        match &t.role {
+            Role::Receiver { paused: true, .. } => return,
+            Role::Receiver { relay: Some(_), .. } => return self.arm_relay(idx, true),
+            Role::Receiver { fan: Some(_), .. } => return self.arm_fan(idx),
+            Role::Receiver {
+                multishot: true,
+                draining: false,
+                ..
+            } => return self.arm_multishot(idx),
+            _ => {}
+        }
+        let raw = fd.as_raw_fd();
+        let owner = t.token.to_owner();
+        // No free registered buffer: wait for data without holding memory,
+        // then read into whatever buffer is free at that moment.
+        let (read, poll) = match self.pool.take_fixed() {
+            Some(buf) => (self.ring.read(file, buf, owner).map(Some), Ok(None)),
+            None => (
+                Ok(None),
+                self.ring
+                    .poll_add(raw, libc::POLLIN as u32, owner)
+                    .map(Some),
+            ),
+        };
+        self.record_recv_ops(idx, read, poll);
+    }
+
+    pub(super) fn arm_read_now(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let Some(file) = t.file() else { return };
+        if matches!(t.role, Role::Receiver { paused: true, .. }) {
+            return;
+        }
+        let owner = t.token.to_owner();
+        let read = self.ring.read(file, self.pool.take(), owner).map(Some);
+        self.record_recv_ops(idx, read, Ok(None));
+    }
+
+    pub(super) fn arm_read_poll(&mut self, idx: usize) {
+        let t = &self.transports[idx];
+        let Some(fd) = t.fd.as_ref() else { return };
+        let poll = self
+            .ring
+            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, t.token.to_owner());
+        self.record_recv_ops(idx, Ok(None), poll.map(Some));
+    }
+
+    pub(super) fn record_recv_ops(
+        &mut self,
+        idx: usize,
+        read: io::Result<Option<OpId>>,
+        poll: io::Result<Option<OpId>>,
+    ) {
+        match (read, poll) {
+            (Ok(r), Ok(p)) => {
+                let t = &mut self.transports[idx];
+                t.inflight += 1;
+                if let Role::Receiver { read, poll, .. } = &mut t.role {
+                    *read = r;
+                    *poll = p;
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => self.fail(
+                idx,
+                Error::Ring {
+                    op: "submit",
+                    source: e,
+                },
+            ),
+        }
+    }
+
+    pub(super) fn on_read(&mut self, idx: usize, result: i32, buf: Option<crate::buffers::Buf>) {
+        let t = &mut self.transports[idx];
+        if let Role::Receiver { read, .. } = &mut t.role {
+            *read = None;
+        }
+        let closing = t.state == State::Closing;
+        match (result, buf) {
+            // The kernel took these bytes out of the pipe: they reach the
+            // user even if the read's cancel came too late (close, pause).
+            (n, Some(buf)) if n > 0 => {
+                self.deliver(idx, buf, n as usize);
+                self.arm_read(idx);
+            }
+            (n, None) if n > 0 => self.io_fail(idx, "read (no buffer)", -libc::EIO),
+            _ if closing => {}
+            (0, _) => self.on_eof(idx),
+            (r, _) if r == -libc::EAGAIN => self.arm_read_poll(idx),
+            (r, _) if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
+            (r, _) => self.io_fail(idx, "read", r),
+        }
+    }
+
+    /// Hands `buf[..n]` read by a receiver to the user, or to the sender it
+    /// relays to (bytes read just before the relay began go first).
+    pub(super) fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
+        let t = &mut self.transports[idx];
+        let Role::Receiver {
+            bytes_read,
+            relay,
+            fan,
+            ..
+        } = &mut t.role
+        else {
+            return;
+        };
+        *bytes_read += n as u64;
+        let forward: Vec<Token> = match (relay, fan) {
+            (Some(r), _) => vec![r.to],
+            (None, Some(f)) => f.to.clone(),
+            (None, None) => Vec::new(),
+        };
+        if !forward.is_empty() {
+            let pool = Rc::clone(&self.pool);
+            for to in forward {
+                let to = to.index as usize;
+                self.transports[to]
+                    .sender()
+                    .queue
+                    .push(&pool, &buf.as_slice()[..n]);
+                self.pump(to);
+            }
+        } else if self.deliver_frames(idx, buf, n) {
+            return;
+        }
+        self.apply(idx, Input::PeerReady);
+    }
+
+    /// Reports `buf[..n]` as Data, or as the frames it completes if the
+    /// receiver decodes frames. Returns true if it failed the transport.
+    pub(super) fn deliver_frames(&mut self, idx: usize, buf: Buf, n: usize) -> bool {
+        let Proactor {
+            transports,
+            pending,
+            ..
+        } = self;
+        let t = &mut transports[idx];
+        let (token, from) = (t.token, Receiver(t.token));
+        let Role::Receiver {
+            decoder: Some(decoder),
+            ..
+        } = &mut t.role
+        else {
+            pending.push(Item::Data { from, buf, len: n });
+            return false;
+        };
+        let buf = Rc::new(buf);
+        let chunk = &buf.as_slice()[..n];
+        let base = chunk.as_ptr() as usize;
+        let decoded = decoder.feed(chunk, |frame| {
+            let at = (frame.as_ptr() as usize).wrapping_sub(base);
+            // Lent if it lies inside this read, copied if it was split.
+            let frame = if !frame.is_empty() && at < n && at + frame.len() <= n {
+                FrameBytes::Lent(Rc::clone(&buf), at..at + frame.len())
+            } else {
+                FrameBytes::Owned(frame.to_vec())
+            };
+            pending.push(Item::Frame { from, frame });
+        });
+        match decoded {
+            Ok(()) => false,
+            // Bytes read while closing are still reported, bad ones too.
+            Err(source) if self.transports[idx].state == State::Closing => {
+                let error = Error::Frame { token, source };
+                self.pending.push(Item::Error { token, error });
+                false
+            }
+            Err(source) => {
+                self.fail(idx, Error::Frame { token, source });
+                true
+            }
+        }
+    }
+
+    /// Every writer closed. Never re-arm a read on this fd: on a FIFO it
+    /// would return 0 again at once, thousands of times a second. A
+    /// persistent receiver opens a fresh read end instead (before closing
+    /// the old one, so the pipe and anything written meanwhile survive),
+    /// whose read waits quietly for the next writer.
+    pub(super) fn on_eof(&mut self, idx: usize) {
+        // A writer that left inside a frame: reported; a persistent receiver
+        // drops the partial frame and goes on, a one-shot one fails.
+        let t = &mut self.transports[idx];
+        let token = t.token;
+        if let Role::Receiver {
+            decoder: Some(decoder),
+            persistent,
+            ..
+        } = &mut t.role
+            && let Err(source) = decoder.finish()
+        {
+            let error = Error::Frame { token, source };
+            if !*persistent {
+                return self.fail(idx, error);
+            }
+            self.pending.push(Item::Error { token, error });
+        }
+        self.apply(idx, Input::PeerLeft);
+        let t = &self.transports[idx];
+        let persistent = matches!(
+            t.role,
+            Role::Receiver {
+                persistent: true,
+                ..
+            }
+        );
+        let reopened = match (&t.anchor, persistent) {
+            (Some(anchor), true) => Some(fifo::open_reader(anchor)),
+            _ => None,
+        };
+        match reopened {
+            None => self.begin_close(idx, CloseReason::Eof),
+            Some(Ok(fd)) => {
+                let t = &mut self.transports[idx];
+                let owner = t.token.to_owner();
+                if let Role::Receiver { draining, hup, .. } = &mut t.role {
+                    // The new read end waits quietly, multishot or not.
+                    *draining = false;
+                    // Nothing may keep watching the old fd.
+                    if let Some(op) = hup.take()
+                        && self.ring.cancel(op, owner).is_ok()
+                    {
+                        t.inflight += 1;
+                    }
+                }
+                if let Some(slot) = self.transports[idx].fixed.take() {
+                    let _ = self.ring.unregister_file(slot);
+                }
+                drop(self.transports[idx].fd.take());
+                self.install_fd(idx, fd);
+                self.arm_read(idx);
+            }
+            Some(Err(e)) => {
+                let path = self.transports[idx].path.clone().unwrap_or_default();
+                self.fail(idx, fifo::open_error(&path, e));
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The transport registry: what a transport is (its role, send side and
+//! fd), handles and their lookup, and where each new transport goes.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::inotify::WatchDescriptor;
+
+use super::Proactor;
+use super::fanout::FanOut;
+use super::relay::Relay;
+use crate::error::{Error, Result};
+use crate::event::CloseReason;
+use crate::fifo::{FifoOptions, ReadMode, Reconnect};
+use crate::frame::{Codec, FrameDecoder};
+use crate::ring::{FileRef, OpId};
+use crate::token::{Receiver, Sender, Token};
+use crate::transport::{State, WriteQueue};
+
+#[derive(Debug)]
+pub(super) enum Role {
+    Receiver {
+        read: Option<OpId>,
+        poll: Option<OpId>,
+        bytes_read: u64,
+        /// Survive writers leaving: reopen at EOF instead of closing.
+        persistent: bool,
+        /// Arm no read: the data waits in the pipe.
+        paused: bool,
+        /// Spliced into a sender instead of read.
+        relay: Option<Box<Relay>>,
+        /// Teed and spliced into several senders instead of read.
+        fan: Option<Box<FanOut>>,
+        /// Reads with one multishot read from the shared buffer ring.
+        multishot: bool,
+        /// A multishot receiver's poll for its writers leaving.
+        hup: Option<OpId>,
+        /// Writers left: single-shot reads until EOF.
+        draining: bool,
+        /// Delivers whole frames instead of byte chunks.
+        decoder: Option<Box<FrameDecoder>>,
+    },
+    Sender(Box<SendSide>),
+}
+
+#[derive(Debug)]
+pub(super) struct SendSide {
+    pub(super) queue: WriteQueue,
+    /// `start`, `end` and `limit` of the chunk whose write is in flight.
+    pub(super) writing: Option<(usize, usize, usize)>,
+    pub(super) write: Option<OpId>,
+    pub(super) poll: Option<OpId>,
+    pub(super) close_after_flush: bool,
+    pub(super) pipe_size: Option<usize>,
+    /// When waiting for a reader must end, and the wait it stands for.
+    pub(super) deadline: Option<(Instant, Duration)>,
+    pub(super) watch: Option<WatchDescriptor>,
+    pub(super) reconnect: Reconnect,
+    pub(super) high: u64,
+    pub(super) low: u64,
+    /// The queue went above `high`: report `Writable` once it is at `low`.
+    pub(super) above_high: bool,
+    /// The receiver relaying into this sender.
+    pub(super) relayed_from: Option<Token>,
+}
+
+impl SendSide {
+    pub(super) fn new(opts: &FifoOptions) -> SendSide {
+        SendSide {
+            queue: WriteQueue::default(),
+            writing: None,
+            write: None,
+            poll: None,
+            close_after_flush: false,
+            pipe_size: opts.pipe_size,
+            deadline: None,
+            watch: None,
+            reconnect: opts.reconnect,
+            high: opts.high_watermark as u64,
+            low: opts.low_watermark as u64,
+            above_high: false,
+            relayed_from: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Transport {
+    pub(super) token: Token,
+    pub(super) state: State,
+    pub(super) role: Role,
+    pub(super) fd: Option<OwnedFd>,
+    pub(super) fixed: Option<u32>,
+    pub(super) anchor: Option<OwnedFd>,
+    pub(super) path: Option<PathBuf>,
+    /// Ring operations owned by this transport (cancels included).
+    pub(super) inflight: u32,
+    pub(super) reason: CloseReason,
+}
+
+impl Transport {
+    pub(super) fn file(&self) -> Option<FileRef> {
+        match (self.fixed, &self.fd) {
+            (Some(slot), _) => Some(FileRef::Fixed(slot)),
+            (None, Some(fd)) => Some(FileRef::Raw(fd.as_raw_fd())),
+            (None, None) => None,
+        }
+    }
+
+    /// The send side of a transport known to be a sender: every public
+    /// call checks the role of its handle first (`live_sender`), and the
+    /// proactor only stores senders' indices where senders are expected.
+    pub(super) fn sender(&mut self) -> &mut SendSide {
+        match &mut self.role {
+            Role::Sender(s) => s,
+            Role::Receiver { .. } => unreachable!("internal: sender index maps to a receiver"),
+        }
+    }
+
+    pub(super) fn describe(&self) -> String {
+        match (&self.path, &self.fd) {
+            (Some(p), _) => p.display().to_string(),
+            (None, Some(fd)) => format!("fd {}", fd.as_raw_fd()),
+            (None, None) => format!("{:?}", self.token),
+        }
+    }
+}
+
+pub(super) fn receiver_role(
+    persistent: bool,
+    multishot: bool,
+    frames: Option<(Codec, usize)>,
+) -> Role {
+    Role::Receiver {
+        read: None,
+        poll: None,
+        bytes_read: 0,
+        persistent,
+        paused: false,
+        relay: None,
+        fan: None,
+        multishot,
+        hup: None,
+        draining: false,
+        decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
+    }
+}
+
+impl Proactor {
+    pub(super) fn insert(
+        &mut self,
+        state: State,
+        role: Role,
+        anchor: Option<OwnedFd>,
+        path: Option<PathBuf>,
+    ) -> Token {
+        let entry = self.transports.vacant_entry();
+        let index = entry.key();
+        if index >= self.generations.len() {
+            self.generations.resize(index + 1, 0);
+        }
+        let token = Token {
+            index: index as u32,
+            generation: self.generations[index],
+            proactor: self.id,
+        };
+        entry.insert(Transport {
+            token,
+            state,
+            role,
+            fd: None,
+            fixed: None,
+            anchor,
+            path,
+            inflight: 0,
+            reason: CloseReason::Requested,
+        });
+        token
+    }
+
+    /// The live transport of `token` (`None`: closed, slot not reused).
+    pub(super) fn slot(&self, token: Token) -> Result<Option<&Transport>> {
+        if token.proactor != self.id {
+            return Err(Error::Foreign {
+                token,
+                this: self.id,
+            });
+        }
+        let index = token.index as usize;
+        let current = *self.generations.get(index).ok_or(Error::Stale { token })?;
+        match self.transports.get(index) {
+            Some(t) if t.token == token => Ok(Some(t)),
+            None if token.generation.wrapping_add(1) == current => Ok(None),
+            _ => Err(Error::Stale { token }),
+        }
+    }
+
+    /// Index of a transport that accepts operations (not closing or closed).
+    pub(super) fn live(&self, token: Token) -> Result<usize> {
+        match self.slot(token)? {
+            Some(t) if t.state != State::Closing => Ok(token.index as usize),
+            _ => Err(Error::Closed { token }),
+        }
+    }
+
+    /// Index of a live sender. Within one proactor a `Sender` always names
+    /// a sender's slot (a reused slot has a new generation); the role is
+    /// checked anyway, so no handle can reach the wrong kind of transport.
+    pub(super) fn live_sender(&self, s: Sender) -> Result<usize> {
+        let idx = self.live(s.0)?;
+        match self.transports[idx].role {
+            Role::Sender(_) => Ok(idx),
+            Role::Receiver { .. } => Err(Error::Stale { token: s.0 }),
+        }
+    }
+
+    /// Index of a live receiver (see [`live_sender`](Self::live_sender)).
+    pub(super) fn live_receiver(&self, r: Receiver) -> Result<usize> {
+        let idx = self.live(r.0)?;
+        match self.transports[idx].role {
+            Role::Receiver { .. } => Ok(idx),
+            Role::Sender(_) => Err(Error::Stale { token: r.0 }),
+        }
+    }
+
+    pub(super) fn install_fd(&mut self, idx: usize, fd: OwnedFd) {
+        let fixed = self.ring.register_file(fd.as_raw_fd());
+        let t = &mut self.transports[idx];
+        t.fixed = fixed;
+        t.fd = Some(fd);
+    }
+
+    pub(super) fn multishot(&self, opts: &FifoOptions) -> bool {
+        self.multishot_ok && opts.read_mode.unwrap_or(self.read_mode) == ReadMode::Multishot
+    }
+}
