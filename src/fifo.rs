@@ -515,3 +515,8 @@ impl OpenWatch {
         any
     }
 }
+
+/// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.
+pub(crate) fn pipe_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::io::ioctl_fionread(fd)? as usize)
+}

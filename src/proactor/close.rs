@@ -68,22 +68,37 @@ impl Proactor {
                 Some(op)
             }
             Err(e) => {
-                self.fail(
-                    idx,
-                    Error::Ring {
-                        op: "submit",
-                        source: e,
-                    },
-                );
+                self.submit_failed(idx, e);
                 None
             }
         }
     }
 
+    /// Asks the kernel to cancel `ops` of transport `idx`. Each cancel is
+    /// an operation of the transport too, so its close waits for them.
+    pub(super) fn cancel(&mut self, idx: usize, ops: impl IntoIterator<Item = Option<OpId>>) {
+        let owner = self.transports[idx].token.to_owner();
+        for op in ops.into_iter().flatten() {
+            if self.ring.cancel(op, owner).is_ok() {
+                self.transports[idx].inflight += 1;
+            }
+        }
+    }
+
+    /// Fails transport `idx` because an operation could not be submitted.
+    pub(super) fn submit_failed(&mut self, idx: usize, source: io::Error) {
+        self.fail(
+            idx,
+            Error::Ring {
+                op: "submit",
+                source,
+            },
+        );
+    }
+
     pub(super) fn cancel_ops(&mut self, idx: usize) {
         self.leave_waiting(idx);
         let t = &mut self.transports[idx];
-        let owner = t.token.to_owner();
         let ops: Vec<OpId> = match &t.role {
             Role::Receiver {
                 read,
@@ -103,18 +118,11 @@ impl Proactor {
             }
             Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
         };
-        for op in ops {
-            if self.ring.cancel(op, owner).is_ok() {
-                self.transports[idx].inflight += 1;
-            }
-        }
+        self.cancel(idx, ops.into_iter().map(Some));
         // A splice into this sender uses its fd: stop it too (it is the
         // receiver's operation; `maybe_finish` waits for it).
         for (rx, op) in self.relay_ops_of_sender(idx) {
-            let owner = self.transports[rx].token.to_owner();
-            if self.ring.cancel(op, owner).is_ok() {
-                self.transports[rx].inflight += 1;
-            }
+            self.cancel(rx, [Some(op)]);
         }
     }
 

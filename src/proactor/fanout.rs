@@ -19,7 +19,7 @@ use super::relay::SPLICE_LEN;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
-use crate::ring::{self, OpId};
+use crate::ring::OpId;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
 
@@ -110,13 +110,8 @@ impl Proactor {
             round: Vec::new(),
             len: 0,
         }));
-        let ops: Vec<OpId> = [*read, *poll, *hup].into_iter().flatten().collect();
-        let owner = from.0.to_owner();
-        for op in ops {
-            if self.ring.cancel(op, owner).is_ok() {
-                self.transports[rx].inflight += 1;
-            }
-        }
+        let ops = [*read, *poll, *hup];
+        self.cancel(rx, ops);
         for s in to {
             self.transports[s.0.index as usize].sender().relayed_from = Some(from.0);
         }
@@ -203,7 +198,7 @@ impl Proactor {
             .fd
             .as_ref()
             .expect("an open receiver has its fd");
-        let available = ring::pipe_bytes(src.as_fd()).unwrap_or(0);
+        let available = crate::fifo::pipe_bytes(src.as_fd()).unwrap_or(0);
         if available == 0 {
             if result as i16 & libc::POLLHUP != 0 {
                 return self.on_eof(rx);
@@ -221,7 +216,7 @@ impl Proactor {
                 .as_ref()
                 .expect("open sender");
             let size = fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ).unwrap_or(0) as usize;
-            let room = size.saturating_sub(ring::pipe_bytes(fd.as_fd()).unwrap_or(size));
+            let room = size.saturating_sub(crate::fifo::pipe_bytes(fd.as_fd()).unwrap_or(size));
             if room == 0 {
                 full = Some((fd.as_raw_fd(), *d));
             }
@@ -247,13 +242,7 @@ impl Proactor {
             .expect("an open receiver has its file");
         let owner = self.transports[rx].token.to_owner();
         if let Err(e) = self.ring.reserve(dests.len()) {
-            return self.fail(
-                rx,
-                Error::Ring {
-                    op: "submit",
-                    source: e,
-                },
-            );
+            return self.submit_failed(rx, e);
         }
         let last = dests.len() - 1;
         let mut round = Vec::with_capacity(dests.len());
@@ -267,13 +256,7 @@ impl Proactor {
             {
                 Ok(op) => round.push((op, *d, None)),
                 Err(e) => {
-                    return self.fail(
-                        rx,
-                        Error::Ring {
-                            op: "submit",
-                            source: e,
-                        },
-                    );
+                    return self.submit_failed(rx, e);
                 }
             }
         }

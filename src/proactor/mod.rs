@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
 use crate::frame::{Codec, FrameError};
-use crate::ring::{Completion, OpId, Ring};
+use crate::ring::{Completion, Ring};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -354,13 +354,8 @@ impl Proactor {
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on `to` ahead of everything spliced. (A splice sees
         // EOF itself: no hang-up poll is needed.)
-        let ops: Vec<OpId> = [*read, *poll, *hup].into_iter().flatten().collect();
-        let owner = from.0.to_owner();
-        for op in ops {
-            if self.ring.cancel(op, owner).is_ok() {
-                self.transports[rx].inflight += 1;
-            }
-        }
+        let ops = [*read, *poll, *hup];
+        self.cancel(rx, ops);
         self.transports[tx].sender().relayed_from = Some(from.0);
         self.arm_relay(rx, true);
         Ok(())
@@ -373,7 +368,6 @@ impl Proactor {
     pub fn pause(&mut self, rx: Receiver) -> Result<()> {
         let idx = self.live_receiver(rx)?;
         let t = &mut self.transports[idx];
-        let owner = t.token.to_owner();
         let Role::Receiver {
             read,
             poll,
@@ -392,15 +386,8 @@ impl Proactor {
         let fan_poll = fan.as_ref().and_then(|f| f.poll);
         let (relay_poll, relay_splice) =
             relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
-        let ops: Vec<OpId> = [*read, *poll, *hup, fan_poll, relay_poll, relay_splice]
-            .into_iter()
-            .flatten()
-            .collect();
-        for op in ops {
-            if self.ring.cancel(op, owner).is_ok() {
-                self.transports[idx].inflight += 1;
-            }
-        }
+        let ops = [*read, *poll, *hup, fan_poll, relay_poll, relay_splice];
+        self.cancel(idx, ops);
         Ok(())
     }
 

@@ -6,7 +6,6 @@ use std::os::fd::AsRawFd;
 
 use super::registry::Role;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
-use crate::error::Error;
 use crate::ring::{Completion, FileRef};
 use crate::transport::State;
 
@@ -44,13 +43,7 @@ impl Proactor {
                     }
                 }
                 Some(Err(e)) => {
-                    return self.fail(
-                        idx,
-                        Error::Ring {
-                            op: "submit",
-                            source: e,
-                        },
-                    );
+                    return self.submit_failed(idx, e);
                 }
             }
         }
@@ -90,7 +83,6 @@ impl Proactor {
     /// single-shot reads, whose 0 is the EOF.
     pub(super) fn on_hup(&mut self, idx: usize, result: i32) {
         let t = &mut self.transports[idx];
-        let owner = t.token.to_owner();
         let Role::Receiver {
             hup,
             draining,
@@ -107,11 +99,7 @@ impl Proactor {
         *draining = true;
         match *read {
             // Its last completion (-ECANCELED) arms the single-shot read.
-            Some(op) => {
-                if self.ring.cancel(op, owner).is_ok() {
-                    self.transports[idx].inflight += 1;
-                }
-            }
+            Some(op) => self.cancel(idx, [Some(op)]),
             None => self.arm_read(idx),
         }
     }

@@ -90,13 +90,7 @@ impl Proactor {
                     *poll = p;
                 }
             }
-            (Err(e), _) | (_, Err(e)) => self.fail(
-                idx,
-                Error::Ring {
-                    op: "submit",
-                    source: e,
-                },
-            ),
+            (Err(e), _) | (_, Err(e)) => self.submit_failed(idx, e),
         }
     }
 
@@ -243,16 +237,12 @@ impl Proactor {
             None => self.begin_close(idx, CloseReason::Eof),
             Some(Ok(fd)) => {
                 let t = &mut self.transports[idx];
-                let owner = t.token.to_owner();
                 if let Role::Receiver { draining, hup, .. } = &mut t.role {
                     // The new read end waits quietly, multishot or not.
                     *draining = false;
                     // Nothing may keep watching the old fd.
-                    if let Some(op) = hup.take()
-                        && self.ring.cancel(op, owner).is_ok()
-                    {
-                        t.inflight += 1;
-                    }
+                    let old_hup = hup.take();
+                    self.cancel(idx, [old_hup]);
                 }
                 if let Some(slot) = self.transports[idx].fixed.take() {
                     let _ = self.ring.unregister_file(slot);

@@ -5,9 +5,8 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use super::registry::Role;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
-use crate::error::Error;
 use crate::event::Item;
-use crate::ring::{self, OpId};
+use crate::ring::OpId;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
 
@@ -72,13 +71,7 @@ impl Proactor {
                     relay.splice = Some(splice);
                 }
             }
-            Err(e) => self.fail(
-                rx,
-                Error::Ring {
-                    op: "submit",
-                    source: e,
-                },
-            ),
+            Err(e) => self.submit_failed(rx, e),
         }
     }
 
@@ -123,7 +116,7 @@ impl Proactor {
                 let in_pipe = self.transports[rx]
                     .fd
                     .as_ref()
-                    .map_or(0, |fd| ring::pipe_bytes(fd.as_fd()).unwrap_or(0));
+                    .map_or(0, |fd| crate::fifo::pipe_bytes(fd.as_fd()).unwrap_or(0));
                 if in_pipe == 0 {
                     return self.arm_relay(rx, true);
                 }

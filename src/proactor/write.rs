@@ -13,7 +13,6 @@ use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Item};
 use crate::fifo::Reconnect;
-use crate::ring::{self};
 use crate::token::Sender;
 use crate::transport::{Chunk, Input, State, WriteQueue};
 
@@ -80,13 +79,7 @@ impl Proactor {
                 side.writing = Some((start, end, limit));
                 side.write = Some(op);
             }
-            Err(e) => self.fail(
-                idx,
-                Error::Ring {
-                    op: "submit",
-                    source: e,
-                },
-            ),
+            Err(e) => self.submit_failed(idx, e),
         }
     }
 
@@ -205,7 +198,7 @@ impl Proactor {
             return;
         }
         let in_pipe = match (&t.anchor, &t.fd) {
-            (Some(_), Some(fd)) => ring::pipe_bytes(fd.as_fd()).unwrap_or(0),
+            (Some(_), Some(fd)) => crate::fifo::pipe_bytes(fd.as_fd()).unwrap_or(0),
             // Nobody can come back to an anonymous pipe: nothing to keep.
             _ => 0,
         };

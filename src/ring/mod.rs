@@ -7,6 +7,10 @@
 //! plus a sequence number, unique among live operations, so a cancel never
 //! hits a later operation that reused the key.
 
+mod sigpipe;
+
+pub(crate) use sigpipe::ignore_sigpipe_if_default;
+
 use std::io;
 use std::ops::Range;
 use std::os::fd::RawFd;
@@ -757,42 +761,6 @@ fn setup_error(e: io::Error) -> Error {
         what,
         source: Some(e),
     }
-}
-
-/// Sets SIGPIPE to ignored if its disposition is still the default. An
-/// io_uring write submitted after the reader left raises SIGPIPE in the
-/// submitting thread; the default action would kill the process.
-pub(crate) fn ignore_sigpipe_if_default() {
-    use nix::sys::signal::{SigHandler, Signal, sigaction};
-    // SAFETY: querying with a null new action changes nothing. Replacing
-    // SIG_DFL by SIG_IGN installs no handler code, so no async-signal-safety
-    // question arises; a handler set by the program is left alone.
-    unsafe {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old) == 0
-            && old.sa_sigaction == libc::SIG_DFL
-        {
-            let ignore = nix::sys::signal::SigAction::new(
-                SigHandler::SigIgn,
-                nix::sys::signal::SaFlags::empty(),
-                nix::sys::signal::SigSet::empty(),
-            );
-            let _ = sigaction(Signal::SIGPIPE, &ignore);
-        }
-    }
-}
-
-/// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.
-pub(crate) fn pipe_bytes(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points to
-    // a live local; the fd is borrowed, so it is open for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n.max(0) as usize)
 }
 
 #[cfg(test)]
