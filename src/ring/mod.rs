@@ -12,8 +12,10 @@ mod sigpipe;
 pub(crate) use sigpipe::ignore_sigpipe_if_default;
 
 use std::io;
+use std::mem::ManuallyDrop;
 use std::ops::Range;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, Probe, cqueue, opcode, squeue, types};
@@ -125,7 +127,8 @@ const REQUIRED: [(u8, &str); 9] = [
 ];
 
 pub(crate) struct Ring {
-    uring: IoUring,
+    /// Closed by hand in `Drop`, before `memory` may go.
+    uring: ManuallyDrop<IoUring>,
     ops: Slab<InFlight>,
     seq: u32,
     /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
@@ -137,6 +140,10 @@ pub(crate) struct Ring {
     file_slots: Vec<u32>,
     file_table: u32,
     cqes: Vec<cqueue::Entry>,
+    /// The pool whose memory is registered with the ring (buffers or the
+    /// provided ring): kept alive by the ring itself until it is closed,
+    /// whoever else holds the pool.
+    memory: Option<Rc<Pool>>,
 }
 
 impl std::fmt::Debug for Ring {
@@ -198,7 +205,7 @@ impl Ring {
                 })?;
         }
         Ok(Ring {
-            uring,
+            uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
             seq: 0,
             unsubmitted: 0,
@@ -208,6 +215,7 @@ impl Ring {
             file_slots: (0..file_table).rev().collect(),
             file_table,
             cqes: Vec::new(),
+            memory: None,
         })
     }
 
@@ -222,13 +230,12 @@ impl Ring {
     /// and writes use the pool's buffers with plain `READ` / `WRITE`. With
     /// `wait`, a refusal for lack of locked memory is retried while closed
     /// rings may still be giving theirs back.
-    pub(crate) fn register_pool(&mut self, pool: &Pool, wait: bool) -> io::Result<()> {
+    pub(crate) fn register_pool(&mut self, pool: &Rc<Pool>, wait: bool) -> io::Result<()> {
         let iovecs = pool.iovecs();
         let submitter = self.uring.submitter();
-        // SAFETY: the iovecs describe the pool's mapping, which stays mapped as
-        // long as any `Buf` (and so any in-flight op) holds the pool; the kernel
-        // pins the pages until the ring is gone, so late accesses after the
-        // pool is unmapped hit the pinned pages, not other memory.
+        // SAFETY: the iovecs describe the pool's mapping, which stays mapped
+        // until the ring is closed: the ring keeps the pool (`memory`) and
+        // drops it only after closing the io_uring fd (see `Drop`).
         let register = || unsafe { submitter.register_buffers(&iovecs) };
         if wait {
             retry_while_memlock_drains(register)?;
@@ -236,17 +243,18 @@ impl Ring {
             register()?;
         }
         self.pool_registered = true;
+        self.memory = Some(Rc::clone(pool));
         Ok(())
     }
 
     /// Registers the pool's provided buffer ring, if it has one.
-    pub(crate) fn register_provided(&mut self, pool: &Pool) -> io::Result<bool> {
+    pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
         let Some((addr, entries)) = pool.provided_ring() else {
             return Ok(false);
         };
-        // SAFETY: the entries live in the pool's mapping, which outlives the
-        // registration: the pool is kept alive by the proactor and by every
-        // buffer lent out, and the ring unregisters the group when it closes.
+        // SAFETY: the entries and buffers live in the pool's mapping, which
+        // the ring keeps (`memory`) until after it has closed the io_uring
+        // fd, which ends the registration (see `Drop`).
         unsafe {
             self.uring.submitter().register_buf_ring_with_flags(
                 addr,
@@ -255,6 +263,7 @@ impl Ring {
                 0,
             )?;
         }
+        self.memory = Some(Rc::clone(pool));
         Ok(true)
     }
 
@@ -675,10 +684,17 @@ impl Ring {
 impl Drop for Ring {
     fn drop(&mut self) {
         if !self.ops.is_empty() && !self.cancel_all_and_drain(Duration::from_secs(5)) {
-            // The kernel may still write into these buffers: leak them rather
-            // than free memory it owns.
+            // The kernel may still write into these buffers: leak them, and
+            // the registered memory, rather than free memory it owns.
             std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(self.memory.take());
         }
+        // The order matters and is explicit: first close the ring, which
+        // ends the kernel's use of the registered buffers and provided ring,
+        // then let that memory go.
+        // SAFETY: `uring` is dropped once, here, and never used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.uring) };
+        drop(self.memory.take());
     }
 }
 
