@@ -85,6 +85,65 @@ impl Codec {
             Codec::LengthPrefixed => encode_length_prefixed(payload, out),
         }
     }
+
+    /// The frame carrying `payload`, as the pieces that go on the wire in
+    /// order, without copying the payload. The one place that knows the
+    /// formats: [`encode`](Self::encode) and the proactor's `send_frame`
+    /// both write these pieces.
+    pub(crate) fn pieces(self, payload: &[u8]) -> Result<Pieces<'_>, FrameError> {
+        match self {
+            Codec::Lines => {
+                if let Some(at) = find_newline(payload) {
+                    return Err(FrameError::NewlineInPayload { at });
+                }
+                Ok(Pieces {
+                    header: [0; LENGTH_HEADER],
+                    header_len: 0,
+                    payload,
+                    trailer: b"\n",
+                })
+            }
+            Codec::LengthPrefixed => {
+                let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong {
+                    len: payload.len(),
+                    max: u32::MAX as usize,
+                })?;
+                Ok(Pieces {
+                    header: len.to_le_bytes(),
+                    header_len: LENGTH_HEADER,
+                    payload,
+                    trailer: b"",
+                })
+            }
+        }
+    }
+}
+
+/// One encoded frame as header, payload and trailer (see [`Codec::pieces`]).
+pub(crate) struct Pieces<'a> {
+    header: [u8; LENGTH_HEADER],
+    header_len: usize,
+    payload: &'a [u8],
+    trailer: &'static [u8],
+}
+
+impl Pieces<'_> {
+    /// The pieces in wire order (some may be empty).
+    pub(crate) fn as_slices(&self) -> [&[u8]; 3] {
+        [&self.header[..self.header_len], self.payload, self.trailer]
+    }
+
+    /// Bytes the frame takes on the wire.
+    pub(crate) fn len(&self) -> usize {
+        self.header_len + self.payload.len() + self.trailer.len()
+    }
+
+    fn append_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len());
+        for piece in self.as_slices() {
+            out.extend_from_slice(piece);
+        }
+    }
 }
 
 /// Size of the length-prefixed header.
@@ -128,12 +187,7 @@ pub enum FrameError {
 /// Fails with [`FrameError::NewlineInPayload`], leaving `out` as it was, if
 /// the payload contains `b'\n'`.
 pub fn encode_line(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    if let Some(at) = find_newline(payload) {
-        return Err(FrameError::NewlineInPayload { at });
-    }
-    out.reserve(payload.len() + 1);
-    out.extend_from_slice(payload);
-    out.push(b'\n');
+    Codec::Lines.pieces(payload)?.append_to(out);
     Ok(())
 }
 
@@ -143,13 +197,7 @@ pub fn encode_line(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> 
 /// Fails with [`FrameError::TooLong`], leaving `out` as it was, if the
 /// payload is longer than `u32::MAX` bytes.
 pub fn encode_length_prefixed(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong {
-        len: payload.len(),
-        max: u32::MAX as usize,
-    })?;
-    out.reserve(LENGTH_HEADER + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(payload);
+    Codec::LengthPrefixed.pieces(payload)?.append_to(out);
     Ok(())
 }
 

@@ -21,7 +21,7 @@ use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
-use crate::frame::{Codec, FrameError};
+use crate::frame::Codec;
 use crate::ring::{Completion, Ring};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
@@ -238,28 +238,11 @@ impl Proactor {
     /// written like [`send`](Self::send) bytes: safe with one writer only.
     /// Backpressure as for `send`.
     pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
-        let frame_error = |source| Error::Frame {
+        let frame = codec.pieces(payload).map_err(|source| Error::Frame {
             token: to.0,
             source,
-        };
-        match codec {
-            Codec::Lines => {
-                if let Some(at) = memchr::memchr(b'\n', payload) {
-                    return Err(frame_error(FrameError::NewlineInPayload { at }));
-                }
-                self.enqueue(to, |q, pool| q.push_message(pool, &[payload, b"\n"]))
-            }
-            Codec::LengthPrefixed => {
-                let len = u32::try_from(payload.len()).map_err(|_| {
-                    frame_error(FrameError::TooLong {
-                        len: payload.len(),
-                        max: u32::MAX as usize,
-                    })
-                })?;
-                let header = len.to_le_bytes();
-                self.enqueue(to, |q, pool| q.push_message(pool, &[&header, payload]))
-            }
-        }
+        })?;
+        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))
     }
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
