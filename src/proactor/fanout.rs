@@ -20,6 +20,7 @@ use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
 use crate::ring::OpId;
+use crate::ring::Purpose;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
 
@@ -151,7 +152,7 @@ impl Proactor {
         };
         let poll = self
             .ring
-            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, owner);
+            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, owner, Purpose::FanPoll);
         if let Some(op) = self.track(rx, poll)
             && let Some(fan) = self.fan_of(rx)
         {
@@ -175,8 +176,11 @@ impl Proactor {
     }
 
     /// The source poll (data) or a destination poll (room) completed.
-    pub(super) fn on_fan_poll(&mut self, rx: usize, result: i32) {
+    pub(super) fn on_fan_poll(&mut self, rx: usize, op: OpId, result: i32) {
         let Some(fan) = self.fan_of(rx) else { return };
+        if fan.poll != Some(op) {
+            return;
+        }
         fan.poll = None;
         let dest = fan.poll_dest.take();
         if self.transports[rx].state == State::Closing || result < 0 {
@@ -224,7 +228,9 @@ impl Proactor {
         }
         if let Some((fd, dest)) = full {
             let owner = self.transports[rx].token.to_owner();
-            let poll = self.ring.poll_add(fd, libc::POLLOUT as u32, owner);
+            let poll = self
+                .ring
+                .poll_add(fd, libc::POLLOUT as u32, owner, Purpose::FanPoll);
             if let Some(op) = self.track(rx, poll)
                 && let Some(fan) = self.fan_of(rx)
             {

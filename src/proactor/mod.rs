@@ -42,11 +42,9 @@ pub use fanout::FanOutPolicy;
 use registry::{Role, SendSide, Transport, receiver_role};
 use relay::Relay;
 
-/// Owners of the proactor's own operations (transport owners are tokens,
-/// whose slot index never reaches this range).
-const INTERNAL: u64 = u64::MAX - 15;
-const OWNER_RETRY_TIMER: u64 = INTERNAL;
-const OWNER_OPEN_WATCH: u64 = INTERNAL + 1;
+/// Owner of the proactor's own operations (the retry timer, the open
+/// watch): a transport's owner, `index << 32 | generation`, never reaches it.
+const NO_TRANSPORT: u64 = u64::MAX;
 
 const ECANCELED: i32 = -libc::ECANCELED;
 /// What an op that was running in io-wq completes with when cancelled.

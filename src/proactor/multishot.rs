@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 
 use super::registry::Role;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
-use crate::ring::{Completion, FileRef};
+use crate::ring::{Completion, FileRef, OpId, Purpose};
 use crate::transport::State;
 
 impl Proactor {
@@ -29,7 +29,7 @@ impl Proactor {
         };
         // Events 0: POLLHUP and POLLERR only, never data.
         let hup = match hup {
-            None => Some(self.ring.poll_add(raw, 0, owner)),
+            None => Some(self.ring.poll_add(raw, 0, owner, Purpose::HangUp)),
             Some(_) => None,
         };
         for (slot, op) in [(0, read), (1, hup)] {
@@ -81,7 +81,7 @@ impl Proactor {
 
     /// Every writer of a multishot receiver left. Drain what is left with
     /// single-shot reads, whose 0 is the EOF.
-    pub(super) fn on_hup(&mut self, idx: usize, result: i32) {
+    pub(super) fn on_hup(&mut self, idx: usize, op: OpId, result: i32) {
         let t = &mut self.transports[idx];
         let Role::Receiver {
             hup,
@@ -92,6 +92,10 @@ impl Proactor {
         else {
             return;
         };
+        // The hang-up poll of a read end replaced at EOF: nothing to do.
+        if *hup != Some(op) {
+            return;
+        }
         *hup = None;
         if t.state == State::Closing || result < 0 {
             return;

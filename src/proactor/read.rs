@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::event::{CloseReason, FrameBytes, Item};
 use crate::fifo::{self};
 use crate::ring::OpId;
+use crate::ring::Purpose;
 use crate::token::{Receiver, Token};
 use crate::transport::{Input, State};
 
@@ -48,7 +49,7 @@ impl Proactor {
             None => (
                 Ok(None),
                 self.ring
-                    .poll_add(raw, libc::POLLIN as u32, owner)
+                    .poll_add(raw, libc::POLLIN as u32, owner, Purpose::ReadPoll)
                     .map(Some),
             ),
         };
@@ -69,9 +70,12 @@ impl Proactor {
     pub(super) fn arm_read_poll(&mut self, idx: usize) {
         let t = &self.transports[idx];
         let Some(fd) = t.fd.as_ref() else { return };
-        let poll = self
-            .ring
-            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, t.token.to_owner());
+        let poll = self.ring.poll_add(
+            fd.as_raw_fd(),
+            libc::POLLIN as u32,
+            t.token.to_owner(),
+            Purpose::ReadPoll,
+        );
         self.record_recv_ops(idx, Ok(None), poll.map(Some));
     }
 
@@ -91,6 +95,28 @@ impl Proactor {
                 }
             }
             (Err(e), _) | (_, Err(e)) => self.submit_failed(idx, e),
+        }
+    }
+
+    /// The poll for data of a receiver with no registered buffer free.
+    pub(super) fn on_read_poll(&mut self, idx: usize, op: OpId, result: i32) {
+        let t = &mut self.transports[idx];
+        let Role::Receiver { poll, .. } = &mut t.role else {
+            return;
+        };
+        // A poll replaced by a newer one: that one decides.
+        if *poll != Some(op) {
+            return;
+        }
+        *poll = None;
+        if t.state == State::Closing {
+            return;
+        }
+        match result {
+            // Cancelled by pause or relay: `arm_read` does what they want.
+            ECANCELED => self.arm_read(idx),
+            r if r < 0 => self.io_fail(idx, "poll", r),
+            _ => self.arm_read_now(idx),
         }
     }
 

@@ -7,6 +7,7 @@ use super::registry::Role;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::event::Item;
 use crate::ring::OpId;
+use crate::ring::Purpose;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
 
@@ -125,9 +126,12 @@ impl Proactor {
                     return;
                 };
                 let owner = self.transports[rx].token.to_owner();
-                let poll = self
-                    .ring
-                    .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, owner);
+                let poll = self.ring.poll_add(
+                    fd.as_raw_fd(),
+                    libc::POLLOUT as u32,
+                    owner,
+                    Purpose::RelayPoll,
+                );
                 if let Some(op) = self.track(rx, poll)
                     && let Some(relay) = self.relay_of(rx)
                 {
@@ -150,10 +154,13 @@ impl Proactor {
 
     /// A relay's poll completed: linked to a splice (which completes on its
     /// own), or waiting for room in the destination.
-    pub(super) fn on_relay_poll(&mut self, rx: usize, result: i32) {
+    pub(super) fn on_relay_poll(&mut self, rx: usize, op: OpId, result: i32) {
         let Some(relay) = self.relay_of(rx) else {
             return;
         };
+        if relay.poll != Some(op) {
+            return;
+        }
         relay.poll = None;
         if relay.splice.is_none() && result >= 0 {
             self.arm_relay(rx, false);

@@ -6,9 +6,10 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use super::registry::Role;
-use super::{OWNER_OPEN_WATCH, OWNER_RETRY_TIMER, Proactor, RETRY_START};
+use super::{NO_TRANSPORT, Proactor, RETRY_START};
 use crate::error::Error;
 use crate::fifo::{self, OpenWatch};
+use crate::ring::Purpose;
 use crate::transport::{Input, State};
 
 impl Proactor {
@@ -51,7 +52,12 @@ impl Proactor {
         if let Some(watch) = &self.watch
             && self
                 .ring
-                .poll_add(watch.fd(), libc::POLLIN as u32, OWNER_OPEN_WATCH)
+                .poll_add(
+                    watch.fd(),
+                    libc::POLLIN as u32,
+                    NO_TRANSPORT,
+                    Purpose::OpenWatch,
+                )
                 .is_ok()
         {
             self.watch_armed = true;
@@ -72,7 +78,7 @@ impl Proactor {
                 delay = delay.min(deadline.saturating_duration_since(now));
             }
         }
-        if self.ring.timeout(delay, OWNER_RETRY_TIMER).is_ok() {
+        if self.ring.timeout(delay, NO_TRANSPORT).is_ok() {
             self.timer_armed = true;
             self.retry_delay = (self.retry_delay * 2).min(self.open_retry_max);
         }

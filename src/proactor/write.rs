@@ -13,6 +13,7 @@ use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Item};
 use crate::fifo::Reconnect;
+use crate::ring::{OpId, Purpose};
 use crate::token::Sender;
 use crate::transport::{Chunk, Input, State, WriteQueue};
 
@@ -133,15 +134,38 @@ impl Proactor {
             r if r == -libc::EAGAIN => {
                 let t = &self.transports[idx];
                 let Some(fd) = t.fd.as_ref() else { return };
-                let poll =
-                    self.ring
-                        .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, token.to_owner());
+                let poll = self.ring.poll_add(
+                    fd.as_raw_fd(),
+                    libc::POLLOUT as u32,
+                    token.to_owner(),
+                    Purpose::WritePoll,
+                );
                 if let Some(op) = self.track(idx, poll) {
                     self.transports[idx].sender().poll = Some(op);
                 }
             }
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.pump(idx),
             r => self.io_fail(idx, "write", r),
+        }
+    }
+
+    /// A sender's poll: for room after EAGAIN, or, while a flush lingers,
+    /// for its reader leaving (POLLERR).
+    pub(super) fn on_write_poll(&mut self, idx: usize, op: OpId, result: i32) {
+        let t = &mut self.transports[idx];
+        let Role::Sender(side) = &mut t.role else {
+            return;
+        };
+        if side.poll != Some(op) {
+            return;
+        }
+        side.poll = None;
+        match (t.state, result) {
+            (State::Closing, _) | (_, ECANCELED) => {}
+            (_, r) if r < 0 => self.io_fail(idx, "poll", r),
+            // The pipe has no reader: as a write's EPIPE would say.
+            (State::Open, r) if r & i32::from(libc::POLLERR) != 0 => self.on_reader_gone(idx),
+            _ => self.pump(idx),
         }
     }
 
@@ -216,7 +240,9 @@ impl Proactor {
         if let (State::Open, Role::Sender(s), Some(fd)) = (t.state, &t.role, &t.fd)
             && s.poll.is_none()
         {
-            let poll = self.ring.poll_add(fd.as_raw_fd(), 0, t.token.to_owner());
+            let poll =
+                self.ring
+                    .poll_add(fd.as_raw_fd(), 0, t.token.to_owner(), Purpose::WritePoll);
             if let Some(op) = self.track(idx, poll) {
                 self.transports[idx].sender().poll = Some(op);
             }

@@ -70,17 +70,38 @@ pub(crate) enum FileRef {
     Fixed(u32),
 }
 
-/// What an operation was, reported back with its completion.
+/// What an operation is for: recorded in the operation table when it is
+/// submitted and reported back with its completion, so the proactor routes
+/// every completion with one `match`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpKind {
+pub(crate) enum Purpose {
+    /// READ or READ_FIXED of a receiver.
     Read,
-    Write,
-    Poll,
-    Cancel,
-    Timeout,
-    Splice,
+    /// READ_MULTISHOT of a receiver, from the provided buffer ring.
     ReadMulti,
-    Tee,
+    /// POLL of a receiver for data, before a read into whatever buffer is
+    /// free then.
+    ReadPoll,
+    /// POLL of a multishot receiver for POLLHUP: its writers left.
+    HangUp,
+    /// WRITE or WRITE_FIXED of a sender.
+    Write,
+    /// POLL of a sender: for room after EAGAIN, or for its reader leaving.
+    WritePoll,
+    /// SPLICE of a relay.
+    RelaySplice,
+    /// POLL of a relay: for data (linked before its splice), or for room.
+    RelayPoll,
+    /// TEE or SPLICE of a fan-out round.
+    FanRound,
+    /// POLL of a fan-out: for data in the source, or room in a destination.
+    FanPoll,
+    /// ASYNC_CANCEL.
+    Cancel,
+    /// TIMEOUT of the retry timer of senders waiting for a reader.
+    RetryTimer,
+    /// POLL on the inotify fd that watches for readers opening FIFOs.
+    OpenWatch,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -89,7 +110,7 @@ pub(crate) struct OpId(u64);
 
 struct InFlight {
     owner: u64,
-    kind: OpKind,
+    purpose: Purpose,
     id: OpId,
     buf: Option<Buf>,
     // The kernel reads the timespec while submitting: keep it at a stable address.
@@ -100,7 +121,7 @@ struct InFlight {
 #[derive(Debug)]
 pub(crate) struct Completion {
     pub owner: u64,
-    pub kind: OpKind,
+    pub purpose: Purpose,
     pub op: OpId,
     pub result: i32,
     pub buf: Option<Buf>,
@@ -273,7 +294,7 @@ impl Ring {
     pub(crate) fn read_multishot(&mut self, file: FileRef, owner: u64) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
             .build());
-        self.push(sqe, owner, OpKind::ReadMulti, None, None)
+        self.push(sqe, owner, Purpose::ReadMulti, None, None)
     }
 
     /// Puts `fd` in the registered file table; `None` when the table is full.
@@ -326,7 +347,7 @@ impl Ring {
                 .offset(u64::MAX)
                 .build()),
         };
-        self.push(sqe, owner, OpKind::Read, Some(buf), None)
+        self.push(sqe, owner, Purpose::Read, Some(buf), None)
     }
 
     /// Writes `buf[range]` at the file's current position.
@@ -351,13 +372,19 @@ impl Ring {
                 .offset(u64::MAX)
                 .build()),
         };
-        self.push(sqe, owner, OpKind::Write, Some(buf), None)
+        self.push(sqe, owner, Purpose::Write, Some(buf), None)
     }
 
     /// One-shot poll for `mask` (POLLERR and POLLHUP are always reported).
-    pub(crate) fn poll_add(&mut self, fd: RawFd, mask: u32, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn poll_add(
+        &mut self,
+        fd: RawFd,
+        mask: u32,
+        owner: u64,
+        purpose: Purpose,
+    ) -> io::Result<OpId> {
         let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
-        self.push(sqe, owner, OpKind::Poll, None, None)
+        self.push(sqe, owner, purpose, None, None)
     }
 
     /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
@@ -365,7 +392,8 @@ impl Ring {
     /// empty or the destination full). With `after_poll`, the splice is
     /// linked behind a POLL_ADD for POLLIN on that fd, so it only runs once
     /// data is there: a splice always runs on an io-wq worker, and one left
-    /// waiting on an empty pipe would park that worker.
+    /// waiting on an empty pipe would park that worker. A relay's: the
+    /// splice is [`Purpose::RelaySplice`], the poll [`Purpose::RelayPoll`].
     pub(crate) fn splice(
         &mut self,
         from: FileRef,
@@ -374,39 +402,25 @@ impl Ring {
         after_poll: Option<RawFd>,
         owner: u64,
     ) -> io::Result<(Option<OpId>, OpId)> {
-        let flags = libc::SPLICE_F_NONBLOCK;
-        let splice = match (from, to) {
-            (FileRef::Raw(i), FileRef::Raw(o)) => {
-                opcode::Splice::new(types::Fd(i), -1, types::Fd(o), -1, len)
-            }
-            (FileRef::Raw(i), FileRef::Fixed(o)) => {
-                opcode::Splice::new(types::Fd(i), -1, types::Fixed(o), -1, len)
-            }
-            (FileRef::Fixed(i), FileRef::Raw(o)) => {
-                opcode::Splice::new(types::Fixed(i), -1, types::Fd(o), -1, len)
-            }
-            (FileRef::Fixed(i), FileRef::Fixed(o)) => {
-                opcode::Splice::new(types::Fixed(i), -1, types::Fixed(o), -1, len)
-            }
-        }
-        .flags(flags)
-        .build();
+        let splice = splice_sqe(from, to, len);
         let Some(fd) = after_poll else {
-            return Ok((None, self.push(splice, owner, OpKind::Splice, None, None)?));
+            let splice = self.push(splice, owner, Purpose::RelaySplice, None, None)?;
+            return Ok((None, splice));
         };
         // Both SQEs must go out in one submission for the link to hold.
         self.reserve(2)?;
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .flags(squeue::Flags::IO_LINK);
-        let poll = self.push(poll, owner, OpKind::Poll, None, None)?;
-        let splice = self.push(splice, owner, OpKind::Splice, None, None)?;
+        let poll = self.push(poll, owner, Purpose::RelayPoll, None, None)?;
+        let splice = self.push(splice, owner, Purpose::RelaySplice, None, None)?;
         Ok((Some(poll), splice))
     }
 
-    /// A link of a fan-out round: TEE (copy without consuming) or SPLICE
-    /// (move) of `len` bytes from pipe `from` to pipe `to`, non-blocking.
-    /// With `link`, the next SQE runs only if this one moved all `len`.
+    /// A link of a fan-out round ([`Purpose::FanRound`]): TEE (copy without
+    /// consuming) or SPLICE (move) of `len` bytes from pipe `from` to pipe
+    /// `to`, non-blocking. With `link`, the next SQE runs only if this one
+    /// moved all `len`.
     pub(crate) fn tee_or_splice(
         &mut self,
         tee: bool,
@@ -416,41 +430,39 @@ impl Ring {
         link: bool,
         owner: u64,
     ) -> io::Result<OpId> {
-        let flags = libc::SPLICE_F_NONBLOCK;
-        let sqe = match (tee, from, to) {
-            (true, FileRef::Raw(i), FileRef::Raw(o)) => {
-                opcode::Tee::new(types::Fd(i), types::Fd(o), len)
-                    .flags(flags)
-                    .build()
+        let sqe = if tee {
+            let flags = libc::SPLICE_F_NONBLOCK;
+            match (from, to) {
+                (FileRef::Raw(i), FileRef::Raw(o)) => {
+                    opcode::Tee::new(types::Fd(i), types::Fd(o), len)
+                        .flags(flags)
+                        .build()
+                }
+                (FileRef::Raw(i), FileRef::Fixed(o)) => {
+                    opcode::Tee::new(types::Fd(i), types::Fixed(o), len)
+                        .flags(flags)
+                        .build()
+                }
+                (FileRef::Fixed(i), FileRef::Raw(o)) => {
+                    opcode::Tee::new(types::Fixed(i), types::Fd(o), len)
+                        .flags(flags)
+                        .build()
+                }
+                (FileRef::Fixed(i), FileRef::Fixed(o)) => {
+                    opcode::Tee::new(types::Fixed(i), types::Fixed(o), len)
+                        .flags(flags)
+                        .build()
+                }
             }
-            (true, FileRef::Raw(i), FileRef::Fixed(o)) => {
-                opcode::Tee::new(types::Fd(i), types::Fixed(o), len)
-                    .flags(flags)
-                    .build()
-            }
-            (true, FileRef::Fixed(i), FileRef::Raw(o)) => {
-                opcode::Tee::new(types::Fixed(i), types::Fd(o), len)
-                    .flags(flags)
-                    .build()
-            }
-            (true, FileRef::Fixed(i), FileRef::Fixed(o)) => {
-                opcode::Tee::new(types::Fixed(i), types::Fixed(o), len)
-                    .flags(flags)
-                    .build()
-            }
-            (false, i, o) => {
-                let (_, op) = self.splice(i, o, len, None, owner)?;
-                // `splice` pushed it already; only the link flag differs.
-                debug_assert!(!link, "a fan-out round ends with its splice");
-                return Ok(op);
-            }
+        } else {
+            splice_sqe(from, to, len)
         };
         let sqe = if link {
             sqe.flags(squeue::Flags::IO_LINK)
         } else {
             sqe
         };
-        self.push(sqe, owner, OpKind::Tee, None, None)
+        self.push(sqe, owner, Purpose::FanRound, None, None)
     }
 
     /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
@@ -477,7 +489,7 @@ impl Ring {
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
         let sqe = opcode::AsyncCancel::new(target.0).build();
-        self.push(sqe, owner, OpKind::Cancel, None, None)
+        self.push(sqe, owner, Purpose::Cancel, None, None)
     }
 
     /// Completes with -ETIME after `after`.
@@ -488,14 +500,14 @@ impl Ring {
                 .nsec(after.subsec_nanos()),
         );
         let sqe = opcode::Timeout::new(&*ts).build();
-        self.push(sqe, owner, OpKind::Timeout, None, Some(ts))
+        self.push(sqe, owner, Purpose::RetryTimer, None, Some(ts))
     }
 
     fn push(
         &mut self,
         sqe: squeue::Entry,
         owner: u64,
-        kind: OpKind,
+        purpose: Purpose,
         buf: Option<Buf>,
         timespec: Option<Box<types::Timespec>>,
     ) -> io::Result<OpId> {
@@ -515,7 +527,7 @@ impl Ring {
         }
         let inserted = self.ops.insert(InFlight {
             owner,
-            kind,
+            purpose,
             id,
             buf,
             _timespec: timespec,
@@ -609,7 +621,7 @@ impl Ring {
                 if cqueue::more(cqe.flags()) {
                     out.push(Completion {
                         owner: op.owner,
-                        kind: op.kind,
+                        purpose: op.purpose,
                         op: op.id,
                         result: cqe.result(),
                         buf: None,
@@ -621,7 +633,7 @@ impl Ring {
                 let op = self.ops.remove(key);
                 out.push(Completion {
                     owner: op.owner,
-                    kind: op.kind,
+                    purpose: op.purpose,
                     op: op.id,
                     result: cqe.result(),
                     buf: op.buf,
@@ -654,7 +666,7 @@ impl Ring {
         let targets: Vec<OpId> = self
             .ops
             .iter()
-            .filter(|(_, op)| op.kind != OpKind::Cancel)
+            .filter(|(_, op)| op.purpose != Purpose::Cancel)
             .map(|(_, op)| op.id)
             .collect();
         for target in targets {
@@ -679,6 +691,25 @@ impl Ring {
         }
         true
     }
+}
+
+/// A non-blocking SPLICE of up to `len` bytes between two pipes.
+fn splice_sqe(from: FileRef, to: FileRef, len: u32) -> squeue::Entry {
+    let splice = match (from, to) {
+        (FileRef::Raw(i), FileRef::Raw(o)) => {
+            opcode::Splice::new(types::Fd(i), -1, types::Fd(o), -1, len)
+        }
+        (FileRef::Raw(i), FileRef::Fixed(o)) => {
+            opcode::Splice::new(types::Fd(i), -1, types::Fixed(o), -1, len)
+        }
+        (FileRef::Fixed(i), FileRef::Raw(o)) => {
+            opcode::Splice::new(types::Fixed(i), -1, types::Fd(o), -1, len)
+        }
+        (FileRef::Fixed(i), FileRef::Fixed(o)) => {
+            opcode::Splice::new(types::Fixed(i), -1, types::Fixed(o), -1, len)
+        }
+    };
+    splice.flags(libc::SPLICE_F_NONBLOCK).build()
 }
 
 impl Drop for Ring {
