@@ -8,6 +8,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// recognised (`Error::Closed`, then `Error::Stale` once the slot is
 /// reused) and never reaches another transport's fd. A handle given to a
 /// proactor that did not issue it is refused with `Error::Foreign`.
+///
+/// Every [`Event`](crate::Event) names its transport by a token
+/// ([`Event::token`](crate::Event::token)). To keep per-transport state
+/// without a hash map, index a `Vec` by `index`: indices are dense (a slot
+/// is reused once its transport has closed, lowest first), and comparing
+/// the whole token, or `generation`, tells a slot's new occupant from the
+/// old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token {
     /// Slot index.
