@@ -103,33 +103,27 @@ impl Proactor {
             Role::Receiver {
                 read,
                 poll,
-                relay,
-                fan,
+                splice,
                 hup,
                 ..
-            } => {
-                let (rp, rs) = relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
-                let fan_ops = fan.iter().flat_map(|f| f.ops());
-                [*read, *poll, *hup, rp, rs]
-                    .into_iter()
-                    .flatten()
-                    .chain(fan_ops)
-                    .collect()
-            }
+            } => [*read, *poll, *hup]
+                .into_iter()
+                .flatten()
+                .chain(splice.iter().flat_map(|s| s.ops()))
+                .collect(),
             Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
         };
         self.cancel(idx, ops.into_iter().map(Some));
         // A splice into this sender uses its fd: stop it too (it is the
         // receiver's operation; `maybe_finish` waits for it).
-        for (rx, op) in self.relay_ops_of_sender(idx) {
+        for (rx, op) in self.splice_ops_into(idx) {
             self.cancel(rx, [Some(op)]);
         }
     }
 
     pub(super) fn maybe_finish(&mut self, idx: usize) {
         let t = &self.transports[idx];
-        if t.state == State::Closing && t.inflight == 0 && self.relay_ops_of_sender(idx).is_empty()
-        {
+        if t.state == State::Closing && t.inflight == 0 && self.splice_ops_into(idx).is_empty() {
             self.finish_close(idx);
         }
     }
@@ -153,31 +147,27 @@ impl Proactor {
         match &mut t.role {
             Role::Sender(s) => {
                 s.queue.take_bytes(&mut unsent);
-                // The relay into this sender ends (a fan-out loses this
-                // destination); its receiver reads again when none is left.
+                // The splice into this sender loses this destination; its
+                // receiver reads again when none is left.
                 if let Some(from) = s.relayed_from.take()
                     && let Some(r) = self.transports.get_mut(from.index as usize)
-                    && let Role::Receiver { relay, fan, .. } = &mut r.role
+                    && let Role::Receiver { splice, .. } = &mut r.role
                 {
-                    *relay = None;
-                    if let Some(f) = fan {
+                    if let Some(f) = splice {
                         f.to.retain(|d| *d != t.token);
                         if f.to.is_empty() {
-                            *fan = None;
+                            *splice = None;
                         }
                     }
-                    if fan.is_none() {
+                    if splice.is_none() {
                         self.arm_read(from.index as usize);
                     } else {
-                        self.arm_fan(from.index as usize);
+                        self.arm_splice(from.index as usize);
                     }
                 }
             }
             Role::Receiver {
-                relay,
-                fan,
-                decoder,
-                ..
+                splice, decoder, ..
             } => {
                 // Part of a frame read before the close: its bytes left the
                 // pipe, so say how many rather than drop them unseen.
@@ -193,11 +183,7 @@ impl Proactor {
                     let error = Error::Frame { token, source };
                     self.pending.push(Item::Error { token, error });
                 }
-                let dests: Vec<Token> = match (relay.take(), fan.take()) {
-                    (Some(r), _) => vec![r.to],
-                    (None, Some(f)) => f.to,
-                    (None, None) => Vec::new(),
-                };
+                let dests: Vec<Token> = splice.take().map_or(Vec::new(), |s| s.to);
                 for to in dests {
                     if let Some(r) = self.transports.get_mut(to.index as usize)
                         && r.token == to

@@ -37,15 +37,16 @@ impl Proactor {
             _ => return,
         }
         // Closing senders this operation may have kept waiting: the
-        // destinations of a relay or fan-out (their fds are in use).
+        // destinations of a splice (their fds are in use).
         // Usually none, and an empty collect does not allocate.
         let waiting_dests: Vec<Token> = match &self.transports[idx].role {
-            Role::Receiver { relay: Some(r), .. } => vec![r.to],
-            Role::Receiver { fan: Some(f), .. } => {
-                f.to.iter()
+            Role::Receiver {
+                splice: Some(s), ..
+            } => {
+                s.to.iter()
                     .filter(|d| {
                         matches!(self.transports.get(d.index as usize),
-                        Some(t) if t.token == **d && t.state == State::Closing)
+                    Some(t) if t.token == **d && t.state == State::Closing)
                     })
                     .copied()
                     .collect()
@@ -59,10 +60,8 @@ impl Proactor {
             Purpose::HangUp => self.on_hup(idx, c.op, c.result),
             Purpose::Write => self.on_write(idx, c.result, c.buf),
             Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
-            Purpose::RelaySplice => self.on_splice(idx, c.result),
-            Purpose::RelayPoll => self.on_relay_poll(idx, c.op, c.result),
-            Purpose::FanRound => self.on_fan_op(idx, c.op, c.result),
-            Purpose::FanPoll => self.on_fan_poll(idx, c.op, c.result),
+            Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
+            Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
             Purpose::Cancel | Purpose::RetryTimer | Purpose::OpenWatch => {}
         }
         if self.transports.contains(idx) {

@@ -5,7 +5,8 @@
 //! - `registry`: what a transport is, handles and their lookup;
 //! - `read`, `multishot`: the two read paths, EOF and reopen;
 //! - `write`: queueing, the write pump, the reader leaving, flush;
-//! - `relay`, `fanout`: bytes moved between pipes by SPLICE and TEE;
+//! - `splice`: bytes moved between pipes by SPLICE and TEE (relays and
+//!   fan-outs);
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
 //! - `close`: state changes, cancelling, finishing a close;
 //! - `dispatch`: each completion routed to its step.
@@ -29,18 +30,16 @@ use crate::transport::State;
 mod builder;
 mod close;
 mod dispatch;
-mod fanout;
 mod multishot;
 mod read;
 mod registry;
-mod relay;
+mod splice;
 mod waiting;
 mod write;
 
 pub use builder::Builder;
-pub use fanout::FanOutPolicy;
 use registry::{Role, SendSide, Transport, receiver_role};
-use relay::Relay;
+pub use splice::FanOutPolicy;
 
 /// Owner of the proactor's own operations (the retry timer, the open
 /// watch): a transport's owner, `index << 32 | generation`, never reaches it.
@@ -309,37 +308,8 @@ impl Proactor {
     /// cleanly, call [`close_after_flush`](Self::close_after_flush) on `to`:
     /// it closes after `from`'s EOF, once its reader has every byte.
     pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
-        let rx = self.live_receiver(from)?;
-        let tx = self.live_sender(to)?;
-        if self.transports[tx].sender().relayed_from.is_some() {
-            return Err(Error::Relayed { token: to.0 });
-        }
-        let Role::Receiver {
-            read,
-            poll,
-            hup,
-            relay,
-            ..
-        } = &mut self.transports[rx].role
-        else {
-            return Err(Error::Stale { token: from.0 });
-        };
-        if relay.is_some() {
-            return Err(Error::Relayed { token: from.0 });
-        }
-        *relay = Some(Box::new(Relay {
-            to: to.0,
-            poll: None,
-            splice: None,
-        }));
-        // A read in flight is cancelled; if it completed first, its bytes
-        // are queued on `to` ahead of everything spliced. (A splice sees
-        // EOF itself: no hang-up poll is needed.)
-        let ops = [*read, *poll, *hup];
-        self.cancel(rx, ops);
-        self.transports[tx].sender().relayed_from = Some(from.0);
-        self.arm_relay(rx, true);
-        Ok(())
+        // A relay is a fan-out to one destination that waits for its reader.
+        self.fan_out(from, &[to], FanOutPolicy::Wait)
     }
 
     /// Stops reading a receiver: no read is armed, so data waits in the
@@ -354,21 +324,17 @@ impl Proactor {
             poll,
             hup,
             paused,
-            fan,
-            relay,
+            splice,
             ..
         } = &mut t.role
         else {
             return Err(Error::Stale { token: rx.0 });
         };
         *paused = true;
-        // A fan-out round in flight completes; only its wait for data stops.
-        // A relay's armed poll and splice stop.
-        let fan_poll = fan.as_ref().and_then(|f| f.poll);
-        let (relay_poll, relay_splice) =
-            relay.as_ref().map_or((None, None), |r| (r.poll, r.splice));
-        let ops = [*read, *poll, *hup, fan_poll, relay_poll, relay_splice];
-        self.cancel(idx, ops);
+        // A splice stops waiting for data (see `Splice::pause_ops`).
+        let spliced = splice.as_ref().map_or(Vec::new(), |s| s.pause_ops());
+        let ops = [*read, *poll, *hup];
+        self.cancel(idx, ops.into_iter().chain(spliced.into_iter().map(Some)));
         Ok(())
     }
 

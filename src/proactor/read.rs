@@ -31,8 +31,9 @@ impl Proactor {
         };
         match &t.role {
             Role::Receiver { paused: true, .. } => return,
-            Role::Receiver { relay: Some(_), .. } => return self.arm_relay(idx, true),
-            Role::Receiver { fan: Some(_), .. } => return self.arm_fan(idx),
+            Role::Receiver {
+                splice: Some(_), ..
+            } => return self.arm_splice(idx),
             Role::Receiver {
                 multishot: true,
                 draining: false,
@@ -147,20 +148,13 @@ impl Proactor {
     pub(super) fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
         let t = &mut self.transports[idx];
         let Role::Receiver {
-            bytes_read,
-            relay,
-            fan,
-            ..
+            bytes_read, splice, ..
         } = &mut t.role
         else {
             return;
         };
         *bytes_read += n as u64;
-        let forward: Vec<Token> = match (relay, fan) {
-            (Some(r), _) => vec![r.to],
-            (None, Some(f)) => f.to.clone(),
-            (None, None) => Vec::new(),
-        };
+        let forward: Vec<Token> = splice.as_ref().map_or(Vec::new(), |s| s.to.clone());
         if !forward.is_empty() {
             let pool = Rc::clone(&self.pool);
             for to in forward {

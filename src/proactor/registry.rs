@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::inotify::WatchDescriptor;
 
 use super::Proactor;
-use super::fanout::FanOut;
-use super::relay::Relay;
+use super::splice::Splice;
 use crate::error::{Error, Result};
 use crate::event::CloseReason;
 use crate::fifo::{FifoOptions, ReadMode, Reconnect};
@@ -28,10 +27,9 @@ pub(super) enum Role {
         persistent: bool,
         /// Arm no read: the data waits in the pipe.
         paused: bool,
-        /// Spliced into a sender instead of read.
-        relay: Option<Box<Relay>>,
-        /// Teed and spliced into several senders instead of read.
-        fan: Option<Box<FanOut>>,
+        /// Spliced (and teed) into senders instead of read: a relay or a
+        /// fan-out.
+        splice: Option<Box<Splice>>,
         /// Reads with one multishot read from the shared buffer ring.
         multishot: bool,
         /// A multishot receiver's poll for its writers leaving.
@@ -138,8 +136,7 @@ pub(super) fn receiver_role(
         bytes_read: 0,
         persistent,
         paused: false,
-        relay: None,
-        fan: None,
+        splice: None,
         multishot,
         hup: None,
         draining: false,

@@ -6,8 +6,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::fanout::FanOutPolicy;
 use super::registry::Role;
+use super::splice::FanOutPolicy;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::Pool;
 use crate::error::{Error, Result};
@@ -63,11 +63,7 @@ impl Proactor {
         let Some(chunk) = side.queue.pop_front() else {
             // Queue written: a relay or fan-out into this sender may go on.
             if let Some(from) = side.relayed_from {
-                let rx = from.index as usize;
-                match &self.transports[rx].role {
-                    Role::Receiver { fan: Some(_), .. } => self.arm_fan(rx),
-                    _ => self.arm_relay(rx, true),
-                }
+                self.arm_splice(from.index as usize);
             }
             return;
         };
@@ -175,8 +171,9 @@ impl Proactor {
         // its own queued bytes): detached if the fan-out says so.
         if let Role::Sender(s) = &self.transports[idx].role
             && let Some(from) = s.relayed_from
-            && let Some(Role::Receiver { fan: Some(f), .. }) =
-                self.transports.get(from.index as usize).map(|t| &t.role)
+            && let Some(Role::Receiver {
+                splice: Some(f), ..
+            }) = self.transports.get(from.index as usize).map(|t| &t.role)
             && f.policy == FanOutPolicy::Detach
         {
             let to = self.transports[idx].token;

@@ -88,14 +88,12 @@ pub(crate) enum Purpose {
     Write,
     /// POLL of a sender: for room after EAGAIN, or for its reader leaving.
     WritePoll,
-    /// SPLICE of a relay.
-    RelaySplice,
-    /// POLL of a relay: for data (linked before its splice), or for room.
-    RelayPoll,
-    /// TEE or SPLICE of a fan-out round.
-    FanRound,
-    /// POLL of a fan-out: for data in the source, or room in a destination.
-    FanPoll,
+    /// A round of a receiver spliced into senders: TEE to all destinations
+    /// but the last, SPLICE to the last (alone for one destination).
+    SpliceRound,
+    /// POLL of a spliced receiver: for data in the source (linked before a
+    /// single splice, or before sizing a round), or room in a destination.
+    SplicePoll,
     /// ASYNC_CANCEL.
     Cancel,
     /// TIMEOUT of the retry timer of senders waiting for a reader.
@@ -393,7 +391,7 @@ impl Ring {
     /// linked behind a POLL_ADD for POLLIN on that fd, so it only runs once
     /// data is there: a splice always runs on an io-wq worker, and one left
     /// waiting on an empty pipe would park that worker. A relay's: the
-    /// splice is [`Purpose::RelaySplice`], the poll [`Purpose::RelayPoll`].
+    /// splice is [`Purpose::SpliceRound`], the poll [`Purpose::SplicePoll`].
     pub(crate) fn splice(
         &mut self,
         from: FileRef,
@@ -404,7 +402,7 @@ impl Ring {
     ) -> io::Result<(Option<OpId>, OpId)> {
         let splice = splice_sqe(from, to, len);
         let Some(fd) = after_poll else {
-            let splice = self.push(splice, owner, Purpose::RelaySplice, None, None)?;
+            let splice = self.push(splice, owner, Purpose::SpliceRound, None, None)?;
             return Ok((None, splice));
         };
         // Both SQEs must go out in one submission for the link to hold.
@@ -412,12 +410,12 @@ impl Ring {
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .flags(squeue::Flags::IO_LINK);
-        let poll = self.push(poll, owner, Purpose::RelayPoll, None, None)?;
-        let splice = self.push(splice, owner, Purpose::RelaySplice, None, None)?;
+        let poll = self.push(poll, owner, Purpose::SplicePoll, None, None)?;
+        let splice = self.push(splice, owner, Purpose::SpliceRound, None, None)?;
         Ok((Some(poll), splice))
     }
 
-    /// A link of a fan-out round ([`Purpose::FanRound`]): TEE (copy without
+    /// A link of a fan-out round ([`Purpose::SpliceRound`]): TEE (copy without
     /// consuming) or SPLICE (move) of `len` bytes from pipe `from` to pipe
     /// `to`, non-blocking. With `link`, the next SQE runs only if this one
     /// moved all `len`.
@@ -462,7 +460,7 @@ impl Ring {
         } else {
             sqe
         };
-        self.push(sqe, owner, Purpose::FanRound, None, None)
+        self.push(sqe, owner, Purpose::SpliceRound, None, None)
     }
 
     /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a

@@ -1,7 +1,12 @@
-//! Fan-out: one receiver's bytes to several senders with TEE and SPLICE,
-//! never through user space in the common case.
+//! Splice and tee: one receiver's bytes moved into one or more senders in
+//! the kernel, never through user space in the common case. A relay is the
+//! case of one destination ([`Proactor::relay`]), a fan-out the case of
+//! several ([`Proactor::fan_out`]): one mechanism, one close path.
 //!
-//! A round moves the same `len` bytes to every destination: TEE (copy
+//! With one destination a round is one SPLICE of up to [`SPLICE_LEN`],
+//! linked behind a POLL for data so no io-wq worker waits on an empty pipe,
+//! and repeated without the poll while data keeps coming. With several, a
+//! round moves the same `len` bytes to every destination: TEE (copy
 //! without consuming) to each but the last, linked, then SPLICE (move) to the
 //! last, which consumes them from the source. `len` is at most what the
 //! source holds and what every destination has room for. If the kernel still
@@ -15,7 +20,6 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::fcntl::{FcntlArg, fcntl};
 
 use super::registry::Role;
-use super::relay::SPLICE_LEN;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
@@ -23,6 +27,9 @@ use crate::ring::OpId;
 use crate::ring::Purpose;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
+
+/// Bytes one splice may move; the pipes' contents bound it anyway.
+pub(super) const SPLICE_LEN: u32 = 1 << 20;
 
 /// What a fan-out does when a destination's reader leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,8 +45,9 @@ pub enum FanOutPolicy {
     Wait,
 }
 
+/// A receiver spliced into senders.
 #[derive(Debug)]
-pub(super) struct FanOut {
+pub(super) struct Splice {
     pub(super) to: Vec<Token>,
     pub(super) policy: FanOutPolicy,
     /// Poll on the source (for data) or on a full destination (for room).
@@ -51,7 +59,8 @@ pub(super) struct FanOut {
     pub(super) len: u32,
 }
 
-impl FanOut {
+impl Splice {
+    /// The operations in flight: the poll and the round's unfinished links.
     pub(super) fn ops(&self) -> impl Iterator<Item = OpId> + '_ {
         self.poll.into_iter().chain(
             self.round
@@ -59,6 +68,22 @@ impl FanOut {
                 .filter(|(_, _, r)| r.is_none())
                 .map(|(op, _, _)| *op),
         )
+    }
+
+    /// One destination: no tee, no sizing, the relay's fast path.
+    fn single(&self) -> bool {
+        self.to.len() == 1
+    }
+
+    /// What `pause` stops: the wait for data. A round of several
+    /// destinations completes (it moves bytes that are there); a single
+    /// splice is linked behind the wait, so it stops too.
+    pub(super) fn pause_ops(&self) -> Vec<OpId> {
+        if self.single() {
+            self.ops().collect()
+        } else {
+            self.poll.into_iter().collect()
+        }
     }
 }
 
@@ -93,17 +118,16 @@ impl Proactor {
             read,
             poll,
             hup,
-            relay,
-            fan,
+            splice,
             ..
         } = &mut self.transports[rx].role
         else {
             return Err(Error::Stale { token: from.0 });
         };
-        if relay.is_some() || fan.is_some() {
+        if splice.is_some() {
             return Err(Error::Relayed { token: from.0 });
         }
-        *fan = Some(Box::new(FanOut {
+        *splice = Some(Box::new(Splice {
             to: to.iter().map(|s| s.0).collect(),
             policy,
             poll: None,
@@ -111,31 +135,41 @@ impl Proactor {
             round: Vec::new(),
             len: 0,
         }));
+        // A read in flight is cancelled; if it completed first, its bytes
+        // are queued on the senders ahead of everything spliced. (A splice
+        // sees EOF itself: no hang-up poll is needed.)
         let ops = [*read, *poll, *hup];
         self.cancel(rx, ops);
         for s in to {
             self.transports[s.0.index as usize].sender().relayed_from = Some(from.0);
         }
-        self.arm_fan(rx);
+        self.arm_splice(rx);
         Ok(())
     }
 
-    pub(super) fn fan_of(&mut self, rx: usize) -> Option<&mut FanOut> {
+    pub(super) fn splice_of(&mut self, rx: usize) -> Option<&mut Splice> {
         match &mut self.transports[rx].role {
-            Role::Receiver { fan: Some(f), .. } => Some(f),
+            Role::Receiver {
+                splice: Some(f), ..
+            } => Some(f),
             _ => None,
         }
     }
 
     /// Waits for data in the source, unless a round, a poll or a read is
-    /// already under way or a destination is not ready.
-    pub(super) fn arm_fan(&mut self, rx: usize) {
+    /// already under way or a destination is not ready. One destination
+    /// needs no sizing: its splice goes out at once, linked behind the poll.
+    pub(super) fn arm_splice(&mut self, rx: usize) {
+        self.arm_splice_with(rx, true)
+    }
+
+    fn arm_splice_with(&mut self, rx: usize, poll_first: bool) {
         let t = &self.transports[rx];
         if t.state == State::Closing {
             return;
         }
         let Role::Receiver {
-            fan: Some(fan),
+            splice: Some(splice),
             paused: false,
             read: None,
             poll: None,
@@ -144,25 +178,89 @@ impl Proactor {
         else {
             return;
         };
-        if fan.poll.is_some() || !fan.round.is_empty() || !self.fan_ready(fan) {
+        if splice.poll.is_some() || !splice.round.is_empty() || !self.dests_ready(splice) {
             return;
         }
         let (Some(fd), owner) = (t.fd.as_ref(), t.token.to_owner()) else {
             return;
         };
-        let poll = self
-            .ring
-            .poll_add(fd.as_raw_fd(), libc::POLLIN as u32, owner, Purpose::FanPoll);
+        if splice.single() {
+            return self.splice_single(rx, poll_first);
+        }
+        let poll = self.ring.poll_add(
+            fd.as_raw_fd(),
+            libc::POLLIN as u32,
+            owner,
+            Purpose::SplicePoll,
+        );
         if let Some(op) = self.track(rx, poll)
-            && let Some(fan) = self.fan_of(rx)
+            && let Some(splice) = self.splice_of(rx)
         {
-            fan.poll = Some(op);
+            splice.poll = Some(op);
+        }
+    }
+
+    /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
+    /// linked behind a poll for data unless data is likely there.
+    fn splice_single(&mut self, rx: usize, poll_first: bool) {
+        let t = &self.transports[rx];
+        let (Some(from), Some(fd)) = (t.file(), t.fd.as_ref()) else {
+            return;
+        };
+        let (raw, owner) = (fd.as_raw_fd(), t.token.to_owner());
+        let Role::Receiver {
+            splice: Some(splice),
+            ..
+        } = &t.role
+        else {
+            return;
+        };
+        let dest = splice.to[0];
+        let Some(to) = self
+            .transports
+            .get(dest.index as usize)
+            .and_then(|d| d.file())
+        else {
+            return;
+        };
+        match self
+            .ring
+            .splice(from, to, SPLICE_LEN, poll_first.then_some(raw), owner)
+        {
+            Ok((poll, op)) => {
+                self.transports[rx].inflight += 1 + u32::from(poll.is_some());
+                if let Some(splice) = self.splice_of(rx) {
+                    splice.poll = poll;
+                    splice.round = vec![(op, dest, None)];
+                    splice.len = SPLICE_LEN;
+                }
+            }
+            Err(e) => self.submit_failed(rx, e),
+        }
+    }
+
+    /// The operations of the receiver spliced into sender `tx`: they use
+    /// its fd, so its close waits for them.
+    pub(super) fn splice_ops_into(&self, tx: usize) -> Vec<(usize, OpId)> {
+        let Role::Sender(side) = &self.transports[tx].role else {
+            return Vec::new();
+        };
+        let Some(from) = side.relayed_from else {
+            return Vec::new();
+        };
+        let rx = from.index as usize;
+        match self.transports.get(rx).map(|t| &t.role) {
+            Some(Role::Receiver {
+                splice: Some(s), ..
+            }) => s.ops().map(|op| (rx, op)).collect(),
+            _ => Vec::new(),
         }
     }
 
     /// Every destination open, with nothing of its own queued or in flight.
-    fn fan_ready(&self, fan: &FanOut) -> bool {
-        fan.to
+    fn dests_ready(&self, splice: &Splice) -> bool {
+        splice
+            .to
             .iter()
             .all(|t| match self.transports.get(t.index as usize) {
                 Some(d) if d.token == *t && d.state == State::Open => match &d.role {
@@ -176,13 +274,20 @@ impl Proactor {
     }
 
     /// The source poll (data) or a destination poll (room) completed.
-    pub(super) fn on_fan_poll(&mut self, rx: usize, op: OpId, result: i32) {
-        let Some(fan) = self.fan_of(rx) else { return };
-        if fan.poll != Some(op) {
+    pub(super) fn on_splice_poll(&mut self, rx: usize, op: OpId, result: i32) {
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
+        if splice.poll != Some(op) {
             return;
         }
-        fan.poll = None;
-        let dest = fan.poll_dest.take();
+        splice.poll = None;
+        let dest = splice.poll_dest.take();
+        // The poll linked before a single splice: the splice reports.
+        if !splice.round.is_empty() {
+            return;
+        }
+        let single = splice.single();
         if self.transports[rx].state == State::Closing || result < 0 {
             return;
         }
@@ -196,7 +301,11 @@ impl Proactor {
             {
                 self.on_reader_gone(idx);
             }
-            return self.arm_fan(rx);
+            return self.arm_splice(rx);
+        }
+        // One destination had no room and has some now: splice at once.
+        if single {
+            return self.arm_splice_with(rx, false);
         }
         let src = self.transports[rx]
             .fd
@@ -207,11 +316,11 @@ impl Proactor {
             if result as i16 & libc::POLLHUP != 0 {
                 return self.on_eof(rx);
             }
-            return self.arm_fan(rx);
+            return self.arm_splice(rx);
         }
         // As much as the source holds and every destination has room for.
-        let fan = self.fan_of(rx).expect("checked above");
-        let dests = fan.to.clone();
+        let splice = self.splice_of(rx).expect("checked above");
+        let dests = splice.to.clone();
         let mut len = available.min(SPLICE_LEN as usize);
         let mut full = None;
         for d in &dests {
@@ -230,12 +339,12 @@ impl Proactor {
             let owner = self.transports[rx].token.to_owner();
             let poll = self
                 .ring
-                .poll_add(fd, libc::POLLOUT as u32, owner, Purpose::FanPoll);
+                .poll_add(fd, libc::POLLOUT as u32, owner, Purpose::SplicePoll);
             if let Some(op) = self.track(rx, poll)
-                && let Some(fan) = self.fan_of(rx)
+                && let Some(splice) = self.splice_of(rx)
             {
-                fan.poll = Some(op);
-                fan.poll_dest = Some(dest);
+                splice.poll = Some(op);
+                splice.poll_dest = Some(dest);
             }
             return;
         }
@@ -267,26 +376,31 @@ impl Proactor {
             }
         }
         self.transports[rx].inflight += round.len() as u32;
-        let fan = self.fan_of(rx).expect("a fan-out is running");
-        fan.round = round;
-        fan.len = len;
+        let splice = self.splice_of(rx).expect("a fan-out is running");
+        splice.round = round;
+        splice.len = len;
     }
 
     /// A TEE or SPLICE of the round completed; the round ends with the last.
-    pub(super) fn on_fan_op(&mut self, rx: usize, op: OpId, result: i32) {
-        let Some(fan) = self.fan_of(rx) else { return };
-        if let Some(slot) = fan.round.iter_mut().find(|(o, _, _)| *o == op) {
+    pub(super) fn on_splice_round(&mut self, rx: usize, op: OpId, result: i32) {
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
+        if let Some(slot) = splice.round.iter_mut().find(|(o, _, _)| *o == op) {
             slot.2 = Some(result);
         }
-        if fan.round.iter().any(|(_, _, r)| r.is_none()) {
+        if splice.round.iter().any(|(_, _, r)| r.is_none()) {
             return;
         }
-        let round = std::mem::take(&mut fan.round);
-        let len = fan.len as usize;
+        let round = std::mem::take(&mut splice.round);
+        let len = splice.len as usize;
         // A round that completes while the source closes is still settled
         // (counted, reported, short destinations filled in), so every
         // destination ends with the same bytes; only no new round starts.
         let closing = self.transports[rx].state == State::Closing;
+        if let [(_, dest, Some(result))] = round[..] {
+            return self.on_single_splice(rx, dest, result, closing);
+        }
         let moved: Vec<(Token, usize)> = round
             .iter()
             .map(|(_, d, r)| (*d, r.unwrap_or(0).max(0) as usize))
@@ -325,7 +439,7 @@ impl Proactor {
             let idx = d.index as usize;
             if gone.contains(d)
                 && self
-                    .fan_of(rx)
+                    .splice_of(rx)
                     .is_some_and(|f| f.policy == FanOutPolicy::Detach)
             {
                 continue;
@@ -349,7 +463,7 @@ impl Proactor {
         for d in gone {
             let idx = d.index as usize;
             if self
-                .fan_of(rx)
+                .splice_of(rx)
                 .is_some_and(|f| f.policy == FanOutPolicy::Detach)
             {
                 self.detach(rx, d);
@@ -364,16 +478,81 @@ impl Proactor {
             }
         }
         if !closing {
-            self.arm_fan(rx);
+            self.arm_splice(rx);
+        }
+    }
+
+    /// The splice of a round of one destination completed.
+    fn on_single_splice(&mut self, rx: usize, dest: Token, result: i32, closing: bool) {
+        let tx = dest.index as usize;
+        match result {
+            // Counted and reported even while closing: the bytes moved.
+            n if n > 0 => {
+                let n = n as u64;
+                if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
+                    *bytes_read += n;
+                }
+                let side = self.transports[tx].sender();
+                side.queue.queued_total += n;
+                side.queue.accepted_total += n;
+                self.pending.push(Item::Relayed {
+                    from: Receiver(self.transports[rx].token),
+                    to: Sender(dest),
+                    bytes: n as usize,
+                });
+                self.apply(rx, Input::PeerReady);
+                self.apply(tx, Input::PeerReady);
+                // More is likely there: splice again without polling first.
+                self.arm_splice_with(rx, false);
+            }
+            _ if closing => {}
+            0 => self.on_eof(rx),
+            r if r == -libc::EAGAIN => {
+                let in_pipe = self.transports[rx]
+                    .fd
+                    .as_ref()
+                    .map_or(0, |fd| crate::fifo::pipe_bytes(fd.as_fd()).unwrap_or(0));
+                if in_pipe == 0 {
+                    return self.arm_splice(rx);
+                }
+                // The destination is full: wait until it has room.
+                let Some(fd) = self.transports[tx].fd.as_ref() else {
+                    return;
+                };
+                let owner = self.transports[rx].token.to_owner();
+                let poll = self.ring.poll_add(
+                    fd.as_raw_fd(),
+                    libc::POLLOUT as u32,
+                    owner,
+                    Purpose::SplicePoll,
+                );
+                if let Some(op) = self.track(rx, poll)
+                    && let Some(splice) = self.splice_of(rx)
+                {
+                    splice.poll = Some(op);
+                    splice.poll_dest = Some(dest);
+                }
+            }
+            // The destination's reader left; splice consumed nothing, so the
+            // bytes wait in the source pipe (policy as for any destination).
+            r if r == -libc::EPIPE => {
+                if self.transports[tx].state != State::Closing {
+                    self.on_reader_gone(tx);
+                }
+            }
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_splice(rx),
+            r => self.io_fail(rx, "splice", r),
         }
     }
 
     /// Takes `to` out of the fan-out of receiver `rx`.
     pub(super) fn detach(&mut self, rx: usize, to: Token) {
         let from = Receiver(self.transports[rx].token);
-        let Some(fan) = self.fan_of(rx) else { return };
-        fan.to.retain(|t| *t != to);
-        let empty = fan.to.is_empty();
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
+        splice.to.retain(|t| *t != to);
+        let empty = splice.to.is_empty();
         if let Some(d) = self.transports.get_mut(to.index as usize)
             && d.token == to
         {
@@ -385,8 +564,8 @@ impl Proactor {
             self.maybe_flushed(to.index as usize);
         }
         if empty {
-            if let Role::Receiver { fan, .. } = &mut self.transports[rx].role {
-                *fan = None;
+            if let Role::Receiver { splice, .. } = &mut self.transports[rx].role {
+                *splice = None;
             }
             self.arm_read(rx);
         }
