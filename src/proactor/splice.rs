@@ -231,7 +231,7 @@ impl Proactor {
                 self.transports[rx].inflight += 1 + u32::from(poll.is_some());
                 if let Some(splice) = self.splice_of(rx) {
                     splice.poll = poll;
-                    splice.round = vec![(op, dest, None)];
+                    splice.round.push((op, dest, None));
                     splice.len = SPLICE_LEN;
                 }
             }
@@ -392,15 +392,18 @@ impl Proactor {
         if splice.round.iter().any(|(_, _, r)| r.is_none()) {
             return;
         }
+        // One destination: its round's Vec is kept for the next splice.
+        if let [(_, dest, Some(result))] = splice.round[..] {
+            splice.round.clear();
+            let closing = self.transports[rx].state == State::Closing;
+            return self.on_single_splice(rx, dest, result, closing);
+        }
         let round = std::mem::take(&mut splice.round);
         let len = splice.len as usize;
         // A round that completes while the source closes is still settled
         // (counted, reported, short destinations filled in), so every
         // destination ends with the same bytes; only no new round starts.
         let closing = self.transports[rx].state == State::Closing;
-        if let [(_, dest, Some(result))] = round[..] {
-            return self.on_single_splice(rx, dest, result, closing);
-        }
         let moved: Vec<(Token, usize)> = round
             .iter()
             .map(|(_, d, r)| (*d, r.unwrap_or(0).max(0) as usize))
