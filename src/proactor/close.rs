@@ -104,9 +104,9 @@ impl Proactor {
                 read,
                 poll,
                 splice,
-                hup,
+                path,
                 ..
-            } => [*read, *poll, *hup]
+            } => [*read, *poll, path.hup()]
                 .into_iter()
                 .flatten()
                 .chain(splice.iter().flat_map(|s| s.ops()))

@@ -322,7 +322,7 @@ impl Proactor {
         let Role::Receiver {
             read,
             poll,
-            hup,
+            path,
             paused,
             splice,
             ..
@@ -333,7 +333,7 @@ impl Proactor {
         *paused = true;
         // A splice stops waiting for data (see `Splice::pause_ops`).
         let spliced = splice.as_ref().map_or(Vec::new(), |s| s.pause_ops());
-        let ops = [*read, *poll, *hup];
+        let ops = [*read, *poll, path.hup()];
         self.cancel(idx, ops.into_iter().chain(spliced.into_iter().map(Some)));
         Ok(())
     }

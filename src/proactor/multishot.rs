@@ -4,7 +4,7 @@
 
 use std::os::fd::AsRawFd;
 
-use super::registry::Role;
+use super::registry::{ReadPath, Role};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::ring::{Completion, FileRef, OpId, Purpose};
 use crate::transport::State;
@@ -18,7 +18,12 @@ impl Proactor {
             return;
         };
         let (raw, owner) = (fd.as_raw_fd(), t.token.to_owner());
-        let Role::Receiver { read, hup, .. } = &t.role else {
+        let Role::Receiver {
+            read,
+            path: ReadPath::Multishot { hup },
+            ..
+        } = &t.role
+        else {
             return;
         };
         // Measured on Linux 6.18: READ_MULTISHOT on a registered (fixed)
@@ -38,8 +43,12 @@ impl Proactor {
                 Some(Ok(op)) => {
                     let t = &mut self.transports[idx];
                     t.inflight += 1;
-                    if let Role::Receiver { read, hup, .. } = &mut t.role {
-                        *(if slot == 0 { read } else { hup }) = Some(op);
+                    if let Role::Receiver { read, path, .. } = &mut t.role {
+                        match (slot, path) {
+                            (0, _) => *read = Some(op),
+                            (_, ReadPath::Multishot { hup }) => *hup = Some(op),
+                            _ => {}
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -84,8 +93,7 @@ impl Proactor {
     pub(super) fn on_hup(&mut self, idx: usize, op: OpId, result: i32) {
         let t = &mut self.transports[idx];
         let Role::Receiver {
-            hup,
-            draining,
+            path: path @ ReadPath::Multishot { .. },
             read,
             ..
         } = &mut t.role
@@ -93,14 +101,14 @@ impl Proactor {
             return;
         };
         // The hang-up poll of a read end replaced at EOF: nothing to do.
-        if *hup != Some(op) {
+        if path.hup() != Some(op) {
             return;
         }
-        *hup = None;
+        *path = ReadPath::Multishot { hup: None };
         if t.state == State::Closing || result < 0 {
             return;
         }
-        *draining = true;
+        *path = ReadPath::Draining;
         match *read {
             // Its last completion (-ECANCELED) arms the single-shot read.
             Some(op) => self.cancel(idx, [Some(op)]),

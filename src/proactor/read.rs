@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
-use super::registry::Role;
+use super::registry::{ReadPath, Role};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::Buf;
 use crate::error::Error;
@@ -29,17 +29,20 @@ impl Proactor {
         let (Some(file), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
-        match &t.role {
-            Role::Receiver { paused: true, .. } => return,
-            Role::Receiver {
-                splice: Some(_), ..
-            } => return self.arm_splice(idx),
-            Role::Receiver {
-                multishot: true,
-                draining: false,
-                ..
-            } => return self.arm_multishot(idx),
-            _ => {}
+        let Role::Receiver {
+            paused,
+            splice,
+            path,
+            ..
+        } = &t.role
+        else {
+            return;
+        };
+        match (paused, splice, path) {
+            (true, _, _) => return,
+            (false, Some(_), _) => return self.arm_splice(idx),
+            (false, None, ReadPath::Multishot { .. }) => return self.arm_multishot(idx),
+            (false, None, ReadPath::Fixed | ReadPath::Draining) => {}
         }
         let raw = fd.as_raw_fd();
         let owner = t.token.to_owner();
@@ -257,11 +260,13 @@ impl Proactor {
             None => self.begin_close(idx, CloseReason::Eof),
             Some(Ok(fd)) => {
                 let t = &mut self.transports[idx];
-                if let Role::Receiver { draining, hup, .. } = &mut t.role {
-                    // The new read end waits quietly, multishot or not.
-                    *draining = false;
+                if let Role::Receiver { path, .. } = &mut t.role {
                     // Nothing may keep watching the old fd.
-                    let old_hup = hup.take();
+                    let old_hup = path.hup();
+                    // The new read end waits quietly, multishot or not.
+                    if *path != ReadPath::Fixed {
+                        *path = ReadPath::Multishot { hup: None };
+                    }
                     self.cancel(idx, [old_hup]);
                 }
                 if let Some(slot) = self.transports[idx].fixed.take() {

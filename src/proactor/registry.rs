@@ -17,6 +17,32 @@ use crate::ring::{FileRef, OpId};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{State, WriteQueue};
 
+/// How a receiver takes bytes out of its pipe (when it is not spliced
+/// into senders, see [`Splice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadPath {
+    /// Single-shot reads into a registered buffer, or into whatever buffer
+    /// is free after a poll for data when none is.
+    Fixed,
+    /// One multishot read from the provided buffer ring shared by all
+    /// receivers, and a poll for POLLHUP (`hup`) standing in for the EOF a
+    /// FIFO's multishot read never reports.
+    Multishot { hup: Option<OpId> },
+    /// A multishot receiver whose writers left: single-shot reads until
+    /// EOF, then multishot again on the reopened end.
+    Draining,
+}
+
+impl ReadPath {
+    /// The hang-up poll in flight, if any.
+    pub(super) fn hup(self) -> Option<OpId> {
+        match self {
+            ReadPath::Multishot { hup } => hup,
+            ReadPath::Fixed | ReadPath::Draining => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) enum Role {
     Receiver {
@@ -30,12 +56,8 @@ pub(super) enum Role {
         /// Spliced (and teed) into senders instead of read: a relay or a
         /// fan-out.
         splice: Option<Box<Splice>>,
-        /// Reads with one multishot read from the shared buffer ring.
-        multishot: bool,
-        /// A multishot receiver's poll for its writers leaving.
-        hup: Option<OpId>,
-        /// Writers left: single-shot reads until EOF.
-        draining: bool,
+        /// How bytes leave the pipe while it is not spliced.
+        path: ReadPath,
         /// Delivers whole frames instead of byte chunks.
         decoder: Option<Box<FrameDecoder>>,
     },
@@ -137,9 +159,11 @@ pub(super) fn receiver_role(
         persistent,
         paused: false,
         splice: None,
-        multishot,
-        hup: None,
-        draining: false,
+        path: if multishot {
+            ReadPath::Multishot { hup: None }
+        } else {
+            ReadPath::Fixed
+        },
         decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
     }
 }

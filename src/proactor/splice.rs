@@ -117,7 +117,7 @@ impl Proactor {
         let Role::Receiver {
             read,
             poll,
-            hup,
+            path,
             splice,
             ..
         } = &mut self.transports[rx].role
@@ -138,7 +138,7 @@ impl Proactor {
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on the senders ahead of everything spliced. (A splice
         // sees EOF itself: no hang-up poll is needed.)
-        let ops = [*read, *poll, *hup];
+        let ops = [*read, *poll, path.hup()];
         self.cancel(rx, ops);
         for s in to {
             self.transports[s.0.index as usize].sender().relayed_from = Some(from.0);
