@@ -6,15 +6,20 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::engine::ENGINES;
+use crate::engine::Engine;
 use crate::report::Record;
 
-const COLORS: [RGBColor; 6] = [
+/// One colour per engine, in [`Engine::ALL`] order (ringpipe's modes in
+/// warm colours).
+const COLORS: [RGBColor; Engine::ALL.len()] = [
     RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x8c, 0x56, 0x4b),
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x17, 0xbe, 0xcf),
     RGBColor(0x94, 0x67, 0xbd),
 ];
 
@@ -44,10 +49,10 @@ pub fn render(inputs: &[std::path::PathBuf], out: &Path) -> io::Result<()> {
 
 fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
     let mut series: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
-    for (k, engine) in ENGINES.iter().enumerate() {
+    for (k, engine) in Engine::ALL.iter().enumerate() {
         let mut pts: Vec<(f64, f64)> = records
             .iter()
-            .filter(|r| r.scenario == "fanin" && r.engine == *engine)
+            .filter(|r| r.scenario == "fanin" && r.engine == engine.name())
             .filter_map(|r| {
                 let n = r.params.get("fifos")?.as_f64()?;
                 Some((n, *r.metrics.get("cpu_s_per_million_msgs")?))
@@ -94,10 +99,10 @@ fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
 fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
     let quantiles = [("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")];
     let mut series: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
-    for (k, engine) in ENGINES.iter().enumerate() {
+    for (k, engine) in Engine::ALL.iter().enumerate() {
         let Some(r) = records
             .iter()
-            .find(|r| r.scenario == "pingpong" && r.engine == *engine)
+            .find(|r| r.scenario == "pingpong" && r.engine == engine.name())
         else {
             continue;
         };
@@ -155,7 +160,7 @@ where
         chart
             .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(err)?
-            .label(ENGINES[k])
+            .label(Engine::ALL[k].name())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         chart
             .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))

@@ -22,7 +22,7 @@ mod report;
 mod spec;
 mod sys;
 
-use engine::ENGINES;
+use engine::Engine;
 use report::{Record, RunResult};
 use spec::{EngineReport, LoadReport, RunSpec, Work};
 
@@ -34,13 +34,12 @@ use spec::{EngineReport, LoadReport, RunSpec, Work};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Engines to run, comma separated: uring, uring-multishot,
-    /// uring-splice, uring-sqpoll, uring-spin, epoll, threads,
-    /// threads-splice, tokio (default: all; uring-sqpoll and uring-spin run
-    /// in pingpong only and uring-multishot in fanin only unless named
-    /// here; uring-splice and threads-splice run in relay only).
-    #[arg(long, global = true, value_delimiter = ',')]
-    engines: Option<Vec<String>>,
+    /// Engines to run, comma separated (default: all; uring-sqpoll and
+    /// uring-spin run in pingpong only and uring-multishot in fanin only
+    /// unless named here; uring-splice and threads-splice run in relay
+    /// only).
+    #[arg(long, global = true, value_delimiter = ',', value_enum)]
+    engines: Option<Vec<Engine>>,
     /// Write the records as one JSON array to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
@@ -223,18 +222,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         timeout: Duration::from_secs(if quick { 10 } else { 120 }),
     };
     let explicit = cli.engines.is_some();
-    let engines: Vec<String> = cli
-        .engines
-        .clone()
-        .unwrap_or_else(|| ENGINES.iter().map(|s| s.to_string()).collect());
-    for e in &engines {
-        if !ENGINES.contains(&e.as_str()) {
-            return Err(std::io::Error::other(format!(
-                "unknown engine {e}; known: {}",
-                ENGINES.join(", ")
-            )));
-        }
-    }
+    let engines: Vec<Engine> = cli.engines.clone().unwrap_or_else(|| Engine::ALL.to_vec());
     let nofile = sys::raise_nofile();
     let exe = std::env::current_exe()?;
     let root = cli.dir.clone().unwrap_or_else(|| {
@@ -252,11 +240,11 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     println!("FIFOs in {}", root.display());
 
     let works = works(&cli.cmd);
-    let engines_for = |w: &Work| -> Vec<String> {
+    let engines_for = |w: &Work| -> Vec<Engine> {
         engines
             .iter()
-            .filter(|e| engine::runs_in(e, w, explicit))
-            .cloned()
+            .copied()
+            .filter(|e| e.runs_in(w, explicit))
             .collect()
     };
     let runs_for = |w: &Work| match w {
@@ -291,7 +279,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         let dir = make_dir(&base, "warmup", w)?;
         for e in &warm_engines {
             pb.set_message(format!("warm-up {e}"));
-            let _ = run_once(&exe, &spec_for(w, e, &dir, cli), plan.timeout);
+            let _ = run_once(&exe, &spec_for(w, *e, &dir, cli), plan.timeout);
             pb.inc(1);
         }
         let _ = std::fs::remove_dir_all(&dir);
@@ -309,7 +297,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         for round in 0..plan.warmup + runs {
             for (i, e) in engs.iter().enumerate() {
                 pb.set_message(format!("{} {} {e}", w.name(), short_params(w)));
-                let spec = spec_for(w, e, &dir, cli);
+                let spec = spec_for(w, *e, &dir, cli);
                 match run_once(&exe, &spec, plan.timeout) {
                     Ok(r) => {
                         // One note per (scenario, engine): the first run's.
@@ -345,19 +333,15 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 params.insert("fifos_opened".into(), n.into());
             }
             if let Work::Relay { .. } = w {
-                let copy = if engine::RELAY_ONLY.contains(&e.as_str()) {
-                    "splice"
-                } else {
-                    "read+write"
-                };
+                let copy = if e.splices() { "splice" } else { "read+write" };
                 params.insert("copy".into(), copy.into());
             }
-            if e == "threads" && w.inputs() > cli.threads_cap {
+            if *e == Engine::Threads && w.inputs() > cli.threads_cap {
                 params.insert("threads_cap".into(), cli.threads_cap.into());
             }
             records.push(Record {
                 scenario: w.name().into(),
-                engine: e.clone(),
+                engine: e.name().into(),
                 params,
                 metrics: report::medians(&per_engine[i]),
             });
@@ -406,10 +390,10 @@ fn short_params(w: &Work) -> String {
     }
 }
 
-fn spec_for(w: &Work, engine: &str, dir: &Path, cli: &Cli) -> RunSpec {
+fn spec_for(w: &Work, engine: Engine, dir: &Path, cli: &Cli) -> RunSpec {
     RunSpec {
         work: w.clone(),
-        engine: engine.into(),
+        engine,
         dir: dir.into(),
         cpu: cli.pin.then_some(0),
         threads_cap: cli.threads_cap,

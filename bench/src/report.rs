@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::ENGINES;
+use crate::engine::Engine;
 use crate::spec::{EngineReport, LoadReport, Work};
 
 /// One (scenario, engine, parameters) result: medians over the runs. The
@@ -213,40 +213,37 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// Ratio columns of the table: numerator, denominator, heading. A column
+/// shows when both engines are in the records.
+const RATIOS: [(Engine, Engine, &str); 8] = [
+    (Engine::Uring, Engine::Epoll, "uring/epoll"),
+    (Engine::Uring, Engine::Threads, "uring/threads"),
+    (Engine::Uring, Engine::Tokio, "uring/tokio"),
+    (Engine::UringMultishot, Engine::Uring, "multishot/uring"),
+    (Engine::UringSplice, Engine::Uring, "splice/uring"),
+    (
+        Engine::UringSplice,
+        Engine::ThreadsSplice,
+        "splice/threads-splice",
+    ),
+    (Engine::UringSqpoll, Engine::Threads, "sqpoll/threads"),
+    (Engine::UringSpin, Engine::Threads, "spin/threads"),
+];
+
 /// The comparison table: one row per (scenario, parameters, metric), one
 /// column per engine, then ratios of ringpipe to the baselines.
 pub fn table(records: &[Record]) -> String {
-    let engines: Vec<&str> = ENGINES
-        .iter()
-        .copied()
-        .filter(|e| records.iter().any(|r| r.engine == *e))
+    let present = |e: Engine| records.iter().any(|r| r.engine == e.name());
+    let engines: Vec<&str> = Engine::ALL
+        .into_iter()
+        .filter(|&e| present(e))
+        .map(Engine::name)
         .collect();
-    let has = |e: &str| engines.contains(&e);
-    let mut ratio_cols: Vec<(&str, &str, String)> = Vec::new();
-    for base in ["epoll", "threads", "tokio"] {
-        if has("uring") && has(base) {
-            ratio_cols.push(("uring", base, format!("uring/{base}")));
-        }
-    }
-    if has("uring-multishot") && has("uring") {
-        ratio_cols.push(("uring-multishot", "uring", "multishot/uring".into()));
-    }
-    if has("uring-splice") && has("uring") {
-        ratio_cols.push(("uring-splice", "uring", "splice/uring".into()));
-    }
-    if has("uring-splice") && has("threads-splice") {
-        ratio_cols.push((
-            "uring-splice",
-            "threads-splice",
-            "splice/threads-splice".into(),
-        ));
-    }
-    if has("uring-sqpoll") && has("threads") {
-        ratio_cols.push(("uring-sqpoll", "threads", "sqpoll/threads".into()));
-    }
-    if has("uring-spin") && has("threads") {
-        ratio_cols.push(("uring-spin", "threads", "spin/threads".into()));
-    }
+    let ratio_cols: Vec<(&str, &str, &str)> = RATIOS
+        .iter()
+        .filter(|(num, den, _)| present(*num) && present(*den))
+        .map(|(num, den, head)| (num.name(), den.name(), *head))
+        .collect();
     // Row keys in first-seen order.
     let mut rows: Vec<(String, String, &'static str)> = Vec::new();
     for r in records {
@@ -265,7 +262,7 @@ pub fn table(records: &[Record]) -> String {
     };
     let mut header = vec!["scenario".to_string(), "metric".to_string()];
     header.extend(engines.iter().map(|e| e.to_string()));
-    header.extend(ratio_cols.iter().map(|c| c.2.clone()));
+    header.extend(ratio_cols.iter().map(|c| c.2.to_string()));
     let mut cells: Vec<Vec<String>> = vec![header];
     for (_, lab, metric) in &rows {
         let mut row = vec![lab.clone(), short(metric).to_string()];
@@ -320,12 +317,12 @@ pub fn table(records: &[Record]) -> String {
 
 /// The targets ringpipe aims for, checked against the records present.
 pub fn targets(records: &[Record]) -> String {
-    let get = |scenario: &str, key: &str, val: u64, engine: &str, metric: &str| {
+    let get = |scenario: &str, key: &str, val: u64, engine: Engine, metric: &str| {
         records
             .iter()
             .find(|r| {
                 r.scenario == scenario
-                    && r.engine == engine
+                    && r.engine == engine.name()
                     && r.params.get(key).and_then(Value::as_u64) == Some(val)
             })
             .and_then(|r| r.metrics.get(metric).copied())
@@ -343,57 +340,87 @@ pub fn targets(records: &[Record]) -> String {
     let cpu = "cpu_s_per_million_msgs";
     check(
         "fanin 256 FIFOs, CPU per message, uring/epoll <= 0.5",
-        get("fanin", "fifos", 256, "uring", cpu),
-        get("fanin", "fifos", 256, "epoll", cpu),
+        get("fanin", "fifos", 256, Engine::Uring, cpu),
+        get("fanin", "fifos", 256, Engine::Epoll, cpu),
         &|r| r <= 0.5,
     );
     check(
         "fanin 256 FIFOs, CPU per message, uring/tokio <= 0.5",
-        get("fanin", "fifos", 256, "uring", cpu),
-        get("fanin", "fifos", 256, "tokio", cpu),
+        get("fanin", "fifos", 256, Engine::Uring, cpu),
+        get("fanin", "fifos", 256, Engine::Tokio, cpu),
         &|r| r <= 0.5,
     );
     let sys = "syscalls_per_1k_msgs";
     check(
         "fanin 256 FIFOs, syscalls per message, uring/epoll <= 0.1",
-        get("fanin", "fifos", 256, "uring", sys),
-        get("fanin", "fifos", 256, "epoll", sys),
+        get("fanin", "fifos", 256, Engine::Uring, sys),
+        get("fanin", "fifos", 256, Engine::Epoll, sys),
         &|r| r <= 0.1,
     );
     check(
         "throughput 64 KiB chunks, uring/threads >= 0.9",
-        get("throughput", "chunk_bytes", 65536, "uring", "gib_per_s"),
-        get("throughput", "chunk_bytes", 65536, "threads", "gib_per_s"),
+        get(
+            "throughput",
+            "chunk_bytes",
+            65536,
+            Engine::Uring,
+            "gib_per_s",
+        ),
+        get(
+            "throughput",
+            "chunk_bytes",
+            65536,
+            Engine::Threads,
+            "gib_per_s",
+        ),
         &|r| r >= 0.9,
     );
     check(
         "relay 64 KiB chunks, GiB/s, uring-splice/uring (copy) >= 1.2",
-        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
-        get("relay", "chunk_bytes", 65536, "uring", "gib_per_s"),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::UringSplice,
+            "gib_per_s",
+        ),
+        get("relay", "chunk_bytes", 65536, Engine::Uring, "gib_per_s"),
         &|r| r >= 1.2,
     );
     check(
         "relay 64 KiB chunks, GiB/s, uring-splice/threads-splice >= 0.9",
-        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
-        get("relay", "chunk_bytes", 65536, "threads-splice", "gib_per_s"),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::UringSplice,
+            "gib_per_s",
+        ),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::ThreadsSplice,
+            "gib_per_s",
+        ),
         &|r| r >= 0.9,
     );
     check(
         "pingpong p50, uring-spin (busy poll)/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, "uring-spin", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::UringSpin, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r < 1.0,
     );
     check(
         "pingpong p50, uring-sqpoll/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, "uring-sqpoll", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::UringSqpoll, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r < 1.0,
     );
     check(
         "pingpong p50, uring (default)/threads <= 1.3",
-        get("pingpong", "msg_bytes", 64, "uring", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Uring, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r <= 1.3,
     );
     out
