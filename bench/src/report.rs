@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::Engine;
+use crate::mux::Router;
 use crate::spec::{EngineReport, LoadReport, Work};
 
 /// One (scenario, engine, parameters) result: medians over the runs. The
@@ -160,6 +161,7 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
             ("idle_cpu_ms_per_s", false),
             ("deliver_all_ms", false),
         ],
+        "mux" => &[("lines_per_s", true), ("router_cpu_ns_per_line", false)],
         _ => &[],
     }
 }
@@ -178,6 +180,8 @@ fn short(metric: &str) -> &str {
         "threads" => "threads",
         "idle_cpu_ms_per_s" => "idle CPU ms/s",
         "deliver_all_ms" => "deliver all ms",
+        "lines_per_s" => "lines/s",
+        "router_cpu_ns_per_line" => "router CPU ns/line",
         m => m,
     }
 }
@@ -191,6 +195,7 @@ fn label(r: &Record) -> String {
         "relay" => format!("relay {}B", p("chunk_bytes")),
         "pingpong" => "pingpong 64B".to_string(),
         "idle" => format!("idle {} fifos", p("fifos")),
+        "mux" => format!("mux {} writers", p("writers")),
         s => s.to_string(),
     }
 }
@@ -214,35 +219,52 @@ pub fn fmt(v: f64) -> String {
 }
 
 /// Ratio columns of the table: numerator, denominator, heading. A column
-/// shows when both engines are in the records.
-const RATIOS: [(Engine, Engine, &str); 8] = [
-    (Engine::Uring, Engine::Epoll, "uring/epoll"),
-    (Engine::Uring, Engine::Threads, "uring/threads"),
-    (Engine::Uring, Engine::Tokio, "uring/tokio"),
-    (Engine::UringMultishot, Engine::Uring, "multishot/uring"),
-    (Engine::UringSplice, Engine::Uring, "splice/uring"),
-    (
-        Engine::UringSplice,
-        Engine::ThreadsSplice,
-        "splice/threads-splice",
-    ),
-    (Engine::UringSqpoll, Engine::Threads, "sqpoll/threads"),
-    (Engine::UringSpin, Engine::Threads, "spin/threads"),
-];
+/// shows when both are in the records.
+fn ratios() -> [(&'static str, &'static str, &'static str); 10] {
+    use Engine::*;
+    let (m, t, d) = (Router::Multiplexer, Router::Threads, Router::Direct);
+    [
+        (Uring.name(), Epoll.name(), "uring/epoll"),
+        (Uring.name(), Threads.name(), "uring/threads"),
+        (Uring.name(), Tokio.name(), "uring/tokio"),
+        (UringMultishot.name(), Uring.name(), "multishot/uring"),
+        (UringSplice.name(), Uring.name(), "splice/uring"),
+        (
+            UringSplice.name(),
+            ThreadsSplice.name(),
+            "splice/threads-splice",
+        ),
+        (UringSqpoll.name(), Threads.name(), "sqpoll/threads"),
+        (UringSpin.name(), Threads.name(), "spin/threads"),
+        (m.name(), t.name(), "multiplexer/threads"),
+        (m.name(), d.name(), "multiplexer/direct"),
+    ]
+}
+
+/// Column order of the tables: ringpipe's engines, the multiplexer, the
+/// peers (mux's `threads` router is the `threads` column), the ceiling.
+fn columns() -> Vec<&'static str> {
+    let (ours, peers): (Vec<Engine>, Vec<Engine>) =
+        Engine::ALL.into_iter().partition(|e| e.is_ringpipe());
+    let mut cols: Vec<&'static str> = ours.into_iter().map(Engine::name).collect();
+    cols.push(Router::Multiplexer.name());
+    cols.extend(peers.into_iter().map(Engine::name));
+    for r in Router::ALL {
+        if !cols.contains(&r.name()) {
+            cols.push(r.name());
+        }
+    }
+    cols
+}
 
 /// The comparison table: one row per (scenario, parameters, metric), one
 /// column per engine, then ratios of ringpipe to the baselines.
 pub fn table(records: &[Record]) -> String {
-    let present = |e: Engine| records.iter().any(|r| r.engine == e.name());
-    let engines: Vec<&str> = Engine::ALL
+    let present = |e: &str| records.iter().any(|r| r.engine == e);
+    let engines: Vec<&str> = columns().into_iter().filter(|e| present(e)).collect();
+    let ratio_cols: Vec<(&str, &str, &str)> = ratios()
         .into_iter()
-        .filter(|&e| present(e))
-        .map(Engine::name)
-        .collect();
-    let ratio_cols: Vec<(&str, &str, &str)> = RATIOS
-        .iter()
-        .filter(|(num, den, _)| present(*num) && present(*den))
-        .map(|(num, den, head)| (num.name(), den.name(), *head))
+        .filter(|(num, den, _)| present(num) && present(den))
         .collect();
     // Row keys in first-seen order.
     let mut rows: Vec<(String, String, &'static str)> = Vec::new();

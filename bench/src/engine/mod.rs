@@ -90,6 +90,18 @@ impl Engine {
         }
     }
 
+    /// Whether this is ringpipe (a mode of it) rather than a peer.
+    pub fn is_ringpipe(self) -> bool {
+        matches!(
+            self,
+            Engine::Uring
+                | Engine::UringMultishot
+                | Engine::UringSplice
+                | Engine::UringSqpoll
+                | Engine::UringSpin
+        )
+    }
+
     /// Whether the relay moves bytes with splice rather than read + write.
     pub fn splices(self) -> bool {
         matches!(self, Engine::UringSplice | Engine::ThreadsSplice)
