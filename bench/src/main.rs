@@ -320,6 +320,10 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     let _ = std::fs::remove_dir_all(&base);
 
     println!("{}", report::table(&records));
+    let summary = report::summary(&records);
+    if !summary.is_empty() {
+        println!("ringpipe against the best peer:\n{summary}");
+    }
     let t = report::targets(&records);
     if !t.is_empty() {
         println!("targets:\n{t}");

@@ -266,27 +266,12 @@ pub fn table(records: &[Record]) -> String {
         .into_iter()
         .filter(|(num, den, _)| present(num) && present(den))
         .collect();
-    // Row keys in first-seen order.
-    let mut rows: Vec<(String, String, &'static str)> = Vec::new();
-    for r in records {
-        for (metric, _) in table_metrics(&r.scenario) {
-            let key = (r.scenario.clone(), label(r), *metric);
-            if !rows.contains(&key) {
-                rows.push(key);
-            }
-        }
-    }
-    let value = |lab: &str, metric: &str, engine: &str| -> Option<f64> {
-        records
-            .iter()
-            .find(|r| r.engine == engine && label(r) == lab)
-            .and_then(|r| r.metrics.get(metric).copied())
-    };
+    let value = |lab: &str, metric: &str, engine: &str| value(records, lab, metric, engine);
     let mut header = vec!["scenario".to_string(), "metric".to_string()];
     header.extend(engines.iter().map(|e| e.to_string()));
     header.extend(ratio_cols.iter().map(|c| c.2.to_string()));
     let mut cells: Vec<Vec<String>> = vec![header];
-    for (_, lab, metric) in &rows {
+    for (lab, metric, _) in &rows(records) {
         let mut row = vec![lab.clone(), short(metric).to_string()];
         for e in &engines {
             row.push(value(lab, metric, e).map(fmt).unwrap_or_else(|| "-".into()));
@@ -302,7 +287,107 @@ pub fn table(records: &[Record]) -> String {
             cells.push(row);
         }
     }
-    let widths: Vec<usize> = (0..cells[0].len())
+    render(&cells, 2)
+}
+
+/// Row keys of the tables, in first-seen order: label, metric, and whether
+/// higher is better.
+fn rows(records: &[Record]) -> Vec<(String, &'static str, bool)> {
+    let mut rows: Vec<(String, &'static str, bool)> = Vec::new();
+    for r in records {
+        for &(metric, higher) in table_metrics(&r.scenario) {
+            let key = (label(r), metric, higher);
+            if !rows.contains(&key) {
+                rows.push(key);
+            }
+        }
+    }
+    rows
+}
+
+fn value(records: &[Record], lab: &str, metric: &str, engine: &str) -> Option<f64> {
+    records
+        .iter()
+        .find(|r| r.engine == engine && label(r) == lab)
+        .and_then(|r| r.metrics.get(metric).copied())
+}
+
+/// Whether a record's engine is ringpipe (an engine mode or the
+/// multiplexer example), a peer, or neither (the direct ceiling).
+fn side(engine: &str) -> Option<bool> {
+    match Engine::from_name(engine) {
+        Some(e) => Some(e.is_ringpipe()),
+        None if engine == Router::Multiplexer.name() => Some(true),
+        None => None,
+    }
+}
+
+/// The summary: per row, ringpipe's default (`uring`, or the multiplexer
+/// in mux) and its best mode against the best peer, as ratios of the
+/// metric (read them with the `better` column).
+pub fn summary(records: &[Record]) -> String {
+    let header = [
+        "scenario",
+        "metric",
+        "better",
+        "ringpipe",
+        "best peer",
+        "ringpipe/peer",
+        "best ringpipe mode",
+        "mode/peer",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    let cols = columns();
+    for (lab, metric, higher) in rows(records) {
+        let best = |ringpipe: bool| -> Option<(&str, f64)> {
+            cols.iter()
+                .filter(|e| side(e) == Some(ringpipe))
+                .filter_map(|e| Some((*e, value(records, &lab, metric, e)?)))
+                .reduce(|a, b| {
+                    let b_wins = if higher { b.1 > a.1 } else { b.1 < a.1 };
+                    if b_wins { b } else { a }
+                })
+        };
+        let Some((peer, p)) = best(false) else {
+            continue;
+        };
+        let Some((mode, m)) = best(true) else {
+            continue;
+        };
+        let default = [Engine::Uring.name(), Router::Multiplexer.name()]
+            .into_iter()
+            .find_map(|e| value(records, &lab, metric, e));
+        let ratio = |v: f64| {
+            if p != 0.0 {
+                format!("{:.2}x", v / p)
+            } else {
+                "-".into()
+            }
+        };
+        cells.push(vec![
+            lab.clone(),
+            short(metric).to_string(),
+            if higher { "higher" } else { "lower" }.to_string(),
+            default.map_or_else(|| "-".into(), fmt),
+            format!("{peer} {}", fmt(p)),
+            default.map_or_else(|| "-".into(), ratio),
+            format!("{mode} {}", fmt(m)),
+            ratio(m),
+        ]);
+    }
+    if cells.len() == 1 {
+        return String::new();
+    }
+    render(&cells, 3)
+}
+
+/// A markdown table; the first `left` columns are left-aligned, the rest
+/// right-aligned.
+fn render(cells: &[Vec<String>], left: usize) -> String {
+    let Some(head) = cells.first() else {
+        return String::new();
+    };
+    let widths: Vec<usize> = (0..head.len())
         .map(|c| cells.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -311,7 +396,7 @@ pub fn table(records: &[Record]) -> String {
             .iter()
             .enumerate()
             .map(|(c, s)| {
-                if c < 2 {
+                if c < left {
                     format!("{s:<w$}", w = widths[c])
                 } else {
                     format!("{s:>w$}", w = widths[c])
@@ -324,7 +409,7 @@ pub fn table(records: &[Record]) -> String {
                 .iter()
                 .enumerate()
                 .map(|(c, w)| {
-                    if c < 2 {
+                    if c < left {
                         "-".repeat(*w)
                     } else {
                         format!("{}:", "-".repeat(w.saturating_sub(1)))

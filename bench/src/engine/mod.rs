@@ -90,6 +90,12 @@ impl Engine {
         }
     }
 
+    /// The engine a record names, if it is one (records are read back from
+    /// JSON files, where it is a string).
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
+    }
+
     /// Whether this is ringpipe (a mode of it) rather than a peer.
     pub fn is_ringpipe(self) -> bool {
         matches!(
@@ -218,6 +224,7 @@ mod tests {
             let clap = e.to_possible_value().map(|v| v.get_name().to_string());
             assert_eq!(clap.as_deref(), Some(e.name()));
             assert_eq!(serde_json::to_string(&e).ok(), Some(format!("\"{e}\"")));
+            assert_eq!(Engine::from_name(e.name()), Some(e));
         }
     }
 
