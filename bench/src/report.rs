@@ -243,7 +243,7 @@ fn ratios() -> [(&'static str, &'static str, &'static str); 10] {
 
 /// Column order of the tables: ringpipe's engines, the multiplexer, the
 /// peers (mux's `threads` router is the `threads` column), the ceiling.
-fn columns() -> Vec<&'static str> {
+pub fn columns() -> Vec<&'static str> {
     let (ours, peers): (Vec<Engine>, Vec<Engine>) =
         Engine::ALL.into_iter().partition(|e| e.is_ringpipe());
     let mut cols: Vec<&'static str> = ours.into_iter().map(Engine::name).collect();
