@@ -38,12 +38,7 @@ fn err(e: impl std::fmt::Display) -> io::Error {
 /// Reads the records of `inputs` and writes a chart per scenario into
 /// `out`.
 pub fn render(inputs: &[PathBuf], out: &Path) -> io::Result<()> {
-    let mut records: Vec<Record> = Vec::new();
-    for input in inputs {
-        let mut more: Vec<Record> =
-            serde_json::from_str(&std::fs::read_to_string(input)?).map_err(err)?;
-        records.append(&mut more);
-    }
+    let records = crate::report::read(inputs)?;
     std::fs::create_dir_all(out)?;
     let mut written = Vec::new();
     let mut chart = |name: &str, draw: &dyn Fn(&Path) -> io::Result<bool>| -> io::Result<()> {

@@ -132,6 +132,13 @@ enum Cmd {
     /// Every engine scenario at full size (mux runs on its own: it needs
     /// the example built).
     All,
+    /// The tables, the summary against the best peer and the targets,
+    /// from JSON files written with --json (to join several runs).
+    Report {
+        /// Files of JSON records (their arrays are joined).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// SVG charts from a JSON file written with --json.
     Chart {
         /// Files of JSON records (their arrays are joined).
@@ -167,6 +174,7 @@ fn main() {
         Cmd::Loadgen { spec, count } => parse_spec(spec).and_then(|s| loadgen::run(&s, *count)),
         Cmd::Engine { spec } => parse_spec(spec).and_then(|s| engine::run(&s)),
         Cmd::Chart { inputs, out } => chart::render(inputs, out),
+        Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[])),
         Cmd::MuxThreads(args) => mux::router::run(args),
         _ => orchestrate(&cli),
     };
@@ -319,21 +327,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     })?;
     let _ = std::fs::remove_dir_all(&base);
 
-    println!("{}", report::table(&records));
-    let summary = report::summary(&records);
-    if !summary.is_empty() {
-        println!("ringpipe against the best peer:\n{summary}");
-    }
-    let t = report::targets(&records);
-    if !t.is_empty() {
-        println!("targets:\n{t}");
-    }
-    if !notes.is_empty() {
-        println!("notes:");
-        for n in &notes {
-            println!("- {n}");
-        }
-    }
+    print_results(&records, &notes);
     println!("total time: {:.1} s", started.elapsed().as_secs_f64());
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&records).map_err(std::io::Error::other)?;
@@ -341,6 +335,25 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         println!("records written to {}", path.display());
     }
     Ok(())
+}
+
+/// The comparison table, the summary, the targets and the notes.
+fn print_results(records: &[Record], notes: &[String]) {
+    println!("{}", report::table(records));
+    let summary = report::summary(records);
+    if !summary.is_empty() {
+        println!("ringpipe against the best peer:\n{summary}");
+    }
+    let t = report::targets(records);
+    if !t.is_empty() {
+        println!("targets:\n{t}");
+    }
+    if !notes.is_empty() {
+        println!("notes:");
+        for n in notes {
+            println!("- {n}");
+        }
+    }
 }
 
 fn progress(total: usize) -> ProgressBar {

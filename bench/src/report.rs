@@ -32,6 +32,18 @@ pub struct RunResult {
     pub idle_cpu: Option<f64>,
 }
 
+/// The records of JSON files written with `--json`, joined.
+pub fn read(inputs: &[std::path::PathBuf]) -> std::io::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for input in inputs {
+        let text = std::fs::read_to_string(input)?;
+        let mut more: Vec<Record> = serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", input.display())))?;
+        records.append(&mut more);
+    }
+    Ok(records)
+}
+
 /// The parameters of a scenario as they appear in records.
 pub fn params(work: &Work) -> BTreeMap<String, Value> {
     let mut p = BTreeMap::new();
