@@ -1,103 +1,237 @@
-//! SVG charts from the JSON records: fan-in CPU per message against the
-//! number of FIFOs, and ping-pong latency percentiles, per engine.
+//! SVG charts from the JSON records, one per scenario present: throughput
+//! and fan-in against their parameter (one line per engine), ping-pong
+//! percentiles, and one value per engine for relay, idle and mux.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::engine::ENGINES;
-use crate::report::Record;
+use crate::report::{Record, columns};
 
-const COLORS: [RGBColor; 6] = [
+/// One colour per table column ([`columns`] order: ringpipe's modes in
+/// warm colours, the peers in cool ones, the ceiling grey).
+const COLORS: [RGBColor; 11] = [
     RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xff, 0xbb, 0x78),
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x17, 0xbe, 0xcf),
     RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x7f, 0x7f, 0x7f),
 ];
+
+fn color(engine: &str) -> RGBColor {
+    let k = columns().iter().position(|c| *c == engine).unwrap_or(0);
+    COLORS[k % COLORS.len()]
+}
 
 fn err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Reads the records of `inputs` and writes `fanin_cpu.svg` and
-/// `pingpong_latency.svg` into `out`.
-pub fn render(inputs: &[std::path::PathBuf], out: &Path) -> io::Result<()> {
-    let mut records: Vec<Record> = Vec::new();
-    for input in inputs {
-        let mut more: Vec<Record> =
-            serde_json::from_str(&std::fs::read_to_string(input)?).map_err(err)?;
-        records.append(&mut more);
-    }
+/// Reads the records of `inputs` and writes a chart per scenario into
+/// `out`.
+pub fn render(inputs: &[PathBuf], out: &Path) -> io::Result<()> {
+    let records = crate::report::read(inputs)?;
     std::fs::create_dir_all(out)?;
-    fanin_cpu(&records, &out.join("fanin_cpu.svg"))?;
-    pingpong(&records, &out.join("pingpong_latency.svg"))?;
-    println!(
-        "wrote {} and {}",
-        out.join("fanin_cpu.svg").display(),
-        out.join("pingpong_latency.svg").display()
-    );
+    let mut written = Vec::new();
+    let mut chart = |name: &str, draw: &dyn Fn(&Path) -> io::Result<bool>| -> io::Result<()> {
+        let path = out.join(name);
+        if draw(&path)? {
+            written.push(path.display().to_string());
+        }
+        Ok(())
+    };
+    chart("throughput_gib.svg", &|p| {
+        by_param(
+            &records,
+            p,
+            ("throughput", "chunk_bytes", "gib_per_s"),
+            "throughput: one FIFO, GiB/s by write size",
+            ("chunk bytes (log scale)", "GiB/s (log scale)"),
+        )
+    })?;
+    chart("fanin_cpu.svg", &|p| {
+        by_param(
+            &records,
+            p,
+            ("fanin", "fifos", "cpu_s_per_million_msgs"),
+            "fan-in: consumer CPU-seconds per million 64-byte messages",
+            (
+                "FIFOs (log scale)",
+                "CPU s per million messages (log scale)",
+            ),
+        )
+    })?;
+    chart("relay_gib.svg", &|p| {
+        per_engine(
+            &records,
+            p,
+            ("relay", "gib_per_s"),
+            "relay: FIFO A -> engine -> FIFO B, 64 KiB chunks",
+            "GiB/s",
+        )
+    })?;
+    chart("pingpong_latency.svg", &|p| pingpong(&records, p))?;
+    chart("idle_deliver.svg", &|p| {
+        per_engine(
+            &records,
+            p,
+            ("idle", "deliver_all_ms"),
+            "idle: 10,000 quiet FIFOs, then one message each",
+            "ms to deliver them all",
+        )
+    })?;
+    chart("mux_lines.svg", &|p| {
+        per_engine(
+            &records,
+            p,
+            ("mux", "lines_per_s"),
+            "mux: 64-byte lines, 4 input FIFOs -> 1 output FIFO",
+            "lines/s",
+        )
+    })?;
+    println!("wrote {}", written.join(", "));
     Ok(())
 }
 
-fn fanin_cpu(records: &[Record], path: &Path) -> io::Result<()> {
-    let mut series: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
-    for (k, engine) in ENGINES.iter().enumerate() {
+fn canvas(path: &Path) -> io::Result<DrawingArea<SVGBackend<'_>, Shift>> {
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// `metric` against the numeric parameter `param`, one line per engine,
+/// log-log. Returns whether there was anything to draw.
+fn by_param(
+    records: &[Record],
+    path: &Path,
+    (scenario, param, metric): (&str, &str, &str),
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+) -> io::Result<bool> {
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+    for engine in columns() {
         let mut pts: Vec<(f64, f64)> = records
             .iter()
-            .filter(|r| r.scenario == "fanin" && r.engine == *engine)
-            .filter_map(|r| {
-                let n = r.params.get("fifos")?.as_f64()?;
-                Some((n, *r.metrics.get("cpu_s_per_million_msgs")?))
-            })
+            .filter(|r| r.scenario == scenario && r.engine == engine)
+            .filter_map(|r| Some((r.params.get(param)?.as_f64()?, *r.metrics.get(metric)?)))
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         if !pts.is_empty() {
-            series.push((k, pts));
+            series.push((engine, pts));
         }
     }
-    let max_x = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .fold(1.0, f64::max);
+    if series.is_empty() {
+        return Ok(false);
+    }
+    let xs = || series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0));
     let ys = || series.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
-    let max_y = ys().fold(0.1, f64::max);
-    let min_y = ys().fold(max_y, f64::min);
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let (max_x, max_y) = (xs().fold(1.0, f64::max), ys().fold(1e-3, f64::max));
+    let min_x = xs().fold(max_x, f64::min).max(1e-3);
+    let min_y = ys().fold(max_y, f64::min).max(1e-6);
+    let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "fan-in: consumer CPU-seconds per million 64-byte messages",
-            ("sans-serif", 20),
-        )
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(
-            (1f64..max_x * 1.5).log_scale(),
+            (min_x / 1.5..max_x * 1.5).log_scale(),
             (min_y * 0.8..max_y * 1.25).log_scale(),
         )
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("FIFOs (log scale)")
-        .y_desc("CPU s per million messages (log scale)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
     draw_lines(&mut chart, series)?;
     root.present().map_err(err)?;
-    Ok(())
+    Ok(true)
 }
 
-fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
+/// One value per engine (a stem and a dot), for scenarios with one
+/// configuration.
+fn per_engine(
+    records: &[Record],
+    path: &Path,
+    (scenario, metric): (&str, &str),
+    caption: &str,
+    y_desc: &str,
+) -> io::Result<bool> {
+    let bars: Vec<(&str, f64)> = columns()
+        .into_iter()
+        .filter_map(|e| {
+            let r = records
+                .iter()
+                .find(|r| r.scenario == scenario && r.engine == e)?;
+            Some((e, *r.metrics.get(metric)?))
+        })
+        .collect();
+    if bars.is_empty() {
+        return Ok(false);
+    }
+    let max_y = bars.iter().map(|b| b.1).fold(1e-3, f64::max);
+    let n = bars.len();
+    let root = canvas(path)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..max_y * 1.15)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let k = x.round();
+            if (x - k).abs() > 0.01 || k < 0.0 {
+                return String::new();
+            }
+            bars.get(k as usize)
+                .map(|b| b.0.to_string())
+                .unwrap_or_default()
+        })
+        .y_desc(y_desc)
+        .draw()
+        .map_err(err)?;
+    for (k, (engine, v)) in bars.iter().enumerate() {
+        let (x, c) = (k as f64, color(engine));
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, 0.0), (x, *v)],
+                c.stroke_width(12),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                crate::report::fmt(*v),
+                (x - 0.15, *v + max_y * 0.05),
+                ("sans-serif", 14),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(true)
+}
+
+fn pingpong(records: &[Record], path: &Path) -> io::Result<bool> {
     let quantiles = [("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")];
-    let mut series: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
-    for (k, engine) in ENGINES.iter().enumerate() {
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
+    for engine in columns() {
         let Some(r) = records
             .iter()
-            .find(|r| r.scenario == "pingpong" && r.engine == *engine)
+            .find(|r| r.scenario == "pingpong" && r.engine == engine)
         else {
             continue;
         };
@@ -106,14 +240,16 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
             .enumerate()
             .filter_map(|(i, (m, _))| Some((i as f64, *r.metrics.get(*m)?)))
             .collect();
-        series.push((k, pts));
+        series.push((engine, pts));
+    }
+    if series.is_empty() {
+        return Ok(false);
     }
     let max_y = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.1))
         .fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
+    let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             "ping-pong: 64-byte round trip over two FIFOs",
@@ -138,27 +274,27 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<()> {
         .map_err(err)?;
     draw_lines(&mut chart, series)?;
     root.present().map_err(err)?;
-    Ok(())
+    Ok(true)
 }
 
 /// One line with dots per engine, and the legend.
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    series: Vec<(usize, Vec<(f64, f64)>)>,
+    series: Vec<(&str, Vec<(f64, f64)>)>,
 ) -> io::Result<()>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
-    for (k, pts) in series {
-        let color = COLORS[k];
+    for (engine, pts) in series {
+        let c = color(engine);
         chart
-            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(err)?
-            .label(ENGINES[k])
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            .label(engine)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c));
         chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, c.filled())))
             .map_err(err)?;
     }
     chart

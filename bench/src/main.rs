@@ -5,7 +5,9 @@
 //! test (`ringpipe-bench engine ...`) and the load generator
 //! (`ringpipe-bench loadgen ...`), both re-executions of this binary. So the
 //! engine's CPU, RSS and thread count are its own, and the load is the same
-//! for every engine.
+//! for every engine. The `mux` scenario starts a router process instead
+//! (the multiplexer example, or `ringpipe-bench mux-threads`) and drives it
+//! from this process: see [`mux`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -18,11 +20,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod chart;
 mod engine;
 mod loadgen;
+mod mux;
 mod report;
 mod spec;
 mod sys;
 
-use engine::ENGINES;
+use engine::Engine;
 use report::{Record, RunResult};
 use spec::{EngineReport, LoadReport, RunSpec, Work};
 
@@ -34,13 +37,12 @@ use spec::{EngineReport, LoadReport, RunSpec, Work};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Engines to run, comma separated: uring, uring-multishot,
-    /// uring-splice, uring-sqpoll, uring-spin, epoll, threads,
-    /// threads-splice, tokio (default: all; uring-sqpoll and uring-spin run
-    /// in pingpong only and uring-multishot in fanin only unless named
-    /// here; uring-splice and threads-splice run in relay only).
-    #[arg(long, global = true, value_delimiter = ',')]
-    engines: Option<Vec<String>>,
+    /// Engines to run, comma separated (default: all; uring-sqpoll and
+    /// uring-spin run in pingpong only and uring-multishot in fanin only
+    /// unless named here; uring-splice and threads-splice run in relay
+    /// only).
+    #[arg(long, global = true, value_delimiter = ',', value_enum)]
+    engines: Option<Vec<Engine>>,
     /// Write the records as one JSON array to this file.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
@@ -104,10 +106,39 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         idle_ms: u64,
     },
-    /// A short run of every scenario (under a minute) and one comparison table.
+    /// The multiplexer example against a blocking-threads router: 64-byte
+    /// lines from N writers into 4 input FIFOs, routed to 1 output FIFO,
+    /// every line checked to arrive exactly once; lines/s and router CPU
+    /// per line, beside the direct ceiling (the writers straight into one
+    /// FIFO). Needs `cargo build --release --example multiplexer`.
+    Mux {
+        /// Routers to run, comma separated.
+        #[arg(long, value_delimiter = ',', value_enum, default_values_t = mux::Router::ALL)]
+        routers: Vec<mux::Router>,
+        /// Writer threads, spread over the 4 inputs round-robin.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        writers: u16,
+        /// Lines per writer.
+        #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+        lines: u64,
+        /// The multiplexer binary (default: examples/multiplexer beside
+        /// this binary, where cargo builds it).
+        #[arg(long, value_name = "PATH")]
+        multiplexer: Option<PathBuf>,
+    },
+    /// A short run of every engine scenario (under a minute) and one
+    /// comparison table.
     Quick,
-    /// Every scenario at full size.
+    /// Every engine scenario at full size (mux runs on its own: it needs
+    /// the example built).
     All,
+    /// The tables, the summary against the best peer and the targets,
+    /// from JSON files written with --json (to join several runs).
+    Report {
+        /// Files of JSON records (their arrays are joined).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
     /// SVG charts from a JSON file written with --json.
     Chart {
         /// Files of JSON records (their arrays are joined).
@@ -123,6 +154,10 @@ enum Cmd {
     /// (internal) The engine side of one run.
     #[command(hide = true)]
     Engine { spec: String },
+    /// (internal) The blocking-threads router of `mux`, with the routing
+    /// options of the multiplexer example.
+    #[command(hide = true)]
+    MuxThreads(mux::router::RouterArgs),
 }
 
 /// How hard to run: sizes and repetitions.
@@ -139,6 +174,8 @@ fn main() {
         Cmd::Loadgen { spec, count } => parse_spec(spec).and_then(|s| loadgen::run(&s, *count)),
         Cmd::Engine { spec } => parse_spec(spec).and_then(|s| engine::run(&s)),
         Cmd::Chart { inputs, out } => chart::render(inputs, out),
+        Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[])),
+        Cmd::MuxThreads(args) => mux::router::run(args),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
@@ -222,21 +259,39 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         idle_runs: cli.runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
         timeout: Duration::from_secs(if quick { 10 } else { 120 }),
     };
-    let explicit = cli.engines.is_some();
-    let engines: Vec<String> = cli
-        .engines
-        .clone()
-        .unwrap_or_else(|| ENGINES.iter().map(|s| s.to_string()).collect());
-    for e in &engines {
-        if !ENGINES.contains(&e.as_str()) {
-            return Err(std::io::Error::other(format!(
-                "unknown engine {e}; known: {}",
-                ENGINES.join(", ")
-            )));
-        }
-    }
-    let nofile = sys::raise_nofile();
     let exe = std::env::current_exe()?;
+    // Checked before anything runs: a missing example fails at once.
+    let mux_plan = match &cli.cmd {
+        Cmd::Mux {
+            routers,
+            writers,
+            lines,
+            multiplexer,
+        } => {
+            if cli.engines.is_some() {
+                return Err(std::io::Error::other(
+                    "mux compares routers, not engines: use --routers",
+                ));
+            }
+            let multiplexer = if routers.contains(&mux::Router::Multiplexer) {
+                Some(mux::locate_multiplexer(&exe, multiplexer.as_deref())?)
+            } else {
+                None
+            };
+            Some(mux::Plan {
+                routers: routers.clone(),
+                writers: usize::from(*writers),
+                lines: *lines,
+                runs: plan.runs,
+                warmup: plan.warmup,
+                timeout: plan.timeout,
+                exe: exe.clone(),
+                multiplexer,
+            })
+        }
+        _ => None,
+    };
+    let nofile = sys::raise_nofile();
     let root = cli.dir.clone().unwrap_or_else(|| {
         let shm = PathBuf::from("/dev/shm");
         if shm.is_dir() {
@@ -251,12 +306,80 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     println!("{}", report::machine(nofile));
     println!("FIFOs in {}", root.display());
 
+    let (records, notes) = match &mux_plan {
+        Some(m) => {
+            if let Some(bin) = &m.multiplexer {
+                println!("router under test: {} ({})", bin.display(), mux::age(bin));
+            }
+            let pb = progress(m.routers.len() * (m.runs + m.warmup));
+            let out = mux::measure(m, &base.join("mux"), &pb);
+            pb.finish_and_clear();
+            println!(
+                "medians of {} run(s) each, {} warm-up run(s) discarded",
+                m.runs, m.warmup
+            );
+            out
+        }
+        None => engine_scenarios(cli, &plan, &exe, &base),
+    }
+    .inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(&base);
+    })?;
+    let _ = std::fs::remove_dir_all(&base);
+
+    print_results(&records, &notes);
+    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&records).map_err(std::io::Error::other)?;
+        std::fs::write(path, json + "\n")?;
+        println!("records written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The comparison table, the summary, the targets and the notes.
+fn print_results(records: &[Record], notes: &[String]) {
+    println!("{}", report::table(records));
+    let summary = report::summary(records);
+    if !summary.is_empty() {
+        println!("ringpipe against the best peer:\n{summary}");
+    }
+    let t = report::targets(records);
+    if !t.is_empty() {
+        println!("targets:\n{t}");
+    }
+    if !notes.is_empty() {
+        println!("notes:");
+        for n in notes {
+            println!("- {n}");
+        }
+    }
+}
+
+fn progress(total: usize) -> ProgressBar {
+    let pb = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// The engine scenarios of the command: records and notes.
+fn engine_scenarios(
+    cli: &Cli,
+    plan: &Plan,
+    exe: &Path,
+    base: &Path,
+) -> std::io::Result<(Vec<Record>, Vec<String>)> {
+    let quick = matches!(cli.cmd, Cmd::Quick);
+    let explicit = cli.engines.is_some();
+    let engines: Vec<Engine> = cli.engines.clone().unwrap_or_else(|| Engine::ALL.to_vec());
     let works = works(&cli.cmd);
-    let engines_for = |w: &Work| -> Vec<String> {
+    let engines_for = |w: &Work| -> Vec<Engine> {
         engines
             .iter()
-            .filter(|e| engine::runs_in(e, w, explicit))
-            .cloned()
+            .copied()
+            .filter(|e| e.runs_in(w, explicit))
             .collect()
     };
     let runs_for = |w: &Work| match w {
@@ -275,12 +398,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         .map(|w| engines_for(w).len() * (runs_for(w) + plan.warmup))
         .sum::<usize>()
         + if quick { warm_engines.len() } else { 0 };
-    let pb = ProgressBar::new(total as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} {msg}")
-            .expect("progress template")
-            .progress_chars("=> "),
-    );
+    let pb = progress(total);
     let mut records = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
@@ -288,17 +406,17 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         // One short discarded run per engine warms caches, the page cache of
         // the binary and the kernel's pipe paths.
         let w = &warm_work;
-        let dir = make_dir(&base, "warmup", w)?;
+        let dir = make_dir(base, "warmup", w)?;
         for e in &warm_engines {
             pb.set_message(format!("warm-up {e}"));
-            let _ = run_once(&exe, &spec_for(w, e, &dir, cli), plan.timeout);
+            let _ = run_once(exe, &spec_for(w, *e, &dir, cli), plan.timeout);
             pb.inc(1);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     for (k, w) in works.iter().enumerate() {
-        let dir = make_dir(&base, &format!("{}-{k}", w.name()), w)?;
+        let dir = make_dir(base, &format!("{}-{k}", w.name()), w)?;
         let engs = engines_for(w);
         let runs = runs_for(w);
         let mut per_engine: Vec<Vec<std::collections::BTreeMap<String, f64>>> =
@@ -309,8 +427,8 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         for round in 0..plan.warmup + runs {
             for (i, e) in engs.iter().enumerate() {
                 pb.set_message(format!("{} {} {e}", w.name(), short_params(w)));
-                let spec = spec_for(w, e, &dir, cli);
-                match run_once(&exe, &spec, plan.timeout) {
+                let spec = spec_for(w, *e, &dir, cli);
+                match run_once(exe, &spec, plan.timeout) {
                     Ok(r) => {
                         // One note per (scenario, engine): the first run's.
                         let prefix = format!("{} {} {e}: ", w.name(), short_params(w));
@@ -345,19 +463,15 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 params.insert("fifos_opened".into(), n.into());
             }
             if let Work::Relay { .. } = w {
-                let copy = if engine::RELAY_ONLY.contains(&e.as_str()) {
-                    "splice"
-                } else {
-                    "read+write"
-                };
+                let copy = if e.splices() { "splice" } else { "read+write" };
                 params.insert("copy".into(), copy.into());
             }
-            if e == "threads" && w.inputs() > cli.threads_cap {
+            if *e == Engine::Threads && w.inputs() > cli.threads_cap {
                 params.insert("threads_cap".into(), cli.threads_cap.into());
             }
             records.push(Record {
                 scenario: w.name().into(),
-                engine: e.clone(),
+                engine: e.name().into(),
                 params,
                 metrics: report::medians(&per_engine[i]),
             });
@@ -365,8 +479,6 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     pb.finish_and_clear();
-    let _ = std::fs::remove_dir_all(&base);
-
     println!(
         "medians of {} run(s) each ({} for idle), {} warm-up run(s) discarded{}",
         plan.runs,
@@ -378,24 +490,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
             ""
         }
     );
-    println!("{}", report::table(&records));
-    let t = report::targets(&records);
-    if !t.is_empty() {
-        println!("targets:\n{t}");
-    }
-    if !notes.is_empty() {
-        println!("notes:");
-        for n in &notes {
-            println!("- {n}");
-        }
-    }
-    println!("total time: {:.1} s", started.elapsed().as_secs_f64());
-    if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&records).map_err(std::io::Error::other)?;
-        std::fs::write(path, json + "\n")?;
-        println!("records written to {}", path.display());
-    }
-    Ok(())
+    Ok((records, notes))
 }
 
 fn short_params(w: &Work) -> String {
@@ -406,10 +501,10 @@ fn short_params(w: &Work) -> String {
     }
 }
 
-fn spec_for(w: &Work, engine: &str, dir: &Path, cli: &Cli) -> RunSpec {
+fn spec_for(w: &Work, engine: Engine, dir: &Path, cli: &Cli) -> RunSpec {
     RunSpec {
         work: w.clone(),
-        engine: engine.into(),
+        engine,
         dir: dir.into(),
         cpu: cli.pin.then_some(0),
         threads_cap: cli.threads_cap,

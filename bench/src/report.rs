@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::ENGINES;
+use crate::engine::Engine;
+use crate::mux::Router;
 use crate::spec::{EngineReport, LoadReport, Work};
 
 /// One (scenario, engine, parameters) result: medians over the runs. The
@@ -29,6 +30,18 @@ pub struct RunResult {
     pub idle_sample: Option<(f64, u64)>,
     /// CPU milliseconds per second the engine process used while idle.
     pub idle_cpu: Option<f64>,
+}
+
+/// The records of JSON files written with `--json`, joined.
+pub fn read(inputs: &[std::path::PathBuf]) -> std::io::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    for input in inputs {
+        let text = std::fs::read_to_string(input)?;
+        let mut more: Vec<Record> = serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", input.display())))?;
+        records.append(&mut more);
+    }
+    Ok(records)
 }
 
 /// The parameters of a scenario as they appear in records.
@@ -160,6 +173,7 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
             ("idle_cpu_ms_per_s", false),
             ("deliver_all_ms", false),
         ],
+        "mux" => &[("lines_per_s", true), ("router_cpu_ns_per_line", false)],
         _ => &[],
     }
 }
@@ -178,6 +192,8 @@ fn short(metric: &str) -> &str {
         "threads" => "threads",
         "idle_cpu_ms_per_s" => "idle CPU ms/s",
         "deliver_all_ms" => "deliver all ms",
+        "lines_per_s" => "lines/s",
+        "router_cpu_ns_per_line" => "router CPU ns/line",
         m => m,
     }
 }
@@ -191,6 +207,7 @@ fn label(r: &Record) -> String {
         "relay" => format!("relay {}B", p("chunk_bytes")),
         "pingpong" => "pingpong 64B".to_string(),
         "idle" => format!("idle {} fifos", p("fifos")),
+        "mux" => format!("mux {} writers", p("writers")),
         s => s.to_string(),
     }
 }
@@ -213,61 +230,60 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// Ratio columns of the table: numerator, denominator, heading. A column
+/// shows when both are in the records.
+fn ratios() -> [(&'static str, &'static str, &'static str); 10] {
+    use Engine::*;
+    let (m, t, d) = (Router::Multiplexer, Router::Threads, Router::Direct);
+    [
+        (Uring.name(), Epoll.name(), "uring/epoll"),
+        (Uring.name(), Threads.name(), "uring/threads"),
+        (Uring.name(), Tokio.name(), "uring/tokio"),
+        (UringMultishot.name(), Uring.name(), "multishot/uring"),
+        (UringSplice.name(), Uring.name(), "splice/uring"),
+        (
+            UringSplice.name(),
+            ThreadsSplice.name(),
+            "splice/threads-splice",
+        ),
+        (UringSqpoll.name(), Threads.name(), "sqpoll/threads"),
+        (UringSpin.name(), Threads.name(), "spin/threads"),
+        (m.name(), t.name(), "multiplexer/threads"),
+        (m.name(), d.name(), "multiplexer/direct"),
+    ]
+}
+
+/// Column order of the tables: ringpipe's engines, the multiplexer, the
+/// peers (mux's `threads` router is the `threads` column), the ceiling.
+pub fn columns() -> Vec<&'static str> {
+    let (ours, peers): (Vec<Engine>, Vec<Engine>) =
+        Engine::ALL.into_iter().partition(|e| e.is_ringpipe());
+    let mut cols: Vec<&'static str> = ours.into_iter().map(Engine::name).collect();
+    cols.push(Router::Multiplexer.name());
+    cols.extend(peers.into_iter().map(Engine::name));
+    for r in Router::ALL {
+        if !cols.contains(&r.name()) {
+            cols.push(r.name());
+        }
+    }
+    cols
+}
+
 /// The comparison table: one row per (scenario, parameters, metric), one
 /// column per engine, then ratios of ringpipe to the baselines.
 pub fn table(records: &[Record]) -> String {
-    let engines: Vec<&str> = ENGINES
-        .iter()
-        .copied()
-        .filter(|e| records.iter().any(|r| r.engine == *e))
+    let present = |e: &str| records.iter().any(|r| r.engine == e);
+    let engines: Vec<&str> = columns().into_iter().filter(|e| present(e)).collect();
+    let ratio_cols: Vec<(&str, &str, &str)> = ratios()
+        .into_iter()
+        .filter(|(num, den, _)| present(num) && present(den))
         .collect();
-    let has = |e: &str| engines.contains(&e);
-    let mut ratio_cols: Vec<(&str, &str, String)> = Vec::new();
-    for base in ["epoll", "threads", "tokio"] {
-        if has("uring") && has(base) {
-            ratio_cols.push(("uring", base, format!("uring/{base}")));
-        }
-    }
-    if has("uring-multishot") && has("uring") {
-        ratio_cols.push(("uring-multishot", "uring", "multishot/uring".into()));
-    }
-    if has("uring-splice") && has("uring") {
-        ratio_cols.push(("uring-splice", "uring", "splice/uring".into()));
-    }
-    if has("uring-splice") && has("threads-splice") {
-        ratio_cols.push((
-            "uring-splice",
-            "threads-splice",
-            "splice/threads-splice".into(),
-        ));
-    }
-    if has("uring-sqpoll") && has("threads") {
-        ratio_cols.push(("uring-sqpoll", "threads", "sqpoll/threads".into()));
-    }
-    if has("uring-spin") && has("threads") {
-        ratio_cols.push(("uring-spin", "threads", "spin/threads".into()));
-    }
-    // Row keys in first-seen order.
-    let mut rows: Vec<(String, String, &'static str)> = Vec::new();
-    for r in records {
-        for (metric, _) in table_metrics(&r.scenario) {
-            let key = (r.scenario.clone(), label(r), *metric);
-            if !rows.contains(&key) {
-                rows.push(key);
-            }
-        }
-    }
-    let value = |lab: &str, metric: &str, engine: &str| -> Option<f64> {
-        records
-            .iter()
-            .find(|r| r.engine == engine && label(r) == lab)
-            .and_then(|r| r.metrics.get(metric).copied())
-    };
+    let value = |lab: &str, metric: &str, engine: &str| value(records, lab, metric, engine);
     let mut header = vec!["scenario".to_string(), "metric".to_string()];
     header.extend(engines.iter().map(|e| e.to_string()));
-    header.extend(ratio_cols.iter().map(|c| c.2.clone()));
+    header.extend(ratio_cols.iter().map(|c| c.2.to_string()));
     let mut cells: Vec<Vec<String>> = vec![header];
-    for (_, lab, metric) in &rows {
+    for (lab, metric, _) in &rows(records) {
         let mut row = vec![lab.clone(), short(metric).to_string()];
         for e in &engines {
             row.push(value(lab, metric, e).map(fmt).unwrap_or_else(|| "-".into()));
@@ -283,7 +299,107 @@ pub fn table(records: &[Record]) -> String {
             cells.push(row);
         }
     }
-    let widths: Vec<usize> = (0..cells[0].len())
+    render(&cells, 2)
+}
+
+/// Row keys of the tables, in first-seen order: label, metric, and whether
+/// higher is better.
+fn rows(records: &[Record]) -> Vec<(String, &'static str, bool)> {
+    let mut rows: Vec<(String, &'static str, bool)> = Vec::new();
+    for r in records {
+        for &(metric, higher) in table_metrics(&r.scenario) {
+            let key = (label(r), metric, higher);
+            if !rows.contains(&key) {
+                rows.push(key);
+            }
+        }
+    }
+    rows
+}
+
+fn value(records: &[Record], lab: &str, metric: &str, engine: &str) -> Option<f64> {
+    records
+        .iter()
+        .find(|r| r.engine == engine && label(r) == lab)
+        .and_then(|r| r.metrics.get(metric).copied())
+}
+
+/// Whether a record's engine is ringpipe (an engine mode or the
+/// multiplexer example), a peer, or neither (the direct ceiling).
+fn side(engine: &str) -> Option<bool> {
+    match Engine::from_name(engine) {
+        Some(e) => Some(e.is_ringpipe()),
+        None if engine == Router::Multiplexer.name() => Some(true),
+        None => None,
+    }
+}
+
+/// The summary: per row, ringpipe's default (`uring`, or the multiplexer
+/// in mux) and its best mode against the best peer, as ratios of the
+/// metric (read them with the `better` column).
+pub fn summary(records: &[Record]) -> String {
+    let header = [
+        "scenario",
+        "metric",
+        "better",
+        "ringpipe",
+        "best peer",
+        "ringpipe/peer",
+        "best ringpipe mode",
+        "mode/peer",
+    ];
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    let cols = columns();
+    for (lab, metric, higher) in rows(records) {
+        let best = |ringpipe: bool| -> Option<(&str, f64)> {
+            cols.iter()
+                .filter(|e| side(e) == Some(ringpipe))
+                .filter_map(|e| Some((*e, value(records, &lab, metric, e)?)))
+                .reduce(|a, b| {
+                    let b_wins = if higher { b.1 > a.1 } else { b.1 < a.1 };
+                    if b_wins { b } else { a }
+                })
+        };
+        let Some((peer, p)) = best(false) else {
+            continue;
+        };
+        let Some((mode, m)) = best(true) else {
+            continue;
+        };
+        let default = [Engine::Uring.name(), Router::Multiplexer.name()]
+            .into_iter()
+            .find_map(|e| value(records, &lab, metric, e));
+        let ratio = |v: f64| {
+            if p != 0.0 {
+                format!("{:.2}x", v / p)
+            } else {
+                "-".into()
+            }
+        };
+        cells.push(vec![
+            lab.clone(),
+            short(metric).to_string(),
+            if higher { "higher" } else { "lower" }.to_string(),
+            default.map_or_else(|| "-".into(), fmt),
+            format!("{peer} {}", fmt(p)),
+            default.map_or_else(|| "-".into(), ratio),
+            format!("{mode} {}", fmt(m)),
+            ratio(m),
+        ]);
+    }
+    if cells.len() == 1 {
+        return String::new();
+    }
+    render(&cells, 3)
+}
+
+/// A markdown table; the first `left` columns are left-aligned, the rest
+/// right-aligned.
+fn render(cells: &[Vec<String>], left: usize) -> String {
+    let Some(head) = cells.first() else {
+        return String::new();
+    };
+    let widths: Vec<usize> = (0..head.len())
         .map(|c| cells.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -292,7 +408,7 @@ pub fn table(records: &[Record]) -> String {
             .iter()
             .enumerate()
             .map(|(c, s)| {
-                if c < 2 {
+                if c < left {
                     format!("{s:<w$}", w = widths[c])
                 } else {
                     format!("{s:>w$}", w = widths[c])
@@ -305,7 +421,7 @@ pub fn table(records: &[Record]) -> String {
                 .iter()
                 .enumerate()
                 .map(|(c, w)| {
-                    if c < 2 {
+                    if c < left {
                         "-".repeat(*w)
                     } else {
                         format!("{}:", "-".repeat(w.saturating_sub(1)))
@@ -320,12 +436,12 @@ pub fn table(records: &[Record]) -> String {
 
 /// The targets ringpipe aims for, checked against the records present.
 pub fn targets(records: &[Record]) -> String {
-    let get = |scenario: &str, key: &str, val: u64, engine: &str, metric: &str| {
+    let get = |scenario: &str, key: &str, val: u64, engine: Engine, metric: &str| {
         records
             .iter()
             .find(|r| {
                 r.scenario == scenario
-                    && r.engine == engine
+                    && r.engine == engine.name()
                     && r.params.get(key).and_then(Value::as_u64) == Some(val)
             })
             .and_then(|r| r.metrics.get(metric).copied())
@@ -343,57 +459,87 @@ pub fn targets(records: &[Record]) -> String {
     let cpu = "cpu_s_per_million_msgs";
     check(
         "fanin 256 FIFOs, CPU per message, uring/epoll <= 0.5",
-        get("fanin", "fifos", 256, "uring", cpu),
-        get("fanin", "fifos", 256, "epoll", cpu),
+        get("fanin", "fifos", 256, Engine::Uring, cpu),
+        get("fanin", "fifos", 256, Engine::Epoll, cpu),
         &|r| r <= 0.5,
     );
     check(
         "fanin 256 FIFOs, CPU per message, uring/tokio <= 0.5",
-        get("fanin", "fifos", 256, "uring", cpu),
-        get("fanin", "fifos", 256, "tokio", cpu),
+        get("fanin", "fifos", 256, Engine::Uring, cpu),
+        get("fanin", "fifos", 256, Engine::Tokio, cpu),
         &|r| r <= 0.5,
     );
     let sys = "syscalls_per_1k_msgs";
     check(
         "fanin 256 FIFOs, syscalls per message, uring/epoll <= 0.1",
-        get("fanin", "fifos", 256, "uring", sys),
-        get("fanin", "fifos", 256, "epoll", sys),
+        get("fanin", "fifos", 256, Engine::Uring, sys),
+        get("fanin", "fifos", 256, Engine::Epoll, sys),
         &|r| r <= 0.1,
     );
     check(
         "throughput 64 KiB chunks, uring/threads >= 0.9",
-        get("throughput", "chunk_bytes", 65536, "uring", "gib_per_s"),
-        get("throughput", "chunk_bytes", 65536, "threads", "gib_per_s"),
+        get(
+            "throughput",
+            "chunk_bytes",
+            65536,
+            Engine::Uring,
+            "gib_per_s",
+        ),
+        get(
+            "throughput",
+            "chunk_bytes",
+            65536,
+            Engine::Threads,
+            "gib_per_s",
+        ),
         &|r| r >= 0.9,
     );
     check(
         "relay 64 KiB chunks, GiB/s, uring-splice/uring (copy) >= 1.2",
-        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
-        get("relay", "chunk_bytes", 65536, "uring", "gib_per_s"),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::UringSplice,
+            "gib_per_s",
+        ),
+        get("relay", "chunk_bytes", 65536, Engine::Uring, "gib_per_s"),
         &|r| r >= 1.2,
     );
     check(
         "relay 64 KiB chunks, GiB/s, uring-splice/threads-splice >= 0.9",
-        get("relay", "chunk_bytes", 65536, "uring-splice", "gib_per_s"),
-        get("relay", "chunk_bytes", 65536, "threads-splice", "gib_per_s"),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::UringSplice,
+            "gib_per_s",
+        ),
+        get(
+            "relay",
+            "chunk_bytes",
+            65536,
+            Engine::ThreadsSplice,
+            "gib_per_s",
+        ),
         &|r| r >= 0.9,
     );
     check(
         "pingpong p50, uring-spin (busy poll)/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, "uring-spin", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::UringSpin, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r < 1.0,
     );
     check(
         "pingpong p50, uring-sqpoll/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, "uring-sqpoll", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::UringSqpoll, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r < 1.0,
     );
     check(
         "pingpong p50, uring (default)/threads <= 1.3",
-        get("pingpong", "msg_bytes", 64, "uring", "p50_us"),
-        get("pingpong", "msg_bytes", 64, "threads", "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Uring, "p50_us"),
+        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
         &|r| r <= 1.3,
     );
     out

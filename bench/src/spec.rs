@@ -116,7 +116,7 @@ pub fn input_path(dir: &Path, i: usize) -> PathBuf {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
     pub work: Work,
-    pub engine: String,
+    pub engine: crate::engine::Engine,
     pub dir: PathBuf,
     /// CPU to pin this process to, if asked.
     pub cpu: Option<usize>,

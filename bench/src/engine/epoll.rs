@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use super::{announce, finish};
+use super::{announce, finish, relay_report};
 use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
@@ -157,15 +157,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
             timeouts += 1;
         }
     }
-    Ok(EngineReport {
-        opened: 1,
-        elapsed_s: first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0),
-        bytes: sent,
-        msgs: spec.work.msgs_in(sent),
-        cpu_s: sys::cpu_seconds() - cpu0,
-        syscalls: Some(calls),
-        note: matches!(spec.work, Work::Relay { .. })
-            .then(|| format!("{reads} reads, {timeouts} epoll_wait timeouts of 100 ms")),
-        ..EngineReport::default()
-    })
+    let note = matches!(spec.work, Work::Relay { .. })
+        .then(|| format!("{reads} reads, {timeouts} epoll_wait timeouts of 100 ms"));
+    Ok(relay_report(&spec.work, first, sent, cpu0, calls, note))
 }

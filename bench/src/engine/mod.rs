@@ -3,7 +3,12 @@
 //! FIFOs it managed to open), does the work, and prints an
 //! [`EngineReport`] as JSON.
 
+use std::fmt;
 use std::io::{self, Write};
+use std::time::Instant;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
 
 use crate::spec::{EngineReport, RunSpec, Sink, Work, percentiles_us};
 use crate::sys;
@@ -13,40 +18,141 @@ mod threads;
 mod tokio_pipe;
 mod uring;
 
-/// Engine names, in table order.
-pub const ENGINES: [&str; 9] = [
-    "uring",
-    "uring-multishot",
-    "uring-splice",
-    "uring-sqpoll",
-    "uring-spin",
-    "epoll",
-    "threads",
-    "threads-splice",
-    "tokio",
-];
+/// An engine under test. Its CLI and JSON spelling is [`Engine::name`]
+/// (kebab case: `uring-multishot`); the order of [`Engine::ALL`] is the
+/// order of the table's columns.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// ringpipe, `Proactor::new()` defaults.
+    Uring,
+    /// ringpipe, multishot reads over the provided buffer ring (fan-in only
+    /// unless named).
+    UringMultishot,
+    /// ringpipe, `Proactor::relay` (splice in the kernel; relay only).
+    UringSplice,
+    /// ringpipe on an SQPOLL ring (ping-pong only unless named).
+    UringSqpoll,
+    /// ringpipe, busy polling with a zero timeout (ping-pong only unless
+    /// named).
+    UringSpin,
+    /// Edge-triggered epoll, read until EAGAIN.
+    Epoll,
+    /// One blocking thread per FIFO (poll(2) above --threads-cap).
+    Threads,
+    /// One blocking thread calling splice(2) (relay only).
+    ThreadsSplice,
+    /// tokio::net::unix::pipe on a current-thread runtime.
+    Tokio,
+}
 
-/// Engines that run in ping-pong only unless named with `--engines`: their
-/// point is latency, and they keep a core busy.
-pub const LATENCY_ONLY: [&str; 2] = ["uring-sqpoll", "uring-spin"];
+/// Where an engine takes part when `--engines` does not name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every scenario.
+    All,
+    /// Ping-pong only: its point is latency, and it keeps a core busy.
+    Latency,
+    /// Fan-in only: a variant whose point is the many-FIFO consumer.
+    Fanin,
+    /// The relay only, named or not: it only splices FIFO A into FIFO B.
+    RelayOnly,
+}
 
-/// Engines that only relay (FIFO A -> FIFO B with `splice(2)`): they run in
-/// the relay scenario only, named or not.
-pub const RELAY_ONLY: [&str; 2] = ["uring-splice", "threads-splice"];
+impl Engine {
+    /// Every engine, in table order.
+    pub const ALL: [Engine; 9] = [
+        Engine::Uring,
+        Engine::UringMultishot,
+        Engine::UringSplice,
+        Engine::UringSqpoll,
+        Engine::UringSpin,
+        Engine::Epoll,
+        Engine::Threads,
+        Engine::ThreadsSplice,
+        Engine::Tokio,
+    ];
 
-/// Engines that run in fan-in only unless named with `--engines`: a variant
-/// of `uring` whose point is the many-FIFO consumer.
-pub const FANIN_ONLY: [&str; 1] = ["uring-multishot"];
-
-/// Whether `engine` takes part in `work` (`explicit`: engines were named
-/// with `--engines`).
-pub fn runs_in(engine: &str, work: &Work, explicit: bool) -> bool {
-    if RELAY_ONLY.contains(&engine) {
-        return matches!(work, Work::Relay { .. });
+    /// The name on the command line, in the JSON records and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Uring => "uring",
+            Engine::UringMultishot => "uring-multishot",
+            Engine::UringSplice => "uring-splice",
+            Engine::UringSqpoll => "uring-sqpoll",
+            Engine::UringSpin => "uring-spin",
+            Engine::Epoll => "epoll",
+            Engine::Threads => "threads",
+            Engine::ThreadsSplice => "threads-splice",
+            Engine::Tokio => "tokio",
+        }
     }
-    explicit
-        || (!LATENCY_ONLY.contains(&engine) || matches!(work, Work::Pingpong { .. }))
-            && (!FANIN_ONLY.contains(&engine) || matches!(work, Work::Fanin { .. }))
+
+    /// The engine a record names, if it is one (records are read back from
+    /// JSON files, where it is a string).
+    pub fn from_name(name: &str) -> Option<Engine> {
+        Engine::ALL.into_iter().find(|e| e.name() == name)
+    }
+
+    /// Whether this is ringpipe (a mode of it) rather than a peer.
+    pub fn is_ringpipe(self) -> bool {
+        matches!(
+            self,
+            Engine::Uring
+                | Engine::UringMultishot
+                | Engine::UringSplice
+                | Engine::UringSqpoll
+                | Engine::UringSpin
+        )
+    }
+
+    /// Whether the relay moves bytes with splice rather than read + write.
+    pub fn splices(self) -> bool {
+        matches!(self, Engine::UringSplice | Engine::ThreadsSplice)
+    }
+
+    fn scope(self) -> Scope {
+        match self {
+            Engine::UringSqpoll | Engine::UringSpin => Scope::Latency,
+            Engine::UringMultishot => Scope::Fanin,
+            Engine::UringSplice | Engine::ThreadsSplice => Scope::RelayOnly,
+            Engine::Uring | Engine::Epoll | Engine::Threads | Engine::Tokio => Scope::All,
+        }
+    }
+
+    /// Whether the engine takes part in `work` (`explicit`: engines were
+    /// named with `--engines`).
+    pub fn runs_in(self, work: &Work, explicit: bool) -> bool {
+        match self.scope() {
+            Scope::RelayOnly => matches!(work, Work::Relay { .. }),
+            _ if explicit => true,
+            Scope::All => true,
+            Scope::Latency => matches!(work, Work::Pingpong { .. }),
+            Scope::Fanin => matches!(work, Work::Fanin { .. }),
+        }
+    }
+
+    fn run(self, spec: &RunSpec) -> io::Result<EngineReport> {
+        match self {
+            Engine::Uring => uring::run(spec, uring::Mode::Default),
+            Engine::UringSqpoll => uring::run(spec, uring::Mode::Sqpoll),
+            Engine::UringSpin => uring::run(spec, uring::Mode::Spin),
+            Engine::UringMultishot => uring::run(spec, uring::Mode::Multishot),
+            Engine::UringSplice => uring::run(spec, uring::Mode::Splice),
+            Engine::Epoll => epoll::run(spec),
+            Engine::Threads => threads::run(spec),
+            Engine::ThreadsSplice => threads::run_splice(spec),
+            Engine::Tokio => tokio_pipe::run(spec),
+        }
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Tells the orchestrator the engine is ready; returns the CPU clock at
@@ -69,27 +175,75 @@ pub fn finish(report: &mut EngineReport, sink: &Sink, cpu0: f64) {
     report.max_us = sink.samples.iter().max().map(|&ns| ns as f64 / 1000.0);
 }
 
+/// The report of a relay or ping-pong run, the same for every engine:
+/// `moved` bytes passed on from `first` (the first byte in) until now,
+/// CPU from `cpu0` (the clock [`announce`] returned), and the engine's own
+/// syscall count.
+pub fn relay_report(
+    work: &Work,
+    first: Option<Instant>,
+    moved: u64,
+    cpu0: f64,
+    syscalls: u64,
+    note: Option<String>,
+) -> EngineReport {
+    EngineReport {
+        opened: 1,
+        elapsed_s: first.map_or(0.0, |f| f.elapsed().as_secs_f64()),
+        bytes: moved,
+        msgs: work.msgs_in(moved),
+        cpu_s: sys::cpu_seconds() - cpu0,
+        syscalls: Some(syscalls),
+        note,
+        ..EngineReport::default()
+    }
+}
+
 /// Runs `spec` in this process and prints the report.
 pub fn run(spec: &RunSpec) -> io::Result<()> {
     sys::raise_nofile();
     if let Some(cpu) = spec.cpu {
         sys::pin_to(cpu);
     }
-    let report = match spec.engine.as_str() {
-        "uring" => uring::run(spec, uring::Mode::Default)?,
-        "uring-sqpoll" => uring::run(spec, uring::Mode::Sqpoll)?,
-        "uring-spin" => uring::run(spec, uring::Mode::Spin)?,
-        "uring-multishot" => uring::run(spec, uring::Mode::Multishot)?,
-        "uring-splice" => uring::run(spec, uring::Mode::Splice)?,
-        "epoll" => epoll::run(spec)?,
-        "threads" => threads::run(spec)?,
-        "threads-splice" => threads::run_splice(spec)?,
-        "tokio" => tokio_pipe::run(spec)?,
-        other => return Err(io::Error::other(format!("unknown engine {other}"))),
-    };
-    println!(
-        "{}",
-        serde_json::to_string(&report).expect("report is serialisable")
-    );
+    let report = spec.engine.run(spec)?;
+    let json = serde_json::to_string(&report).map_err(io::Error::other)?;
+    println!("{json}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The three spellings of an engine (`name`, clap, serde) agree: the
+    /// CLI and the JSON records must not drift apart.
+    #[test]
+    fn names_agree() {
+        assert_eq!(Engine::value_variants(), &Engine::ALL);
+        for e in Engine::ALL {
+            let clap = e.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(clap.as_deref(), Some(e.name()));
+            assert_eq!(serde_json::to_string(&e).ok(), Some(format!("\"{e}\"")));
+            assert_eq!(Engine::from_name(e.name()), Some(e));
+        }
+    }
+
+    #[test]
+    fn scopes() {
+        let relay = Work::Relay {
+            chunk: 1,
+            total_bytes: 1,
+        };
+        let fanin = Work::Fanin {
+            fifos: 1,
+            msgs_per_fifo: 1,
+        };
+        assert!(!Engine::UringSplice.runs_in(&fanin, true));
+        assert!(Engine::UringSplice.runs_in(&relay, false));
+        assert!(!Engine::UringSpin.runs_in(&fanin, false));
+        assert!(Engine::UringSpin.runs_in(&fanin, true));
+        assert!(Engine::UringMultishot.runs_in(&fanin, false));
+        assert!(!Engine::UringMultishot.runs_in(&relay, false));
+        assert!(Engine::Epoll.runs_in(&relay, false));
+    }
 }

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::announce;
+use super::{announce, relay_report};
 use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
@@ -182,15 +182,14 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(EngineReport {
-        opened: 1,
-        elapsed_s: first.elapsed().as_secs_f64(),
-        bytes: sent,
-        msgs: spec.work.msgs_in(sent),
-        cpu_s: sys::cpu_seconds() - cpu0,
-        syscalls: Some(calls),
-        ..EngineReport::default()
-    })
+    Ok(relay_report(
+        &spec.work,
+        Some(first),
+        sent,
+        cpu0,
+        calls,
+        None,
+    ))
 }
 
 /// Relay with one blocking thread doing `splice(2)` from FIFO a into FIFO b:
@@ -220,13 +219,12 @@ pub fn run_splice(spec: &RunSpec) -> io::Result<EngineReport> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(EngineReport {
-        opened: 1,
-        elapsed_s: first.elapsed().as_secs_f64(),
-        bytes: moved,
-        msgs: spec.work.msgs_in(moved),
-        cpu_s: sys::cpu_seconds() - cpu0,
-        syscalls: Some(calls),
-        ..EngineReport::default()
-    })
+    Ok(relay_report(
+        &spec.work,
+        Some(first),
+        moved,
+        cpu0,
+        calls,
+        None,
+    ))
 }

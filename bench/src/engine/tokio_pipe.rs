@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
 
-use super::{announce, finish};
+use super::{announce, finish, relay_report};
 use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
-use crate::sys;
 
 fn runtime(parks: Arc<AtomicU64>) -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -153,13 +152,5 @@ async fn relay(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
             sent += n as u64;
         }
     }
-    Ok(EngineReport {
-        opened: 1,
-        elapsed_s: first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0),
-        bytes: sent,
-        msgs: spec.work.msgs_in(sent),
-        cpu_s: sys::cpu_seconds() - cpu0,
-        syscalls: Some(calls),
-        ..EngineReport::default()
-    })
+    Ok(relay_report(&spec.work, first, sent, cpu0, calls, None))
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode};
 
-use super::{announce, finish};
+use super::{announce, finish, relay_report};
 use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
 fn proactor(mode: Mode) -> io::Result<Proactor> {
@@ -109,10 +109,6 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
 fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
-    let mut report = EngineReport {
-        opened: 1,
-        ..EngineReport::default()
-    };
     let rx = p
         .open_receiver(spec.dir.join(from), &FifoOptions::new())
         .map_err(io::Error::other)?;
@@ -182,17 +178,11 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
             }
         }
     }
-    report.elapsed_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
-    report.cpu_s = crate::sys::cpu_seconds() - cpu0;
-    report.syscalls = Some(p.enter_count() - enters0);
-    report.bytes = sent;
-    report.msgs = spec.work.msgs_in(sent);
-    if matches!(spec.work, Work::Relay { .. }) {
-        report.note = Some(format!(
-            "{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused"
-        ));
-    }
-    Ok(report)
+    let note = matches!(spec.work, Work::Relay { .. }).then(|| {
+        format!("{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused")
+    });
+    let enters = p.enter_count() - enters0;
+    Ok(relay_report(&spec.work, first, sent, cpu0, enters, note))
 }
 
 /// Relay a -> b with `Proactor::relay`: the kernel splices from one pipe
@@ -200,10 +190,6 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
 fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
     let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
-    let mut report = EngineReport {
-        opened: 1,
-        ..EngineReport::default()
-    };
     let rx = p
         .open_receiver(spec.dir.join(from), &FifoOptions::new())
         .map_err(io::Error::other)?;
@@ -232,11 +218,7 @@ fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
             }
         }
     }
-    report.elapsed_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(0.0);
-    report.cpu_s = crate::sys::cpu_seconds() - cpu0;
-    report.syscalls = Some(p.enter_count() - enters0);
-    report.bytes = moved;
-    report.msgs = spec.work.msgs_in(moved);
-    report.note = Some(format!("{splices} splices"));
-    Ok(report)
+    let note = Some(format!("{splices} splices"));
+    let enters = p.enter_count() - enters0;
+    Ok(relay_report(&spec.work, first, moved, cpu0, enters, note))
 }

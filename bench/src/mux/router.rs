@@ -1,10 +1,12 @@
 //! The multiplexer's line routing written with blocking threads, one per
-//! input: the baseline `examples/multiplexer.rs` is measured against (see
-//! the Multiplexer section of BENCHMARKS.md).
+//! input: the baseline the `mux` scenario measures the ringpipe
+//! multiplexer example against. It runs as its own process
+//! (`ringpipe-bench mux-threads`), so its CPU is its own, with the same
+//! routing options as the example:
 //!
 //! ```text
-//! cargo run --release --example multiplexer_threads -- \
-//!     --input PATH [--input PATH ...] --output PATH [--route PREFIX=PATH ...]
+//! ringpipe-bench mux-threads --input PATH [--input PATH ...] --output PATH \
+//!     [--route PREFIX=PATH ...]
 //! ```
 //!
 //! Outputs are opened first, each `open` blocking until its reader arrives.
@@ -14,20 +16,20 @@
 //! with one `write_all` under that output's lock, so lines from different
 //! inputs never interleave. When the last writer leaves it reopens the FIFO.
 //! Newline framing only; no reader reconnection (a reader leaving is fatal,
-//! like EPIPE in any blocking program) and no signal handling.
+//! like EPIPE in any blocking program) and no signal handling: it runs
+//! until killed, and the orchestrator bounds every run with a deadline.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use clap::Parser;
+use nix::fcntl::{OFlag, open};
+use nix::sys::stat::Mode;
 
-/// Routes lines from input FIFOs to output FIFOs with one blocking thread
-/// per input.
-#[derive(Parser, Debug)]
-#[command(name = "multiplexer_threads")]
-struct Cli {
+/// The routing options of `examples/multiplexer` that this baseline has.
+#[derive(Debug, clap::Args)]
+pub struct RouterArgs {
     /// An input FIFO; repeat for more. Reopened whenever its writers leave.
     #[arg(long = "input", value_name = "PATH", required = true)]
     inputs: Vec<PathBuf>,
@@ -65,11 +67,18 @@ impl Router {
     }
 }
 
-fn main() -> io::Result<()> {
-    let cli = Cli::parse();
-    let mut paths = vec![cli.output.clone()];
+/// Blocking open of a FIFO end (close-on-exec, like every fd here).
+fn open_fifo(path: &Path, flags: OFlag) -> io::Result<File> {
+    open(path, flags | OFlag::O_CLOEXEC, Mode::empty())
+        .map(File::from)
+        .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
+}
+
+/// Runs the router until it is killed or an input or output fails.
+pub fn run(args: &RouterArgs) -> io::Result<()> {
+    let mut paths = vec![args.output.clone()];
     let mut routes = Vec::new();
-    for (prefix, path) in &cli.routes {
+    for (prefix, path) in &args.routes {
         let o = match paths.iter().position(|p| p == path) {
             Some(o) => o,
             None => {
@@ -81,33 +90,30 @@ fn main() -> io::Result<()> {
     }
     let mut outputs = Vec::new();
     for path in &paths {
-        let file = File::options()
-            .write(true)
-            .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        outputs.push(Mutex::new(file));
+        outputs.push(Mutex::new(open_fifo(path, OFlag::O_WRONLY)?));
     }
     let router = Arc::new(Router { outputs, routes });
-    let threads: Vec<_> = cli
+    let threads = args
         .inputs
-        .into_iter()
+        .iter()
         .map(|path| {
-            let router = Arc::clone(&router);
-            std::thread::spawn(move || relay_input(&path, &router))
+            let (router, path) = (Arc::clone(&router), path.clone());
+            std::thread::Builder::new().spawn(move || relay_input(&path, &router))
         })
-        .collect();
+        .collect::<io::Result<Vec<_>>>()?;
     for t in threads {
-        t.join().expect("input thread panicked")?;
+        t.join()
+            .map_err(|_| io::Error::other("input thread panicked"))??;
     }
     Ok(())
 }
 
-fn relay_input(path: &PathBuf, router: &Router) -> io::Result<()> {
+fn relay_input(path: &Path, router: &Router) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut partial: Vec<u8> = Vec::new();
     let mut batches: Vec<Vec<u8>> = vec![Vec::new(); router.outputs.len()];
     loop {
-        let mut input = File::open(path)?;
+        let mut input = open_fifo(path, OFlag::O_RDONLY)?;
         loop {
             let n = input.read(&mut buf)?;
             if n == 0 {
@@ -130,9 +136,9 @@ fn relay_input(path: &PathBuf, router: &Router) -> io::Result<()> {
                 chunk = &chunk[end + 1..];
             }
             partial.extend_from_slice(chunk);
-            for (o, batch) in batches.iter_mut().enumerate() {
+            for (output, batch) in router.outputs.iter().zip(&mut batches) {
                 if !batch.is_empty() {
-                    let mut out = router.outputs[o].lock().expect("output lock");
+                    let mut out = output.lock().unwrap_or_else(PoisonError::into_inner);
                     out.write_all(batch)?;
                     batch.clear();
                 }
