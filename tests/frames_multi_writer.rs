@@ -3,17 +3,20 @@
 //! ringpipe receiver decodes the stream: every message must arrive whole,
 //! exactly once, and in its writer's order.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
+use common::*;
 use ringpipe::frame::{Codec, FrameDecoder, PIPE_BUF};
 use ringpipe::{CloseReason, Event, Events, FifoOptions, Proactor};
 
 const WRITERS: usize = 8;
 const PER_WRITER: usize = 2_000;
-/// The whole test fails, rather than hangs, after this.
+/// The whole test fails, rather than hangs, after this (the watchdog).
 const WATCHDOG: Duration = Duration::from_secs(60);
 /// `w{writer:02} s{seq:06} n{len:04} `, then filler up to `len` bytes.
 const HEAD_LEN: usize = 18;
@@ -49,56 +52,35 @@ for seq in range(count):
 f.close()
 "#;
 
-/// Kills and reaps writers still running when the test ends, pass or fail.
-struct Writers(Vec<Child>);
-
-impl Drop for Writers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn_writers(path: &Path, codec: &str) -> Writers {
+/// The writers, killed and reaped if the test ends before they do.
+fn spawn_writers(path: &Path, codec: &str) -> Vec<ChildGuard> {
     let timeout = (WATCHDOG + Duration::from_secs(10)).as_secs().to_string();
-    let mut writers = Writers(Vec::new());
-    for w in 0..WRITERS {
-        let child = Command::new("python3")
-            .arg("-c")
-            .arg(WRITER_PY)
-            .arg(path)
-            .args([
-                &w.to_string(),
-                &PER_WRITER.to_string(),
-                codec,
-                &PIPE_BUF.to_string(),
-                &timeout,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn python3");
-        writers.0.push(child);
-    }
-    writers
+    (0..WRITERS)
+        .map(|w| {
+            let (w, n, pipe_buf) = (w.to_string(), PER_WRITER.to_string(), PIPE_BUF.to_string());
+            let args: [&dyn AsRef<std::ffi::OsStr>; 6] =
+                [&path, &w, &n, &codec, &pipe_buf, &timeout];
+            ChildGuard::spawn(
+                python(WRITER_PY, &args)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped()),
+            )
+        })
+        .collect()
 }
 
 /// Waits until every writer has the FIFO open, then lets them all write.
 /// With every write end open before the first byte, the receiver's EOF
 /// means all writers are done.
-fn start_together(writers: &mut Writers) {
-    for (w, child) in writers.0.iter_mut().enumerate() {
-        let stdout: &mut ChildStdout = child.stdout.as_mut().expect("piped stdout");
+fn start_together(writers: &mut [ChildGuard]) {
+    for (w, writer) in writers.iter_mut().enumerate() {
+        let stdout = writer.child().stdout.as_mut().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read");
         assert_eq!(line, "ready\n", "writer {w} did not open the FIFO");
     }
-    for child in &mut writers.0 {
-        let stdin = child.stdin.as_mut().expect("piped stdin");
+    for writer in writers.iter_mut() {
+        let stdin = writer.child().stdin.as_mut().expect("piped stdin");
         stdin.write_all(b"go\n").expect("write go");
         stdin.flush().expect("flush go");
     }
@@ -132,7 +114,13 @@ fn check_message(frame: &[u8], next: &mut [usize]) {
     next[writer] += 1;
 }
 
-fn many_writers_one_fifo(codec: Codec, name: &str) {
+/// Runs the writers with `codec` (`name` for the python side) against one
+/// receiver, under the watchdog.
+fn many_writers_one_fifo(codec: Codec, name: &'static str) {
+    watchdog(WATCHDOG, move || receive_from_many_writers(codec, name));
+}
+
+fn receive_from_many_writers(codec: Codec, name: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("frames.fifo");
     let mut proactor = Proactor::new().expect("proactor");
@@ -143,7 +131,6 @@ fn many_writers_one_fifo(codec: Codec, name: &str) {
     let mut writers = spawn_writers(&path, name);
     start_together(&mut writers);
 
-    let deadline = Instant::now() + WATCHDOG;
     let mut decoder = FrameDecoder::new(codec, PIPE_BUF - codec.overhead());
     let mut next = [0usize; WRITERS];
     let total = WRITERS * PER_WRITER;
@@ -151,12 +138,6 @@ fn many_writers_one_fifo(codec: Codec, name: &str) {
     let mut eof = false;
     let mut events = Events::with_capacity(256);
     while !eof {
-        assert!(
-            Instant::now() < deadline,
-            "watchdog: no EOF after {WATCHDOG:?}; {received} of {total} messages, \
-             next per writer {next:?}, {} bytes of a partial frame",
-            decoder.buffered()
-        );
         proactor
             .poll(&mut events, Some(Duration::from_millis(100)))
             .expect("poll");
@@ -189,17 +170,8 @@ fn many_writers_one_fifo(codec: Codec, name: &str) {
     );
     decoder.finish().expect("no partial frame at EOF");
 
-    for (w, child) in writers.0.iter_mut().enumerate() {
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "watchdog: writer {w} did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+    for (w, writer) in writers.into_iter().enumerate() {
+        let status = writer.wait_output(Duration::from_secs(10)).status;
         assert!(status.success(), "writer {w} failed: {status}");
     }
 }

@@ -7,52 +7,42 @@
 mod common;
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-/// The built example, next to this test's binary
-/// (`target/<profile>/deps/multiplexer-*` → `target/<profile>/examples/`).
-/// Built once per run: `cargo test --test multiplexer` alone does not
-/// build examples, and a stale binary would test old code.
-fn multiplexer_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "multiplexer"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example multiplexer failed");
-        let bin = profile_dir.join("examples").join("multiplexer");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
+/// A fresh temp dir holding the FIFOs `names`, and the path of the
+/// multiplexer's log in it.
+fn setup(names: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        mkfifo(&dir.path().join(name));
+    }
+    let log = dir.path().join("mux.log");
+    (dir, log)
+}
+
+/// The multiplexer run in `dir` with `args`.
+fn multiplexer(args: &[&str], dir: &Path) -> Command {
+    let mut cmd = Command::new(build_example("multiplexer"));
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    cmd
 }
 
 /// Starts the multiplexer with `args`, its stderr going to `log`.
 fn start(args: &[&str], dir: &Path, log: &Path) -> ChildGuard {
-    let child = Command::new(multiplexer_bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    ChildGuard::new(child)
+    let log = std::fs::File::create(log).unwrap();
+    ChildGuard::spawn(
+        multiplexer(args, dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log)),
+    )
 }
 
 fn signal(guard: &ChildGuard, sig: Signal) {
@@ -63,6 +53,11 @@ fn signal(guard: &ChildGuard, sig: Signal) {
 /// Sends SIGTERM, waits for exit 0, and returns the multiplexer's stderr.
 fn stop(guard: ChildGuard, log: &Path) -> String {
     signal(&guard, Signal::SIGTERM);
+    exited(guard, log)
+}
+
+/// Waits (bounded) for exit 0 and returns the multiplexer's stderr.
+fn exited(guard: ChildGuard, log: &Path) -> String {
     let out = guard.wait_output(Duration::from_secs(15));
     let stderr = std::fs::read_to_string(log).unwrap();
     assert!(out.status.success(), "{}\n{stderr}", out.status);
@@ -167,24 +162,13 @@ with open(out, 'wb') as f:
     f.write(buf)
 "#;
 
-fn python(script: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Command {
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", script]);
-    for a in args {
-        cmd.arg(a);
-    }
-    cmd
-}
-
 /// Runs one reader session to its end; returns the lines it read.
 fn session(fifo: &Path, want: usize, out: &Path) -> Vec<String> {
-    let child = python(SESSION_PY, &[&fifo, &want.to_string(), &out, &"60"])
-        .spawn()
-        .unwrap();
-    let status = ChildGuard::new(child)
-        .wait_output(Duration::from_secs(60))
-        .status;
-    assert!(status.success(), "reader session: {status}");
+    ChildGuard::spawn(&mut python(
+        SESSION_PY,
+        &[&fifo, &want.to_string(), &out, &"60"],
+    ))
+    .wait_success(Duration::from_secs(60));
     let data = std::fs::read(out).unwrap();
     assert!(
         data.is_empty() || data.ends_with(b"\n"),
@@ -195,43 +179,6 @@ fn session(fifo: &Path, want: usize, out: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-/// Kills and reaps children still running when a test ends.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Children {
-    fn wait_all(&mut self, limit: Duration) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        let mut outs = Vec::new();
-        for c in &mut self.0 {
-            // Read first: a child blocked on a full stdout pipe never exits.
-            // (Every child script arms an alarm, so this read ends.)
-            let mut s = String::new();
-            if let Some(out) = c.stdout.as_mut() {
-                std::io::Read::read_to_string(out, &mut s).unwrap();
-            }
-            loop {
-                if let Some(status) = c.try_wait().unwrap() {
-                    assert!(status.success(), "child: {status}");
-                    break;
-                }
-                assert!(Instant::now() < deadline, "children still running");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            outs.push(s);
-        }
-        outs
-    }
 }
 
 /// Checks that `lines` holds, for each input `w` in 0..inputs, exactly the
@@ -259,34 +206,28 @@ const LINES: usize = 100_000;
 fn four_reconnecting_writers_and_a_reconnecting_reader_lose_and_duplicate_nothing() {
     let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let log = d.join("mux.log");
-        let out = d.join("out");
-        let inputs: Vec<PathBuf> = (0..INPUTS).map(|w| d.join(format!("in{w}"))).collect();
-        for p in inputs.iter().chain([&out]) {
-            mkfifo(p);
-        }
-        let mut args = vec!["--output", "out", "--stats-interval", "0.5"];
         let names: Vec<String> = (0..INPUTS).map(|w| format!("in{w}")).collect();
+        let fifos: Vec<&str> = names.iter().map(String::as_str).chain(["out"]).collect();
+        let (dir, log) = setup(&fifos);
+        let d = dir.path();
+        let out = d.join("out");
+        let mut args = vec!["--output", "out", "--stats-interval", "0.5"];
         for n in &names {
             args.extend(["--input", n]);
         }
         let mux = start(&args, d, &log);
 
-        let mut writers = Children(
-            (0..INPUTS)
-                .map(|w| {
-                    python(
-                        WRITER_PY,
-                        &[&inputs[w], &w.to_string(), &LINES.to_string(), &"100"],
-                    )
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-                })
-                .collect(),
-        );
+        let writers: Vec<ChildGuard> = (0..INPUTS)
+            .map(|w| {
+                let args: [&dyn AsRef<OsStr>; 4] = [
+                    &d.join(&names[w]),
+                    &w.to_string(),
+                    &LINES.to_string(),
+                    &"100",
+                ];
+                ChildGuard::spawn(python(WRITER_PY, &args).stdout(Stdio::piped()))
+            })
+            .collect();
 
         // Reader sessions one after another, with gaps without any reader
         // (the multiplexer then holds the output and pushes back).
@@ -302,8 +243,7 @@ fn four_reconnecting_writers_and_a_reconnecting_reader_lose_and_duplicate_nothin
         let rest = total - all.len();
         all.extend(session(&out, rest, &d.join("session_last")));
 
-        let sessions: usize = writers
-            .wait_all(Duration::from_secs(30))
+        let sessions: usize = wait_all(writers, Duration::from_secs(30))
             .iter()
             .map(|s| s.trim().parse::<usize>().unwrap())
             .sum();
@@ -343,10 +283,15 @@ os.close(fd)
 "#;
 
 /// Starts a python writer of `text` to the FIFO `fifo`.
-fn write_lines(fifo: &Path, text: &str) -> Child {
+fn write_lines(fifo: &Path, text: &str) -> ChildGuard {
     let file = fifo.with_extension("txt");
     std::fs::write(&file, text).unwrap();
-    python(LINES_PY, &[&fifo, &file]).spawn().unwrap()
+    ChildGuard::spawn(&mut python(LINES_PY, &[&fifo, &file]))
+}
+
+/// Starts a python reader that prints the first `want` lines of `fifo`.
+fn read_lines(fifo: &Path, want: usize) -> ChildGuard {
+    ChildGuard::spawn(python(READ_N_PY, &[&fifo, &want.to_string()]).stdout(Stdio::piped()))
 }
 
 /// Reads exactly `want` lines with os.read (or fewer at EOF), prints them.
@@ -369,12 +314,8 @@ sys.stdout.buffer.write(buf)
 fn messages_go_to_the_first_route_whose_prefix_matches() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, log) = setup(&["a", "b", "out", "err"]);
         let d = dir.path();
-        let log = d.join("mux.log");
-        for name in ["a", "b", "out", "err"] {
-            mkfifo(&d.join(name));
-        }
         // "never" does not exist yet (--create) and gets no reader: an
         // output nobody needs must not hold anything up.
         let args = [
@@ -405,19 +346,9 @@ fn messages_go_to_the_first_route_whose_prefix_matches() {
             }
             writers.push(write_lines(&d.join(input), &text));
         }
-        let mut readers = Children(
-            ["out", "err"]
-                .iter()
-                .map(|r| {
-                    python(READ_N_PY, &[&d.join(r), &expect[r].len().to_string()])
-                        .stdout(Stdio::piped())
-                        .spawn()
-                        .unwrap()
-                })
-                .collect(),
-        );
-        let outs = readers.wait_all(Duration::from_secs(40));
-        Children(writers).wait_all(Duration::from_secs(10));
+        let readers = ["out", "err"].map(|r| read_lines(&d.join(r), expect[r].len()));
+        let outs = wait_all(readers.into(), Duration::from_secs(40));
+        wait_all(writers, Duration::from_secs(10));
         for (r, got) in ["out", "err"].iter().zip(&outs) {
             // Each input's lines in order; the two inputs interleave freely.
             for input in ["a", "b"] {
@@ -458,11 +389,8 @@ sys.stdout.buffer.write(buf)
 fn sigterm_delivers_every_message_already_read_then_exits_zero() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, log) = setup(&["in", "out"]);
         let d = dir.path();
-        let log = d.join("mux.log");
-        mkfifo(&d.join("in"));
-        mkfifo(&d.join("out"));
         let args = [
             "--input",
             "in",
@@ -474,24 +402,22 @@ fn sigterm_delivers_every_message_already_read_then_exits_zero() {
         let mux = start(&args, d, &log);
 
         // A reader that is there but does not read yet.
-        let mut reader = python(READ_ON_GO_PY, &[&d.join("out")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut go: ChildStdin = reader.stdin.take().unwrap();
-        let mut reader_out = BufReader::new(reader.stdout.take().unwrap());
+        let mut reader = ChildGuard::spawn(
+            python(READ_ON_GO_PY, &[&d.join("out")])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
+        let mut go: ChildStdin = reader.child().stdin.take().unwrap();
+        let mut reader_out = BufReader::new(reader.child().stdout.take().unwrap());
         let mut said = String::new();
         reader_out.read_line(&mut said).unwrap();
         assert_eq!(said, "open\n");
-        let reader = Children(vec![reader]);
 
         // 2,000 lines of 64 bytes: more than the output pipe holds (64 KiB),
         // so what the multiplexer reads beyond it waits in its queue.
         const N: usize = 2_000;
         let lines: Vec<String> = (0..N).map(|i| format!("{i:063}\n")).collect();
-        Children(vec![write_lines(&d.join("in"), &lines.concat())])
-            .wait_all(Duration::from_secs(20));
+        write_lines(&d.join("in"), &lines.concat()).wait_success(Duration::from_secs(20));
         // Settled: everything read, or reading paused by the full output.
         let stats = wait_for_line(&log, Duration::from_secs(20), |l| {
             l.contains(", reader, ")
@@ -504,7 +430,7 @@ fn sigterm_delivers_every_message_already_read_then_exits_zero() {
         go.write_all(b"go\n").unwrap();
         drop(go);
         let got = read_all(reader_out, reader);
-        let stderr = stop_after_signal(mux, &log);
+        let stderr = exited(mux, &log);
         // Everything read reached the reader, in order; what was still in
         // the input pipe at SIGTERM was not read.
         let (read, delivered, undelivered) = summary(&stderr);
@@ -517,36 +443,31 @@ fn sigterm_delivers_every_message_already_read_then_exits_zero() {
     });
 }
 
-fn read_all(mut out: BufReader<ChildStdout>, mut reader: Children) -> String {
+fn read_all(mut out: BufReader<ChildStdout>, reader: ChildGuard) -> String {
     let mut got = String::new();
     std::io::Read::read_to_string(&mut out, &mut got).unwrap();
-    reader.wait_all(Duration::from_secs(20));
+    reader.wait_success(Duration::from_secs(20));
     got
-}
-
-fn stop_after_signal(guard: ChildGuard, log: &Path) -> String {
-    let out = guard.wait_output(Duration::from_secs(15));
-    let stderr = std::fs::read_to_string(log).unwrap();
-    assert!(out.status.success(), "{}\n{stderr}", out.status);
-    stderr
 }
 
 #[test]
 fn a_regular_file_as_input_is_refused_with_exit_code_2_before_anything_opens() {
     let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, _) = setup(&["good"]);
         let d = dir.path();
         let file = d.join("notes.txt");
         std::fs::write(&file, b"not a fifo\n").unwrap();
-        mkfifo(&d.join("good"));
-        let out = Command::new(multiplexer_bin())
-            .args(["--input", "good", "--input"])
-            .arg(&file)
-            .args(["--output", "out", "--create"])
-            .current_dir(d)
-            .output()
-            .unwrap();
+        let file_arg = file.to_str().unwrap();
+        let args = [
+            "--input", "good", "--input", file_arg, "--output", "out", "--create",
+        ];
+        let out = ChildGuard::spawn(
+            multiplexer(&args, d)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .wait_output(Duration::from_secs(20));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(&*file.to_string_lossy()), "{stderr}");
@@ -592,11 +513,8 @@ fn num_after(line: &str, marker: &str) -> u64 {
 fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, log) = setup(&["in", "out"]);
         let d = dir.path();
-        let log = d.join("mux.log");
-        mkfifo(&d.join("in"));
-        mkfifo(&d.join("out"));
         let args = [
             "--input",
             "in",
@@ -613,7 +531,7 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
         // 6 MiB of lines and no reader: far more than the multiplexer may hold.
         const N: usize = 200_000;
         let text: String = (0..N).map(|i| format!("{i:031}\n")).collect();
-        let mut writer = Children(vec![write_lines(&d.join("in"), &text)]);
+        let mut writer = write_lines(&d.join("in"), &text);
 
         let paused = wait_for_log(&log, &["paused", "no reader"], Duration::from_secs(20));
         // A read that completed before the pause took effect still arrives
@@ -637,18 +555,12 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
             "read while paused"
         );
         assert!(
-            writer.0[0].try_wait().unwrap().is_none(),
+            writer.child().try_wait().unwrap().is_none(),
             "writer not held back"
         );
 
-        let mut reader = Children(vec![
-            python(READ_N_PY, &[&d.join("out"), &N.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        ]);
-        let got = reader.wait_all(Duration::from_secs(40)).remove(0);
-        writer.wait_all(Duration::from_secs(10));
+        let got = read_lines(&d.join("out"), N).wait_success(Duration::from_secs(40));
+        writer.wait_success(Duration::from_secs(10));
         assert!(got == text, "the reader got every line once, in order");
         let stderr = stop(mux, &log);
         assert_eq!(summary(&stderr), (N as u64, N as u64, 0), "{stderr}");
@@ -659,11 +571,8 @@ fn a_full_output_pauses_its_input_with_bounded_memory_and_loses_nothing() {
 fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, log) = setup(&["in", "out"]);
         let d = dir.path();
-        let log = d.join("mux.log");
-        mkfifo(&d.join("in"));
-        mkfifo(&d.join("out"));
         let args = ["--input", "in", "--output", "out", "--framing", "raw"];
         let mux = start(&args, d, &log);
         let mut data = vec![0u8; 8 << 20];
@@ -672,24 +581,24 @@ fn raw_framing_splices_every_byte_across_writer_and_reader_sessions() {
         let (first, second) = data.split_at(3 << 20);
         std::fs::write(d.join("part1"), first).unwrap();
         std::fs::write(d.join("part2"), second).unwrap();
-        let writer = Command::new("sh")
-            .arg("-c")
-            .arg("cat part1 > in && cat part2 > in")
-            .current_dir(d)
-            .spawn()
-            .unwrap();
-        let mut writer = Children(vec![writer]);
+        let writer = ChildGuard::spawn(
+            Command::new("sh")
+                .arg("-c")
+                .arg("cat part1 > in && cat part2 > in")
+                .current_dir(d),
+        );
         // Two reader sessions: the first leaves after 5 MiB.
         let mut got = Vec::new();
         for (i, count) in [5 << 20, (8 << 20) - (5 << 20)].into_iter().enumerate() {
             let out = d.join(format!("session{i}"));
-            let reader = python(EXACT_READ_PY, &[&d.join("out"), &count.to_string(), &out])
-                .spawn()
-                .unwrap();
-            Children(vec![reader]).wait_all(Duration::from_secs(40));
+            ChildGuard::spawn(&mut python(
+                EXACT_READ_PY,
+                &[&d.join("out"), &count.to_string(), &out],
+            ))
+            .wait_success(Duration::from_secs(40));
             got.extend(std::fs::read(&out).unwrap());
         }
-        writer.wait_all(Duration::from_secs(10));
+        writer.wait_success(Duration::from_secs(10));
         assert!(got == data, "bytes lost, duplicated or reordered");
         let stderr = stop(mux, &log);
         let n = data.len() as u64;
@@ -734,11 +643,8 @@ fn count_log_lines(log: &Path, parts: &[&str]) -> usize {
 fn an_oversized_frame_ends_that_writers_session_and_the_input_serves_the_next() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, log) = setup(&["in", "out"]);
         let d = dir.path();
-        let log = d.join("mux.log");
-        mkfifo(&d.join("in"));
-        mkfifo(&d.join("out"));
         let args = ["--input", "in", "--output", "out", "--framing", "length"];
         let mux = start(&args, d, &log);
 
@@ -763,28 +669,21 @@ fn an_oversized_frame_ends_that_writers_session_and_the_input_serves_the_next() 
             "before 1", "before 2", "after 1", "after 2", "after 3", "last",
         ]);
         let reader_out = d.join("got");
-        let mut reader = Children(vec![
-            python(
-                EXACT_READ_PY,
-                &[&d.join("out"), &want.len().to_string(), &reader_out],
-            )
-            .spawn()
-            .unwrap(),
-        ]);
+        let reader = ChildGuard::spawn(&mut python(
+            EXACT_READ_PY,
+            &[&d.join("out"), &want.len().to_string(), &reader_out],
+        ));
 
         let mut bad = 0;
         for (name, bytes) in &sessions {
             let file = d.join(name);
             std::fs::write(&file, bytes).unwrap();
             // Each writer finishes: none waits forever in open().
-            let said = Children(vec![
-                python(WRITE_FILES_PY, &[&d.join("in"), &file])
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            ])
-            .wait_all(Duration::from_secs(20));
-            assert_eq!(said, ["done\n"], "writer {name}");
+            let said = ChildGuard::spawn(
+                python(WRITE_FILES_PY, &[&d.join("in"), &file]).stdout(Stdio::piped()),
+            )
+            .wait_success(Duration::from_secs(20));
+            assert_eq!(said, "done\n", "writer {name}");
             if name.starts_with("bad") {
                 bad += 1;
                 // The input says what happened and reopens before the next
@@ -800,7 +699,7 @@ fn an_oversized_frame_ends_that_writers_session_and_the_input_serves_the_next() 
                 }
             }
         }
-        reader.wait_all(Duration::from_secs(20));
+        reader.wait_success(Duration::from_secs(20));
         assert_eq!(std::fs::read(&reader_out).unwrap(), want);
 
         let stderr = stop(mux, &log);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,26 +19,14 @@ fn run_sessions(fifo: &Path, dir: &Path, shares: &[usize]) -> Vec<PathBuf> {
     let mut outs = Vec::new();
     for (i, share) in shares.iter().enumerate() {
         let out = dir.join(format!("session{i:03}"));
-        let child = spawn(
-            Command::new("python3")
-                .args(["-c", EXACT_READ_PY])
-                .arg(fifo)
-                .arg(share.to_string())
-                .arg(&out),
-        );
-        let status = ChildGuard::new(child)
-            .wait_output(Duration::from_secs(60))
-            .status;
-        assert!(status.success(), "session {i}: {status}");
+        let args: [&dyn AsRef<std::ffi::OsStr>; 3] = [&fifo, &share.to_string(), &out];
+        ChildGuard::spawn(&mut python(EXACT_READ_PY, &args)).wait_success(Duration::from_secs(60));
         outs.push(out);
     }
     let out = dir.join("session_cat");
     let file = std::fs::File::create(&out).unwrap();
-    let child = spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)));
-    let status = ChildGuard::new(child)
-        .wait_output(Duration::from_secs(60))
-        .status;
-    assert!(status.success());
+    ChildGuard::spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)))
+        .wait_success(Duration::from_secs(60));
     outs.push(out);
     outs
 }
@@ -165,18 +154,47 @@ fn payload_16_mib() {
     check(16 << 20, 15);
 }
 
+/// A sender with `policy` on a fresh FIFO, and the FIFO's only reader:
+/// a non-blocking read end of the test's own.
+struct WithReader {
+    _dir: tempfile::TempDir,
+    fifo: PathBuf,
+    reader: OwnedFd,
+    p: Proactor,
+    ev: Events,
+    tx: Sender,
+}
+
+fn sender_with_reader(policy: Reconnect) -> WithReader {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("f");
+    mkfifo(&fifo);
+    let reader = nonblocking_reader(&fifo);
+    let mut p = Proactor::new().unwrap();
+    let tx = p
+        .open_sender(&fifo, &FifoOptions::new().reconnect(policy))
+        .unwrap();
+    WithReader {
+        _dir: dir,
+        fifo,
+        reader,
+        p,
+        ev: Events::default(),
+        tx,
+    }
+}
+
 #[test]
 fn policy_fail_hands_back_the_unsent_bytes_at_once() {
     watchdog(Duration::from_secs(30), || {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("f");
-        mkfifo(&fifo);
-        let reader = nonblocking_reader(&fifo);
-        let mut p = Proactor::new().unwrap();
-        let mut ev = Events::default();
-        let tx = p
-            .open_sender(&fifo, &FifoOptions::new().reconnect(Reconnect::Fail))
-            .unwrap();
+        let WithReader {
+            _dir,
+            reader,
+            mut p,
+            mut ev,
+            tx,
+            ..
+        } = sender_with_reader(Reconnect::Fail);
         p.send(tx, b"delivered").unwrap();
         poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| {
             matches!(e, Event::Sent { .. })
@@ -203,19 +221,15 @@ fn policy_fail_hands_back_the_unsent_bytes_at_once() {
 #[test]
 fn policy_wait_up_to_times_out_with_a_typed_error() {
     watchdog(Duration::from_secs(30), || {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("f");
-        mkfifo(&fifo);
-        let reader = nonblocking_reader(&fifo);
-        let mut p = Proactor::new().unwrap();
-        let mut ev = Events::default();
         let limit = Duration::from_millis(200);
-        let tx = p
-            .open_sender(
-                &fifo,
-                &FifoOptions::new().reconnect(Reconnect::WaitUpTo(limit)),
-            )
-            .unwrap();
+        let WithReader {
+            _dir,
+            fifo,
+            reader,
+            mut p,
+            mut ev,
+            tx,
+        } = sender_with_reader(Reconnect::WaitUpTo(limit));
         // The last reader: no child of a parallel test may hold a copy.
         close_last_end(reader);
         p.send(tx, b"nobody came back").unwrap();

@@ -5,48 +5,99 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{CloseReason, Error, Event, Events, FifoOptions, Proactor, State};
+use ringpipe::{
+    CloseReason, Error, Event, Events, FifoOptions, Proactor, Receiver, Sender, State, Token,
+};
+
+/// Paths `a` (relayed from) and `b` (relayed to) in a fresh temp dir.
+fn paths() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    (dir, a, b)
+}
+
+fn create() -> FifoOptions {
+    FifoOptions::new().create(true)
+}
+
+/// Relays `a` (made by the receiver) into `b`, made here and given a
+/// non-blocking reader of the test's own first, so the sender is open at
+/// once. Returns the reader.
+fn relay_to_reader(p: &mut Proactor, a: &Path, b: &Path) -> (Receiver, Sender, OwnedFd) {
+    let rx = p.open_receiver(a, &create()).unwrap();
+    mkfifo(b);
+    let reader = nonblocking_reader(b);
+    let tx = p.open_sender(b, &create()).unwrap();
+    p.relay(rx, tx).unwrap();
+    (rx, tx, reader)
+}
+
+/// `cat fifo > out`: a real reader process, through `common::spawn`.
+fn cat_into(fifo: &Path, out: &Path) -> ChildGuard {
+    let file = std::fs::File::create(out).unwrap();
+    ChildGuard::spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)))
+}
+
+/// A thread that opens `fifo` for writing after `delay` and writes the
+/// first `total` bytes of `pattern`, 1 MiB per write.
+fn write_pattern(fifo: &Path, total: usize, delay: Duration) -> JoinHandle<()> {
+    let fifo = fifo.to_path_buf();
+    std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        let mut chunk = vec![0u8; 1 << 20];
+        for i in 0..total / chunk.len() {
+            pattern((i * chunk.len()) as u64, &mut chunk);
+            f.write_all(&chunk).unwrap();
+        }
+    })
+}
+
+/// Checks that `out` holds the first `total` bytes of `pattern`, exactly.
+fn assert_pattern_file(out: &Path, total: usize) {
+    let got = std::fs::read(out).unwrap();
+    assert_eq!(got.len(), total);
+    let mut expected = vec![0u8; 1 << 20];
+    for (i, c) in got.chunks(1 << 20).enumerate() {
+        pattern((i << 20) as u64, &mut expected);
+        assert!(c == &expected[..c.len()], "MiB {i} differs");
+    }
+}
+
+/// Polls until `token` is closed.
+fn wait_closed(p: &mut Proactor, ev: &mut Events, token: Token, limit: Duration) {
+    poll_until(
+        p,
+        ev,
+        limit,
+        |e| matches!(e, Event::Closed { token: t, .. } if *t == token),
+    );
+}
 
 #[test]
 fn relay_64_mib_to_a_cat_process_exactly() {
     let _serial = serial();
     watchdog(Duration::from_secs(120), || {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let opts = FifoOptions::new().create(true);
+        let (dir, a, b) = paths();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(256);
-        let rx = p.open_receiver(&a, &opts).unwrap();
-        let tx = p.open_sender(&b, &opts).unwrap();
+        let rx = p.open_receiver(&a, &create()).unwrap();
+        let tx = p.open_sender(&b, &create()).unwrap();
         let out = dir.path().join("out");
-        let cat = ChildGuard::new(
-            Command::new("cat")
-                .arg(&b)
-                .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-                .spawn()
-                .unwrap(),
-        );
+        let cat = cat_into(&b, &out);
         p.relay(rx, tx).unwrap();
         assert!(matches!(p.send(tx, b"x"), Err(Error::Relayed { .. })));
         assert!(matches!(p.relay(rx, tx), Err(Error::Relayed { .. })));
         const TOTAL: usize = 64 << 20;
-        let writer_path = a.clone();
-        let writer = std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&writer_path)
-                .unwrap();
-            let mut chunk = vec![0u8; 1 << 20];
-            for i in 0..TOTAL / chunk.len() {
-                pattern((i * chunk.len()) as u64, &mut chunk);
-                f.write_all(&chunk).unwrap();
-            }
-        });
+        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
         let mut relayed = 0;
         let mut data_events = 0;
         poll_until(&mut p, &mut ev, Duration::from_secs(100), |e| {
@@ -69,24 +120,9 @@ fn relay_64_mib_to_a_cat_process_exactly() {
         // The sender is free again.
         p.send(tx, b"").unwrap();
         p.close_after_flush(tx).unwrap();
-        poll_until(
-            &mut p,
-            &mut ev,
-            Duration::from_secs(10),
-            |e| matches!(e, Event::Closed { token, .. } if *token == tx.token()),
-        );
-        assert!(cat.wait_output(Duration::from_secs(20)).status.success());
-        let mut got = Vec::new();
-        std::fs::File::open(&out)
-            .unwrap()
-            .read_to_end(&mut got)
-            .unwrap();
-        assert_eq!(got.len(), TOTAL);
-        let mut expected = vec![0u8; 1 << 20];
-        for (i, c) in got.chunks(1 << 20).enumerate() {
-            pattern((i << 20) as u64, &mut expected);
-            assert!(c == expected, "MiB {i} differs");
-        }
+        wait_closed(&mut p, &mut ev, tx.token(), Duration::from_secs(10));
+        cat.wait_success(Duration::from_secs(20));
+        assert_pattern_file(&out, TOTAL);
     });
 }
 
@@ -95,7 +131,6 @@ fn a_thousand_idle_relays_hold_no_threads() {
     let _serial = serial();
     watchdog(Duration::from_secs(120), || {
         let dir = tempfile::tempdir().unwrap();
-        let opts = FifoOptions::new().create(true);
         let mut p = Proactor::builder().registered_files(4096).build().unwrap();
         let mut ev = Events::with_capacity(256);
         let before = threads();
@@ -106,11 +141,8 @@ fn a_thousand_idle_relays_hold_no_threads() {
                 dir.path().join(format!("a{i}")),
                 dir.path().join(format!("b{i}")),
             );
-            let rx = p.open_receiver(&a, &opts).unwrap();
-            nix::unistd::mkfifo(&b, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-            readers.push(nonblocking_reader(&b));
-            let tx = p.open_sender(&b, &opts).unwrap();
-            p.relay(rx, tx).unwrap();
+            let (rx, _, reader) = relay_to_reader(&mut p, &a, &b);
+            readers.push(reader);
             pairs.push((a, rx));
         }
         for _ in 0..20 {
@@ -154,28 +186,12 @@ fn a_thousand_idle_relays_hold_no_threads() {
 fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
     let _serial = serial();
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let opts = FifoOptions::new().create(true);
+        let (_dir, a, b) = paths();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(256);
-        let rx = p.open_receiver(&a, &opts).unwrap();
-        nix::unistd::mkfifo(&b, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let first = nonblocking_reader(&b);
-        let tx = p.open_sender(&b, &opts).unwrap();
-        p.relay(rx, tx).unwrap();
+        let (rx, tx, first) = relay_to_reader(&mut p, &a, &b);
         const TOTAL: usize = 1 << 20;
-        let mut data = vec![0u8; TOTAL];
-        pattern(99, &mut data);
-        let to_write = data.clone();
-        let writer_path = a.clone();
-        let writer = std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&writer_path)
-                .unwrap();
-            f.write_all(&to_write).unwrap();
-        });
+        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
         // The first reader takes 100,000 bytes and leaves.
         let mut got = Vec::new();
         let mut buf = vec![0u8; 65536];
@@ -192,7 +208,8 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
                 }
             }
         }
-        drop(first);
+        // The last reader: no child of a parallel test may hold a copy.
+        close_last_end(first);
         let mut gone = false;
         poll_until(&mut p, &mut ev, Duration::from_secs(10), |e| {
             gone |= matches!(e, Event::PeerGone(t) if *t == tx.token());
@@ -204,25 +221,17 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
         let reader = std::thread::spawn(move || {
             let mut rest = Vec::new();
             let mut second = second;
-            second.read_to_end(&mut rest).unwrap();
+            std::io::Read::read_to_end(&mut second, &mut rest).unwrap();
             rest
         });
-        poll_until(
-            &mut p,
-            &mut ev,
-            Duration::from_secs(30),
-            |e| matches!(e, Event::Closed { token, .. } if *token == rx.token()),
-        );
+        wait_closed(&mut p, &mut ev, rx.token(), Duration::from_secs(30));
         writer.join().unwrap();
         p.close_after_flush(tx).unwrap();
-        poll_until(
-            &mut p,
-            &mut ev,
-            Duration::from_secs(10),
-            |e| matches!(e, Event::Closed { token, .. } if *token == tx.token()),
-        );
+        wait_closed(&mut p, &mut ev, tx.token(), Duration::from_secs(10));
         got.extend(reader.join().unwrap());
         assert_eq!(got.len(), TOTAL);
+        let mut data = vec![0u8; TOTAL];
+        pattern(0, &mut data);
         assert!(got == data);
     });
 }
@@ -231,16 +240,10 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
 fn pausing_a_relay_stops_its_armed_splice() {
     let _serial = serial();
     watchdog(Duration::from_secs(30), || {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let opts = FifoOptions::new().create(true);
+        let (_dir, a, b) = paths();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        let rx = p.open_receiver(&a, &opts).unwrap();
-        nix::unistd::mkfifo(&b, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let reader = nonblocking_reader(&b);
-        let tx = p.open_sender(&b, &opts).unwrap();
-        p.relay(rx, tx).unwrap();
+        let (rx, _tx, reader) = relay_to_reader(&mut p, &a, &b);
         p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
         p.pause(rx).unwrap();
         p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
@@ -277,38 +280,18 @@ fn pausing_a_relay_stops_its_armed_splice() {
 #[test]
 fn close_after_flush_on_a_relay_destination_passes_eof_on() {
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let opts = FifoOptions::new().create(true);
+        let (dir, a, b) = paths();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(256);
-        let rx = p.open_receiver(&a, &opts).unwrap();
-        let tx = p.open_sender(&b, &opts).unwrap();
+        let rx = p.open_receiver(&a, &create()).unwrap();
+        let tx = p.open_sender(&b, &create()).unwrap();
         let out = dir.path().join("out");
-        let cat = ChildGuard::new(
-            Command::new("cat")
-                .arg(&b)
-                .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
-                .spawn()
-                .unwrap(),
-        );
+        let cat = cat_into(&b, &out);
         p.relay(rx, tx).unwrap();
         p.close_after_flush(tx).unwrap();
         const TOTAL: usize = 8 << 20;
-        let writer_path = a.clone();
-        let writer = std::thread::spawn(move || {
-            // A moment with no writer at all: the relay must not end then.
-            std::thread::sleep(Duration::from_millis(50));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&writer_path)
-                .unwrap();
-            let mut chunk = vec![0u8; 1 << 20];
-            for i in 0..TOTAL / chunk.len() {
-                pattern((i * chunk.len()) as u64, &mut chunk);
-                f.write_all(&chunk).unwrap();
-            }
-        });
+        // A moment with no writer at all: the relay must not end then.
+        let writer = write_pattern(&a, TOTAL, Duration::from_millis(50));
         let (mut rx_closed, mut tx_closed) = (None, None);
         poll_until(&mut p, &mut ev, Duration::from_secs(50), |e| {
             match e {
@@ -331,15 +314,7 @@ fn close_after_flush_on_a_relay_destination_passes_eof_on() {
         assert_eq!(rx_closed, Some(CloseReason::Eof));
         assert_eq!(tx_closed, Some(CloseReason::Flushed));
         // cat saw EOF (it exited) after every byte.
-        assert!(cat.wait_output(Duration::from_secs(20)).status.success());
-        let mut got = Vec::new();
-        std::fs::File::open(&out)
-            .unwrap()
-            .read_to_end(&mut got)
-            .unwrap();
-        let mut want = vec![0u8; TOTAL];
-        pattern(0, &mut want);
-        assert_eq!(got.len(), TOTAL);
-        assert!(got == want, "bytes differ");
+        cat.wait_success(Duration::from_secs(20));
+        assert_pattern_file(&out, TOTAL);
     });
 }

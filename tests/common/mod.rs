@@ -1,10 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::{RwLock, mpsc};
+use std::sync::{Mutex, RwLock, mpsc};
 use std::time::{Duration, Instant};
 
 use ringpipe::{Event, Events, Proactor};
@@ -37,6 +38,25 @@ pub struct ChildGuard(pub Option<Child>);
 impl ChildGuard {
     pub fn new(child: Child) -> ChildGuard {
         ChildGuard(Some(child))
+    }
+
+    /// Spawns `cmd` through [`spawn`].
+    pub fn spawn(cmd: &mut Command) -> ChildGuard {
+        ChildGuard::new(spawn(cmd))
+    }
+
+    /// The running child.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("the child was waited for")
+    }
+
+    /// Waits (bounded) for the child, asserts that it succeeded, and
+    /// returns its stdout (empty unless piped).
+    pub fn wait_success(self, limit: Duration) -> String {
+        let out = self.wait_output(limit);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child: {}: {stderr}", out.status);
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Waits for the child (bounded) and returns its output.
@@ -192,3 +212,61 @@ os.close(fd)
 with open(out, 'wb') as f:
     f.write(data)
 "#;
+
+/// `python3 -c script args...`. Every script a test runs arms an alarm, so
+/// it never outlives a stuck test.
+pub fn python(script: &str, args: &[&dyn AsRef<OsStr>]) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script]);
+    for a in args {
+        cmd.arg(a);
+    }
+    cmd
+}
+
+/// Waits (bounded, each) for every child to succeed; returns their stdouts.
+pub fn wait_all(children: Vec<ChildGuard>, limit: Duration) -> Vec<String> {
+    children
+        .into_iter()
+        .map(|c| c.wait_success(limit))
+        .collect()
+}
+
+/// The example `name`, built with this test binary's profile and found
+/// next to it (`target/<profile>/deps/` -> `target/<profile>/examples/`).
+/// Built once per test binary: `cargo test --test NAME` alone does not
+/// build examples, and a stale binary would test old code.
+pub fn build_example(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("examples").join(name);
+    // Held while building: tests asking for it at once wait for one build.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", name]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --example {name} failed");
+        assert!(bin.exists(), "{} missing", bin.display());
+        built.push(name.to_string());
+    }
+    bin
+}
+
+/// Bytes in the pipe behind a FIFO or pipe end (FIONREAD).
+pub fn pipe_bytes(fd: &OwnedFd) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer, which points
+    // to a live local; the fd is borrowed, so it is open for the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
+}
