@@ -192,6 +192,11 @@ impl Proactor {
             pending.push(Item::Data { from, buf, len: n });
             return false;
         };
+        // A stream that broke at a bad frame has no frames left to give;
+        // its error is reported once, and the receiver is closing.
+        if decoder.is_failed() {
+            return false;
+        }
         let buf = Rc::new(buf);
         let chunk = &buf.as_slice()[..n];
         let base = chunk.as_ptr() as usize;
