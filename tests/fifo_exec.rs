@@ -9,30 +9,9 @@ use std::time::Duration;
 
 use common::*;
 
-/// The built example, next to this test's binary
-/// (`target/<profile>/deps/fifo_exec-*` -> `target/<profile>/examples/`).
-/// Built here: `cargo test --test fifo_exec` alone does not build examples,
-/// and a stale binary would test old code.
+/// The built example (see `common::build_example`).
 fn example_bin() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", "fifo_exec"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example fifo_exec failed");
-        let bin = profile_dir.join("examples").join("fifo_exec");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
-    .clone()
+    build_example("fifo_exec")
 }
 
 /// Runs the example with `args` (and `PATH` set to `path`, if given).

@@ -17,26 +17,9 @@ use common::*;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::stat::Mode;
 
-/// The built example, next to this test's binary
-/// (`target/<profile>/deps/readme_example-*` -> `target/<profile>/examples/`).
-/// Built here: `cargo test --test readme_example` alone does not build
-/// examples, and a stale binary would test old code.
+/// The built example (see `common::build_example`).
 fn example_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "--quiet", "--example", "readme"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build --example readme failed");
-    let bin = profile_dir.join("examples").join("readme");
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+    build_example("readme")
 }
 
 #[test]
@@ -71,17 +54,6 @@ fn open_blocking(path: &Path, flags: OFlag) -> OwnedFd {
     let fl = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL).unwrap());
     fcntl(&fd, FcntlArg::F_SETFL(fl - OFlag::O_NONBLOCK)).unwrap();
     fd
-}
-
-/// Bytes in the pipe of a FIFO end (FIONREAD).
-fn pipe_bytes(fd: &OwnedFd) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points
-    // to a live local; the fd is borrowed, so it is open for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
-    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    n as usize
 }
 
 /// Panics with the example's status and stderr if it has exited

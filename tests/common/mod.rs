@@ -262,11 +262,5 @@ pub fn build_example(name: &str) -> PathBuf {
 
 /// Bytes in the pipe behind a FIFO or pipe end (FIONREAD).
 pub fn pipe_bytes(fd: &OwnedFd) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one c_int through the pointer, which points
-    // to a live local; the fd is borrowed, so it is open for the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
-    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
-    n as usize
+    rustix::io::ioctl_fionread(fd).expect("FIONREAD") as usize
 }
