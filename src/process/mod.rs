@@ -41,9 +41,9 @@
 //! which gives it a reader): the program's opens for reading return at
 //! once, and a program that opens non-blocking and reads at once (gzip
 //! does) waits for bytes instead of seeing EOF. The bytes wait in a
-//! [`Proactor`] until the program reads; its first write, with no reader
-//! yet, fails with `EPIPE` and is retried when the reader comes (SIGPIPE
-//! is ignored, the proactor's default policy). An empty input's sender
+//! [`Proactor`](crate::Proactor) until the program reads; its first
+//! write, with no reader yet, fails with `EPIPE` and is retried when the
+//! reader comes (SIGPIPE is ignored, the proactor's default policy). An empty input's sender
 //! waits ([`State::Opening`](crate::State::Opening)) until the program
 //! opens the FIFO, then closes: that close is the program's EOF. Inputs
 //! are fed and outputs drained together, so both can be far larger than
@@ -65,34 +65,46 @@
 //! The child's exit is noticed by checking it between polls of the
 //! proactor, every 10 ms at most.
 
+// This file owns the public types and the builder; the rest of a run
+// lives beside it.
+mod fifos;
+mod names;
+mod run;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use crate::{Builder, Event, Events, FifoOptions, Proactor, Receiver, Sender, Token};
+use crate::Builder;
+use fifos::{Input, Output, PrivateDir};
+use run::Run;
 
-/// Longest time between two checks of whether the child has exited.
-const EXIT_CHECK: Duration = Duration::from_millis(10);
-
-/// Input bytes handed to the proactor per send. How far ahead of the child
-/// the queue runs is bounded by the sender's watermarks: a send at the high
-/// one is refused with [`Error::WouldBlock`](crate::Error::WouldBlock) and
-/// feeding resumes at [`Event::Writable`].
-const PIECE: usize = 64 * 1024;
-
-/// What can go wrong when running a program over FIFOs.
+/// What can go wrong when running a program over FIFOs: the error of
+/// [`FifoCommand::run`].
+///
+/// It is separate from [`ringpipe::Error`](crate::Error) because it reports
+/// on the program as well as on its FIFOs: the FIFOs declared for it and
+/// their placeholders, and the program's fate, which a FIFO error cannot
+/// tell: it could not be started ([`Spawn`](Self::Spawn)), waiting for its
+/// exit failed ([`Wait`](Self::Wait)), or it ran past its timeout
+/// ([`Timeout`](Self::Timeout)). A non-zero exit is no error: it is in
+/// [`FifoOutput::status`]. What ringpipe reports while the FIFOs are set up
+/// or polled is wrapped unchanged in [`Fifo`](Self::Fifo), so
+/// [`source`](std::error::Error::source) reaches the [`crate::Error`].
+///
+/// Every variant names what it is about: the FIFO name, placeholder or
+/// directory at fault before anything starts, the program (as given to
+/// [`FifoCommand::new`]) from then on, and both the program and the FIFO
+/// when one FIFO's transfer fails.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessError {
-    /// A FIFO name is empty, not a plain file name, or declared twice.
+    /// A FIFO name is empty, not a plain file name, contains `}`, or is
+    /// declared twice. Names the FIFO; nothing was started.
     #[error("invalid FIFO name {name:?}: {why}")]
     InvalidName {
         /// The name given.
@@ -102,6 +114,8 @@ pub enum ProcessError {
     },
 
     /// An argument or environment value names a FIFO that was not declared.
+    /// Names the placeholder (with the FIFO's name in it) and the text it
+    /// is in; nothing was started.
     #[error("{placeholder} in {text:?} names no declared FIFO")]
     UnknownPlaceholder {
         /// The whole argument or environment value.
@@ -110,7 +124,8 @@ pub enum ProcessError {
         placeholder: String,
     },
 
-    /// The private directory for the FIFOs could not be created.
+    /// The private directory for the FIFOs could not be created. Names the
+    /// directory; no FIFO was created and nothing was started.
     #[error("{}: cannot create the FIFO directory: {source}", path.display())]
     TempDir {
         /// The directory.
@@ -120,7 +135,10 @@ pub enum ProcessError {
         source: io::Error,
     },
 
-    /// Setting up the proactor or a FIFO end, or polling, failed.
+    /// Setting up the proactor or a FIFO end, or polling, failed: what
+    /// ringpipe reported, wrapped. Names the program; the wrapped error
+    /// names the FIFO's path where one is involved. The child, if started,
+    /// was killed and reaped.
     #[error("{program}: {source}")]
     Fifo {
         /// The program run.
@@ -130,7 +148,8 @@ pub enum ProcessError {
         source: crate::Error,
     },
 
-    /// Transferring the bytes of one FIFO failed; the child was killed.
+    /// Transferring the bytes of one FIFO failed; the child was killed and
+    /// reaped. Names the program and the FIFO.
     #[error("{program}: FIFO {fifo:?}: {detail}")]
     Transfer {
         /// The program run.
@@ -141,7 +160,7 @@ pub enum ProcessError {
         detail: String,
     },
 
-    /// The program could not be started.
+    /// The program could not be started. Names the program.
     #[error("{program}: cannot run: {source}")]
     Spawn {
         /// The program.
@@ -151,7 +170,7 @@ pub enum ProcessError {
         source: io::Error,
     },
 
-    /// Checking on or waiting for the child failed.
+    /// Checking on or waiting for the child failed. Names the program.
     #[error("{program}: waiting for the child failed: {source}")]
     Wait {
         /// The program.
@@ -163,7 +182,7 @@ pub enum ProcessError {
 
     /// The run took longer than its [`timeout`](FifoCommand::timeout). The
     /// child was killed and reaped; what was collected until then is in
-    /// `partial`.
+    /// `partial`. Names the program.
     #[error("{program}: not finished after {after:?}; killed")]
     Timeout {
         /// The program.
@@ -369,7 +388,7 @@ impl FifoCommand {
         self
     }
 
-    /// How to build the [`Proactor`] that feeds and drains
+    /// How to build the [`Proactor`](crate::Proactor) that feeds and drains
     /// the FIFOs during [`run`](Self::run) (default:
     /// [`Builder::default`], whose buffer pool fits an unprivileged user's
     /// `RLIMIT_MEMLOCK`; see [`Builder::buffers`]). Each run builds its own
@@ -419,42 +438,15 @@ impl FifoCommand {
             source,
         };
         let mut p = self.proactor.clone().build().map_err(fifo_err)?;
-        let create = FifoOptions::new().create(true).mode(0o600);
         let mut outputs = Vec::with_capacity(self.outputs.len());
         for name in &self.outputs {
-            let path = path_of(name);
-            let rx = p.open_receiver(&path, &create).map_err(fifo_err)?;
-            let spare = open_spare(&path).map_err(|source| {
-                fifo_err(crate::Error::Open {
-                    path: path.clone(),
-                    source,
-                })
-            })?;
-            outputs.push(Output::new(name.clone(), path, spare, rx));
+            let output = Output::open(&mut p, name.clone(), path_of(name));
+            outputs.push(output.map_err(fifo_err)?);
         }
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for (name, data) in self.inputs {
             let path = path_of(&name);
-            // A FIFO opened for reading and writing has a reader at once,
-            // so the sender opens now and keeps its write end from the
-            // start: the child's open for reading then returns at once, and
-            // a child that opens non-blocking and reads before the sender
-            // found it waits for bytes instead of seeing EOF. Dropped at
-            // once, the read-write end never reads a byte. An empty input
-            // needs none of this (EOF is its content); its sender waits for
-            // the child, so that closing it is the child's EOF.
-            let keeper = if data.is_empty() {
-                None
-            } else {
-                let keeper = open_read_write(&path).map_err(|source| crate::Error::Open {
-                    path: path.clone(),
-                    source,
-                });
-                Some(keeper.map_err(fifo_err)?)
-            };
-            let tx = p.open_sender(&path, &create).map_err(fifo_err)?;
-            drop(keeper);
-            inputs.push(Input::new(name, data, tx));
+            inputs.push(Input::open(&mut p, name, data, path).map_err(fifo_err)?);
         }
 
         let mut cmd = Command::new(&self.program);
@@ -470,487 +462,12 @@ impl FifoCommand {
             program: program.clone(),
             source,
         })?;
-        let mut run = Run {
-            program,
-            p,
-            child: ChildGuard(Some(child)),
-            inputs,
-            outputs,
-            status: None,
-            failure: None,
-        };
+        let mut run = Run::new(program, p, child, inputs, outputs);
         let result = run.drive(self.timeout);
         // The child is reaped and the proactor dropped (every fd closed)
         // before the directory goes.
         drop(run);
         drop(dir);
         result
-    }
-
-    fn check_names(&self) -> Result<(), ProcessError> {
-        let names = self
-            .inputs
-            .iter()
-            .map(|(n, _)| n)
-            .chain(self.outputs.iter());
-        let mut seen = std::collections::BTreeSet::new();
-        for name in names {
-            let why = if name.is_empty() {
-                Some("empty")
-            } else if name == "." || name == ".." || name.contains(['/', '\0']) {
-                Some("not a plain file name")
-            } else if name.contains('}') {
-                Some("contains '}'")
-            } else if !seen.insert(name) {
-                Some("declared twice")
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                return Err(ProcessError::InvalidName {
-                    name: name.clone(),
-                    why,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// Replaces every `{in:NAME}` / `{out:NAME}` in `text` with the path.
-    fn substitute(&self, text: &OsStr, dir: &Path) -> Result<OsString, ProcessError> {
-        let bytes = text.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut rest = bytes;
-        while let Some(at) = find_placeholder(rest) {
-            let tail = &rest[at..];
-            // Without a closing brace it is no placeholder: keep it as is.
-            let Some(end) = tail.iter().position(|&b| b == b'}') else {
-                break;
-            };
-            let (is_input, name) = match tail.strip_prefix(b"{in:") {
-                Some(_) => (true, &tail[4..end]),
-                None => (false, &tail[5..end]),
-            };
-            let declared = if is_input {
-                self.inputs.iter().any(|(n, _)| n.as_bytes() == name)
-            } else {
-                self.outputs.iter().any(|n| n.as_bytes() == name)
-            };
-            if !declared {
-                return Err(ProcessError::UnknownPlaceholder {
-                    text: text.to_string_lossy().into_owned(),
-                    placeholder: String::from_utf8_lossy(&tail[..=end]).into_owned(),
-                });
-            }
-            out.extend_from_slice(&rest[..at]);
-            out.extend_from_slice(dir.join(OsStr::from_bytes(name)).as_os_str().as_bytes());
-            rest = &tail[end + 1..];
-        }
-        out.extend_from_slice(rest);
-        Ok(OsString::from_vec(out))
-    }
-}
-
-/// Offset of the next `{in:` or `{out:` in `bytes`.
-fn find_placeholder(bytes: &[u8]) -> Option<usize> {
-    (0..bytes.len()).find(|&i| bytes[i..].starts_with(b"{in:") || bytes[i..].starts_with(b"{out:"))
-}
-
-/// The FIFOs' directory, mode 0700, removed with everything in it on drop.
-struct PrivateDir {
-    path: PathBuf,
-}
-
-impl PrivateDir {
-    fn create() -> Result<PrivateDir, ProcessError> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Absolute, so that the paths also hold in the child's
-        // `current_dir` when `TMPDIR` is relative.
-        let base = std::env::temp_dir();
-        let base = std::path::absolute(&base).map_err(|source| ProcessError::TempDir {
-            path: base.clone(),
-            source,
-        })?;
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = base.join(format!("ringpipe-{}-{n}-{nanos:08x}", std::process::id()));
-            // Not recursive: creating it must fail if anything is there
-            // already, so nobody else can have prepared it.
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir { path }),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(source) => return Err(ProcessError::TempDir { path, source }),
-            }
-        }
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// Kills and reaps the child on drop unless it was reaped already, so no
-/// error path leaves a process behind.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-struct Input {
-    name: String,
-    data: Vec<u8>,
-    tx: Sender,
-    /// Bytes handed to the proactor so far.
-    handed: usize,
-    /// Bytes the kernel accepted (sum of `Sent`).
-    accepted: usize,
-    opened: bool,
-    /// A send was refused for backpressure: wait for `Writable`.
-    blocked: bool,
-    flush_asked: bool,
-    close_asked: bool,
-    closed: bool,
-}
-
-impl Input {
-    fn new(name: String, data: Vec<u8>, tx: Sender) -> Input {
-        Input {
-            name,
-            data,
-            tx,
-            handed: 0,
-            accepted: 0,
-            opened: false,
-            blocked: false,
-            flush_asked: false,
-            close_asked: false,
-            closed: false,
-        }
-    }
-
-    /// Hands the proactor more of the input until it pushes back, and
-    /// asks for close once all is handed.
-    fn feed(&mut self, p: &mut Proactor) -> crate::Result<()> {
-        if self.closed || self.close_asked || self.flush_asked || self.blocked {
-            return Ok(());
-        }
-        while self.handed < self.data.len() {
-            let end = self.data.len().min(self.handed + PIECE);
-            match p.send(self.tx, &self.data[self.handed..end]) {
-                Ok(()) => self.handed = end,
-                Err(crate::Error::WouldBlock { .. }) => {
-                    self.blocked = true;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        // Only once open: a sender closed before its reader came would
-        // leave the child blocked in open(2) forever.
-        if self.opened && self.handed == self.data.len() {
-            p.close_after_flush(self.tx)?;
-            self.flush_asked = true;
-        }
-        Ok(())
-    }
-
-    /// Closes the sender now; its `Closed` event settles the accounting.
-    fn abandon(&mut self, p: &mut Proactor) {
-        if !self.closed && !self.close_asked {
-            self.close_asked = true;
-            // Err means it is already closing after a flush.
-            let _ = p.close(self.tx);
-        }
-    }
-
-    fn report(&self) -> InputReport {
-        InputReport {
-            len: self.data.len(),
-            accepted: self.accepted,
-        }
-    }
-}
-
-struct Output {
-    name: String,
-    path: PathBuf,
-    /// A read end of our own that never reads: it keeps the pipe, and the
-    /// bytes in it, alive while a read end is replaced, and spares the
-    /// child `EPIPE` while none is open.
-    _spare: File,
-    /// The read end in use.
-    rx: Receiver,
-    /// Earlier read ends, closing, whose late events still count.
-    old: Vec<Receiver>,
-    data: Vec<u8>,
-    /// `rx` was opened after the child's exit was seen: its EOF is the end.
-    last: bool,
-    done: bool,
-}
-
-impl Output {
-    fn new(name: String, path: PathBuf, spare: File, rx: Receiver) -> Output {
-        Output {
-            name,
-            path,
-            _spare: spare,
-            rx,
-            old: Vec::new(),
-            data: Vec::new(),
-            last: false,
-            done: false,
-        }
-    }
-
-    fn owns(&self, token: Token) -> bool {
-        self.rx.token() == token || self.old.iter().any(|r| r.token() == token)
-    }
-
-    /// The read end reached EOF: every writer closed. While the child
-    /// lives it may open the FIFO again, and after its exit the EOF may
-    /// predate bytes written since; so read on with a fresh read end. Only
-    /// the EOF of a read end opened after the exit was seen ends the output.
-    fn on_eof(&mut self, p: &mut Proactor, exited: bool) -> crate::Result<()> {
-        if self.last {
-            self.done = true;
-            // Err: it is closing already.
-            let _ = p.close(self.rx);
-            return Ok(());
-        }
-        let fresh = p.open_receiver(&self.path, &FifoOptions::new())?;
-        // Err: it is closing already.
-        let _ = p.close(self.rx);
-        self.old.push(std::mem::replace(&mut self.rx, fresh));
-        if exited {
-            self.last = true;
-            nudge(&self.path);
-        }
-        Ok(())
-    }
-}
-
-/// Opens the FIFO at `path` for reading without blocking.
-fn open_spare(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Creates the FIFO at `path` (mode 0600) and opens it for reading and
-/// writing: on Linux that never blocks and counts as a reader.
-fn open_read_write(path: &Path) -> io::Result<std::fs::File> {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Opens the FIFO for writing and closes it at once. A read end waiting on
-/// a FIFO that no process holds open for writing (the child has exited or
-/// never opened it) then sees EOF as soon as the pipe is empty.
-fn nudge(path: &Path) {
-    // Never blocks: with O_NONBLOCK a missing reader is ENXIO, ignored like
-    // every failure here (the FIFO then has no read end left to wake).
-    let _ = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path);
-}
-
-struct Run {
-    program: String,
-    p: Proactor,
-    child: ChildGuard,
-    inputs: Vec<Input>,
-    outputs: Vec<Output>,
-    status: Option<ExitStatus>,
-    /// The first transfer error: (FIFO name, what happened).
-    failure: Option<(String, String)>,
-}
-
-impl Run {
-    fn drive(&mut self, timeout: Option<Duration>) -> Result<FifoOutput, ProcessError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let mut events = Events::with_capacity(64);
-        loop {
-            self.feed();
-            if self.status.is_none() {
-                let child = self.child.0.as_mut().expect("not reaped before exit");
-                match child.try_wait() {
-                    Ok(Some(status)) => self.on_exit(status),
-                    Ok(None) => {}
-                    Err(source) => {
-                        return Err(ProcessError::Wait {
-                            program: self.program.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
-            if self.failure.is_some() {
-                return Err(self.fail());
-            }
-            if self.status.is_some()
-                && self.inputs.iter().all(|i| i.closed)
-                && self.outputs.iter().all(|o| o.done)
-            {
-                return Ok(self.result());
-            }
-            if let Some(after) = timeout
-                && deadline.is_some_and(|d| Instant::now() >= d)
-            {
-                return Err(self.time_out(after));
-            }
-            let tick = deadline.map_or(EXIT_CHECK, |d| {
-                EXIT_CHECK.min(d.saturating_duration_since(Instant::now()))
-            });
-            if self.p.in_flight() == 0 {
-                // poll returns at once with nothing in flight.
-                std::thread::sleep(tick);
-            }
-            self.p
-                .poll(&mut events, Some(tick))
-                .map_err(|source| ProcessError::Fifo {
-                    program: self.program.clone(),
-                    source,
-                })?;
-            self.handle(&events);
-        }
-    }
-
-    fn feed(&mut self) {
-        for input in &mut self.inputs {
-            if let Err(e) = input.feed(&mut self.p) {
-                self.failure
-                    .get_or_insert((input.name.clone(), e.to_string()));
-            }
-        }
-    }
-
-    fn handle(&mut self, events: &Events) {
-        let exited = self.status.is_some();
-        for event in events {
-            let token = event.token();
-            if let Some(input) = self.inputs.iter_mut().find(|i| i.tx.token() == token) {
-                match event {
-                    Event::Opened(_) => input.opened = true,
-                    Event::Sent { bytes, .. } => input.accepted += bytes,
-                    Event::Writable(_) => input.blocked = false,
-                    Event::Closed { unsent, .. } => {
-                        input.closed = true;
-                        debug_assert_eq!(unsent.len(), input.handed - input.accepted);
-                    }
-                    Event::Error { error, .. } => {
-                        self.failure
-                            .get_or_insert((input.name.clone(), error.to_string()));
-                    }
-                    // PeerGone: the child closed its read end; the sender
-                    // waits for it to come back or to exit.
-                    _ => {}
-                }
-            } else if let Some(output) = self.outputs.iter_mut().find(|o| o.owns(token)) {
-                let current = output.rx.token() == token;
-                match event {
-                    Event::Data { data, .. } => output.data.extend_from_slice(data),
-                    // A read end closes itself at EOF, after this event.
-                    Event::PeerGone(_) if current && !output.done => {
-                        if let Err(e) = output.on_eof(&mut self.p, exited) {
-                            self.failure
-                                .get_or_insert((output.name.clone(), e.to_string()));
-                        }
-                    }
-                    Event::Error { error, .. } => {
-                        self.failure
-                            .get_or_insert((output.name.clone(), error.to_string()));
-                    }
-                    Event::Closed { reason, .. } if current && !output.done => {
-                        self.failure.get_or_insert((
-                            output.name.clone(),
-                            format!("read end closed without EOF ({reason:?})"),
-                        ));
-                    }
-                    Event::Closed { .. } => output.old.retain(|r| r.token() != token),
-                    _ => {}
-                }
-            }
-        }
-    }
-
-    fn on_exit(&mut self, status: ExitStatus) {
-        self.status = Some(status);
-        self.child.0 = None;
-        for input in &mut self.inputs {
-            input.abandon(&mut self.p);
-        }
-        for output in &self.outputs {
-            nudge(&output.path);
-        }
-    }
-
-    /// Kills the child, if still running, and reaps it.
-    fn stop_child(&mut self) -> Result<(), ProcessError> {
-        if let Some(mut child) = self.child.0.take() {
-            // Err: it has exited already; wait reaps it either way.
-            let _ = child.kill();
-            let status = child.wait().map_err(|source| ProcessError::Wait {
-                program: self.program.clone(),
-                source,
-            })?;
-            self.status = Some(status);
-        }
-        Ok(())
-    }
-
-    fn fail(&mut self) -> ProcessError {
-        if let Err(e) = self.stop_child() {
-            return e;
-        }
-        let (fifo, detail) = self.failure.take().expect("a failure was recorded");
-        ProcessError::Transfer {
-            program: self.program.clone(),
-            fifo,
-            detail,
-        }
-    }
-
-    fn time_out(&mut self, after: Duration) -> ProcessError {
-        if let Err(e) = self.stop_child() {
-            return e;
-        }
-        ProcessError::Timeout {
-            program: self.program.clone(),
-            after,
-            partial: Box::new(self.result()),
-        }
-    }
-
-    fn result(&mut self) -> FifoOutput {
-        FifoOutput {
-            status: self.status.expect("the child was reaped"),
-            outputs: self
-                .outputs
-                .iter_mut()
-                .map(|o| (o.name.clone(), std::mem::take(&mut o.data)))
-                .collect(),
-            inputs: self
-                .inputs
-                .iter()
-                .map(|i| (i.name.clone(), i.report()))
-                .collect(),
-        }
     }
 }
