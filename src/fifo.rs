@@ -353,9 +353,7 @@ fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// The page size: the smallest capacity the kernel gives a pipe.
 pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf only reads a configuration value; it takes no pointer.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    rustix::param::page_size()
 }
 
 /// Refuses a pipe size the kernel would silently raise to one page.
