@@ -254,6 +254,7 @@ impl Builder {
             multishot_ok,
             read_mode: self.read_mode,
             starved: Vec::new(),
+            readable: Vec::new(),
         })
     }
 }

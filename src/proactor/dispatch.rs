@@ -26,6 +26,10 @@ impl Proactor {
                 }
                 return;
             }
+            Purpose::Readable => {
+                self.readable.push(c.op);
+                return;
+            }
             _ if c.owner == NO_TRANSPORT => return,
             _ => {}
         }
@@ -62,7 +66,7 @@ impl Proactor {
             Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
             Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
             Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
-            Purpose::Cancel | Purpose::RetryTimer | Purpose::OpenWatch => {}
+            Purpose::Cancel | Purpose::RetryTimer | Purpose::OpenWatch | Purpose::Readable => {}
         }
         if self.transports.contains(idx) {
             self.maybe_finish(idx);

@@ -8,6 +8,7 @@
 //! - `splice`: bytes moved between pipes by SPLICE and TEE (relays and
 //!   fan-outs);
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
+//! - `watch`: crate-internal waits on other fds (a child's pidfd);
 //! - `close`: state changes, cancelling, finishing a close;
 //! - `dispatch`: each completion routed to its step.
 
@@ -23,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
 use crate::frame::Codec;
-use crate::ring::{Completion, Ring};
+use crate::ring::{Completion, OpId, Ring};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -35,6 +36,7 @@ mod read;
 mod registry;
 mod splice;
 mod waiting;
+mod watch;
 mod write;
 
 pub use builder::Builder;
@@ -107,6 +109,8 @@ pub struct Proactor {
     read_mode: ReadMode,
     /// Multishot receivers whose read ended for lack of buffers.
     starved: Vec<Token>,
+    /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
+    readable: Vec<OpId>,
 }
 
 impl Proactor {
@@ -442,6 +446,7 @@ impl Proactor {
             }
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        let watches_fired = self.readable.len();
         loop {
             let wait = self.pending.is_empty()
                 && timeout != Some(Duration::ZERO)
@@ -463,7 +468,8 @@ impl Proactor {
             }
             self.completions = completions;
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            if !wait || expired || !self.pending.is_empty() {
+            let watched = self.readable.len() != watches_fired;
+            if !wait || expired || watched || !self.pending.is_empty() {
                 break;
             }
             // Only internal work finished (a timer, a cancel): wait again.

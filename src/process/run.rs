@@ -2,14 +2,18 @@
 //! proactor's events to the FIFOs they belong to, noticing the child's
 //! exit, enforcing the timeout and assembling the result.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use super::fifos::{Input, Output, nudge};
 use super::{FifoOutput, ProcessError};
+use crate::ring::OpId;
 use crate::{Event, Events, Proactor};
 
-/// Longest time between two checks of whether the child has exited.
+/// Longest time between two checks of whether the child has exited, where
+/// its exit cannot be watched through the ring (no pidfd), and while the
+/// FIFOs finish after it exited.
 const EXIT_CHECK: Duration = Duration::from_millis(10);
 
 /// Kills and reaps the child on drop unless it was reaped already, so no
@@ -36,6 +40,10 @@ pub(super) struct Run {
     status: Option<ExitStatus>,
     /// The first transfer error: (FIFO name, what happened).
     failure: Option<(String, String)>,
+    /// The child's pidfd and its watch on the ring: readable once the
+    /// child has exited, which wakes `poll`. `None` where pidfds are not
+    /// available (then exit is checked every [`EXIT_CHECK`]).
+    exit: Option<(OwnedFd, OpId)>,
 }
 
 impl Run {
@@ -48,6 +56,16 @@ impl Run {
         inputs: Vec<Input>,
         outputs: Vec<Output>,
     ) -> Run {
+        let mut p = p;
+        // The child is not reaped until `try_wait` says so: its pid cannot
+        // be reused before, so the pidfd names this child.
+        let pid = rustix::process::Pid::from_child(&child);
+        let exit = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .ok()
+            .and_then(|fd| {
+                let op = p.watch_readable(fd.as_fd()).ok()?;
+                Some((fd, op))
+            });
         Run {
             program,
             p,
@@ -56,6 +74,7 @@ impl Run {
             outputs,
             status: None,
             failure: None,
+            exit,
         }
     }
 
@@ -93,19 +112,32 @@ impl Run {
             {
                 return Err(self.time_out(after));
             }
-            let tick = deadline.map_or(EXIT_CHECK, |d| {
-                EXIT_CHECK.min(d.saturating_duration_since(Instant::now()))
-            });
+            // Waiting for the exit on the ring needs no timer; otherwise
+            // (no pidfd, or the child is gone and the FIFOs finish) check
+            // every EXIT_CHECK.
+            let watched = self.status.is_none() && self.exit.is_some();
+            let cap = (!watched).then_some(EXIT_CHECK);
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let tick = match (cap, left) {
+                (Some(c), Some(l)) => Some(c.min(l)),
+                (c, l) => c.or(l),
+            };
             if self.p.in_flight() == 0 {
                 // poll returns at once with nothing in flight.
-                std::thread::sleep(tick);
+                std::thread::sleep(tick.unwrap_or(EXIT_CHECK));
             }
             self.p
-                .poll(&mut events, Some(tick))
+                .poll(&mut events, tick)
                 .map_err(|source| ProcessError::Fifo {
                     program: self.program.clone(),
                     source,
                 })?;
+            if let Some((_, op)) = &self.exit
+                && self.p.took_readable(*op)
+            {
+                // Exited: `try_wait` at the top of the loop reaps it.
+                self.exit = None;
+            }
             self.handle(&events);
         }
     }

@@ -78,6 +78,9 @@ pub(crate) enum Purpose {
     RetryTimer,
     /// POLL on the inotify fd that watches for readers opening FIFOs.
     OpenWatch,
+    /// POLL for POLLIN on an fd the crate watches for itself (a child's
+    /// pidfd, for `process`).
+    Readable,
 }
 
 /// Names a live operation (its SQE `user_data`).
