@@ -121,11 +121,12 @@ impl Event<'_> {
     }
 }
 
-/// A frame's payload: a range of a read buffer shared by the frames of one
-/// read, or a copy for a frame that was split across reads.
+/// A frame's payload: a range of one of the batch's read buffers
+/// (`Events::bufs`, shared by the frames of one read), or a copy for a
+/// frame that was split across reads.
 #[derive(Debug)]
 pub(crate) enum FrameBytes {
-    Lent(std::rc::Rc<Buf>, std::ops::Range<usize>),
+    Lent { buf: u32, start: u32, end: u32 },
     Owned(Vec<u8>),
 }
 
@@ -164,12 +165,16 @@ pub(crate) enum Item {
     },
     Error {
         token: Token,
-        error: Error,
+        // Boxed: errors are rare, and every queued event is as large as
+        // the largest variant.
+        error: Box<Error>,
     },
 }
 
 impl Item {
-    fn as_event(&self) -> Event<'_> {
+    /// The event, with lent frames resolved in `bufs`, the read buffers of
+    /// the same batch.
+    fn as_event<'a>(&'a self, bufs: &'a [Buf]) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
             Item::Data { from, buf, len } => Event::Data {
@@ -179,7 +184,10 @@ impl Item {
             Item::Frame { from, frame } => Event::Frame {
                 from: *from,
                 frame: match frame {
-                    FrameBytes::Lent(buf, range) => &buf.as_slice()[range.clone()],
+                    // The batch holds every buffer its frames point into.
+                    FrameBytes::Lent { buf, start, end } => {
+                        &bufs[*buf as usize].as_slice()[*start as usize..*end as usize]
+                    }
                     FrameBytes::Owned(bytes) => bytes,
                 },
             },
@@ -224,6 +232,8 @@ impl Item {
 #[derive(Debug, Default)]
 pub struct Events {
     pub(crate) items: Vec<Item>,
+    /// Read buffers the batch's frames are lent from.
+    pub(crate) bufs: Vec<Buf>,
 }
 
 impl Events {
@@ -231,12 +241,16 @@ impl Events {
     pub fn with_capacity(capacity: usize) -> Events {
         Events {
             items: Vec::with_capacity(capacity),
+            bufs: Vec::new(),
         }
     }
 
     /// The events, in the order they happened.
     pub fn iter(&self) -> Iter<'_> {
-        Iter(self.items.iter())
+        Iter {
+            items: self.items.iter(),
+            bufs: &self.bufs,
+        }
     }
 
     /// Number of events.
@@ -252,18 +266,23 @@ impl Events {
     /// Drops the events, returning lent buffers to the pool.
     pub fn clear(&mut self) {
         self.items.clear();
+        self.bufs.clear();
     }
 }
 
 /// Iterator over [`Events`].
 #[derive(Debug)]
-pub struct Iter<'a>(std::slice::Iter<'a, Item>);
+pub struct Iter<'a> {
+    items: std::slice::Iter<'a, Item>,
+    bufs: &'a [Buf],
+}
 
 impl<'a> Iterator for Iter<'a> {
     type Item = Event<'a>;
 
     fn next(&mut self) -> Option<Event<'a>> {
-        self.0.next().map(Item::as_event)
+        let bufs = self.bufs;
+        self.items.next().map(|item| item.as_event(bufs))
     }
 }
 
@@ -272,6 +291,6 @@ impl<'a> IntoIterator for &'a Events {
     type IntoIter = Iter<'a>;
 
     fn into_iter(self) -> Iter<'a> {
-        Iter(self.items.iter())
+        self.iter()
     }
 }

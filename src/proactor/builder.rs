@@ -245,6 +245,7 @@ impl Builder {
             generations: Vec::new(),
             completions: Vec::new(),
             pending: Vec::new(),
+            pending_bufs: Vec::new(),
             waiting: Vec::new(),
             watch: None,
             watch_armed: false,

@@ -47,7 +47,10 @@ impl Proactor {
         }
         let token = t.token;
         t.reason = CloseReason::Error;
-        self.pending.push(Item::Error { token, error });
+        self.pending.push(Item::Error {
+            token,
+            error: Box::new(error),
+        });
         self.apply(idx, Input::Fail);
         self.cancel_ops(idx);
         self.maybe_finish(idx);
@@ -181,7 +184,10 @@ impl Proactor {
                     };
                     let token = t.token;
                     let error = Error::Frame { token, source };
-                    self.pending.push(Item::Error { token, error });
+                    self.pending.push(Item::Error {
+                        token,
+                        error: Box::new(error),
+                    });
                 }
                 let dests: Vec<Token> = splice.take().map_or(Vec::new(), |s| s.to);
                 for to in dests {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use crate::buffers::Pool;
+use crate::buffers::{Buf, Pool};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
@@ -97,6 +97,8 @@ pub struct Proactor {
     generations: Vec<u32>,
     completions: Vec<Completion>,
     pending: Vec<Item>,
+    /// Read buffers that `pending`'s frames are lent from.
+    pending_bufs: Vec<Buf>,
     /// Senders waiting for a reader (Opening, or PeerGone with a path).
     waiting: Vec<Token>,
     watch: Option<OpenWatch>,
@@ -439,7 +441,7 @@ impl Proactor {
     ///   [`Builder::sqpoll`] to spare the submit syscall as well.
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
-        events.items.clear();
+        events.clear();
         for token in std::mem::take(&mut self.starved) {
             if let Ok(idx) = self.live(token) {
                 self.arm_read(idx);
@@ -474,7 +476,9 @@ impl Proactor {
             }
             // Only internal work finished (a timer, a cancel): wait again.
         }
+        // `events.bufs` was empty: the frames' indices stay right.
         events.items.append(&mut self.pending);
+        events.bufs.append(&mut self.pending_bufs);
         Ok(())
     }
 }

@@ -180,6 +180,7 @@ impl Proactor {
         let Proactor {
             transports,
             pending,
+            pending_bufs,
             ..
         } = self;
         let t = &mut transports[idx];
@@ -197,14 +198,22 @@ impl Proactor {
         if decoder.is_failed() {
             return false;
         }
-        let buf = Rc::new(buf);
-        let chunk = &buf.as_slice()[..n];
+        // The batch keeps the buffer; its frames name it by index.
+        let index = pending_bufs.len() as u32;
+        pending_bufs.push(buf);
+        let chunk = &pending_bufs[index as usize].as_slice()[..n];
         let base = chunk.as_ptr() as usize;
         let decoded = decoder.feed(chunk, |frame| {
             let at = (frame.as_ptr() as usize).wrapping_sub(base);
-            // Lent if it lies inside this read, copied if it was split.
-            let frame = if !frame.is_empty() && at < n && at + frame.len() <= n {
-                FrameBytes::Lent(Rc::clone(&buf), at..at + frame.len())
+            // Lent if it lies inside this read, copied if it was split
+            // (or lies beyond what a u32 offset names: buffers over 4 GiB).
+            let lendable = u32::try_from(n).is_ok();
+            let frame = if lendable && !frame.is_empty() && at < n && at + frame.len() <= n {
+                FrameBytes::Lent {
+                    buf: index,
+                    start: at as u32,
+                    end: (at + frame.len()) as u32,
+                }
             } else {
                 FrameBytes::Owned(frame.to_vec())
             };
@@ -215,7 +224,10 @@ impl Proactor {
             // Bytes read while closing are still reported, bad ones too.
             Err(source) if self.transports[idx].state == State::Closing => {
                 let error = Error::Frame { token, source };
-                self.pending.push(Item::Error { token, error });
+                self.pending.push(Item::Error {
+                    token,
+                    error: Box::new(error),
+                });
                 false
             }
             Err(source) => {
@@ -246,7 +258,10 @@ impl Proactor {
             if !*persistent {
                 return self.fail(idx, error);
             }
-            self.pending.push(Item::Error { token, error });
+            self.pending.push(Item::Error {
+                token,
+                error: Box::new(error),
+            });
         }
         self.apply(idx, Input::PeerLeft);
         let t = &self.transports[idx];
