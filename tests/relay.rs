@@ -279,9 +279,19 @@ fn pausing_a_relay_stops_its_armed_splice() {
 /// EOF, with nobody watching for the source's `Closed`.
 #[test]
 fn close_after_flush_on_a_relay_destination_passes_eof_on() {
-    watchdog(Duration::from_secs(60), || {
+    relay_until_eof(Proactor::builder());
+}
+
+/// The same with `splice(2)` called from the proactor's thread.
+#[test]
+fn a_direct_splice_relay_passes_every_byte_then_eof_on() {
+    relay_until_eof(Proactor::builder().splice_direct(true));
+}
+
+fn relay_until_eof(builder: ringpipe::Builder) {
+    watchdog(Duration::from_secs(60), move || {
         let (dir, a, b) = paths();
-        let mut p = Proactor::new().unwrap();
+        let mut p = builder.build().unwrap();
         let mut ev = Events::with_capacity(256);
         let rx = p.open_receiver(&a, &create()).unwrap();
         let tx = p.open_sender(&b, &create()).unwrap();

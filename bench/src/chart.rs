@@ -12,9 +12,10 @@ use crate::report::{Record, columns};
 
 /// One colour per table column ([`columns`] order: ringpipe's modes in
 /// warm colours, the peers in cool ones, the ceiling grey).
-const COLORS: [RGBColor; 11] = [
+const COLORS: [RGBColor; 12] = [
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0xf7, 0xb6, 0xd2),
     RGBColor(0xbc, 0xbd, 0x22),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x8c, 0x56, 0x4b),

@@ -36,6 +36,7 @@ pub struct Builder {
     iowq_max_workers: [u32; 2],
     read_mode: ReadMode,
     provided: (u16, usize),
+    splice_direct: bool,
 }
 
 impl Default for Builder {
@@ -53,6 +54,7 @@ impl Default for Builder {
             iowq_max_workers: [2, 2],
             read_mode: ReadMode::Fixed,
             provided: (128, 64 * 1024),
+            splice_direct: false,
         }
     }
 }
@@ -130,6 +132,20 @@ impl Builder {
     /// found by the retry timer, which backs off from 1 ms to this.
     pub fn open_retry_max(mut self, max: Duration) -> Self {
         self.open_retry_max = max.max(RETRY_START);
+        self
+    }
+
+    /// How a relay (a splice into one sender) moves its bytes. `false`
+    /// (the default): an io_uring SPLICE linked behind a POLL for data,
+    /// which the kernel always runs on an io-wq worker, so the copy runs
+    /// beside this thread (more bytes per second where a core is free, for
+    /// a hand-off and a wake-up per chunk). `true`: it waits for data with
+    /// the POLL on the ring, then calls non-blocking `splice(2)` itself,
+    /// from this thread: about half the CPU per byte, as fast as a blocking
+    /// `splice(2)` thread. Measured side by side in BENCHMARKS.md (Relay).
+    /// Fan-outs to several senders always use io_uring TEE and SPLICE.
+    pub fn splice_direct(mut self, yes: bool) -> Self {
+        self.splice_direct = yes;
         self
     }
 
@@ -256,6 +272,7 @@ impl Builder {
             read_mode: self.read_mode,
             starved: Vec::new(),
             readable: Vec::new(),
+            splice_direct: self.splice_direct,
         })
     }
 }

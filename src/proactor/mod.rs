@@ -113,6 +113,8 @@ pub struct Proactor {
     starved: Vec<Token>,
     /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
     readable: Vec<OpId>,
+    /// Single-destination splices call `splice(2)` from this thread.
+    splice_direct: bool,
 }
 
 impl Proactor {

@@ -31,6 +31,10 @@ use crate::transport::{Input, State};
 /// Bytes one splice may move; the pipes' contents bound it anyway.
 pub(super) const SPLICE_LEN: u32 = 1 << 20;
 
+/// Most bytes one direct splice turn moves before the relay waits on the
+/// ring again, so one busy relay does not hold up the others.
+const DIRECT_BUDGET: usize = 1 << 20;
+
 /// What a fan-out does when a destination's reader leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FanOutPolicy {
@@ -203,6 +207,13 @@ impl Proactor {
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
     /// linked behind a poll for data unless data is likely there.
     fn splice_single(&mut self, rx: usize, poll_first: bool) {
+        if self.splice_direct {
+            return if poll_first {
+                self.poll_source(rx)
+            } else {
+                self.splice_now(rx)
+            };
+        }
         let t = &self.transports[rx];
         let (Some(from), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
@@ -237,6 +248,78 @@ impl Proactor {
             }
             Err(e) => self.submit_failed(rx, e),
         }
+    }
+
+    /// Waits on the ring for data in the source of a single splice.
+    fn poll_source(&mut self, rx: usize) {
+        let t = &self.transports[rx];
+        let Some(fd) = t.fd.as_ref() else { return };
+        let poll = self.ring.poll_add(
+            fd.as_raw_fd(),
+            libc::POLLIN as u32,
+            t.token.to_owner(),
+            Purpose::SplicePoll,
+        );
+        if let Some(op) = self.track(rx, poll)
+            && let Some(splice) = self.splice_of(rx)
+        {
+            splice.poll = Some(op);
+        }
+    }
+
+    /// Moves what is there with non-blocking `splice(2)` from this thread,
+    /// up to [`DIRECT_BUDGET`] bytes, then waits on the ring again. No
+    /// io-wq worker and no hand-off: the data was reported ready by a poll.
+    fn splice_now(&mut self, rx: usize) {
+        let t = &self.transports[rx];
+        let (
+            Some(src),
+            Role::Receiver {
+                splice: Some(splice),
+                ..
+            },
+        ) = (t.fd.as_ref(), &t.role)
+        else {
+            return;
+        };
+        let dest = splice.to[0];
+        let tx = dest.index as usize;
+        let Some(dst) = self.transports.get(tx).and_then(|d| d.fd.as_ref()) else {
+            return;
+        };
+        let mut moved = 0usize;
+        let outcome = loop {
+            match nix::fcntl::splice(
+                src,
+                None,
+                dst,
+                None,
+                SPLICE_LEN as usize,
+                nix::fcntl::SpliceFFlags::SPLICE_F_NONBLOCK,
+            ) {
+                Ok(0) => break Ok(0),
+                Ok(n) => {
+                    moved += n;
+                    if moved >= DIRECT_BUDGET {
+                        break Ok(n);
+                    }
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        if moved > 0 {
+            self.spliced(rx, dest, moved);
+        }
+        let result = match outcome {
+            Ok(0) => 0,
+            // Budget spent: wait on the ring (the poll completes at once
+            // while data is there), so other transports get their turn.
+            Ok(_) => return self.arm_splice(rx),
+            Err(e) => -(e as i32),
+        };
+        let closing = self.transports[rx].state == State::Closing;
+        self.after_splice(rx, dest, result, closing);
     }
 
     /// The operations of the receiver spliced into sender `tx`: they use
@@ -487,27 +570,38 @@ impl Proactor {
 
     /// The splice of a round of one destination completed.
     fn on_single_splice(&mut self, rx: usize, dest: Token, result: i32, closing: bool) {
+        if result > 0 {
+            // Counted and reported even while closing: the bytes moved.
+            self.spliced(rx, dest, result as usize);
+            // More is likely there: splice again without polling first.
+            return self.arm_splice_with(rx, false);
+        }
+        self.after_splice(rx, dest, result, closing);
+    }
+
+    /// Counts and reports `n` bytes spliced from `rx` into `dest`.
+    fn spliced(&mut self, rx: usize, dest: Token, n: usize) {
+        let tx = dest.index as usize;
+        if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
+            *bytes_read += n as u64;
+        }
+        let side = self.transports[tx].sender();
+        side.queue.queued_total += n as u64;
+        side.queue.accepted_total += n as u64;
+        self.pending.push(Item::Relayed {
+            from: Receiver(self.transports[rx].token),
+            to: Sender(dest),
+            bytes: n,
+        });
+        self.apply(rx, Input::PeerReady);
+        self.apply(tx, Input::PeerReady);
+    }
+
+    /// A single splice that moved nothing: EOF, a full or empty pipe, the
+    /// destination's reader gone, a cancel or an error.
+    fn after_splice(&mut self, rx: usize, dest: Token, result: i32, closing: bool) {
         let tx = dest.index as usize;
         match result {
-            // Counted and reported even while closing: the bytes moved.
-            n if n > 0 => {
-                let n = n as u64;
-                if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
-                    *bytes_read += n;
-                }
-                let side = self.transports[tx].sender();
-                side.queue.queued_total += n;
-                side.queue.accepted_total += n;
-                self.pending.push(Item::Relayed {
-                    from: Receiver(self.transports[rx].token),
-                    to: Sender(dest),
-                    bytes: n as usize,
-                });
-                self.apply(rx, Input::PeerReady);
-                self.apply(tx, Input::PeerReady);
-                // More is likely there: splice again without polling first.
-                self.arm_splice_with(rx, false);
-            }
             _ if closing => {}
             0 => self.on_eof(rx),
             r if r == -libc::EAGAIN => {

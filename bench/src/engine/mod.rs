@@ -33,6 +33,9 @@ pub enum Engine {
     UringMultishot,
     /// ringpipe, `Proactor::relay` (splice in the kernel; relay only).
     UringSplice,
+    /// ringpipe, `Proactor::relay` with `Builder::splice_direct`: a poll on
+    /// the ring, then `splice(2)` from the proactor thread (relay only).
+    UringSpliceDirect,
     /// ringpipe on an SQPOLL ring (ping-pong only unless named).
     UringSqpoll,
     /// ringpipe, busy polling with a zero timeout (ping-pong only unless
@@ -63,10 +66,11 @@ enum Scope {
 
 impl Engine {
     /// Every engine, in table order.
-    pub const ALL: [Engine; 9] = [
+    pub const ALL: [Engine; 10] = [
         Engine::Uring,
         Engine::UringMultishot,
         Engine::UringSplice,
+        Engine::UringSpliceDirect,
         Engine::UringSqpoll,
         Engine::UringSpin,
         Engine::Epoll,
@@ -81,6 +85,7 @@ impl Engine {
             Engine::Uring => "uring",
             Engine::UringMultishot => "uring-multishot",
             Engine::UringSplice => "uring-splice",
+            Engine::UringSpliceDirect => "uring-splice-direct",
             Engine::UringSqpoll => "uring-sqpoll",
             Engine::UringSpin => "uring-spin",
             Engine::Epoll => "epoll",
@@ -103,6 +108,7 @@ impl Engine {
             Engine::Uring
                 | Engine::UringMultishot
                 | Engine::UringSplice
+                | Engine::UringSpliceDirect
                 | Engine::UringSqpoll
                 | Engine::UringSpin
         )
@@ -110,14 +116,19 @@ impl Engine {
 
     /// Whether the relay moves bytes with splice rather than read + write.
     pub fn splices(self) -> bool {
-        matches!(self, Engine::UringSplice | Engine::ThreadsSplice)
+        matches!(
+            self,
+            Engine::UringSplice | Engine::UringSpliceDirect | Engine::ThreadsSplice
+        )
     }
 
     fn scope(self) -> Scope {
         match self {
             Engine::UringSqpoll | Engine::UringSpin => Scope::Latency,
             Engine::UringMultishot => Scope::Fanin,
-            Engine::UringSplice | Engine::ThreadsSplice => Scope::RelayOnly,
+            Engine::UringSplice | Engine::UringSpliceDirect | Engine::ThreadsSplice => {
+                Scope::RelayOnly
+            }
             Engine::Uring | Engine::Epoll | Engine::Threads | Engine::Tokio => Scope::All,
         }
     }
@@ -141,6 +152,7 @@ impl Engine {
             Engine::UringSpin => uring::run(spec, uring::Mode::Spin),
             Engine::UringMultishot => uring::run(spec, uring::Mode::Multishot),
             Engine::UringSplice => uring::run(spec, uring::Mode::Splice),
+            Engine::UringSpliceDirect => uring::run(spec, uring::Mode::SpliceDirect),
             Engine::Epoll => epoll::run(spec),
             Engine::Threads => threads::run(spec),
             Engine::ThreadsSplice => threads::run_splice(spec),

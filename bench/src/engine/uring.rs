@@ -15,6 +15,7 @@ fn proactor(mode: Mode) -> io::Result<Proactor> {
             .sqpoll(Duration::from_millis(50))
             .build(),
         Mode::Multishot => Proactor::builder().read_mode(ReadMode::Multishot).build(),
+        Mode::SpliceDirect => Proactor::builder().splice_direct(true).build(),
         Mode::Default | Mode::Splice | Mode::Spin => Proactor::new(),
     };
     built.map_err(io::Error::other)
@@ -32,6 +33,9 @@ pub enum Mode {
     /// Defaults; the relay is `Proactor::relay` (splice in the kernel)
     /// instead of read + `send`.
     Splice,
+    /// `Splice` with `Builder::splice_direct`: the splice is `splice(2)`
+    /// from the proactor thread once a poll on the ring says data is there.
+    SpliceDirect,
     /// SQPOLL kernel thread, blocking `poll`.
     Sqpoll,
     /// Defaults and a busy loop of `poll(.., Some(Duration::ZERO))`: each
@@ -46,8 +50,12 @@ pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
         _ => None,
     };
     match spec.work {
-        Work::Relay { .. } if mode == Mode::Splice => splice(spec, &mut p),
-        _ if mode == Mode::Splice => Err(io::Error::other("uring-splice runs the relay only")),
+        Work::Relay { .. } if matches!(mode, Mode::Splice | Mode::SpliceDirect) => {
+            splice(spec, &mut p)
+        }
+        _ if matches!(mode, Mode::Splice | Mode::SpliceDirect) => {
+            Err(io::Error::other("the splice engines run the relay only"))
+        }
         Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p, wait),
         _ => consume(spec, &mut p, wait),
     }
