@@ -184,10 +184,21 @@ fn a_thousand_idle_relays_hold_no_threads() {
 
 #[test]
 fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
+    reader_leaves_mid_relay(Proactor::builder());
+}
+
+/// The same with `splice(2)` from the proactor's thread, whose EPIPE
+/// comes back to this thread.
+#[test]
+fn destination_reader_leaves_mid_direct_splice_relay_and_nothing_is_lost() {
+    reader_leaves_mid_relay(Proactor::builder().splice_direct(true));
+}
+
+fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
     let _serial = serial();
-    watchdog(Duration::from_secs(60), || {
+    watchdog(Duration::from_secs(60), move || {
         let (_dir, a, b) = paths();
-        let mut p = Proactor::new().unwrap();
+        let mut p = builder.build().unwrap();
         let mut ev = Events::with_capacity(256);
         let (rx, tx, first) = relay_to_reader(&mut p, &a, &b);
         const TOTAL: usize = 1 << 20;
@@ -238,10 +249,21 @@ fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
 
 #[test]
 fn pausing_a_relay_stops_its_armed_splice() {
+    pause_a_relay(Proactor::builder());
+}
+
+/// The same with `splice(2)` from the proactor's thread: only its poll
+/// for data is armed, and pausing stops it.
+#[test]
+fn pausing_a_direct_splice_relay_stops_its_poll() {
+    pause_a_relay(Proactor::builder().splice_direct(true));
+}
+
+fn pause_a_relay(builder: ringpipe::Builder) {
     let _serial = serial();
-    watchdog(Duration::from_secs(30), || {
+    watchdog(Duration::from_secs(30), move || {
         let (_dir, a, b) = paths();
-        let mut p = Proactor::new().unwrap();
+        let mut p = builder.build().unwrap();
         let mut ev = Events::default();
         let (rx, _tx, reader) = relay_to_reader(&mut p, &a, &b);
         p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
