@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -115,17 +114,7 @@ fn the_example_holds_its_input_until_a_reader_comes_then_delivers_all_and_exits_
         let writer = open_blocking(&input, OFlag::O_WRONLY);
         let capacity = fcntl(&writer, FcntlArg::F_GETPIPE_SZ).unwrap() as usize;
         let probe = writer.as_fd().try_clone_to_owned().unwrap();
-        let to_write = data.clone();
-        let written = Arc::new(AtomicUsize::new(0));
-        let written2 = Arc::clone(&written);
-        let writing = std::thread::spawn(move || {
-            let mut f = std::fs::File::from(writer);
-            // PIPE_BUF-sized writes are whole or wait: the count is exact.
-            for chunk in to_write.chunks(4096) {
-                f.write_all(chunk).unwrap();
-                written2.fetch_add(chunk.len(), Ordering::SeqCst);
-            }
-        });
+        let (writing, written) = counting_writer(writer, data.clone());
 
         // No reader on the output: the example takes more than its output
         // queue holds (so `send` has refused it), stops reading its input,

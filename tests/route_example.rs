@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -168,17 +166,7 @@ fn an_output_without_a_reader_pauses_its_input_until_a_reader_comes() {
         let writer = open_writer(&d.join("in"), &mut example);
         let capacity = fcntl(&writer, FcntlArg::F_GETPIPE_SZ).unwrap() as usize;
         let probe = writer.as_fd().try_clone_to_owned().unwrap();
-        let written = Arc::new(AtomicUsize::new(0));
-        let (to_write, written2) = (text.clone().into_bytes(), Arc::clone(&written));
-        let writing = std::thread::spawn(move || {
-            let mut f = std::fs::File::from(writer);
-            // Page-sized writes are whole or wait, so the count is exact
-            // and a full pipe holds exactly its capacity.
-            for chunk in to_write.chunks(4096) {
-                f.write_all(chunk).unwrap();
-                written2.fetch_add(chunk.len(), Ordering::SeqCst);
-            }
-        });
+        let (writing, written) = counting_writer(writer, text.clone().into_bytes());
 
         // No reader on `matched`: the example takes more than its output
         // queue holds (so the output refused a line) and stops reading its

@@ -264,3 +264,28 @@ pub fn build_example(name: &str) -> PathBuf {
 pub fn pipe_bytes(fd: &OwnedFd) -> usize {
     rustix::io::ioctl_fionread(fd).expect("FIONREAD") as usize
 }
+
+/// Writes `data` into `writer` on a thread of its own, in page-sized
+/// writes (each whole or waiting, so the count is exact and a full pipe
+/// holds exactly its capacity). Returns the thread and the bytes written
+/// so far.
+pub fn counting_writer(
+    writer: OwnedFd,
+    data: Vec<u8>,
+) -> (
+    std::thread::JoinHandle<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&written);
+    let thread = std::thread::spawn(move || {
+        let mut f = std::fs::File::from(writer);
+        for chunk in data.chunks(4096) {
+            f.write_all(chunk).unwrap();
+            count.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    (thread, written)
+}
