@@ -144,6 +144,8 @@ impl Builder {
     /// from this thread: about half the CPU per byte, as fast as a blocking
     /// `splice(2)` thread. Measured side by side in BENCHMARKS.md (Relay).
     /// Fan-outs to several senders always use io_uring TEE and SPLICE.
+    /// Like an io_uring write, a `splice(2)` into a pipe whose reader left
+    /// raises SIGPIPE in this thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
     pub fn splice_direct(mut self, yes: bool) -> Self {
         self.splice_direct = yes;
         self
