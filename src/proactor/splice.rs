@@ -185,23 +185,10 @@ impl Proactor {
         if splice.poll.is_some() || !splice.round.is_empty() || !self.dests_ready(splice) {
             return;
         }
-        let (Some(fd), owner) = (t.fd.as_ref(), t.token.to_owner()) else {
-            return;
-        };
         if splice.single() {
             return self.splice_single(rx, poll_first);
         }
-        let poll = self.ring.poll_add(
-            fd.as_raw_fd(),
-            libc::POLLIN as u32,
-            owner,
-            Purpose::SplicePoll,
-        );
-        if let Some(op) = self.track(rx, poll)
-            && let Some(splice) = self.splice_of(rx)
-        {
-            splice.poll = Some(op);
-        }
+        self.poll_source(rx);
     }
 
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
@@ -250,7 +237,7 @@ impl Proactor {
         }
     }
 
-    /// Waits on the ring for data in the source of a single splice.
+    /// Waits on the ring for data in the source.
     fn poll_source(&mut self, rx: usize) {
         let t = &self.transports[rx];
         let Some(fd) = t.fd.as_ref() else { return };
