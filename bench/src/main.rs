@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod chart;
 mod engine;
+mod fanout;
 mod loadgen;
 mod mux;
 mod report;
@@ -126,11 +127,25 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         multiplexer: Option<PathBuf>,
     },
-    /// A short run of every engine scenario (under a minute) and one
-    /// comparison table.
+    /// One publisher -> router -> 3 subscribers, 64-byte length-prefixed
+    /// frames, every frame checked by each subscriber: ringpipe forwarding
+    /// raw chunks (`send`) and whole frames (`send_frame`), beside a
+    /// blocking-thread router doing the same; msgs/s, router CPU per
+    /// message and router peak RSS.
+    Fanout {
+        /// Variants to run, comma separated.
+        #[arg(long, value_delimiter = ',', value_enum, default_values_t = fanout::Variant::ALL)]
+        variants: Vec<fanout::Variant>,
+        /// Frames the publisher writes per run.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        msgs: u64,
+    },
+    /// A short run of every scenario (under a minute), one table per
+    /// scenario, the summary and the targets. Mux runs if the multiplexer
+    /// example is built (`cargo build --release --example multiplexer`).
     Quick,
-    /// Every engine scenario at full size (mux runs on its own: it needs
-    /// the example built).
+    /// Every engine scenario and fan-out at full size (mux runs on its
+    /// own: it needs the example built).
     All,
     /// The tables, the summary against the best peer and the targets,
     /// from JSON files written with --json (to join several runs).
@@ -158,6 +173,15 @@ enum Cmd {
     /// options of the multiplexer example.
     #[command(hide = true)]
     MuxThreads(mux::router::RouterArgs),
+    /// (internal) The router of one fan-out run.
+    #[command(hide = true)]
+    FanoutRouter { spec: String },
+    /// (internal) The publisher of one fan-out run.
+    #[command(hide = true)]
+    FanoutPub { spec: String },
+    /// (internal) Subscriber `index` of one fan-out run.
+    #[command(hide = true)]
+    FanoutSub { spec: String, index: usize },
 }
 
 /// How hard to run: sizes and repetitions.
@@ -176,6 +200,9 @@ fn main() {
         Cmd::Chart { inputs, out } => chart::render(inputs, out),
         Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[])),
         Cmd::MuxThreads(args) => mux::router::run(args),
+        Cmd::FanoutRouter { spec } => fanout::router_main(spec),
+        Cmd::FanoutPub { spec } => fanout::publisher_main(spec),
+        Cmd::FanoutSub { spec, index } => fanout::subscriber_main(spec, *index),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
@@ -306,23 +333,75 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     println!("{}", report::machine(nofile));
     println!("FIFOs in {}", root.display());
 
-    let (records, notes) = match &mux_plan {
-        Some(m) => {
-            if let Some(bin) = &m.multiplexer {
-                println!("router under test: {} ({})", bin.display(), mux::age(bin));
+    let mut out = match (&mux_plan, &cli.cmd) {
+        (Some(m), _) => run_mux(m, &base),
+        (None, Cmd::Fanout { .. }) => Ok((Vec::new(), Vec::new())),
+        (None, _) => engine_scenarios(cli, &plan, &exe, &base),
+    };
+    let fanout_msgs = match &cli.cmd {
+        Cmd::Fanout { msgs, .. } => Some(*msgs),
+        Cmd::Quick => Some(1_000_000),
+        Cmd::All => Some(4_000_000),
+        _ => None,
+    };
+    if let (Ok((records, notes)), Some(msgs)) = (&mut out, fanout_msgs) {
+        let variants = match &cli.cmd {
+            Cmd::Fanout { variants, .. } => variants.clone(),
+            _ => fanout::Variant::ALL.to_vec(),
+        };
+        let f = fanout::Plan {
+            variants,
+            msgs,
+            runs: plan.runs,
+            warmup: plan.warmup,
+            timeout: plan.timeout,
+            exe: exe.clone(),
+        };
+        let pb = progress(f.variants.len() * (f.runs + f.warmup));
+        let got = fanout::measure(&f, &base.join("fanout"), &pb);
+        pb.finish_and_clear();
+        match got {
+            Ok((mut r, mut n)) => {
+                println!(
+                    "fanout: medians of {} run(s) each, {} warm-up run(s) discarded",
+                    f.runs, f.warmup
+                );
+                records.append(&mut r);
+                notes.append(&mut n);
             }
-            let pb = progress(m.routers.len() * (m.runs + m.warmup));
-            let out = mux::measure(m, &base.join("mux"), &pb);
-            pb.finish_and_clear();
-            println!(
-                "medians of {} run(s) each, {} warm-up run(s) discarded",
-                m.runs, m.warmup
-            );
-            out
+            Err(e) => notes.push(format!("fanout failed: {e}")),
         }
-        None => engine_scenarios(cli, &plan, &exe, &base),
     }
-    .inspect_err(|_| {
+    // quick: the mux scenario too, when the multiplexer example is built.
+    if let (Ok((records, notes)), Cmd::Quick) = (&mut out, &cli.cmd) {
+        match mux::locate_multiplexer(&exe, None) {
+            Ok(bin) => {
+                let m = mux::Plan {
+                    routers: mux::Router::ALL.to_vec(),
+                    writers: 4,
+                    lines: 1 << 17,
+                    runs: plan.runs,
+                    warmup: plan.warmup,
+                    timeout: plan.timeout,
+                    exe: exe.clone(),
+                    multiplexer: Some(bin),
+                };
+                match run_mux(&m, &base) {
+                    Ok((mut r, mut n)) => {
+                        records.append(&mut r);
+                        notes.append(&mut n);
+                    }
+                    Err(e) => notes.push(format!("mux failed: {e}")),
+                }
+            }
+            Err(_) => notes.push(
+                "mux skipped: the multiplexer example is not built \
+                 (cargo build --release --example multiplexer)"
+                    .into(),
+            ),
+        }
+    }
+    let (records, notes) = out.inspect_err(|_| {
         let _ = std::fs::remove_dir_all(&base);
     })?;
     let _ = std::fs::remove_dir_all(&base);
@@ -337,23 +416,69 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The comparison table, the summary, the targets and the notes.
+/// The tables, the summary, the flags, the targets and the notes, each
+/// line within 120 columns.
 fn print_results(records: &[Record], notes: &[String]) {
-    println!("{}", report::table(records));
+    println!("{}", wrap(report::LEGEND, ""));
+    println!();
+    print!("{}", report::table(records));
     let summary = report::summary(records);
     if !summary.is_empty() {
-        println!("ringpipe against the best peer:\n{summary}");
+        println!(
+            "ringpipe against the best peer (ratio of medians; noisy: the spreads overlap):\n{summary}"
+        );
+    }
+    let flags = report::flags(records);
+    if !flags.is_empty() {
+        println!(
+            "flagged: ringpipe >= {}x worse than the best peer:\n{flags}",
+            report::FLAG_RATIO
+        );
     }
     let t = report::targets(records);
     if !t.is_empty() {
-        println!("targets:\n{t}");
+        println!("targets (ratio of medians [worst-best over the runs]):\n{t}");
     }
     if !notes.is_empty() {
         println!("notes:");
         for n in notes {
-            println!("- {n}");
+            println!("{}", wrap(&format!("- {n}"), "  "));
         }
     }
+}
+
+/// `text` wrapped at word boundaries to 120 columns, continuation lines
+/// starting with `indent`.
+fn wrap(text: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > 120 {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_string();
+        } else if !line.is_empty() && line != indent {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
+}
+
+/// The mux scenario of `m`: records and notes.
+fn run_mux(m: &mux::Plan, base: &Path) -> std::io::Result<(Vec<Record>, Vec<String>)> {
+    if let Some(bin) = &m.multiplexer {
+        println!("router under test: {} ({})", bin.display(), mux::age(bin));
+    }
+    let pb = progress(m.routers.len() * (m.runs + m.warmup));
+    let out = mux::measure(m, &base.join("mux"), &pb);
+    pb.finish_and_clear();
+    println!(
+        "mux: medians of {} run(s) each, {} warm-up run(s) discarded",
+        m.runs, m.warmup
+    );
+    out
 }
 
 fn progress(total: usize) -> ProgressBar {
@@ -422,10 +547,12 @@ fn engine_scenarios(
         let mut per_engine: Vec<Vec<std::collections::BTreeMap<String, f64>>> =
             vec![Vec::new(); engs.len()];
         let mut opened: Vec<Option<usize>> = vec![None; engs.len()];
-        // Engines take turns run by run, so slow drifts of a noisy machine
-        // hit them alike.
+        // Engines take turns run by run, the first to go rotating, so slow
+        // drifts of a noisy machine hit them alike.
         for round in 0..plan.warmup + runs {
-            for (i, e) in engs.iter().enumerate() {
+            for j in 0..engs.len() {
+                let i = (round + j) % engs.len();
+                let e = &engs[i];
                 pb.set_message(format!("{} {} {e}", w.name(), short_params(w)));
                 let spec = spec_for(w, *e, &dir, cli);
                 match run_once(exe, &spec, plan.timeout) {

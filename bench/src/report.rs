@@ -11,8 +11,10 @@ use crate::engine::Engine;
 use crate::mux::Router;
 use crate::spec::{EngineReport, LoadReport, Work};
 
-/// One (scenario, engine, parameters) result: medians over the runs. The
-/// JSON field names are read by other tools: keep them.
+/// One (scenario, engine, parameters) result: medians over the runs, and
+/// with two runs or more each metric's spread as `METRIC_min` and
+/// `METRIC_max` beside it (see [`medians`]). The JSON field names are read
+/// by other tools: keep them, add new ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub scenario: String,
@@ -100,6 +102,10 @@ pub fn metrics(work: &Work, r: &RunResult) -> BTreeMap<String, f64> {
             put("gib_per_s", per_s(e.bytes).map(|b| b / (1u64 << 30) as f64));
             put("msgs_per_s", per_s(e.msgs));
             put("cpu_s_per_million_msgs", cpu_per_million);
+            put(
+                "cpu_s_per_gib",
+                (e.bytes > 0).then(|| e.cpu_s / (e.bytes as f64 / (1u64 << 30) as f64)),
+            );
             put("syscalls_per_1k_msgs", syscalls_per_1k);
         }
         Work::Fanin { .. } => {
@@ -129,8 +135,7 @@ pub fn metrics(work: &Work, r: &RunResult) -> BTreeMap<String, f64> {
     m
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
+fn median(v: &[f64]) -> f64 {
     let n = v.len();
     if n % 2 == 1 {
         v[n / 2]
@@ -139,7 +144,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// Medians, metric by metric, over the runs that reported it.
+/// Suffixes of the spread of a metric in [`Record::metrics`]: `p99_us_min`
+/// and `p99_us_max` are the lowest and highest of the runs of `p99_us`.
+const MIN: &str = "_min";
+const MAX: &str = "_max";
+
+/// Medians, metric by metric, over the runs that reported it; with two
+/// runs or more also the spread, each metric's lowest and highest value
+/// (keys `METRIC_min`, `METRIC_max`).
 pub fn medians(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
     let mut by_key: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for run in runs {
@@ -147,14 +159,115 @@ pub fn medians(runs: &[BTreeMap<String, f64>]) -> BTreeMap<String, f64> {
             by_key.entry(k.clone()).or_default().push(*v);
         }
     }
-    by_key.into_iter().map(|(k, v)| (k, median(v))).collect()
+    let mut out = BTreeMap::new();
+    for (k, mut v) in by_key {
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.len() > 1 {
+            out.insert(format!("{k}{MIN}"), v[0]);
+            out.insert(format!("{k}{MAX}"), v[v.len() - 1]);
+        }
+        out.insert(k, median(&v));
+    }
+    out
 }
 
-/// Which metrics the comparison table shows per scenario, and whether
-/// higher is better.
+/// A metric of a record: its median and the spread of its runs (`lo` =
+/// `hi` = `med` for one run or a record written without spread).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub med: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Stat {
+    pub fn of(r: &Record, metric: &str) -> Option<Stat> {
+        if metric == "cpu_s_per_gib" && !r.metrics.contains_key(metric) {
+            return Stat::per_gib(r);
+        }
+        let med = *r.metrics.get(metric)?;
+        let get = |suffix: &str| r.metrics.get(&format!("{metric}{suffix}")).copied();
+        Some(Stat {
+            med,
+            lo: get(MIN).unwrap_or(med).min(med),
+            hi: get(MAX).unwrap_or(med).max(med),
+        })
+    }
+
+    /// CPU per GiB of a record written before that metric existed: its
+    /// CPU per million chunks over the GiB in a million chunks.
+    fn per_gib(r: &Record) -> Option<Stat> {
+        let chunk = r.params.get("chunk_bytes").and_then(Value::as_f64)?;
+        let per_million = Stat::of(r, "cpu_s_per_million_msgs")?;
+        let k = (1u64 << 30) as f64 / (chunk * 1e6);
+        Some(Stat {
+            med: per_million.med * k,
+            lo: per_million.lo * k,
+            hi: per_million.hi * k,
+        })
+    }
+
+    /// Half the spread, as a fraction of the median.
+    fn half_spread(self) -> Option<f64> {
+        (self.hi > self.lo && self.med != 0.0).then(|| (self.hi - self.lo) / 2.0 / self.med.abs())
+    }
+
+    /// `median ±half-spread%`.
+    fn cell(self) -> String {
+        match self.half_spread() {
+            Some(h) if h * 100.0 >= 9.5 => format!("{} ±{:.0}%", fmt(self.med), h * 100.0),
+            Some(h) => format!("{} ±{:.1}%", fmt(self.med), h * 100.0),
+            None => fmt(self.med),
+        }
+    }
+}
+
+/// How one result compares with another on a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Better,
+    Worse,
+    /// The spreads overlap: the runs do not tell.
+    Noisy,
+    /// The same figures.
+    Same,
+}
+
+/// `a` against `b`; `higher`: higher is better. Better or worse only when
+/// the spreads do not overlap.
+pub fn compare(a: Stat, b: Stat, higher: bool) -> Cmp {
+    let (a_wins, b_wins) = if higher {
+        (a.lo > b.hi, b.lo > a.hi)
+    } else {
+        (a.hi < b.lo, b.hi < a.lo)
+    };
+    match (a_wins, b_wins) {
+        (true, _) => Cmp::Better,
+        (_, true) => Cmp::Worse,
+        _ if a == b => Cmp::Same,
+        _ => Cmp::Noisy,
+    }
+}
+
+/// A ringpipe result this many times worse than the best peer (the spreads
+/// apart) is flagged, target or not.
+pub const FLAG_RATIO: f64 = 2.0;
+
+/// Whether `a` is at least [`FLAG_RATIO`] times worse than `b`, clearly.
+fn far_worse(a: Stat, b: Stat, higher: bool) -> bool {
+    let ratio = if higher { b.med / a.med } else { a.med / b.med };
+    compare(a, b, higher) == Cmp::Worse && ratio >= FLAG_RATIO
+}
+
+/// Which metrics the tables show per scenario, and whether higher is
+/// better.
 fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
     match scenario {
-        "throughput" => &[("gib_per_s", true), ("cpu_s_per_million_msgs", false)],
+        "throughput" => &[
+            ("gib_per_s", true),
+            ("cpu_s_per_million_msgs", false),
+            ("syscalls_per_1k_msgs", false),
+        ],
         "fanin" => &[
             ("msgs_per_s", true),
             ("cpu_s_per_million_msgs", false),
@@ -163,7 +276,7 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
         ],
         "relay" => &[
             ("gib_per_s", true),
-            ("cpu_s_per_million_msgs", false),
+            ("cpu_s_per_gib", false),
             ("syscalls_per_1k_msgs", false),
         ],
         "pingpong" => &[("p50_us", false), ("p99_us", false), ("p999_us", false)],
@@ -174,31 +287,49 @@ fn table_metrics(scenario: &str) -> &'static [(&'static str, bool)] {
             ("deliver_all_ms", false),
         ],
         "mux" => &[("lines_per_s", true), ("router_cpu_ns_per_line", false)],
+        "fanout" => &[
+            ("msgs_per_s", true),
+            ("cpu_s_per_million_msgs", false),
+            ("peak_rss_mib", false),
+            ("syscalls_per_1k_msgs", false),
+        ],
         _ => &[],
     }
 }
 
-/// Short name of a metric for the table.
+/// Short name of a metric for the tables.
 fn short(metric: &str) -> &str {
     match metric {
         "gib_per_s" => "GiB/s",
         "msgs_per_s" => "msgs/s",
         "cpu_s_per_million_msgs" => "CPU s/M msgs",
-        "syscalls_per_1k_msgs" => "syscalls/1k msgs",
+        "cpu_s_per_gib" => "CPU s/GiB",
+        "syscalls_per_1k_msgs" => "syscalls/1k",
         "p50_us" => "p50 us",
         "p99_us" => "p99 us",
         "p999_us" => "p99.9 us",
         "rss_mib" => "RSS MiB",
+        "peak_rss_mib" => "peak RSS MiB",
         "threads" => "threads",
         "idle_cpu_ms_per_s" => "idle CPU ms/s",
         "deliver_all_ms" => "deliver all ms",
         "lines_per_s" => "lines/s",
-        "router_cpu_ns_per_line" => "router CPU ns/line",
+        "router_cpu_ns_per_line" => "CPU ns/line",
         m => m,
     }
 }
 
-/// The scenario's defining parameter, for the table's first column.
+/// A metric's heading: its short name and which way is better.
+fn heading(metric: &str, higher: bool) -> String {
+    format!("{} ({})", short(metric), if higher { "+" } else { "-" })
+}
+
+/// The legend printed above the tables.
+pub const LEGEND: &str = "(+) higher is better, (-) lower is better; a cell is the median \
+                          ±half its min-max range over the runs; ! marks ringpipe >= 2x \
+                          worse than the best peer";
+
+/// The scenario's defining parameters: the title of its table.
 fn label(r: &Record) -> String {
     let p = |k: &str| r.params.get(k).map(|v| v.to_string()).unwrap_or_default();
     match r.scenario.as_str() {
@@ -208,7 +339,30 @@ fn label(r: &Record) -> String {
         "pingpong" => "pingpong 64B".to_string(),
         "idle" => format!("idle {} fifos", p("fifos")),
         "mux" => format!("mux {} writers", p("writers")),
+        "fanout" => format!("fanout 1->{}", p("subscribers")),
         s => s.to_string(),
+    }
+}
+
+/// The record's mode within its scenario (fan-out: `raw` or `framed`).
+fn mode(r: &Record) -> Option<&str> {
+    r.params.get("mode").and_then(Value::as_str)
+}
+
+/// What is compared with what: the label, and the mode if any (fan-out
+/// compares raw with raw and framed with framed).
+fn group(r: &Record) -> String {
+    match mode(r) {
+        Some(m) => format!("{} {m}", label(r)),
+        None => label(r),
+    }
+}
+
+/// A row of a scenario's table: the engine, and the mode if any.
+fn row_name(r: &Record) -> String {
+    match mode(r) {
+        Some(m) => format!("{} {m}", r.engine),
+        None => r.engine.clone(),
     }
 }
 
@@ -219,6 +373,10 @@ pub fn fmt(v: f64) -> String {
         "0".into()
     } else if a >= 1e6 {
         format!("{:.2}M", v / 1e6)
+    } else if a >= 1e5 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 1e4 {
+        format!("{:.1}k", v / 1e3)
     } else if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
@@ -228,29 +386,6 @@ pub fn fmt(v: f64) -> String {
     } else {
         format!("{v:.3}")
     }
-}
-
-/// Ratio columns of the table: numerator, denominator, heading. A column
-/// shows when both are in the records.
-fn ratios() -> [(&'static str, &'static str, &'static str); 10] {
-    use Engine::*;
-    let (m, t, d) = (Router::Multiplexer, Router::Threads, Router::Direct);
-    [
-        (Uring.name(), Epoll.name(), "uring/epoll"),
-        (Uring.name(), Threads.name(), "uring/threads"),
-        (Uring.name(), Tokio.name(), "uring/tokio"),
-        (UringMultishot.name(), Uring.name(), "multishot/uring"),
-        (UringSplice.name(), Uring.name(), "splice/uring"),
-        (
-            UringSplice.name(),
-            ThreadsSplice.name(),
-            "splice/threads-splice",
-        ),
-        (UringSqpoll.name(), Threads.name(), "sqpoll/threads"),
-        (UringSpin.name(), Threads.name(), "spin/threads"),
-        (m.name(), t.name(), "multiplexer/threads"),
-        (m.name(), d.name(), "multiplexer/direct"),
-    ]
 }
 
 /// Column order of the tables: ringpipe's engines, the multiplexer, the
@@ -269,46 +404,126 @@ pub fn columns() -> Vec<&'static str> {
     cols
 }
 
-/// The comparison table: one row per (scenario, parameters, metric), one
-/// column per engine, then ratios of ringpipe to the baselines.
-pub fn table(records: &[Record]) -> String {
-    let present = |e: &str| records.iter().any(|r| r.engine == e);
-    let engines: Vec<&str> = columns().into_iter().filter(|e| present(e)).collect();
-    let ratio_cols: Vec<(&str, &str, &str)> = ratios()
-        .into_iter()
-        .filter(|(num, den, _)| present(num) && present(den))
-        .collect();
-    let value = |lab: &str, metric: &str, engine: &str| value(records, lab, metric, engine);
-    let mut header = vec!["scenario".to_string(), "metric".to_string()];
-    header.extend(engines.iter().map(|e| e.to_string()));
-    header.extend(ratio_cols.iter().map(|c| c.2.to_string()));
-    let mut cells: Vec<Vec<String>> = vec![header];
-    for (lab, metric, _) in &rows(records) {
-        let mut row = vec![lab.clone(), short(metric).to_string()];
-        for e in &engines {
-            row.push(value(lab, metric, e).map(fmt).unwrap_or_else(|| "-".into()));
-        }
-        for (num, den, _) in &ratio_cols {
-            let r = match (value(lab, metric, num), value(lab, metric, den)) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
-                _ => "-".into(),
-            };
-            row.push(r);
-        }
-        if row[2..].iter().any(|c| c != "-") {
-            cells.push(row);
-        }
+/// Sort key of an engine: its place in [`columns`]; engines this build
+/// does not know (records of another build) come after ringpipe's.
+fn order(engine: &str) -> usize {
+    let cols = columns();
+    match cols.iter().position(|c| *c == engine) {
+        Some(k) if side(engine) == Some(true) => k,
+        Some(k) => k + 100,
+        None if engine.starts_with("uring") => 50,
+        None => 200,
     }
-    render(&cells, 2)
 }
 
-/// Row keys of the tables, in first-seen order: label, metric, and whether
-/// higher is better.
+/// Whether a record's engine is ringpipe (an engine mode or the
+/// multiplexer example), a peer, or neither (the direct ceiling). An
+/// engine this build does not know is ringpipe if named `uring*`.
+fn side(engine: &str) -> Option<bool> {
+    match Engine::from_name(engine) {
+        Some(e) => Some(e.is_ringpipe()),
+        None if engine == Router::Multiplexer.name() => Some(true),
+        None if engine.starts_with("uring") => Some(true),
+        None if engine == Router::Direct.name() => None,
+        None => Some(false),
+    }
+}
+
+/// Labels (table titles) in first-seen order.
+fn labels(records: &[Record]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in records {
+        let l = label(r);
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// The best peer's result in the record's group, if any.
+fn best_peer(records: &[Record], g: &str, metric: &str, higher: bool) -> Option<(String, Stat)> {
+    best(records, g, metric, higher, false)
+}
+
+fn best(
+    records: &[Record],
+    g: &str,
+    metric: &str,
+    higher: bool,
+    ringpipe: bool,
+) -> Option<(String, Stat)> {
+    records
+        .iter()
+        .filter(|r| group(r) == g && side(&r.engine) == Some(ringpipe))
+        .filter_map(|r| Some((r.engine.clone(), Stat::of(r, metric)?)))
+        .reduce(|a, b| {
+            let b_wins = if higher {
+                b.1.med > a.1.med
+            } else {
+                b.1.med < a.1.med
+            };
+            if b_wins { b } else { a }
+        })
+}
+
+/// One table per scenario and parameters: a row per engine (and mode), a
+/// column per metric.
+pub fn table(records: &[Record]) -> String {
+    let mut out = String::new();
+    for lab in labels(records) {
+        let mut rows: Vec<&Record> = records.iter().filter(|r| label(r) == lab).collect();
+        // Modes in first-seen order, engines in column order within each.
+        let mut modes: Vec<Option<&str>> = Vec::new();
+        for r in &rows {
+            if !modes.contains(&mode(r)) {
+                modes.push(mode(r));
+            }
+        }
+        rows.sort_by_key(|r| (modes.iter().position(|m| *m == mode(r)), order(&r.engine)));
+        let Some(first) = rows.first() else {
+            continue;
+        };
+        let metrics = table_metrics(&first.scenario);
+        let runs = rows
+            .iter()
+            .filter_map(|r| r.params.get("runs").and_then(Value::as_u64))
+            .max();
+        let mut header = vec![lab.clone()];
+        header.extend(metrics.iter().map(|&(m, h)| heading(m, h)));
+        let mut cells = vec![header];
+        for r in &rows {
+            let mut row = vec![row_name(r)];
+            for &(m, higher) in metrics {
+                let cell = match Stat::of(r, m) {
+                    Some(st) => {
+                        let flag = side(&r.engine) == Some(true)
+                            && best_peer(records, &group(r), m, higher)
+                                .is_some_and(|(_, p)| far_worse(st, p, higher));
+                        format!("{}{}", st.cell(), if flag { " !" } else { "" })
+                    }
+                    None => "-".into(),
+                };
+                row.push(cell);
+            }
+            cells.push(row);
+        }
+        if let Some(n) = runs {
+            let _ = writeln!(out, "{lab}: {n} run(s)");
+        }
+        out.push_str(&render(&cells, 1));
+        out.push('\n');
+    }
+    out
+}
+
+/// Row keys of the summary, in first-seen order: group, metric, and
+/// whether higher is better.
 fn rows(records: &[Record]) -> Vec<(String, &'static str, bool)> {
     let mut rows: Vec<(String, &'static str, bool)> = Vec::new();
     for r in records {
         for &(metric, higher) in table_metrics(&r.scenario) {
-            let key = (label(r), metric, higher);
+            let key = (group(r), metric, higher);
             if !rows.contains(&key) {
                 rows.push(key);
             }
@@ -317,74 +532,70 @@ fn rows(records: &[Record]) -> Vec<(String, &'static str, bool)> {
     rows
 }
 
-fn value(records: &[Record], lab: &str, metric: &str, engine: &str) -> Option<f64> {
-    records
-        .iter()
-        .find(|r| r.engine == engine && label(r) == lab)
-        .and_then(|r| r.metrics.get(metric).copied())
+/// ringpipe's default in a group: `uring`, or the multiplexer in mux.
+fn default_of(records: &[Record], g: &str, metric: &str) -> Option<Stat> {
+    [Engine::Uring.name(), Router::Multiplexer.name()]
+        .into_iter()
+        .find_map(|e| {
+            records
+                .iter()
+                .find(|r| r.engine == e && group(r) == g)
+                .and_then(|r| Stat::of(r, metric))
+        })
 }
 
-/// Whether a record's engine is ringpipe (an engine mode or the
-/// multiplexer example), a peer, or neither (the direct ceiling).
-fn side(engine: &str) -> Option<bool> {
-    match Engine::from_name(engine) {
-        Some(e) => Some(e.is_ringpipe()),
-        None if engine == Router::Multiplexer.name() => Some(true),
-        None => None,
+/// `ratio` of `a` to `b` and the verdict: better, worse (WORSE at
+/// [`FLAG_RATIO`] or more), or noisy when the spreads overlap.
+fn ratio_cell(a: Stat, b: Stat, higher: bool) -> String {
+    if b.med == 0.0 {
+        return "-".into();
+    }
+    let verdict = match compare(a, b, higher) {
+        Cmp::Better => "better",
+        Cmp::Worse if far_worse(a, b, higher) => "WORSE",
+        Cmp::Worse => "worse",
+        Cmp::Noisy => "noisy",
+        Cmp::Same => "same",
+    };
+    format!("{} {verdict}", times(a.med / b.med))
+}
+
+/// A ratio: `1.37x`, small ones with three significant digits.
+fn times(r: f64) -> String {
+    if r.abs() >= 0.1 {
+        format!("{r:.2}x")
+    } else {
+        format!("{}x", fmt(r))
     }
 }
 
-/// The summary: per row, ringpipe's default (`uring`, or the multiplexer
-/// in mux) and its best mode against the best peer, as ratios of the
-/// metric (read them with the `better` column).
+/// The summary: per group and metric, ringpipe's default (`uring`, or the
+/// multiplexer in mux) and its best mode against the best peer. Each ratio
+/// is ringpipe's median over the peer's, with its verdict: better or worse
+/// when the spreads are apart, noisy when they overlap.
 pub fn summary(records: &[Record]) -> String {
     let header = [
         "scenario",
         "metric",
-        "better",
-        "ringpipe",
         "best peer",
-        "ringpipe/peer",
-        "best ringpipe mode",
-        "mode/peer",
+        "uring/peer",
+        "best mode: mode/peer",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    let cols = columns();
-    for (lab, metric, higher) in rows(records) {
-        let best = |ringpipe: bool| -> Option<(&str, f64)> {
-            cols.iter()
-                .filter(|e| side(e) == Some(ringpipe))
-                .filter_map(|e| Some((*e, value(records, &lab, metric, e)?)))
-                .reduce(|a, b| {
-                    let b_wins = if higher { b.1 > a.1 } else { b.1 < a.1 };
-                    if b_wins { b } else { a }
-                })
-        };
-        let Some((peer, p)) = best(false) else {
+    for (g, metric, higher) in rows(records) {
+        let Some((peer, p)) = best_peer(records, &g, metric, higher) else {
             continue;
         };
-        let Some((mode, m)) = best(true) else {
+        let Some((mode, m)) = best(records, &g, metric, higher, true) else {
             continue;
         };
-        let default = [Engine::Uring.name(), Router::Multiplexer.name()]
-            .into_iter()
-            .find_map(|e| value(records, &lab, metric, e));
-        let ratio = |v: f64| {
-            if p != 0.0 {
-                format!("{:.2}x", v / p)
-            } else {
-                "-".into()
-            }
-        };
+        let default = default_of(records, &g, metric);
         cells.push(vec![
-            lab.clone(),
-            short(metric).to_string(),
-            if higher { "higher" } else { "lower" }.to_string(),
-            default.map_or_else(|| "-".into(), fmt),
-            format!("{peer} {}", fmt(p)),
-            default.map_or_else(|| "-".into(), ratio),
-            format!("{mode} {}", fmt(m)),
-            ratio(m),
+            g.clone(),
+            heading(metric, higher),
+            format!("{peer} {}", fmt(p.med)),
+            default.map_or_else(|| "-".into(), |d| ratio_cell(d, p, higher)),
+            format!("{mode}: {}", ratio_cell(m, p, higher)),
         ]);
     }
     if cells.len() == 1 {
@@ -393,14 +604,41 @@ pub fn summary(records: &[Record]) -> String {
     render(&cells, 3)
 }
 
+/// Every ringpipe default result at least [`FLAG_RATIO`] times worse than
+/// the best peer, spreads apart, whether or not a target names it.
+pub fn flags(records: &[Record]) -> String {
+    let mut out = String::new();
+    for (g, metric, higher) in rows(records) {
+        let (Some((peer, p)), Some(d)) = (
+            best_peer(records, &g, metric, higher),
+            default_of(records, &g, metric),
+        ) else {
+            continue;
+        };
+        if far_worse(d, p, higher) {
+            let _ = writeln!(
+                out,
+                "- {g}, {} ({} is better): ringpipe {} vs {peer} {} = {}",
+                short(metric),
+                if higher { "higher" } else { "lower" },
+                fmt(d.med),
+                fmt(p.med),
+                times(d.med / p.med)
+            );
+        }
+    }
+    out
+}
+
 /// A markdown table; the first `left` columns are left-aligned, the rest
 /// right-aligned.
 fn render(cells: &[Vec<String>], left: usize) -> String {
     let Some(head) = cells.first() else {
         return String::new();
     };
+    let width = |s: &str| s.chars().count();
     let widths: Vec<usize> = (0..head.len())
-        .map(|c| cells.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .map(|c| cells.iter().map(|r| width(&r[c])).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for (i, row) in cells.iter().enumerate() {
@@ -434,113 +672,294 @@ fn render(cells: &[Vec<String>], left: usize) -> String {
     out
 }
 
-/// The targets ringpipe aims for, checked against the records present.
-pub fn targets(records: &[Record]) -> String {
-    let get = |scenario: &str, key: &str, val: u64, engine: Engine, metric: &str| {
-        records
-            .iter()
-            .find(|r| {
-                r.scenario == scenario
-                    && r.engine == engine.name()
-                    && r.params.get(key).and_then(Value::as_u64) == Some(val)
-            })
-            .and_then(|r| r.metrics.get(metric).copied())
+/// Which way a target goes: `a <= factor * b + plus` (`plus` in `unit`),
+/// `a >= factor * b`, or `a <= limit` (`b` unused).
+#[derive(Debug, Clone, Copy)]
+pub enum Goal {
+    AtMost {
+        factor: f64,
+        plus: f64,
+        unit: &'static str,
+    },
+    AtLeast {
+        factor: f64,
+    },
+    Below {
+        limit: f64,
+    },
+}
+
+const fn at_most(factor: f64) -> Goal {
+    Goal::AtMost {
+        factor,
+        plus: 0.0,
+        unit: "",
+    }
+}
+
+/// A target's verdict from the spreads: met or missed when every run
+/// agrees (the worst case of `a` against the best of `b`), else noisy,
+/// with what the medians say.
+pub fn judge(a: Stat, b: Stat, goal: Goal) -> &'static str {
+    let (met, missed, median) = match goal {
+        Goal::AtMost { factor, plus, .. } => (
+            a.hi <= factor * b.lo + plus,
+            a.lo > factor * b.hi + plus,
+            a.med <= factor * b.med + plus,
+        ),
+        Goal::AtLeast { factor } => (
+            a.lo >= factor * b.hi,
+            a.hi < factor * b.lo,
+            a.med >= factor * b.med,
+        ),
+        Goal::Below { limit } => (a.hi <= limit, a.lo > limit, a.med <= limit),
     };
-    let mut out = String::new();
-    let mut check = |what: &str, a: Option<f64>, b: Option<f64>, ok: &dyn Fn(f64) -> bool| {
-        if let (Some(a), Some(b)) = (a, b)
-            && b != 0.0
-        {
-            let ratio = a / b;
-            let verdict = if ok(ratio) { "met" } else { "MISSED" };
-            let _ = writeln!(out, "- {what}: {ratio:.2}x -> {verdict}");
+    match (met, missed, median) {
+        (true, _, _) => "met",
+        (_, true, _) => "MISSED",
+        (_, _, true) => "noisy (median met)",
+        _ => "noisy (median missed)",
+    }
+}
+
+/// The figure a target line shows: the ratio (or difference, or value)
+/// of the medians, then its range over the runs.
+fn figure(a: Stat, b: Stat, goal: Goal) -> String {
+    match goal {
+        Goal::AtMost { plus, unit, .. } if plus != 0.0 => {
+            let d = |x: f64| format!("{}{}", if x < 0.0 { "-" } else { "+" }, fmt(x.abs()));
+            format!(
+                "{} {unit} [{}..{}]",
+                d(a.med - b.med),
+                d(a.lo - b.hi),
+                d(a.hi - b.lo)
+            )
         }
+        Goal::Below { .. } => format!("{} [{}-{}]", fmt(a.med), fmt(a.lo), fmt(a.hi)),
+        _ if b.med == 0.0 || b.hi == 0.0 || b.lo == 0.0 => "-".into(),
+        _ => format!(
+            "{:.2}x [{:.2}-{:.2}]",
+            a.med / b.med,
+            a.lo / b.hi,
+            a.hi / b.lo
+        ),
+    }
+}
+
+/// One side of a target: a record's metric, picked by scenario, engine,
+/// mode and one parameter.
+#[derive(Debug, Clone, Copy)]
+struct Pick<'a> {
+    engine: &'a str,
+    mode: Option<&'a str>,
+    metric: &'a str,
+}
+
+const fn pick<'a>(engine: &'a str, metric: &'a str) -> Pick<'a> {
+    Pick {
+        engine,
+        mode: None,
+        metric,
+    }
+}
+
+/// The targets ringpipe aims for, checked against the records present:
+/// one line each, `met`, `MISSED` or `noisy` (the runs disagree). A target
+/// whose scenario ran without its engine says so (the latency-budget
+/// engine `uring-batch` is not in every build); one whose scenario did not
+/// run is left out.
+pub fn targets(records: &[Record]) -> String {
+    let mut out = String::new();
+    let mut check =
+        |what: &str, scenario: &str, param: Option<(&str, u64)>, a: Pick, b: Pick, goal: Goal| {
+            let in_scope = |r: &&Record| {
+                r.scenario == scenario
+                    && param.is_none_or(|(k, v)| r.params.get(k).and_then(Value::as_u64) == Some(v))
+            };
+            if !records.iter().any(|r| in_scope(&r)) {
+                return;
+            }
+            let stat = |p: Pick| {
+                records
+                    .iter()
+                    .filter(in_scope)
+                    .find(|r| r.engine == p.engine && mode(r) == p.mode)
+                    .and_then(|r| Stat::of(r, p.metric))
+            };
+            match (stat(a), stat(b)) {
+                (Some(sa), Some(sb)) => {
+                    let _ = writeln!(
+                        out,
+                        "- {what}: {} -> {}",
+                        figure(sa, sb, goal),
+                        judge(sa, sb, goal)
+                    );
+                }
+                (sa, _) => {
+                    let missing = if sa.is_none() { a } else { b };
+                    let name = match missing.mode {
+                        Some(m) => format!("{} {m}", missing.engine),
+                        None => missing.engine.to_string(),
+                    };
+                    let _ = writeln!(out, "- {what}: not measured (no {name} result)");
+                }
+            }
+        };
+    let (cpu, p99, p50) = ("cpu_s_per_million_msgs", "p99_us", "p50_us");
+    let (uring, epoll, threads) = ("uring", "epoll", "threads");
+    let batch = "uring-batch";
+    for n in [16u64, 256, 4096] {
+        let p = Some(("fifos", n));
+        let s = "fanin";
+        let w = |x: &str| format!("fanin {n}: {x}");
+        check(
+            &w("CPU/msg uring <= 0.8x epoll"),
+            s,
+            p,
+            pick(uring, cpu),
+            pick(epoll, cpu),
+            at_most(0.8),
+        );
+        check(
+            &w("p99 uring <= 1.0x epoll"),
+            s,
+            p,
+            pick(uring, p99),
+            pick(epoll, p99),
+            at_most(1.0),
+        );
+        check(
+            &w("CPU/msg uring-batch <= 0.5x epoll"),
+            s,
+            p,
+            pick(batch, cpu),
+            pick(epoll, cpu),
+            at_most(0.5),
+        );
+        let budget = Goal::AtMost {
+            factor: 1.0,
+            plus: 1000.0,
+            unit: "us",
+        };
+        check(
+            &w("p99 uring-batch <= epoll + 1 ms"),
+            s,
+            p,
+            pick(batch, p99),
+            pick(epoll, p99),
+            budget,
+        );
+    }
+    let s = "pingpong";
+    check(
+        "pingpong p50: uring <= 1.0x epoll",
+        s,
+        None,
+        pick(uring, p50),
+        pick(epoll, p50),
+        at_most(1.0),
+    );
+    check(
+        "pingpong p50: uring-spin <= 0.5x threads",
+        s,
+        None,
+        pick("uring-spin", p50),
+        pick(threads, p50),
+        at_most(0.5),
+    );
+    let (s, p) = ("relay", Some(("chunk_bytes", 65536)));
+    let (gib, rate, splice) = ("cpu_s_per_gib", "gib_per_s", "uring-splice");
+    check(
+        "relay 64K CPU/GiB: uring-splice <= 0.6x epoll",
+        s,
+        p,
+        pick(splice, gib),
+        pick(epoll, gib),
+        at_most(0.6),
+    );
+    check(
+        "relay 64K CPU/GiB: uring-splice <= 1.0x threads-splice",
+        s,
+        p,
+        pick(splice, gib),
+        pick("threads-splice", gib),
+        at_most(1.0),
+    );
+    check(
+        "relay 64K GiB/s: uring-splice >= 1.0x epoll",
+        s,
+        p,
+        pick(splice, rate),
+        pick(epoll, rate),
+        Goal::AtLeast { factor: 1.0 },
+    );
+    let (lines, per_line, mux) = ("lines_per_s", "router_cpu_ns_per_line", "multiplexer");
+    check(
+        "mux lines/s: multiplexer >= 1.5x threads",
+        "mux",
+        None,
+        pick(mux, lines),
+        pick(threads, lines),
+        Goal::AtLeast { factor: 1.5 },
+    );
+    check(
+        "mux CPU/line: multiplexer <= 1.0x threads",
+        "mux",
+        None,
+        pick(mux, per_line),
+        pick(threads, per_line),
+        at_most(1.0),
+    );
+    check(
+        "idle RSS: uring <= 1.5x epoll",
+        "idle",
+        None,
+        pick(uring, "rss_mib"),
+        pick(epoll, "rss_mib"),
+        at_most(1.5),
+    );
+    check(
+        "idle threads: uring <= 2",
+        "idle",
+        None,
+        pick(uring, "threads"),
+        pick(uring, "threads"),
+        Goal::Below { limit: 2.0 },
+    );
+    let framed = |metric| Pick {
+        engine: uring,
+        mode: Some("framed"),
+        metric,
     };
-    let cpu = "cpu_s_per_million_msgs";
+    let raw = |metric| Pick {
+        engine: uring,
+        mode: Some("raw"),
+        metric,
+    };
+    let s = "fanout";
     check(
-        "fanin 256 FIFOs, CPU per message, uring/epoll <= 0.5",
-        get("fanin", "fifos", 256, Engine::Uring, cpu),
-        get("fanin", "fifos", 256, Engine::Epoll, cpu),
-        &|r| r <= 0.5,
+        "fanout msgs/s: uring framed >= 0.9x raw",
+        s,
+        None,
+        framed("msgs_per_s"),
+        raw("msgs_per_s"),
+        Goal::AtLeast { factor: 0.9 },
     );
+    // Each subscriber holds at most its high watermark (64 KiB) beyond
+    // what the raw path holds.
+    let growth = "rss_growth_mib";
+    let bound = Goal::AtMost {
+        factor: 1.0,
+        plus: 3.0 * 64.0 / 1024.0,
+        unit: "MiB",
+    };
     check(
-        "fanin 256 FIFOs, CPU per message, uring/tokio <= 0.5",
-        get("fanin", "fifos", 256, Engine::Uring, cpu),
-        get("fanin", "fifos", 256, Engine::Tokio, cpu),
-        &|r| r <= 0.5,
-    );
-    let sys = "syscalls_per_1k_msgs";
-    check(
-        "fanin 256 FIFOs, syscalls per message, uring/epoll <= 0.1",
-        get("fanin", "fifos", 256, Engine::Uring, sys),
-        get("fanin", "fifos", 256, Engine::Epoll, sys),
-        &|r| r <= 0.1,
-    );
-    check(
-        "throughput 64 KiB chunks, uring/threads >= 0.9",
-        get(
-            "throughput",
-            "chunk_bytes",
-            65536,
-            Engine::Uring,
-            "gib_per_s",
-        ),
-        get(
-            "throughput",
-            "chunk_bytes",
-            65536,
-            Engine::Threads,
-            "gib_per_s",
-        ),
-        &|r| r >= 0.9,
-    );
-    check(
-        "relay 64 KiB chunks, GiB/s, uring-splice/uring (copy) >= 1.2",
-        get(
-            "relay",
-            "chunk_bytes",
-            65536,
-            Engine::UringSplice,
-            "gib_per_s",
-        ),
-        get("relay", "chunk_bytes", 65536, Engine::Uring, "gib_per_s"),
-        &|r| r >= 1.2,
-    );
-    check(
-        "relay 64 KiB chunks, GiB/s, uring-splice/threads-splice >= 0.9",
-        get(
-            "relay",
-            "chunk_bytes",
-            65536,
-            Engine::UringSplice,
-            "gib_per_s",
-        ),
-        get(
-            "relay",
-            "chunk_bytes",
-            65536,
-            Engine::ThreadsSplice,
-            "gib_per_s",
-        ),
-        &|r| r >= 0.9,
-    );
-    check(
-        "pingpong p50, uring-spin (busy poll)/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, Engine::UringSpin, "p50_us"),
-        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
-        &|r| r < 1.0,
-    );
-    check(
-        "pingpong p50, uring-sqpoll/threads < 1.0",
-        get("pingpong", "msg_bytes", 64, Engine::UringSqpoll, "p50_us"),
-        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
-        &|r| r < 1.0,
-    );
-    check(
-        "pingpong p50, uring (default)/threads <= 1.3",
-        get("pingpong", "msg_bytes", 64, Engine::Uring, "p50_us"),
-        get("pingpong", "msg_bytes", 64, Engine::Threads, "p50_us"),
-        &|r| r <= 1.3,
+        "fanout RSS growth: framed <= raw + 3 x 64 KiB",
+        s,
+        None,
+        framed(growth),
+        raw(growth),
+        bound,
     );
     out
 }
