@@ -1006,3 +1006,137 @@ fn default_pipe_size() -> Option<usize> {
         .ok()
         .map(|n| n as usize)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(med: f64, lo: f64, hi: f64) -> Stat {
+        Stat { med, lo, hi }
+    }
+
+    fn record(scenario: &str, engine: &str, params: &[(&str, Value)], m: &[(&str, f64)]) -> Record {
+        Record {
+            scenario: scenario.into(),
+            engine: engine.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            metrics: m.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn medians_keep_the_spread() {
+        let runs: Vec<BTreeMap<String, f64>> = [3.0, 1.0, 2.0]
+            .iter()
+            .map(|&v| BTreeMap::from([("x".to_string(), v)]))
+            .collect();
+        let m = medians(&runs);
+        assert_eq!(m.get("x"), Some(&2.0));
+        assert_eq!(m.get("x_min"), Some(&1.0));
+        assert_eq!(m.get("x_max"), Some(&3.0));
+        // One run: no spread keys, and the stat's range is the median.
+        let one = medians(&runs[..1]);
+        assert_eq!(one.len(), 1);
+        let r = record("fanin", "uring", &[], &[("x", 3.0)]);
+        assert_eq!(Stat::of(&r, "x"), Some(st(3.0, 3.0, 3.0)));
+    }
+
+    #[test]
+    fn overlapping_spreads_are_noisy() {
+        // Lower is better.
+        assert_eq!(
+            compare(st(1.0, 0.9, 1.1), st(2.0, 1.8, 2.2), false),
+            Cmp::Better
+        );
+        assert_eq!(
+            compare(st(1.0, 0.9, 1.9), st(2.0, 1.8, 2.2), false),
+            Cmp::Noisy
+        );
+        assert_eq!(
+            compare(st(3.0, 2.5, 3.5), st(2.0, 1.8, 2.2), false),
+            Cmp::Worse
+        );
+        // Higher is better.
+        assert_eq!(
+            compare(st(3.0, 2.5, 3.5), st(2.0, 1.8, 2.2), true),
+            Cmp::Better
+        );
+        let at_most = at_most(0.8);
+        assert_eq!(
+            judge(st(0.7, 0.6, 0.75), st(1.0, 0.95, 1.05), at_most),
+            "met"
+        );
+        assert_eq!(
+            judge(st(0.9, 0.85, 0.95), st(1.0, 0.95, 1.05), at_most),
+            "MISSED"
+        );
+        assert_eq!(
+            judge(st(0.75, 0.6, 0.9), st(1.0, 0.95, 1.05), at_most),
+            "noisy (median met)"
+        );
+        let budget = Goal::AtMost {
+            factor: 1.0,
+            plus: 1000.0,
+            unit: "us",
+        };
+        assert_eq!(
+            judge(st(1500.0, 1400.0, 1600.0), st(900.0, 800.0, 1000.0), budget),
+            "met"
+        );
+        let most = Goal::AtLeast { factor: 0.9 };
+        assert_eq!(judge(st(5.0, 4.0, 6.0), st(8.0, 7.0, 9.0), most), "MISSED");
+    }
+
+    #[test]
+    fn a_far_worse_result_is_flagged_and_tables_fit_120_columns() {
+        let fanin = |engine: &str, p99: f64| {
+            record(
+                "fanin",
+                engine,
+                &[("fifos", 256.into()), ("runs", 3.into())],
+                &[
+                    ("msgs_per_s", 2_345_678.0),
+                    ("msgs_per_s_min", 1_234_567.0),
+                    ("msgs_per_s_max", 3_456_789.0),
+                    ("cpu_s_per_million_msgs", 0.5),
+                    ("syscalls_per_1k_msgs", 1.5),
+                    ("p99_us", p99),
+                    ("p99_us_min", p99 * 0.9),
+                    ("p99_us_max", p99 * 1.1),
+                ],
+            )
+        };
+        let records = vec![
+            fanin("uring", 5000.0),
+            fanin("uring-multishot", 400.0),
+            fanin("uring-splice-direct", 400.0),
+            fanin("epoll", 400.0),
+            fanin("tokio", 400.0),
+        ];
+        let flags = flags(&records);
+        assert!(flags.contains("fanin 256 fifos, p99 us"), "{flags}");
+        let text = format!("{}{}", table(&records), summary(&records));
+        assert!(text.contains("12.50x WORSE"), "{text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 120, "{line}");
+        }
+        // uring-batch is not an engine of every build: its targets say so,
+        // and are judged once its records are there.
+        let t = targets(&records);
+        assert!(
+            t.contains("fanin 256: CPU/msg uring-batch <= 0.5x epoll: not measured"),
+            "{t}"
+        );
+        let mut with_batch = records.clone();
+        with_batch.push(fanin("uring-batch", 450.0));
+        let t = targets(&with_batch);
+        assert!(
+            t.contains("fanin 256: p99 uring-batch <= epoll + 1 ms: +50"),
+            "{t}"
+        );
+        assert!(table(&with_batch).contains("| uring-batch"));
+    }
+}
