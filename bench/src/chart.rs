@@ -1,6 +1,7 @@
 //! SVG charts from the JSON records, one per scenario present: throughput
 //! and fan-in against their parameter (one line per engine), ping-pong
-//! percentiles, and one value per engine for relay, idle and mux.
+//! percentiles, and one value per engine (and mode) for relay, idle, mux
+//! and fan-out, with the min-max range of the runs where recorded.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::{Record, columns};
+use crate::report::{Record, Stat, columns};
 
 /// One colour per table column ([`columns`] order: ringpipe's modes in
 /// warm colours, the peers in cool ones, the ceiling grey).
@@ -89,6 +90,24 @@ pub fn render(inputs: &[PathBuf], out: &Path) -> io::Result<()> {
             "ms to deliver them all",
         )
     })?;
+    chart("fanout_msgs.svg", &|p| {
+        per_engine(
+            &records,
+            p,
+            ("fanout", "msgs_per_s"),
+            "fanout: 64-byte frames, 1 publisher -> router -> 3 subscribers",
+            "messages/s (whisker: min-max of the runs)",
+        )
+    })?;
+    chart("fanout_cpu.svg", &|p| {
+        per_engine(
+            &records,
+            p,
+            ("fanout", "cpu_s_per_million_msgs"),
+            "fanout: router CPU per message, 3 subscribers",
+            "router CPU s per million messages",
+        )
+    })?;
     chart("mux_lines.svg", &|p| {
         per_engine(
             &records,
@@ -159,8 +178,11 @@ fn by_param(
     Ok(true)
 }
 
-/// One value per engine (a stem and a dot), for scenarios with one
-/// configuration.
+/// A bar of [`per_engine`]: label, engine, median, and the runs' min-max.
+type Bar<'a> = (String, &'a str, f64, Option<(f64, f64)>);
+
+/// One value per engine and mode (a stem, the value, a whisker for the
+/// runs' range), for scenarios with one configuration.
 fn per_engine(
     records: &[Record],
     path: &Path,
@@ -168,19 +190,33 @@ fn per_engine(
     caption: &str,
     y_desc: &str,
 ) -> io::Result<bool> {
-    let bars: Vec<(&str, f64)> = columns()
-        .into_iter()
-        .filter_map(|e| {
-            let r = records
-                .iter()
-                .find(|r| r.scenario == scenario && r.engine == e)?;
-            Some((e, *r.metrics.get(metric)?))
-        })
-        .collect();
+    let mut bars: Vec<Bar<'_>> = Vec::new();
+    for e in columns() {
+        for r in records
+            .iter()
+            .filter(|r| r.scenario == scenario && r.engine == e)
+        {
+            let Some(st) = Stat::of(r, metric) else {
+                continue;
+            };
+            let label = match r.params.get("mode").and_then(|m| m.as_str()) {
+                Some(m) => format!("{e} {m}"),
+                None => e.to_string(),
+            };
+            if bars.iter().any(|b| b.0 == label) {
+                continue;
+            }
+            let spread = (st.hi > st.lo).then_some((st.lo, st.hi));
+            bars.push((label, e, st.med, spread));
+        }
+    }
     if bars.is_empty() {
         return Ok(false);
     }
-    let max_y = bars.iter().map(|b| b.1).fold(1e-3, f64::max);
+    let max_y = bars
+        .iter()
+        .map(|b| b.3.map_or(b.2, |s| s.1))
+        .fold(1e-3, f64::max);
     let n = bars.len();
     let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
@@ -200,13 +236,13 @@ fn per_engine(
                 return String::new();
             }
             bars.get(k as usize)
-                .map(|b| b.0.to_string())
+                .map(|b| b.0.clone())
                 .unwrap_or_default()
         })
         .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    for (k, (engine, v)) in bars.iter().enumerate() {
+    for (k, (_, engine, v, spread)) in bars.iter().enumerate() {
         let (x, c) = (k as f64, color(engine));
         chart
             .draw_series(std::iter::once(PathElement::new(
@@ -214,6 +250,15 @@ fn per_engine(
                 c.stroke_width(12),
             )))
             .map_err(err)?;
+        // The min-max range of the runs, a thin black whisker.
+        if let Some((lo, hi)) = spread {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x + 0.12, *lo), (x + 0.12, *hi)],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(err)?;
+        }
         chart
             .draw_series(std::iter::once(Text::new(
                 crate::report::fmt(*v),

@@ -131,7 +131,15 @@ pub struct Plan {
     pub warmup: usize,
     pub timeout: Duration,
     pub exe: PathBuf,
+    /// Another `ringpipe-bench` (built on another version of the library)
+    /// whose router also runs the ringpipe variants, taking turns with
+    /// this one's: modes `raw-base` and `framed-base`.
+    pub baseline: Option<PathBuf>,
 }
+
+/// One router of the run: a variant, and the binary whose router it is
+/// (`None`: this one).
+type Entry<'a> = (Variant, Option<&'a Path>);
 
 /// What the router reports after a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -500,25 +508,34 @@ pub fn measure(
             Err(e) => return Err(e.into()),
         }
     }
-    let k = plan.variants.len();
+    let mut entries: Vec<Entry<'_>> = plan.variants.iter().map(|&v| (v, None)).collect();
+    if let Some(base) = &plan.baseline {
+        for &v in &plan.variants {
+            if v.engine() == "uring" {
+                entries.push((v, Some(base.as_path())));
+            }
+        }
+    }
+    let k = entries.len();
     let mut per_variant: Vec<Vec<BTreeMap<String, f64>>> = vec![Vec::new(); k];
     let mut notes: Vec<String> = Vec::new();
     for round in 0..plan.warmup + plan.runs {
         for j in 0..k {
             let i = (round + j) % k;
-            let variant = plan.variants[i];
-            pb.set_message(format!("fanout {variant}"));
+            let (variant, router) = entries[i];
+            let name = mode_name(variant, router.is_some());
+            pb.set_message(format!("fanout {} {name}", variant.engine()));
             let spec = Spec {
                 variant,
                 dir: dir.to_path_buf(),
                 msgs: plan.msgs,
                 subscribers: SUBSCRIBERS,
             };
-            match run_once(plan, &spec) {
+            match run_once(plan, &spec, router.unwrap_or(&plan.exe)) {
                 Ok(r) if round >= plan.warmup => per_variant[i].push(metrics(&r)),
                 Ok(_) => {}
                 Err(e) => {
-                    let n = format!("fanout {variant}: run failed: {e}");
+                    let n = format!("fanout {} {name}: run failed: {e}", variant.engine());
                     pb.println(&n);
                     if !notes.contains(&n) {
                         notes.push(n);
@@ -529,12 +546,15 @@ pub fn measure(
         }
     }
     let mut records = Vec::new();
-    for (variant, runs) in plan.variants.iter().zip(&per_variant) {
+    for (&(variant, router), runs) in entries.iter().zip(&per_variant) {
         if runs.is_empty() {
             continue;
         }
         let mut params = BTreeMap::new();
-        params.insert("mode".into(), variant.mode().into());
+        params.insert("mode".into(), mode_name(variant, router.is_some()).into());
+        if let Some(path) = router {
+            params.insert("router_exe".into(), path.display().to_string().into());
+        }
         params.insert("subscribers".into(), SUBSCRIBERS.into());
         params.insert("msg_bytes".into(), FRAME.into());
         params.insert("msgs".into(), plan.msgs.into());
@@ -549,6 +569,12 @@ pub fn measure(
         });
     }
     Ok((records, notes))
+}
+
+/// The mode in the records: `raw` or `framed`, `-base` added for the
+/// baseline binary's router.
+fn mode_name(variant: Variant, baseline: bool) -> String {
+    format!("{}{}", variant.mode(), if baseline { "-base" } else { "" })
 }
 
 fn metrics(r: &RouterReport) -> BTreeMap<String, f64> {
@@ -645,11 +671,12 @@ impl Drop for Proc {
     }
 }
 
-/// One run: the router, then the subscribers, then the publisher.
-fn run_once(plan: &Plan, spec: &Spec) -> Result<RouterReport, String> {
+/// One run: the router (of `router_exe`), then the subscribers, then the
+/// publisher (both of this binary).
+fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<RouterReport, String> {
     let deadline = Instant::now() + plan.timeout;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
-    let mut router = Proc::spawn(&plan.exe, &["fanout-router", &json])?;
+    let mut router = Proc::spawn(router_exe, &["fanout-router", &json])?;
     let mut stdout = BufReader::new(router.child.stdout.take().ok_or("router stdout")?);
     let mut line = String::new();
     let _ = stdout.read_line(&mut line);

@@ -139,6 +139,12 @@ enum Cmd {
         /// Frames the publisher writes per run.
         #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
         msgs: u64,
+        /// Another ringpipe-bench binary (built on another version of the
+        /// library, with this fanout command): its router runs the uring
+        /// variants too, taking turns with this one's, as modes raw-base
+        /// and framed-base: a before/after in one invocation.
+        #[arg(long, value_name = "PATH")]
+        baseline: Option<PathBuf>,
     },
     /// A short run of every scenario (under a minute), one table per
     /// scenario, the summary and the targets. Mux runs if the multiplexer
@@ -283,7 +289,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     let plan = Plan {
         runs: cli.runs.unwrap_or(if quick { 3 } else { 5 }).max(1),
         warmup: cli.warmup.unwrap_or(if quick { 0 } else { 1 }),
-        idle_runs: cli.runs.unwrap_or(if quick { 1 } else { 3 }).max(1),
+        idle_runs: cli.runs.unwrap_or(if quick { 2 } else { 3 }).max(1),
         timeout: Duration::from_secs(if quick { 10 } else { 120 }),
     };
     let exe = std::env::current_exe()?;
@@ -345,9 +351,11 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         _ => None,
     };
     if let (Ok((records, notes)), Some(msgs)) = (&mut out, fanout_msgs) {
-        let variants = match &cli.cmd {
-            Cmd::Fanout { variants, .. } => variants.clone(),
-            _ => fanout::Variant::ALL.to_vec(),
+        let (variants, baseline) = match &cli.cmd {
+            Cmd::Fanout {
+                variants, baseline, ..
+            } => (variants.clone(), baseline.clone()),
+            _ => (fanout::Variant::ALL.to_vec(), None),
         };
         let f = fanout::Plan {
             variants,
@@ -356,8 +364,13 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
             warmup: plan.warmup,
             timeout: plan.timeout,
             exe: exe.clone(),
+            baseline,
         };
-        let pb = progress(f.variants.len() * (f.runs + f.warmup));
+        let routers = f.variants.len()
+            + f.baseline.as_ref().map_or(0, |_| {
+                f.variants.iter().filter(|v| v.engine() == "uring").count()
+            });
+        let pb = progress(routers * (f.runs + f.warmup));
         let got = fanout::measure(&f, &base.join("fanout"), &pb);
         pb.finish_and_clear();
         match got {
@@ -379,7 +392,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 let m = mux::Plan {
                     routers: mux::Router::ALL.to_vec(),
                     writers: 4,
-                    lines: 1 << 17,
+                    lines: 1 << 19,
                     runs: plan.runs,
                     warmup: plan.warmup,
                     timeout: plan.timeout,
