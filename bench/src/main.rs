@@ -392,7 +392,7 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 let m = mux::Plan {
                     routers: mux::Router::ALL.to_vec(),
                     writers: 4,
-                    lines: 1 << 19,
+                    lines: 1 << 18,
                     runs: plan.runs,
                     warmup: plan.warmup,
                     timeout: plan.timeout,

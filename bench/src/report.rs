@@ -532,16 +532,23 @@ fn rows(records: &[Record]) -> Vec<(String, &'static str, bool)> {
     rows
 }
 
-/// ringpipe's default in a group: `uring`, or the multiplexer in mux.
+/// ringpipe's default in a group: `uring`, in relay `uring-splice`
+/// (`Proactor::relay`, what a relay is written with), in mux the
+/// multiplexer.
 fn default_of(records: &[Record], g: &str, metric: &str) -> Option<Stat> {
-    [Engine::Uring.name(), Router::Multiplexer.name()]
-        .into_iter()
-        .find_map(|e| {
-            records
-                .iter()
-                .find(|r| r.engine == e && group(r) == g)
-                .and_then(|r| Stat::of(r, metric))
-        })
+    let in_group: Vec<&Record> = records.iter().filter(|r| group(r) == g).collect();
+    let relay = in_group.iter().any(|r| r.scenario == "relay");
+    let defaults = if relay {
+        [Engine::UringSplice.name(), Engine::Uring.name()]
+    } else {
+        [Engine::Uring.name(), Router::Multiplexer.name()]
+    };
+    defaults.into_iter().find_map(|e| {
+        in_group
+            .iter()
+            .find(|r| r.engine == e)
+            .and_then(|r| Stat::of(r, metric))
+    })
 }
 
 /// `ratio` of `a` to `b` and the verdict: better, worse (WORSE at
@@ -569,8 +576,8 @@ fn times(r: f64) -> String {
     }
 }
 
-/// The summary: per group and metric, ringpipe's default (`uring`, or the
-/// multiplexer in mux) and its best mode against the best peer. Each ratio
+/// The summary: per group and metric, ringpipe's default (see
+/// [`default_of`]) and its best mode against the best peer. Each ratio
 /// is ringpipe's median over the peer's, with its verdict: better or worse
 /// when the spreads are apart, noisy when they overlap.
 pub fn summary(records: &[Record]) -> String {
@@ -578,7 +585,7 @@ pub fn summary(records: &[Record]) -> String {
         "scenario",
         "metric",
         "best peer",
-        "uring/peer",
+        "default/peer",
         "best mode: mode/peer",
     ];
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
