@@ -497,17 +497,6 @@ pub fn measure(
     pb: &ProgressBar,
 ) -> io::Result<(Vec<Record>, Vec<String>)> {
     std::fs::create_dir_all(dir)?;
-    let names =
-        std::iter::once("pub".to_string()).chain((0..SUBSCRIBERS).map(|i| format!("sub-{i}")));
-    for name in names {
-        match nix::unistd::mkfifo(
-            &dir.join(name),
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        ) {
-            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     let mut entries: Vec<Entry<'_>> = plan.variants.iter().map(|&v| (v, None)).collect();
     if let Some(base) = &plan.baseline {
         for &v in &plan.variants {
@@ -527,11 +516,13 @@ pub fn measure(
             pb.set_message(format!("fanout {} {name}", variant.engine()));
             let spec = Spec {
                 variant,
-                dir: dir.to_path_buf(),
+                dir: fresh_fifos(dir, round * k + j)?,
                 msgs: plan.msgs,
                 subscribers: SUBSCRIBERS,
             };
-            match run_once(plan, &spec, router.unwrap_or(&plan.exe)) {
+            let result = run_once(plan, &spec, router.unwrap_or(&plan.exe));
+            let _ = std::fs::remove_dir_all(&spec.dir);
+            match result {
                 Ok(r) if round >= plan.warmup => per_variant[i].push(metrics(&r)),
                 Ok(_) => {}
                 Err(e) => {
@@ -569,6 +560,29 @@ pub fn measure(
         });
     }
     Ok((records, notes))
+}
+
+/// New FIFOs for run `n`, in a directory of their own. A run never reuses
+/// the FIFOs of the one before: an io_uring instance releases its
+/// registered files after its process has exited, so the last ringpipe
+/// router's ends of the FIFOs may still be open, and close, while the next
+/// run's processes open theirs (a subscriber waiting for its first data
+/// then sees its writer leave, and reads EOF).
+fn fresh_fifos(dir: &Path, n: usize) -> io::Result<PathBuf> {
+    let run = dir.join(format!("run-{n}"));
+    std::fs::create_dir_all(&run)?;
+    let names =
+        std::iter::once("pub".to_string()).chain((0..SUBSCRIBERS).map(|i| format!("sub-{i}")));
+    for name in names {
+        match nix::unistd::mkfifo(
+            &run.join(name),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(run)
 }
 
 /// The mode in the records: `raw` or `framed`, `-base` added for the
@@ -633,34 +647,23 @@ impl Proc {
         })
     }
 
-    /// Waits for it to exit by `deadline`; its stdout on success.
-    fn finish(&mut self, what: &str, deadline: Instant) -> Result<String, String> {
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    let out = self
-                        .out
-                        .take()
-                        .and_then(|h| h.join().ok())
-                        .unwrap_or_default();
-                    let err = self
-                        .err
-                        .take()
-                        .and_then(|h| h.join().ok())
-                        .unwrap_or_default();
-                    return if status.success() {
-                        Ok(out)
-                    } else {
-                        Err(format!("{what} {status}: {}", err.trim()))
-                    };
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                Ok(None) => return Err(format!("{what} still running at the deadline")),
-                Err(e) => return Err(format!("{what}: {e}")),
-            }
-        }
+    /// `None` while it runs; once it has exited, its stdout on success,
+    /// else its status and stderr.
+    fn poll(&mut self, what: &str) -> Option<Result<String, String>> {
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => status,
+            Ok(None) => return None,
+            Err(e) => return Some(Err(format!("{what}: {e}"))),
+        };
+        let join = |h: Option<std::thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        let (out, err) = (join(self.out.take()), join(self.err.take()));
+        Some(if status.success() {
+            Ok(out)
+        } else {
+            Err(format!("{what} {status}: {}", err.trim()))
+        })
     }
 }
 
@@ -681,21 +684,64 @@ fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<RouterReport,
     let mut line = String::new();
     let _ = stdout.read_line(&mut line);
     if line.trim() != "READY" {
-        return Err(router
-            .finish("router", deadline)
-            .err()
-            .unwrap_or_else(|| "router not ready".into()));
+        let _ = router.child.wait();
+        return Err(match router.poll("router") {
+            Some(Err(e)) => e,
+            _ => "router not ready".into(),
+        });
     }
     router.out = Some(drain(stdout));
-    let mut subs = (0..spec.subscribers)
-        .map(|i| Proc::spawn(&plan.exe, &["fanout-sub", &json, &i.to_string()]))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut publisher = Proc::spawn(&plan.exe, &["fanout-pub", &json])?;
-    publisher.finish("publisher", deadline)?;
-    for (i, s) in subs.iter_mut().enumerate() {
-        s.finish(&format!("subscriber {i}"), deadline)?;
+    let mut procs = vec![("router".to_string(), router)];
+    for i in 0..spec.subscribers {
+        let sub = Proc::spawn(&plan.exe, &["fanout-sub", &json, &i.to_string()])?;
+        procs.push((format!("subscriber {i}"), sub));
     }
-    let out = router.finish("router", deadline)?;
+    procs.push((
+        "publisher".into(),
+        Proc::spawn(&plan.exe, &["fanout-pub", &json])?,
+    ));
+    // Every process is watched at once: the first failure ends the run
+    // (a stalled pipeline would otherwise wait for the deadline), after a
+    // moment for the others to report theirs too (the publisher's EPIPE
+    // says less than the router's error behind it).
+    let mut results: Vec<Option<Result<String, String>>> = vec![None; procs.len()];
+    let mut failed_at: Option<Instant> = None;
+    loop {
+        for ((what, proc), result) in procs.iter_mut().zip(results.iter_mut()) {
+            if result.is_none() {
+                *result = proc.poll(what);
+            }
+        }
+        let failures: Vec<&str> = results
+            .iter()
+            .filter_map(|r| r.as_ref()?.as_ref().err().map(String::as_str))
+            .collect();
+        if !failures.is_empty() {
+            let since = *failed_at.get_or_insert_with(Instant::now);
+            if results.iter().all(Option::is_some) || since.elapsed() > Duration::from_millis(200) {
+                return Err(failures.join("; "));
+            }
+        } else if results.iter().all(Option::is_some) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let running: Vec<&str> = procs
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_none())
+                .map(|((what, _), _)| what.as_str())
+                .collect();
+            return Err(format!(
+                "still running at the deadline: {}",
+                running.join(", ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let out = match results.swap_remove(0) {
+        Some(Ok(out)) => out,
+        _ => return Err("router: no result".into()),
+    };
     out.lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())

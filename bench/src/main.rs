@@ -544,17 +544,16 @@ fn engine_scenarios(
         // One short discarded run per engine warms caches, the page cache of
         // the binary and the kernel's pipe paths.
         let w = &warm_work;
-        let dir = make_dir(base, "warmup", w)?;
         for e in &warm_engines {
             pb.set_message(format!("warm-up {e}"));
+            let dir = make_dir(base, &format!("warmup-{e}"), w)?;
             let _ = run_once(exe, &spec_for(w, *e, &dir, cli), plan.timeout);
+            let _ = std::fs::remove_dir_all(&dir);
             pb.inc(1);
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     for (k, w) in works.iter().enumerate() {
-        let dir = make_dir(base, &format!("{}-{k}", w.name()), w)?;
         let engs = engines_for(w);
         let runs = runs_for(w);
         let mut per_engine: Vec<Vec<std::collections::BTreeMap<String, f64>>> =
@@ -567,8 +566,15 @@ fn engine_scenarios(
                 let i = (round + j) % engs.len();
                 let e = &engs[i];
                 pb.set_message(format!("{} {} {e}", w.name(), short_params(w)));
+                // Fresh FIFOs for every run: an io_uring instance releases
+                // its registered files after its process exits, so the last
+                // ringpipe engine's ends may still be open, and close, while
+                // the next run opens its own.
+                let dir = make_dir(base, &format!("{}-{k}-{round}-{i}", w.name()), w)?;
                 let spec = spec_for(w, *e, &dir, cli);
-                match run_once(exe, &spec, plan.timeout) {
+                let result = run_once(exe, &spec, plan.timeout);
+                let _ = std::fs::remove_dir_all(&dir);
+                match result {
                     Ok(r) => {
                         // One note per (scenario, engine): the first run's.
                         let prefix = format!("{} {} {e}: ", w.name(), short_params(w));
@@ -616,7 +622,6 @@ fn engine_scenarios(
                 metrics: report::medians(&per_engine[i]),
             });
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     pb.finish_and_clear();
     println!(
