@@ -460,13 +460,13 @@ fn print_results(records: &[Record], notes: &[String]) {
     }
 }
 
-/// `text` wrapped at word boundaries to 120 columns, continuation lines
-/// starting with `indent`.
+/// `text` wrapped at word boundaries to [`report::WIDTH`] bytes (so as
+/// many columns at most), continuation lines starting with `indent`.
 fn wrap(text: &str, indent: &str) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split(' ') {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > 120 {
+        if !line.is_empty() && line.len() + 1 + word.len() > report::WIDTH {
             out.push_str(&line);
             out.push('\n');
             line = indent.to_string();

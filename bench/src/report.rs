@@ -207,17 +207,28 @@ impl Stat {
         })
     }
 
-    /// Half the spread, as a fraction of the median.
-    fn half_spread(self) -> Option<f64> {
-        (self.hi > self.lo && self.med != 0.0).then(|| (self.hi - self.lo) / 2.0 / self.med.abs())
-    }
-
-    /// `median ±half-spread%`.
+    /// `median [min-max]`, or the median alone when every run agrees.
     fn cell(self) -> String {
-        match self.half_spread() {
-            Some(h) if h * 100.0 >= 9.5 => format!("{} ±{:.0}%", fmt(self.med), h * 100.0),
-            Some(h) => format!("{} ±{:.1}%", fmt(self.med), h * 100.0),
-            None => fmt(self.med),
+        if self.hi > self.lo {
+            format!("{} [{}-{}]", fmt(self.med), fmt(self.lo), fmt(self.hi))
+        } else {
+            fmt(self.med)
+        }
+    }
+}
+
+/// The widest a table may be: a 120-column terminal.
+pub const WIDTH: usize = 120;
+
+impl Stat {
+    /// `median ±h%`, h half the min-max range in percent of the median:
+    /// the cell of a table too wide for [`cell`](Self::cell)'s.
+    fn compact(self) -> String {
+        if self.hi > self.lo && self.med != 0.0 {
+            let h = (self.hi - self.lo) / 2.0 / self.med.abs() * 100.0;
+            format!("{} ±{h:.0}%", fmt(self.med))
+        } else {
+            fmt(self.med)
         }
     }
 }
@@ -326,8 +337,8 @@ fn heading(metric: &str, higher: bool) -> String {
 
 /// The legend printed above the tables.
 pub const LEGEND: &str = "(+) higher is better, (-) lower is better; a cell is the median \
-                          ±half its min-max range over the runs; ! marks ringpipe >= 2x \
-                          worse than the best peer";
+                          [min-max] of the runs (or ±half that range in % where too wide); ! \
+                          marks ringpipe >= 2x worse than the best peer, the ranges apart";
 
 /// The scenario's defining parameters: the title of its table.
 fn label(r: &Record) -> String {
@@ -468,7 +479,9 @@ fn best(
 }
 
 /// One table per scenario and parameters: a row per engine (and mode), a
-/// column per metric.
+/// column per metric, each cell the median and the runs' range (as ±% of
+/// the median where the ranges would make the table wider than
+/// [`WIDTH`]).
 pub fn table(records: &[Record]) -> String {
     let mut out = String::new();
     for lab in labels(records) {
@@ -489,29 +502,37 @@ pub fn table(records: &[Record]) -> String {
             .iter()
             .filter_map(|r| r.params.get("runs").and_then(Value::as_u64))
             .max();
-        let mut header = vec![lab.clone()];
-        header.extend(metrics.iter().map(|&(m, h)| heading(m, h)));
-        let mut cells = vec![header];
-        for r in &rows {
-            let mut row = vec![row_name(r)];
-            for &(m, higher) in metrics {
-                let cell = match Stat::of(r, m) {
-                    Some(st) => {
-                        let flag = side(&r.engine) == Some(true)
-                            && best_peer(records, &group(r), m, higher)
-                                .is_some_and(|(_, p)| far_worse(st, p, higher));
-                        format!("{}{}", st.cell(), if flag { " !" } else { "" })
-                    }
-                    None => "-".into(),
-                };
-                row.push(cell);
+        let cells = |compact: bool| {
+            let mut header = vec![lab.clone()];
+            header.extend(metrics.iter().map(|&(m, h)| heading(m, h)));
+            let mut cells = vec![header];
+            for r in &rows {
+                let mut row = vec![row_name(r)];
+                for &(m, higher) in metrics {
+                    let cell = match Stat::of(r, m) {
+                        Some(st) => {
+                            let flag = side(&r.engine) == Some(true)
+                                && best_peer(records, &group(r), m, higher)
+                                    .is_some_and(|(_, p)| far_worse(st, p, higher));
+                            let v = if compact { st.compact() } else { st.cell() };
+                            format!("{v}{}", if flag { " !" } else { "" })
+                        }
+                        None => "-".into(),
+                    };
+                    row.push(cell);
+                }
+                cells.push(row);
             }
-            cells.push(row);
-        }
+            cells
+        };
         if let Some(n) = runs {
             let _ = writeln!(out, "{lab}: {n} run(s)");
         }
-        out.push_str(&render(&cells, 1));
+        let mut text = render(&cells(false), 1);
+        if text.lines().any(|l| l.len() > WIDTH) {
+            text = render(&cells(true), 1);
+        }
+        out.push_str(&text);
         out.push('\n');
     }
     out
@@ -1128,7 +1149,7 @@ mod tests {
         let text = format!("{}{}", table(&records), summary(&records));
         assert!(text.contains("12.50x WORSE"), "{text}");
         for line in text.lines() {
-            assert!(line.chars().count() <= 120, "{line}");
+            assert!(line.len() <= 120, "{line}");
         }
         // uring-batch is not an engine of every build: its targets say so,
         // and are judged once its records are there.
@@ -1145,5 +1166,42 @@ mod tests {
             "{t}"
         );
         assert!(table(&with_batch).contains("| uring-batch"));
+    }
+
+    /// Ranges too wide for 120 columns fall back to ±% cells.
+    #[test]
+    fn a_too_wide_table_falls_back_to_percent_spreads() {
+        let metrics: Vec<(String, f64)> = [
+            "msgs_per_s",
+            "cpu_s_per_million_msgs",
+            "syscalls_per_1k_msgs",
+            "p99_us",
+        ]
+        .iter()
+        .flat_map(|m| {
+            [
+                (m.to_string(), 12.35e6),
+                (format!("{m}_min"), 10.01e6),
+                (format!("{m}_max"), 99.99e6),
+            ]
+        })
+        .collect();
+        let m: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let records = vec![record(
+            "fanin",
+            "uring-splice-direct",
+            &[("fifos", 16.into())],
+            &m,
+        )];
+        let wide: Vec<String> = records
+            .iter()
+            .map(|r| Stat::of(r, "p99_us").expect("stat").cell())
+            .collect();
+        assert_eq!(wide, ["12.35M [10.01M-99.99M]"]);
+        let text = table(&records);
+        assert!(text.contains("12.35M ±364%"), "{text}");
+        for line in text.lines() {
+            assert!(line.len() <= WIDTH, "{line}");
+        }
     }
 }
