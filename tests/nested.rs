@@ -277,3 +277,38 @@ fn deferred_task_work_polls_readable_but_wakes_no_waiter() {
         ));
     });
 }
+
+/// `examples/epoll_nested.rs` and `examples/tokio_nested.rs` as real
+/// processes: every byte of the bursts reaches their stdout, and they exit
+/// at EOF.
+#[test]
+fn the_nested_examples_copy_every_byte() {
+    for example in ["epoll_nested", "tokio_nested"] {
+        let bin = build_example(example);
+        watchdog(Duration::from_secs(60), move || {
+            let dir = tempfile::tempdir().unwrap();
+            let fifo = dir.path().join("in");
+            mkfifo(&fifo);
+            let run = ChildGuard::spawn(
+                std::process::Command::new(bin)
+                    .arg(&fifo)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped()),
+            );
+            let child = writer(&fifo);
+            let out = run.wait_output(Duration::from_secs(30));
+            assert!(
+                out.status.success(),
+                "{example}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            child.wait_success(Duration::from_secs(30));
+            assert!(
+                out.stdout == expected(),
+                "{example}: {} bytes differ",
+                out.stdout.len()
+            );
+        });
+    }
+}

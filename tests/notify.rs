@@ -213,3 +213,40 @@ fn the_armed_read_parks_no_kernel_worker() {
         assert_eq!(notified(&ev), 1);
     });
 }
+
+/// `examples/handoff.rs` as a real process: every producer's lines reach
+/// the reader, each producer's in order, and it exits once all are read.
+#[test]
+fn the_handoff_example_delivers_every_line() {
+    let bin = build_example("handoff");
+    watchdog(Duration::from_secs(60), move || {
+        const MESSAGES: usize = 50_000;
+        const PRODUCERS: usize = 3;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out");
+        mkfifo(&fifo);
+        let run = ChildGuard::spawn(
+            std::process::Command::new(bin)
+                .arg(&fifo)
+                .arg(MESSAGES.to_string())
+                .arg(PRODUCERS.to_string()),
+        );
+        let reader = ChildGuard::spawn(
+            std::process::Command::new("cat")
+                .arg(&fifo)
+                .stdout(std::process::Stdio::piped()),
+        );
+        let text = reader.wait_success(Duration::from_secs(30));
+        run.wait_success(Duration::from_secs(30));
+        let mut next: [usize; PRODUCERS] = std::array::from_fn(|id| id);
+        let mut lines = 0;
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            let (id, i): (usize, usize) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+            assert_eq!(i, next[id], "producer {id} out of order");
+            next[id] += PRODUCERS;
+            lines += 1;
+        }
+        assert_eq!(lines, MESSAGES);
+    });
+}
