@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 mod chart;
 mod engine;
+mod handoff;
 mod loadgen;
 mod mux;
 mod report;
@@ -148,6 +149,10 @@ enum Cmd {
         #[arg(long, default_value = "bench/charts")]
         out: PathBuf,
     },
+    /// Producer thread -> crossbeam channel -> proactor woken by a
+    /// Notifier -> FIFO -> reader process, against a blocking writer
+    /// thread on the same channel: messages/s, p50/p99 latency.
+    Handoff(handoff::HandoffArgs),
     /// (internal) The load generator side of one run.
     #[command(hide = true)]
     Loadgen { spec: String, count: usize },
@@ -176,6 +181,7 @@ fn main() {
         Cmd::Chart { inputs, out } => chart::render(inputs, out),
         Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[])),
         Cmd::MuxThreads(args) => mux::router::run(args),
+        Cmd::Handoff(args) => handoff::run(args, cli.runs, cli.warmup),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {

@@ -56,8 +56,15 @@ impl Notifier {
         if self.shared.closed.load(Ordering::Acquire) {
             return false;
         }
-        // AcqRel: the proactor's reset (an acquire swap) then sees what this
-        // thread queued before notifying.
+        // A wake-up on its way already: nothing to write, and only a read
+        // of the flag, which stays in this core's cache while it holds.
+        // The fence pairs with the proactor's after its reset: either the
+        // proactor sees what this thread queued before notifying, or this
+        // thread sees the flag reset and writes.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.shared.pending.load(Ordering::Relaxed) {
+            return true;
+        }
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
             // Fails only if the counter would overflow (never: it is written
             // once per wake-up and read back each time) or on EINTR, where
@@ -161,6 +168,7 @@ impl Proactor {
             // below (or the counter it leaves) wakes the next poll.
             // On a failure too: the producers' queue is looked at.
             state.shared.pending.swap(false, Ordering::AcqRel);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if !self.pending.iter().any(|i| matches!(i, Item::Notified(_))) {
                 self.pending.push(Item::Notified(self.notify_token()));
             }
