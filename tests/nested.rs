@@ -137,6 +137,25 @@ fn an_epoll_loop_delivers_every_byte_of_bursts_with_pauses() {
 }
 
 #[test]
+fn an_epoll_loop_drives_an_sqpoll_ring() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("in");
+        let mut p = Proactor::builder()
+            .sqpoll(Duration::from_millis(10))
+            .build()
+            .unwrap();
+        p.open_receiver(&fifo, &FifoOptions::new().create(true))
+            .unwrap();
+        let child = writer(&fifo);
+        let mut got = Vec::new();
+        drive_epoll(&mut p, |_, e| collect(&mut got, e));
+        child.wait_success(Duration::from_secs(30));
+        assert!(got == expected(), "{} bytes differ", got.len());
+    });
+}
+
+#[test]
 fn an_epoll_loop_sends_what_threads_hand_over() {
     watchdog(Duration::from_secs(60), || {
         const MSGS: u64 = 20_000;

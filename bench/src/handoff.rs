@@ -41,22 +41,37 @@ pub struct HandoffArgs {
     /// Capacity of the bounded channel.
     #[arg(long, default_value_t = 4096)]
     channel: usize,
+    /// I/O sides to run, comma separated: uring, uring-hold, blocking,
+    /// blocking-each.
+    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::UringHold, Side::Blocking, Side::BlockingEach])]
+    sides: Vec<Side>,
+    /// Loads to run, comma separated: max, paced.
+    #[arg(long, value_delimiter = ',', default_values = ["max", "paced"])]
+    loads: Vec<String>,
     /// (internal) Be the reader process of FIFO PATH: read COUNT messages.
     #[arg(long, hide = true, num_args = 2, value_names = ["PATH", "COUNT"])]
     reader: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Side {
     Uring,
+    UringHold,
     Blocking,
     BlockingEach,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Uring => "uring",
+            Side::UringHold => "uring-hold",
             Side::Blocking => "blocking",
             Side::BlockingEach => "blocking-each",
         }
@@ -89,7 +104,7 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
     let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
     let dir = tempdir()?;
     let exe = std::env::current_exe()?;
-    let sides = [Side::Uring, Side::Blocking, Side::BlockingEach];
+    let sides = &args.sides[..];
     let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
     println!(
         "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO -> reader process; \
@@ -100,6 +115,9 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
         ("max", args.msgs, None),
         ("paced", paced_msgs, Some(args.rate)),
     ] {
+        if !args.loads.iter().any(|l| l == load) {
+            continue;
+        }
         let mut got: Vec<Vec<Figures>> = vec![Vec::new(); sides.len()];
         for round in 0..warmup + runs {
             for (s, &side) in sides.iter().enumerate() {
@@ -194,7 +212,8 @@ fn one_run(
     let cpu0 = crate::sys::cpu_seconds();
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(channel);
     let wakes = match side {
-        Side::Uring => uring_side(fifo, tx, rx, msgs, rate)?,
+        Side::Uring => uring_side(fifo, tx, rx, msgs, rate, false)?,
+        Side::UringHold => uring_side(fifo, tx, rx, msgs, rate, true)?,
         Side::Blocking | Side::BlockingEach => {
             blocking_side(fifo, tx, rx, msgs, rate, side == Side::BlockingEach)?
         }
@@ -269,6 +288,7 @@ fn uring_side(
     rx: Receiver<Msg>,
     msgs: u64,
     rate: Option<u64>,
+    hold: bool,
 ) -> std::io::Result<u64> {
     fn err(e: impl ToString) -> std::io::Error {
         std::io::Error::other(e.to_string())
@@ -302,27 +322,24 @@ fn uring_side(
                 _ => {}
             }
         }
-        while !full && !disconnected {
-            let mut empty = false;
-            while batch.len() < 256 << 10 {
+        loop {
+            while !disconnected && batch.len() < 256 << 10 {
                 match rx.try_recv() {
                     Ok(m) => batch.extend_from_slice(&m),
-                    Err(TryRecvError::Empty) => empty = true,
+                    Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => disconnected = true,
                 }
-                if empty || disconnected {
-                    break;
-                }
             }
-            if !batch.is_empty() {
-                match p.send(out, &batch) {
-                    Ok(()) => batch.clear(),
-                    Err(ringpipe::Error::WouldBlock { .. }) => full = true,
-                    Err(e) => return Err(err(e)),
-                }
-            }
-            if empty {
+            // `hold`: the next send waits until the kernel took the last
+            // one, so messages gather meanwhile (as behind a blocking write).
+            let idle = !hold || p.stats(out).map_err(err)?.bytes_unsent() == 0;
+            if full || !idle || batch.is_empty() {
                 break;
+            }
+            match p.send(out, &batch) {
+                Ok(()) => batch.clear(),
+                Err(ringpipe::Error::WouldBlock { .. }) => full = true,
+                Err(e) => return Err(err(e)),
             }
         }
         if disconnected && batch.is_empty() && !closing {

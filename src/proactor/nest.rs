@@ -51,7 +51,12 @@ impl Proactor {
 /// with [`Builder::defer_taskrun(false)`](crate::Builder::defer_taskrun):
 /// its task work then interrupts the sleeping thread (the wait returns
 /// `EINTR`, which epoll users retry and tokio does), runs on the way out
-/// of the kernel, and posts the completion, which wakes the loop.
+/// of the kernel, and posts the completion, which wakes the loop. A ring
+/// with [`Builder::sqpoll`](crate::Builder::sqpoll) never defers and
+/// works as it is.
+///
+/// A [`Notifier`](crate::Notifier) wakes such a loop too: its READ
+/// completes like any other.
 impl AsRawFd for Proactor {
     fn as_raw_fd(&self) -> RawFd {
         self.ring.fd().as_raw_fd()
