@@ -43,6 +43,8 @@ fn a_thread_wakes_a_poll_blocked_in_the_kernel() {
             let token = ev.iter().next().unwrap().token();
             assert_eq!(token.proactor, p.id());
             assert_eq!(token.index, u32::MAX);
+            // It names no transport: a typed error, never a panic.
+            assert!(matches!(p.close(token), Err(ringpipe::Error::Stale { .. })));
             t.join().unwrap();
         }
     });

@@ -41,9 +41,8 @@ pub struct HandoffArgs {
     /// Capacity of the bounded channel.
     #[arg(long, default_value_t = 4096)]
     channel: usize,
-    /// I/O sides to run, comma separated: uring, uring-hold, blocking,
-    /// blocking-each.
-    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::UringHold, Side::Blocking, Side::BlockingEach])]
+    /// I/O sides to run, comma separated: uring, blocking, blocking-each.
+    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::Blocking, Side::BlockingEach])]
     sides: Vec<Side>,
     /// Loads to run, comma separated: max, paced.
     #[arg(long, value_delimiter = ',', default_values = ["max", "paced"])]
@@ -56,7 +55,6 @@ pub struct HandoffArgs {
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Side {
     Uring,
-    UringHold,
     Blocking,
     BlockingEach,
 }
@@ -71,7 +69,6 @@ impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Uring => "uring",
-            Side::UringHold => "uring-hold",
             Side::Blocking => "blocking",
             Side::BlockingEach => "blocking-each",
         }
@@ -212,8 +209,7 @@ fn one_run(
     let cpu0 = crate::sys::cpu_seconds();
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(channel);
     let wakes = match side {
-        Side::Uring => uring_side(fifo, tx, rx, msgs, rate, false)?,
-        Side::UringHold => uring_side(fifo, tx, rx, msgs, rate, true)?,
+        Side::Uring => uring_side(fifo, tx, rx, msgs, rate)?,
         Side::Blocking | Side::BlockingEach => {
             blocking_side(fifo, tx, rx, msgs, rate, side == Side::BlockingEach)?
         }
@@ -288,7 +284,6 @@ fn uring_side(
     rx: Receiver<Msg>,
     msgs: u64,
     rate: Option<u64>,
-    hold: bool,
 ) -> std::io::Result<u64> {
     fn err(e: impl ToString) -> std::io::Error {
         std::io::Error::other(e.to_string())
@@ -330,10 +325,7 @@ fn uring_side(
                     Err(TryRecvError::Disconnected) => disconnected = true,
                 }
             }
-            // `hold`: the next send waits until the kernel took the last
-            // one, so messages gather meanwhile (as behind a blocking write).
-            let idle = !hold || p.stats(out).map_err(err)?.bytes_unsent() == 0;
-            if full || !idle || batch.is_empty() {
+            if full || batch.is_empty() {
                 break;
             }
             match p.send(out, &batch) {
