@@ -62,6 +62,17 @@ fn writer(fifo: &Path) -> ChildGuard {
     ))
 }
 
+/// A receiver on a fresh FIFO of `p`, and the writer process of the bursts
+/// into it.
+fn bursts_into(p: &mut Proactor) -> (tempfile::TempDir, ChildGuard) {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("in");
+    p.open_receiver(&fifo, &FifoOptions::new().create(true))
+        .unwrap();
+    let child = writer(&fifo);
+    (dir, child)
+}
+
 /// Collects `Data` until the receiver closes at EOF; true when done.
 fn collect(got: &mut Vec<u8>, e: &Event<'_>) -> bool {
     match e {
@@ -121,12 +132,8 @@ fn nested_proactor(mode: ReadMode) -> Proactor {
 fn an_epoll_loop_delivers_every_byte_of_bursts_with_pauses() {
     for mode in [ReadMode::Fixed, ReadMode::Multishot] {
         watchdog(Duration::from_secs(60), move || {
-            let dir = tempfile::tempdir().unwrap();
-            let fifo = dir.path().join("in");
             let mut p = nested_proactor(mode);
-            p.open_receiver(&fifo, &FifoOptions::new().create(true))
-                .unwrap();
-            let child = writer(&fifo);
+            let (_dir, child) = bursts_into(&mut p);
             let mut got = Vec::new();
             let wakes = drive_epoll(&mut p, |_, e| collect(&mut got, e));
             child.wait_success(Duration::from_secs(30));
@@ -139,15 +146,11 @@ fn an_epoll_loop_delivers_every_byte_of_bursts_with_pauses() {
 #[test]
 fn an_epoll_loop_drives_an_sqpoll_ring() {
     watchdog(Duration::from_secs(60), || {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("in");
         let mut p = Proactor::builder()
             .sqpoll(Duration::from_millis(10))
             .build()
             .unwrap();
-        p.open_receiver(&fifo, &FifoOptions::new().create(true))
-            .unwrap();
-        let child = writer(&fifo);
+        let (_dir, child) = bursts_into(&mut p);
         let mut got = Vec::new();
         drive_epoll(&mut p, |_, e| collect(&mut got, e));
         child.wait_success(Duration::from_secs(30));
@@ -216,12 +219,8 @@ fn an_epoll_loop_sends_what_threads_hand_over() {
 fn tokio_async_fd_delivers_every_byte_of_bursts_with_pauses() {
     for mode in [ReadMode::Fixed, ReadMode::Multishot] {
         watchdog(Duration::from_secs(60), move || {
-            let dir = tempfile::tempdir().unwrap();
-            let fifo = dir.path().join("in");
             let mut p = nested_proactor(mode);
-            p.open_receiver(&fifo, &FifoOptions::new().create(true))
-                .unwrap();
-            let child = writer(&fifo);
+            let (_dir, child) = bursts_into(&mut p);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()

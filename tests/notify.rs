@@ -164,38 +164,6 @@ fn without_a_notifier_an_idle_poll_returns_at_once() {
     assert_eq!(p.in_flight(), 0);
 }
 
-#[test]
-fn the_eventfd_is_close_on_exec() {
-    let _serial = serial();
-    let before: Vec<_> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    let mut p = Proactor::new().unwrap();
-    let _n = p.notifier().unwrap();
-    for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let name = entry.unwrap().file_name();
-        if before.contains(&name) {
-            continue;
-        }
-        let Ok(info) =
-            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", name.to_string_lossy()))
-        else {
-            continue;
-        };
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
-            .unwrap();
-        assert_ne!(flags & libc_o_cloexec(), 0, "fd {name:?} not close-on-exec");
-    }
-}
-
-fn libc_o_cloexec() -> u32 {
-    nix::fcntl::OFlag::O_CLOEXEC.bits() as u32
-}
-
 /// io-wq workers of this process: threads named `iou-wrk-<pid>`.
 fn iowq_workers() -> usize {
     std::fs::read_dir("/proc/self/task")
