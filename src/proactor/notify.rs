@@ -121,7 +121,12 @@ impl Proactor {
             shared: Arc::clone(&shared),
             armed: None,
         });
-        self.arm_notify()?;
+        if let Err(e) = self.arm_notify() {
+            // No handle that could never wake the proactor: the next call
+            // tries again.
+            self.notify = None;
+            return Err(e);
+        }
         Ok(Notifier { shared })
     }
 
