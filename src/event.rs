@@ -93,6 +93,11 @@ pub enum Event<'a> {
         /// more drops them, so with no reader they are lost.
         unsent: &'a [u8],
     },
+    /// A [`Notifier`](crate::Notifier) woke the proactor: look at whatever
+    /// queue the notifying threads fill. At most one per
+    /// [`poll`](crate::Proactor::poll), however many notifies came. The
+    /// token names no transport (slot `u32::MAX`).
+    Notified(Token),
     /// A transport failed; it is closing, and `Closed` follows. (One
     /// exception: [`Error::Frame`](crate::Error::Frame) for a writer that
     /// left a persistent framed receiver inside a frame; the partial frame
@@ -115,7 +120,7 @@ impl Event<'_> {
             Event::Writable(s) => s.token(),
             Event::Relayed { from, .. } => from.token(),
             Event::Detached { to, .. } => to.token(),
-            Event::PeerGone(t) | Event::PeerBack(t) => *t,
+            Event::PeerGone(t) | Event::PeerBack(t) | Event::Notified(t) => *t,
             Event::Closed { token, .. } | Event::Error { token, .. } => *token,
         }
     }
@@ -148,6 +153,7 @@ pub(crate) enum Item {
     },
     PeerGone(Token),
     PeerBack(Token),
+    Notified(Token),
     Writable(Sender),
     Relayed {
         from: Receiver,
@@ -197,6 +203,7 @@ impl Item {
             },
             Item::PeerGone(t) => Event::PeerGone(*t),
             Item::PeerBack(t) => Event::PeerBack(*t),
+            Item::Notified(t) => Event::Notified(*t),
             Item::Writable(s) => Event::Writable(*s),
             Item::Detached { from, to } => Event::Detached {
                 from: *from,

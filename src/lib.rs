@@ -38,6 +38,14 @@
 //! # Ok::<(), ringpipe::Error>(())
 //! ```
 //!
+//! Other threads hand work to the proactor's thread through a queue of
+//! their choice and wake it with a [`Notifier`] ([`Proactor::notifier`]:
+//! `Send + Sync + Clone`, coalescing, reported as [`Event::Notified`];
+//! `examples/handoff.rs`). Another event loop (epoll, tokio) can drive a
+//! proactor through its ring fd (`AsRawFd`/`AsFd`, with
+//! [`Builder::defer_taskrun`]`(false)` and [`Proactor::submit`];
+//! `examples/epoll_nested.rs`, `examples/tokio_nested.rs`).
+//!
 //! Requires Linux >= 6.1 with io_uring enabled; otherwise
 //! [`Proactor::new`] returns [`Error::Unsupported`] naming what is missing.
 #![deny(missing_docs, missing_debug_implementations)]
@@ -60,7 +68,7 @@ mod transport;
 pub use error::{Error, Result};
 pub use event::{CloseReason, Event, Events};
 pub use fifo::{FifoOptions, PipeLimits, ReadMode, Reconnect, pipe_max_size, raise_fd_limit};
-pub use proactor::{Builder, FanOutPolicy, Proactor, Stats};
+pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Stats};
 pub use token::{Receiver, Sender, Token};
 pub use transport::State;
 

@@ -70,6 +70,8 @@ fn every_fd_the_library_opens_is_cloexec() {
         let fan_reader = nonblocking_reader(&path("fan_out"));
         let fan_tx = p.open_sender(path("fan_out"), &create).unwrap();
         p.fan_out(fan_rx, &[fan_tx], FanOutPolicy::Wait).unwrap();
+        // The notifier's eventfd.
+        let _notifier = p.notifier().unwrap();
         let mut other = Proactor::new().unwrap();
         let (r, w) = pipe();
         other.receiver_from_fd(r).unwrap();

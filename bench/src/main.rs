@@ -20,6 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod chart;
 mod engine;
 mod fanout;
+mod handoff;
 mod loadgen;
 mod mux;
 mod report;
@@ -169,6 +170,10 @@ enum Cmd {
         #[arg(long, default_value = "bench/charts")]
         out: PathBuf,
     },
+    /// Producer thread -> crossbeam channel -> proactor woken by a
+    /// Notifier -> FIFO -> reader process, against a blocking writer
+    /// thread on the same channel: messages/s, p50/p99 latency.
+    Handoff(handoff::HandoffArgs),
     /// (internal) The load generator side of one run.
     #[command(hide = true)]
     Loadgen { spec: String, count: usize },
@@ -209,6 +214,7 @@ fn main() {
         Cmd::FanoutRouter { spec } => fanout::router_main(spec),
         Cmd::FanoutPub { spec } => fanout::publisher_main(spec),
         Cmd::FanoutSub { spec, index } => fanout::subscriber_main(spec, *index),
+        Cmd::Handoff(args) => handoff::run(args, cli.runs, cli.warmup),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {

@@ -47,6 +47,7 @@ impl Default for Builder {
                 cq_entries: 1024,
                 sqpoll_idle: None,
                 files: 4096,
+                defer_taskrun: true,
             },
             buffers: None,
             ignore_sigpipe: true,
@@ -80,6 +81,19 @@ impl Builder {
     /// Default: off; the ring then runs single-issuer with deferred task work.
     pub fn sqpoll(mut self, idle: Duration) -> Self {
         self.ring.sqpoll_idle = Some(idle);
+        self
+    }
+
+    /// Whether the ring defers its task work (`IORING_SETUP_DEFER_TASKRUN`,
+    /// default on where the kernel has it): completions are then posted
+    /// only while this thread is inside [`poll`](Proactor::poll), the
+    /// cheapest mode for a thread that loops on `poll`. Turn it off to
+    /// drive the proactor from another event loop through its fd (see
+    /// [`Proactor::submit`]): deferred work never wakes a waiter on the
+    /// ring fd (Linux 6.18), so such a loop would sleep through it. The
+    /// ring then runs cooperative task work (`COOP_TASKRUN`), or plain.
+    pub fn defer_taskrun(mut self, on: bool) -> Self {
+        self.ring.defer_taskrun = on;
         self
     }
 
@@ -275,6 +289,7 @@ impl Builder {
             starved: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
+            notify: None,
         })
     }
 }

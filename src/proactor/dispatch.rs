@@ -30,6 +30,10 @@ impl Proactor {
                 self.readable.push(c.op);
                 return;
             }
+            Purpose::Notify => {
+                self.on_notify(c.op, c.result);
+                return;
+            }
             _ if c.owner == NO_TRANSPORT => return,
             _ => {}
         }
@@ -66,7 +70,11 @@ impl Proactor {
             Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
             Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
             Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
-            Purpose::Cancel | Purpose::RetryTimer | Purpose::OpenWatch | Purpose::Readable => {}
+            Purpose::Cancel
+            | Purpose::RetryTimer
+            | Purpose::OpenWatch
+            | Purpose::Readable
+            | Purpose::Notify => {}
         }
         if self.transports.contains(idx) {
             self.maybe_finish(idx);

@@ -32,6 +32,8 @@ mod builder;
 mod close;
 mod dispatch;
 mod multishot;
+mod nest;
+mod notify;
 mod read;
 mod registry;
 mod splice;
@@ -40,6 +42,7 @@ mod watch;
 mod write;
 
 pub use builder::Builder;
+pub use notify::Notifier;
 use registry::{Role, SendSide, Transport, receiver_role};
 pub use splice::FanOutPolicy;
 
@@ -115,6 +118,8 @@ pub struct Proactor {
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
     splice_direct: bool,
+    /// The eventfd that `Notifier`s write, once `notifier` made one.
+    notify: Option<notify::NotifyState>,
 }
 
 impl Proactor {

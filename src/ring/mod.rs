@@ -81,6 +81,9 @@ pub(crate) enum Purpose {
     /// POLL for POLLIN on an fd the crate watches for itself (a child's
     /// pidfd, for `process`).
     Readable,
+    /// 8-byte READ of the eventfd that a `Notifier` writes to wake the
+    /// proactor from another thread.
+    Notify,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -94,6 +97,8 @@ struct InFlight {
     buf: Option<Buf>,
     // The kernel reads the timespec while submitting: keep it at a stable address.
     _timespec: Option<Box<types::Timespec>>,
+    // An eventfd counter the kernel writes into (`read_counter`).
+    _counter: Option<Box<u64>>,
 }
 
 /// One final completion.
@@ -223,6 +228,16 @@ impl Ring {
     /// `io_uring_enter` calls made so far.
     pub(crate) fn enters(&self) -> u64 {
         self.enters
+    }
+
+    /// Whether SQEs wait in the SQ for an enter (never with SQPOLL).
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        self.unsubmitted > 0
+    }
+
+    /// Whether a kernel thread submits (SQPOLL).
+    pub(crate) fn is_sqpoll(&self) -> bool {
+        self.sqpoll
     }
 
     /// Operations submitted and not yet finally completed.
@@ -382,6 +397,32 @@ impl Ring {
         self.push(sqe, owner, Purpose::Cancel, None, None)
     }
 
+    /// An 8-byte READ of an eventfd's counter ([`Purpose::Notify`]), into
+    /// a word the operation owns until its final completion.
+    pub(crate) fn read_counter(&mut self, fd: RawFd, owner: u64) -> io::Result<OpId> {
+        let mut counter = Box::new(0u64);
+        let ptr: *mut u8 = (&mut *counter as *mut u64).cast();
+        let sqe = opcode::Read::new(types::Fd(fd), ptr, 8)
+            .offset(u64::MAX)
+            .build();
+        let id = self.push(sqe, owner, Purpose::Notify, None, None)?;
+        // The word joins its operation, which `push` just entered; the heap
+        // address `ptr` names stays put when the box moves. (With SQPOLL the
+        // kernel may already use it: it is alive all along.)
+        match self.ops.get_mut((id.0 >> 32) as usize) {
+            Some(op) => op._counter = Some(counter),
+            // Not reached: never free a word the kernel may write.
+            None => std::mem::forget(counter),
+        }
+        Ok(id)
+    }
+
+    /// The ring's fd, for polling it from another event loop.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.uring.as_fd()
+    }
+
     /// Completes with -ETIME after `after`.
     pub(crate) fn timeout(&mut self, after: Duration, owner: u64) -> io::Result<OpId> {
         let ts = Box::new(
@@ -421,6 +462,7 @@ impl Ring {
             id,
             buf,
             _timespec: timespec,
+            _counter: None,
         });
         debug_assert_eq!(inserted, key);
         Ok(id)

@@ -20,6 +20,9 @@ pub(crate) struct RingConfig {
     pub cq_entries: u32,
     pub sqpoll_idle: Option<Duration>,
     pub files: u32,
+    /// Try DEFER_TASKRUN first (the default). Off for a ring driven from
+    /// another event loop: deferred work never wakes a waiter on the fd.
+    pub defer_taskrun: bool,
 }
 
 impl RingConfig {
@@ -63,7 +66,7 @@ impl Ring {
                 .setup_sqpoll(idle.as_millis().clamp(1, u32::MAX as u128) as u32)
                 .setup_cqsize(cq)
                 .build(sq),
-            None => build_deferred(sq, cq),
+            None => build_deferred(sq, cq, cfg.defer_taskrun),
         })
         .map_err(setup_error)?;
         if !uring.params().is_feature_nodrop() || !uring.params().is_feature_ext_arg() {
@@ -161,7 +164,7 @@ pub(super) fn retry_while_memlock_drains<T>(
     }
 }
 
-fn build_deferred(sq: u32, cq: u32) -> io::Result<IoUring> {
+fn build_deferred(sq: u32, cq: u32, defer: bool) -> io::Result<IoUring> {
     // Newest mode first; fall back when a flag is refused with EINVAL.
     let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] = [
         |b| b.setup_single_issuer().setup_defer_taskrun(),
@@ -169,7 +172,7 @@ fn build_deferred(sq: u32, cq: u32) -> io::Result<IoUring> {
         |b| b,
     ];
     let mut last = None;
-    for set in attempts {
+    for set in attempts.into_iter().skip(usize::from(!defer)) {
         let mut builder = IoUring::builder();
         set(&mut builder).setup_cqsize(cq);
         match builder.build(sq) {
@@ -235,6 +238,7 @@ mod tests {
                 cq_entries: cq,
                 sqpoll_idle: None,
                 files: 4096,
+                defer_taskrun: true,
             };
             assert_eq!(cfg.locked_bytes(), pages * 4096, "sq {sq} cq {cq}");
         }

@@ -1,0 +1,431 @@
+//! `ringpipe-bench handoff`: messages made on an application thread,
+//! handed over through a `crossbeam-channel`, written to a FIFO by the I/O
+//! side, read by another process. The I/O side is a proactor woken by a
+//! `Notifier` (`uring`), or a blocking writer thread that sleeps in the
+//! channel's `recv` (`blocking`: each wake drains the channel into one
+//! `write`, as `uring` does; `blocking-each`: one `write` per message).
+//!
+//! Each 64-byte message carries its sequence number and the
+//! CLOCK_MONOTONIC time it was made; the reader process checks the order
+//! and records the latency to its `read`. Two loads: `max` (the producer
+//! sends as fast as the bounded channel takes: messages/s, and latency
+//! under queueing) and `paced` (`--rate` messages/s, slept between: the wake-up latency).
+//! Engines are interleaved within each run; medians and min..max over the
+//! runs are printed.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use nix::time::{ClockId, clock_gettime};
+use ringpipe::{Event, Events, FifoOptions, Proactor};
+
+const MSG: usize = 64;
+type Msg = [u8; MSG];
+
+/// Options of `ringpipe-bench handoff`.
+#[derive(Debug, clap::Args)]
+pub struct HandoffArgs {
+    /// Messages per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    msgs: u64,
+    /// Messages per second of the paced load (each usually finds the I/O
+    /// side asleep: its latency is the wake-up's).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// Messages per paced run (default: one second's worth).
+    #[arg(long)]
+    paced_msgs: Option<u64>,
+    /// Capacity of the bounded channel.
+    #[arg(long, default_value_t = 4096)]
+    channel: usize,
+    /// I/O sides to run, comma separated: uring, blocking, blocking-each.
+    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::Blocking, Side::BlockingEach])]
+    sides: Vec<Side>,
+    /// Loads to run, comma separated: max, paced.
+    #[arg(long, value_delimiter = ',', default_values = ["max", "paced"])]
+    loads: Vec<String>,
+    /// (internal) Be the reader process of FIFO PATH: read COUNT messages.
+    #[arg(long, hide = true, num_args = 2, value_names = ["PATH", "COUNT"])]
+    reader: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Side {
+    Uring,
+    Blocking,
+    BlockingEach,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Uring => "uring",
+            Side::Blocking => "blocking",
+            Side::BlockingEach => "blocking-each",
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    msgs_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// CPU seconds of the writing process (producer and I/O side).
+    cpu_s: f64,
+    /// Wake-ups of the I/O side (uring: `Notified` events).
+    wakes: u64,
+}
+
+fn now_ns() -> u64 {
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
+/// Runs the scenario, or the reader side when `--reader` is given.
+pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
+    if let Some(r) = &args.reader {
+        let count = r[1].parse().map_err(std::io::Error::other)?;
+        return reader(Path::new(&r[0]), count);
+    }
+    let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
+    let dir = tempdir()?;
+    let exe = std::env::current_exe()?;
+    let sides = &args.sides[..];
+    let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
+    println!(
+        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO -> reader process; \
+         {MSG}-byte messages; {runs} runs + {warmup} warm-up, engines interleaved",
+        args.channel
+    );
+    for (load, msgs, rate) in [
+        ("max", args.msgs, None),
+        ("paced", paced_msgs, Some(args.rate)),
+    ] {
+        if !args.loads.iter().any(|l| l == load) {
+            continue;
+        }
+        let mut got: Vec<Vec<Figures>> = vec![Vec::new(); sides.len()];
+        for round in 0..warmup + runs {
+            for (s, &side) in sides.iter().enumerate() {
+                let fifo = dir.join(format!("handoff-{round}-{s}"));
+                let f = one_run(&exe, &fifo, side, msgs, rate, args.channel)?;
+                let _ = std::fs::remove_file(&fifo);
+                if round >= warmup {
+                    got[s].push(f);
+                }
+            }
+        }
+        let label = match rate {
+            Some(r) => format!("{load} ({r} msgs/s, {msgs} msgs)"),
+            None => format!("{load} ({msgs} msgs)"),
+        };
+        println!("\n{label}");
+        println!(
+            "{:<14} {:>22} {:>22} {:>24} {:>14} {:>12}",
+            "engine", "msgs/s", "p50 us", "p99 us", "cpu us/msg", "wakes/kmsg"
+        );
+        for (s, side) in sides.iter().enumerate() {
+            let col = |f: fn(&Figures) -> f64| median_spread(got[s].iter().map(f).collect());
+            println!(
+                "{:<14} {:>22} {:>22} {:>24} {:>14.3} {:>12.1}",
+                side.name(),
+                col(|f| f.msgs_per_s).fmt(0),
+                col(|f| f.p50_us).fmt(1),
+                col(|f| f.p99_us).fmt(1),
+                col(|f| f.cpu_s).median * 1e6 / msgs as f64,
+                col(|f| f.wakes as f64).median * 1000.0 / msgs as f64,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn fmt(&self, digits: usize) -> String {
+        format!(
+            "{:.d$} ({:.d$}..{:.d$})",
+            self.median,
+            self.min,
+            self.max,
+            d = digits
+        )
+    }
+}
+
+fn median_spread(mut v: Vec<f64>) -> Spread {
+    v.sort_by(f64::total_cmp);
+    Spread {
+        median: v[v.len() / 2],
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+fn tempdir() -> std::io::Result<PathBuf> {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("ringpipe-handoff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn one_run(
+    exe: &Path,
+    fifo: &Path,
+    side: Side,
+    msgs: u64,
+    rate: Option<u64>,
+    channel: usize,
+) -> std::io::Result<Figures> {
+    nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
+    let mut reader = Command::new(exe)
+        .arg("handoff")
+        .arg("--reader")
+        .arg(fifo)
+        .arg(msgs.to_string())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let cpu0 = crate::sys::cpu_seconds();
+    let (tx, rx) = crossbeam_channel::bounded::<Msg>(channel);
+    let wakes = match side {
+        Side::Uring => uring_side(fifo, tx, rx, msgs, rate)?,
+        Side::Blocking | Side::BlockingEach => {
+            blocking_side(fifo, tx, rx, msgs, rate, side == Side::BlockingEach)?
+        }
+    };
+    let cpu_s = crate::sys::cpu_seconds() - cpu0;
+    let mut out = String::new();
+    reader
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("reader stdout"))?
+        .read_to_string(&mut out)?;
+    if !reader.wait()?.success() {
+        return Err(std::io::Error::other(format!(
+            "handoff reader failed ({})",
+            side.name()
+        )));
+    }
+    let v: Vec<f64> = out
+        .split_whitespace()
+        .map(|w| w.parse().map_err(std::io::Error::other))
+        .collect::<Result<_, _>>()?;
+    let [msgs_per_s, p50_us, p99_us] = v[..] else {
+        return Err(std::io::Error::other(format!("reader said {out:?}")));
+    };
+    Ok(Figures {
+        msgs_per_s,
+        p50_us,
+        p99_us,
+        cpu_s,
+        wakes,
+    })
+}
+
+/// The producer: `msgs` messages, stamped when made, at `rate` or as fast
+/// as the channel takes them; `notify` after each.
+fn produce(
+    tx: crossbeam_channel::Sender<Msg>,
+    msgs: u64,
+    rate: Option<u64>,
+    notify: impl Fn() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let notify_and_send = move || {
+        let start = Instant::now();
+        for seq in 0..msgs {
+            if let Some(rate) = rate {
+                let due = start + Duration::from_nanos(seq * 1_000_000_000 / rate);
+                // Slept, not spun: the machine's cores go to the sides
+                // measured.
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let mut m = [0u8; MSG];
+            m[..8].copy_from_slice(&seq.to_le_bytes());
+            m[8..16].copy_from_slice(&now_ns().to_le_bytes());
+            if tx.send(m).is_err() {
+                return;
+            }
+            notify();
+        }
+        drop(tx);
+        notify();
+    };
+    std::thread::spawn(notify_and_send)
+}
+
+/// Sleeping in `poll` until notified; each wake drains the channel into
+/// one `send`.
+fn uring_side(
+    fifo: &Path,
+    tx: crossbeam_channel::Sender<Msg>,
+    rx: Receiver<Msg>,
+    msgs: u64,
+    rate: Option<u64>,
+) -> std::io::Result<u64> {
+    fn err(e: impl ToString) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+    let mut p = Proactor::new().map_err(err)?;
+    let out = p
+        .open_sender(fifo, &FifoOptions::new().watermarks(1 << 20, 256 << 10))
+        .map_err(err)?;
+    let n = p.notifier().map_err(err)?;
+    let producer = produce(tx, msgs, rate, move || {
+        n.notify();
+    });
+    let mut events = Events::with_capacity(64);
+    let mut batch: Vec<u8> = Vec::with_capacity(1 << 20);
+    let (mut full, mut disconnected, mut closing) = (false, false, false);
+    let mut wakes = 0;
+    // A stuck run fails instead of hanging the benchmark.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'run: loop {
+        if Instant::now() > deadline {
+            return Err(err("uring side: no end after 120 s"));
+        }
+        p.poll(&mut events, Some(Duration::from_secs(1)))
+            .map_err(err)?;
+        for e in &events {
+            match e {
+                Event::Notified(_) => wakes += 1,
+                Event::Writable(_) => full = false,
+                Event::Closed { .. } => break 'run,
+                Event::Error { error, .. } => return Err(err(error)),
+                _ => {}
+            }
+        }
+        loop {
+            while !disconnected && batch.len() < 256 << 10 {
+                match rx.try_recv() {
+                    Ok(m) => batch.extend_from_slice(&m),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => disconnected = true,
+                }
+            }
+            if full || batch.is_empty() {
+                break;
+            }
+            match p.send(out, &batch) {
+                Ok(()) => batch.clear(),
+                Err(ringpipe::Error::WouldBlock { .. }) => full = true,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if disconnected && batch.is_empty() && !closing {
+            p.close_after_flush(out).map_err(err)?;
+            closing = true;
+        }
+    }
+    producer.join().map_err(|_| err("producer panicked"))?;
+    Ok(wakes)
+}
+
+/// A writer thread asleep in the channel's `recv`, writing with blocking
+/// `write(2)`.
+fn blocking_side(
+    fifo: &Path,
+    tx: crossbeam_channel::Sender<Msg>,
+    rx: Receiver<Msg>,
+    msgs: u64,
+    rate: Option<u64>,
+    each: bool,
+) -> std::io::Result<u64> {
+    let mut file = std::fs::OpenOptions::new().write(true).open(fifo)?;
+    let producer = produce(tx, msgs, rate, || {});
+    let writer = std::thread::spawn(move || -> std::io::Result<u64> {
+        let mut batch: Vec<u8> = Vec::with_capacity(256 << 10);
+        let mut wakes = 0;
+        while let Ok(m) = rx.recv() {
+            wakes += 1;
+            if each {
+                file.write_all(&m)?;
+                continue;
+            }
+            batch.extend_from_slice(&m);
+            while batch.len() < 256 << 10 {
+                match rx.try_recv() {
+                    Ok(m) => batch.extend_from_slice(&m),
+                    Err(_) => break,
+                }
+            }
+            file.write_all(&batch)?;
+            batch.clear();
+        }
+        Ok(wakes)
+    });
+    let wakes = writer
+        .join()
+        .map_err(|_| std::io::Error::other("writer panicked"))??;
+    producer
+        .join()
+        .map_err(|_| std::io::Error::other("producer panicked"))?;
+    Ok(wakes)
+}
+
+/// The reader process: reads `count` messages and EOF, checks their
+/// order, and prints messages/s (first message made to last one read), p50 and p99
+/// latency in microseconds.
+fn reader(path: &Path, count: u64) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hist = crate::spec::new_histogram();
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut have, mut seen) = (0usize, 0u64);
+    let mut first_made = None;
+    let mut last_read = 0;
+    while seen < count {
+        let n = f.read(&mut buf[have..])?;
+        if n == 0 {
+            return Err(std::io::Error::other(format!(
+                "EOF after {seen} of {count}"
+            )));
+        }
+        let now = now_ns();
+        have += n;
+        let whole = have / MSG * MSG;
+        for m in buf[..whole].chunks_exact(MSG) {
+            let seq = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
+            let made = u64::from_le_bytes(m[8..16].try_into().expect("8 bytes"));
+            if seq != seen {
+                return Err(std::io::Error::other(format!("got {seq}, expected {seen}")));
+            }
+            first_made.get_or_insert(made);
+            let _ = hist.record(now.saturating_sub(made).max(1));
+            seen += 1;
+        }
+        buf.copy_within(whole..have, 0);
+        have -= whole;
+        last_read = now;
+    }
+    // Then EOF, which the writer gives once it knows everything was read
+    // (`close_after_flush` waits for a reader that stays to drain).
+    if f.read(&mut buf)? != 0 {
+        return Err(std::io::Error::other("bytes after the last message"));
+    }
+    let elapsed = (last_read - first_made.unwrap_or(last_read)).max(1) as f64 / 1e9;
+    let p = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    println!("{} {} {}", count as f64 / elapsed, p(0.5), p(0.99));
+    std::io::stdout().flush()
+}
