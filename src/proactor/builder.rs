@@ -37,6 +37,8 @@ pub struct Builder {
     read_mode: ReadMode,
     provided: (u16, usize),
     splice_direct: bool,
+    batch: Option<(u32, Duration)>,
+    echo_hold: Duration,
 }
 
 impl Default for Builder {
@@ -47,6 +49,8 @@ impl Default for Builder {
                 cq_entries: 1024,
                 sqpoll_idle: None,
                 files: 4096,
+                min_wait: true,
+                register_ring_fd: true,
             },
             buffers: None,
             ignore_sigpipe: true,
@@ -55,6 +59,8 @@ impl Default for Builder {
             read_mode: ReadMode::Fixed,
             provided: (128, 64 * 1024),
             splice_direct: false,
+            batch: None,
+            echo_hold: super::ECHO_HOLD,
         }
     }
 }
@@ -177,6 +183,67 @@ impl Builder {
         self
     }
 
+    /// Batched waiting: when [`Proactor::poll`] sleeps, it sleeps until
+    /// `completions` operations have completed, or until `budget` has
+    /// passed and at least one has; then it returns at the first completion
+    /// (or at its own timeout). So a busy loop gets its work in batches,
+    /// one wake-up per batch, and no completion waits more than about
+    /// `budget` to be reported. Default: off (`poll` wakes for the first
+    /// completion). `completions` is capped at the operations in flight,
+    /// so with fewer than that in flight the wait ends at `budget` at the
+    /// latest; 0 or 1 turns it off, as does a zero `budget`.
+    ///
+    /// On Linux >= 6.12 (`IORING_FEAT_MIN_TIMEOUT`, see
+    /// [`Proactor::kernel_min_wait`]) the kernel does this in the one
+    /// `io_uring_enter` of the turn, and with deferred task work (the
+    /// default ring) it does not even wake the thread before the batch is
+    /// complete or the budget is spent. On older kernels `poll` does the
+    /// same with a wait of at most `budget` for the batch, then, if nothing
+    /// came, a second wait for one completion.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let proactor = ringpipe::Proactor::builder()
+    ///     .batch_wait(16, Duration::from_micros(500))
+    ///     .build()?;
+    /// # Ok::<(), ringpipe::Error>(())
+    /// ```
+    pub fn batch_wait(mut self, completions: u32, budget: Duration) -> Self {
+        self.batch = (completions > 1 && !budget.is_zero()).then_some((completions, budget));
+        self
+    }
+
+    /// How long [`Proactor::poll`] may hold back the completion of writes
+    /// that answer data (default 50 us; `Duration::ZERO`: never). A poll
+    /// after one that delivered data, which submits writes, as an echo or
+    /// a relay does, waits in the same `io_uring_enter` for those writes
+    /// and one completion more, the next data: one enter per round trip
+    /// instead of one for the write and one for the wait. If nothing else
+    /// completes, the writes' events (`Sent`, `Writable`, a flushed close)
+    /// come this much later. Only where the kernel has a min-wait
+    /// ([`Proactor::kernel_min_wait`]).
+    pub fn echo_hold(mut self, hold: Duration) -> Self {
+        self.echo_hold = hold;
+        self
+    }
+
+    /// Whether to use the kernel's min-wait where it has one (default
+    /// true). Off, `poll` does without, as on a kernel that lacks it: for
+    /// tests of that path.
+    #[doc(hidden)]
+    pub fn kernel_min_wait(mut self, yes: bool) -> Self {
+        self.ring.min_wait = yes;
+        self
+    }
+
+    /// Whether to register the ring fd for cheaper enters (default true):
+    /// for measurements and tests of the path without.
+    #[doc(hidden)]
+    pub fn register_ring_fd(mut self, yes: bool) -> Self {
+        self.ring.register_ring_fd = yes;
+        self
+    }
+
     /// Sets up the ring, probes the kernel and registers the buffers.
     /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
     /// or lacks an opcode, naming which, and with [`Error::MemlockLimit`]
@@ -275,6 +342,9 @@ impl Builder {
             starved: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
+            batch: self.batch,
+            echo_hold: self.echo_hold,
+            delivered: false,
         })
     }
 }
