@@ -54,10 +54,6 @@ const ERESTARTSYS: i32 = -512;
 /// First delay of the retry timer of senders waiting for a reader.
 const RETRY_START: Duration = Duration::from_millis(1);
 
-/// How long `poll` may hold back by default the completion of a write it
-/// submits while it waits for one completion more (see `Proactor::hold`).
-const ECHO_HOLD: Duration = Duration::from_micros(50);
-
 /// Per-transport byte counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -501,13 +497,8 @@ impl Proactor {
     ///   [`Builder::sqpoll`] to spare the submit syscall as well.
     ///
     /// When it sleeps, [`Builder::batch_wait`] can make it wait for a
-    /// batch of completions. And where the kernel has a min-wait
-    /// ([`kernel_min_wait`](Self::kernel_min_wait)), a poll after one that
-    /// delivered data, which submits writes (an echo, a relay), waits in
-    /// the same `io_uring_enter` for those writes and one completion more,
-    /// the next data: one enter per round trip. The writes' completions
-    /// (`Sent`, `Writable`) are then held back up to 50 us when nothing
-    /// else completes ([`Builder::echo_hold`]).
+    /// batch of completions, and [`Builder::echo_hold`] for the next data
+    /// in the enter that submits the writes answering the last.
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
