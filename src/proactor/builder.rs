@@ -188,10 +188,12 @@ impl Builder {
     /// passed and at least one has; then it returns at the first completion
     /// (or at its own timeout). So a busy loop gets its work in batches,
     /// one wake-up per batch, and no completion waits more than about
-    /// `budget` to be reported. Default: off (`poll` wakes for the first
-    /// completion). `completions` is capped at the operations in flight,
-    /// so with fewer than that in flight the wait ends at `budget` at the
-    /// latest; 0 or 1 turns it off, as does a zero `budget`.
+    /// `budget` to be reported. With fewer operations in flight than
+    /// `completions` (one busy FIFO, say), every wait that sees a
+    /// completion lasts `budget`, and the reads then take what came in the
+    /// meantime at once: a trickle costs one wake-up per `budget`. Default:
+    /// off (`poll` wakes for the first completion); 0 or 1 `completions`
+    /// turns it off, as does a zero `budget`.
     ///
     /// On Linux >= 6.12 (`IORING_FEAT_MIN_TIMEOUT`, see
     /// [`Proactor::kernel_min_wait`]) the kernel does this in the one

@@ -452,8 +452,8 @@ impl Proactor {
     /// How a blocking wait is held, if at all: the completions to wait for
     /// and how long at most before any one will do.
     ///
-    /// Two cases hold it. A batch (`Builder::batch_wait`): its size, capped
-    /// at the operations in flight. And an answer: the last poll delivered
+    /// Two cases hold it. A batch (`Builder::batch_wait`). And an answer
+    /// (`Builder::echo_hold`): the last poll delivered
     /// data and this one submits writes, as an echo or a relay does; with
     /// the kernel's min-wait, the enter waits for those writes and one
     /// completion more (the next data), so a round trip costs one
@@ -461,10 +461,7 @@ impl Proactor {
     /// write's completion is held back `echo_hold` at most.
     fn hold(&self) -> Option<(u32, Duration)> {
         let in_flight = u32::try_from(self.ring.in_flight()).unwrap_or(u32::MAX);
-        let batch = self
-            .batch
-            .map(|(n, budget)| (n.min(in_flight), budget))
-            .filter(|&(n, _)| n > 1);
+        let batch = self.batch;
         let writes = u32::try_from(self.ring.unsubmitted_writes()).unwrap_or(u32::MAX);
         let answer = (self.delivered
             && writes > 0

@@ -12,6 +12,18 @@ use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 /// The batch of `Mode::Batch`: completions to wait for, and the budget.
 pub const BATCH: (u32, Duration) = (16, Duration::from_micros(500));
 
+/// [`BATCH`], or `RINGPIPE_BENCH_BATCH=N/MICROSECONDS` from the
+/// environment, for trying other batches with one binary.
+fn batch() -> (u32, Duration) {
+    std::env::var("RINGPIPE_BENCH_BATCH")
+        .ok()
+        .and_then(|v| {
+            let (n, us) = v.split_once('/')?;
+            Some((n.parse().ok()?, Duration::from_micros(us.parse().ok()?)))
+        })
+        .unwrap_or(BATCH)
+}
+
 /// The hold of `Mode::Echo`.
 pub const ECHO_HOLD: Duration = Duration::from_millis(1);
 
@@ -28,7 +40,10 @@ fn proactor(mode: Mode) -> io::Result<Proactor> {
     let built = match mode {
         Mode::Sqpoll => builder.sqpoll(Duration::from_millis(50)).build(),
         Mode::Multishot => builder.read_mode(ReadMode::Multishot).build(),
-        Mode::Batch => builder.batch_wait(BATCH.0, BATCH.1).build(),
+        Mode::Batch => {
+            let (n, budget) = batch();
+            builder.batch_wait(n, budget).build()
+        }
         Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
         Mode::SpliceDirect => builder.splice_direct(true).build(),
         Mode::Default | Mode::Splice | Mode::Spin => builder.build(),
