@@ -535,10 +535,11 @@ impl Proactor {
             }
             // Only internal work finished (a timer, a cancel): wait again.
         }
-        self.delivered = self
-            .pending
-            .iter()
-            .any(|i| matches!(i, Item::Data { .. } | Item::Frame { .. }));
+        self.delivered = !self.echo_hold.is_zero()
+            && self
+                .pending
+                .iter()
+                .any(|i| matches!(i, Item::Data { .. } | Item::Frame { .. }));
         // `events.bufs` was empty: the frames' indices stay right.
         events.items.append(&mut self.pending);
         events.bufs.append(&mut self.pending_bufs);
