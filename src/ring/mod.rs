@@ -150,7 +150,6 @@ pub(crate) struct Ring {
     pool_registered: bool,
     file_slots: Vec<u32>,
     file_table: u32,
-    cqes: Vec<cqueue::Entry>,
     /// The pool whose memory is registered with the ring (buffers or the
     /// provided ring): kept alive by the ring itself until it is closed,
     /// whoever else holds the pool.
@@ -618,11 +617,12 @@ impl Ring {
     /// not leave the table.
     pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
         loop {
-            self.cqes.clear();
-            self.cqes.extend(self.uring.completion());
-            for cqe in self.cqes.drain(..) {
+            // One pass over the CQ (its head moves when the queue handle
+            // drops): `uring` and `ops` are borrowed apart.
+            let ops = &mut self.ops;
+            for cqe in self.uring.completion() {
                 let key = (cqe.user_data() >> 32) as usize;
-                let Some(op) = self.ops.get(key) else {
+                let Some(op) = ops.get(key) else {
                     continue;
                 };
                 if op.id.0 != cqe.user_data() {
@@ -641,7 +641,7 @@ impl Ring {
                     });
                     continue;
                 }
-                let op = self.ops.remove(key);
+                let op = ops.remove(key);
                 out.push(Completion {
                     owner: op.owner,
                     purpose: op.purpose,

@@ -151,7 +151,6 @@ impl Ring {
             pool_registered: false,
             file_slots: (0..file_table).rev().collect(),
             file_table,
-            cqes: Vec::new(),
             memory: None,
         })
     }
