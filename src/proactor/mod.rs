@@ -435,9 +435,8 @@ impl Proactor {
 
     /// Whether the kernel holds a `poll` wait itself
     /// (`IORING_FEAT_MIN_TIMEOUT`, Linux >= 6.12): a batched wait
-    /// ([`Builder::batch_wait`]) is then one `io_uring_enter`, and a write
-    /// answering data waits for the next data in the same enter (see
-    /// [`poll`](Self::poll)).
+    /// ([`Builder::batch_wait`]) is then one `io_uring_enter`, and
+    /// [`Builder::echo_hold`] works (without, it is ignored).
     pub fn kernel_min_wait(&self) -> bool {
         self.ring.has_min_wait()
     }
