@@ -107,9 +107,10 @@ fn batched_polls_deliver_every_message_exact() {
 }
 
 /// A completion that comes after the budget, when nothing came within it,
-/// ends the wait at once (some 6.17 / 6.18 kernels missed this wake-up,
-/// liburing issue 1504: the wait lasted until its full timeout, here an
-/// hour, which the watchdog would catch).
+/// ends the wait at once. Some 6.17 / 6.18 kernels missed this wake-up on
+/// SQPOLL rings (liburing issue 1504: the wait lasted its full timeout,
+/// here an hour, which the watchdog would catch); SQPOLL rings before 6.19
+/// take the fallback.
 #[test]
 fn a_late_completion_ends_a_batched_wait() {
     watchdog(Duration::from_secs(60), || {

@@ -199,9 +199,10 @@ impl Builder {
     /// [`Proactor::kernel_min_wait`]) the kernel does this in the one
     /// `io_uring_enter` of the turn, and with deferred task work (the
     /// default ring) it does not even wake the thread before the batch is
-    /// complete or the budget is spent. On older kernels `poll` does the
-    /// same with a wait of at most `budget` for the batch, then, if nothing
-    /// came, a second wait for one completion.
+    /// complete or the budget is spent. On older kernels, and on SQPOLL
+    /// rings before Linux 6.19 (whose min-wait can miss a late wake-up),
+    /// `poll` does the same with a wait of at most `budget` for the batch,
+    /// then, if nothing came, a second wait for one completion.
     ///
     /// ```
     /// use std::time::Duration;

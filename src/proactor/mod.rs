@@ -434,9 +434,10 @@ impl Proactor {
     }
 
     /// Whether the kernel holds a `poll` wait itself
-    /// (`IORING_FEAT_MIN_TIMEOUT`, Linux >= 6.12): a batched wait
-    /// ([`Builder::batch_wait`]) is then one `io_uring_enter`, and
-    /// [`Builder::echo_hold`] works (without, it is ignored).
+    /// (`IORING_FEAT_MIN_TIMEOUT`: Linux 6.12 and later, or 6.19 and later
+    /// on an SQPOLL ring): a batched wait ([`Builder::batch_wait`]) is
+    /// then one `io_uring_enter`, and [`Builder::echo_hold`] works
+    /// (without, it is ignored).
     pub fn kernel_min_wait(&self) -> bool {
         self.ring.has_min_wait()
     }

@@ -132,7 +132,14 @@ impl Ring {
                     source: e,
                 })?;
         }
-        let min_wait = cfg.min_wait && uring.params().is_feature_min_timeout();
+        // Some 6.17 / 6.18 kernels miss the wake-up of an SQPOLL ring's
+        // min-wait when a completion comes after the min-wait expired with
+        // none (liburing issue 1504, fixed in 6.19 and stable): the wait
+        // then lasts its whole timeout. SQPOLL rings before 6.19 use the
+        // two-wait fallback, which needs no min-wait.
+        let min_wait = cfg.min_wait
+            && uring.params().is_feature_min_timeout()
+            && (cfg.sqpoll_idle.is_none() || kernel_release() >= (6, 19));
         let ring_index = if cfg.register_ring_fd {
             register_ring_fd(&uring)
         } else {
@@ -217,6 +224,35 @@ fn first_accepted(attempts: &[Setup<'_>], sq: u32, cq: u32) -> io::Result<IoUrin
         }
     }
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
+/// The running kernel's (major, minor) release, from `uname(2)`;
+/// (0, 0) if it cannot be read.
+fn kernel_release() -> (u32, u32) {
+    // SAFETY: `utsname` is plain old data, zeroed is a valid value, and
+    // `uname` only writes into it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable `utsname`.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return (0, 0);
+    }
+    let release: String = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    parse_release(&release)
+}
+
+/// "6.18.44-fc-v669" -> (6, 18); anything unreadable -> (0, 0).
+fn parse_release(release: &str) -> (u32, u32) {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || parts.next().and_then(|p| p.parse().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => (0, 0),
+    }
 }
 
 /// `io_uring_register` opcodes for registered ring fds (kernel ABI).
@@ -313,6 +349,16 @@ fn setup_error(e: io::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_release("6.18.44-fc-v669"), (6, 18));
+        assert_eq!(parse_release("6.19.0"), (6, 19));
+        assert_eq!(parse_release("5.15.0-91-generic"), (5, 15));
+        assert_eq!(parse_release("7.0-rc1"), (7, 0));
+        assert_eq!(parse_release("junk"), (0, 0));
+        assert!(kernel_release() >= (5, 1), "io_uring runs here");
+    }
 
     #[test]
     fn locked_bytes_match_what_6_18_charges() {
