@@ -120,6 +120,13 @@ pub struct Proactor {
     splice_direct: bool,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
+    /// `Builder::batch_wait`: completions to wait for, and the budget.
+    batch: Option<(u32, Duration)>,
+    /// `Builder::echo_hold`.
+    echo_hold: Duration,
+    /// The last `poll` delivered data: its caller is likely to answer it
+    /// with a send, and to want the next data next (see `hold`).
+    delivered: bool,
 }
 
 impl Proactor {
@@ -431,6 +438,50 @@ impl Proactor {
         self.ring.files_in_use()
     }
 
+    /// Whether the kernel holds a `poll` wait itself
+    /// (`IORING_FEAT_MIN_TIMEOUT`: Linux 6.12 and later, or 6.19 and later
+    /// on an SQPOLL ring): a batched wait ([`Builder::batch_wait`]) is
+    /// then one `io_uring_enter`, and [`Builder::echo_hold`] works
+    /// (without, it is ignored).
+    pub fn kernel_min_wait(&self) -> bool {
+        self.ring.has_min_wait()
+    }
+
+    /// Whether this proactor's enters name its ring by a registered index
+    /// (`IORING_REGISTER_RING_FDS`, 16 per thread) rather than its fd.
+    #[doc(hidden)]
+    pub fn ring_fd_registered(&self) -> bool {
+        self.ring.ring_fd_registered()
+    }
+
+    /// How a blocking wait is held, if at all: the completions to wait for
+    /// and how long at most before any one will do.
+    ///
+    /// Two cases hold it. A batch (`Builder::batch_wait`). And an answer
+    /// (`Builder::echo_hold`): the last poll delivered
+    /// data and this one submits writes, as an echo or a relay does; with
+    /// the kernel's min-wait, the enter waits for those writes and one
+    /// completion more (the next data), so a round trip costs one
+    /// `io_uring_enter`, not one for the write and one for the wait. A
+    /// write's completion is held back `echo_hold` at most.
+    fn hold(&self) -> Option<(u32, Duration)> {
+        let in_flight = u32::try_from(self.ring.in_flight()).unwrap_or(u32::MAX);
+        let batch = self.batch;
+        let writes = u32::try_from(self.ring.unsubmitted_writes()).unwrap_or(u32::MAX);
+        let answer = (self.delivered
+            && writes > 0
+            && !self.echo_hold.is_zero()
+            && in_flight > writes
+            && self.ring.has_min_wait())
+        .then_some(writes.saturating_add(1));
+        match (batch, answer) {
+            (Some((n, budget)), Some(m)) => Some((n.max(m), budget)),
+            (Some(b), None) => Some(b),
+            (None, Some(m)) => Some((m, self.echo_hold)),
+            (None, None) => None,
+        }
+    }
+
     /// Submits everything queued since the last call in one
     /// `io_uring_enter`, waits up to `timeout` for work to finish, and fills
     /// `events` with what finished. Events of the previous call are dropped
@@ -446,6 +497,10 @@ impl Proactor {
     ///   finished, never sleep. Called in a loop it gives the lowest
     ///   latency for a whole core of CPU; pair it with
     ///   [`Builder::sqpoll`] to spare the submit syscall as well.
+    ///
+    /// When it sleeps, [`Builder::batch_wait`] can make it wait for a
+    /// batch of completions, and [`Builder::echo_hold`] for the next data
+    /// in the enter that submits the writes answering the last.
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
@@ -461,12 +516,14 @@ impl Proactor {
                 && timeout != Some(Duration::ZERO)
                 && self.ring.in_flight() > 0;
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            self.ring
-                .submit_and_wait(wait, remaining)
-                .map_err(|e| Error::Ring {
-                    op: "io_uring_enter",
-                    source: e,
-                })?;
+            let entered = match self.hold().filter(|_| wait) {
+                Some((want, hold)) => self.ring.submit_and_wait_batch(want, hold, remaining),
+                None => self.ring.submit_and_wait(wait, remaining),
+            };
+            entered.map_err(|e| Error::Ring {
+                op: "io_uring_enter",
+                source: e,
+            })?;
             let mut completions = std::mem::take(&mut self.completions);
             self.ring.drain(&mut completions).map_err(|e| Error::Ring {
                 op: "io_uring_enter (CQ overflow flush)",
@@ -483,6 +540,11 @@ impl Proactor {
             }
             // Only internal work finished (a timer, a cancel): wait again.
         }
+        self.delivered = !self.echo_hold.is_zero()
+            && self
+                .pending
+                .iter()
+                .any(|i| matches!(i, Item::Data { .. } | Item::Frame { .. }));
         // `events.bufs` was empty: the frames' indices stay right.
         events.items.append(&mut self.pending);
         events.bufs.append(&mut self.pending_bufs);

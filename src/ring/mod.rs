@@ -17,7 +17,7 @@ pub(crate) use sigpipe::ignore_sigpipe_if_default;
 use std::io;
 use std::mem::ManuallyDrop;
 use std::ops::Range;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -115,8 +115,21 @@ pub(crate) struct Completion {
     pub provided: Option<u16>,
 }
 
-/// `io_uring_enter` flag: wait for or reap completions (kernel ABI).
+// `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
+/// Wait for or reap completions (and run deferred task work).
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// Wake the SQPOLL thread.
+const IORING_ENTER_SQ_WAKEUP: u32 = 2;
+/// The argument is an `io_uring_getevents_arg` (timeout, min-wait).
+const IORING_ENTER_EXT_ARG: u32 = 8;
+/// The fd argument is an index into this thread's registered rings.
+const IORING_ENTER_REGISTERED_RING: u32 = 16;
+
+/// The wait a `poll` with no timeout hands the kernel when a min-wait
+/// needs an overall timeout beside it (the kernel ends a min-wait with no
+/// overall timeout at the min-wait, events or not). Long enough never to
+/// matter: `poll` waits again when it expires.
+const LONG_WAIT: Duration = Duration::from_secs(3600);
 
 pub(crate) struct Ring {
     /// Closed by hand in `Drop`, before `memory` may go.
@@ -126,12 +139,22 @@ pub(crate) struct Ring {
     /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
     /// whose kernel thread consumes them on its own).
     unsubmitted: usize,
+    /// Of those, WRITEs: `poll` may wait for them and one completion more
+    /// in the same enter (see `Proactor::poll`).
+    unsubmitted_writes: usize,
     enters: u64,
+    /// This thread's registered-ring index of the ring fd
+    /// (`IORING_REGISTER_RING_FDS`): enters pass it with
+    /// `IORING_ENTER_REGISTERED_RING` and skip the kernel's fd lookup.
+    /// Unregistered in `Drop`, before the fd closes (the registration holds
+    /// a reference to the ring).
+    ring_index: Option<u32>,
+    /// The kernel has `IORING_FEAT_MIN_TIMEOUT` (and it was not turned off).
+    min_wait: bool,
     sqpoll: bool,
     pool_registered: bool,
     file_slots: Vec<u32>,
     file_table: u32,
-    cqes: Vec<cqueue::Entry>,
     /// The pool whose memory is registered with the ring (buffers or the
     /// provided ring): kept alive by the ring itself until it is closed,
     /// whoever else holds the pool.
@@ -144,6 +167,8 @@ impl std::fmt::Debug for Ring {
             .field("in_flight", &self.ops.len())
             .field("enters", &self.enters)
             .field("sqpoll", &self.sqpoll)
+            .field("ring_index", &self.ring_index)
+            .field("min_wait", &self.min_wait)
             .finish()
     }
 }
@@ -243,6 +268,21 @@ impl Ring {
     /// Operations submitted and not yet finally completed.
     pub(crate) fn in_flight(&self) -> usize {
         self.ops.len()
+    }
+
+    /// WRITEs pushed since the last enter.
+    pub(crate) fn unsubmitted_writes(&self) -> usize {
+        self.unsubmitted_writes
+    }
+
+    /// Whether the kernel waits with a min-wait itself (Linux >= 6.12).
+    pub(crate) fn has_min_wait(&self) -> bool {
+        self.min_wait
+    }
+
+    /// Whether enters name the ring by its registered index.
+    pub(crate) fn ring_fd_registered(&self) -> bool {
+        self.ring_index.is_some()
     }
 
     /// Reads up to the buffer's capacity at the file's current position.
@@ -385,7 +425,7 @@ impl Ring {
             sq.capacity() - sq.len()
         };
         if room < n {
-            self.enter(0, None)?;
+            self.enter(0, None, None)?;
         }
         Ok(())
     }
@@ -451,10 +491,13 @@ impl Ring {
         // stable heap address) until the final CQE for `id` is reaped.
         while unsafe { self.uring.submission().push(&sqe) }.is_err() {
             // SQ full: flush early, the only case where one turn enters twice.
-            self.enter(0, None)?;
+            self.enter(0, None, None)?;
         }
         if !self.sqpoll {
             self.unsubmitted += 1;
+            if purpose == Purpose::Write {
+                self.unsubmitted_writes += 1;
+            }
         }
         let inserted = self.ops.insert(InFlight {
             owner,
@@ -475,51 +518,81 @@ impl Ring {
         wait: bool,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
-        let want = usize::from(wait);
-        match (wait, timeout) {
-            (true, Some(t)) => self.enter(want, Some(t)),
-            _ => self.enter(want, None),
-        }
+        self.enter(u32::from(wait), timeout, None)
     }
 
-    fn enter(&mut self, want: usize, timeout: Option<Duration>) -> io::Result<()> {
-        // With SQPOLL the kernel thread picks SQEs up by itself; the crate
-        // skips the syscall unless it must wait, wake the thread or flush the
-        // CQ. Mirror that test so the counter counts real syscalls only.
-        if self.sqpoll && want == 0 {
+    /// Submits every queued SQE and waits for `want` completions for up
+    /// to `hold`; once `hold` has passed, returns as soon as any completion
+    /// is there, or at `timeout`. One `io_uring_enter` with the kernel's
+    /// min-wait (Linux >= 6.12); before that, a wait for `want` of at most
+    /// `hold`, and a second wait for one if nothing came.
+    ///
+    /// With deferred task work the kernel does not even wake the thread
+    /// before `want` completions are ready or `hold` is over.
+    pub(crate) fn submit_and_wait_batch(
+        &mut self,
+        want: u32,
+        hold: Duration,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        if self.min_wait {
+            // Past the timeout, no min-wait: the timeout ends the wait.
+            let hold = timeout.map_or(hold, |t| hold.min(t));
+            return self.enter(want, Some(timeout.unwrap_or(LONG_WAIT)), Some(hold));
+        }
+        let first = timeout.map_or(hold, |t| hold.min(t));
+        self.enter(want, Some(first), None)?;
+        let rest = timeout.map(|t| t.saturating_sub(first));
+        if self.uring.completion().is_empty() && rest != Some(Duration::ZERO) {
+            self.enter(1, rest, None)?;
+        }
+        Ok(())
+    }
+
+    fn enter(
+        &mut self,
+        want: u32,
+        timeout: Option<Duration>,
+        min_wait: Option<Duration>,
+    ) -> io::Result<()> {
+        // Always GETEVENTS: with DEFER_TASKRUN, completions are only posted
+        // by task work, which only an enter carrying GETEVENTS runs; without
+        // it a busy-polling loop would never see its completions.
+        let mut flags = IORING_ENTER_GETEVENTS;
+        if self.sqpoll {
+            // The kernel thread picks SQEs up by itself: skip the syscall
+            // unless it must wait, wake the thread or flush the CQ, so the
+            // counter counts real syscalls only.
             let mut sq = self.uring.submission();
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            if !(sq.need_wakeup() || sq.cq_overflow() || sq.taskrun()) {
+            if sq.need_wakeup() {
+                flags |= IORING_ENTER_SQ_WAKEUP;
+            } else if want == 0 && !(sq.cq_overflow() || sq.taskrun()) {
                 sq.sync();
                 return Ok(());
             }
         }
         self.enters += 1;
         let to_submit = self.uring.submission().len() as u32;
-        let submitter = self.uring.submitter();
-        let res = match timeout {
-            Some(t) => {
-                let ts = types::Timespec::new()
-                    .sec(t.as_secs())
-                    .nsec(t.subsec_nanos());
-                let args = types::SubmitArgs::new().timespec(&ts);
-                submitter.submit_with_args(want, &args)
+        let res = if timeout.is_some() || min_wait.is_some() {
+            let t = timeout.unwrap_or(LONG_WAIT);
+            let ts = types::Timespec::new()
+                .sec(t.as_secs())
+                .nsec(t.subsec_nanos());
+            let mut args = types::SubmitArgs::new().timespec(&ts);
+            if let Some(m) = min_wait {
+                // 0 would mean no min-wait at all.
+                let usec = m.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
+                args = args.min_wait_usec(usec);
             }
-            None if want == 0 && !self.sqpoll => {
-                // Always GETEVENTS: with DEFER_TASKRUN, completions are
-                // only posted by task work, which only an enter carrying
-                // GETEVENTS runs; without it a busy-polling loop would
-                // never see its completions.
-                // SAFETY: no argument pointer is passed.
-                unsafe {
-                    submitter.enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
-                }
-            }
-            None => submitter.submit_and_wait(want),
+            self.raw_enter(to_submit, want, flags | IORING_ENTER_EXT_ARG, Some(&args))
+        } else {
+            self.raw_enter(to_submit, want, flags, None)
         };
         match res {
             Ok(submitted) => {
                 self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                self.unsubmitted_writes = 0;
                 Ok(())
             }
             Err(e) => match e.raw_os_error() {
@@ -527,10 +600,57 @@ impl Ring {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
                     // Whether any SQE went in is unknown: assume all did.
                     self.unsubmitted = 0;
+                    self.unsubmitted_writes = 0;
                     Ok(())
                 }
                 _ => Err(e),
             },
+        }
+    }
+
+    /// `io_uring_enter(2)`, naming the ring by its registered index when it
+    /// has one. The crate's `Submitter` can do that only for the `Submitter`
+    /// that registered it, and `IoUring::submitter` makes a new one per call.
+    fn raw_enter(
+        &self,
+        to_submit: u32,
+        want: u32,
+        flags: u32,
+        args: Option<&types::SubmitArgs<'_, '_>>,
+    ) -> io::Result<usize> {
+        let (fd, flags) = match self.ring_index {
+            Some(index) => (index as libc::c_int, flags | IORING_ENTER_REGISTERED_RING),
+            None => (self.uring.as_raw_fd(), flags),
+        };
+        let (arg, size) = match args {
+            Some(a) => (
+                std::ptr::from_ref(a).cast::<libc::c_void>(),
+                std::mem::size_of::<types::SubmitArgs<'_, '_>>(),
+            ),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `fd` names this ring (its fd, or its index in this
+        // thread's registered rings: the proactor is `!Send`, so the thread
+        // that registered it is the one entering). With EXT_ARG, `arg`
+        // points to a `SubmitArgs`, `repr(transparent)` over the kernel's
+        // `io_uring_getevents_arg`, and `size` is its size; it and the
+        // timespec it points to outlive the call. Without EXT_ARG no
+        // argument is passed. Every SQE it submits was made valid by `push`.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                to_submit,
+                want,
+                flags,
+                arg,
+                size,
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret as usize)
         }
     }
 
@@ -539,11 +659,12 @@ impl Ring {
     /// not leave the table.
     pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
         loop {
-            self.cqes.clear();
-            self.cqes.extend(self.uring.completion());
-            for cqe in self.cqes.drain(..) {
+            // One pass over the CQ (its head moves when the queue handle
+            // drops): `uring` and `ops` are borrowed apart.
+            let ops = &mut self.ops;
+            for cqe in self.uring.completion() {
                 let key = (cqe.user_data() >> 32) as usize;
-                let Some(op) = self.ops.get(key) else {
+                let Some(op) = ops.get(key) else {
                     continue;
                 };
                 if op.id.0 != cqe.user_data() {
@@ -562,7 +683,7 @@ impl Ring {
                     });
                     continue;
                 }
-                let op = self.ops.remove(key);
+                let op = ops.remove(key);
                 out.push(Completion {
                     owner: op.owner,
                     purpose: op.purpose,
@@ -577,9 +698,10 @@ impl Ring {
                 // The kernel holds completions that did not fit: an enter
                 // with GETEVENTS moves them into the CQ.
                 self.enters += 1;
-                // The crate adds GETEVENTS when it sees the overflow flag.
-                let submitted = self.uring.submitter().submit_and_wait(0)?;
+                let to_submit = self.uring.submission().len() as u32;
+                let submitted = self.raw_enter(to_submit, 0, IORING_ENTER_GETEVENTS, None)?;
                 self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                self.unsubmitted_writes = 0;
                 continue;
             }
             return Ok(());
@@ -651,6 +773,9 @@ impl Drop for Ring {
             // the registered memory, rather than free memory it owns.
             std::mem::forget(std::mem::take(&mut self.ops));
             std::mem::forget(self.memory.take());
+        }
+        if let Some(index) = self.ring_index.take() {
+            setup::unregister_ring_fd(&self.uring, index);
         }
         // The order matters and is explicit: first close the ring, which
         // ends the kernel's use of the registered buffers and provided ring,

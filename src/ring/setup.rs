@@ -5,6 +5,7 @@
 
 use std::io;
 use std::mem::ManuallyDrop;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, Probe, opcode};
@@ -23,6 +24,11 @@ pub(crate) struct RingConfig {
     /// Try DEFER_TASKRUN first (the default). Off for a ring driven from
     /// another event loop: deferred work never wakes a waiter on the fd.
     pub defer_taskrun: bool,
+    /// Use the kernel's min-wait where it has one (off: tests of the
+    /// fallback).
+    pub min_wait: bool,
+    /// Register the ring fd for cheaper enters where the kernel allows.
+    pub register_ring_fd: bool,
 }
 
 impl RingConfig {
@@ -31,7 +37,9 @@ impl RingConfig {
     /// (a 64-byte header, 16-byte CQEs, the 4-byte SQ index array) and the
     /// 64-byte SQEs, each in whole pages, with the kernel's power-of-two
     /// rounding. Measured on 6.18: 9 pages for 256 / 1024 entries, 2 for
-    /// 1 / 2. The registered file table is not charged.
+    /// 1 / 2. The registered file table is not charged. A ring set up with
+    /// `IORING_SETUP_NO_SQARRAY` has no index array: then this is an upper
+    /// bound.
     pub(crate) fn locked_bytes(&self) -> u64 {
         let sq = u64::from(self.sq_entries.max(1).next_power_of_two());
         let cq = u64::from(self.cq_entries.max(2 * self.sq_entries.max(1))).next_power_of_two();
@@ -61,12 +69,36 @@ impl Ring {
         let sq = cfg.sq_entries.max(1);
         let cq = cfg.cq_entries.max(2 * sq);
         let uring = retry_while_memlock_drains(|| match cfg.sqpoll_idle {
-            Some(idle) => IoUring::builder()
-                .setup_single_issuer()
-                .setup_sqpoll(idle.as_millis().clamp(1, u32::MAX as u128) as u32)
-                .setup_cqsize(cq)
-                .build(sq),
-            None => build_deferred(sq, cq, cfg.defer_taskrun),
+            Some(idle) => {
+                let idle = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
+                first_accepted(
+                    &[
+                        &|b| {
+                            b.setup_single_issuer()
+                                .setup_sqpoll(idle)
+                                .setup_no_sqarray()
+                        },
+                        &|b| b.setup_single_issuer().setup_sqpoll(idle),
+                    ],
+                    sq,
+                    cq,
+                )
+            }
+            None => {
+                let attempts: [Setup<'_>; 4] = [
+                    &|b| {
+                        b.setup_single_issuer()
+                            .setup_defer_taskrun()
+                            .setup_no_sqarray()
+                    },
+                    &|b| b.setup_single_issuer().setup_defer_taskrun(),
+                    &|b| b.setup_single_issuer().setup_coop_taskrun(),
+                    &|b| b,
+                ];
+                // A ring driven from another loop skips DEFER_TASKRUN.
+                let from = if cfg.defer_taskrun { 0 } else { 2 };
+                first_accepted(&attempts[from..], sq, cq)
+            }
         })
         .map_err(setup_error)?;
         if !uring.params().is_feature_nodrop() || !uring.params().is_feature_ext_arg() {
@@ -104,17 +136,32 @@ impl Ring {
                     source: e,
                 })?;
         }
+        // Some 6.17 / 6.18 kernels miss the wake-up of an SQPOLL ring's
+        // min-wait when a completion comes after the min-wait expired with
+        // none (liburing issue 1504, fixed in 6.19 and stable): the wait
+        // then lasts its whole timeout. SQPOLL rings before 6.19 use the
+        // two-wait fallback, which needs no min-wait.
+        let min_wait = cfg.min_wait
+            && uring.params().is_feature_min_timeout()
+            && (cfg.sqpoll_idle.is_none() || kernel_release() >= (6, 19));
+        let ring_index = if cfg.register_ring_fd {
+            register_ring_fd(&uring)
+        } else {
+            None
+        };
         Ok(Ring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
             seq: 0,
             unsubmitted: 0,
+            unsubmitted_writes: 0,
+            ring_index,
+            min_wait,
             enters: 0,
             sqpoll: cfg.sqpoll_idle.is_some(),
             pool_registered: false,
             file_slots: (0..file_table).rev().collect(),
             file_table,
-            cqes: Vec::new(),
             memory: None,
         })
     }
@@ -164,15 +211,14 @@ pub(super) fn retry_while_memlock_drains<T>(
     }
 }
 
-fn build_deferred(sq: u32, cq: u32, defer: bool) -> io::Result<IoUring> {
-    // Newest mode first; fall back when a flag is refused with EINVAL.
-    let attempts: [fn(&mut io_uring::Builder) -> &mut io_uring::Builder; 3] = [
-        |b| b.setup_single_issuer().setup_defer_taskrun(),
-        |b| b.setup_single_issuer().setup_coop_taskrun(),
-        |b| b,
-    ];
+/// One way of setting a ring up.
+type Setup<'a> = &'a dyn Fn(&mut io_uring::Builder) -> &mut io_uring::Builder;
+
+/// Sets a ring up with the first of `attempts` (newest flags first) that
+/// the kernel accepts: a flag it does not know is refused with EINVAL.
+fn first_accepted(attempts: &[Setup<'_>], sq: u32, cq: u32) -> io::Result<IoUring> {
     let mut last = None;
-    for set in attempts.into_iter().skip(usize::from(!defer)) {
+    for set in attempts {
         let mut builder = IoUring::builder();
         set(&mut builder).setup_cqsize(cq);
         match builder.build(sq) {
@@ -182,6 +228,93 @@ fn build_deferred(sq: u32, cq: u32, defer: bool) -> io::Result<IoUring> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
+}
+
+/// The running kernel's (major, minor) release, from `uname(2)`;
+/// (0, 0) if it cannot be read.
+fn kernel_release() -> (u32, u32) {
+    // SAFETY: `utsname` is plain old data, zeroed is a valid value, and
+    // `uname` only writes into it.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable `utsname`.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return (0, 0);
+    }
+    let release: String = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8 as char)
+        .collect();
+    parse_release(&release)
+}
+
+/// "6.18.44-fc-v669" -> (6, 18); anything unreadable -> (0, 0).
+fn parse_release(release: &str) -> (u32, u32) {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || parts.next().and_then(|p| p.parse().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => (0, 0),
+    }
+}
+
+/// `io_uring_register` opcodes for registered ring fds (kernel ABI).
+const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
+const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
+
+/// The kernel's `struct io_uring_rsrc_update`.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// Registers the ring's fd in the calling thread's table of registered
+/// rings (Linux >= 5.18; 16 per thread), so an enter can name it by index
+/// and the kernel skips looking the fd up (and, in a process with more than
+/// one thread, taking a reference on the file). `None` where refused: the
+/// enters then use the fd.
+fn register_ring_fd(uring: &IoUring) -> Option<u32> {
+    let mut up = RsrcUpdate {
+        offset: u32::MAX, // any free slot
+        resv: 0,
+        data: uring.as_raw_fd() as u64,
+    };
+    // SAFETY: `up` is one valid `io_uring_rsrc_update`, alive for the call,
+    // into which the kernel writes the slot it chose.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            uring.as_raw_fd(),
+            IORING_REGISTER_RING_FDS,
+            std::ptr::from_mut(&mut up),
+            1,
+        )
+    };
+    (ret == 1).then_some(up.offset)
+}
+
+/// Ends a registration of [`register_ring_fd`]: it holds a reference to
+/// the ring, which would otherwise outlive its fd until the thread exits.
+pub(super) fn unregister_ring_fd(uring: &IoUring, index: u32) {
+    let up = RsrcUpdate {
+        offset: index,
+        resv: 0,
+        data: 0,
+    };
+    // SAFETY: `up` is one valid `io_uring_rsrc_update`, alive for the call.
+    // A failure leaves the slot to the thread's exit, which frees it.
+    unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            uring.as_raw_fd(),
+            IORING_UNREGISTER_RING_FDS,
+            std::ptr::from_ref(&up),
+            1,
+        );
+    }
 }
 
 /// Turns an `io_uring_setup` failure into one error that names the cause.
@@ -222,6 +355,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kernel_releases_parse() {
+        assert_eq!(parse_release("6.18.44-fc-v669"), (6, 18));
+        assert_eq!(parse_release("6.19.0"), (6, 19));
+        assert_eq!(parse_release("5.15.0-91-generic"), (5, 15));
+        assert_eq!(parse_release("7.0-rc1"), (7, 0));
+        assert_eq!(parse_release("junk"), (0, 0));
+        assert!(kernel_release() >= (5, 1), "io_uring runs here");
+    }
+
+    #[test]
     fn locked_bytes_match_what_6_18_charges() {
         // (sq, cq, pages) measured as an unprivileged user on 6.18.
         for (sq, cq, pages) in [
@@ -239,6 +382,8 @@ mod tests {
                 sqpoll_idle: None,
                 files: 4096,
                 defer_taskrun: true,
+                min_wait: true,
+                register_ring_fd: true,
             };
             assert_eq!(cfg.locked_bytes(), pages * 4096, "sq {sq} cq {cq}");
         }

@@ -31,6 +31,14 @@ pub enum Engine {
     /// ringpipe, multishot reads over the provided buffer ring (fan-in only
     /// unless named).
     UringMultishot,
+    /// ringpipe with `Builder::batch_wait(16, 500 us)`: poll sleeps until 16
+    /// completions are ready, or 500 us have passed and one is (fan-in
+    /// only unless named).
+    UringBatch,
+    /// ringpipe with `Builder::echo_hold(1 ms)`: the echo's write and the
+    /// wait for the next request in one `io_uring_enter` (ping-pong only
+    /// unless named).
+    UringEcho,
     /// ringpipe, `Proactor::relay` (splice in the kernel; relay only).
     UringSplice,
     /// ringpipe, `Proactor::relay` with `Builder::splice_direct`: a poll on
@@ -66,9 +74,11 @@ enum Scope {
 
 impl Engine {
     /// Every engine, in table order.
-    pub const ALL: [Engine; 10] = [
+    pub const ALL: [Engine; 12] = [
         Engine::Uring,
         Engine::UringMultishot,
+        Engine::UringBatch,
+        Engine::UringEcho,
         Engine::UringSplice,
         Engine::UringSpliceDirect,
         Engine::UringSqpoll,
@@ -84,6 +94,8 @@ impl Engine {
         match self {
             Engine::Uring => "uring",
             Engine::UringMultishot => "uring-multishot",
+            Engine::UringBatch => "uring-batch",
+            Engine::UringEcho => "uring-echo",
             Engine::UringSplice => "uring-splice",
             Engine::UringSpliceDirect => "uring-splice-direct",
             Engine::UringSqpoll => "uring-sqpoll",
@@ -107,6 +119,8 @@ impl Engine {
             self,
             Engine::Uring
                 | Engine::UringMultishot
+                | Engine::UringBatch
+                | Engine::UringEcho
                 | Engine::UringSplice
                 | Engine::UringSpliceDirect
                 | Engine::UringSqpoll
@@ -124,8 +138,8 @@ impl Engine {
 
     fn scope(self) -> Scope {
         match self {
-            Engine::UringSqpoll | Engine::UringSpin => Scope::Latency,
-            Engine::UringMultishot => Scope::Fanin,
+            Engine::UringSqpoll | Engine::UringSpin | Engine::UringEcho => Scope::Latency,
+            Engine::UringMultishot | Engine::UringBatch => Scope::Fanin,
             Engine::UringSplice | Engine::UringSpliceDirect | Engine::ThreadsSplice => {
                 Scope::RelayOnly
             }
@@ -151,6 +165,8 @@ impl Engine {
             Engine::UringSqpoll => uring::run(spec, uring::Mode::Sqpoll),
             Engine::UringSpin => uring::run(spec, uring::Mode::Spin),
             Engine::UringMultishot => uring::run(spec, uring::Mode::Multishot),
+            Engine::UringBatch => uring::run(spec, uring::Mode::Batch),
+            Engine::UringEcho => uring::run(spec, uring::Mode::Echo),
             Engine::UringSplice => uring::run(spec, uring::Mode::Splice),
             Engine::UringSpliceDirect => uring::run(spec, uring::Mode::SpliceDirect),
             Engine::Epoll => epoll::run(spec),

@@ -1,5 +1,5 @@
-//! ringpipe with its defaults, and its variants: multishot reads, splice
-//! relay, SQPOLL, busy polling.
+//! ringpipe with its defaults, and its variants: multishot reads, batched
+//! waits, splice relay, SQPOLL, busy polling.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -9,14 +9,44 @@ use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode};
 use super::{announce, finish, relay_report};
 use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
+/// The batch of `Mode::Batch`: completions to wait for, and the budget.
+pub const BATCH: (u32, Duration) = (16, Duration::from_micros(500));
+
+/// [`BATCH`], or `RINGPIPE_BENCH_BATCH=N/MICROSECONDS` from the
+/// environment, for trying other batches with one binary.
+fn batch() -> (u32, Duration) {
+    std::env::var("RINGPIPE_BENCH_BATCH")
+        .ok()
+        .and_then(|v| {
+            let (n, us) = v.split_once('/')?;
+            Some((n.parse().ok()?, Duration::from_micros(us.parse().ok()?)))
+        })
+        .unwrap_or(BATCH)
+}
+
+/// The hold of `Mode::Echo`.
+pub const ECHO_HOLD: Duration = Duration::from_millis(1);
+
 fn proactor(mode: Mode) -> io::Result<Proactor> {
+    let builder = Proactor::builder();
+    // `RINGPIPE_BENCH_NO_RING_FD=1` in the environment: every ringpipe
+    // engine enters by the ring's fd instead of a registered index, for
+    // A/B measurements of the registration with one binary.
+    let builder = if std::env::var_os("RINGPIPE_BENCH_NO_RING_FD").is_some() {
+        builder.register_ring_fd(false)
+    } else {
+        builder
+    };
     let built = match mode {
-        Mode::Sqpoll => Proactor::builder()
-            .sqpoll(Duration::from_millis(50))
-            .build(),
-        Mode::Multishot => Proactor::builder().read_mode(ReadMode::Multishot).build(),
-        Mode::SpliceDirect => Proactor::builder().splice_direct(true).build(),
-        Mode::Default | Mode::Splice | Mode::Spin => Proactor::new(),
+        Mode::Sqpoll => builder.sqpoll(Duration::from_millis(50)).build(),
+        Mode::Multishot => builder.read_mode(ReadMode::Multishot).build(),
+        Mode::Batch => {
+            let (n, budget) = batch();
+            builder.batch_wait(n, budget).build()
+        }
+        Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
+        Mode::SpliceDirect => builder.splice_direct(true).build(),
+        Mode::Default | Mode::Splice | Mode::Spin => builder.build(),
     };
     built.map_err(io::Error::other)
 }
@@ -30,6 +60,14 @@ pub enum Mode {
     /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
     /// shared provided buffer ring.
     Multishot,
+    /// Defaults and `Builder::batch_wait` ([`BATCH`]): a blocking `poll`
+    /// sleeps until 16 completions are ready, or 500 us have passed and
+    /// one is.
+    Batch,
+    /// Defaults and `Builder::echo_hold` ([`ECHO_HOLD`]): a poll that
+    /// submits the answer to the data it delivered waits for the next data
+    /// in the same `io_uring_enter`.
+    Echo,
     /// Defaults; the relay is `Proactor::relay` (splice in the kernel)
     /// instead of read + `send`.
     Splice,
