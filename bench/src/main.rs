@@ -39,10 +39,10 @@ use spec::{EngineReport, LoadReport, RunSpec, Work};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
-    /// Engines to run, comma separated (default: all; uring-sqpoll and
-    /// uring-spin run in pingpong only and uring-multishot in fanin only
-    /// unless named here; uring-splice and threads-splice run in relay
-    /// only).
+    /// Engines to run, comma separated (default: all; uring-sqpoll,
+    /// uring-spin and uring-echo run in pingpong only, uring-multishot and
+    /// uring-batch in fanin only, unless named here; uring-splice,
+    /// uring-splice-direct and threads-splice run in relay only).
     #[arg(long, global = true, value_delimiter = ',', value_enum)]
     engines: Option<Vec<Engine>>,
     /// Write the records as one JSON array to this file.
