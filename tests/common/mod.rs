@@ -289,3 +289,15 @@ pub fn counting_writer(
     });
     (thread, written)
 }
+
+/// The private FIFO directories of `ringpipe::process` runs of this
+/// process still in the temp dir (there should be none between runs).
+pub fn leftover_dirs() -> Vec<String> {
+    let prefix = format!("ringpipe-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
