@@ -89,7 +89,9 @@ use std::time::Duration;
 use crate::Builder;
 
 /// What can go wrong when running a program over FIFOs: the error of
-/// [`FifoCommand::run`].
+/// [`FifoCommand::run`] and [`Pipeline::run`] (where "the program" of a
+/// variant that is not about one program is the whole pipeline, as
+/// `a | b`).
 ///
 /// It is separate from [`ringpipe::Error`](crate::Error) because it reports
 /// on the program as well as on its FIFOs: the FIFOs declared for it and
@@ -361,7 +363,8 @@ impl fmt::Debug for FifoCommand {
 
 impl FifoCommand {
     /// A command running `program` (looked up in `PATH` as
-    /// [`Command::new`] does), with no arguments and no FIFOs yet.
+    /// [`Command::new`](std::process::Command::new) does), with no
+    /// arguments and no FIFOs yet.
     pub fn new(program: impl AsRef<OsStr>) -> FifoCommand {
         FifoCommand {
             program: program.as_ref().to_owned(),
