@@ -219,26 +219,6 @@ fn a_writer_that_reopens_its_output_is_relayed_whole() {
     });
 }
 
-/// Opens `argv[1]` non-blocking and reads it at once, waiting with
-/// `select` while it is empty, until EOF; writes what it read to `argv[2]`.
-const NONBLOCKING_CAT: &str = r#"
-import os, select, signal, sys
-signal.alarm(60)
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
-data = bytearray()
-while True:
-    try:
-        b = os.read(fd, 1 << 16)
-    except BlockingIOError:
-        select.select([fd], [], [])
-        continue
-    if not b:
-        break
-    data += b
-with open(sys.argv[2], "wb") as f:
-    f.write(data)
-"#;
-
 #[test]
 fn a_non_blocking_reader_sees_no_false_eof_before_its_writer_writes() {
     let _s = serial();
@@ -248,7 +228,7 @@ fn a_non_blocking_reader_sees_no_false_eof_before_its_writer_writes() {
                 .command(sh(r#"sleep 0.1; printf hello > "$0""#, &["{out:mid}"]).output("mid"))
                 .command(
                     FifoCommand::new("python3")
-                        .args(["-c", NONBLOCKING_CAT, "{in:mid}", "{out:out}"])
+                        .args(["-c", NONBLOCKING_CAT_PY, "{in:mid}", "{out:out}"])
                         .piped_input("mid")
                         .output("out"),
                 ));
