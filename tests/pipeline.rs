@@ -243,8 +243,14 @@ fn a_non_blocking_reader_sees_no_false_eof_before_its_writer_writes() {
 fn a_reader_that_exits_without_opening_its_input_ends_the_writer() {
     let _s = serial();
     watchdog(LIMIT, || {
-        // The writer opens its output before its input, and after.
-        for a in [r#"cat "$0" > "$1""#, r#"exec 4>"$1"; cat "$0" >&4"#] {
+        // The writer opens its output before its input, after, and (most
+        // likely) after the reader has exited: then the open fails, and a
+        // shell's `>` must not create a file in the FIFO's place.
+        for a in [
+            r#"cat "$0" > "$1""#,
+            r#"exec 4>"$1"; cat "$0" >&4"#,
+            r#"sleep 0.5; cat "$0" > "$1""#,
+        ] {
             let out = run(Pipeline::new()
                 .command(
                     sh(a, &["{in:in}", "{out:mid}"])
@@ -257,8 +263,8 @@ fn a_reader_that_exits_without_opening_its_input_ends_the_writer() {
                         .output("out"),
                 ));
             // The writer met a FIFO without reader (SIGPIPE) or could not
-            // open a removed one (exit status 1 or 2): either way it
-            // failed and the run ended.
+            // open it any more (exit status 1 or 2): either way it failed
+            // and the run ended.
             assert!(!out.statuses[0].success(), "{out:?}");
             assert!(exited(&out.statuses[1], 4), "{out:?}");
             assert_eq!(out.outputs["out"], b"");

@@ -255,14 +255,15 @@ impl Output {
     }
 
     /// The reader of a relayed output is gone: stop reading, so its writer
-    /// meets `EPIPE` (or `SIGPIPE`) as in a shell pipeline, and remove the
-    /// FIFO, so a later open fails at once instead of waiting for a reader
-    /// that never comes.
+    /// meets `EPIPE` (or `SIGPIPE`) as in a shell pipeline, and put an
+    /// empty directory in the FIFO's place, so a later open for writing
+    /// fails at once (`EISDIR`) instead of waiting for a reader that never
+    /// comes, or creating a file (a shell's `>` would).
     pub(super) fn cut(&mut self, p: &mut Proactor) {
         if self.done {
             return;
         }
-        let _ = std::fs::remove_file(&self.path);
+        block_path(&self.path);
         // Err: it is closing already.
         let _ = p.close(self.rx);
         self.spare = None;
@@ -347,6 +348,54 @@ fn open_read_write(path: &Path) -> io::Result<std::fs::File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Replaces the FIFO at `path` with an empty directory: in one step where
+/// `renameat2(RENAME_EXCHANGE)` is available, else by removing it first.
+/// Best effort: what fails leaves the FIFO, or nothing, there.
+fn block_path(path: &Path) {
+    if !swap_in_dir(path) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(path);
+    }
+}
+
+/// Makes a directory beside `path`, under a name no FIFO can have, and
+/// exchanges the two; removes what is left under that name. True if the
+/// exchange was made.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn swap_in_dir(path: &Path) -> bool {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    // '}' is refused in FIFO names.
+    let spare = dir.join("}cut");
+    if std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&spare)
+        .is_err()
+    {
+        return false;
+    }
+    let swapped = renameat2(
+        AT_FDCWD,
+        &spare,
+        AT_FDCWD,
+        path,
+        RenameFlags::RENAME_EXCHANGE,
+    );
+    // Swapped: `spare` is the FIFO now; else still the directory.
+    let _ = match swapped {
+        Ok(()) => std::fs::remove_file(&spare),
+        Err(_) => std::fs::remove_dir(&spare),
+    };
+    swapped.is_ok()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn swap_in_dir(_path: &Path) -> bool {
+    false
 }
 
 /// Opens the FIFO for writing and closes it at once. A read end waiting on

@@ -72,9 +72,10 @@ use crate::Builder;
 /// that exits without opening its output gives its reader EOF at once.
 ///
 /// If the reader exits first, the writer's FIFO loses its last reader and
-/// is removed: the writer's next write fails with `EPIPE` (or raises
-/// `SIGPIPE`, whose default kills it), and its next open of the FIFO fails,
-/// as the writer of a shell pipeline whose reader left. Its status shows
+/// an empty directory takes its place: the writer's next write fails with
+/// `EPIPE` (or raises `SIGPIPE`, whose default kills it), and its next open
+/// of the FIFO for writing fails (`EISDIR`; a shell's `>` creates no file
+/// there), as the writer of a shell pipeline whose reader left. Its status shows
 /// that; the run goes on until every program has exited and is not an
 /// error. Each program's status is in [`PipelineOutput::statuses`], each
 /// link's accounting in [`PipelineOutput::links`].
