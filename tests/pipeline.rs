@@ -442,7 +442,7 @@ fn a_timeout_kills_every_program_and_keeps_what_came() {
                 .piped_input("mid")
                 .output("out"),
         )
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
         .run()
         .unwrap_err();
         match err {
