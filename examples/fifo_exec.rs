@@ -1,7 +1,9 @@
 //! Runs shell pipelines of real tools over FIFOs with `ringpipe::process`:
 //! a word count that also keeps a compressed copy of its input, then the
 //! way back (decompress and checksum), each input and output far larger
-//! than a pipe.
+//! than a pipe. Then both ways again as one `Pipeline` of two programs, the
+//! compressor's output FIFO relayed by splice into the decompressor's input
+//! FIFO, the compressed stream never coming back to the caller.
 //!
 //! ```text
 //! cargo run --example fifo_exec -- [--program gzip] [--size BYTES] [--timeout SECS]
@@ -16,11 +18,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringpipe::process::FifoCommand;
+use ringpipe::process::{FifoCommand, Pipeline};
 
 /// Compresses a generated text with PROGRAM, counts its words and checks the
 /// round trip, running `sh` pipelines whose files are FIFOs fed and drained
-/// by one io_uring thread.
+/// by one io_uring thread; then runs the round trip as a pipeline of two
+/// programs joined by a FIFO link (compress, then decompress and checksum).
 #[derive(Parser, Debug)]
 #[command(name = "fifo_exec")]
 struct Cli {
@@ -46,6 +49,9 @@ const COUNT: &str = r#""$3" -c <"$0" | tee "$2" | "$3" -dc | tr -cs '[:alpha:]' 
 
 /// Decompress, keep the text and checksum it: `$3` is the compressor.
 const CHECK: &str = r#""$3" -dc "$0" | tee "$1" | sha256sum >"$2""#;
+
+/// Compress only: `$0` is the input, `$1` the output, `$2` the compressor.
+const COMPRESS: &str = r#""$2" -c <"$0" >"$1""#;
 
 /// Every program the two pipelines run, besides the compressor.
 const TOOLS: [&str; 7] = ["sh", "tee", "tr", "sort", "uniq", "head", "sha256sum"];
@@ -133,6 +139,48 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("the round trip through `{program}` changed the text").into());
     }
     println!("round trip ok");
+
+    // The same round trip as two programs joined by the link `text.z`.
+    let t0 = Instant::now();
+    let piped = Pipeline::new()
+        .command(
+            FifoCommand::new("sh")
+                .args(["-c", COMPRESS, "{in:text}", "{out:text.z}", program])
+                .input("text", text.clone())
+                .output("text.z"),
+        )
+        .command(
+            FifoCommand::new("sh")
+                .args(["-c", CHECK, "{in:text.z}", "{out:plain}", "{out:sum}"])
+                .arg(program)
+                .piped_input("text.z")
+                .output("plain")
+                .output("sum"),
+        )
+        .timeout(timeout)
+        .run()?;
+    let link = piped.links["text.z"];
+    println!("pipeline {program} -c | {program} -dc, {:?}", t0.elapsed());
+    for (name, status) in ["compress", "check"].iter().zip(&piped.statuses) {
+        println!("  {name} status: {status}");
+    }
+    println!(
+        "  text.z: {} bytes relayed, {}",
+        link.relayed,
+        if link.complete {
+            "complete"
+        } else {
+            "cut short"
+        }
+    );
+    println!("  plain: {} bytes", piped.outputs["plain"].len());
+    if !piped.success() || !link.complete {
+        return Err(format!("the pipeline failed: {piped:?}").into());
+    }
+    if piped.outputs["plain"] != text || piped.outputs["sum"] != back.outputs["sum"] {
+        return Err(format!("the pipeline through `{program}` changed the text").into());
+    }
+    println!("pipeline ok");
     Ok(())
 }
 

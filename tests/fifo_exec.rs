@@ -54,6 +54,7 @@ fn help_describes_the_arguments() {
     watchdog(Duration::from_secs(120), || {
         let (out, stdout, stderr) = run(&["--help"], None);
         assert!(out.status.success(), "{stderr}");
+        assert!(stdout.contains("pipeline of two programs"), "{stdout}");
         for arg in ["--program", "--size", "--timeout"] {
             assert!(stdout.contains(arg), "{stdout}");
         }
@@ -103,5 +104,14 @@ fn a_round_trip_through_gzip_keeps_the_text() {
         assert_eq!(accepted.0, accepted.1, "{stdout}");
         assert!(accepted.1.parse::<usize>().unwrap() >= 300_000);
         assert!(stdout.contains("round trip ok"), "{stdout}");
+        // The pipeline: the compressed stream relayed whole between the
+        // two programs.
+        let relayed = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("text.z: "))
+            .and_then(|l| l.strip_suffix(" bytes relayed, complete"))
+            .unwrap_or_else(|| panic!("no link accounting in {stdout}"));
+        assert!(relayed.parse::<usize>().unwrap() > 0, "{stdout}");
+        assert!(stdout.contains("pipeline ok"), "{stdout}");
     });
 }

@@ -145,30 +145,12 @@ fn every_opening_order_of_three_fifos_with_10_mib_inputs() {
 fn non_blocking_reader_sees_no_false_eof() {
     // Like gzip: opens the input with O_NONBLOCK and reads at once. With no
     // writer yet that read would be EOF; the sender's end is open already.
-    let script = r#"
-import os, select, sys
-fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
-data = bytearray()
-while True:
-    try:
-        b = os.read(fd, 1 << 16)
-    except BlockingIOError:
-        select.select([fd], [], [])
-        continue
-    if not b:
-        break
-    data += b
-out = os.open(sys.argv[2], os.O_WRONLY)
-view = memoryview(data)
-while view:
-    view = view[os.write(out, view):]
-"#;
     let _s = serial();
-    watchdog(LIMIT, move || {
+    watchdog(LIMIT, || {
         for i in 0..20 {
             let input = bytes(13 + i, 100_000);
             let out = run(FifoCommand::new("python3")
-                .args(["-c", script, "{in:i}", "{out:o}"])
+                .args(["-c", NONBLOCKING_CAT_PY, "{in:i}", "{out:o}"])
                 .input("i", input.clone())
                 .output("o"));
             assert!(out.status.success());
@@ -384,16 +366,6 @@ fn pipeline_of_real_tools() {
         assert!(back.status.success());
         assert!(back.outputs["plain"] == words.as_bytes());
     });
-}
-
-fn leftover_dirs() -> Vec<String> {
-    let prefix = format!("ringpipe-{}-", std::process::id());
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&prefix))
-        .collect()
 }
 
 #[test]

@@ -57,9 +57,21 @@ impl Drop for PrivateDir {
     }
 }
 
-/// One input: its data and the sender that feeds it to the FIFO.
+/// One input: its data and the sender that feeds it to the FIFO. In a
+/// pipeline, an input piped from another program has no data: a relay
+/// feeds its sender.
 pub(super) struct Input {
     pub(super) name: String,
+    pub(super) path: PathBuf,
+    /// Index of the program that reads it.
+    pub(super) owner: usize,
+    /// Fed by a relay from another program's output: bytes the relay's
+    /// receiver read before the splice took over are sent through it and
+    /// counted in `accepted`, beyond `handed`.
+    pub(super) piped: bool,
+    /// Not to be closed yet, though all its data is handed: a relay into it
+    /// has not ended.
+    pub(super) held: bool,
     data: Vec<u8>,
     pub(super) tx: Sender,
     /// Bytes handed to the proactor so far.
@@ -70,17 +82,23 @@ pub(super) struct Input {
     /// A send was refused for backpressure: wait for `Writable`.
     pub(super) blocked: bool,
     flush_asked: bool,
-    close_asked: bool,
+    pub(super) close_asked: bool,
     pub(super) closed: bool,
+    /// It closed once its reader had every byte.
+    pub(super) flushed: bool,
 }
 
 impl Input {
-    /// Creates the input's FIFO at `path` and opens its sender.
+    /// Creates the input's FIFO at `path` and opens its sender, for the
+    /// program `owner`. A `held` input (one a relay will feed) is not
+    /// closed until [`held`](Self::held) is cleared.
     pub(super) fn open(
         p: &mut Proactor,
         name: String,
         data: Vec<u8>,
         path: PathBuf,
+        owner: usize,
+        held: bool,
     ) -> crate::Result<Input> {
         // A FIFO opened for reading and writing has a reader at once,
         // so the sender opens now and keeps its write end from the
@@ -89,8 +107,9 @@ impl Input {
         // found it waits for bytes instead of seeing EOF. Dropped at
         // once, the read-write end never reads a byte. An empty input
         // needs none of this (EOF is its content); its sender waits for
-        // the child, so that closing it is the child's EOF.
-        let keeper = if data.is_empty() {
+        // the child, so that closing it is the child's EOF. A held input
+        // may get bytes: it opens as a non-empty one.
+        let keeper = if data.is_empty() && !held {
             None
         } else {
             let keeper = open_read_write(&path).map_err(|source| crate::Error::Open {
@@ -103,6 +122,10 @@ impl Input {
         drop(keeper);
         Ok(Input {
             name,
+            path,
+            owner,
+            piped: held,
+            held,
             data,
             tx,
             handed: 0,
@@ -112,6 +135,7 @@ impl Input {
             flush_asked: false,
             close_asked: false,
             closed: false,
+            flushed: false,
         })
     }
 
@@ -134,7 +158,7 @@ impl Input {
         }
         // Only once open: a sender closed before its reader came would
         // leave the child blocked in open(2) forever.
-        if self.opened && self.handed == self.data.len() {
+        if self.opened && !self.held && self.handed == self.data.len() {
             p.close_after_flush(self.tx)?;
             self.flush_asked = true;
         }
@@ -161,11 +185,13 @@ impl Input {
 /// One output: the read ends that drain its FIFO and the bytes collected.
 pub(super) struct Output {
     pub(super) name: String,
+    /// Index of the program that writes it.
+    pub(super) owner: usize,
     pub(super) path: PathBuf,
     /// A read end of our own that never reads: it keeps the pipe, and the
     /// bytes in it, alive while a read end is replaced, and spares the
-    /// child `EPIPE` while none is open.
-    _spare: File,
+    /// child `EPIPE` while none is open. Dropped when the output is cut.
+    spare: Option<File>,
     /// The read end in use.
     pub(super) rx: Receiver,
     /// Earlier read ends, closing, whose late events still count.
@@ -174,12 +200,27 @@ pub(super) struct Output {
     /// `rx` was opened after the child's exit was seen: its EOF is the end.
     last: bool,
     pub(super) done: bool,
+    /// In a pipeline: the sender of another program's input that every
+    /// read end of this output is relayed into, instead of collecting.
+    relay_to: Option<crate::Sender>,
+    /// Bytes relayed so far.
+    pub(super) relayed: usize,
+    /// A relayed read end reached EOF: replace it once it has closed (a
+    /// sender takes one relay at a time).
+    reopen: bool,
+    /// [`cut`](Self::cut) ended it before its EOF.
+    pub(super) cut: bool,
 }
 
 impl Output {
     /// Creates the output's FIFO at `path` and opens its read ends: the one
     /// that drains it and the spare.
-    pub(super) fn open(p: &mut Proactor, name: String, path: PathBuf) -> crate::Result<Output> {
+    pub(super) fn open(
+        p: &mut Proactor,
+        name: String,
+        path: PathBuf,
+        owner: usize,
+    ) -> crate::Result<Output> {
         let rx = p.open_receiver(&path, &create())?;
         let spare = open_spare(&path).map_err(|source| crate::Error::Open {
             path: path.clone(),
@@ -187,14 +228,47 @@ impl Output {
         })?;
         Ok(Output {
             name,
+            owner,
             path,
-            _spare: spare,
+            spare: Some(spare),
             rx,
             old: Vec::new(),
             data: Vec::new(),
             last: false,
             done: false,
+            relay_to: None,
+            relayed: 0,
+            reopen: false,
+            cut: false,
         })
+    }
+
+    /// From now on relays every byte into `tx` instead of collecting it.
+    pub(super) fn relay_into(&mut self, p: &mut Proactor, tx: crate::Sender) -> crate::Result<()> {
+        p.relay(self.rx, tx)?;
+        self.relay_to = Some(tx);
+        Ok(())
+    }
+
+    pub(super) fn is_relayed(&self) -> bool {
+        self.relay_to.is_some()
+    }
+
+    /// The reader of a relayed output is gone: stop reading, so its writer
+    /// meets `EPIPE` (or `SIGPIPE`) as in a shell pipeline, and put an
+    /// empty directory in the FIFO's place, so a later open for writing
+    /// fails at once (`EISDIR`) instead of waiting for a reader that never
+    /// comes, or creating a file (a shell's `>` would).
+    pub(super) fn cut(&mut self, p: &mut Proactor) {
+        if self.done {
+            return;
+        }
+        block_path(&self.path);
+        // Err: it is closing already.
+        let _ = p.close(self.rx);
+        self.spare = None;
+        self.done = true;
+        self.cut = true;
     }
 
     pub(super) fn owns(&self, token: Token) -> bool {
@@ -212,15 +286,43 @@ impl Output {
             let _ = p.close(self.rx);
             return Ok(());
         }
+        if self.is_relayed() {
+            // It closes itself; `on_closed` goes on.
+            self.reopen = true;
+            return Ok(());
+        }
         let fresh = p.open_receiver(&self.path, &FifoOptions::new())?;
         // Err: it is closing already.
         let _ = p.close(self.rx);
         self.old.push(std::mem::replace(&mut self.rx, fresh));
+        self.after_reopen(exited);
+        Ok(())
+    }
+
+    /// The read end in use closed. Returns false if that was unexpected (no
+    /// EOF came first); a relayed one that reached EOF is replaced and the
+    /// relay goes on from the fresh read end (the spare keeps the bytes
+    /// written meanwhile).
+    pub(super) fn on_closed(&mut self, p: &mut Proactor, exited: bool) -> crate::Result<bool> {
+        if !std::mem::take(&mut self.reopen) {
+            return Ok(false);
+        }
+        let Some(tx) = self.relay_to else {
+            return Ok(false);
+        };
+        self.rx = p.open_receiver(&self.path, &FifoOptions::new())?;
+        p.relay(self.rx, tx)?;
+        self.after_reopen(exited);
+        Ok(true)
+    }
+
+    /// A fresh read end opened after the writer's exit was seen is the
+    /// last: wake it for its EOF.
+    fn after_reopen(&mut self, exited: bool) {
         if exited {
             self.last = true;
             nudge(&self.path);
         }
-        Ok(())
     }
 }
 
@@ -246,6 +348,54 @@ fn open_read_write(path: &Path) -> io::Result<std::fs::File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
         .open(path)
+}
+
+/// Replaces the FIFO at `path` with an empty directory: in one step where
+/// `renameat2(RENAME_EXCHANGE)` is available, else by removing it first.
+/// Best effort: what fails leaves the FIFO, or nothing, there.
+fn block_path(path: &Path) {
+    if !swap_in_dir(path) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(path);
+    }
+}
+
+/// Makes a directory beside `path`, under a name no FIFO can have, and
+/// exchanges the two; removes what is left under that name. True if the
+/// exchange was made.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn swap_in_dir(path: &Path) -> bool {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    // '}' is refused in FIFO names.
+    let spare = dir.join("}cut");
+    if std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&spare)
+        .is_err()
+    {
+        return false;
+    }
+    let swapped = renameat2(
+        AT_FDCWD,
+        &spare,
+        AT_FDCWD,
+        path,
+        RenameFlags::RENAME_EXCHANGE,
+    );
+    // Swapped: `spare` is the FIFO now; else still the directory.
+    let _ = match swapped {
+        Ok(()) => std::fs::remove_file(&spare),
+        Err(_) => std::fs::remove_dir(&spare),
+    };
+    swapped.is_ok()
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn swap_in_dir(_path: &Path) -> bool {
+    false
 }
 
 /// Opens the FIFO for writing and closes it at once. A read end waiting on

@@ -4,7 +4,10 @@
 //! [`FifoCommand`] creates one FIFO per declared input and output in a
 //! private temporary directory, puts their paths into the program's
 //! arguments, runs it, feeds every input, collects every output and
-//! returns them with the exit status as a [`FifoOutput`].
+//! returns them with the exit status as a [`FifoOutput`]. A [`Pipeline`]
+//! runs several such programs at once, one program's output FIFO feeding
+//! another's input FIFO ([`FifoCommand::piped_input`]), with each
+//! program's status and each link's accounting in a [`PipelineOutput`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -62,29 +65,33 @@
 //! Whatever happens, the child is reaped, the FIFOs and their directory
 //! are removed and every descriptor is closed before `run` returns.
 //!
-//! The child's exit is noticed by checking it between polls of the
-//! proactor, every 10 ms at most.
+//! The child's exit wakes the proactor's poll through its pidfd, watched on
+//! the ring; where pidfds are not available it is checked between polls,
+//! every 10 ms at most.
 
 // This file owns the public types and the builder; the rest of a run
 // lives beside it.
 mod fifos;
 mod names;
+mod pipeline;
 mod run;
+
+pub use pipeline::{LinkReport, Pipeline, PipelineOutput};
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use crate::Builder;
-use fifos::{Input, Output, PrivateDir};
-use run::Run;
 
 /// What can go wrong when running a program over FIFOs: the error of
-/// [`FifoCommand::run`].
+/// [`FifoCommand::run`] and [`Pipeline::run`] (where "the program" of a
+/// variant that is not about one program is the whole pipeline, as
+/// `a | b`).
 ///
 /// It is separate from [`ringpipe::Error`](crate::Error) because it reports
 /// on the program as well as on its FIFOs: the FIFOs declared for it and
@@ -194,6 +201,59 @@ pub enum ProcessError {
         /// the inputs' accounting.
         partial: Box<FifoOutput>,
     },
+
+    /// A [`Pipeline`] has no program. Nothing was started.
+    #[error("the pipeline has no program")]
+    EmptyPipeline,
+
+    /// A program reads a FIFO from the pipeline
+    /// ([`FifoCommand::piped_input`]) that no program of the pipeline
+    /// declares as an output. Names the program and the FIFO; nothing was
+    /// started.
+    #[error("{program}: piped input {name:?} is no other program's output")]
+    UnknownLink {
+        /// The reading program.
+        program: String,
+        /// The FIFO's name.
+        name: String,
+    },
+
+    /// Two programs of a [`Pipeline`] declare the same FIFO name, other
+    /// than as one's output and the other's piped input: an output written
+    /// twice, an output read twice, or a name both an input and an output.
+    /// Names the FIFO and both programs; nothing was started.
+    #[error("FIFO {name:?} is declared by both {first} and {second}")]
+    NameClash {
+        /// The FIFO's name.
+        name: String,
+        /// The program that declared it first.
+        first: String,
+        /// The program that declared it again.
+        second: String,
+    },
+
+    /// The piped FIFOs of a [`Pipeline`] form a cycle: each program of it
+    /// reads what the one before writes. Names the FIFOs around the cycle;
+    /// nothing was started.
+    #[error("the piped FIFOs {} form a cycle", names.join(" -> "))]
+    Cycle {
+        /// The FIFOs around the cycle, in the order the bytes flow.
+        names: Vec<String>,
+    },
+
+    /// The [`Pipeline`] ran longer than its timeout. Every program was
+    /// killed and reaped; what was collected until then is in `partial`.
+    /// Names the programs.
+    #[error("{pipeline}: not finished after {after:?}; killed")]
+    PipelineTimeout {
+        /// The programs, as `a | b`.
+        pipeline: String,
+        /// The timeout.
+        after: Duration,
+        /// Each program's status (killed, unless it had exited), the
+        /// outputs read so far and the inputs' and links' accounting.
+        partial: Box<PipelineOutput>,
+    },
 }
 
 /// How much of one input reached the program.
@@ -238,20 +298,23 @@ pub struct FifoOutput {
 impl fmt::Debug for FifoOutput {
     // Outputs can be large: show their sizes and a short prefix.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let outputs: BTreeMap<&str, String> = self
-            .outputs
-            .iter()
-            .map(|(name, bytes)| {
-                let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
-                (name.as_str(), format!("{} bytes {head:?}", bytes.len()))
-            })
-            .collect();
         f.debug_struct("FifoOutput")
             .field("status", &self.status)
-            .field("outputs", &outputs)
+            .field("outputs", &summary(&self.outputs))
             .field("inputs", &self.inputs)
             .finish()
     }
+}
+
+/// Outputs for `Debug`: each one's size and a short prefix.
+fn summary(outputs: &BTreeMap<String, Vec<u8>>) -> BTreeMap<&str, String> {
+    outputs
+        .iter()
+        .map(|(name, bytes)| {
+            let head = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+            (name.as_str(), format!("{} bytes {head:?}", bytes.len()))
+        })
+        .collect()
 }
 
 /// A program to run with FIFOs for some of its files: a builder in the
@@ -267,6 +330,8 @@ pub struct FifoCommand {
     current_dir: Option<PathBuf>,
     inputs: Vec<(String, Vec<u8>)>,
     outputs: Vec<String>,
+    /// Inputs a [`Pipeline`] fills from another program's output.
+    piped: Vec<String>,
     timeout: Option<Duration>,
     stdin: Option<Stdio>,
     stdout: Option<Stdio>,
@@ -289,6 +354,7 @@ impl fmt::Debug for FifoCommand {
             .field("current_dir", &self.current_dir)
             .field("inputs", &inputs)
             .field("outputs", &self.outputs)
+            .field("piped", &self.piped)
             .field("timeout", &self.timeout)
             .field("proactor", &self.proactor)
             .finish_non_exhaustive()
@@ -297,7 +363,8 @@ impl fmt::Debug for FifoCommand {
 
 impl FifoCommand {
     /// A command running `program` (looked up in `PATH` as
-    /// [`Command::new`] does), with no arguments and no FIFOs yet.
+    /// [`Command::new`](std::process::Command::new) does), with no
+    /// arguments and no FIFOs yet.
     pub fn new(program: impl AsRef<OsStr>) -> FifoCommand {
         FifoCommand {
             program: program.as_ref().to_owned(),
@@ -306,6 +373,7 @@ impl FifoCommand {
             current_dir: None,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            piped: Vec::new(),
             timeout: None,
             stdin: None,
             stdout: None,
@@ -356,6 +424,16 @@ impl FifoCommand {
     /// Declares an output FIFO called `name`, whose bytes are collected.
     pub fn output(mut self, name: impl Into<String>) -> Self {
         self.outputs.push(name.into());
+        self
+    }
+
+    /// Declares an input FIFO called `name` that a [`Pipeline`] fills with
+    /// the output of the same name of another of its programs, then EOF
+    /// once that program has closed it and exited. Placeholders name it as
+    /// `{in:NAME}`, like any input. Outside a pipeline, or with no program
+    /// writing `name`, the run fails with [`ProcessError::UnknownLink`].
+    pub fn piped_input(mut self, name: impl Into<String>) -> Self {
+        self.piped.push(name.into());
         self
     }
 
@@ -418,56 +496,27 @@ impl FifoCommand {
     /// A non-zero exit status is not an error: it is in
     /// [`FifoOutput::status`].
     pub fn run(self) -> Result<FifoOutput, ProcessError> {
-        self.check_names()?;
-        let program = self.program.to_string_lossy().into_owned();
-        let dir = PrivateDir::create()?;
-        let path_of = |name: &str| dir.path.join(name);
-        let args = self
-            .args
-            .iter()
-            .map(|a| self.substitute(a, &dir.path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let envs = self
-            .envs
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), self.substitute(v, &dir.path)?)))
-            .collect::<Result<Vec<_>, ProcessError>>()?;
-
-        let fifo_err = |source| ProcessError::Fifo {
-            program: program.clone(),
-            source,
+        // A pipeline of one program, with this command's proactor and
+        // timeout.
+        let builder = self.proactor.clone();
+        let single = |out: PipelineOutput| FifoOutput {
+            // One program: one status.
+            status: out.statuses.into_iter().next().unwrap_or_default(),
+            outputs: out.outputs,
+            inputs: out.inputs,
         };
-        let mut p = self.proactor.clone().build().map_err(fifo_err)?;
-        let mut outputs = Vec::with_capacity(self.outputs.len());
-        for name in &self.outputs {
-            let output = Output::open(&mut p, name.clone(), path_of(name));
-            outputs.push(output.map_err(fifo_err)?);
+        match Pipeline::new().proactor(builder).command(self).run() {
+            Ok(out) => Ok(single(out)),
+            Err(ProcessError::PipelineTimeout {
+                pipeline,
+                after,
+                partial,
+            }) => Err(ProcessError::Timeout {
+                program: pipeline,
+                after,
+                partial: Box::new(single(*partial)),
+            }),
+            Err(e) => Err(e),
         }
-        let mut inputs = Vec::with_capacity(self.inputs.len());
-        for (name, data) in self.inputs {
-            let path = path_of(&name);
-            inputs.push(Input::open(&mut p, name, data, path).map_err(fifo_err)?);
-        }
-
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&args)
-            .envs(envs)
-            .stdin(self.stdin.unwrap_or_else(Stdio::null))
-            .stdout(self.stdout.unwrap_or_else(Stdio::inherit))
-            .stderr(self.stderr.unwrap_or_else(Stdio::inherit));
-        if let Some(d) = &self.current_dir {
-            cmd.current_dir(d);
-        }
-        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
-        let mut run = Run::new(program, p, child, inputs, outputs);
-        let result = run.drive(self.timeout);
-        // The child is reaped and the proactor dropped (every fd closed)
-        // before the directory goes.
-        drop(run);
-        drop(dir);
-        result
     }
 }

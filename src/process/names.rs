@@ -16,7 +16,8 @@ impl FifoCommand {
             .inputs
             .iter()
             .map(|(n, _)| n)
-            .chain(self.outputs.iter());
+            .chain(self.outputs.iter())
+            .chain(self.piped.iter());
         let mut seen = std::collections::BTreeSet::new();
         for name in names {
             let why = if name.is_empty() {
@@ -57,6 +58,7 @@ impl FifoCommand {
             };
             let declared = if is_input {
                 self.inputs.iter().any(|(n, _)| n.as_bytes() == name)
+                    || self.piped.iter().any(|n| n.as_bytes() == name)
             } else {
                 self.outputs.iter().any(|n| n.as_bytes() == name)
             };

@@ -1,19 +1,22 @@
-//! The loop that drives one run: feeding the inputs, routing the
-//! proactor's events to the FIFOs they belong to, noticing the child's
-//! exit, enforcing the timeout and assembling the result.
+//! The loop that drives one run of one or more programs: feeding the
+//! inputs, routing the proactor's events to the FIFOs they belong to,
+//! noticing each program's exit, enforcing the timeout and assembling the
+//! result.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use super::ProcessError;
 use super::fifos::{Input, Output, nudge};
-use super::{FifoOutput, ProcessError};
+use super::pipeline::{Link, LinkReport, PipelineOutput};
 use crate::ring::OpId;
-use crate::{Event, Events, Proactor};
+use crate::{CloseReason, Event, Events, Proactor};
 
-/// Longest time between two checks of whether the child has exited, where
+/// Longest time between two checks of whether a child has exited, where
 /// its exit cannot be watched through the ring (no pidfd), and while the
-/// FIFOs finish after it exited.
+/// FIFOs finish after every child exited.
 const EXIT_CHECK: Duration = Duration::from_millis(10);
 
 /// Kills and reaps the child on drop unless it was reaped already, so no
@@ -29,79 +32,106 @@ impl Drop for ChildGuard {
     }
 }
 
-/// One run under way: the proactor, the child and the state of every
-/// FIFO, until the result is taken.
-pub(super) struct Run {
-    program: String,
-    p: Proactor,
+/// One started program.
+struct Program {
+    /// As given to [`FifoCommand::new`](super::FifoCommand::new).
+    name: String,
     child: ChildGuard,
-    inputs: Vec<Input>,
-    outputs: Vec<Output>,
     status: Option<ExitStatus>,
-    /// The first transfer error: (FIFO name, what happened).
-    failure: Option<(String, String)>,
     /// The child's pidfd and its watch on the ring: readable once the
     /// child has exited, which wakes `poll`. `None` where pidfds are not
-    /// available (then exit is checked every [`EXIT_CHECK`]).
+    /// available (then exit is checked every [`EXIT_CHECK`]), and once it
+    /// fired.
     exit: Option<(OwnedFd, OpId)>,
 }
 
+/// One run under way: the proactor, the children and the state of every
+/// FIFO, until the result is taken.
+pub(super) struct Run {
+    /// The programs, as `a | b`: what errors about the whole run name.
+    label: String,
+    pub(super) p: Proactor,
+    programs: Vec<Program>,
+    pub(super) inputs: Vec<Input>,
+    pub(super) outputs: Vec<Output>,
+    pub(super) links: Vec<Link>,
+    /// The first transfer error: (program, FIFO name, what happened).
+    pub(super) failure: Option<(usize, String, String)>,
+}
+
+impl Drop for Run {
+    /// A process the children left behind may be blocked opening an input
+    /// whose sender still waits for it: a writer that comes and goes
+    /// releases it (it then reads EOF) before every FIFO goes.
+    fn drop(&mut self) {
+        for input in self.inputs.iter().filter(|i| !i.closed) {
+            nudge(&input.path);
+        }
+    }
+}
+
 impl Run {
-    /// Takes charge of the started child: from here on every path kills
-    /// and reaps it.
+    /// A run of no program yet, over FIFOs already open.
     pub(super) fn new(
-        program: String,
+        label: String,
         p: Proactor,
-        child: Child,
         inputs: Vec<Input>,
         outputs: Vec<Output>,
+        links: Vec<Link>,
     ) -> Run {
-        let mut p = p;
+        Run {
+            label,
+            p,
+            programs: Vec::new(),
+            inputs,
+            outputs,
+            links,
+            failure: None,
+        }
+    }
+
+    /// Starts the next program: from here on every path kills and reaps
+    /// it.
+    pub(super) fn start(&mut self, name: String, mut cmd: Command) -> Result<(), ProcessError> {
+        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: name.clone(),
+            source,
+        })?;
         // The child is not reaped until `try_wait` says so: its pid cannot
         // be reused before, so the pidfd names this child.
         let pid = rustix::process::Pid::from_child(&child);
+        let p = &mut self.p;
         let exit = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .ok()
             .and_then(|fd| {
                 let op = p.watch_readable(fd.as_fd()).ok()?;
                 Some((fd, op))
             });
-        Run {
-            program,
-            p,
+        self.programs.push(Program {
+            name,
             child: ChildGuard(Some(child)),
-            inputs,
-            outputs,
             status: None,
-            failure: None,
             exit,
-        }
+        });
+        Ok(())
     }
 
-    /// Feeds, drains and polls until the child has exited and every FIFO
+    /// Feeds, drains and polls until every child has exited and every FIFO
     /// is done, a transfer fails, or `timeout` has passed.
-    pub(super) fn drive(&mut self, timeout: Option<Duration>) -> Result<FifoOutput, ProcessError> {
+    pub(super) fn drive(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<PipelineOutput, ProcessError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut events = Events::with_capacity(64);
         loop {
+            self.settle_links();
             self.feed();
-            if self.status.is_none() {
-                let child = self.child.0.as_mut().expect("not reaped before exit");
-                match child.try_wait() {
-                    Ok(Some(status)) => self.on_exit(status),
-                    Ok(None) => {}
-                    Err(source) => {
-                        return Err(ProcessError::Wait {
-                            program: self.program.clone(),
-                            source,
-                        });
-                    }
-                }
-            }
+            self.reap()?;
             if self.failure.is_some() {
                 return Err(self.fail());
             }
-            if self.status.is_some()
+            if self.programs.iter().all(|p| p.status.is_some())
                 && self.inputs.iter().all(|i| i.closed)
                 && self.outputs.iter().all(|o| o.done)
             {
@@ -112,10 +142,11 @@ impl Run {
             {
                 return Err(self.time_out(after));
             }
-            // Waiting for the exit on the ring needs no timer; otherwise
-            // (no pidfd, or the child is gone and the FIFOs finish) check
-            // every EXIT_CHECK.
-            let watched = self.status.is_none() && self.exit.is_some();
+            // Waiting for the exits on the ring needs no timer; otherwise
+            // (a child without pidfd, or every child gone and the FIFOs
+            // finishing) check every EXIT_CHECK.
+            let mut running = self.programs.iter().filter(|p| p.status.is_none());
+            let watched = running.clone().next().is_some() && running.all(|p| p.exit.is_some());
             let cap = (!watched).then_some(EXIT_CHECK);
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let tick = match (cap, left) {
@@ -129,30 +160,52 @@ impl Run {
             self.p
                 .poll(&mut events, tick)
                 .map_err(|source| ProcessError::Fifo {
-                    program: self.program.clone(),
+                    program: self.label.clone(),
                     source,
                 })?;
-            if let Some((_, op)) = &self.exit
-                && self.p.took_readable(*op)
-            {
-                // Exited: `try_wait` at the top of the loop reaps it.
-                self.exit = None;
+            for program in &mut self.programs {
+                if let Some((_, op)) = &program.exit
+                    && self.p.took_readable(*op)
+                {
+                    // Exited: `reap` at the top of the loop reaps it.
+                    program.exit = None;
+                }
             }
             self.handle(&events);
         }
+    }
+
+    /// Reaps every child that has exited.
+    fn reap(&mut self) -> Result<(), ProcessError> {
+        for k in 0..self.programs.len() {
+            let program = &mut self.programs[k];
+            let Some(child) = program.child.0.as_mut() else {
+                continue;
+            };
+            match child.try_wait() {
+                Ok(Some(status)) => self.on_exit(k, status),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ProcessError::Wait {
+                        program: program.name.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn feed(&mut self) {
         for input in &mut self.inputs {
             if let Err(e) = input.feed(&mut self.p) {
                 self.failure
-                    .get_or_insert((input.name.clone(), e.to_string()));
+                    .get_or_insert((input.owner, input.name.clone(), e.to_string()));
             }
         }
     }
 
     fn handle(&mut self, events: &Events) {
-        let exited = self.status.is_some();
         for event in events {
             let token = event.token();
             if let Some(input) = self.inputs.iter_mut().find(|i| i.tx.token() == token) {
@@ -160,13 +213,17 @@ impl Run {
                     Event::Opened(_) => input.opened = true,
                     Event::Sent { bytes, .. } => input.accepted += bytes,
                     Event::Writable(_) => input.blocked = false,
-                    Event::Closed { unsent, .. } => {
+                    Event::Closed { unsent, reason, .. } => {
                         input.closed = true;
-                        debug_assert_eq!(unsent.len(), input.handed - input.accepted);
+                        input.flushed = reason == CloseReason::Flushed;
+                        debug_assert!(input.piped || unsent.len() == input.handed - input.accepted);
                     }
                     Event::Error { error, .. } => {
-                        self.failure
-                            .get_or_insert((input.name.clone(), error.to_string()));
+                        self.failure.get_or_insert((
+                            input.owner,
+                            input.name.clone(),
+                            error.to_string(),
+                        ));
                     }
                     // PeerGone: the child closed its read end; the sender
                     // waits for it to come back or to exit.
@@ -174,93 +231,128 @@ impl Run {
                 }
             } else if let Some(output) = self.outputs.iter_mut().find(|o| o.owns(token)) {
                 let current = output.rx.token() == token;
-                match event {
-                    Event::Data { data, .. } => output.data.extend_from_slice(data),
+                let exited = self
+                    .programs
+                    .get(output.owner)
+                    .is_some_and(|p| p.status.is_some());
+                let failed = match event {
+                    Event::Data { data, .. } if !output.is_relayed() => {
+                        output.data.extend_from_slice(data);
+                        None
+                    }
+                    Event::Relayed { bytes, .. } => {
+                        output.relayed += bytes;
+                        None
+                    }
                     // A read end closes itself at EOF, after this event.
-                    Event::PeerGone(_) if current && !output.done => {
-                        if let Err(e) = output.on_eof(&mut self.p, exited) {
-                            self.failure
-                                .get_or_insert((output.name.clone(), e.to_string()));
+                    Event::PeerGone(_) if current && !output.done => output
+                        .on_eof(&mut self.p, exited)
+                        .err()
+                        .map(|e| e.to_string()),
+                    Event::Error { error, .. } => Some(error.to_string()),
+                    Event::Closed { reason, .. } if current && !output.done => {
+                        match output.on_closed(&mut self.p, exited) {
+                            Ok(true) => None,
+                            Ok(false) => Some(format!("read end closed without EOF ({reason:?})")),
+                            Err(e) => Some(e.to_string()),
                         }
                     }
-                    Event::Error { error, .. } => {
-                        self.failure
-                            .get_or_insert((output.name.clone(), error.to_string()));
+                    Event::Closed { .. } => {
+                        output.old.retain(|r| r.token() != token);
+                        None
                     }
-                    Event::Closed { reason, .. } if current && !output.done => {
-                        self.failure.get_or_insert((
-                            output.name.clone(),
-                            format!("read end closed without EOF ({reason:?})"),
-                        ));
-                    }
-                    Event::Closed { .. } => output.old.retain(|r| r.token() != token),
-                    _ => {}
+                    _ => None,
+                };
+                if let Some(detail) = failed {
+                    self.failure
+                        .get_or_insert((output.owner, output.name.clone(), detail));
                 }
             }
         }
     }
 
-    fn on_exit(&mut self, status: ExitStatus) {
-        self.status = Some(status);
-        self.child.0 = None;
-        for input in &mut self.inputs {
+    fn on_exit(&mut self, k: usize, status: ExitStatus) {
+        if let Some(program) = self.programs.get_mut(k) {
+            program.status = Some(status);
+            program.child.0 = None;
+        }
+        for input in self.inputs.iter_mut().filter(|i| i.owner == k) {
             input.abandon(&mut self.p);
         }
-        for output in &self.outputs {
+        for output in self.outputs.iter().filter(|o| o.owner == k) {
             nudge(&output.path);
         }
+        self.cut_links_into(k);
     }
 
-    /// Kills the child, if still running, and reaps it.
-    fn stop_child(&mut self) -> Result<(), ProcessError> {
-        if let Some(mut child) = self.child.0.take() {
-            // Err: it has exited already; wait reaps it either way.
-            let _ = child.kill();
-            let status = child.wait().map_err(|source| ProcessError::Wait {
-                program: self.program.clone(),
-                source,
-            })?;
-            self.status = Some(status);
+    /// Kills every child still running, and reaps it.
+    fn stop_children(&mut self) -> Result<(), ProcessError> {
+        for program in &mut self.programs {
+            if let Some(mut child) = program.child.0.take() {
+                // Err: it has exited already; wait reaps it either way.
+                let _ = child.kill();
+                let status = child.wait().map_err(|source| ProcessError::Wait {
+                    program: program.name.clone(),
+                    source,
+                })?;
+                program.status = Some(status);
+            }
         }
         Ok(())
     }
 
     fn fail(&mut self) -> ProcessError {
-        if let Err(e) = self.stop_child() {
+        if let Err(e) = self.stop_children() {
             return e;
         }
-        let (fifo, detail) = self.failure.take().expect("a failure was recorded");
+        let (owner, fifo, detail) = self.failure.take().expect("a failure was recorded");
+        let program = self
+            .programs
+            .get(owner)
+            .map_or_else(|| self.label.clone(), |p| p.name.clone());
         ProcessError::Transfer {
-            program: self.program.clone(),
+            program,
             fifo,
             detail,
         }
     }
 
     fn time_out(&mut self, after: Duration) -> ProcessError {
-        if let Err(e) = self.stop_child() {
+        if let Err(e) = self.stop_children() {
             return e;
         }
-        ProcessError::Timeout {
-            program: self.program.clone(),
+        ProcessError::PipelineTimeout {
+            pipeline: self.label.clone(),
             after,
             partial: Box::new(self.result()),
         }
     }
 
-    fn result(&mut self) -> FifoOutput {
-        FifoOutput {
-            status: self.status.expect("the child was reaped"),
+    fn result(&mut self) -> PipelineOutput {
+        let links: BTreeMap<String, LinkReport> = self
+            .links
+            .iter()
+            .map(|l| (l.name().to_owned(), self.link_report(l)))
+            .collect();
+        PipelineOutput {
+            statuses: self
+                .programs
+                .iter()
+                .map(|p| p.status.expect("every child was reaped"))
+                .collect(),
             outputs: self
                 .outputs
                 .iter_mut()
+                .filter(|o| !o.is_relayed())
                 .map(|o| (o.name.clone(), std::mem::take(&mut o.data)))
                 .collect(),
             inputs: self
                 .inputs
                 .iter()
+                .filter(|i| !links.contains_key(&i.name))
                 .map(|i| (i.name.clone(), i.report()))
                 .collect(),
+            links,
         }
     }
 }

@@ -289,3 +289,36 @@ pub fn counting_writer(
     });
     (thread, written)
 }
+
+/// The private FIFO directories of `ringpipe::process` runs of this
+/// process still in the temp dir (there should be none between runs).
+pub fn leftover_dirs() -> Vec<String> {
+    let prefix = format!("ringpipe-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+/// A reader in python that, like gzip, opens `argv[1]` non-blocking and
+/// reads at once, waiting with `select` while it is empty, until EOF;
+/// writes what it read to `argv[2]`. It kills itself after 60 s.
+pub const NONBLOCKING_CAT_PY: &str = r#"
+import os, select, signal, sys
+signal.alarm(60)
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+data = bytearray()
+while True:
+    try:
+        b = os.read(fd, 1 << 16)
+    except BlockingIOError:
+        select.select([fd], [], [])
+        continue
+    if not b:
+        break
+    data += b
+with open(sys.argv[2], "wb") as f:
+    f.write(data)
+"#;
