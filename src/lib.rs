@@ -59,6 +59,7 @@ mod error;
 mod event;
 mod fifo;
 pub mod frame;
+pub mod hub;
 mod proactor;
 pub mod process;
 mod ring;
