@@ -1,0 +1,507 @@
+//! Hub: one publisher's frames to several subscribers, each with its own
+//! bounded queue; slow, absent, leaving and late subscribers.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use ringpipe::frame::Codec;
+use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
+use ringpipe::{Event, Events, FifoOptions, Proactor, Sender, Token};
+
+/// Payload bytes of every frame: an 8-byte index, then filler made of it.
+const PAYLOAD: usize = 60;
+/// Bytes of a frame on the wire (length-prefixed).
+const FRAME: usize = PAYLOAD + 4;
+
+/// Writes frames 0..count to the FIFO at argv[1], `batch` frames per
+/// batch, sleeping `sleep_ms` between batches; with `piece` > 0, in
+/// writes of at most `piece` bytes, which cut frames.
+const PUBLISHER_PY: &str = r#"
+import os, sys, signal, struct, time
+signal.alarm(60)
+path, count, batch, sleep_ms, piece = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+def frame(i):
+    head = struct.pack('<Q', i)
+    filler = bytes((i * 7 + k) & 0xff for k in range(52))
+    return struct.pack('<I', 60) + head + filler
+fd = os.open(path, os.O_WRONLY)
+i = 0
+while i < count:
+    data = b''.join(frame(j) for j in range(i, min(count, i + batch)))
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view[:piece] if piece else view)
+        view = view[n:]
+    i += batch
+    if sleep_ms:
+        time.sleep(sleep_ms / 1000)
+os.close(fd)
+"#;
+
+/// Reads the FIFO at argv[1] until EOF and saves every byte to argv[2].
+/// Reads at most `chunk` bytes at a time and sleeps `sleep_ms` after each
+/// read. With `leave_after` > 0 it reads exactly that many frames, closes
+/// the FIFO, stays away `away_ms`, and opens it again for the rest: it
+/// never asks for a byte beyond the frame it leaves after.
+const SUBSCRIBER_PY: &str = r#"
+import os, sys, signal, time
+signal.alarm(60)
+path, out = sys.argv[1], sys.argv[2]
+chunk, sleep_ms, leave_after, away_ms = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+data = bytearray()
+fd = os.open(path, os.O_RDONLY)
+if leave_after:
+    want = leave_after * 64
+    while len(data) < want:
+        b = os.read(fd, min(chunk, want - len(data)))
+        if not b:
+            break
+        data += b
+    os.close(fd)
+    time.sleep(away_ms / 1000)
+    fd = os.open(path, os.O_RDONLY)
+while True:
+    b = os.read(fd, chunk)
+    if not b:
+        break
+    data += b
+    if sleep_ms:
+        time.sleep(sleep_ms / 1000)
+os.close(fd)
+with open(out, 'wb') as f:
+    f.write(data)
+"#;
+
+/// How a subscriber child reads.
+#[derive(Clone, Copy)]
+struct Reader {
+    chunk: usize,
+    sleep_ms: f64,
+    leave_after: usize,
+    away_ms: f64,
+}
+
+const FAST: Reader = Reader {
+    chunk: 65536,
+    sleep_ms: 0.0,
+    leave_after: 0,
+    away_ms: 0.0,
+};
+/// 4 KiB every 20 ms: about 200 KB/s.
+const SLOW: Reader = Reader {
+    chunk: 4096,
+    sleep_ms: 20.0,
+    leave_after: 0,
+    away_ms: 0.0,
+};
+
+fn subscriber(path: &Path, out: &Path, r: Reader) -> ChildGuard {
+    ChildGuard::spawn(&mut python(
+        SUBSCRIBER_PY,
+        &[
+            &path,
+            &out,
+            &r.chunk.to_string(),
+            &r.sleep_ms.to_string(),
+            &r.leave_after.to_string(),
+            &r.away_ms.to_string(),
+        ],
+    ))
+}
+
+fn publisher(path: &Path, count: usize, batch: usize, sleep_ms: f64, piece: usize) -> ChildGuard {
+    ChildGuard::spawn(&mut python(
+        PUBLISHER_PY,
+        &[
+            &path,
+            &count.to_string(),
+            &batch.to_string(),
+            &sleep_ms.to_string(),
+            &piece.to_string(),
+        ],
+    ))
+}
+
+/// The frame indices in a subscriber's output, each frame checked whole.
+fn indices(out: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(out).unwrap();
+    assert_eq!(bytes.len() % FRAME, 0, "{}: a partial frame", out.display());
+    bytes
+        .chunks(FRAME)
+        .map(|f| {
+            assert_eq!(f[..4], (PAYLOAD as u32).to_le_bytes(), "bad header");
+            let i = u64::from_le_bytes(f[4..12].try_into().unwrap());
+            for (k, b) in f[12..].iter().enumerate() {
+                assert_eq!(*b, ((i * 7 + k as u64) & 0xff) as u8, "frame {i} corrupt");
+            }
+            i
+        })
+        .collect()
+}
+
+/// Strictly increasing: in order, no duplicates.
+fn assert_in_order(got: &[u64]) {
+    for w in got.windows(2) {
+        assert!(
+            w[0] < w[1],
+            "out of order or duplicated: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    p: Proactor,
+    events: Events,
+    src: PathBuf,
+    hub: Hub,
+}
+
+fn setup(opts: HubOptions) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let mut p = Proactor::new().unwrap();
+    let rx_opts = FifoOptions::new()
+        .create(true)
+        .frames(Codec::LengthPrefixed, 4096);
+    let rx = p.open_receiver(&src, &rx_opts).unwrap();
+    Setup {
+        dir,
+        p,
+        events: Events::with_capacity(256),
+        src,
+        hub: Hub::new(rx, opts),
+    }
+}
+
+impl Setup {
+    /// A subscriber FIFO and its sender (not yet added to the hub). The
+    /// pipe is one page, so the hub's queue, not the pipe, holds a slow
+    /// subscriber's backlog.
+    fn sender(&mut self, name: &str) -> (Sender, PathBuf, PathBuf) {
+        let path = self.dir.path().join(name);
+        let opts = FifoOptions::new().create(true).pipe_size(4096);
+        let tx = self.p.open_sender(&path, &opts).unwrap();
+        (tx, path, self.dir.path().join(format!("{name}.out")))
+    }
+
+    fn add(&mut self, name: &str) -> (Sender, PathBuf, PathBuf) {
+        let s = self.sender(name);
+        assert!(self.hub.add(&mut self.p, s.0).unwrap());
+        s
+    }
+
+    /// Polls, feeding the hub, until every sender in `wait_for` has
+    /// closed. `each` runs after every poll. Returns the hub's reports.
+    fn run(
+        &mut self,
+        wait_for: &[Sender],
+        mut each: impl FnMut(&mut Proactor, &mut Hub),
+    ) -> Vec<HubEvent> {
+        let mut reports = Vec::new();
+        let mut closed: Vec<Token> = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(50);
+        while !wait_for.iter().all(|t| closed.contains(&t.token())) {
+            assert!(std::time::Instant::now() < deadline, "hub run timed out");
+            self.p
+                .poll(&mut self.events, Some(Duration::from_millis(100)))
+                .unwrap();
+            self.hub.handle_events(&mut self.p, &self.events).unwrap();
+            for e in &self.events {
+                match e {
+                    Event::Closed { token, unsent, .. } => {
+                        assert!(unsent.is_empty(), "{token:?}: unsent bytes");
+                        closed.push(token);
+                    }
+                    Event::Error { token, error } => panic!("{token:?}: {error}"),
+                    _ => {}
+                }
+            }
+            reports.extend(self.hub.reports());
+            each(&mut self.p, &mut self.hub);
+        }
+        reports
+    }
+}
+
+/// Generous queues: a fast, a slow, an absent (opens after half the
+/// frames are published) and a leaving (reads a quarter, leaves, comes
+/// back) subscriber each get every frame once, in order.
+#[test]
+fn every_subscriber_gets_every_frame_in_order() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 20_000;
+        let mut s = setup(HubOptions::new(Codec::LengthPrefixed).queue_bytes(64 << 20));
+        let fast = s.add("fast");
+        let slow = s.add("slow");
+        let late = s.add("late");
+        let leaver = s.add("leaver");
+        let mut children = vec![
+            subscriber(&fast.1, &fast.2, FAST),
+            subscriber(&slow.1, &slow.2, SLOW),
+            subscriber(
+                &leaver.1,
+                &leaver.2,
+                Reader {
+                    leave_after: N / 4,
+                    away_ms: 200.0,
+                    ..FAST
+                },
+            ),
+        ];
+        children.push(publisher(&s.src, N, 64, 0.0, 0));
+        let mut late_child = None;
+        let (late_path, late_out) = (late.1.clone(), late.2.clone());
+        let reports = s.run(&[fast.0, slow.0, late.0, leaver.0], |_, hub| {
+            if late_child.is_none() && hub.published_frames() >= (N / 2) as u64 {
+                late_child = Some(subscriber(&late_path, &late_out, FAST));
+            }
+        });
+        children.extend(late_child);
+        wait_all(children, Duration::from_secs(30));
+        assert!(
+            reports.iter().any(|r| matches!(r, HubEvent::SourceEnded)),
+            "{reports:?}"
+        );
+        let all: Vec<u64> = (0..N as u64).collect();
+        for (name, out) in [("fast", &fast.2), ("slow", &slow.2), ("late", &late.2)] {
+            assert_eq!(indices(out), all, "{name}");
+        }
+        assert_eq!(indices(&leaver.2), all, "leaver");
+    });
+}
+
+/// A small queue under `DropOldest`: the slow subscriber misses frames,
+/// and what it got plus what was dropped is every frame, in order; the
+/// fast one gets everything.
+#[test]
+fn drop_oldest_counts_what_the_slow_one_missed() {
+    watchdog(Duration::from_secs(60), || {
+        // 4 MiB published in 4 KiB writes a millisecond apart; queues of
+        // 1 MiB: the slow reader (~200 KB/s) cannot keep up, and the fast
+        // one would have to stall for a quarter of a second to lose any.
+        const N: usize = 65_536;
+        let mut s = setup(
+            HubOptions::new(Codec::LengthPrefixed)
+                .queue_bytes(1 << 20)
+                .full(Full::DropOldest)
+                .sender_watermarks(4096, 1024),
+        );
+        let fast = s.add("fast");
+        let slow = s.add("slow");
+        let mut children = vec![
+            subscriber(&fast.1, &fast.2, FAST),
+            subscriber(&slow.1, &slow.2, SLOW),
+        ];
+        children.push(publisher(&s.src, N, 64, 1.0, 0));
+        let reports = s.run(&[fast.0, slow.0], |_, _| {});
+        wait_all(children, Duration::from_secs(30));
+        // A sender that closes leaves the hub, with its final counters.
+        let stats = |tx: Sender| {
+            reports
+                .iter()
+                .find_map(|r| match r {
+                    HubEvent::Gone { to, stats, .. } if *to == tx => Some(*stats),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let all: Vec<u64> = (0..N as u64).collect();
+        assert_eq!(indices(&fast.2), all, "fast");
+        assert_eq!(stats(fast.0).dropped_frames, 0);
+        let got = indices(&slow.2);
+        let st = stats(slow.0);
+        assert_in_order(&got);
+        assert!(st.dropped_frames > 0, "the slow reader kept up: {st:?}");
+        assert_eq!(got.len() as u64 + st.dropped_frames, N as u64, "{st:?}");
+        assert_eq!(st.dropped_bytes, st.dropped_frames * FRAME as u64);
+        assert_eq!(got.len() as u64, st.handed_frames);
+    });
+}
+
+/// `PauseSource`: nothing is dropped, the publisher is held back while
+/// the slow subscriber's queue is over the limit.
+#[test]
+fn pause_source_slows_the_publisher_and_loses_nothing() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 16_384; // 1 MiB
+        let mut s = setup(
+            HubOptions::new(Codec::LengthPrefixed)
+                .queue_bytes(64 << 10)
+                .full(Full::PauseSource)
+                .sender_watermarks(4096, 1024),
+        );
+        let fast = s.add("fast");
+        let slow = s.add("slow");
+        let leaver = s.add("leaver");
+        let children = vec![
+            subscriber(&fast.1, &fast.2, FAST),
+            subscriber(
+                &slow.1,
+                &slow.2,
+                Reader {
+                    chunk: 16384,
+                    ..SLOW
+                },
+            ),
+            subscriber(
+                &leaver.1,
+                &leaver.2,
+                Reader {
+                    leave_after: N / 4,
+                    away_ms: 200.0,
+                    ..FAST
+                },
+            ),
+            publisher(&s.src, N, 64, 0.0, 0),
+        ];
+        let mut max_queued = 0;
+        let (ftx, stx, ltx) = (fast.0, slow.0, leaver.0);
+        let reports = s.run(&[fast.0, slow.0, leaver.0], |_, hub| {
+            for tx in [ftx, stx, ltx] {
+                if let Some(st) = hub.stats(tx) {
+                    max_queued = max_queued.max(st.queued_bytes);
+                }
+            }
+        });
+        wait_all(children, Duration::from_secs(30));
+        let paused = reports
+            .iter()
+            .filter(|r| matches!(r, HubEvent::Paused))
+            .count();
+        assert!(paused > 0, "never paused: {reports:?}");
+        let all: Vec<u64> = (0..N as u64).collect();
+        for (name, out) in [("fast", &fast.2), ("slow", &slow.2), ("leaver", &leaver.2)] {
+            assert_eq!(indices(out), all, "{name}");
+        }
+        // Over the limit by at most what one read delivers after the pause.
+        assert!(max_queued <= (64 << 10) + (1 << 20), "{max_queued}");
+    });
+}
+
+/// `Detach`: the slow subscriber is detached and reported, keeps exactly
+/// the frames it was handed (a prefix), and the fast one completes.
+#[test]
+fn detach_lets_the_slow_one_go() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 65_536;
+        let mut s = setup(
+            HubOptions::new(Codec::LengthPrefixed)
+                .queue_bytes(256 << 10)
+                .full(Full::Detach)
+                .sender_watermarks(4096, 1024),
+        );
+        let fast = s.add("fast");
+        let slow = s.add("slow");
+        let children = vec![
+            subscriber(&fast.1, &fast.2, FAST),
+            subscriber(&slow.1, &slow.2, SLOW),
+            publisher(&s.src, N, 64, 1.0, 0),
+        ];
+        let stx = slow.0;
+        let mut closing = false;
+        let reports = s.run(&[fast.0, slow.0], |p, hub| {
+            if !closing && hub.stats(stx).is_none() {
+                p.close_after_flush(stx).unwrap();
+                closing = true;
+            }
+        });
+        wait_all(children, Duration::from_secs(30));
+        let detached: Vec<_> = reports
+            .iter()
+            .filter_map(|r| match r {
+                HubEvent::Detached { to, stats } => Some((*to, *stats)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(detached.len(), 1, "{reports:?}");
+        assert_eq!(detached[0].0, slow.0);
+        let got = indices(&slow.2);
+        assert!(got.len() < N, "the slow one got everything");
+        assert_eq!(got, (0..detached[0].1.handed_frames).collect::<Vec<_>>());
+        assert_eq!(indices(&fast.2), (0..N as u64).collect::<Vec<_>>());
+    });
+}
+
+/// A subscriber added mid-stream gets the frames from then on, in order;
+/// one removed mid-stream keeps exactly what it was handed.
+#[test]
+fn add_and_remove_while_running() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 20_000;
+        let mut s = setup(HubOptions::new(Codec::LengthPrefixed).queue_bytes(64 << 20));
+        let steady = s.add("steady");
+        let leaving = s.add("leaving");
+        let joining = s.sender("joining");
+        let children = vec![
+            subscriber(&steady.1, &steady.2, FAST),
+            subscriber(&leaving.1, &leaving.2, FAST),
+            subscriber(&joining.1, &joining.2, FAST),
+            // 64 frames a millisecond: the run lasts long enough to act in.
+            publisher(&s.src, N, 64, 1.0, 0),
+        ];
+        let (mut joined_at, mut removed) = (None, None);
+        let (jtx, ltx) = (joining.0, leaving.0);
+        s.run(&[steady.0, leaving.0, joining.0], |p, hub| {
+            if joined_at.is_none() && hub.published_frames() >= (N / 3) as u64 {
+                joined_at = Some(hub.published_frames());
+                assert!(hub.add(p, jtx).unwrap());
+                assert!(!hub.add(p, jtx).unwrap(), "added twice");
+            }
+            if removed.is_none() && hub.published_frames() >= (N / 2) as u64 {
+                let st = hub.remove(p, ltx).unwrap();
+                assert!(hub.remove(p, ltx).is_none());
+                p.close_after_flush(ltx).unwrap();
+                removed = Some(st);
+            }
+        });
+        wait_all(children, Duration::from_secs(30));
+        let all: Vec<u64> = (0..N as u64).collect();
+        assert_eq!(indices(&steady.2), all, "steady");
+        let from = joined_at.unwrap();
+        assert!(from < N as u64, "joined after the end");
+        assert_eq!(indices(&joining.2), (from..N as u64).collect::<Vec<_>>());
+        let st = removed.unwrap();
+        assert!(st.handed_frames < N as u64);
+        assert_eq!(
+            indices(&leaving.2),
+            (0..st.handed_frames).collect::<Vec<_>>()
+        );
+    });
+}
+
+/// A raw source (plain `Data`) is decoded by the hub: frames cut across
+/// reads arrive whole.
+#[test]
+fn raw_source_is_decoded_into_whole_frames() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 5_000;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        let mut p = Proactor::new().unwrap();
+        let rx = p
+            .open_receiver(&src, &FifoOptions::new().create(true))
+            .unwrap();
+        let mut s = Setup {
+            dir,
+            p,
+            events: Events::with_capacity(256),
+            src,
+            hub: Hub::new(rx, HubOptions::new(Codec::LengthPrefixed)),
+        };
+        let a = s.add("a");
+        // Writes of 1000 bytes: frames cut across writes, hence reads.
+        let children = vec![
+            subscriber(&a.1, &a.2, FAST),
+            publisher(&s.src, N, 100, 0.0, 1000),
+        ];
+        s.run(&[a.0], |_, _| {});
+        wait_all(children, Duration::from_secs(30));
+        assert_eq!(indices(&a.2), (0..N as u64).collect::<Vec<_>>());
+    });
+}
