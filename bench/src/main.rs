@@ -21,6 +21,7 @@ mod chart;
 mod engine;
 mod fanout;
 mod handoff;
+mod hub;
 mod loadgen;
 mod mux;
 mod report;
@@ -174,6 +175,10 @@ enum Cmd {
     /// Notifier -> FIFO -> reader process, against a blocking writer
     /// thread on the same channel: messages/s, p50/p99 latency.
     Handoff(handoff::HandoffArgs),
+    /// Publisher -> router (ringpipe::hub::Hub) -> 2 fast subscribers,
+    /// with and without a slow third: the fast ones' p50/p99 latency,
+    /// msgs/s, router CPU per message and RSS.
+    Hub(hub::HubArgs),
     /// (internal) The load generator side of one run.
     #[command(hide = true)]
     Loadgen { spec: String, count: usize },
@@ -215,6 +220,7 @@ fn main() {
         Cmd::FanoutPub { spec } => fanout::publisher_main(spec),
         Cmd::FanoutSub { spec, index } => fanout::subscriber_main(spec, *index),
         Cmd::Handoff(args) => handoff::run(args, cli.runs, cli.warmup),
+        Cmd::Hub(args) => hub::run(args, cli.runs, cli.warmup),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
