@@ -357,8 +357,8 @@ fn publisher(path: &Path, msgs: u64, rate: u64) -> std::io::Result<()> {
     let start = Instant::now();
     let mut seq = 0;
     while seq < msgs {
-        if rate > 0 {
-            let due = start + Duration::from_nanos(seq * 1_000_000_000 / rate);
+        if let Some(ns) = (seq * 1_000_000_000).checked_div(rate) {
+            let due = start + Duration::from_nanos(ns);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
