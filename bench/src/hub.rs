@@ -9,8 +9,9 @@
 //! subscribers' p50 (mean of the two) and p99 (worse of the two), msgs/s
 //! (first frame written to last frame read by a fast subscriber), the
 //! router's CPU per message and peak RSS, and the slow one's dropped
-//! frames. The two setups take turns within each run; medians and
-//! min..max over the runs are printed.
+//! frames. With `--tee`, the kernel fan-out (`Proactor::fan_out`) runs
+//! the slow setup too, for contrast. The setups take turns within each
+//! run; medians and min..max over the runs are printed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::time::{ClockId, clock_gettime};
 use ringpipe::frame::Codec;
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
-use ringpipe::{Event, Events, FifoOptions, Proactor};
+use ringpipe::{Event, Events, FanOutPolicy, FifoOptions, Proactor};
 
 /// Frame on the wire: 4-byte header, 8-byte sequence, 8-byte time, filler.
 const FRAME: usize = 64;
@@ -30,11 +31,12 @@ const PAYLOAD: usize = FRAME - 4;
 #[derive(Debug, clap::Args)]
 pub struct HubArgs {
     /// Frames the publisher writes per run.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     msgs: u64,
-    /// Publisher rate in frames/s (0: as fast as the pipe takes them, in
-    /// writes of 64 frames).
-    #[arg(long, default_value_t = 0)]
+    /// Publisher rate in frames/s, one write each (0: as fast as the pipe
+    /// takes them, in writes of 64 frames; the subscribers then fall
+    /// behind a 2-core machine's publisher and drop too).
+    #[arg(long, default_value_t = 50_000)]
     rate: u64,
     /// Bytes each subscriber's hub queue may hold before dropping.
     #[arg(long, default_value_t = 1 << 20)]
@@ -43,6 +45,11 @@ pub struct HubArgs {
     /// between).
     #[arg(long, default_value_t = 20_000)]
     slow_rate: u64,
+    /// Also run the kernel fan-out (`Proactor::fan_out`, TEE/SPLICE,
+    /// `FanOutPolicy::Wait`) with the slow subscriber, for contrast: every
+    /// subscriber moves at the slow one's pace.
+    #[arg(long)]
+    tee: bool,
     /// (internal) Play one process of a run: router, publisher or
     /// subscriber, with its arguments.
     #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
@@ -68,7 +75,7 @@ fn arg<T: std::str::FromStr>(v: &[String], i: usize) -> std::io::Result<T> {
 pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
     if let Some(r) = &args.role {
         return match r.first().map(String::as_str) {
-            Some("router") => router(Path::new(&r[1]), arg(r, 2)?, arg(r, 3)?),
+            Some("router") => router(Path::new(&r[1]), arg(r, 2)?, arg(r, 3)?, arg(r, 4)?),
             Some("publisher") => publisher(Path::new(&r[1]), arg(r, 2)?, arg(r, 3)?),
             Some("subscriber") => subscriber(Path::new(&r[1]), arg(r, 2)?),
             _ => Err(err(format!("unknown role {r:?}"))),
@@ -89,13 +96,21 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             r => format!(" at {r}/s"),
         },
     );
-    let setups = [("2 fast", false), ("2 fast + 1 slow", true)];
+    // (name, slow subscriber present, kernel tee instead of the hub)
+    let setups = [
+        ("hub 2 fast", false, false),
+        ("hub 2 fast+slow", true, false),
+        ("tee 2 fast+slow", true, true),
+    ];
     let mut got: Vec<Vec<Figures>> = vec![Vec::new(); setups.len()];
     for round in 0..warmup + runs {
-        for (s, &(_, slow)) in setups.iter().enumerate() {
+        for (s, &(_, slow, tee)) in setups.iter().enumerate() {
+            if tee && !args.tee {
+                continue;
+            }
             let run_dir = dir.join(format!("{round}-{s}"));
             std::fs::create_dir_all(&run_dir)?;
-            let f = one_run(&exe, &run_dir, args, slow)?;
+            let f = one_run(&exe, &run_dir, args, slow, tee)?;
             let _ = std::fs::remove_dir_all(&run_dir);
             if round >= warmup {
                 got[s].push(f);
@@ -113,7 +128,10 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         "slow dropped",
         "fast missed"
     );
-    for (s, (name, _)) in setups.iter().enumerate() {
+    for (s, (name, ..)) in setups.iter().enumerate() {
+        if got[s].is_empty() {
+            continue;
+        }
         let col = |f: fn(&Figures) -> f64| median_spread(got[s].iter().map(f).collect());
         println!(
             "{:<16} {:>26} {:>24} {:>26} {:>20} {:>18} {:>14} {:>12}",
@@ -204,7 +222,13 @@ fn output(mut child: std::process::Child, what: &str) -> std::io::Result<Vec<f64
         .collect()
 }
 
-fn one_run(exe: &Path, dir: &Path, args: &HubArgs, slow: bool) -> std::io::Result<Figures> {
+fn one_run(
+    exe: &Path,
+    dir: &Path,
+    args: &HubArgs,
+    slow: bool,
+    tee: bool,
+) -> std::io::Result<Figures> {
     let subs = if slow { 3 } else { 2 };
     let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
     nix::unistd::mkfifo(&dir.join("src"), mode).map_err(err)?;
@@ -219,6 +243,7 @@ fn one_run(exe: &Path, dir: &Path, args: &HubArgs, slow: bool) -> std::io::Resul
             s(dir),
             subs.to_string(),
             args.queue.to_string(),
+            u8::from(tee).to_string(),
         ],
     )?;
     let mut readers = Vec::new();
@@ -274,7 +299,8 @@ fn one_run(exe: &Path, dir: &Path, args: &HubArgs, slow: bool) -> std::io::Resul
         p50 += p50_ns / 1e3 / fast.len() as f64;
         p99 = p99.max(p99_ns / 1e3);
     }
-    if published != args.msgs as f64 {
+    // A tee publishes nothing through the hub: its subscribers count.
+    if !tee && published != args.msgs as f64 {
         return Err(err(format!("router published {published}")));
     }
     Ok(Figures {
@@ -291,14 +317,13 @@ fn one_run(exe: &Path, dir: &Path, args: &HubArgs, slow: bool) -> std::io::Resul
 /// The router: the source, a hub, `subs` senders; runs until every
 /// sender has closed after the source's end. Prints its CPU seconds, peak
 /// RSS (KiB), frames published and frames dropped (over all subscribers).
-fn router(dir: &Path, subs: usize, queue: usize) -> std::io::Result<()> {
+fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()> {
     let mut p = Proactor::new().map_err(err)?;
-    let rx = p
-        .open_receiver(
-            dir.join("src"),
-            &FifoOptions::new().frames(Codec::LengthPrefixed, PAYLOAD),
-        )
-        .map_err(err)?;
+    let rx_opts = match tee {
+        0 => FifoOptions::new().frames(Codec::LengthPrefixed, PAYLOAD),
+        _ => FifoOptions::new(),
+    };
+    let rx = p.open_receiver(dir.join("src"), &rx_opts).map_err(err)?;
     let mut hub = Hub::new(
         rx,
         HubOptions::new(Codec::LengthPrefixed)
@@ -310,8 +335,16 @@ fn router(dir: &Path, subs: usize, queue: usize) -> std::io::Result<()> {
         let tx = p
             .open_sender(dir.join(format!("sub{i}")), &FifoOptions::new())
             .map_err(err)?;
-        hub.add(&mut p, tx).map_err(err)?;
+        if tee == 0 {
+            hub.add(&mut p, tx).map_err(err)?;
+        }
         txs.push(tx);
+    }
+    if tee != 0 {
+        p.fan_out(rx, &txs, FanOutPolicy::Wait).map_err(err)?;
+        for tx in &txs {
+            p.close_after_flush(*tx).map_err(err)?;
+        }
     }
     let mut events = Events::with_capacity(1024);
     let (mut closed, mut dropped) = (0, 0);
