@@ -420,12 +420,7 @@ impl Hub {
             }
             Event::Closed { token, .. } => match self.position(*token) {
                 Some(i) => {
-                    let sub = self.subs.swap_remove(i);
-                    self.reports.push(HubEvent::Gone {
-                        to: sub.tx,
-                        stats: sub.stats,
-                        error: None,
-                    });
+                    self.let_go(i, None);
                     self.check_pause(p);
                     Ok(Handled::Used)
                 }
@@ -530,28 +525,32 @@ impl Hub {
                 }
             }
         }
-        if let Some(error) = failed {
-            let sub = self.subs.swap_remove(i);
-            self.reports.push(HubEvent::Gone {
-                to: sub.tx,
-                stats: sub.stats,
-                error: Some(error),
-            });
-            return false;
-        }
-        if self.ended && self.opts.close_at_end && sub.queue.is_empty() && !sub.closing {
+        if failed.is_none()
+            && self.ended
+            && self.opts.close_at_end
+            && sub.queue.is_empty()
+            && !sub.closing
+        {
             sub.closing = true;
-            if let Err(error) = p.close_after_flush(sub.tx) {
-                let sub = self.subs.swap_remove(i);
-                self.reports.push(HubEvent::Gone {
-                    to: sub.tx,
-                    stats: sub.stats,
-                    error: Some(error),
-                });
-                return false;
-            }
+            failed = p.close_after_flush(sub.tx).err();
         }
-        true
+        match failed {
+            Some(error) => {
+                self.let_go(i, Some(error));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Forgets subscriber `i`, whose sender closed or failed.
+    fn let_go(&mut self, i: usize, error: Option<Error>) {
+        let sub = self.subs.swap_remove(i);
+        self.reports.push(HubEvent::Gone {
+            to: sub.tx,
+            stats: sub.stats,
+            error,
+        });
     }
 
     /// Under [`Full::PauseSource`]: pauses the source while any queue is
