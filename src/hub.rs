@@ -14,6 +14,12 @@
 //! [`Full`] policy: drop its oldest frames and count them, pause the
 //! source, or detach the subscriber.
 //!
+//! Memory: the bytes a subscriber holds are its queued frames plus, at
+//! most, the rest of the one chunk it is part way through; a chunk is
+//! freed when the last queue moves past it. Frames are re-encoded in the
+//! hub's codec, so a source may also read lines and publish
+//! length-prefixed frames.
+//!
 //! A subscriber whose reader leaves keeps its sender, which keeps every
 //! byte it was handed and resumes at the exact byte when a reader comes
 //! back; meanwhile its queue fills. So a reader that leaves on a frame

@@ -1,0 +1,73 @@
+//! Publish/subscribe over FIFOs: the lines written into one FIFO go to
+//! every subscriber FIFO, each with a queue of its own, so a slow or absent
+//! subscriber neither slows the others nor loses its place (unless its
+//! queue overflows: `drop` counts what it missed, `pause` holds the
+//! publisher back instead, `detach` lets it go). Exits once the
+//! publishers have closed and every subscriber has read everything.
+//!
+//! ```text
+//! cargo run --example pubsub -- drop|pause|detach QUEUE_BYTES IN OUT [OUT...]
+//! ```
+
+use ringpipe::frame::{Codec, PIPE_BUF};
+use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Sender};
+
+fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = || -> ! {
+        eprintln!("usage: pubsub drop|pause|detach QUEUE_BYTES IN OUT [OUT...]");
+        std::process::exit(2)
+    };
+    let [policy, queue, input, outputs @ ..] = &args[..] else {
+        usage()
+    };
+    let full = match policy.as_str() {
+        "drop" => Full::DropOldest,
+        "pause" => Full::PauseSource,
+        "detach" => Full::Detach,
+        _ => usage(),
+    };
+    let Ok(queue) = queue.parse() else { usage() };
+    if outputs.is_empty() {
+        usage()
+    }
+    let mut p = Proactor::new()?;
+    let opts = FifoOptions::new().create(true);
+    // Whole lines from a one-shot receiver: it closes once its writers left.
+    let source = p.open_receiver(input, &opts.clone().frames(Codec::Lines, PIPE_BUF - 1))?;
+    let mut hub = Hub::new(
+        source,
+        HubOptions::new(Codec::Lines).queue_bytes(queue).full(full),
+    );
+    let mut open: Vec<Sender> = Vec::new();
+    for out in outputs {
+        let tx = p.open_sender(out, &opts)?;
+        hub.add(&mut p, tx)?;
+        open.push(tx);
+    }
+    let mut events = Events::with_capacity(1024);
+    while !open.is_empty() {
+        p.poll(&mut events, None)?;
+        hub.handle_events(&mut p, &events)?;
+        for event in &events {
+            if let Event::Closed { token, .. } = event {
+                open.retain(|t| t.token() != token);
+            }
+        }
+        for report in hub.reports() {
+            match report {
+                HubEvent::Gone { to, stats, .. } => {
+                    eprintln!("pubsub: {to:?} done, {stats:?}")
+                }
+                HubEvent::Detached { to, stats } => {
+                    eprintln!("pubsub: {to:?} detached, {stats:?}");
+                    // Pass EOF on after the lines it was handed.
+                    p.close_after_flush(to)?;
+                }
+                other => eprintln!("pubsub: {other:?}"),
+            }
+        }
+    }
+    Ok(())
+}
