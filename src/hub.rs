@@ -634,6 +634,51 @@ mod tests {
         sub
     }
 
+    /// One chunk per flush, shared by every queue: the frames are in
+    /// memory once however many subscribers hold them.
+    #[test]
+    fn subscribers_share_one_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let opts = crate::FifoOptions::new().create(true);
+        let source = p.open_receiver(dir.path().join("src"), &opts).unwrap();
+        // A high watermark of one byte: each sender takes one frame, the
+        // rest stays queued in the hub.
+        let mut hub = Hub::new(
+            source,
+            HubOptions::new(Codec::Lines).sender_watermarks(1, 0),
+        );
+        // No reader: the senders wait, holding what they are handed.
+        let txs: Vec<Sender> = (0..3)
+            .map(|i| {
+                let tx = p
+                    .open_sender(dir.path().join(format!("out{i}")), &opts)
+                    .unwrap();
+                assert!(hub.add(&mut p, tx).unwrap());
+                tx
+            })
+            .collect();
+        for frame in [&b"one"[..], b"two", b"three"] {
+            let event = Event::Frame {
+                from: source,
+                frame,
+            };
+            assert_eq!(hub.handle(&mut p, &event).unwrap(), Handled::Used);
+        }
+        hub.flush(&mut p);
+        assert_eq!(hub.published_frames(), 3);
+        let first = &hub.subs[0].queue[0].0;
+        assert_eq!(Rc::strong_count(first), 3);
+        assert!(hub.subs.iter().all(|s| Rc::ptr_eq(&s.queue[0].0, first)));
+        assert_eq!(first.bytes, b"one\ntwo\nthree\n");
+        for tx in txs {
+            let st = hub.stats(tx).unwrap();
+            assert_eq!((st.handed_frames, st.handed_bytes), (1, 4));
+            assert_eq!((st.queued_frames, st.queued_bytes), (2, 10));
+            assert_eq!(p.stats(tx).unwrap().bytes_unsent(), 4);
+        }
+    }
+
     #[test]
     fn drop_oldest_drops_whole_frames_from_the_head() {
         let mut sub = sub_with(&[b"aaaa", b"bb", b"c"]);
