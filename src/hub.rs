@@ -502,10 +502,10 @@ impl Hub {
                     break;
                 }
             };
-            if unsent >= high {
-                break;
-            }
-            let room = (high - unsent) as usize;
+            // At or over the watermark the send below is refused: that
+            // refusal is what promises `Writable` (the sender may have
+            // been over it before the hub set its watermarks).
+            let room = high.saturating_sub(unsent).max(1) as usize;
             let start = chunk.start(*first);
             let (mut last, mut end) = (*first, start);
             while last < chunk.ends.len() && end - start < room {

@@ -127,8 +127,11 @@ fn publisher(path: &Path, count: usize, batch: usize, sleep_ms: f64, piece: usiz
 
 /// The frame indices in a subscriber's output, each frame checked whole.
 fn indices(out: &Path) -> Vec<u64> {
-    let bytes = std::fs::read(out).unwrap();
-    assert_eq!(bytes.len() % FRAME, 0, "{}: a partial frame", out.display());
+    indices_of(&std::fs::read(out).unwrap())
+}
+
+fn indices_of(bytes: &[u8]) -> Vec<u64> {
+    assert_eq!(bytes.len() % FRAME, 0, "a partial frame");
     bytes
         .chunks(FRAME)
         .map(|f| {
@@ -503,5 +506,38 @@ fn raw_source_is_decoded_into_whole_frames() {
         s.run(&[a.0], |_, _| {});
         wait_all(children, Duration::from_secs(30));
         assert_eq!(indices(&a.2), (0..N as u64).collect::<Vec<_>>());
+    });
+}
+
+/// A sender that already holds more than the hub's watermark when it is
+/// added is still fed: the hub's first send is refused, which promises
+/// `Writable`, instead of waiting for a `Writable` nobody promised.
+#[test]
+fn a_sender_over_the_watermark_is_fed() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 2_000;
+        const BEFORE: usize = 60_000;
+        let mut s = setup(HubOptions::new(Codec::LengthPrefixed).sender_watermarks(4096, 1024));
+        let a = s.sender("a");
+        // Below the default high watermark (64 KiB): accepted, no promise.
+        s.p.send(a.0, &[b'x'; BEFORE]).unwrap();
+        assert!(s.hub.add(&mut s.p, a.0).unwrap());
+        // Nothing reads until the publisher is done: the hub queues it all.
+        let publisher = publisher(&s.src, N, 64, 0.0, 0);
+        let mut reader = None;
+        let (path, out) = (a.1.clone(), a.2.clone());
+        s.run(&[a.0], |_, hub| {
+            if reader.is_none() && hub.published_frames() == N as u64 {
+                reader = Some(subscriber(&path, &out, FAST));
+            }
+        });
+        wait_all(vec![publisher], Duration::from_secs(30));
+        wait_all(reader.into_iter().collect(), Duration::from_secs(30));
+        let bytes = std::fs::read(&a.2).unwrap();
+        assert!(bytes[..BEFORE].iter().all(|b| *b == b'x'));
+        assert_eq!(
+            indices_of(&bytes[BEFORE..]),
+            (0..N as u64).collect::<Vec<_>>()
+        );
     });
 }
