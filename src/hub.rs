@@ -362,8 +362,10 @@ impl Hub {
     /// Handles one event. The source's frames are staged, and published
     /// to every subscriber at the next [`flush`](Self::flush) (or the next
     /// event that is not the source's data), so the frames of one poll
-    /// share one chunk. Fails only on a bad frame from a raw source
-    /// ([`Error::Frame`]).
+    /// share one chunk. Fails only on a frame the hub cannot take
+    /// ([`Error::Frame`]): a bad frame from a raw source (its decoder
+    /// then stays failed: close the source), or a payload the hub's codec
+    /// cannot carry (a newline, for [`Codec::Lines`]).
     pub fn handle(&mut self, p: &mut Proactor, event: &Event<'_>) -> Result<Handled> {
         let source = self.source.token();
         match event {
@@ -384,11 +386,13 @@ impl Hub {
                 let mut bad = None;
                 self.decoder
                     .feed(data, |frame| {
-                        // The decoder checked the frame against this codec.
-                        if let Err(e) = codec.encode(frame, &mut staged.bytes) {
-                            bad.get_or_insert(e);
+                        // Decoded in this codec, so it encodes in it too.
+                        match codec.encode(frame, &mut staged.bytes) {
+                            Ok(()) => staged.ends.push(staged.bytes.len()),
+                            Err(e) => {
+                                bad.get_or_insert(e);
+                            }
                         }
-                        staged.ends.push(staged.bytes.len());
                     })
                     .map_err(|e| Error::Frame {
                         token: source,
