@@ -1,14 +1,14 @@
 //! `ringpipe-bench hub`: one publisher process -> FIFO -> router process
 //! (a proactor and a `ringpipe::hub::Hub`, `DropOldest`) -> FIFOs -> 2 fast
-//! subscriber processes, with and without a third that reads at a fixed
-//! slow rate. Does the slow one slow the fast ones?
+//! subscriber processes, alone, with a fast third, and with a third that
+//! reads at a fixed slow rate. Does the slow one slow the fast ones?
 //!
 //! Each 64-byte length-prefixed frame carries its sequence number and the
 //! CLOCK_MONOTONIC time the publisher wrote it; each subscriber checks the
 //! order and records the latency to its `read`. Reported: the fast
 //! subscribers' p50 (mean of the two) and p99 (worse of the two), msgs/s
 //! (first frame written to last frame read by a fast subscriber), the
-//! router's CPU per message and peak RSS, and the slow one's dropped
+//! router's CPU per message and peak RSS, and the third's dropped
 //! frames. With `--tee`, the kernel fan-out (`Proactor::fan_out`) runs
 //! the slow setup too, for contrast. The setups take turns within each
 //! run; medians and min..max over the runs are printed.
@@ -86,7 +86,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
     let exe = std::env::current_exe()?;
     println!(
         "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast \
-         subscribers (+ 1 reading {} frames/s); {} frames of {FRAME} B{}; {runs} runs + {warmup} \
+         subscribers (+ a fast third, or one reading {} frames/s); {} frames of {FRAME} B{}; {runs} runs + {warmup} \
          warm-up, setups interleaved",
         args.queue >> 10,
         args.slow_rate,
@@ -96,21 +96,25 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             r => format!(" at {r}/s"),
         },
     );
-    // (name, slow subscriber present, kernel tee instead of the hub)
+    // (name, the third subscriber's read rate if any (0: fast), kernel
+    // tee instead of the hub). A fast third tells the cost of a third
+    // subscriber from the cost of a slow one.
+    let slow = args.slow_rate.max(1);
     let setups = [
-        ("hub 2 fast", false, false),
-        ("hub 2 fast+slow", true, false),
-        ("tee 2 fast+slow", true, true),
+        ("hub 2 fast", None, false),
+        ("hub 2 fast+fast", Some(0), false),
+        ("hub 2 fast+slow", Some(slow), false),
+        ("tee 2 fast+slow", Some(slow), true),
     ];
     let mut got: Vec<Vec<Figures>> = vec![Vec::new(); setups.len()];
     for round in 0..warmup + runs {
-        for (s, &(_, slow, tee)) in setups.iter().enumerate() {
+        for (s, &(_, third, tee)) in setups.iter().enumerate() {
             if tee && !args.tee {
                 continue;
             }
             let run_dir = dir.join(format!("{round}-{s}"));
             std::fs::create_dir_all(&run_dir)?;
-            let f = one_run(&exe, &run_dir, args, slow, tee)?;
+            let f = one_run(&exe, &run_dir, args, third, tee)?;
             let _ = std::fs::remove_dir_all(&run_dir);
             if round >= warmup {
                 got[s].push(f);
@@ -125,7 +129,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         "fast p99 us",
         "router cpu us/msg",
         "router RSS MiB",
-        "slow dropped",
+        "3rd dropped",
         "fast missed"
     );
     for (s, (name, ..)) in setups.iter().enumerate() {
@@ -141,7 +145,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             col(|f| f.p99_us).fmt(1),
             col(|f| f.cpu_us_per_msg).fmt(3),
             col(|f| f.rss_mib).fmt(1),
-            col(|f| f.slow_dropped).fmt(0),
+            col(|f| f.third_dropped).fmt(0),
             col(|f| f.fast_missed).fmt(0),
         );
     }
@@ -156,7 +160,7 @@ struct Figures {
     p99_us: f64,
     cpu_us_per_msg: f64,
     rss_mib: f64,
-    slow_dropped: f64,
+    third_dropped: f64,
     fast_missed: f64,
 }
 
@@ -226,10 +230,10 @@ fn one_run(
     exe: &Path,
     dir: &Path,
     args: &HubArgs,
-    slow: bool,
+    third: Option<u64>,
     tee: bool,
 ) -> std::io::Result<Figures> {
-    let subs = if slow { 3 } else { 2 };
+    let subs = if third.is_some() { 3 } else { 2 };
     let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
     nix::unistd::mkfifo(&dir.join("src"), mode).map_err(err)?;
     for i in 0..subs {
@@ -248,7 +252,7 @@ fn one_run(
     )?;
     let mut readers = Vec::new();
     for i in 0..subs {
-        let rate = if i == 2 { args.slow_rate } else { 0 };
+        let rate = if i == 2 { third.unwrap_or(0) } else { 0 };
         readers.push(role(
             exe,
             &[
@@ -309,7 +313,7 @@ fn one_run(
         p99_us: p99,
         cpu_us_per_msg: cpu_s * 1e6 / args.msgs as f64,
         rss_mib: rss_kib / 1024.0,
-        slow_dropped: dropped - fast_missed,
+        third_dropped: dropped - fast_missed,
         fast_missed,
     })
 }
