@@ -44,7 +44,9 @@
 //!     hub.add(&mut p, tx)?;
 //! }
 //! let mut events = Events::with_capacity(256);
-//! while !hub.is_finished() {
+//! // At the source's end each sender closes once its reader has it all,
+//! // and a closed sender leaves the hub.
+//! while hub.subscribers().next().is_some() {
 //!     p.poll(&mut events, None)?;
 //!     hub.handle_events(&mut p, &events)?;
 //!     for report in hub.reports() {
