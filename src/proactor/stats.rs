@@ -93,14 +93,16 @@ pub struct Snapshot {
     pub senders: usize,
     /// Live receivers, whatever their state.
     pub receivers: usize,
-    /// Ring operations submitted and not yet finally completed, the
-    /// proactor's own included (the retry timer of waiting senders, the
-    /// open watch, cancels): as [`Proactor::in_flight`].
+    /// Ring operations submitted and not yet finally completed (a
+    /// multishot read counts once until its last completion), the
+    /// proactor's own included: as [`Proactor::in_flight`].
     pub ops_in_flight: usize,
     /// The part of `ops_in_flight` owned by transports (reads, writes,
     /// polls, splices and their cancels): 0 once every transport is
-    /// closed. The rest are the proactor's own (the open watch, the retry
-    /// timer), which may outlive the senders that armed them.
+    /// closed. The rest are the proactor's own: the open watch and the
+    /// retry timer of senders waiting for a reader, which end on their
+    /// own within a `poll` or two once no sender waits (the timer within
+    /// [`Builder::open_retry_max`](crate::Builder::open_retry_max)).
     pub transport_ops: usize,
     /// Transports holding a registered file slot: as
     /// [`Proactor::registered_files`].
