@@ -292,10 +292,11 @@ impl Proactor {
         }
     }
 
-    /// Counts `n` frames queued on sender `to`.
+    /// Counts `n` frames queued on sender `to`, a handle the enqueue just
+    /// checked (so no second lookup by generation).
     pub(super) fn count_frames_out(&mut self, to: Sender, n: u64) {
-        if let Ok(idx) = self.live_sender(to) {
-            self.transports[idx].counters.frames_out(n);
+        if let Some(t) = self.transports.get_mut(to.0.index as usize) {
+            t.counters.frames_out(n);
         }
     }
 }
