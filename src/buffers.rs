@@ -329,6 +329,16 @@ impl Pool {
         self.free.borrow().len()
     }
 
+    /// Registered buffers in the pool.
+    pub(crate) fn fixed_total(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Registered buffers lent out right now.
+    pub(crate) fn fixed_in_use(&self) -> usize {
+        usize::from(self.count) - self.free.borrow().len()
+    }
+
     /// The iovecs to register with the ring, index `i` being buffer `i`.
     pub(crate) fn iovecs(&self) -> Vec<libc::iovec> {
         (0..usize::from(self.count))

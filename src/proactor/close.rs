@@ -18,6 +18,7 @@ impl Proactor {
         let Some((next, notice)) = transition(t.state, input) else {
             return;
         };
+        t.counters.state_change(t.state, next);
         t.state = next;
         let token = t.token;
         match notice {

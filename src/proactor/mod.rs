@@ -10,6 +10,7 @@
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
 //! - `watch`: crate-internal waits on other fds (a child's pidfd);
 //! - `close`: state changes, cancelling, finishing a close;
+//! - `stats`: per-transport counters and the proactor-wide snapshot;
 //! - `dispatch`: each completion routed to its step.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,6 +38,7 @@ mod notify;
 mod read;
 mod registry;
 mod splice;
+mod stats;
 mod waiting;
 mod watch;
 mod write;
@@ -45,6 +47,7 @@ pub use builder::Builder;
 pub use notify::Notifier;
 use registry::{Role, SendSide, Transport, receiver_role};
 pub use splice::FanOutPolicy;
+pub use stats::{Snapshot, Stats};
 
 /// Owner of the proactor's own operations (the retry timer, the open
 /// watch): a transport's owner, `index << 32 | generation`, never reaches it.
@@ -56,24 +59,6 @@ const ERESTARTSYS: i32 = -512;
 
 /// First delay of the retry timer of senders waiting for a reader.
 const RETRY_START: Duration = Duration::from_millis(1);
-
-/// Per-transport byte counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Bytes handed to [`Proactor::send`].
-    pub bytes_queued: u64,
-    /// Bytes the kernel accepted into the pipe.
-    pub bytes_accepted: u64,
-    /// Bytes delivered by `Data` events.
-    pub bytes_read: u64,
-}
-
-impl Stats {
-    /// Bytes queued and not yet accepted by the kernel.
-    pub fn bytes_unsent(&self) -> u64 {
-        self.bytes_queued - self.bytes_accepted
-    }
-}
 
 /// A single-threaded io_uring proactor over pipes and FIFOs.
 ///
@@ -259,7 +244,9 @@ impl Proactor {
             token: to.0,
             source,
         })?;
-        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))
+        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))?;
+        self.count_frames_out(to, 1);
+        Ok(())
     }
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
@@ -383,23 +370,6 @@ impl Proactor {
             Some(t) => Ok(t.state),
             None => Ok(State::Closed),
         }
-    }
-
-    /// Byte counters of a live transport.
-    pub fn stats(&self, token: impl Into<Token>) -> Result<Stats> {
-        let token = token.into();
-        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
-        Ok(match &t.role {
-            Role::Receiver { bytes_read, .. } => Stats {
-                bytes_read: *bytes_read,
-                ..Stats::default()
-            },
-            Role::Sender(s) => Stats {
-                bytes_queued: s.queue.queued_total,
-                bytes_accepted: s.queue.accepted_total,
-                bytes_read: 0,
-            },
-        })
     }
 
     /// Sets the capacity of a transport's pipe (`F_SETPIPE_SZ`); returns

@@ -217,6 +217,7 @@ impl Proactor {
             } else {
                 FrameBytes::Owned(frame.to_vec())
             };
+            t.counters.frame_in();
             pending.push(Item::Frame { from, frame });
         });
         match decoded {

@@ -9,6 +9,7 @@ use nix::sys::inotify::WatchDescriptor;
 
 use super::Proactor;
 use super::splice::Splice;
+use super::stats::Counters;
 use crate::error::{Error, Result};
 use crate::event::CloseReason;
 use crate::fifo::{FifoOptions, ReadMode, Reconnect};
@@ -117,6 +118,8 @@ pub(super) struct Transport {
     /// Ring operations owned by this transport (cancels included).
     pub(super) inflight: u32,
     pub(super) reason: CloseReason,
+    /// Frames, reconnects, waiting time, queue high water (see `Stats`).
+    pub(super) counters: Counters,
 }
 
 impl Transport {
@@ -196,6 +199,7 @@ impl Proactor {
             path,
             inflight: 0,
             reason: CloseReason::Requested,
+            counters: Counters::new(state),
         });
         token
     }

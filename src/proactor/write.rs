@@ -45,6 +45,7 @@ impl Proactor {
         // At the watermark the next send is refused: promise `Writable`.
         side.above_high |= side.queue.unsent() >= side.high;
         self.pump(idx);
+        self.count_queued(idx);
         Ok(())
     }
 
