@@ -57,7 +57,7 @@ use ringpipe::frame::{FrameError, PIPE_BUF};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Reconnect, State, Token};
 
 use cli::{Cli, Framing};
-use routing::{Held, Output, Routes};
+use routing::{Batch, Held, Output, Routes};
 use shutdown::Stop;
 
 /// Exit code for a bad command line or a bad path (clap uses it too).
@@ -274,18 +274,30 @@ impl Mux {
     fn handle_events(&mut self) {
         let mut freed = false;
         let events = std::mem::take(&mut self.events);
-        // Frames come in runs from one input: look it up once per run.
+        // Frames come in runs from one input: look it up once per run, and
+        // send the run's frames for each output with one call.
         let mut last: Option<(Receiver, usize)> = None;
+        let mut batch = Batch::new(self.outputs.len());
         for event in &events {
+            if !matches!(event, Event::Frame { .. })
+                && let Some((_, i)) = last.take()
+            {
+                self.send_batch(i, &mut batch);
+            }
             match event {
                 Event::Frame { from, frame } => {
                     let i = match last {
                         Some((rx, i)) if rx == from => Some(i),
-                        _ => self.input_of(from.token()),
+                        _ => {
+                            if let Some((_, i)) = last.take() {
+                                self.send_batch(i, &mut batch);
+                            }
+                            self.input_of(from.token())
+                        }
                     };
                     if let Some(i) = i {
                         last = Some((from, i));
-                        self.route(i, frame);
+                        self.route_frame(i, frame, &mut batch);
                     }
                 }
                 Event::Data { from, data } if from == self.signals => self.on_signals(data),
@@ -356,6 +368,10 @@ impl Mux {
                 _ => {}
             }
         }
+        if let Some((_, i)) = last {
+            self.send_batch(i, &mut batch);
+        }
+        drop(batch);
         self.events = events;
         if freed {
             self.drain_held();

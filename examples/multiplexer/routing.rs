@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-use ringpipe::frame::{FrameDecoder, PIPE_BUF};
+use ringpipe::frame::{Codec, FrameDecoder, PIPE_BUF};
 use ringpipe::{Error, Proactor, Sender};
 
 use crate::Mux;
@@ -65,6 +65,17 @@ impl Output {
     }
 }
 
+/// Frames of one input on their way to each output (indexed like the
+/// outputs), borrowed from the events until sent.
+#[derive(Debug)]
+pub struct Batch<'a>(Vec<Vec<&'a [u8]>>);
+
+impl Batch<'_> {
+    pub fn new(outputs: usize) -> Self {
+        Batch(vec![Vec::new(); outputs])
+    }
+}
+
 /// Messages refused by a full output, waiting in their input's holding area,
 /// in order. Bytes live in one reused buffer: no allocation per message.
 #[derive(Debug)]
@@ -116,6 +127,9 @@ impl Held {
     /// Sends held messages, in order per output, until every output they
     /// wait for is refusing again, then forgets those sent.
     fn offer(&mut self, p: &mut Proactor, outputs: &mut [Output], framing: Framing) {
+        if let Some(codec) = framing.codec() {
+            return self.offer_frames(p, outputs, framing, codec);
+        }
         // Outputs with messages here that may take them now. Stopping at
         // zero matters: thousands may wait, and a drained output takes a
         // watermark's worth before it refuses again.
@@ -162,6 +176,70 @@ impl Held {
     }
 }
 
+impl Held {
+    /// As `offer`, for frames: all those held for an output that takes
+    /// them again go in one call (a sender below its high watermark takes
+    /// every frame of a call), in order.
+    fn offer_frames(
+        &mut self,
+        p: &mut Proactor,
+        outputs: &mut [Output],
+        framing: Framing,
+        codec: Codec,
+    ) {
+        let mut any = false;
+        for (o, out) in outputs.iter_mut().enumerate() {
+            if self.per_output[o] == 0 || out.refused {
+                continue;
+            }
+            let n = u64::from(self.per_output[o]);
+            let sent = if out.closed || out.failed.is_some() {
+                out.dropped += n;
+                true
+            } else {
+                let msgs: Vec<&[u8]> = (self.msgs.iter())
+                    .filter(|m| m.out == o && !m.done)
+                    .map(|m| &self.bytes[m.start..m.start + m.len])
+                    .collect();
+                let bytes = msgs
+                    .iter()
+                    .map(|m| m.len() + framing.overhead())
+                    .sum::<usize>();
+                match p.send_frames(out.tx, codec, &msgs) {
+                    Ok(()) => {
+                        out.msgs += n;
+                        out.bytes += bytes as u64;
+                        true
+                    }
+                    Err(Error::WouldBlock { .. }) => {
+                        out.refused = true;
+                        false
+                    }
+                    Err(e) => {
+                        eprintln!("multiplexer: {}: {e}", out.path.display());
+                        out.failed.get_or_insert(e.to_string());
+                        out.dropped += n;
+                        true
+                    }
+                }
+            };
+            if sent {
+                any = true;
+                self.per_output[o] = 0;
+                for m in self.msgs.iter_mut().filter(|m| m.out == o) {
+                    m.done = true;
+                }
+            }
+        }
+        if any {
+            self.msgs.retain(|m| !m.done);
+        }
+        if self.msgs.is_empty() {
+            self.bytes.clear();
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Sent {
     Yes,
@@ -199,6 +277,78 @@ impl Mux {
                 input.paused = true;
                 let _ = p.pause(input.rx);
             }
+        }
+    }
+
+    /// Routes one frame's payload of input `i` like [`route`](Self::route),
+    /// but a frame that may go straight out joins `batch`, which
+    /// [`send_batch`](Self::send_batch) hands to the outputs, one call each.
+    pub fn route_frame<'a>(&mut self, i: usize, msg: &'a [u8], batch: &mut Batch<'a>) {
+        let Mux {
+            p,
+            inputs,
+            outputs,
+            routes,
+            framing,
+            ..
+        } = self;
+        let input = &mut inputs[i];
+        input.msgs += 1;
+        input.bytes += (msg.len() + framing.overhead()) as u64;
+        let o = routes.output_for(msg);
+        let out = &mut outputs[o];
+        if input.held.per_output[o] == 0 && !out.refused {
+            if out.closed || out.failed.is_some() {
+                out.dropped += 1;
+            } else {
+                batch.0[o].push(msg);
+            }
+            return;
+        }
+        input.held.push(o, msg);
+        if !input.paused {
+            input.paused = true;
+            let _ = p.pause(input.rx);
+        }
+    }
+
+    /// Sends the frames `batch` holds for each output, one call per
+    /// output; those a full output refuses wait in input `i`'s holding
+    /// area, in order, and the input pauses.
+    pub fn send_batch(&mut self, i: usize, batch: &mut Batch<'_>) {
+        let Some(codec) = self.framing.codec() else {
+            return;
+        };
+        let overhead = self.framing.overhead() as u64;
+        for (o, msgs) in batch.0.iter_mut().enumerate() {
+            if msgs.is_empty() {
+                continue;
+            }
+            let out = &mut self.outputs[o];
+            let n = msgs.len() as u64;
+            match self.p.send_frames(out.tx, codec, msgs) {
+                Ok(()) => {
+                    out.msgs += n;
+                    out.bytes += msgs.iter().map(|m| m.len() as u64 + overhead).sum::<u64>();
+                }
+                Err(Error::WouldBlock { .. }) => {
+                    out.refused = true;
+                    let input = &mut self.inputs[i];
+                    for msg in msgs.iter() {
+                        input.held.push(o, msg);
+                    }
+                    if !input.paused {
+                        input.paused = true;
+                        let _ = self.p.pause(input.rx);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("multiplexer: {}: {e}", out.path.display());
+                    out.failed.get_or_insert(e.to_string());
+                    out.dropped += n;
+                }
+            }
+            msgs.clear();
         }
     }
 

@@ -233,7 +233,10 @@ impl Proactor {
     /// follows once they are down to the low watermark. Below the high
     /// watermark the whole of `data` is accepted.
     pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
-        self.enqueue(to, |queue, pool| queue.push(pool, data))
+        self.enqueue(to, |queue, pool| {
+            queue.push(pool, data);
+            Ok(())
+        })
     }
 
     /// Queues one frame: `payload` encoded with `codec`. A frame of at most
@@ -247,7 +250,10 @@ impl Proactor {
             token: to.0,
             source,
         })?;
-        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))
+        self.enqueue(to, |q, pool| {
+            q.push_message(pool, &frame.as_slices());
+            Ok(())
+        })
     }
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
