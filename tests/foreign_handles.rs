@@ -81,6 +81,7 @@ fn a_handle_of_another_proactor_is_refused() {
         assert!(is_foreign(&pb.send(a0, b"INTRUDER"), &pb));
         assert!(is_foreign(&pb.send_frame(a0, Codec::Lines, b"x"), &pb));
         assert!(is_foreign(&pb.send_frames(a0, Codec::Lines, &[b"x"]), &pb));
+        assert!(is_foreign(&pb.send_framed(a0, Codec::Lines, b"x\n"), &pb));
         assert!(is_foreign(&pa.pause(b0), &pa));
         assert!(is_foreign(&pa.resume(b0), &pa));
         assert!(is_foreign(&pb.close(a0), &pb));

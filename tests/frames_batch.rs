@@ -227,3 +227,58 @@ fn small_frames_go_out_in_dense_atomic_writes() {
         assert_eq!(last, total % PIPE_BUF);
     });
 }
+
+#[test]
+fn send_framed_cuts_encoded_frames_at_their_boundaries() {
+    watchdog(WATCHDOG, || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let (tx, rx) = pair(&mut p, dir.path());
+        // Lines of 100 bytes (40 fit in PIPE_BUF), one longer than PIPE_BUF
+        // among them, as a relay would have read them.
+        let mut wire = Vec::new();
+        for i in 0..500 {
+            if i == 250 {
+                wire.extend_from_slice(&[b'L'; 5000]);
+                wire.push(b'\n');
+            }
+            wire.extend_from_slice(format!("{i:099}\n").as_bytes());
+        }
+        let bad = p.send_framed(tx, Codec::Lines, b"whole\npart");
+        assert!(
+            matches!(
+                bad,
+                Err(Error::Frame {
+                    source: ringpipe::frame::FrameError::Truncated { buffered: 4 },
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        assert_eq!(p.stats(tx).unwrap().bytes_queued, 0);
+        p.send_framed(tx, Codec::Lines, &wire).unwrap();
+        let (mut got, mut writes) = (Vec::new(), Vec::new());
+        let mut events = Events::with_capacity(64);
+        while got.len() < wire.len() {
+            p.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            for e in &events {
+                match e {
+                    Event::Sent { to, bytes } if to == tx => writes.push(bytes),
+                    Event::Data { from, data } if from == rx => got.extend_from_slice(data),
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(got, wire);
+        // Every write but the long line's is whole lines within PIPE_BUF.
+        let long = writes.iter().filter(|&&w| w > PIPE_BUF).count();
+        assert_eq!(long, 1, "{writes:?}");
+        assert!(
+            writes
+                .iter()
+                .all(|&w| w == 5001 || (w <= PIPE_BUF && w % 100 == 0)),
+            "{writes:?}"
+        );
+    });
+}

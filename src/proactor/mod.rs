@@ -111,6 +111,10 @@ pub struct Proactor {
     read_mode: ReadMode,
     /// Multishot receivers whose read ended for lack of buffers.
     starved: Vec<Token>,
+    /// Senders with bytes queued since the last `poll` and no write in
+    /// flight: their writes start at the next `poll`, all of the turn's
+    /// sends in one chain (see `write::pump_queued`).
+    unpumped: Vec<Token>,
     /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
@@ -455,6 +459,7 @@ impl Proactor {
                 self.arm_read(idx);
             }
         }
+        self.pump_queued();
         let deadline = timeout.map(|t| Instant::now() + t);
         let watches_fired = self.readable.len();
         loop {

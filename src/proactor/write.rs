@@ -71,6 +71,35 @@ impl Proactor {
         })
     }
 
+    /// Queues `wire`: whole frames already encoded with `codec` (read from
+    /// a FIFO, say, up to the last frame boundary). They are cut at frame
+    /// boundaries into atomic writes of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, packed densely, with
+    /// the cost of a copy and a few boundary searches per `PIPE_BUF`, not
+    /// a call per frame: a framed relay or fan-out at about the cost of
+    /// [`send`](Self::send). A frame longer than `PIPE_BUF` is written
+    /// like `send` bytes.
+    ///
+    /// All or nothing: `wire` ending inside a frame fails the call with
+    /// [`Error::Frame`] ([`FrameError::Truncated`](crate::frame::FrameError::Truncated))
+    /// and queues nothing. Backpressure as for `send`.
+    pub fn send_framed(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
+        self.enqueue(to, |q, pool| {
+            codec
+                .atomic_runs(wire, |run, atomic| {
+                    if atomic {
+                        q.push_message(pool, &[run]);
+                    } else {
+                        q.push(pool, run);
+                    }
+                })
+                .map_err(|source| Error::Frame {
+                    token: to.0,
+                    source,
+                })
+        })
+    }
+
     pub(super) fn enqueue(
         &mut self,
         to: Sender,
@@ -94,11 +123,25 @@ impl Proactor {
                 high: side.high,
             });
         }
+        let was_empty = side.queue.is_empty();
         push(&mut side.queue, &pool)?;
         // At the watermark the next send is refused: promise `Writable`.
         side.above_high |= side.queue.unsent() >= side.high;
-        self.pump(idx);
+        // The writes start at the next `poll`, with whatever else this
+        // turn queues: one chain, not a short one and the rest behind it.
+        if was_empty && side.writing.is_empty() {
+            self.unpumped.push(to.0);
+        }
         Ok(())
+    }
+
+    /// Starts the writes of senders that queued bytes since the last poll.
+    pub(super) fn pump_queued(&mut self) {
+        for token in std::mem::take(&mut self.unpumped) {
+            if let Ok(idx) = self.live(token) {
+                self.pump(idx);
+            }
+        }
     }
 
     /// Starts the next writes if the sender is open and none is in flight:
