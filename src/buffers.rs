@@ -458,12 +458,25 @@ impl Buf {
     /// `at` on; a heap buffer grows without being zeroed first. The write
     /// queue's appends: `at` is the end of its bytes.
     pub(crate) fn put(&mut self, at: usize, data: &[u8]) {
+        self.put_all(at, &[data]);
+    }
+
+    /// [`put`](Self::put) of several pieces one after the other.
+    pub(crate) fn put_all(&mut self, mut at: usize, parts: &[&[u8]]) {
         match &mut self.mem {
             Mem::Heap(b) => {
                 b.truncate(at);
-                b.extend_from_slice(data);
+                for part in parts {
+                    b.extend_from_slice(part);
+                }
             }
-            _ => self.as_mut_slice()[at..at + data.len()].copy_from_slice(data),
+            _ => {
+                let slice = self.as_mut_slice();
+                for part in parts {
+                    slice[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+            }
         }
     }
 

@@ -130,7 +130,16 @@ impl WriteQueue {
             }
             return;
         }
-        let fits = matches!(self.chunks.back(), Some(c) if c.atomic && c.end + total <= PIPE_BUF);
+        let chunk = self.atomic_room(pool, total);
+        chunk.buf.put_all(chunk.end, parts);
+        chunk.end += total;
+        self.queued_total += total as u64;
+    }
+
+    /// The last chunk if it is atomic and has `len` bytes of room, else a
+    /// new one (`len` is at most `PIPE_BUF`).
+    fn atomic_room(&mut self, pool: &Rc<Pool>, len: usize) -> &mut Chunk {
+        let fits = matches!(self.chunks.back(), Some(c) if c.atomic && c.end + len <= PIPE_BUF);
         if !fits {
             self.chunks.push_back(Chunk {
                 buf: pool.take_empty(true),
@@ -139,14 +148,7 @@ impl WriteQueue {
                 atomic: true,
             });
         }
-        let Some(chunk) = self.chunks.back_mut() else {
-            return;
-        };
-        for part in parts {
-            chunk.buf.put(chunk.end, part);
-            chunk.end += part.len();
-        }
-        self.queued_total += total as u64;
+        self.chunks.back_mut().expect("a chunk was just ensured")
     }
 
     fn append(&mut self, pool: &Rc<Pool>, mut data: &[u8]) {

@@ -56,15 +56,27 @@ impl Proactor {
         self.enqueue(to, |q, pool| {
             let mark = q.mark();
             for payload in payloads {
-                match codec.pieces(payload.as_ref()) {
-                    Ok(frame) => q.push_message(pool, &frame.as_slices()),
-                    Err(source) => {
-                        q.rollback(mark);
-                        return Err(Error::Frame {
-                            token: to.0,
-                            source,
-                        });
-                    }
+                let payload = payload.as_ref();
+                let pushed = match codec {
+                    // The common case without the general pieces: a check
+                    // for a newline, then payload and newline.
+                    Codec::Lines => match memchr::memchr(b'\n', payload) {
+                        None => {
+                            q.push_message(pool, &[payload, b"\n"]);
+                            Ok(())
+                        }
+                        Some(at) => Err(crate::frame::FrameError::NewlineInPayload { at }),
+                    },
+                    _ => codec
+                        .pieces(payload)
+                        .map(|frame| q.push_message(pool, &frame.as_slices())),
+                };
+                if let Err(source) = pushed {
+                    q.rollback(mark);
+                    return Err(Error::Frame {
+                        token: to.0,
+                        source,
+                    });
                 }
             }
             Ok(())
