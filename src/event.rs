@@ -174,6 +174,7 @@ pub(crate) enum Item {
 impl Item {
     /// The event, with lent frames resolved in `bufs`, the read buffers of
     /// the same batch.
+    #[inline]
     fn as_event<'a>(&'a self, bufs: &'a [Buf]) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
@@ -280,6 +281,9 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = Event<'a>;
 
+    // Inlined into the caller's loop: the event is built where it is
+    // matched, not returned through memory (one event per frame).
+    #[inline]
     fn next(&mut self) -> Option<Event<'a>> {
         let bufs = self.bufs;
         self.items.next().map(|item| item.as_event(bufs))
