@@ -397,11 +397,45 @@ fn header(bytes: &[u8]) -> usize {
     u32::from_le_bytes(le) as usize
 }
 
+/// Iterator over the payloads of encoded frames: see [`Codec::payloads`].
+#[derive(Debug, Clone)]
+pub struct Payloads<'a> {
+    codec: Codec,
+    wire: &'a [u8],
+}
+
+impl<'a> Iterator for Payloads<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (payload, rest) = match self.codec {
+            Codec::Lines => {
+                let end = find_newline(self.wire)?;
+                (&self.wire[..end], &self.wire[end + 1..])
+            }
+            Codec::LengthPrefixed => {
+                let len = header(self.wire.get(..LENGTH_HEADER)?);
+                let frame = self.wire.get(LENGTH_HEADER..LENGTH_HEADER + len)?;
+                (frame, &self.wire[LENGTH_HEADER + len..])
+            }
+        };
+        self.wire = rest;
+        Some(payload)
+    }
+}
+
 fn find_newline(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', bytes)
 }
 
 impl Codec {
+    /// The payloads of `wire`, whole frames encoded in this format (an
+    /// [`Event::Frames`](crate::Event::Frames)), in order, lent from it.
+    /// Stops at the first frame that is not whole.
+    pub fn payloads(self, wire: &[u8]) -> Payloads<'_> {
+        Payloads { codec: self, wire }
+    }
+
     /// Cuts `wire`, whole frames already encoded in this format, into the
     /// longest runs of whole frames that fit in `PIPE_BUF` bytes, in order:
     /// `piece(run, true)`; a single frame longer than that comes as

@@ -53,7 +53,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringpipe::frame::{FrameError, PIPE_BUF};
+use ringpipe::frame::{Codec, FrameError, PIPE_BUF};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Reconnect, State, Token};
 
 use cli::{Cli, Framing};
@@ -278,13 +278,31 @@ impl Mux {
         // send the run's frames for each output with one call.
         let mut last: Option<(Receiver, usize)> = None;
         let mut batch = Batch::new(self.outputs.len());
-        for event in &events {
-            if !matches!(event, Event::Frame { .. })
+        // Frames whole in one read come as runs of wire bytes (raw framing
+        // has no frames: the codec is then moot).
+        let codec = self.framing.codec().unwrap_or(Codec::Lines);
+        for event in events.runs(codec) {
+            if !matches!(event, Event::Frame { .. } | Event::Frames { .. })
                 && let Some((_, i)) = last.take()
             {
                 self.send_batch(i, &mut batch);
             }
             match event {
+                Event::Frames { from, wire, frames } => {
+                    let i = match last {
+                        Some((rx, i)) if rx == from => Some(i),
+                        _ => {
+                            if let Some((_, i)) = last.take() {
+                                self.send_batch(i, &mut batch);
+                            }
+                            self.input_of(from.token())
+                        }
+                    };
+                    if let Some(i) = i {
+                        last = Some((from, i));
+                        self.route_wire(i, wire, frames, &mut batch);
+                    }
+                }
                 Event::Frame { from, frame } => {
                     let i = match last {
                         Some((rx, i)) if rx == from => Some(i),
@@ -472,7 +490,7 @@ impl Mux {
                 " | in {}: {}, held {} msgs {} B, {state}, {} reconnects",
                 input.path.display(),
                 self.amount(input.msgs, input.bytes),
-                input.held.msgs.len(),
+                input.held.count(),
                 input.held.bytes.len(),
                 input.reconnects
             );

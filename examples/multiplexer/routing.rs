@@ -78,6 +78,8 @@ impl Batch<'_> {
 
 /// Messages refused by a full output, waiting in their input's holding area,
 /// in order. Bytes live in one reused buffer: no allocation per message.
+/// Frames are kept encoded, and consecutive ones for one output form one
+/// run, which goes out again with one `send_framed`.
 #[derive(Debug)]
 pub struct Held {
     pub bytes: Vec<u8>,
@@ -87,11 +89,14 @@ pub struct Held {
     pub per_output: Vec<u32>,
 }
 
+/// A run of held messages for one output: `bytes[start..start + len]`,
+/// encoded frames (or raw bytes), `msgs` of them.
 #[derive(Debug)]
 pub struct HeldMsg {
     pub out: usize,
     start: usize,
     len: usize,
+    msgs: u32,
     done: bool,
 }
 
@@ -108,27 +113,69 @@ impl Held {
         self.msgs.is_empty()
     }
 
-    fn push(&mut self, out: usize, msg: &[u8]) {
-        self.msgs.push_back(HeldMsg {
-            out,
-            start: self.bytes.len(),
-            len: msg.len(),
-            done: false,
-        });
-        self.bytes.extend_from_slice(msg);
-        self.per_output[out] += 1;
+    /// Messages held, for every output.
+    pub fn count(&self) -> u32 {
+        self.per_output.iter().sum()
     }
 
-    /// The bytes of a held message.
-    pub fn msg(&self, m: &HeldMsg) -> &[u8] {
-        &self.bytes[m.start..m.start + m.len]
+    /// What is held for output `out` in `framing`'s units (messages, or
+    /// bytes when raw).
+    pub fn units_for(&self, out: usize, framing: Framing) -> u64 {
+        let runs = self.msgs.iter().filter(|m| m.out == out);
+        match framing.codec() {
+            Some(_) => runs.map(|m| u64::from(m.msgs)).sum(),
+            None => runs.map(|m| m.len as u64).sum(),
+        }
+    }
+
+    /// Holds one message: a frame's payload, encoded with `codec`, or raw
+    /// bytes.
+    fn push(&mut self, out: usize, msg: &[u8], codec: Option<Codec>) {
+        let start = self.bytes.len();
+        match codec {
+            // The payload came from a decoder of this codec: it encodes.
+            Some(codec) => {
+                if codec.encode(msg, &mut self.bytes).is_err() {
+                    return;
+                }
+            }
+            None => self.bytes.extend_from_slice(msg),
+        }
+        self.joined(out, start, 1);
+    }
+
+    /// Holds `msgs` whole frames, `wire` as read.
+    fn push_wire(&mut self, out: usize, wire: &[u8], msgs: u32) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(wire);
+        self.joined(out, start, msgs);
+    }
+
+    /// Counts `bytes[start..]`, just added, into the last run if it is for
+    /// the same output, else into a new one.
+    fn joined(&mut self, out: usize, start: usize, msgs: u32) {
+        let len = self.bytes.len() - start;
+        match self.msgs.back_mut() {
+            Some(m) if m.out == out && !m.done && m.start + m.len == start => {
+                m.len += len;
+                m.msgs += msgs;
+            }
+            _ => self.msgs.push_back(HeldMsg {
+                out,
+                start,
+                len,
+                msgs,
+                done: false,
+            }),
+        }
+        self.per_output[out] += msgs;
     }
 
     /// Sends held messages, in order per output, until every output they
     /// wait for is refusing again, then forgets those sent.
     fn offer(&mut self, p: &mut Proactor, outputs: &mut [Output], framing: Framing) {
         if let Some(codec) = framing.codec() {
-            return self.offer_frames(p, outputs, framing, codec);
+            return self.offer_frames(p, outputs, codec);
         }
         // Outputs with messages here that may take them now. Stopping at
         // zero matters: thousands may wait, and a drained output takes a
@@ -153,7 +200,7 @@ impl Held {
                 Sent::Yes | Sent::Dropped => {
                     m.done = true;
                     gaps |= skipped;
-                    self.per_output[m.out] -= 1;
+                    self.per_output[m.out] -= m.msgs;
                     if self.per_output[m.out] == 0 {
                         open -= 1;
                     }
@@ -177,65 +224,51 @@ impl Held {
 }
 
 impl Held {
-    /// As `offer`, for frames: all those held for an output that takes
-    /// them again go in one call (a sender below its high watermark takes
-    /// every frame of a call), in order.
-    fn offer_frames(
-        &mut self,
-        p: &mut Proactor,
-        outputs: &mut [Output],
-        framing: Framing,
-        codec: Codec,
-    ) {
+    /// As `offer`, for frames: each run held for an output that takes
+    /// frames again goes with one `send_framed` (a sender below its high
+    /// watermark takes all of it), in order.
+    fn offer_frames(&mut self, p: &mut Proactor, outputs: &mut [Output], codec: Codec) {
+        let Held {
+            bytes,
+            msgs,
+            per_output,
+        } = self;
         let mut any = false;
-        for (o, out) in outputs.iter_mut().enumerate() {
-            if self.per_output[o] == 0 || out.refused {
+        for m in msgs.iter_mut() {
+            let out = &mut outputs[m.out];
+            if out.refused {
                 continue;
             }
-            let n = u64::from(self.per_output[o]);
-            let sent = if out.closed || out.failed.is_some() {
+            let n = u64::from(m.msgs);
+            if out.closed || out.failed.is_some() {
                 out.dropped += n;
-                true
             } else {
-                let msgs: Vec<&[u8]> = (self.msgs.iter())
-                    .filter(|m| m.out == o && !m.done)
-                    .map(|m| &self.bytes[m.start..m.start + m.len])
-                    .collect();
-                let bytes = msgs
-                    .iter()
-                    .map(|m| m.len() + framing.overhead())
-                    .sum::<usize>();
-                match p.send_frames(out.tx, codec, &msgs) {
+                let wire = &bytes[m.start..m.start + m.len];
+                match p.send_framed(out.tx, codec, wire) {
                     Ok(()) => {
                         out.msgs += n;
-                        out.bytes += bytes as u64;
-                        true
+                        out.bytes += wire.len() as u64;
                     }
                     Err(Error::WouldBlock { .. }) => {
                         out.refused = true;
-                        false
+                        continue;
                     }
                     Err(e) => {
                         eprintln!("multiplexer: {}: {e}", out.path.display());
                         out.failed.get_or_insert(e.to_string());
                         out.dropped += n;
-                        true
                     }
                 }
-            };
-            if sent {
-                any = true;
-                self.per_output[o] = 0;
-                for m in self.msgs.iter_mut().filter(|m| m.out == o) {
-                    m.done = true;
-                }
             }
+            m.done = true;
+            any = true;
+            per_output[m.out] -= m.msgs;
         }
         if any {
-            self.msgs.retain(|m| !m.done);
+            msgs.retain(|m| !m.done);
         }
-        if self.msgs.is_empty() {
-            self.bytes.clear();
+        if msgs.is_empty() {
+            bytes.clear();
         }
     }
 }
@@ -272,7 +305,7 @@ impl Mux {
             && !outputs[o].refused
             && !matches!(send(p, &mut outputs[o], framing, msg), Sent::Refused);
         if !goes {
-            held.push(o, msg);
+            held.push(o, msg, framing.codec());
             if !input.paused {
                 input.paused = true;
                 let _ = p.pause(input.rx);
@@ -305,10 +338,64 @@ impl Mux {
             }
             return;
         }
-        input.held.push(o, msg);
+        input.held.push(o, msg, framing.codec());
         if !input.paused {
             input.paused = true;
             let _ = p.pause(input.rx);
+        }
+    }
+
+    /// Routes a run of whole frames of input `i`, `wire` as read: with no
+    /// routes, and nothing held for or refused by the output, the run goes
+    /// out with one `send_framed` (no work per frame); else frame by frame
+    /// as [`route_frame`](Self::route_frame).
+    pub fn route_wire<'a>(
+        &mut self,
+        i: usize,
+        wire: &'a [u8],
+        frames: usize,
+        batch: &mut Batch<'a>,
+    ) {
+        let Some(codec) = self.framing.codec() else {
+            return;
+        };
+        let out = &self.outputs[0];
+        if !self.routes.0.is_empty() || out.closed || out.failed.is_some() {
+            for payload in codec.payloads(wire) {
+                self.route_frame(i, payload, batch);
+            }
+            return;
+        }
+        // Frames of this input batched before the run go first.
+        if !batch.0[0].is_empty() {
+            self.send_batch(i, batch);
+        }
+        let (n, bytes) = (frames as u64, wire.len() as u64);
+        self.inputs[i].msgs += n;
+        self.inputs[i].bytes += bytes;
+        let out = &mut self.outputs[0];
+        let input = &mut self.inputs[i];
+        if input.held.per_output[0] == 0 && !out.refused {
+            match self.p.send_framed(out.tx, codec, wire) {
+                Ok(()) => {
+                    out.msgs += n;
+                    out.bytes += bytes;
+                    return;
+                }
+                Err(Error::WouldBlock { .. }) => out.refused = true,
+                Err(e) => {
+                    eprintln!("multiplexer: {}: {e}", out.path.display());
+                    out.failed.get_or_insert(e.to_string());
+                    out.dropped += n;
+                    return;
+                }
+            }
+        }
+        // Refused, or others wait before it: the run waits as it is.
+        input.held.push_wire(0, wire, frames as u32);
+        if !input.paused {
+            input.paused = true;
+            let _ = self.p.pause(input.rx);
         }
     }
 
@@ -335,7 +422,7 @@ impl Mux {
                     out.refused = true;
                     let input = &mut self.inputs[i];
                     for msg in msgs.iter() {
-                        input.held.push(o, msg);
+                        input.held.push(o, msg, Some(codec));
                     }
                     if !input.paused {
                         input.paused = true;
