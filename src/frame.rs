@@ -772,6 +772,23 @@ mod tests {
         }
 
         #[test]
+        fn payloads_of_encoded_frames_are_the_frames(
+            (codec, frames) in codec().prop_flat_map(|c| (Just(c), frames_for(c, 64))),
+        ) {
+            let wire = encode_all(codec, &frames);
+            let got: Vec<Vec<u8>> = codec.payloads(&wire).map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(&got, &frames);
+            // A frame cut short is not a payload.
+            if let Some(last) = frames.last() {
+                let whole = wire.len() - last.len() - codec.overhead();
+                let short = &wire[..wire.len() - 1];
+                let got: Vec<&[u8]> = codec.payloads(short).collect();
+                prop_assert_eq!(got.len(), frames.len() - 1);
+                prop_assert!(whole <= short.len());
+            }
+        }
+
+        #[test]
         fn zero_length_frames_in_any_cuts(
             lens in prop::collection::vec(prop_oneof![Just(0usize), 0usize..8], 0..50),
             points in prop::collection::vec(any::<usize>(), 0..30),
