@@ -1,8 +1,12 @@
 //! Fan-out of 64-byte lines from one input FIFO to N output FIFOs on one
-//! proactor, as raw bytes (`send` of each read) or as frames (`send_frames`
-//! of each run of decoded lines; `framed1`: `send_frame` for each line;
-//! `wire`: the whole lines of each read, as read, with `send_framed`):
-//! messages per second and peak RSS.
+//! proactor: messages per second and peak RSS, by mode:
+//!
+//! - `raw`: `send` of each read (no framing);
+//! - `wire`: a byte receiver, the whole lines of each read with
+//!   `send_framed` (the partial last line waits for the next read);
+//! - `framed`: a framed receiver, each read's whole lines from
+//!   `Events::runs` with `send_framed`;
+//! - `framed1`: a framed receiver, `send_frame` for each line.
 //!
 //! ```text
 //! cargo run --release --example fanout_frames -- [raw|wire|framed|framed1] [MESSAGES] [OUTPUTS]
@@ -83,8 +87,22 @@ fn main() {
             .expect("poll");
         let mut run: Vec<&[u8]> = Vec::new();
         let mut writable = false;
-        for e in &events {
+        for e in events.runs(Codec::Lines) {
             match e {
+                // Whole lines of one read: forwarded as they are (not in
+                // `framed1`, which sends them one by one).
+                Event::Frames { from, wire, .. } if from == rx && batch => {
+                    send_wire(&mut p, &txs, &mut held_bytes, wire);
+                }
+                Event::Frames { from, wire, .. } if from == rx => {
+                    run.extend(Codec::Lines.payloads(wire));
+                }
+                // A line split across reads: after the runs before it.
+                Event::Frame { from, frame } if from == rx && batch => {
+                    let mut line = frame.to_vec();
+                    line.push(b'\n');
+                    send_wire(&mut p, &txs, &mut held_bytes, &line);
+                }
                 Event::Frame { from, frame } if from == rx => run.push(frame),
                 Event::Data { from, data } if from == rx && wire => {
                     // Whole lines go out framed; a partial last line waits.
@@ -125,21 +143,7 @@ fn main() {
                 _ => {}
             }
         }
-        if !run.is_empty() {
-            for (o, &tx) in txs.iter().enumerate() {
-                if !held_frames[o].is_empty() {
-                    held_frames[o].extend(run.iter().map(|f| f.to_vec()));
-                    continue;
-                }
-                match send_run(&mut p, tx, &run, batch) {
-                    Ok(()) => {}
-                    Err(Error::WouldBlock { .. }) => {
-                        held_frames[o].extend(run.iter().map(|f| f.to_vec()))
-                    }
-                    Err(e) => panic!("send_frames: {e}"),
-                }
-            }
-        }
+        send_frames_to_all(&mut p, &txs, &mut held_frames, &run, batch);
         drop(run);
         if writable {
             for (o, &tx) in txs.iter().enumerate() {
@@ -148,7 +152,7 @@ fn main() {
                 {
                     held_frames[o].clear();
                 }
-                let sent = match wire {
+                let sent = match wire || framed {
                     true => p.send_framed(tx, Codec::Lines, &held_bytes[o]),
                     false => p.send(tx, &held_bytes[o]),
                 };
@@ -203,6 +207,31 @@ fn send_wire(p: &mut Proactor, txs: &[Sender], held: &mut [Vec<u8>], lines: &[u8
             Ok(()) => {}
             Err(Error::WouldBlock { .. }) => held[o].extend_from_slice(lines),
             Err(e) => panic!("send_framed: {e}"),
+        }
+    }
+}
+
+/// A run of payloads to every output: into its backlog if it refuses or
+/// already has one.
+fn send_frames_to_all(
+    p: &mut Proactor,
+    txs: &[Sender],
+    held: &mut [Vec<Vec<u8>>],
+    run: &[&[u8]],
+    batch: bool,
+) {
+    if run.is_empty() {
+        return;
+    }
+    for (o, &tx) in txs.iter().enumerate() {
+        if !held[o].is_empty() {
+            held[o].extend(run.iter().map(|f| f.to_vec()));
+            continue;
+        }
+        match send_run(p, tx, run, batch) {
+            Ok(()) => {}
+            Err(Error::WouldBlock { .. }) => held[o].extend(run.iter().map(|f| f.to_vec())),
+            Err(e) => panic!("send_frames: {e}"),
         }
     }
 }
