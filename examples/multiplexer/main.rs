@@ -143,6 +143,8 @@ struct Mux {
     stop: Option<Stop>,
     /// Rotates which input gets freed output space first.
     next_drain: usize,
+    /// The outputs' high watermark: a run of frames is cut to fit it.
+    high: u64,
 }
 
 impl Mux {
@@ -234,6 +236,7 @@ impl Mux {
             started: Instant::now(),
             stop: None,
             next_drain: 0,
+            high: cli.high_watermark as u64,
         })
     }
 

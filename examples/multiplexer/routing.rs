@@ -173,9 +173,9 @@ impl Held {
 
     /// Sends held messages, in order per output, until every output they
     /// wait for is refusing again, then forgets those sent.
-    fn offer(&mut self, p: &mut Proactor, outputs: &mut [Output], framing: Framing) {
+    fn offer(&mut self, p: &mut Proactor, outputs: &mut [Output], framing: Framing, high: u64) {
         if let Some(codec) = framing.codec() {
-            return self.offer_frames(p, outputs, codec);
+            return self.offer_frames(p, outputs, codec, high);
         }
         // Outputs with messages here that may take them now. Stopping at
         // zero matters: thousands may wait, and a drained output takes a
@@ -227,7 +227,7 @@ impl Held {
     /// As `offer`, for frames: each run held for an output that takes
     /// frames again goes with one `send_framed` (a sender below its high
     /// watermark takes all of it), in order.
-    fn offer_frames(&mut self, p: &mut Proactor, outputs: &mut [Output], codec: Codec) {
+    fn offer_frames(&mut self, p: &mut Proactor, outputs: &mut [Output], codec: Codec, high: u64) {
         let Held {
             bytes,
             msgs,
@@ -244,20 +244,15 @@ impl Held {
                 out.dropped += n;
             } else {
                 let wire = &bytes[m.start..m.start + m.len];
-                match p.send_framed(out.tx, codec, wire) {
-                    Ok(()) => {
-                        out.msgs += n;
-                        out.bytes += wire.len() as u64;
-                    }
-                    Err(Error::WouldBlock { .. }) => {
-                        out.refused = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        eprintln!("multiplexer: {}: {e}", out.path.display());
-                        out.failed.get_or_insert(e.to_string());
-                        out.dropped += n;
-                    }
+                if let Ok((left, left_msgs)) = send_run(p, out, codec, high, wire, m.msgs)
+                    && !left.is_empty()
+                {
+                    // The output took the front of the run only, or none.
+                    per_output[m.out] -= m.msgs - left_msgs;
+                    m.start += m.len - left.len();
+                    m.len = left.len();
+                    m.msgs = left_msgs;
+                    continue;
                 }
             }
             m.done = true;
@@ -375,24 +370,19 @@ impl Mux {
         self.inputs[i].bytes += bytes;
         let out = &mut self.outputs[0];
         let input = &mut self.inputs[i];
+        let mut rest = (wire, frames as u32);
         if input.held.per_output[0] == 0 && !out.refused {
-            match self.p.send_framed(out.tx, codec, wire) {
-                Ok(()) => {
-                    out.msgs += n;
-                    out.bytes += bytes;
-                    return;
-                }
-                Err(Error::WouldBlock { .. }) => out.refused = true,
-                Err(e) => {
-                    eprintln!("multiplexer: {}: {e}", out.path.display());
-                    out.failed.get_or_insert(e.to_string());
-                    out.dropped += n;
-                    return;
-                }
+            match send_run(&mut self.p, out, codec, self.high, wire, frames as u32) {
+                Ok(left) => rest = left,
+                Err(()) => return,
+            }
+            if rest.0.is_empty() {
+                return;
             }
         }
         // Refused, or others wait before it: the run waits as it is.
-        input.held.push_wire(0, wire, frames as u32);
+        let (wire, frames) = rest;
+        input.held.push_wire(0, wire, frames);
         if !input.paused {
             input.paused = true;
             let _ = self.p.pause(input.rx);
@@ -448,13 +438,79 @@ impl Mux {
             let input = &mut self.inputs[i];
             input
                 .held
-                .offer(&mut self.p, &mut self.outputs, self.framing);
+                .offer(&mut self.p, &mut self.outputs, self.framing, self.high);
             if input.held.is_empty() && input.paused && !input.closed && self.stop.is_none() {
                 input.paused = false;
                 let _ = self.p.resume(input.rx);
             }
         }
         self.next_drain = (self.next_drain + 1) % n.max(1);
+    }
+}
+
+/// Hands the front of a run of whole frames (`msgs` of them) to an output
+/// with one `send_framed`: as much as fits below its high watermark, plus
+/// the frame that crosses it (so the sender is at its watermark and
+/// promises `Writable`), never more than one frame beyond. Returns the
+/// rest, empty when all went; on a refusal the output is marked refused.
+/// `Err` when the output failed (the run counts as dropped).
+fn send_run<'w>(
+    p: &mut Proactor,
+    out: &mut Output,
+    codec: Codec,
+    high: u64,
+    wire: &'w [u8],
+    msgs: u32,
+) -> Result<(&'w [u8], u32), ()> {
+    let unsent = p.stats(out.tx).map_or(0, |s| s.bytes_unsent());
+    let room = high.saturating_sub(unsent) as usize;
+    let (front, sent) = if wire.len() <= room {
+        (wire, msgs)
+    } else {
+        let cut = first_frame_end_from(codec, wire, room);
+        (&wire[..cut], codec.payloads(&wire[..cut]).count() as u32)
+    };
+    match p.send_framed(out.tx, codec, front) {
+        Ok(()) => {
+            out.msgs += u64::from(sent);
+            out.bytes += front.len() as u64;
+            if front.len() < wire.len() {
+                // At its watermark now: `Writable` follows.
+                out.refused = true;
+            }
+            Ok((&wire[front.len()..], msgs - sent))
+        }
+        Err(Error::WouldBlock { .. }) => {
+            out.refused = true;
+            Ok((wire, msgs))
+        }
+        Err(e) => {
+            eprintln!("multiplexer: {}: {e}", out.path.display());
+            out.failed.get_or_insert(e.to_string());
+            out.dropped += u64::from(msgs);
+            Err(())
+        }
+    }
+}
+
+/// The end of the first frame of `wire` (whole frames) that ends at or
+/// after `at` bytes: at least one frame.
+fn first_frame_end_from(codec: Codec, wire: &[u8], at: usize) -> usize {
+    match codec {
+        Codec::Lines => {
+            let from = at.saturating_sub(1).min(wire.len());
+            memchr::memchr(b'\n', &wire[from..]).map_or(wire.len(), |nl| from + nl + 1)
+        }
+        _ => {
+            let mut end = 0;
+            for payload in codec.payloads(wire) {
+                end += payload.len() + codec.overhead();
+                if end >= at.max(1) {
+                    break;
+                }
+            }
+            end
+        }
     }
 }
 
