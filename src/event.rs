@@ -295,7 +295,9 @@ impl Events {
     /// no event per frame, and a run can be forwarded with one
     /// [`Proactor::send_framed`](crate::Proactor::send_framed). A frame
     /// that was split across reads (or is empty) still comes as an
-    /// [`Event::Frame`], in its place.
+    /// [`Event::Frame`], in its place. `codec` is the framed receivers'
+    /// own: frames are gathered only where the bytes around them are that
+    /// codec's framing.
     pub fn runs(&self, codec: Codec) -> Runs<'_> {
         Runs {
             items: &self.items,
