@@ -291,7 +291,7 @@ impl Mux {
                 self.send_batch(i, &mut batch);
             }
             match event {
-                Event::Frames { from, wire, frames } => {
+                Event::Frame { from, .. } | Event::Frames { from, .. } => {
                     let i = match last {
                         Some((rx, i)) if rx == from => Some(i),
                         _ => {
@@ -301,24 +301,14 @@ impl Mux {
                             self.input_of(from.token())
                         }
                     };
-                    if let Some(i) = i {
-                        last = Some((from, i));
-                        self.route_wire(i, wire, frames, &mut batch);
-                    }
-                }
-                Event::Frame { from, frame } => {
-                    let i = match last {
-                        Some((rx, i)) if rx == from => Some(i),
-                        _ => {
-                            if let Some((_, i)) = last.take() {
-                                self.send_batch(i, &mut batch);
-                            }
-                            self.input_of(from.token())
+                    let Some(i) = i else { continue };
+                    last = Some((from, i));
+                    match event {
+                        Event::Frames { wire, frames, .. } => {
+                            self.route_wire(i, wire, frames, &mut batch)
                         }
-                    };
-                    if let Some(i) = i {
-                        last = Some((from, i));
-                        self.route_frame(i, frame, &mut batch);
+                        Event::Frame { frame, .. } => self.route_frame(i, frame, &mut batch),
+                        _ => {}
                     }
                 }
                 Event::Data { from, data } if from == self.signals => self.on_signals(data),

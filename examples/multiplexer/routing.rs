@@ -276,6 +276,23 @@ enum Sent {
     Dropped,
 }
 
+impl crate::Input {
+    /// Holds a message an output cannot take now, and pauses reading.
+    fn hold(&mut self, p: &mut Proactor, out: usize, msg: &[u8], codec: Option<Codec>) {
+        self.held.push(out, msg, codec);
+        self.pause_reading(p);
+    }
+
+    /// Stops reading until the holding area is empty again: the data waits
+    /// in the pipe, the writers feel it fill.
+    fn pause_reading(&mut self, p: &mut Proactor) {
+        if !self.paused {
+            self.paused = true;
+            let _ = p.pause(self.rx);
+        }
+    }
+}
+
 impl Mux {
     /// Routes one message (a frame's payload, or a raw chunk) of input `i`:
     /// straight to its output, or, if that output is full or messages for
@@ -300,11 +317,7 @@ impl Mux {
             && !outputs[o].refused
             && !matches!(send(p, &mut outputs[o], framing, msg), Sent::Refused);
         if !goes {
-            held.push(o, msg, framing.codec());
-            if !input.paused {
-                input.paused = true;
-                let _ = p.pause(input.rx);
-            }
+            input.hold(p, o, msg, framing.codec());
         }
     }
 
@@ -333,11 +346,7 @@ impl Mux {
             }
             return;
         }
-        input.held.push(o, msg, framing.codec());
-        if !input.paused {
-            input.paused = true;
-            let _ = p.pause(input.rx);
-        }
+        input.hold(p, o, msg, framing.codec());
     }
 
     /// Routes a run of whole frames of input `i`, `wire` as read: with no
@@ -383,10 +392,7 @@ impl Mux {
         // Refused, or others wait before it: the run waits as it is.
         let (wire, frames) = rest;
         input.held.push_wire(0, wire, frames);
-        if !input.paused {
-            input.paused = true;
-            let _ = self.p.pause(input.rx);
-        }
+        input.pause_reading(&mut self.p);
     }
 
     /// Sends the frames `batch` holds for each output, one call per
@@ -412,11 +418,7 @@ impl Mux {
                     out.refused = true;
                     let input = &mut self.inputs[i];
                     for msg in msgs.iter() {
-                        input.held.push(o, msg, Some(codec));
-                    }
-                    if !input.paused {
-                        input.paused = true;
-                        let _ = self.p.pause(input.rx);
+                        input.hold(&mut self.p, o, msg, Some(codec));
                     }
                 }
                 Err(e) => {
