@@ -27,6 +27,13 @@ use std::rc::Rc;
 /// Heap buffers kept for reuse when the registered pool runs dry.
 const SPARE_HEAP_BUFFERS: usize = 64;
 
+/// Capacity of the small heap buffers that queued frames are packed into:
+/// each is one atomic write of at most `PIPE_BUF` bytes.
+pub(crate) const SMALL_BUF_SIZE: usize = crate::frame::PIPE_BUF;
+
+/// Small buffers kept for reuse (1 MiB).
+const SPARE_SMALL_BUFFERS: usize = 256;
+
 /// Size of each buffer of the default pool: a pipe's default capacity, so
 /// one read can empty a full pipe.
 pub(crate) const DEFAULT_BUF_SIZE: usize = 64 * 1024;
@@ -135,7 +142,8 @@ pub(crate) struct Pool {
     buf_size: usize,
     count: u16,
     free: RefCell<Vec<u16>>,
-    spare_heap: RefCell<Vec<Box<[u8]>>>,
+    spare_heap: RefCell<Vec<Vec<u8>>>,
+    spare_small: RefCell<Vec<Vec<u8>>>,
     provided: Option<ProvidedRing>,
 }
 
@@ -292,6 +300,7 @@ impl Pool {
             // Hand out low indices first: reverse so `pop` yields 0, 1, 2...
             free: RefCell::new((0..count).rev().collect()),
             spare_heap: RefCell::new(Vec::new()),
+            spare_small: RefCell::new(Vec::new()),
             provided,
         }))
     }
@@ -364,16 +373,40 @@ impl Pool {
         })
     }
 
-    /// A registered buffer, or a (recycled) heap buffer when none is free.
+    /// A registered buffer, or a (recycled) heap buffer when none is free,
+    /// `buf_size` bytes long: for the kernel to read into.
     pub(crate) fn take(self: &Rc<Self>) -> Buf {
         if let Some(buf) = self.take_fixed() {
             return buf;
         }
-        let heap = self
-            .spare_heap
+        let mut heap =
+            (self.spare_heap.borrow_mut().pop()).unwrap_or_else(|| vec![0; self.buf_size]);
+        // Left partly filled by a write queue: the rest is zeroed.
+        heap.resize(self.buf_size, 0);
+        Buf {
+            pool: Rc::clone(self),
+            mem: Mem::Heap(heap),
+        }
+    }
+
+    /// An empty buffer for a write queue to fill with [`Buf::put`]: a
+    /// registered one of `buf_size` bytes if one is free, else a heap
+    /// buffer of that capacity; a small heap one ([`SMALL_BUF_SIZE`]) when
+    /// `small`. Never zeroed: the queue writes every byte it sends.
+    pub(crate) fn take_empty(self: &Rc<Self>, small: bool) -> Buf {
+        let (spare, cap) = if small {
+            (&self.spare_small, SMALL_BUF_SIZE)
+        } else {
+            if let Some(buf) = self.take_fixed() {
+                return buf;
+            }
+            (&self.spare_heap, self.buf_size)
+        };
+        let mut heap = spare
             .borrow_mut()
             .pop()
-            .unwrap_or_else(|| vec![0u8; self.buf_size].into_boxed_slice());
+            .unwrap_or_else(|| Vec::with_capacity(cap));
+        heap.clear();
         Buf {
             pool: Rc::clone(self),
             mem: Mem::Heap(heap),
@@ -392,7 +425,8 @@ impl Drop for Pool {
 
 enum Mem {
     Fixed(u16),
-    Heap(Box<[u8]>),
+    /// Its length is the bytes that hold data (a read buffer: all of it).
+    Heap(Vec<u8>),
     Provided(u16),
 }
 
@@ -421,10 +455,38 @@ impl Buf {
         }
     }
 
+    /// Bytes the kernel may touch: a heap buffer's initialised length.
     pub(crate) fn capacity(&self) -> usize {
         match &self.mem {
             Mem::Provided(_) => self.provided().buf_size,
-            _ => self.pool.buf_size,
+            Mem::Heap(b) => b.len(),
+            Mem::Fixed(_) => self.pool.buf_size,
+        }
+    }
+
+    /// Writes `data` at `at`, dropping whatever a heap buffer held from
+    /// `at` on; a heap buffer grows without being zeroed first. The write
+    /// queue's appends: `at` is the end of its bytes.
+    pub(crate) fn put(&mut self, at: usize, data: &[u8]) {
+        self.put_all(at, &[data]);
+    }
+
+    /// [`put`](Self::put) of several pieces one after the other.
+    pub(crate) fn put_all(&mut self, mut at: usize, parts: &[&[u8]]) {
+        match &mut self.mem {
+            Mem::Heap(b) => {
+                b.truncate(at);
+                for part in parts {
+                    b.extend_from_slice(part);
+                }
+            }
+            _ => {
+                let slice = self.as_mut_slice();
+                for part in parts {
+                    slice[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+            }
         }
     }
 
@@ -479,15 +541,19 @@ impl Buf {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.mem, Mem::Heap(Box::default())) {
+        match std::mem::replace(&mut self.mem, Mem::Heap(Vec::new())) {
             Mem::Fixed(i) => self.pool.free.borrow_mut().push(i),
-            Mem::Heap(b) if !b.is_empty() => {
-                let mut spare = self.pool.spare_heap.borrow_mut();
-                if spare.len() < SPARE_HEAP_BUFFERS {
+            Mem::Heap(b) => {
+                let (spare, max) = match b.capacity() {
+                    c if c == self.pool.buf_size => (&self.pool.spare_heap, SPARE_HEAP_BUFFERS),
+                    SMALL_BUF_SIZE => (&self.pool.spare_small, SPARE_SMALL_BUFFERS),
+                    _ => return,
+                };
+                let mut spare = spare.borrow_mut();
+                if spare.len() < max {
                     spare.push(b);
                 }
             }
-            Mem::Heap(_) => {}
             Mem::Provided(i) => self.provided().push(i),
         }
     }

@@ -66,7 +66,7 @@ mod token;
 mod transport;
 
 pub use error::{Error, Result};
-pub use event::{CloseReason, Event, Events};
+pub use event::{CloseReason, Event, Events, Runs};
 pub use fifo::{FifoOptions, PipeLimits, ReadMode, Reconnect, pipe_max_size, raise_fd_limit};
 pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Snapshot, Stats};
 pub use token::{Receiver, Sender, Token};

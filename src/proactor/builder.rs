@@ -364,6 +364,7 @@ impl Builder {
             multishot_ok,
             read_mode: self.read_mode,
             starved: Vec::new(),
+            unpumped: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
             notify: None,

@@ -115,7 +115,7 @@ impl Proactor {
                 .flatten()
                 .chain(splice.iter().flat_map(|s| s.ops()))
                 .collect(),
-            Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
+            Role::Sender(s) => (s.writing.iter().map(|w| w.op)).chain(s.poll).collect(),
         };
         self.cancel(idx, ops.into_iter().map(Some));
         // A splice into this sender uses its fd: stop it too (it is the

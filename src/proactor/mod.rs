@@ -99,6 +99,10 @@ pub struct Proactor {
     read_mode: ReadMode,
     /// Multishot receivers whose read ended for lack of buffers.
     starved: Vec<Token>,
+    /// Senders with bytes queued since the last `poll` and no write in
+    /// flight: their writes start at the next `poll`, all of the turn's
+    /// sends in one chain (see `write::pump_queued`).
+    unpumped: Vec<Token>,
     /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
@@ -230,7 +234,10 @@ impl Proactor {
     /// follows once they are down to the low watermark. Below the high
     /// watermark the whole of `data` is accepted.
     pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
-        self.enqueue(to, |queue, pool| queue.push(pool, data))
+        self.enqueue(to, |queue, pool| {
+            queue.push(pool, data);
+            Ok(())
+        })
     }
 
     /// Queues one frame: `payload` encoded with `codec`. A frame of at most
@@ -244,7 +251,10 @@ impl Proactor {
             token: to.0,
             source,
         })?;
-        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))?;
+        self.enqueue(to, |q, pool| {
+            q.push_message(pool, &frame.as_slices());
+            Ok(())
+        })?;
         self.count_frames_out(to, 1);
         Ok(())
     }
@@ -479,6 +489,7 @@ impl Proactor {
                 self.arm_read(idx);
             }
         }
+        self.pump_queued();
         let deadline = timeout.map(|t| Instant::now() + t);
         let watches_fired = self.readable.len();
         loop {

@@ -335,7 +335,7 @@ impl Proactor {
             .all(|t| match self.transports.get(t.index as usize) {
                 Some(d) if d.token == *t && d.state == State::Open => match &d.role {
                     Role::Sender(s) => {
-                        s.writing.is_none() && s.poll.is_none() && s.queue.is_empty()
+                        s.writing.is_empty() && s.poll.is_none() && s.queue.is_empty()
                     }
                     Role::Receiver { .. } => false,
                 },

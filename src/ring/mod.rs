@@ -302,13 +302,16 @@ impl Ring {
         self.push(sqe, owner, Purpose::Read, Some(buf), None)
     }
 
-    /// Writes `buf[range]` at the file's current position.
+    /// Writes `buf[range]` at the file's current position. With `link`,
+    /// the next SQE pushed starts only after this write completed in full
+    /// (a short write or an error cancels it): a chain of writes in order.
     pub(crate) fn write(
         &mut self,
         file: FileRef,
         mut buf: Buf,
         range: Range<usize>,
         owner: u64,
+        link: bool,
     ) -> io::Result<OpId> {
         assert!(range.start <= range.end && range.end <= buf.capacity());
         // SAFETY: range.start <= capacity, checked above.
@@ -323,6 +326,11 @@ impl Ring {
             _ => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
                 .offset(u64::MAX)
                 .build()),
+        };
+        let sqe = if link {
+            sqe.flags(squeue::Flags::IO_LINK)
+        } else {
+            sqe
         };
         self.push(sqe, owner, Purpose::Write, Some(buf), None)
     }
@@ -415,6 +423,12 @@ impl Ring {
             sqe
         };
         self.push(sqe, owner, Purpose::SpliceRound, None, None)
+    }
+
+    /// SQEs the submission queue holds: the longest chain that one
+    /// submission can carry.
+    pub(crate) fn sq_entries(&mut self) -> usize {
+        self.uring.submission().capacity()
     }
 
     /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
