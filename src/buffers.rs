@@ -142,10 +142,17 @@ pub(crate) struct Pool {
 /// Group id of the provided buffer ring.
 pub(crate) const PROVIDED_GROUP: u16 = 0;
 
-/// A provided buffer ring: buffers the kernel picks itself for multishot
-/// reads, shared by every receiver, so memory follows the data in flight,
-/// not the number of FIFOs. A buffer the kernel filled is ours (a
-/// [`Buf`]) until dropped, when it goes back on the ring.
+/// A provided buffer ring: buffers the kernel picks itself for reads that
+/// select one (multishot reads, and single-shot reads of receivers that
+/// hold no buffer while they wait), shared by every receiver, so memory
+/// follows the data in flight, not the number of FIFOs.
+///
+/// Registered incremental (`IOU_PBUF_RING_INC`, Linux 6.12) where the
+/// kernel has it: a read takes only the bytes it fills from the buffer at
+/// the ring's head, so a 64-byte message uses 64 bytes, not a whole
+/// buffer. Each completion then lends one piece of a buffer (a [`Buf`]);
+/// the buffer goes back on the ring once the kernel has let go of it (a
+/// completion without `IORING_CQE_F_BUF_MORE`) and every piece is dropped.
 struct ProvidedRing {
     entries: NonNull<BufRingEntry>,
     entries_len: usize,
@@ -154,6 +161,22 @@ struct ProvidedRing {
     count: u16,
     /// Our copy of the tail; the kernel reads the shared one.
     tail: Cell<u16>,
+    /// Registered with `IOU_PBUF_RING_INC`.
+    incremental: Cell<bool>,
+    /// Per buffer id: what the kernel filled and who holds it.
+    state: Box<[Provided]>,
+}
+
+/// The bookkeeping of one provided buffer.
+#[derive(Default)]
+struct Provided {
+    /// Bytes the kernel has filled since the buffer went on the ring: its
+    /// next piece starts here (the kernel consumes a buffer in order).
+    filled: Cell<u32>,
+    /// Pieces lent out as `Buf`s.
+    lent: Cell<u32>,
+    /// The kernel may still fill it (it is on the ring, or partly used).
+    kernel: Cell<bool>,
 }
 
 impl ProvidedRing {
@@ -176,6 +199,8 @@ impl ProvidedRing {
             buf_size,
             count,
             tail: Cell::new(0),
+            incremental: Cell::new(false),
+            state: (0..count).map(|_| Provided::default()).collect(),
         };
         for bid in 0..count {
             ring.push(bid);
@@ -189,8 +214,12 @@ impl ProvidedRing {
         unsafe { self.mem.as_ptr().add(usize::from(bid) * self.buf_size) }
     }
 
-    /// Gives buffer `bid` back to the kernel.
+    /// Gives buffer `bid` back to the kernel, whole.
     fn push(&self, bid: u16) {
+        if let Some(state) = self.state.get(usize::from(bid)) {
+            state.filled.set(0);
+            state.kernel.set(true);
+        }
         let tail = self.tail.get();
         let slot = usize::from(tail & (self.count - 1));
         // SAFETY: slot < count entries of the mapping. The kernel only reads
@@ -303,13 +332,54 @@ impl Pool {
             .map(|r| (r.entries.as_ptr() as u64, r.count))
     }
 
-    /// Takes ownership of provided buffer `bid`, which a completion says
-    /// the kernel filled and handed over.
-    pub(crate) fn take_provided(self: &Rc<Self>, bid: u16) -> Option<Buf> {
+    /// Records that the provided ring is registered incremental.
+    pub(crate) fn set_incremental(&self, yes: bool) {
+        if let Some(ring) = &self.provided {
+            ring.incremental.set(yes);
+        }
+    }
+
+    /// Buffers given to the provided ring so far (its tail).
+    #[cfg(test)]
+    fn provided_pushed(&self) -> u16 {
+        self.provided.as_ref().map_or(0, |ring| ring.tail.get())
+    }
+
+    /// Size of each provided buffer (0: no provided ring).
+    pub(crate) fn provided_size(&self) -> usize {
+        self.provided.as_ref().map_or(0, |ring| ring.buf_size)
+    }
+
+    /// Takes the piece of provided buffer `bid` that a completion says the
+    /// kernel filled: the next `result` bytes of it (none for a result of
+    /// 0 or less). `more` is the completion's `IORING_CQE_F_BUF_MORE`: the
+    /// kernel keeps the rest of the buffer for later reads. Dropping the
+    /// piece, like every other piece of the buffer, gives the buffer back
+    /// once the kernel has let go of it. `None` for a buffer id the kernel
+    /// could not have handed over.
+    pub(crate) fn take_provided(self: &Rc<Self>, bid: u16, result: i32, more: bool) -> Option<Buf> {
         let ring = self.provided.as_ref()?;
-        (bid < ring.count).then(|| Buf {
+        let state = ring.state.get(usize::from(bid))?;
+        if !state.kernel.get() {
+            return None;
+        }
+        let start = state.filled.get();
+        let room = (ring.buf_size as u32).saturating_sub(start);
+        let len = u32::try_from(result).unwrap_or(0).min(room);
+        state.filled.set(start + len);
+        // An incremental ring commits nothing for an empty result (EOF):
+        // the buffer stays at the ring's head, whatever the flags say
+        // (Linux 6.18 `io_kbuf_inc_commit` returns "done" for a length of
+        // 0 without moving the head). Pushing it again would put it on the
+        // ring twice.
+        let released = !(more || ring.incremental.get() && len == 0);
+        if released {
+            state.kernel.set(false);
+        }
+        state.lent.set(state.lent.get() + 1);
+        Some(Buf {
             pool: Rc::clone(self),
-            mem: Mem::Provided(bid),
+            mem: Mem::Provided { bid, start, len },
         })
     }
 
@@ -383,7 +453,13 @@ impl Drop for Pool {
 enum Mem {
     Fixed(u16),
     Heap(Box<[u8]>),
-    Provided(u16),
+    /// `len` bytes at `start` of provided buffer `bid`: the piece one
+    /// completion filled. The rest of the buffer may be the kernel's.
+    Provided {
+        bid: u16,
+        start: u32,
+        len: u32,
+    },
 }
 
 /// Sole owner of one buffer; gives it back to the pool on drop.
@@ -397,7 +473,9 @@ impl std::fmt::Debug for Buf {
         match &self.mem {
             Mem::Fixed(i) => write!(f, "Buf::Fixed({i})"),
             Mem::Heap(b) => write!(f, "Buf::Heap({})", b.len()),
-            Mem::Provided(i) => write!(f, "Buf::Provided({i})"),
+            Mem::Provided { bid, start, len } => {
+                write!(f, "Buf::Provided({bid}, {start}..{})", start + len)
+            }
         }
     }
 }
@@ -407,13 +485,13 @@ impl Buf {
     pub(crate) fn fixed_index(&self) -> Option<u16> {
         match self.mem {
             Mem::Fixed(i) => Some(i),
-            Mem::Heap(_) | Mem::Provided(_) => None,
+            Mem::Heap(_) | Mem::Provided { .. } => None,
         }
     }
 
     pub(crate) fn capacity(&self) -> usize {
         match &self.mem {
-            Mem::Provided(_) => self.provided().buf_size,
+            Mem::Provided { len, .. } => *len as usize,
             _ => self.pool.buf_size,
         }
     }
@@ -425,12 +503,23 @@ impl Buf {
             .expect("a provided buffer has its ring")
     }
 
+    /// Start of a provided piece.
+    fn provided_ptr(&self, bid: u16, start: u32) -> *mut u8 {
+        let ring = self.provided();
+        debug_assert!(start as usize <= ring.buf_size);
+        // SAFETY: `take_provided` keeps start within the buffer.
+        unsafe { ring.buf_ptr(bid).add(start as usize) }
+    }
+
     /// Pointer to the start, for building an SQE.
     pub(crate) fn as_mut_ptr(&mut self) -> *mut u8 {
         match &mut self.mem {
             Mem::Fixed(i) => self.pool.ptr(*i),
             Mem::Heap(b) => b.as_mut_ptr(),
-            Mem::Provided(i) => self.pool.provided.as_ref().expect("ring").buf_ptr(*i),
+            Mem::Provided { bid, start, .. } => {
+                let (bid, start) = (*bid, *start);
+                self.provided_ptr(bid, start)
+            }
         }
     }
 
@@ -443,26 +532,30 @@ impl Buf {
                 std::slice::from_raw_parts(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            // SAFETY: the kernel handed buffer `i` over with its completion
-            // and this `Buf` is its only owner until it goes back on the ring.
-            Mem::Provided(i) => unsafe {
-                std::slice::from_raw_parts(self.provided().buf_ptr(*i), self.provided().buf_size)
+            // SAFETY: the kernel handed this piece over with its completion
+            // and never writes it again before the buffer is back on the
+            // ring, which waits for this `Buf` to drop; other pieces (and
+            // the part the kernel still fills) lie outside it.
+            Mem::Provided { bid, start, len } => unsafe {
+                std::slice::from_raw_parts(self.provided_ptr(*bid, *start), *len as usize)
             },
         }
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        if let Mem::Provided { bid, start, len } = self.mem {
+            // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+            return unsafe {
+                std::slice::from_raw_parts_mut(self.provided_ptr(bid, start), len as usize)
+            };
+        }
         match &mut self.mem {
             // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
             Mem::Fixed(i) => unsafe {
                 std::slice::from_raw_parts_mut(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
-            Mem::Provided(i) => unsafe {
-                let ring = self.pool.provided.as_ref().expect("ring");
-                std::slice::from_raw_parts_mut(ring.buf_ptr(*i), ring.buf_size)
-            },
+            Mem::Provided { .. } => &mut [],
         }
     }
 }
@@ -478,7 +571,15 @@ impl Drop for Buf {
                 }
             }
             Mem::Heap(_) => {}
-            Mem::Provided(i) => self.provided().push(i),
+            Mem::Provided { bid, .. } => {
+                let ring = self.provided();
+                if let Some(state) = ring.state.get(usize::from(bid)) {
+                    state.lent.set(state.lent.get().saturating_sub(1));
+                    if state.lent.get() == 0 && !state.kernel.get() {
+                        ring.push(bid);
+                    }
+                }
+            }
         }
     }
 }
@@ -542,6 +643,52 @@ mod tests {
         assert!(!is_memlock_error(&io::Error::from_raw_os_error(
             libc::EFAULT
         )));
+    }
+
+    #[test]
+    fn incremental_pieces_return_the_buffer_when_the_kernel_and_the_user_let_go() {
+        let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
+        pool.set_incremental(true);
+        assert_eq!(pool.provided_pushed(), 2);
+        // Two reads fill buffer 1 piece by piece; the kernel keeps it.
+        let a = pool.take_provided(1, 64, true).unwrap();
+        let b = pool.take_provided(1, 100, true).unwrap();
+        assert_eq!((a.capacity(), b.capacity()), (64, 100));
+        let base = pool.provided.as_ref().unwrap().buf_ptr(1) as usize;
+        assert_eq!(a.as_slice().as_ptr() as usize, base);
+        assert_eq!(b.as_slice().as_ptr() as usize, base + 64);
+        drop(a);
+        drop(b);
+        assert_eq!(pool.provided_pushed(), 2, "the kernel still fills it");
+        // EOF on an incremental ring commits nothing: still the kernel's.
+        drop(pool.take_provided(1, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(), 2);
+        // The last piece: back on the ring once the user drops it too.
+        let c = pool.take_provided(1, 4096, false).unwrap();
+        assert_eq!(c.capacity(), 4096 - 164, "never past the buffer's end");
+        assert!(
+            pool.take_provided(1, 1, false).is_none(),
+            "not the kernel's"
+        );
+        assert_eq!(pool.provided_pushed(), 2);
+        drop(c);
+        assert_eq!(pool.provided_pushed(), 3);
+        // Pushed whole again: the next piece starts at its beginning.
+        let d = pool.take_provided(1, 10, true).unwrap();
+        assert_eq!(d.as_slice().as_ptr() as usize, base);
+        assert!(pool.take_provided(2, 1, false).is_none(), "no such buffer");
+    }
+
+    #[test]
+    fn plain_provided_buffers_return_after_one_completion() {
+        let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
+        // Not incremental: every completion consumes its buffer, EOF too.
+        drop(pool.take_provided(0, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(), 3);
+        let a = pool.take_provided(1, 64, false).unwrap();
+        assert_eq!(pool.provided_pushed(), 3);
+        drop(a);
+        assert_eq!(pool.provided_pushed(), 4);
     }
 
     #[test]

@@ -41,6 +41,8 @@ macro_rules! with_file {
     };
 }
 
+mod bufring;
+
 /// A file as an operation names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileRef {
@@ -108,6 +110,9 @@ pub(crate) struct Completion {
     pub more: bool,
     /// The provided buffer the kernel filled, if any.
     pub provided: Option<u16>,
+    /// `IORING_CQE_F_BUF_MORE`: the kernel keeps using that buffer (an
+    /// incremental provided ring).
+    pub buf_more: bool,
 }
 
 /// `io_uring_enter` flag: wait for or reap completions (kernel ABI).
@@ -165,22 +170,13 @@ impl Ring {
         Ok(())
     }
 
-    /// Registers the pool's provided buffer ring, if it has one.
+    /// Registers the pool's provided buffer ring, if it has one:
+    /// incremental where the kernel has it (see `bufring`).
     pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
         let Some((addr, entries)) = pool.provided_ring() else {
             return Ok(false);
         };
-        // SAFETY: the entries and buffers live in the pool's mapping, which
-        // the ring keeps (`memory`) until after it has closed the io_uring
-        // fd, which ends the registration (see `Drop`).
-        unsafe {
-            self.uring.submitter().register_buf_ring_with_flags(
-                addr,
-                entries,
-                PROVIDED_GROUP,
-                0,
-            )?;
-        }
+        bufring::register(&self.uring.submitter(), pool, addr, entries)?;
         self.memory = Some(Rc::clone(pool));
         Ok(true)
     }
@@ -517,6 +513,7 @@ impl Ring {
                         buf: None,
                         more: true,
                         provided,
+                        buf_more: cqueue::buffer_more(cqe.flags()),
                     });
                     continue;
                 }
@@ -529,6 +526,7 @@ impl Ring {
                     buf: op.buf,
                     more: false,
                     provided,
+                    buf_more: cqueue::buffer_more(cqe.flags()),
                 });
             }
             if self.uring.submission().cq_overflow() {

@@ -1,0 +1,57 @@
+//! The provided buffer ring on the ring's side: its registration
+//! (incremental where the kernel has it) and single-shot reads that take
+//! their buffer from it.
+
+use std::io;
+use std::rc::Rc;
+
+use io_uring::{opcode, squeue, types};
+
+use super::{FileRef, OpId, Purpose, Ring};
+use crate::buffers::{PROVIDED_GROUP, Pool};
+
+/// `IOU_PBUF_RING_INC` (Linux 6.12): buffers consumed in pieces.
+const IOU_PBUF_RING_INC: u16 = 2;
+
+/// Registers the provided ring at `addr`, incremental if the kernel takes
+/// it, plain otherwise (older kernels refuse the flag with -EINVAL), and
+/// tells the pool which.
+pub(super) fn register(
+    submitter: &io_uring::Submitter<'_>,
+    pool: &Rc<Pool>,
+    addr: u64,
+    entries: u16,
+) -> io::Result<()> {
+    for flags in [IOU_PBUF_RING_INC, 0] {
+        // SAFETY: the entries and buffers live in the pool's mapping, which
+        // the ring keeps (`memory`) until after it has closed the io_uring
+        // fd, which ends the registration (see `Ring::drop`).
+        let res =
+            unsafe { submitter.register_buf_ring_with_flags(addr, entries, PROVIDED_GROUP, flags) };
+        match res {
+            Ok(()) => {
+                pool.set_incremental(flags == IOU_PBUF_RING_INC);
+                return Ok(());
+            }
+            Err(e) if flags != 0 && e.raw_os_error() == Some(libc::EINVAL) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+impl Ring {
+    /// A single-shot READ of up to `len` bytes into a buffer the kernel
+    /// picks from the provided ring when data is there: a read that waits
+    /// (on an empty pipe) holds no buffer, the kernel takes it back on
+    /// -EAGAIN. The completion names the buffer; -ENOBUFS when the ring is
+    /// empty.
+    pub(crate) fn read_select(&mut self, file: FileRef, len: u32, owner: u64) -> io::Result<OpId> {
+        let sqe = with_file!(file, |fd| opcode::Read::new(fd, std::ptr::null_mut(), len)
+            .offset(u64::MAX)
+            .buf_group(PROVIDED_GROUP)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT));
+        self.push(sqe, owner, Purpose::Read, None, None)
+    }
+}
