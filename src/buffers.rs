@@ -137,6 +137,8 @@ pub(crate) struct Pool {
     free: RefCell<Vec<u16>>,
     spare_heap: RefCell<Vec<Box<[u8]>>>,
     provided: Option<ProvidedRing>,
+    /// Register the buffers when one is first used, not at build.
+    register_later: Cell<bool>,
 }
 
 /// Group id of the provided buffer ring.
@@ -322,6 +324,7 @@ impl Pool {
             free: RefCell::new((0..count).rev().collect()),
             spare_heap: RefCell::new(Vec::new()),
             provided,
+            register_later: Cell::new(false),
         }))
     }
 
@@ -330,6 +333,19 @@ impl Pool {
         self.provided
             .as_ref()
             .map(|r| (r.entries.as_ptr() as u64, r.count))
+    }
+
+    /// Defers registering the buffers until one is first used for I/O:
+    /// registration pins every page of the pool, and a proactor whose
+    /// receivers only wait (or share the provided ring) need not pin any.
+    pub(crate) fn register_later(&self) {
+        self.register_later.set(true);
+    }
+
+    /// Whether registration was deferred and is still to be tried (true
+    /// once: the caller tries it now).
+    pub(crate) fn take_register_later(&self) -> bool {
+        self.register_later.replace(false)
     }
 
     /// Records that the provided ring is registered incremental.
@@ -481,6 +497,11 @@ impl std::fmt::Debug for Buf {
 }
 
 impl Buf {
+    /// The pool this buffer belongs to.
+    pub(crate) fn pool(&self) -> &Rc<Pool> {
+        &self.pool
+    }
+
     /// The registered buffer index, for `READ_FIXED` / `WRITE_FIXED`.
     pub(crate) fn fixed_index(&self) -> Option<u16> {
         match self.mem {

@@ -100,7 +100,12 @@ impl Builder {
     ///   (plain `READ` / `WRITE` instead of `READ_FIXED` / `WRITE_FIXED`),
     ///   and [`build`](Self::build) still succeeds.
     ///
-    /// Set explicitly, the pool is registered or `build` fails with
+    /// The default pool is registered when a buffer is first used (a
+    /// send, or a receiver that streams), not at build: registration pins
+    /// every page, and receivers that wait hold no buffer (see
+    /// [`ReadMode::Fixed`]), so an idle proactor pins none.
+    ///
+    /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
     pub fn buffers(mut self, count: u16, size: usize) -> Self {
         self.buffers = Some((count, size));
@@ -227,7 +232,16 @@ impl Builder {
             let fits = memlock
                 .limit
                 .is_some_and(|l| pool.registered_bytes() + ring_locked <= l);
-            match ring.register_pool(&pool, self.buffers.is_some() && fits) {
+            // The default pool registers at its first use: pinned now, its
+            // pages would stay resident however idle the receivers are.
+            let registered = match self.buffers {
+                None => {
+                    pool.register_later();
+                    Ok(())
+                }
+                Some(_) => ring.register_pool(&pool, fits),
+            };
+            match registered {
                 Ok(()) => {}
                 // The default pool works unregistered.
                 Err(e) if buffers::is_memlock_error(&e) && self.buffers.is_none() => {}

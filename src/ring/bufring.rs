@@ -1,6 +1,7 @@
 //! The provided buffer ring on the ring's side: its registration
 //! (incremental where the kernel has it) and single-shot reads that take
-//! their buffer from it.
+//! their buffer from it; and the default pool's registration, deferred to
+//! its first use.
 
 use std::io;
 use std::rc::Rc;
@@ -8,7 +9,7 @@ use std::rc::Rc;
 use io_uring::{opcode, squeue, types};
 
 use super::{FileRef, OpId, Purpose, Ring};
-use crate::buffers::{PROVIDED_GROUP, Pool};
+use crate::buffers::{Buf, PROVIDED_GROUP, Pool};
 
 /// `IOU_PBUF_RING_INC` (Linux 6.12): buffers consumed in pieces.
 const IOU_PBUF_RING_INC: u16 = 2;
@@ -41,6 +42,17 @@ pub(super) fn register(
 }
 
 impl Ring {
+    /// Registers `buf`'s pool now if its registration was deferred
+    /// ([`Pool::register_later`]) and this is its first use. Refused (the
+    /// user's locked memory is spent), the pool works unregistered, as a
+    /// default pool does at build.
+    pub(super) fn register_on_first_use(&mut self, buf: &Buf) {
+        if !self.pool_registered && buf.fixed_index().is_some() && buf.pool().take_register_later()
+        {
+            let _ = self.register_pool(&Rc::clone(buf.pool()), false);
+        }
+    }
+
     /// A single-shot READ of up to `len` bytes into a buffer the kernel
     /// picks from the provided ring when data is there: a read that waits
     /// (on an empty pipe) holds no buffer, the kernel takes it back on

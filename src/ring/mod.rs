@@ -87,7 +87,7 @@ pub(crate) enum Purpose {
 
 /// Names a live operation (its SQE `user_data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OpId(u64);
+pub(crate) struct OpId(std::num::NonZeroU64);
 
 struct InFlight {
     owner: u64,
@@ -228,6 +228,7 @@ impl Ring {
 
     /// Reads up to the buffer's capacity at the file's current position.
     pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, owner: u64) -> io::Result<OpId> {
+        self.register_on_first_use(&buf);
         let ptr = buf.as_mut_ptr();
         let len = buf.capacity() as u32;
         let sqe = match (buf.fixed_index(), self.pool_registered) {
@@ -252,6 +253,7 @@ impl Ring {
         owner: u64,
     ) -> io::Result<OpId> {
         assert!(range.start <= range.end && range.end <= buf.capacity());
+        self.register_on_first_use(&buf);
         // SAFETY: range.start <= capacity, checked above.
         let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
         let len = (range.end - range.start) as u32;
@@ -374,7 +376,7 @@ impl Ring {
     /// Asks the kernel to cancel `target`. Both complete: `target` with
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
-        let sqe = opcode::AsyncCancel::new(target.0).build();
+        let sqe = opcode::AsyncCancel::new(target.0.get()).build();
         self.push(sqe, owner, Purpose::Cancel, None, None)
     }
 
@@ -398,9 +400,13 @@ impl Ring {
         timespec: Option<Box<types::Timespec>>,
     ) -> io::Result<OpId> {
         let key = self.ops.vacant_key();
-        self.seq = self.seq.wrapping_add(1);
-        let id = OpId(((key as u64) << 32) | u64::from(self.seq));
-        let sqe = sqe.user_data(id.0);
+        // Never 0, so an `Option<OpId>` (one per receiver, and more) takes
+        // no more room than the id.
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let raw = ((key as u64) << 32) | u64::from(self.seq);
+        // seq >= 1: the fallback is never taken.
+        let id = OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN));
+        let sqe = sqe.user_data(id.0.get());
         // SAFETY: every pointer in `sqe` points into `buf` or `timespec`, which
         // are moved into the operation table right below and stay there (at a
         // stable heap address) until the final CQE for `id` is reaped.
@@ -500,7 +506,7 @@ impl Ring {
                 let Some(op) = self.ops.get(key) else {
                     continue;
                 };
-                if op.id.0 != cqe.user_data() {
+                if op.id.0.get() != cqe.user_data() {
                     continue;
                 }
                 let provided = cqueue::buffer_select(cqe.flags());
