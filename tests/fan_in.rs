@@ -120,3 +120,40 @@ fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
         }
     });
 }
+
+/// On Linux >= 6.12 the provided ring is consumed incrementally: one
+/// buffer serves many small reads at once. (Consumed whole, a ring of one
+/// buffer serves one read per turn; the others wait for a poll.)
+#[test]
+fn one_provided_buffer_serves_many_small_reads() {
+    let release = nix::sys::utsname::uname().unwrap();
+    let release = release.release().to_string_lossy().into_owned();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    if (major, minor) < (6, 12) {
+        eprintln!("Linux {release}: no incremental provided buffers, nothing to check");
+        return;
+    }
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::builder()
+            .buffers(1, 64 * 1024)
+            .provided_buffers(1, 64 * 1024)
+            .build()
+            .unwrap();
+        let opts = FifoOptions::new().create(true);
+        let mut writers = open_all(&mut p, dir.path(), &opts);
+        for (i, w) in writers.iter_mut().enumerate() {
+            w.write_all(format!("{i:064}").as_bytes()).unwrap();
+        }
+        let mut ev = Events::with_capacity(FIFOS);
+        p.poll(&mut ev, Some(Duration::from_secs(10))).unwrap();
+        let data = ev
+            .iter()
+            .filter(|e| matches!(e, Event::Data { .. }))
+            .count();
+        assert!(data >= 2, "{data} reads from one provided buffer in a turn");
+    });
+}
