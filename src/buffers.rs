@@ -136,13 +136,22 @@ pub(crate) struct Pool {
     count: u16,
     free: RefCell<Vec<u16>>,
     spare_heap: RefCell<Vec<Box<[u8]>>>,
-    provided: Option<ProvidedRing>,
+    /// The provided rings, indexed by group: [`PROVIDED_GROUP`] and
+    /// [`SELECT_GROUP`] (none without a provided ring).
+    provided: Vec<ProvidedRing>,
     /// Register the buffers when one is first used, not at build.
     register_later: Cell<bool>,
 }
 
-/// Group id of the provided buffer ring.
+/// Group id of the provided ring of multishot reads.
 pub(crate) const PROVIDED_GROUP: u16 = 0;
+
+/// Group id of the provided ring of single-shot reads. The two kinds of
+/// read share no ring: a piece of an incremental buffer starts where the
+/// previous one ended only if completions arrive in the order the kernel
+/// filled the buffer, and a multishot read posts its completion at once
+/// where a single-shot read's waits for the end of the kernel's batch.
+pub(crate) const SELECT_GROUP: u16 = 1;
 
 /// A provided buffer ring: buffers the kernel picks itself for reads that
 /// select one (multishot reads, and single-shot reads of receivers that
@@ -306,16 +315,19 @@ impl Pool {
         let buf_size = buf_size.max(1).div_ceil(page) * page;
         let len = buf_size * usize::from(count.max(1));
         let base = map(len)?;
-        let provided = match provided {
-            Some((n, size)) => match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    unmap(base, len);
-                    return Err(e);
+        let mut rings = Vec::new();
+        if let Some((n, size)) = provided {
+            for _group in [PROVIDED_GROUP, SELECT_GROUP] {
+                match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
+                    Ok(r) => rings.push(r),
+                    Err(e) => {
+                        unmap(base, len);
+                        return Err(e);
+                    }
                 }
-            },
-            None => None,
-        };
+            }
+        }
+        let provided = rings;
         Ok(Rc::new(Pool {
             base,
             buf_size,
@@ -328,11 +340,13 @@ impl Pool {
         }))
     }
 
-    /// The provided ring's entries address and size, to register it.
-    pub(crate) fn provided_ring(&self) -> Option<(u64, u16)> {
+    /// Each provided ring's group, entries address and size, to register
+    /// them.
+    pub(crate) fn provided_rings(&self) -> impl Iterator<Item = (u16, u64, u16)> + '_ {
         self.provided
-            .as_ref()
-            .map(|r| (r.entries.as_ptr() as u64, r.count))
+            .iter()
+            .enumerate()
+            .map(|(group, r)| (group as u16, r.entries.as_ptr() as u64, r.count))
     }
 
     /// Defers registering the buffers until one is first used for I/O:
@@ -348,33 +362,41 @@ impl Pool {
         self.register_later.replace(false)
     }
 
-    /// Records that the provided ring is registered incremental.
-    pub(crate) fn set_incremental(&self, yes: bool) {
-        if let Some(ring) = &self.provided {
+    /// Records that the provided ring of `group` is registered incremental.
+    pub(crate) fn set_incremental(&self, group: u16, yes: bool) {
+        if let Some(ring) = self.provided.get(usize::from(group)) {
             ring.incremental.set(yes);
         }
     }
 
-    /// Buffers given to the provided ring so far (its tail).
+    /// Buffers given to the provided ring of `group` so far (its tail).
     #[cfg(test)]
-    fn provided_pushed(&self) -> u16 {
-        self.provided.as_ref().map_or(0, |ring| ring.tail.get())
+    fn provided_pushed(&self, group: u16) -> u16 {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| ring.tail.get())
     }
 
     /// Size of each provided buffer (0: no provided ring).
     pub(crate) fn provided_size(&self) -> usize {
-        self.provided.as_ref().map_or(0, |ring| ring.buf_size)
+        self.provided.first().map_or(0, |ring| ring.buf_size)
     }
 
-    /// Takes the piece of provided buffer `bid` that a completion says the
+    /// Takes the piece of provided buffer `bid` of `group` that a completion says the
     /// kernel filled: the next `result` bytes of it (none for a result of
     /// 0 or less). `more` is the completion's `IORING_CQE_F_BUF_MORE`: the
     /// kernel keeps the rest of the buffer for later reads. Dropping the
     /// piece, like every other piece of the buffer, gives the buffer back
     /// once the kernel has let go of it. `None` for a buffer id the kernel
     /// could not have handed over.
-    pub(crate) fn take_provided(self: &Rc<Self>, bid: u16, result: i32, more: bool) -> Option<Buf> {
-        let ring = self.provided.as_ref()?;
+    pub(crate) fn take_provided(
+        self: &Rc<Self>,
+        group: u16,
+        bid: u16,
+        result: i32,
+        more: bool,
+    ) -> Option<Buf> {
+        let ring = self.provided.get(usize::from(group))?;
         let state = ring.state.get(usize::from(bid))?;
         if !state.kernel.get() {
             return None;
@@ -395,7 +417,12 @@ impl Pool {
         state.lent.set(state.lent.get() + 1);
         Some(Buf {
             pool: Rc::clone(self),
-            mem: Mem::Provided { bid, start, len },
+            mem: Mem::Provided {
+                group: group as u8,
+                bid,
+                start,
+                len,
+            },
         })
     }
 
@@ -469,9 +496,11 @@ impl Drop for Pool {
 enum Mem {
     Fixed(u16),
     Heap(Box<[u8]>),
-    /// `len` bytes at `start` of provided buffer `bid`: the piece one
-    /// completion filled. The rest of the buffer may be the kernel's.
+    /// `len` bytes at `start` of provided buffer `bid` of `group`: the
+    /// piece one completion filled. The rest of the buffer may be the
+    /// kernel's.
     Provided {
+        group: u8,
         bid: u16,
         start: u32,
         len: u32,
@@ -489,8 +518,13 @@ impl std::fmt::Debug for Buf {
         match &self.mem {
             Mem::Fixed(i) => write!(f, "Buf::Fixed({i})"),
             Mem::Heap(b) => write!(f, "Buf::Heap({})", b.len()),
-            Mem::Provided { bid, start, len } => {
-                write!(f, "Buf::Provided({bid}, {start}..{})", start + len)
+            Mem::Provided {
+                group,
+                bid,
+                start,
+                len,
+            } => {
+                write!(f, "Buf::Provided({group}, {bid}, {start}..{})", start + len)
             }
         }
     }
@@ -517,16 +551,16 @@ impl Buf {
         }
     }
 
-    fn provided(&self) -> &ProvidedRing {
+    fn provided(&self, group: u8) -> &ProvidedRing {
         self.pool
             .provided
-            .as_ref()
+            .get(usize::from(group))
             .expect("a provided buffer has its ring")
     }
 
     /// Start of a provided piece.
-    fn provided_ptr(&self, bid: u16, start: u32) -> *mut u8 {
-        let ring = self.provided();
+    fn provided_ptr(&self, group: u8, bid: u16, start: u32) -> *mut u8 {
+        let ring = self.provided(group);
         debug_assert!(start as usize <= ring.buf_size);
         // SAFETY: `take_provided` keeps start within the buffer.
         unsafe { ring.buf_ptr(bid).add(start as usize) }
@@ -537,9 +571,11 @@ impl Buf {
         match &mut self.mem {
             Mem::Fixed(i) => self.pool.ptr(*i),
             Mem::Heap(b) => b.as_mut_ptr(),
-            Mem::Provided { bid, start, .. } => {
-                let (bid, start) = (*bid, *start);
-                self.provided_ptr(bid, start)
+            Mem::Provided {
+                group, bid, start, ..
+            } => {
+                let (group, bid, start) = (*group, *bid, *start);
+                self.provided_ptr(group, bid, start)
             }
         }
     }
@@ -553,21 +589,34 @@ impl Buf {
                 std::slice::from_raw_parts(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            // SAFETY: the kernel handed this piece over with its completion
-            // and never writes it again before the buffer is back on the
-            // ring, which waits for this `Buf` to drop; other pieces (and
-            // the part the kernel still fills) lie outside it.
-            Mem::Provided { bid, start, len } => unsafe {
-                std::slice::from_raw_parts(self.provided_ptr(*bid, *start), *len as usize)
-            },
+            Mem::Provided {
+                group,
+                bid,
+                start,
+                len,
+            } => {
+                let ptr = self.provided_ptr(*group, *bid, *start);
+                // SAFETY: the kernel handed this piece over with its
+                // completion and never writes it again before the buffer is
+                // back on the ring, which waits for this `Buf` to drop;
+                // other pieces (and the part the kernel still fills) lie
+                // outside it.
+                unsafe { std::slice::from_raw_parts(ptr, *len as usize) }
+            }
         }
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        if let Mem::Provided { bid, start, len } = self.mem {
+        if let Mem::Provided {
+            group,
+            bid,
+            start,
+            len,
+        } = self.mem
+        {
             // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
             return unsafe {
-                std::slice::from_raw_parts_mut(self.provided_ptr(bid, start), len as usize)
+                std::slice::from_raw_parts_mut(self.provided_ptr(group, bid, start), len as usize)
             };
         }
         match &mut self.mem {
@@ -592,8 +641,8 @@ impl Drop for Buf {
                 }
             }
             Mem::Heap(_) => {}
-            Mem::Provided { bid, .. } => {
-                let ring = self.provided();
+            Mem::Provided { group, bid, .. } => {
+                let ring = self.provided(group);
                 if let Some(state) = ring.state.get(usize::from(bid)) {
                     state.lent.set(state.lent.get().saturating_sub(1));
                     if state.lent.get() == 0 && !state.kernel.get() {
@@ -669,47 +718,50 @@ mod tests {
     #[test]
     fn incremental_pieces_return_the_buffer_when_the_kernel_and_the_user_let_go() {
         let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
-        pool.set_incremental(true);
-        assert_eq!(pool.provided_pushed(), 2);
+        pool.set_incremental(1, true);
+        assert_eq!(pool.provided_pushed(1), 2);
         // Two reads fill buffer 1 piece by piece; the kernel keeps it.
-        let a = pool.take_provided(1, 64, true).unwrap();
-        let b = pool.take_provided(1, 100, true).unwrap();
+        let a = pool.take_provided(1, 1, 64, true).unwrap();
+        let b = pool.take_provided(1, 1, 100, true).unwrap();
         assert_eq!((a.capacity(), b.capacity()), (64, 100));
-        let base = pool.provided.as_ref().unwrap().buf_ptr(1) as usize;
+        let base = pool.provided[1].buf_ptr(1) as usize;
         assert_eq!(a.as_slice().as_ptr() as usize, base);
         assert_eq!(b.as_slice().as_ptr() as usize, base + 64);
         drop(a);
         drop(b);
-        assert_eq!(pool.provided_pushed(), 2, "the kernel still fills it");
+        assert_eq!(pool.provided_pushed(1), 2, "the kernel still fills it");
         // EOF on an incremental ring commits nothing: still the kernel's.
-        drop(pool.take_provided(1, 0, false).unwrap());
-        assert_eq!(pool.provided_pushed(), 2);
+        drop(pool.take_provided(1, 1, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(1), 2);
         // The last piece: back on the ring once the user drops it too.
-        let c = pool.take_provided(1, 4096, false).unwrap();
+        let c = pool.take_provided(1, 1, 4096, false).unwrap();
         assert_eq!(c.capacity(), 4096 - 164, "never past the buffer's end");
         assert!(
-            pool.take_provided(1, 1, false).is_none(),
+            pool.take_provided(1, 1, 1, false).is_none(),
             "not the kernel's"
         );
-        assert_eq!(pool.provided_pushed(), 2);
+        assert_eq!(pool.provided_pushed(1), 2);
         drop(c);
-        assert_eq!(pool.provided_pushed(), 3);
+        assert_eq!(pool.provided_pushed(1), 3);
         // Pushed whole again: the next piece starts at its beginning.
-        let d = pool.take_provided(1, 10, true).unwrap();
+        let d = pool.take_provided(1, 1, 10, true).unwrap();
         assert_eq!(d.as_slice().as_ptr() as usize, base);
-        assert!(pool.take_provided(2, 1, false).is_none(), "no such buffer");
+        assert!(
+            pool.take_provided(1, 2, 1, false).is_none(),
+            "no such buffer"
+        );
     }
 
     #[test]
     fn plain_provided_buffers_return_after_one_completion() {
         let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
         // Not incremental: every completion consumes its buffer, EOF too.
-        drop(pool.take_provided(0, 0, false).unwrap());
-        assert_eq!(pool.provided_pushed(), 3);
-        let a = pool.take_provided(1, 64, false).unwrap();
-        assert_eq!(pool.provided_pushed(), 3);
+        drop(pool.take_provided(1, 0, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(1), 3);
+        let a = pool.take_provided(1, 1, 64, false).unwrap();
+        assert_eq!(pool.provided_pushed(1), 3);
         drop(a);
-        assert_eq!(pool.provided_pushed(), 4);
+        assert_eq!(pool.provided_pushed(1), 4);
     }
 
     #[test]

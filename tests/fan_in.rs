@@ -13,11 +13,11 @@ use ringpipe::{Event, Events, FifoOptions, Proactor, ReadMode};
 
 const FIFOS: usize = 256;
 
-/// Opens `FIFOS` receivers (and a writer for each), then lets every read
+/// Opens `n` receivers (and a writer for each), then lets every read
 /// reach the kernel and wait.
-fn open_all(p: &mut Proactor, dir: &std::path::Path, opts: &FifoOptions) -> Vec<File> {
-    let mut writers = Vec::with_capacity(FIFOS);
-    for i in 0..FIFOS {
+fn open_all(p: &mut Proactor, dir: &std::path::Path, opts: &FifoOptions, n: usize) -> Vec<File> {
+    let mut writers = Vec::with_capacity(n);
+    for i in 0..n {
         let path = dir.join(format!("f{i}"));
         p.open_receiver(&path, opts).unwrap();
         writers.push(
@@ -41,7 +41,7 @@ fn every_waiting_receiver_reads_in_the_turn_its_data_arrives() {
         // 4 registered buffers for 256 receivers.
         let mut p = Proactor::builder().buffers(4, 64 * 1024).build().unwrap();
         let opts = FifoOptions::new().create(true);
-        let mut writers = open_all(&mut p, dir.path(), &opts);
+        let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
         for (i, w) in writers.iter_mut().enumerate() {
             w.write_all(format!("{i:064}").as_bytes()).unwrap();
         }
@@ -76,16 +76,24 @@ fn every_waiting_receiver_reads_in_the_turn_its_data_arrives() {
 #[test]
 fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
     watchdog(Duration::from_secs(120), || {
-        for mode in [ReadMode::Fixed, ReadMode::Multishot] {
+        // Both modes, then both in one proactor (every other receiver).
+        for mode in [Some(ReadMode::Fixed), Some(ReadMode::Multishot), None] {
             let dir = tempfile::tempdir().unwrap();
             let mut p = Proactor::builder()
                 .buffers(2, 64 * 1024)
                 .provided_buffers(2, 4096)
-                .read_mode(mode)
+                .read_mode(mode.unwrap_or(ReadMode::Fixed))
                 .build()
                 .unwrap();
-            let opts = FifoOptions::new().create(true);
-            let mut writers = open_all(&mut p, dir.path(), &opts);
+            let mut writers = Vec::new();
+            for half in [ReadMode::Fixed, ReadMode::Multishot] {
+                let opts = FifoOptions::new()
+                    .create(true)
+                    .read_mode(mode.unwrap_or(half));
+                let sub = dir.path().join(format!("{half:?}"));
+                std::fs::create_dir(&sub).unwrap();
+                writers.extend(open_all(&mut p, &sub, &opts, FIFOS / 2));
+            }
             const ROUNDS: u32 = 40;
             let mut next = vec![0u32; FIFOS];
             let mut pending = vec![Vec::<u8>::new(); FIFOS];
@@ -144,7 +152,7 @@ fn one_provided_buffer_serves_many_small_reads() {
             .build()
             .unwrap();
         let opts = FifoOptions::new().create(true);
-        let mut writers = open_all(&mut p, dir.path(), &opts);
+        let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
         for (i, w) in writers.iter_mut().enumerate() {
             w.write_all(format!("{i:064}").as_bytes()).unwrap();
         }

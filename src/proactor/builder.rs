@@ -172,11 +172,14 @@ impl Builder {
         self
     }
 
-    /// The provided buffer ring shared by multishot receivers: `count`
-    /// buffers (rounded up to a power of two) of `size` bytes (default
-    /// 128 x 64 KiB, so one read can take a whole 64 KiB pipe). When it
-    /// runs dry, multishot reads pause until the buffers lent in events
-    /// come back at the next poll.
+    /// The provided buffer rings: one shared by multishot reads, one by
+    /// the single-shot reads of receivers that are not streaming, each of
+    /// `count` buffers (rounded up to a power of two) of `size` bytes
+    /// (default 128 x 64 KiB, so one read can take a whole 64 KiB pipe).
+    /// The kernel picks a buffer only when data is there, and on Linux >=
+    /// 6.12 takes only the bytes it fills from it. Memory is touched as data
+    /// passes. When a ring runs dry, its reads wait until the buffers lent
+    /// in events come back at the next poll.
     pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
         self.provided = (count.max(1), size.max(1));
         self
@@ -205,7 +208,7 @@ impl Builder {
         let provided = multishot_ok.then_some(self.provided);
         let memlock = Memlock::current();
         let ring_locked = self.ring.locked_bytes()
-            + provided.map_or(0, |(n, _)| buffers::provided_locked_bytes(n));
+            + provided.map_or(0, |(n, _)| 2 * buffers::provided_locked_bytes(n));
         let (count, size) = self.buffers.unwrap_or_else(|| {
             let size = buffers::DEFAULT_BUF_SIZE;
             (buffers::auto_count(memlock, ring_locked, size), size)

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use super::registry::{ReadPath, Role};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
-use crate::buffers::Buf;
+use crate::buffers::{Buf, SELECT_GROUP};
 use crate::error::Error;
 use crate::event::{CloseReason, FrameBytes, Item};
 use crate::fifo::{self};
@@ -158,9 +158,10 @@ impl Proactor {
         let result = c.result;
         // A buffer from the provided ring: taken first, so one dropped
         // unused goes back.
-        let provided = c
-            .provided
-            .and_then(|bid| self.pool.take_provided(bid, result, c.buf_more));
+        let provided = c.provided.and_then(|bid| {
+            self.pool
+                .take_provided(SELECT_GROUP, bid, result, c.buf_more)
+        });
         let buf = c.buf.or(provided);
         let t = &mut self.transports[idx];
         if let Role::Receiver { read, .. } = &mut t.role {

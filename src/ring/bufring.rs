@@ -9,17 +9,30 @@ use std::rc::Rc;
 use io_uring::{opcode, squeue, types};
 
 use super::{FileRef, OpId, Purpose, Ring};
-use crate::buffers::{Buf, PROVIDED_GROUP, Pool};
+use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// `IOU_PBUF_RING_INC` (Linux 6.12): buffers consumed in pieces.
 const IOU_PBUF_RING_INC: u16 = 2;
 
-/// Registers the provided ring at `addr`, incremental if the kernel takes
-/// it, plain otherwise (older kernels refuse the flag with -EINVAL), and
-/// tells the pool which.
-pub(super) fn register(
+/// Registers the pool's provided rings, each incremental if the kernel
+/// takes it, plain otherwise (older kernels refuse the flag with -EINVAL),
+/// and tells the pool which. False if the pool has none.
+pub(super) fn register_all(
     submitter: &io_uring::Submitter<'_>,
     pool: &Rc<Pool>,
+) -> io::Result<bool> {
+    let mut any = false;
+    for (group, addr, entries) in pool.provided_rings() {
+        register(submitter, pool, group, addr, entries)?;
+        any = true;
+    }
+    Ok(any)
+}
+
+fn register(
+    submitter: &io_uring::Submitter<'_>,
+    pool: &Rc<Pool>,
+    group: u16,
     addr: u64,
     entries: u16,
 ) -> io::Result<()> {
@@ -27,11 +40,10 @@ pub(super) fn register(
         // SAFETY: the entries and buffers live in the pool's mapping, which
         // the ring keeps (`memory`) until after it has closed the io_uring
         // fd, which ends the registration (see `Ring::drop`).
-        let res =
-            unsafe { submitter.register_buf_ring_with_flags(addr, entries, PROVIDED_GROUP, flags) };
+        let res = unsafe { submitter.register_buf_ring_with_flags(addr, entries, group, flags) };
         match res {
             Ok(()) => {
-                pool.set_incremental(flags == IOU_PBUF_RING_INC);
+                pool.set_incremental(group, flags == IOU_PBUF_RING_INC);
                 return Ok(());
             }
             Err(e) if flags != 0 && e.raw_os_error() == Some(libc::EINVAL) => continue,
@@ -54,14 +66,14 @@ impl Ring {
     }
 
     /// A single-shot READ of up to `len` bytes into a buffer the kernel
-    /// picks from the provided ring when data is there: a read that waits
+    /// picks from the provided ring of [`SELECT_GROUP`] when data is there: a read that waits
     /// (on an empty pipe) holds no buffer, the kernel takes it back on
     /// -EAGAIN. The completion names the buffer; -ENOBUFS when the ring is
     /// empty.
     pub(crate) fn read_select(&mut self, file: FileRef, len: u32, owner: u64) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::Read::new(fd, std::ptr::null_mut(), len)
             .offset(u64::MAX)
-            .buf_group(PROVIDED_GROUP)
+            .buf_group(SELECT_GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT));
         self.push(sqe, owner, Purpose::Read, None, None)

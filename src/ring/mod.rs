@@ -170,13 +170,12 @@ impl Ring {
         Ok(())
     }
 
-    /// Registers the pool's provided buffer ring, if it has one:
+    /// Registers the pool's provided buffer rings, if it has them:
     /// incremental where the kernel has it (see `bufring`).
     pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
-        let Some((addr, entries)) = pool.provided_ring() else {
+        if !bufring::register_all(&self.uring.submitter(), pool)? {
             return Ok(false);
-        };
-        bufring::register(&self.uring.submitter(), pool, addr, entries)?;
+        }
         self.memory = Some(Rc::clone(pool));
         Ok(true)
     }
