@@ -158,12 +158,12 @@ pub(crate) const SELECT_GROUP: u16 = 1;
 /// hold no buffer while they wait), shared by every receiver, so memory
 /// follows the data in flight, not the number of FIFOs.
 ///
-/// Registered incremental (`IOU_PBUF_RING_INC`, Linux 6.12) where the
-/// kernel has it: a read takes only the bytes it fills from the buffer at
-/// the ring's head, so a 64-byte message uses 64 bytes, not a whole
-/// buffer. Each completion then lends one piece of a buffer (a [`Buf`]);
-/// the buffer goes back on the ring once the kernel has let go of it (a
-/// completion without `IORING_CQE_F_BUF_MORE`) and every piece is dropped.
+/// Each completion lends one piece of a buffer (a [`Buf`]); the buffer
+/// goes back on the ring once the kernel has let go of it (a completion
+/// without `IORING_CQE_F_BUF_MORE`) and every piece is dropped. On a ring
+/// registered incremental (`IOU_PBUF_RING_INC`, Linux 6.12) a read takes
+/// only the bytes it fills, so a buffer yields many pieces; the rings are
+/// registered plain for now (see `ring::bufring`), one piece per buffer.
 struct ProvidedRing {
     entries: NonNull<BufRingEntry>,
     entries_len: usize,
@@ -363,6 +363,7 @@ impl Pool {
     }
 
     /// Records that the provided ring of `group` is registered incremental.
+    #[cfg(test)]
     pub(crate) fn set_incremental(&self, group: u16, yes: bool) {
         if let Some(ring) = self.provided.get(usize::from(group)) {
             ring.incremental.set(yes);

@@ -1,7 +1,6 @@
-//! The provided buffer ring on the ring's side: its registration
-//! (incremental where the kernel has it) and single-shot reads that take
-//! their buffer from it; and the default pool's registration, deferred to
-//! its first use.
+//! The provided buffer rings on the ring's side: their registration and
+//! single-shot reads that take their buffer from one; and the default
+//! pool's registration, deferred to its first use.
 
 use std::io;
 use std::rc::Rc;
@@ -11,46 +10,27 @@ use io_uring::{opcode, squeue, types};
 use super::{FileRef, OpId, Purpose, Ring};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
-/// `IOU_PBUF_RING_INC` (Linux 6.12): buffers consumed in pieces.
-const IOU_PBUF_RING_INC: u16 = 2;
-
-/// Registers the pool's provided rings, each incremental if the kernel
-/// takes it, plain otherwise (older kernels refuse the flag with -EINVAL),
-/// and tells the pool which. False if the pool has none.
+/// Registers the pool's provided rings. False if the pool has none.
+///
+/// Not incremental (`IOU_PBUF_RING_INC`): with it, persistent receivers
+/// whose writers come and go (tests/multiplexer.rs, four reconnecting
+/// writers) received corrupted bytes on Linux 6.18 — some completion named
+/// a piece of a buffer other than the one the kernel had filled — so each
+/// read still takes a whole buffer. The pool's piece bookkeeping is ready
+/// for it once the cause is known.
 pub(super) fn register_all(
     submitter: &io_uring::Submitter<'_>,
     pool: &Rc<Pool>,
 ) -> io::Result<bool> {
     let mut any = false;
     for (group, addr, entries) in pool.provided_rings() {
-        register(submitter, pool, group, addr, entries)?;
-        any = true;
-    }
-    Ok(any)
-}
-
-fn register(
-    submitter: &io_uring::Submitter<'_>,
-    pool: &Rc<Pool>,
-    group: u16,
-    addr: u64,
-    entries: u16,
-) -> io::Result<()> {
-    for flags in [IOU_PBUF_RING_INC, 0] {
         // SAFETY: the entries and buffers live in the pool's mapping, which
         // the ring keeps (`memory`) until after it has closed the io_uring
         // fd, which ends the registration (see `Ring::drop`).
-        let res = unsafe { submitter.register_buf_ring_with_flags(addr, entries, group, flags) };
-        match res {
-            Ok(()) => {
-                pool.set_incremental(group, flags == IOU_PBUF_RING_INC);
-                return Ok(());
-            }
-            Err(e) if flags != 0 && e.raw_os_error() == Some(libc::EINVAL) => continue,
-            Err(e) => return Err(e),
-        }
+        unsafe { submitter.register_buf_ring_with_flags(addr, entries, group, 0)? };
+        any = true;
     }
-    Err(io::Error::from_raw_os_error(libc::EINVAL))
+    Ok(any)
 }
 
 impl Ring {
