@@ -153,6 +153,12 @@ pub(crate) const PROVIDED_GROUP: u16 = 0;
 /// where a single-shot read's waits for the end of the kernel's batch.
 pub(crate) const SELECT_GROUP: u16 = 1;
 
+/// Largest buffer of the single-shot reads' ring. They serve receivers
+/// that are not streaming: a read that fills a whole one marks its
+/// receiver as streaming (its next read takes a registered 64 KiB buffer),
+/// and the ring's memory stays small however the buffers cycle.
+pub(crate) const SELECT_BUF_MAX: usize = 16 * 1024;
+
 /// A provided buffer ring: buffers the kernel picks itself for reads that
 /// select one (multishot reads, and single-shot reads of receivers that
 /// hold no buffer while they wait), shared by every receiver, so memory
@@ -317,7 +323,11 @@ impl Pool {
         let base = map(len)?;
         let mut rings = Vec::new();
         if let Some((n, size)) = provided {
-            for _group in [PROVIDED_GROUP, SELECT_GROUP] {
+            for group in [PROVIDED_GROUP, SELECT_GROUP] {
+                let size = match group {
+                    SELECT_GROUP => size.min(SELECT_BUF_MAX),
+                    _ => size,
+                };
                 match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
                     Ok(r) => rings.push(r),
                     Err(e) => {
@@ -378,9 +388,11 @@ impl Pool {
             .map_or(0, |ring| ring.tail.get())
     }
 
-    /// Size of each provided buffer (0: no provided ring).
-    pub(crate) fn provided_size(&self) -> usize {
-        self.provided.first().map_or(0, |ring| ring.buf_size)
+    /// Size of each buffer of the provided ring of `group` (0: none).
+    pub(crate) fn provided_size(&self, group: u16) -> usize {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| ring.buf_size)
     }
 
     /// Takes the piece of provided buffer `bid` of `group` that a completion says the

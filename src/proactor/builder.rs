@@ -175,7 +175,9 @@ impl Builder {
     /// The provided buffer rings: one shared by multishot reads, one by
     /// the single-shot reads of receivers that are not streaming, each of
     /// `count` buffers (rounded up to a power of two) of `size` bytes
-    /// (default 128 x 64 KiB, so one read can take a whole 64 KiB pipe).
+    /// (default 128 x 64 KiB, so one multishot read can take a whole
+    /// 64 KiB pipe; single-shot reads use at most 16 KiB of each, and a
+    /// read that fills one marks its receiver as streaming).
     /// The kernel picks a buffer only when data is there, and on Linux >=
     /// 6.12 takes only the bytes it fills from it. Memory is touched as data
     /// passes. When a ring runs dry, its reads wait until the buffers lent

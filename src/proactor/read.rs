@@ -20,8 +20,8 @@ use crate::transport::{Input, State};
 /// A read of at least this many bytes marks a receiver as streaming: its
 /// next read takes a registered buffer of its own if one is free (one
 /// `READ_FIXED` can then empty a full pipe), where other reads share the
-/// provided ring.
-const STREAMING: usize = 16 * 1024;
+/// provided ring. A read that fills a whole buffer of that ring is one.
+const STREAMING: usize = crate::buffers::SELECT_BUF_MAX;
 
 impl Proactor {
     pub(super) fn arm_read(&mut self, idx: usize) {
@@ -66,13 +66,13 @@ impl Proactor {
         }
         let raw = fd.as_raw_fd();
         let owner = t.token.to_owner();
-        let streaming = last >= STREAMING;
+        let streaming = last >= STREAMING.min(self.pool.provided_size(SELECT_GROUP).max(1));
         let fixed = match streaming || !self.multishot_ok {
             true => self.pool.take_fixed(),
             false => None,
         };
         if fixed.is_none() && self.multishot_ok {
-            let len = self.pool.provided_size() as u32;
+            let len = self.pool.provided_size(SELECT_GROUP) as u32;
             let read = self.ring.read_select(file, len, owner).map(Some);
             return self.record_recv_ops(idx, read, Ok(None));
         }
