@@ -52,10 +52,10 @@ pub struct FifoOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// One single-shot read at a time, re-armed after each completion: into
-    /// a buffer the kernel takes from the provided ring once data is there
-    /// (a 64-byte message uses 64 bytes of it on Linux >= 6.12), or, while
-    /// the receiver streams (its last read was large), a `READ_FIXED` into
-    /// a registered buffer of its own. Sees EOF itself: no extra poll.
+    /// a buffer the kernel takes from a provided ring once data is there
+    /// (a waiting read holds none), or, while the receiver streams (its
+    /// last read was large), a `READ_FIXED` into a registered buffer of its
+    /// own. Sees EOF itself: no extra poll.
     Fixed,
     /// One `READ_MULTISHOT` armed per receiver, reading into buffers of a
     /// ring shared by all receivers: no re-arm per read, and memory follows

@@ -178,10 +178,9 @@ impl Builder {
     /// (default 128 x 64 KiB, so one multishot read can take a whole
     /// 64 KiB pipe; single-shot reads use at most 16 KiB of each, and a
     /// read that fills one marks its receiver as streaming).
-    /// The kernel picks a buffer only when data is there, and on Linux >=
-    /// 6.12 takes only the bytes it fills from it. Memory is touched as data
-    /// passes. When a ring runs dry, its reads wait until the buffers lent
-    /// in events come back at the next poll.
+    /// The kernel picks a buffer only when data is there, so memory is
+    /// touched as data passes. When a ring runs dry, its reads wait until
+    /// the buffers lent in events come back at the next poll.
     pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
         self.provided = (count.max(1), size.max(1));
         self
