@@ -62,7 +62,7 @@ impl Proactor {
             _ => Vec::new(),
         };
         match c.purpose {
-            Purpose::Read => self.on_read(idx, c.result, c.buf),
+            Purpose::Read => self.on_read(idx, c),
             Purpose::ReadMulti => self.on_read_multi(idx, &c),
             Purpose::ReadPoll => self.on_read_poll(idx, c.op, c.result),
             Purpose::HangUp => self.on_hup(idx, c.op, c.result),
