@@ -391,6 +391,27 @@ pub(crate) fn set_pipe_size(
     }
 }
 
+/// Grows a pipe to `want` bytes, capped at `/proc/sys/fs/pipe-max-size`,
+/// never shrinking it. Where the kernel refuses (a user past
+/// `pipe-user-pages-soft`, or short of memory), smaller powers of two are
+/// tried down to the present size. Returns the size the pipe has; never
+/// fails: sizing is an optimisation, and the pipe works at any size.
+pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> usize {
+    let Ok(now) = fcntl(fd, FcntlArg::F_GETPIPE_SZ).map(|n| n as usize) else {
+        return 0;
+    };
+    let max = pipe_max_size();
+    let mut try_size = if max > 0 { want.min(max) } else { want };
+    while try_size > now {
+        let requested = i32::try_from(try_size).unwrap_or(i32::MAX);
+        if let Ok(n) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
+            return n as usize;
+        }
+        try_size /= 2;
+    }
+    now
+}
+
 /// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to at
 /// least `want`, up to the hard limit. Each FIFO end is one descriptor
 /// (a sender or persistent receiver keeps a second, `O_PATH`, one).

@@ -118,6 +118,8 @@ pub struct Proactor {
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
     splice_direct: bool,
+    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
+    relay_pipe: usize,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
     /// `Builder::batch_wait`: completions to wait for, and the budget.

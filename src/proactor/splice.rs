@@ -31,6 +31,10 @@ use crate::transport::{Input, State};
 /// Bytes one splice may move; the pipes' contents bound it anyway.
 pub(super) const SPLICE_LEN: u32 = 1 << 20;
 
+/// The pipe size a relay or fan-out grows its FIFOs to by default
+/// ([`Proactor::set_relay_pipe_size`]): fewer, larger moves per wake-up.
+pub(super) const RELAY_PIPE_SIZE: usize = 1 << 20;
+
 /// Most bytes one direct splice turn moves before the relay waits on the
 /// ring again, so one busy relay does not hold up the others.
 const DIRECT_BUDGET: usize = 1 << 20;
@@ -61,6 +65,9 @@ pub(super) struct Splice {
     /// The round in flight: each op with its destination and result.
     pub(super) round: Vec<(OpId, Token, Option<i32>)>,
     pub(super) len: u32,
+    /// The pipes of the source and of every destination were grown (see
+    /// [`Proactor::set_relay_pipe_size`]); cleared when one is reopened.
+    pub(super) sized: bool,
 }
 
 impl Splice {
@@ -138,6 +145,7 @@ impl Proactor {
             poll_dest: None,
             round: Vec::new(),
             len: 0,
+            sized: false,
         }));
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on the senders ahead of everything spliced. (A splice
@@ -185,10 +193,59 @@ impl Proactor {
         if splice.poll.is_some() || !splice.round.is_empty() || !self.dests_ready(splice) {
             return;
         }
+        if !splice.sized {
+            self.grow_pipes(rx);
+        }
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
         if splice.single() {
             return self.splice_single(rx, poll_first);
         }
         self.poll_source(rx);
+    }
+
+    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
+    /// source's and every destination's), before its first move and again
+    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
+    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
+    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
+    /// in BENCHMARKS.md, Relay). Pipes only grow; the size is capped at
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less (a
+    /// user past `pipe-user-pages-soft`) the relay goes on with what it
+    /// got. The pipe is shared with the peer processes, and its pages count
+    /// against the user's pipe limits ([`PipeLimits`](crate::PipeLimits)):
+    /// set 0 where many relays would exhaust them, or choose the size with
+    /// [`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size) instead.
+    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
+        self.relay_pipe = bytes;
+    }
+
+    /// Grows the pipes of `rx`'s splice and of its (open) destinations to
+    /// the relay pipe size; a failure leaves a pipe as it was.
+    fn grow_pipes(&mut self, rx: usize) {
+        let want = self.relay_pipe;
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
+        splice.sized = true;
+        if want == 0 {
+            return;
+        }
+        let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
+        for idx in std::iter::once(rx).chain(dests) {
+            if let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) {
+                crate::fifo::grow_pipe(fd.as_fd(), want);
+            }
+        }
+    }
+
+    /// A FIFO of `rx`'s splice was (or will be) reopened: a new pipe, to
+    /// be grown again before the next move.
+    fn resize_later(&mut self, rx: usize) {
+        if let Some(splice) = self.splice_of(rx) {
+            splice.sized = false;
+        }
     }
 
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
@@ -369,6 +426,7 @@ impl Proactor {
             let idx = d.index as usize;
             if matches!(self.transports.get(idx), Some(t) if t.token == d && t.state == State::Open)
             {
+                self.resize_later(rx);
                 self.on_reader_gone(idx);
             }
             return self.arm_splice(rx);
@@ -384,6 +442,7 @@ impl Proactor {
         let available = crate::fifo::pipe_bytes(src.as_fd()).unwrap_or(0);
         if available == 0 {
             if result as i16 & libc::POLLHUP != 0 {
+                self.resize_later(rx);
                 return self.on_eof(rx);
             }
             return self.arm_splice(rx);
@@ -534,6 +593,7 @@ impl Proactor {
             }
         }
         for d in gone {
+            self.resize_later(rx);
             let idx = d.index as usize;
             if self
                 .splice_of(rx)
@@ -590,7 +650,10 @@ impl Proactor {
         let tx = dest.index as usize;
         match result {
             _ if closing => {}
-            0 => self.on_eof(rx),
+            0 => {
+                self.resize_later(rx);
+                self.on_eof(rx)
+            }
             r if r == -libc::EAGAIN => {
                 let in_pipe = self.transports[rx]
                     .fd
@@ -620,6 +683,7 @@ impl Proactor {
             // The destination's reader left; splice consumed nothing, so the
             // bytes wait in the source pipe (policy as for any destination).
             r if r == -libc::EPIPE => {
+                self.resize_later(rx);
                 if self.transports[tx].state != State::Closing {
                     self.on_reader_gone(tx);
                 }
