@@ -337,6 +337,8 @@ fn a_relay_grows_both_pipes_unless_told_not_to() {
             }
             let mut ev = Events::default();
             let (_rx, _tx, reader) = relay_to_reader(&mut p, &a, &b);
+            // This poll submits the cancel of the receiver's read, so the
+            // byte below goes by splice, not by a read that beat it.
             p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
             let writer = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
             let writer = OwnedFd::from(writer);
@@ -394,5 +396,36 @@ fn relay_until_eof(builder: ringpipe::Builder) {
         // cat saw EOF (it exited) after every byte.
         cat.wait_success(Duration::from_secs(20));
         assert_pattern_file(&out, TOTAL);
+    });
+}
+
+/// The relays of one proactor grow pipes by at most half of
+/// `pipe-user-pages-soft` in all, so the user's other pipes keep their
+/// size: 40 relays would want 80 MiB with the kernel's default limits.
+#[test]
+fn relays_grow_pipes_within_half_the_users_soft_limit() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let limits = ringpipe::PipeLimits::read();
+        if limits.user_pages_soft == 0 {
+            return; // No soft limit: no budget to check.
+        }
+        let budget = limits.user_pages_soft * 4096 / 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::builder().registered_files(256).build().unwrap();
+        let mut ev = Events::default();
+        let mut readers = Vec::new();
+        for i in 0..40 {
+            let a = dir.path().join(format!("a{i}"));
+            let b = dir.path().join(format!("b{i}"));
+            readers.push(relay_to_reader(&mut p, &a, &b).2);
+        }
+        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+        let default = pipe_size(&nix::unistd::pipe().unwrap().0);
+        // The destinations' pipes; the sources' grew too, within the same
+        // budget, so these alone must stay below it.
+        let grown: usize = readers.iter().map(|r| pipe_size(r) - default).sum();
+        assert!(grown > 0, "no relay grew its pipes");
+        assert!(grown <= budget, "grew {grown} bytes, budget {budget}");
     });
 }

@@ -68,6 +68,9 @@ pub(super) struct Splice {
     /// The pipes of the source and of every destination were grown (see
     /// [`Proactor::set_relay_pipe_size`]); cleared when one is reopened.
     pub(super) sized: bool,
+    /// Bytes by which this splice grew its pipes (counted against
+    /// [`Proactor::relay_pipe_budget`]).
+    pub(super) grown: usize,
 }
 
 impl Splice {
@@ -146,6 +149,7 @@ impl Proactor {
             round: Vec::new(),
             len: 0,
             sized: false,
+            grown: 0,
         }));
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on the senders ahead of everything spliced. (A splice
@@ -210,19 +214,44 @@ impl Proactor {
     /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
     /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
     /// 64 KiB, which cuts the relay's CPU per byte several times (measured
-    /// in BENCHMARKS.md, Relay). Pipes only grow; the size is capped at
-    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less (a
-    /// user past `pipe-user-pages-soft`) the relay goes on with what it
-    /// got. The pipe is shared with the peer processes, and its pages count
-    /// against the user's pipe limits ([`PipeLimits`](crate::PipeLimits)):
-    /// set 0 where many relays would exhaust them, or choose the size with
-    /// [`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size) instead.
+    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
+    /// relay goes on with what it got. A pipe is shared with the peer
+    /// processes, and its pages count against the user's pipe limits
+    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
+    /// every new pipe of that user gets two pages. So the relays of one
+    /// proactor grow pipes by at most half that limit in all (32 MiB with
+    /// the kernel's default), counted while they run; beyond it, pipes
+    /// keep their size. Set 0 to size the FIFOs yourself
+    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
     pub fn set_relay_pipe_size(&mut self, bytes: usize) {
         self.relay_pipe = bytes;
     }
 
+    /// Bytes the running relays of this proactor may still grow pipes by:
+    /// half of `pipe-user-pages-soft` less what they grew (unbounded
+    /// where the kernel sets no soft limit).
+    fn relay_pipe_budget(&self) -> usize {
+        let soft = crate::fifo::PipeLimits::read().user_pages_soft;
+        if soft == 0 {
+            return usize::MAX;
+        }
+        let used: usize = self
+            .transports
+            .iter()
+            .filter_map(|(_, t)| match &t.role {
+                Role::Receiver {
+                    splice: Some(s), ..
+                } => Some(s.grown),
+                _ => None,
+            })
+            .sum();
+        (soft * crate::fifo::page_size() / 2).saturating_sub(used)
+    }
+
     /// Grows the pipes of `rx`'s splice and of its (open) destinations to
-    /// the relay pipe size; a failure leaves a pipe as it was.
+    /// the relay pipe size, within [`Self::relay_pipe_budget`]; a failure
+    /// leaves a pipe as it was.
     fn grow_pipes(&mut self, rx: usize) {
         let want = self.relay_pipe;
         let Some(splice) = self.splice_of(rx) else {
@@ -233,10 +262,20 @@ impl Proactor {
             return;
         }
         let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
+        let mut budget = self.relay_pipe_budget();
+        let mut grown = 0;
         for idx in std::iter::once(rx).chain(dests) {
             if let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) {
-                crate::fifo::grow_pipe(fd.as_fd(), want);
+                let now = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ)
+                    .map_or(usize::MAX, |n| n as usize);
+                let (before, after) =
+                    crate::fifo::grow_pipe(fd.as_fd(), want.min(now.saturating_add(budget)));
+                budget = budget.saturating_sub(after - before);
+                grown += after - before;
             }
+        }
+        if let Some(splice) = self.splice_of(rx) {
+            splice.grown += grown;
         }
     }
 
