@@ -3,9 +3,14 @@
 //! case of one destination ([`Proactor::relay`]), a fan-out the case of
 //! several ([`Proactor::fan_out`]): one mechanism, one close path.
 //!
-//! With one destination a round is one SPLICE of up to [`SPLICE_LEN`],
-//! linked behind a POLL for data so no io-wq worker waits on an empty pipe,
-//! and repeated without the poll while data keeps coming. With several, a
+//! With one destination (by default) a POLL on the ring waits for data,
+//! then the proactor thread calls non-blocking `splice(2)` until a pipe is
+//! empty or full; a full destination is waited for with a POLLOUT. With
+//! `Builder::splice_direct(false)` a round is one io_uring SPLICE of up to
+//! [`SPLICE_LEN`] (run on an io-wq worker), linked behind the POLL so no
+//! worker waits on an empty pipe, and repeated without the poll while data
+//! keeps coming. Before its first move a splice grows its pipes
+//! ([`Proactor::set_relay_pipe_size`]), so a wake-up moves more. With several, a
 //! round moves the same `len` bytes to every destination: TEE (copy
 //! without consuming) to each but the last, linked, then SPLICE (move) to the
 //! last, which consumes them from the source. `len` is at most what the
