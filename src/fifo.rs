@@ -392,6 +392,32 @@ pub(crate) fn set_pipe_size(
     }
 }
 
+/// Grows a pipe towards `want` bytes, capped at `/proc/sys/fs/pipe-max-size`,
+/// never shrinking it; the kernel sizes pipes in powers of two, so the
+/// largest one within the cap is asked for. Where the kernel refuses (a
+/// user past `pipe-user-pages-soft`, or short of memory), smaller ones are
+/// tried down to the present size. Returns the sizes before and after;
+/// never fails: sizing is an optimisation, and a pipe works at any size.
+pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> (usize, usize) {
+    let Ok(now) = fcntl(fd, FcntlArg::F_GETPIPE_SZ).map(|n| n as usize) else {
+        return (0, 0);
+    };
+    let max = pipe_max_size();
+    let cap = if max > 0 { want.min(max) } else { want };
+    if cap <= now {
+        return (now, now);
+    }
+    let mut try_size = 1usize << cap.ilog2();
+    while try_size > now {
+        let requested = i32::try_from(try_size).unwrap_or(i32::MAX);
+        if let Ok(n) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
+            return (now, n as usize);
+        }
+        try_size /= 2;
+    }
+    (now, now)
+}
+
 /// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to at
 /// least `want`, up to the hard limit. Each FIFO end is one descriptor
 /// (a sender or persistent receiver keeps a second, `O_PATH`, one).

@@ -59,7 +59,7 @@ impl Default for Builder {
             iowq_max_workers: [2, 2],
             read_mode: ReadMode::Fixed,
             provided: (128, 64 * 1024),
-            splice_direct: false,
+            splice_direct: true,
             batch: None,
             echo_hold: Duration::ZERO,
         }
@@ -160,17 +160,17 @@ impl Builder {
         self
     }
 
-    /// How a relay (a splice into one sender) moves its bytes. `false`
-    /// (the default): an io_uring SPLICE linked behind a POLL for data,
-    /// which the kernel always runs on an io-wq worker, so the copy runs
-    /// beside this thread (more bytes per second where a core is free, for
-    /// a hand-off and a wake-up per chunk). `true`: it waits for data with
-    /// the POLL on the ring, then calls non-blocking `splice(2)` itself,
-    /// from this thread: about half the CPU per byte, as fast as a blocking
-    /// `splice(2)` thread. Measured side by side in BENCHMARKS.md (Relay).
-    /// Fan-outs to several senders always use io_uring TEE and SPLICE.
-    /// Like an io_uring write, a `splice(2)` into a pipe whose reader left
-    /// raises SIGPIPE in this thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
+    /// How a relay (a splice into one sender) moves its bytes. `true` (the
+    /// default): it waits for data with a POLL on the ring, then calls
+    /// non-blocking `splice(2)` itself, from this thread, until a pipe is
+    /// empty or full: no io-wq hand-off, the least CPU per byte. `false`:
+    /// an io_uring SPLICE linked behind the POLL, which the kernel always
+    /// runs on an io-wq worker, beside this thread (a hand-off and a
+    /// wake-up per move, for parallelism where a core is free). Measured
+    /// side by side in BENCHMARKS.md (Relay). Fan-outs to several senders
+    /// always use io_uring TEE and SPLICE. Like an io_uring write, a
+    /// `splice(2)` into a pipe whose reader left raises SIGPIPE in this
+    /// thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
     pub fn splice_direct(mut self, yes: bool) -> Self {
         self.splice_direct = yes;
         self
@@ -385,6 +385,7 @@ impl Builder {
             unpumped: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
+            relay_pipe: super::splice::RELAY_PIPE_SIZE,
             notify: None,
             batch: self.batch,
             echo_hold: self.echo_hold,

@@ -107,6 +107,8 @@ pub struct Proactor {
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
     splice_direct: bool,
+    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
+    relay_pipe: usize,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
     /// `Builder::batch_wait`: completions to wait for, and the budget.
@@ -316,9 +318,12 @@ impl Proactor {
     /// longer comes as `Data` events and the sender takes no more `send`s
     /// ([`Error::Relayed`]). Bytes already queued on `to` go first.
     ///
-    /// A splice never waits inside the kernel: it is linked behind a poll
-    /// for data, runs non-blocking, and io-wq workers are capped (see
-    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. If
+    /// A splice never waits inside the kernel: it follows a poll for data,
+    /// runs non-blocking (from this thread by default, see
+    /// [`Builder::splice_direct`]), and io-wq workers are capped (see
+    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. Both
+    /// FIFOs' pipes are grown to 1 MiB where the limits allow
+    /// ([`set_relay_pipe_size`](Self::set_relay_pipe_size)). If
     /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
     /// consumed) until a reader comes back. The relay ends when either end
     /// closes; `from` then goes back to `Data` events. To end a pipeline
