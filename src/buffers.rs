@@ -27,6 +27,13 @@ use std::rc::Rc;
 /// Heap buffers kept for reuse when the registered pool runs dry.
 const SPARE_HEAP_BUFFERS: usize = 64;
 
+/// Capacity of the small heap buffers that queued frames are packed into:
+/// each is one atomic write of at most `PIPE_BUF` bytes.
+pub(crate) const SMALL_BUF_SIZE: usize = crate::frame::PIPE_BUF;
+
+/// Small buffers kept for reuse (1 MiB).
+const SPARE_SMALL_BUFFERS: usize = 256;
+
 /// Size of each buffer of the default pool: a pipe's default capacity, so
 /// one read can empty a full pipe.
 pub(crate) const DEFAULT_BUF_SIZE: usize = 64 * 1024;
@@ -135,17 +142,42 @@ pub(crate) struct Pool {
     buf_size: usize,
     count: u16,
     free: RefCell<Vec<u16>>,
-    spare_heap: RefCell<Vec<Box<[u8]>>>,
-    provided: Option<ProvidedRing>,
+    spare_heap: RefCell<Vec<Vec<u8>>>,
+    spare_small: RefCell<Vec<Vec<u8>>>,
+    /// The provided rings, indexed by group: [`PROVIDED_GROUP`] and
+    /// [`SELECT_GROUP`] (none without a provided ring).
+    provided: Vec<ProvidedRing>,
+    /// Register the buffers when one is first used, not at build.
+    register_later: Cell<bool>,
 }
 
-/// Group id of the provided buffer ring.
+/// Group id of the provided ring of multishot reads.
 pub(crate) const PROVIDED_GROUP: u16 = 0;
 
-/// A provided buffer ring: buffers the kernel picks itself for multishot
-/// reads, shared by every receiver, so memory follows the data in flight,
-/// not the number of FIFOs. A buffer the kernel filled is ours (a
-/// [`Buf`]) until dropped, when it goes back on the ring.
+/// Group id of the provided ring of single-shot reads. The two kinds of
+/// read share no ring: a piece of an incremental buffer starts where the
+/// previous one ended only if completions arrive in the order the kernel
+/// filled the buffer, and a multishot read posts its completion at once
+/// where a single-shot read's waits for the end of the kernel's batch.
+pub(crate) const SELECT_GROUP: u16 = 1;
+
+/// Largest buffer of the single-shot reads' ring. They serve receivers
+/// that are not streaming: a read that fills a whole one marks its
+/// receiver as streaming (its next read takes a registered 64 KiB buffer),
+/// and the ring's memory stays small however the buffers cycle.
+pub(crate) const SELECT_BUF_MAX: usize = 16 * 1024;
+
+/// A provided buffer ring: buffers the kernel picks itself for reads that
+/// select one (multishot reads, and single-shot reads of receivers that
+/// hold no buffer while they wait), shared by every receiver, so memory
+/// follows the data in flight, not the number of FIFOs.
+///
+/// Each completion lends one piece of a buffer (a [`Buf`]); the buffer
+/// goes back on the ring once the kernel has let go of it (a completion
+/// without `IORING_CQE_F_BUF_MORE`) and every piece is dropped. On a ring
+/// registered incremental (`IOU_PBUF_RING_INC`, Linux 6.12) a read takes
+/// only the bytes it fills, so a buffer yields many pieces; the rings are
+/// registered plain for now (see `ring::bufring`), one piece per buffer.
 struct ProvidedRing {
     entries: NonNull<BufRingEntry>,
     entries_len: usize,
@@ -154,6 +186,22 @@ struct ProvidedRing {
     count: u16,
     /// Our copy of the tail; the kernel reads the shared one.
     tail: Cell<u16>,
+    /// Registered with `IOU_PBUF_RING_INC`.
+    incremental: Cell<bool>,
+    /// Per buffer id: what the kernel filled and who holds it.
+    state: Box<[Provided]>,
+}
+
+/// The bookkeeping of one provided buffer.
+#[derive(Default)]
+struct Provided {
+    /// Bytes the kernel has filled since the buffer went on the ring: its
+    /// next piece starts here (the kernel consumes a buffer in order).
+    filled: Cell<u32>,
+    /// Pieces lent out as `Buf`s.
+    lent: Cell<u32>,
+    /// The kernel may still fill it (it is on the ring, or partly used).
+    kernel: Cell<bool>,
 }
 
 impl ProvidedRing {
@@ -176,6 +224,8 @@ impl ProvidedRing {
             buf_size,
             count,
             tail: Cell::new(0),
+            incremental: Cell::new(false),
+            state: (0..count).map(|_| Provided::default()).collect(),
         };
         for bid in 0..count {
             ring.push(bid);
@@ -189,8 +239,12 @@ impl ProvidedRing {
         unsafe { self.mem.as_ptr().add(usize::from(bid) * self.buf_size) }
     }
 
-    /// Gives buffer `bid` back to the kernel.
+    /// Gives buffer `bid` back to the kernel, whole.
     fn push(&self, bid: u16) {
+        if let Some(state) = self.state.get(usize::from(bid)) {
+            state.filled.set(0);
+            state.kernel.set(true);
+        }
         let tail = self.tail.get();
         let slot = usize::from(tail & (self.count - 1));
         // SAFETY: slot < count entries of the mapping. The kernel only reads
@@ -275,16 +329,23 @@ impl Pool {
         let buf_size = buf_size.max(1).div_ceil(page) * page;
         let len = buf_size * usize::from(count.max(1));
         let base = map(len)?;
-        let provided = match provided {
-            Some((n, size)) => match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    unmap(base, len);
-                    return Err(e);
+        let mut rings = Vec::new();
+        if let Some((n, size)) = provided {
+            for group in [PROVIDED_GROUP, SELECT_GROUP] {
+                let size = match group {
+                    SELECT_GROUP => size.min(SELECT_BUF_MAX),
+                    _ => size,
+                };
+                match ProvidedRing::new(n, size.max(1).div_ceil(page) * page) {
+                    Ok(r) => rings.push(r),
+                    Err(e) => {
+                        unmap(base, len);
+                        return Err(e);
+                    }
                 }
-            },
-            None => None,
-        };
+            }
+        }
+        let provided = rings;
         Ok(Rc::new(Pool {
             base,
             buf_size,
@@ -292,24 +353,98 @@ impl Pool {
             // Hand out low indices first: reverse so `pop` yields 0, 1, 2...
             free: RefCell::new((0..count).rev().collect()),
             spare_heap: RefCell::new(Vec::new()),
+            spare_small: RefCell::new(Vec::new()),
             provided,
+            register_later: Cell::new(false),
         }))
     }
 
-    /// The provided ring's entries address and size, to register it.
-    pub(crate) fn provided_ring(&self) -> Option<(u64, u16)> {
+    /// Each provided ring's group, entries address and size, to register
+    /// them.
+    pub(crate) fn provided_rings(&self) -> impl Iterator<Item = (u16, u64, u16)> + '_ {
         self.provided
-            .as_ref()
-            .map(|r| (r.entries.as_ptr() as u64, r.count))
+            .iter()
+            .enumerate()
+            .map(|(group, r)| (group as u16, r.entries.as_ptr() as u64, r.count))
     }
 
-    /// Takes ownership of provided buffer `bid`, which a completion says
-    /// the kernel filled and handed over.
-    pub(crate) fn take_provided(self: &Rc<Self>, bid: u16) -> Option<Buf> {
-        let ring = self.provided.as_ref()?;
-        (bid < ring.count).then(|| Buf {
+    /// Defers registering the buffers until one is first used for I/O:
+    /// registration pins every page of the pool, and a proactor whose
+    /// receivers only wait (or share the provided ring) need not pin any.
+    pub(crate) fn register_later(&self) {
+        self.register_later.set(true);
+    }
+
+    /// Whether registration was deferred and is still to be tried (true
+    /// once: the caller tries it now).
+    pub(crate) fn take_register_later(&self) -> bool {
+        self.register_later.replace(false)
+    }
+
+    /// Records that the provided ring of `group` is registered incremental.
+    #[cfg(test)]
+    pub(crate) fn set_incremental(&self, group: u16, yes: bool) {
+        if let Some(ring) = self.provided.get(usize::from(group)) {
+            ring.incremental.set(yes);
+        }
+    }
+
+    /// Buffers given to the provided ring of `group` so far (its tail).
+    #[cfg(test)]
+    fn provided_pushed(&self, group: u16) -> u16 {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| ring.tail.get())
+    }
+
+    /// Size of each buffer of the provided ring of `group` (0: none).
+    pub(crate) fn provided_size(&self, group: u16) -> usize {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| ring.buf_size)
+    }
+
+    /// Takes the piece of provided buffer `bid` of `group` that a completion says the
+    /// kernel filled: the next `result` bytes of it (none for a result of
+    /// 0 or less). `more` is the completion's `IORING_CQE_F_BUF_MORE`: the
+    /// kernel keeps the rest of the buffer for later reads. Dropping the
+    /// piece, like every other piece of the buffer, gives the buffer back
+    /// once the kernel has let go of it. `None` for a buffer id the kernel
+    /// could not have handed over.
+    pub(crate) fn take_provided(
+        self: &Rc<Self>,
+        group: u16,
+        bid: u16,
+        result: i32,
+        more: bool,
+    ) -> Option<Buf> {
+        let ring = self.provided.get(usize::from(group))?;
+        let state = ring.state.get(usize::from(bid))?;
+        if !state.kernel.get() {
+            return None;
+        }
+        let start = state.filled.get();
+        let room = (ring.buf_size as u32).saturating_sub(start);
+        let len = u32::try_from(result).unwrap_or(0).min(room);
+        state.filled.set(start + len);
+        // An incremental ring commits nothing for an empty result (EOF):
+        // the buffer stays at the ring's head, whatever the flags say
+        // (Linux 6.18 `io_kbuf_inc_commit` returns "done" for a length of
+        // 0 without moving the head). Pushing it again would put it on the
+        // ring twice.
+        let released = !(more || ring.incremental.get() && len == 0);
+        if released {
+            state.kernel.set(false);
+        }
+        state.lent.set(state.lent.get() + 1);
+        Some(Buf {
             pool: Rc::clone(self),
-            mem: Mem::Provided(bid),
+            mem: Mem::Provided {
+                group: group as u8,
+                bid,
+                start,
+                len,
+            },
         })
     }
 
@@ -327,6 +462,16 @@ impl Pool {
     #[cfg(test)]
     pub(crate) fn free_count(&self) -> usize {
         self.free.borrow().len()
+    }
+
+    /// Registered buffers in the pool.
+    pub(crate) fn fixed_total(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// Registered buffers lent out right now.
+    pub(crate) fn fixed_in_use(&self) -> usize {
+        usize::from(self.count) - self.free.borrow().len()
     }
 
     /// The iovecs to register with the ring, index `i` being buffer `i`.
@@ -354,16 +499,40 @@ impl Pool {
         })
     }
 
-    /// A registered buffer, or a (recycled) heap buffer when none is free.
+    /// A registered buffer, or a (recycled) heap buffer when none is free,
+    /// `buf_size` bytes long: for the kernel to read into.
     pub(crate) fn take(self: &Rc<Self>) -> Buf {
         if let Some(buf) = self.take_fixed() {
             return buf;
         }
-        let heap = self
-            .spare_heap
+        let mut heap =
+            (self.spare_heap.borrow_mut().pop()).unwrap_or_else(|| vec![0; self.buf_size]);
+        // Left partly filled by a write queue: the rest is zeroed.
+        heap.resize(self.buf_size, 0);
+        Buf {
+            pool: Rc::clone(self),
+            mem: Mem::Heap(heap),
+        }
+    }
+
+    /// An empty buffer for a write queue to fill with [`Buf::put`]: a
+    /// registered one of `buf_size` bytes if one is free, else a heap
+    /// buffer of that capacity; a small heap one ([`SMALL_BUF_SIZE`]) when
+    /// `small`. Never zeroed: the queue writes every byte it sends.
+    pub(crate) fn take_empty(self: &Rc<Self>, small: bool) -> Buf {
+        let (spare, cap) = if small {
+            (&self.spare_small, SMALL_BUF_SIZE)
+        } else {
+            if let Some(buf) = self.take_fixed() {
+                return buf;
+            }
+            (&self.spare_heap, self.buf_size)
+        };
+        let mut heap = spare
             .borrow_mut()
             .pop()
-            .unwrap_or_else(|| vec![0u8; self.buf_size].into_boxed_slice());
+            .unwrap_or_else(|| Vec::with_capacity(cap));
+        heap.clear();
         Buf {
             pool: Rc::clone(self),
             mem: Mem::Heap(heap),
@@ -382,8 +551,17 @@ impl Drop for Pool {
 
 enum Mem {
     Fixed(u16),
-    Heap(Box<[u8]>),
-    Provided(u16),
+    /// Its length is the bytes that hold data (a read buffer: all of it).
+    Heap(Vec<u8>),
+    /// `len` bytes at `start` of provided buffer `bid` of `group`: the
+    /// piece one completion filled. The rest of the buffer may be the
+    /// kernel's.
+    Provided {
+        group: u8,
+        bid: u16,
+        start: u32,
+        len: u32,
+    },
 }
 
 /// Sole owner of one buffer; gives it back to the pool on drop.
@@ -397,32 +575,80 @@ impl std::fmt::Debug for Buf {
         match &self.mem {
             Mem::Fixed(i) => write!(f, "Buf::Fixed({i})"),
             Mem::Heap(b) => write!(f, "Buf::Heap({})", b.len()),
-            Mem::Provided(i) => write!(f, "Buf::Provided({i})"),
+            Mem::Provided {
+                group,
+                bid,
+                start,
+                len,
+            } => {
+                write!(f, "Buf::Provided({group}, {bid}, {start}..{})", start + len)
+            }
         }
     }
 }
 
 impl Buf {
+    /// The pool this buffer belongs to.
+    pub(crate) fn pool(&self) -> &Rc<Pool> {
+        &self.pool
+    }
+
     /// The registered buffer index, for `READ_FIXED` / `WRITE_FIXED`.
     pub(crate) fn fixed_index(&self) -> Option<u16> {
         match self.mem {
             Mem::Fixed(i) => Some(i),
-            Mem::Heap(_) | Mem::Provided(_) => None,
+            Mem::Heap(_) | Mem::Provided { .. } => None,
         }
     }
 
+    /// Bytes the kernel may touch: a heap buffer's initialised length.
     pub(crate) fn capacity(&self) -> usize {
         match &self.mem {
-            Mem::Provided(_) => self.provided().buf_size,
-            _ => self.pool.buf_size,
+            Mem::Provided { len, .. } => *len as usize,
+            Mem::Heap(b) => b.len(),
+            Mem::Fixed(_) => self.pool.buf_size,
         }
     }
 
-    fn provided(&self) -> &ProvidedRing {
+    /// Writes `data` at `at`, dropping whatever a heap buffer held from
+    /// `at` on; a heap buffer grows without being zeroed first. The write
+    /// queue's appends: `at` is the end of its bytes.
+    pub(crate) fn put(&mut self, at: usize, data: &[u8]) {
+        self.put_all(at, &[data]);
+    }
+
+    /// [`put`](Self::put) of several pieces one after the other.
+    pub(crate) fn put_all(&mut self, mut at: usize, parts: &[&[u8]]) {
+        match &mut self.mem {
+            Mem::Heap(b) => {
+                b.truncate(at);
+                for part in parts {
+                    b.extend_from_slice(part);
+                }
+            }
+            _ => {
+                let slice = self.as_mut_slice();
+                for part in parts {
+                    slice[at..at + part.len()].copy_from_slice(part);
+                    at += part.len();
+                }
+            }
+        }
+    }
+
+    fn provided(&self, group: u8) -> &ProvidedRing {
         self.pool
             .provided
-            .as_ref()
+            .get(usize::from(group))
             .expect("a provided buffer has its ring")
+    }
+
+    /// Start of a provided piece.
+    fn provided_ptr(&self, group: u8, bid: u16, start: u32) -> *mut u8 {
+        let ring = self.provided(group);
+        debug_assert!(start as usize <= ring.buf_size);
+        // SAFETY: `take_provided` keeps start within the buffer.
+        unsafe { ring.buf_ptr(bid).add(start as usize) }
     }
 
     /// Pointer to the start, for building an SQE.
@@ -430,7 +656,12 @@ impl Buf {
         match &mut self.mem {
             Mem::Fixed(i) => self.pool.ptr(*i),
             Mem::Heap(b) => b.as_mut_ptr(),
-            Mem::Provided(i) => self.pool.provided.as_ref().expect("ring").buf_ptr(*i),
+            Mem::Provided {
+                group, bid, start, ..
+            } => {
+                let (group, bid, start) = (*group, *bid, *start);
+                self.provided_ptr(group, bid, start)
+            }
         }
     }
 
@@ -443,42 +674,71 @@ impl Buf {
                 std::slice::from_raw_parts(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            // SAFETY: the kernel handed buffer `i` over with its completion
-            // and this `Buf` is its only owner until it goes back on the ring.
-            Mem::Provided(i) => unsafe {
-                std::slice::from_raw_parts(self.provided().buf_ptr(*i), self.provided().buf_size)
-            },
+            Mem::Provided {
+                group,
+                bid,
+                start,
+                len,
+            } => {
+                let ptr = self.provided_ptr(*group, *bid, *start);
+                // SAFETY: the kernel handed this piece over with its
+                // completion and never writes it again before the buffer is
+                // back on the ring, which waits for this `Buf` to drop;
+                // other pieces (and the part the kernel still fills) lie
+                // outside it.
+                unsafe { std::slice::from_raw_parts(ptr, *len as usize) }
+            }
         }
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        if let Mem::Provided {
+            group,
+            bid,
+            start,
+            len,
+        } = self.mem
+        {
+            // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+            return unsafe {
+                std::slice::from_raw_parts_mut(self.provided_ptr(group, bid, start), len as usize)
+            };
+        }
         match &mut self.mem {
             // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
             Mem::Fixed(i) => unsafe {
                 std::slice::from_raw_parts_mut(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
-            Mem::Provided(i) => unsafe {
-                let ring = self.pool.provided.as_ref().expect("ring");
-                std::slice::from_raw_parts_mut(ring.buf_ptr(*i), ring.buf_size)
-            },
+            Mem::Provided { .. } => &mut [],
         }
     }
 }
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        match std::mem::replace(&mut self.mem, Mem::Heap(Box::default())) {
+        match std::mem::replace(&mut self.mem, Mem::Heap(Vec::new())) {
             Mem::Fixed(i) => self.pool.free.borrow_mut().push(i),
-            Mem::Heap(b) if !b.is_empty() => {
-                let mut spare = self.pool.spare_heap.borrow_mut();
-                if spare.len() < SPARE_HEAP_BUFFERS {
+            Mem::Heap(b) => {
+                let (spare, max) = match b.capacity() {
+                    c if c == self.pool.buf_size => (&self.pool.spare_heap, SPARE_HEAP_BUFFERS),
+                    SMALL_BUF_SIZE => (&self.pool.spare_small, SPARE_SMALL_BUFFERS),
+                    _ => return,
+                };
+                let mut spare = spare.borrow_mut();
+                if spare.len() < max {
                     spare.push(b);
                 }
             }
-            Mem::Heap(_) => {}
-            Mem::Provided(i) => self.provided().push(i),
+            Mem::Provided { group, bid, .. } => {
+                let ring = self.provided(group);
+                if let Some(state) = ring.state.get(usize::from(bid)) {
+                    state.lent.set(state.lent.get().saturating_sub(1));
+                    if state.lent.get() == 0 && !state.kernel.get() {
+                        ring.push(bid);
+                    }
+                }
+            }
         }
     }
 }
@@ -542,6 +802,55 @@ mod tests {
         assert!(!is_memlock_error(&io::Error::from_raw_os_error(
             libc::EFAULT
         )));
+    }
+
+    #[test]
+    fn incremental_pieces_return_the_buffer_when_the_kernel_and_the_user_let_go() {
+        let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
+        pool.set_incremental(1, true);
+        assert_eq!(pool.provided_pushed(1), 2);
+        // Two reads fill buffer 1 piece by piece; the kernel keeps it.
+        let a = pool.take_provided(1, 1, 64, true).unwrap();
+        let b = pool.take_provided(1, 1, 100, true).unwrap();
+        assert_eq!((a.capacity(), b.capacity()), (64, 100));
+        let base = pool.provided[1].buf_ptr(1) as usize;
+        assert_eq!(a.as_slice().as_ptr() as usize, base);
+        assert_eq!(b.as_slice().as_ptr() as usize, base + 64);
+        drop(a);
+        drop(b);
+        assert_eq!(pool.provided_pushed(1), 2, "the kernel still fills it");
+        // EOF on an incremental ring commits nothing: still the kernel's.
+        drop(pool.take_provided(1, 1, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(1), 2);
+        // The last piece: back on the ring once the user drops it too.
+        let c = pool.take_provided(1, 1, 4096, false).unwrap();
+        assert_eq!(c.capacity(), 4096 - 164, "never past the buffer's end");
+        assert!(
+            pool.take_provided(1, 1, 1, false).is_none(),
+            "not the kernel's"
+        );
+        assert_eq!(pool.provided_pushed(1), 2);
+        drop(c);
+        assert_eq!(pool.provided_pushed(1), 3);
+        // Pushed whole again: the next piece starts at its beginning.
+        let d = pool.take_provided(1, 1, 10, true).unwrap();
+        assert_eq!(d.as_slice().as_ptr() as usize, base);
+        assert!(
+            pool.take_provided(1, 2, 1, false).is_none(),
+            "no such buffer"
+        );
+    }
+
+    #[test]
+    fn plain_provided_buffers_return_after_one_completion() {
+        let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
+        // Not incremental: every completion consumes its buffer, EOF too.
+        drop(pool.take_provided(1, 0, 0, false).unwrap());
+        assert_eq!(pool.provided_pushed(1), 3);
+        let a = pool.take_provided(1, 1, 64, false).unwrap();
+        assert_eq!(pool.provided_pushed(1), 3);
+        drop(a);
+        assert_eq!(pool.provided_pushed(1), 4);
     }
 
     #[test]

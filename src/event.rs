@@ -2,6 +2,7 @@
 
 use crate::buffers::Buf;
 use crate::error::Error;
+use crate::frame::Codec;
 use crate::token::{Receiver, Sender, Token};
 
 /// Why a transport closed.
@@ -36,6 +37,20 @@ pub enum Event<'a> {
         from: Receiver,
         /// The payload, lent until the next poll.
         frame: &'a [u8],
+    },
+    /// Whole frames that arrived back to back in one read of a framed
+    /// receiver, as they were on the wire: only from
+    /// [`Events::runs`], which gathers a run of [`Event::Frame`]s into one.
+    /// Ready for [`Proactor::send_framed`](crate::Proactor::send_framed)
+    /// as they are, or for [`Codec::payloads`].
+    Frames {
+        /// The receiver.
+        from: Receiver,
+        /// The frames, encoded (newlines or length headers included), lent
+        /// until the next poll.
+        wire: &'a [u8],
+        /// How many frames `wire` holds.
+        frames: usize,
     },
     /// Bytes arrived on a receiver.
     Data {
@@ -115,7 +130,9 @@ impl Event<'_> {
     pub fn token(&self) -> Token {
         match self {
             Event::Opened(s) => s.token(),
-            Event::Data { from, .. } | Event::Frame { from, .. } => from.token(),
+            Event::Data { from, .. } | Event::Frame { from, .. } | Event::Frames { from, .. } => {
+                from.token()
+            }
             Event::Sent { to, .. } => to.token(),
             Event::Writable(s) => s.token(),
             Event::Relayed { from, .. } => from.token(),
@@ -180,6 +197,7 @@ pub(crate) enum Item {
 impl Item {
     /// The event, with lent frames resolved in `bufs`, the read buffers of
     /// the same batch.
+    #[inline]
     fn as_event<'a>(&'a self, bufs: &'a [Buf]) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
@@ -277,6 +295,95 @@ impl Events {
     }
 }
 
+impl Events {
+    /// The events as [`iter`](Self::iter) gives them, except that frames
+    /// of one receiver that lie whole and back to back in one read, encoded
+    /// with `codec`, come as one [`Event::Frames`] with their wire bytes:
+    /// no event per frame, and a run can be forwarded with one
+    /// [`Proactor::send_framed`](crate::Proactor::send_framed). A frame
+    /// that was split across reads (or is empty) still comes as an
+    /// [`Event::Frame`], in its place. `codec` is the framed receivers'
+    /// own: frames are gathered only where the bytes around them are that
+    /// codec's framing.
+    pub fn runs(&self, codec: Codec) -> Runs<'_> {
+        Runs {
+            items: &self.items,
+            at: 0,
+            bufs: &self.bufs,
+            codec,
+        }
+    }
+}
+
+/// Iterator over [`Events`] with runs of frames gathered: see
+/// [`Events::runs`].
+#[derive(Debug)]
+pub struct Runs<'a> {
+    items: &'a [Item],
+    at: usize,
+    bufs: &'a [Buf],
+    codec: Codec,
+}
+
+impl<'a> Iterator for Runs<'a> {
+    type Item = Event<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Event<'a>> {
+        let item = self.items.get(self.at)?;
+        self.at += 1;
+        let Item::Frame {
+            from,
+            frame: FrameBytes::Lent { buf, start, end },
+        } = item
+        else {
+            return Some(item.as_event(self.bufs));
+        };
+        let bytes = self.bufs[*buf as usize].as_slice();
+        // Header and trailer bytes around a payload on the wire.
+        let (head, tail) = match self.codec {
+            Codec::Lines => (0, 1),
+            Codec::LengthPrefixed => (4, 0),
+        };
+        let codec = self.codec;
+        // Whether bytes[s..e] is a payload with its framing around it.
+        let framed = |s: usize, e: usize| match codec {
+            Codec::Lines => bytes.get(e) == Some(&b'\n'),
+            Codec::LengthPrefixed => {
+                s >= 4 && u32::try_from(e - s).is_ok_and(|n| bytes[s - 4..s] == n.to_le_bytes())
+            }
+        };
+        let (start, mut end) = (*start as usize, *end as usize);
+        if !framed(start, end) {
+            return Some(item.as_event(self.bufs));
+        }
+        let mut frames = 1;
+        while let Some(Item::Frame {
+            from: next_from,
+            frame:
+                FrameBytes::Lent {
+                    buf: next_buf,
+                    start: s,
+                    end: e,
+                },
+        }) = self.items.get(self.at)
+        {
+            let (s, e) = (*s as usize, *e as usize);
+            if next_from != from || next_buf != buf || s != end + tail + head || !framed(s, e) {
+                break;
+            }
+            end = e;
+            frames += 1;
+            self.at += 1;
+        }
+        Some(Event::Frames {
+            from: *from,
+            wire: &bytes[start - head..end + tail],
+            frames,
+        })
+    }
+}
+
 /// Iterator over [`Events`].
 #[derive(Debug)]
 pub struct Iter<'a> {
@@ -287,6 +394,9 @@ pub struct Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = Event<'a>;
 
+    // Inlined into the caller's loop: the event is built where it is
+    // matched, not returned through memory (one event per frame).
+    #[inline]
     fn next(&mut self) -> Option<Event<'a>> {
         let bufs = self.bufs;
         self.items.next().map(|item| item.as_event(bufs))

@@ -45,16 +45,17 @@ pub struct FifoOptions {
 
 /// How a receiver reads.
 ///
-/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in): the two
-/// cost the same CPU per message from 1 to 256 FIFOs, and at 4096 FIFOs
-/// multishot used a little less CPU but more `io_uring_enter` calls with the
-/// default buffer ring. Choose `Multishot` for many mostly idle FIFOs, where
-/// it holds buffers only for data in flight, with a ring sized to the load
-/// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)).
+/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in). Both
+/// share the provided buffer ring
+/// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)), so a
+/// waiting receiver holds no buffer in either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
-    /// One `READ_FIXED` at a time into a registered buffer, re-armed after
-    /// each completion. Best for one busy FIFO: big reads, no extra poll.
+    /// One single-shot read at a time, re-armed after each completion: into
+    /// a buffer the kernel takes from a provided ring once data is there
+    /// (a waiting read holds none), or, while the receiver streams (its
+    /// last read was large), a `READ_FIXED` into a registered buffer of its
+    /// own. Sees EOF itself: no extra poll.
     Fixed,
     /// One `READ_MULTISHOT` armed per receiver, reading into buffers of a
     /// ring shared by all receivers: no re-arm per read, and memory follows
@@ -389,6 +390,32 @@ pub(crate) fn set_pipe_size(
             source: e.into(),
         }),
     }
+}
+
+/// Grows a pipe towards `want` bytes, capped at `/proc/sys/fs/pipe-max-size`,
+/// never shrinking it; the kernel sizes pipes in powers of two, so the
+/// largest one within the cap is asked for. Where the kernel refuses (a
+/// user past `pipe-user-pages-soft`, or short of memory), smaller ones are
+/// tried down to the present size. Returns the sizes before and after;
+/// never fails: sizing is an optimisation, and a pipe works at any size.
+pub(crate) fn grow_pipe(fd: BorrowedFd<'_>, want: usize) -> (usize, usize) {
+    let Ok(now) = fcntl(fd, FcntlArg::F_GETPIPE_SZ).map(|n| n as usize) else {
+        return (0, 0);
+    };
+    let max = pipe_max_size();
+    let cap = if max > 0 { want.min(max) } else { want };
+    if cap <= now {
+        return (now, now);
+    }
+    let mut try_size = 1usize << cap.ilog2();
+    while try_size > now {
+        let requested = i32::try_from(try_size).unwrap_or(i32::MAX);
+        if let Ok(n) = fcntl(fd, FcntlArg::F_SETPIPE_SZ(requested)) {
+            return (now, n as usize);
+        }
+        try_size /= 2;
+    }
+    (now, now)
 }
 
 /// Raises this process's soft limit on open files (`RLIMIT_NOFILE`) to at

@@ -397,8 +397,120 @@ fn header(bytes: &[u8]) -> usize {
     u32::from_le_bytes(le) as usize
 }
 
+/// Iterator over the payloads of encoded frames: see [`Codec::payloads`].
+#[derive(Debug, Clone)]
+pub struct Payloads<'a> {
+    codec: Codec,
+    wire: &'a [u8],
+}
+
+impl<'a> Iterator for Payloads<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (payload, rest) = match self.codec {
+            Codec::Lines => {
+                let end = find_newline(self.wire)?;
+                (&self.wire[..end], &self.wire[end + 1..])
+            }
+            Codec::LengthPrefixed => {
+                let len = header(self.wire.get(..LENGTH_HEADER)?);
+                let frame = self.wire.get(LENGTH_HEADER..LENGTH_HEADER + len)?;
+                (frame, &self.wire[LENGTH_HEADER + len..])
+            }
+        };
+        self.wire = rest;
+        Some(payload)
+    }
+}
+
 fn find_newline(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', bytes)
+}
+
+impl Codec {
+    /// The payloads of `wire`, whole frames encoded in this format (an
+    /// [`Event::Frames`](crate::Event::Frames)), in order, lent from it.
+    /// Stops at the first frame that is not whole.
+    pub fn payloads(self, wire: &[u8]) -> Payloads<'_> {
+        Payloads { codec: self, wire }
+    }
+
+    /// Cuts `wire`, whole frames already encoded in this format, into the
+    /// longest runs of whole frames that fit in `PIPE_BUF` bytes, in order:
+    /// `piece(run, true)`; a single frame longer than that comes as
+    /// `piece(frame, false)`. Checked first, so `piece` is never called for
+    /// bytes that are not whole frames: ending inside a frame fails with
+    /// [`FrameError::Truncated`] (its bytes so far).
+    pub(crate) fn atomic_runs(
+        self,
+        wire: &[u8],
+        mut piece: impl FnMut(&[u8], bool),
+    ) -> Result<(), FrameError> {
+        match self {
+            Codec::Lines => {
+                let whole = memchr::memrchr(b'\n', wire).map_or(0, |at| at + 1);
+                if whole < wire.len() {
+                    return Err(FrameError::Truncated {
+                        buffered: wire.len() - whole,
+                    });
+                }
+                let mut rest = wire;
+                while !rest.is_empty() {
+                    let window = &rest[..rest.len().min(PIPE_BUF)];
+                    let cut = match memchr::memrchr(b'\n', window) {
+                        Some(at) => at + 1,
+                        None => {
+                            // One line longer than PIPE_BUF (ends somewhere).
+                            let end = find_newline(rest).map_or(rest.len(), |at| at + 1);
+                            piece(&rest[..end], false);
+                            rest = &rest[end..];
+                            continue;
+                        }
+                    };
+                    piece(&rest[..cut], true);
+                    rest = &rest[cut..];
+                }
+            }
+            Codec::LengthPrefixed => {
+                let frame_len = |at: usize| -> Option<usize> {
+                    let header = wire.get(at..at + LENGTH_HEADER)?;
+                    let len = u32::from_le_bytes(header.try_into().ok()?) as usize;
+                    Some(LENGTH_HEADER + len)
+                };
+                let mut at = 0;
+                while at < wire.len() {
+                    match frame_len(at) {
+                        Some(n) if at + n <= wire.len() => at += n,
+                        _ => {
+                            return Err(FrameError::Truncated {
+                                buffered: wire.len() - at,
+                            });
+                        }
+                    }
+                }
+                let (mut start, mut at) = (0, 0);
+                while at < wire.len() {
+                    let n = frame_len(at).unwrap_or(wire.len() - at);
+                    if n > PIPE_BUF {
+                        if start < at {
+                            piece(&wire[start..at], true);
+                        }
+                        piece(&wire[at..at + n], false);
+                        start = at + n;
+                    } else if at + n - start > PIPE_BUF {
+                        piece(&wire[start..at], true);
+                        start = at;
+                    }
+                    at += n;
+                }
+                if start < wire.len() {
+                    piece(&wire[start..], true);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -660,6 +772,23 @@ mod tests {
         }
 
         #[test]
+        fn payloads_of_encoded_frames_are_the_frames(
+            (codec, frames) in codec().prop_flat_map(|c| (Just(c), frames_for(c, 64))),
+        ) {
+            let wire = encode_all(codec, &frames);
+            let got: Vec<Vec<u8>> = codec.payloads(&wire).map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(&got, &frames);
+            // A frame cut short is not a payload.
+            if let Some(last) = frames.last() {
+                let whole = wire.len() - last.len() - codec.overhead();
+                let short = &wire[..wire.len() - 1];
+                let got: Vec<&[u8]> = codec.payloads(short).collect();
+                prop_assert_eq!(got.len(), frames.len() - 1);
+                prop_assert!(whole <= short.len());
+            }
+        }
+
+        #[test]
         fn zero_length_frames_in_any_cuts(
             lens in prop::collection::vec(prop_oneof![Just(0usize), 0usize..8], 0..50),
             points in prop::collection::vec(any::<usize>(), 0..30),
@@ -671,6 +800,44 @@ mod tests {
             let (got, result) = decode(&mut d, &chunks);
             prop_assert_eq!(result, Ok(()));
             prop_assert_eq!(payloads(&got), frames);
+        }
+    }
+
+    proptest! {
+        // Frames of up to two pages: fewer cases keep it quick.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn atomic_runs_are_whole_frames_within_pipe_buf(
+            (codec, frames) in codec().prop_flat_map(|c| (Just(c), frames_for(c, PIPE_BUF + 200))),
+        ) {
+            let wire = encode_all(codec, &frames);
+            let mut joined = Vec::new();
+            let mut got = Vec::new();
+            codec.atomic_runs(&wire, |run, atomic| {
+                joined.extend_from_slice(run);
+                let mut d = FrameDecoder::new(codec, usize::MAX >> 1);
+                let before = got.len();
+                d.feed(run, |f| got.push(f.to_vec())).unwrap();
+                assert_eq!(d.finish(), Ok(()), "a run ends inside a frame");
+                if atomic {
+                    assert!(run.len() <= PIPE_BUF, "atomic run of {}", run.len());
+                } else {
+                    assert!(run.len() > PIPE_BUF && got.len() == before + 1);
+                }
+            }).unwrap();
+            prop_assert_eq!(&joined, &wire);
+            prop_assert_eq!(&got, &frames);
+            // Less its last byte, the wire ends inside its last frame (an
+            // empty line aside: the line before it is whole).
+            let last_whole = codec == Codec::LengthPrefixed || frames.last().is_some_and(|f| !f.is_empty());
+            if !wire.is_empty() && last_whole {
+                let short = &wire[..wire.len() - 1];
+                let mut called = false;
+                let r = codec.atomic_runs(short, |_, _| called = true);
+                prop_assert!(matches!(r, Err(FrameError::Truncated { .. })), "{:?}", r);
+                prop_assert!(!called);
+            }
         }
     }
 }

@@ -67,9 +67,9 @@ mod token;
 mod transport;
 
 pub use error::{Error, Result};
-pub use event::{CloseReason, Event, Events};
+pub use event::{CloseReason, Event, Events, Runs};
 pub use fifo::{FifoOptions, PipeLimits, ReadMode, Reconnect, pipe_max_size, raise_fd_limit};
-pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Stats};
+pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Snapshot, Stats};
 pub use token::{Receiver, Sender, Token};
 pub use transport::State;
 

@@ -76,19 +76,29 @@ pub(crate) fn transition(state: State, input: Input) -> Option<(State, Notice)> 
 }
 
 /// A run of queued bytes in one buffer: `buf[start..end]` is not yet written.
-/// A chunk holding messages is filled only up to `limit` (`PIPE_BUF`), so
-/// that it goes out in one atomic write.
+/// An `atomic` chunk holds whole messages, at most `PIPE_BUF` bytes in all,
+/// in a small buffer of its own, so that it goes out in one atomic write;
+/// messages are packed densely, each chunk filled as far as whole messages
+/// go.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub buf: Buf,
     pub start: usize,
     pub end: usize,
-    pub limit: usize,
+    pub atomic: bool,
+}
+
+/// The end of a [`WriteQueue`] at one moment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    chunks: usize,
+    back_end: usize,
+    queued_total: u64,
 }
 
 /// A sender's bytes not yet accepted by the kernel, in order, with exact
-/// accounting. The chunk being written is taken out with [`pop_front`]
-/// and, if the kernel took only part of it, put back with [`push_front`].
+/// accounting. Chunks being written are taken out with [`pop_front`]
+/// and, if the kernel took only part of them, put back with [`push_front`].
 ///
 /// [`pop_front`]: WriteQueue::pop_front
 /// [`push_front`]: WriteQueue::push_front
@@ -105,7 +115,7 @@ impl WriteQueue {
     /// Copies a byte stream in, filling the last chunk before taking new
     /// buffers. Stream bytes never share a chunk with messages.
     pub(crate) fn push(&mut self, pool: &Rc<Pool>, data: &[u8]) {
-        self.append(pool, data, pool.buf_size());
+        self.append(pool, data);
     }
 
     /// Copies one message, given as parts, in so that it goes out in a
@@ -120,41 +130,82 @@ impl WriteQueue {
             }
             return;
         }
-        let fits = matches!(self.chunks.back(), Some(c) if c.limit == PIPE_BUF && c.end + total <= c.limit);
-        if !fits {
-            self.chunks.push_back(Chunk {
-                buf: pool.take(),
-                start: 0,
-                end: 0,
-                limit: PIPE_BUF,
-            });
-        }
-        for part in parts {
-            self.append(pool, part, PIPE_BUF);
-        }
+        let chunk = self.atomic_room(pool, total);
+        chunk.buf.put_all(chunk.end, parts);
+        chunk.end += total;
+        self.queued_total += total as u64;
     }
 
-    fn append(&mut self, pool: &Rc<Pool>, mut data: &[u8], limit: usize) {
+    /// The last chunk if it is atomic and has `len` bytes of room, else a
+    /// new one (`len` is at most `PIPE_BUF`).
+    fn atomic_room(&mut self, pool: &Rc<Pool>, len: usize) -> &mut Chunk {
+        let fits = matches!(self.chunks.back(), Some(c) if c.atomic && c.end + len <= PIPE_BUF);
+        if !fits {
+            self.chunks.push_back(Chunk {
+                buf: pool.take_empty(true),
+                start: 0,
+                end: 0,
+                atomic: true,
+            });
+        }
+        self.chunks.back_mut().expect("a chunk was just ensured")
+    }
+
+    fn append(&mut self, pool: &Rc<Pool>, mut data: &[u8]) {
+        let limit = pool.buf_size();
         self.queued_total += data.len() as u64;
         while !data.is_empty() {
             let room = match self.chunks.back() {
-                Some(c) if c.limit == limit && c.end < c.limit => c.limit - c.end,
+                Some(c) if !c.atomic && c.end < limit => limit - c.end,
                 _ => {
                     self.chunks.push_back(Chunk {
-                        buf: pool.take(),
+                        buf: pool.take_empty(false),
                         start: 0,
                         end: 0,
-                        limit,
+                        atomic: false,
                     });
                     limit
                 }
             };
             let n = room.min(data.len());
             let chunk = self.chunks.back_mut().expect("a chunk was just ensured");
-            chunk.buf.as_mut_slice()[chunk.end..chunk.end + n].copy_from_slice(&data[..n]);
+            chunk.buf.put(chunk.end, &data[..n]);
             chunk.end += n;
             data = &data[n..];
         }
+    }
+
+    /// Where the queue's end is now, for [`rollback`](Self::rollback).
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            chunks: self.chunks.len(),
+            back_end: self.chunks.back().map_or(0, |c| c.end),
+            queued_total: self.queued_total,
+        }
+    }
+
+    /// Forgets every byte pushed since `mark` (nothing was taken out since).
+    pub(crate) fn rollback(&mut self, mark: Mark) {
+        self.chunks.truncate(mark.chunks);
+        if let Some(c) = self.chunks.back_mut() {
+            c.end = mark.back_end;
+        }
+        self.queued_total = mark.queued_total;
+    }
+
+    /// How many chunks from the front, at most `max`, hold at most
+    /// `bytes` bytes together (the first counts whatever its size).
+    pub(crate) fn front_run(&self, max: usize, bytes: usize) -> usize {
+        let mut total = 0;
+        let mut n = 0;
+        for c in self.chunks.iter().take(max) {
+            total += c.end - c.start;
+            if n > 0 && total > bytes {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 
     pub(crate) fn pop_front(&mut self) -> Option<Chunk> {
@@ -298,5 +349,45 @@ mod tests {
         q.push_message(&pool, &[&[1; 5000]]);
         assert_eq!(q.pop_front().map(|c| c.end), Some(5000));
         assert_eq!(q.unsent(), 5000);
+    }
+
+    #[test]
+    fn messages_are_packed_densely_in_small_buffers() {
+        let pool = Pool::new(4, 64 * 1024).unwrap();
+        let mut q = WriteQueue::default();
+        for _ in 0..1000 {
+            q.push_message(&pool, &[&[7; 63], b"\n"]);
+        }
+        // 64 messages of 64 bytes fill each PIPE_BUF chunk; none takes a
+        // registered 64 KiB buffer.
+        assert_eq!(q.front_run(100, usize::MAX), 16);
+        assert_eq!(q.front_run(100, 4 * PIPE_BUF), 4);
+        assert_eq!(pool.free_count(), 4);
+        let chunks: Vec<Chunk> = std::iter::from_fn(|| q.pop_front()).collect();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c.atomic && c.buf.capacity() <= PIPE_BUF)
+        );
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.end - c.start).collect();
+        assert_eq!(sizes[..15], [PIPE_BUF; 15]);
+        assert_eq!(sizes[15], 1000 * 64 - 15 * PIPE_BUF);
+    }
+
+    #[test]
+    fn rollback_forgets_exactly_what_came_after_the_mark() {
+        let pool = Pool::new(4, 64 * 1024).unwrap();
+        let mut q = WriteQueue::default();
+        q.push_message(&pool, &[b"kept\n"]);
+        let mark = q.mark();
+        for _ in 0..100 {
+            q.push_message(&pool, &[&[1; 99], b"\n"]);
+        }
+        q.rollback(mark);
+        q.push_message(&pool, &[b"after\n"]);
+        assert_eq!(q.unsent(), 11);
+        let mut out = Vec::new();
+        q.take_bytes(&mut out);
+        assert_eq!(out, b"kept\nafter\n");
     }
 }

@@ -80,6 +80,8 @@ fn a_handle_of_another_proactor_is_refused() {
         assert!(is_foreign(&pb.send(a1, b"INTRUDER"), &pb));
         assert!(is_foreign(&pb.send(a0, b"INTRUDER"), &pb));
         assert!(is_foreign(&pb.send_frame(a0, Codec::Lines, b"x"), &pb));
+        assert!(is_foreign(&pb.send_frames(a0, Codec::Lines, &[b"x"]), &pb));
+        assert!(is_foreign(&pb.send_framed(a0, Codec::Lines, b"x\n"), &pb));
         assert!(is_foreign(&pa.pause(b0), &pa));
         assert!(is_foreign(&pa.resume(b0), &pa));
         assert!(is_foreign(&pb.close(a0), &pb));
@@ -171,6 +173,7 @@ struct Handle {
 enum Call {
     Send { on: usize, h: usize, len: u8 },
     SendFrame { on: usize, h: usize },
+    SendFrames { on: usize, h: usize, n: u8 },
     Close { on: usize, h: usize },
     CloseAfterFlush { on: usize, h: usize },
     SetWatermarks { on: usize, h: usize },
@@ -191,6 +194,7 @@ fn call() -> impl Strategy<Value = Call> {
     prop_oneof![
         4 => (on.clone(), h, 1..200u8).prop_map(|(on, h, len)| Call::Send { on, h, len }),
         2 => (on.clone(), h).prop_map(|(on, h)| Call::SendFrame { on, h }),
+        2 => (on.clone(), h, 0..8u8).prop_map(|(on, h, n)| Call::SendFrames { on, h, n }),
         2 => (on.clone(), h).prop_map(|(on, h)| Call::Close { on, h }),
         1 => (on.clone(), h).prop_map(|(on, h)| Call::CloseAfterFlush { on, h }),
         1 => (on.clone(), h).prop_map(|(on, h)| Call::SetWatermarks { on, h }),
@@ -305,6 +309,29 @@ impl World {
 
     fn apply(&mut self, c: Call) {
         match c {
+            Call::SendFrames { on, h, n } => {
+                let Some(i) = self.pick(h, Kind::Tx) else {
+                    return;
+                };
+                let frames: Vec<Vec<u8>> = (0..n).map(|k| self.payload(k * 9)).collect();
+                let tx = self.tx(i);
+                let r = self.ps[on].send_frames(tx, Codec::Lines, &frames);
+                let h = &mut self.handles[i];
+                if h.owner == on && h.life == Life::Live {
+                    assert!(r.is_ok(), "send_frames on a live sender: {r:?}");
+                    for frame in &frames {
+                        h.expected.extend_from_slice(frame);
+                        h.expected.push(b'\n');
+                    }
+                } else if h.owner == on && h.life == Life::Flushing {
+                    assert!(
+                        matches!(r, Err(Error::Closed { .. } | Error::Stale { .. })),
+                        "{r:?}"
+                    );
+                } else {
+                    self.check_dead(on, i, &r);
+                }
+            }
             Call::Send { on, h, .. } | Call::SendFrame { on, h } => {
                 let Some(i) = self.pick(h, Kind::Tx) else {
                     return;

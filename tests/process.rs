@@ -487,6 +487,7 @@ fn voluntary_switches() -> u64 {
 /// of the calling thread, where a 10 ms check would cost 50.
 #[test]
 fn a_childs_exit_wakes_the_run_through_the_ring() {
+    let _s = serial();
     watchdog(Duration::from_secs(30), || {
         let before = voluntary_switches();
         let out = run(FifoCommand::new("sleep").arg("0.5"));

@@ -182,16 +182,17 @@ fn a_thousand_idle_relays_hold_no_threads() {
     });
 }
 
+/// With the default `splice(2)` from the proactor's thread, whose EPIPE
+/// comes back to this thread.
 #[test]
 fn destination_reader_leaves_mid_relay_and_nothing_is_lost() {
     reader_leaves_mid_relay(Proactor::builder());
 }
 
-/// The same with `splice(2)` from the proactor's thread, whose EPIPE
-/// comes back to this thread.
+/// The same with io_uring SPLICE on an io-wq worker.
 #[test]
-fn destination_reader_leaves_mid_direct_splice_relay_and_nothing_is_lost() {
-    reader_leaves_mid_relay(Proactor::builder().splice_direct(true));
+fn destination_reader_leaves_mid_iowq_splice_relay_and_nothing_is_lost() {
+    reader_leaves_mid_relay(Proactor::builder().splice_direct(false));
 }
 
 fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
@@ -247,16 +248,17 @@ fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
     });
 }
 
+/// With the default `splice(2)` from the proactor's thread: only its poll
+/// for data is armed, and pausing stops it.
 #[test]
-fn pausing_a_relay_stops_its_armed_splice() {
+fn pausing_a_relay_stops_its_poll() {
     pause_a_relay(Proactor::builder());
 }
 
-/// The same with `splice(2)` from the proactor's thread: only its poll
-/// for data is armed, and pausing stops it.
+/// The same with io_uring SPLICE, armed behind the poll: both stop.
 #[test]
-fn pausing_a_direct_splice_relay_stops_its_poll() {
-    pause_a_relay(Proactor::builder().splice_direct(true));
+fn pausing_an_iowq_splice_relay_stops_its_armed_splice() {
+    pause_a_relay(Proactor::builder().splice_direct(false));
 }
 
 fn pause_a_relay(builder: ringpipe::Builder) {
@@ -304,10 +306,56 @@ fn close_after_flush_on_a_relay_destination_passes_eof_on() {
     relay_until_eof(Proactor::builder());
 }
 
-/// The same with `splice(2)` called from the proactor's thread.
+/// The same with io_uring SPLICE on an io-wq worker.
 #[test]
-fn a_direct_splice_relay_passes_every_byte_then_eof_on() {
-    relay_until_eof(Proactor::builder().splice_direct(true));
+fn an_iowq_splice_relay_passes_every_byte_then_eof_on() {
+    relay_until_eof(Proactor::builder().splice_direct(false));
+}
+
+/// The size of the pipe behind `fd`.
+fn pipe_size(fd: &OwnedFd) -> usize {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETPIPE_SZ).unwrap() as usize
+}
+
+/// A relay grows both its pipes to 1 MiB (where `pipe-max-size` and the
+/// user's pipe pages allow) before its first move; with
+/// `set_relay_pipe_size(0)` it leaves them as they are. Each relay moves
+/// bytes first, so the sizing has happened when they are read.
+#[test]
+fn a_relay_grows_both_pipes_unless_told_not_to() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(30), || {
+        let limits = ringpipe::PipeLimits::read();
+        for (grow, splice_direct) in [(true, true), (true, false), (false, true)] {
+            let (_dir, a, b) = paths();
+            let mut p = Proactor::builder()
+                .splice_direct(splice_direct)
+                .build()
+                .unwrap();
+            if !grow {
+                p.set_relay_pipe_size(0);
+            }
+            let mut ev = Events::default();
+            let (_rx, _tx, reader) = relay_to_reader(&mut p, &a, &b);
+            // This poll submits the cancel of the receiver's read, so the
+            // byte below goes by splice, not by a read that beat it.
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            let writer = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+            let writer = OwnedFd::from(writer);
+            let default = pipe_size(&writer);
+            nix::unistd::write(&writer, b"x").unwrap();
+            poll_until(&mut p, &mut ev, Duration::from_secs(5), |e| {
+                matches!(e, Event::Relayed { .. })
+            });
+            let want = if grow {
+                (1 << 20).min(limits.max_size.max(default))
+            } else {
+                default
+            };
+            assert_eq!(pipe_size(&writer), want, "source, grow {grow}");
+            assert_eq!(pipe_size(&reader), want, "destination, grow {grow}");
+        }
+    });
 }
 
 fn relay_until_eof(builder: ringpipe::Builder) {
@@ -348,5 +396,36 @@ fn relay_until_eof(builder: ringpipe::Builder) {
         // cat saw EOF (it exited) after every byte.
         cat.wait_success(Duration::from_secs(20));
         assert_pattern_file(&out, TOTAL);
+    });
+}
+
+/// The relays of one proactor grow pipes by at most half of
+/// `pipe-user-pages-soft` in all, so the user's other pipes keep their
+/// size: 40 relays would want 80 MiB with the kernel's default limits.
+#[test]
+fn relays_grow_pipes_within_half_the_users_soft_limit() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let limits = ringpipe::PipeLimits::read();
+        if limits.user_pages_soft == 0 {
+            return; // No soft limit: no budget to check.
+        }
+        let budget = limits.user_pages_soft * 4096 / 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::builder().registered_files(256).build().unwrap();
+        let mut ev = Events::default();
+        let mut readers = Vec::new();
+        for i in 0..40 {
+            let a = dir.path().join(format!("a{i}"));
+            let b = dir.path().join(format!("b{i}"));
+            readers.push(relay_to_reader(&mut p, &a, &b).2);
+        }
+        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+        let default = pipe_size(&nix::unistd::pipe().unwrap().0);
+        // The destinations' pipes; the sources' grew too, within the same
+        // budget, so these alone must stay below it.
+        let grown: usize = readers.iter().map(|r| pipe_size(r) - default).sum();
+        assert!(grown > 0, "no relay grew its pipes");
+        assert!(grown <= budget, "grew {grown} bytes, budget {budget}");
     });
 }

@@ -43,7 +43,7 @@ struct Cli {
     /// Engines to run, comma separated (default: all; uring-sqpoll,
     /// uring-spin and uring-echo run in pingpong only, uring-multishot and
     /// uring-batch in fanin only, unless named here; uring-splice,
-    /// uring-splice-direct and threads-splice run in relay only).
+    /// uring-splice-direct, uring-splice-iowq and threads-splice run in relay only).
     #[arg(long, global = true, value_delimiter = ',', value_enum)]
     engines: Option<Vec<Engine>>,
     /// Write the records as one JSON array to this file.

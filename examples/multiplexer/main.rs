@@ -53,11 +53,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringpipe::frame::{FrameError, PIPE_BUF};
+use ringpipe::frame::{Codec, FrameError, PIPE_BUF};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Reconnect, State, Token};
 
 use cli::{Cli, Framing};
-use routing::{Held, Output, Routes};
+use routing::{Batch, Held, Output, Routes};
 use shutdown::Stop;
 
 /// Exit code for a bad command line or a bad path (clap uses it too).
@@ -143,6 +143,8 @@ struct Mux {
     stop: Option<Stop>,
     /// Rotates which input gets freed output space first.
     next_drain: usize,
+    /// The outputs' high watermark: a run of frames is cut to fit it.
+    high: u64,
 }
 
 impl Mux {
@@ -234,6 +236,7 @@ impl Mux {
             started: Instant::now(),
             stop: None,
             next_drain: 0,
+            high: cli.high_watermark as u64,
         })
     }
 
@@ -274,18 +277,38 @@ impl Mux {
     fn handle_events(&mut self) {
         let mut freed = false;
         let events = std::mem::take(&mut self.events);
-        // Frames come in runs from one input: look it up once per run.
+        // Frames come in runs from one input: look it up once per run, and
+        // send the run's frames for each output with one call.
         let mut last: Option<(Receiver, usize)> = None;
-        for event in &events {
+        let mut batch = Batch::new(self.outputs.len());
+        // Frames whole in one read come as runs of wire bytes (raw framing
+        // has no frames: the codec is then moot).
+        let codec = self.framing.codec().unwrap_or(Codec::Lines);
+        for event in events.runs(codec) {
+            if !matches!(event, Event::Frame { .. } | Event::Frames { .. })
+                && let Some((_, i)) = last.take()
+            {
+                self.send_batch(i, &mut batch);
+            }
             match event {
-                Event::Frame { from, frame } => {
+                Event::Frame { from, .. } | Event::Frames { from, .. } => {
                     let i = match last {
                         Some((rx, i)) if rx == from => Some(i),
-                        _ => self.input_of(from.token()),
+                        _ => {
+                            if let Some((_, i)) = last.take() {
+                                self.send_batch(i, &mut batch);
+                            }
+                            self.input_of(from.token())
+                        }
                     };
-                    if let Some(i) = i {
-                        last = Some((from, i));
-                        self.route(i, frame);
+                    let Some(i) = i else { continue };
+                    last = Some((from, i));
+                    match event {
+                        Event::Frames { wire, frames, .. } => {
+                            self.route_wire(i, wire, frames, &mut batch)
+                        }
+                        Event::Frame { frame, .. } => self.route_frame(i, frame, &mut batch),
+                        _ => {}
                     }
                 }
                 Event::Data { from, data } if from == self.signals => self.on_signals(data),
@@ -356,6 +379,10 @@ impl Mux {
                 _ => {}
             }
         }
+        if let Some((_, i)) = last {
+            self.send_batch(i, &mut batch);
+        }
+        drop(batch);
         self.events = events;
         if freed {
             self.drain_held();
@@ -456,7 +483,7 @@ impl Mux {
                 " | in {}: {}, held {} msgs {} B, {state}, {} reconnects",
                 input.path.display(),
                 self.amount(input.msgs, input.bytes),
-                input.held.msgs.len(),
+                input.held.count(),
                 input.held.bytes.len(),
                 input.reconnects
             );

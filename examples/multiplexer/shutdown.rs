@@ -133,12 +133,8 @@ impl Mux {
         let mut why = Vec::new();
         for (o, out) in self.outputs.iter().enumerate() {
             delivered += out.msgs - out.unsent_msgs;
-            let held: u64 = self
-                .inputs
-                .iter()
-                .flat_map(|i| i.held.msgs.iter().map(move |m| (i, m)))
-                .filter(|(_, m)| m.out == o)
-                .map(|(i, m)| framing.units(i.held.msg(m)))
+            let held: u64 = (self.inputs.iter())
+                .map(|i| i.held.units_for(o, framing))
                 .sum();
             let lost = out.unsent_msgs + held + out.dropped;
             if lost == 0 {

@@ -59,7 +59,7 @@ impl Default for Builder {
             iowq_max_workers: [2, 2],
             read_mode: ReadMode::Fixed,
             provided: (128, 64 * 1024),
-            splice_direct: false,
+            splice_direct: true,
             batch: None,
             echo_hold: Duration::ZERO,
         }
@@ -120,7 +120,12 @@ impl Builder {
     ///   (plain `READ` / `WRITE` instead of `READ_FIXED` / `WRITE_FIXED`),
     ///   and [`build`](Self::build) still succeeds.
     ///
-    /// Set explicitly, the pool is registered or `build` fails with
+    /// The default pool is registered when a buffer is first used (a
+    /// send, or a receiver that streams), not at build: registration pins
+    /// every page, and receivers that wait hold no buffer (see
+    /// [`ReadMode::Fixed`]), so an idle proactor pins none.
+    ///
+    /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
     pub fn buffers(mut self, count: u16, size: usize) -> Self {
         self.buffers = Some((count, size));
@@ -155,17 +160,17 @@ impl Builder {
         self
     }
 
-    /// How a relay (a splice into one sender) moves its bytes. `false`
-    /// (the default): an io_uring SPLICE linked behind a POLL for data,
-    /// which the kernel always runs on an io-wq worker, so the copy runs
-    /// beside this thread (more bytes per second where a core is free, for
-    /// a hand-off and a wake-up per chunk). `true`: it waits for data with
-    /// the POLL on the ring, then calls non-blocking `splice(2)` itself,
-    /// from this thread: about half the CPU per byte, as fast as a blocking
-    /// `splice(2)` thread. Measured side by side in BENCHMARKS.md (Relay).
-    /// Fan-outs to several senders always use io_uring TEE and SPLICE.
-    /// Like an io_uring write, a `splice(2)` into a pipe whose reader left
-    /// raises SIGPIPE in this thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
+    /// How a relay (a splice into one sender) moves its bytes. `true` (the
+    /// default): it waits for data with a POLL on the ring, then calls
+    /// non-blocking `splice(2)` itself, from this thread, until a pipe is
+    /// empty or full: no io-wq hand-off, the least CPU per byte. `false`:
+    /// an io_uring SPLICE linked behind the POLL, which the kernel always
+    /// runs on an io-wq worker, beside this thread (a hand-off and a
+    /// wake-up per move, for parallelism where a core is free). Measured
+    /// side by side in BENCHMARKS.md (Relay). Fan-outs to several senders
+    /// always use io_uring TEE and SPLICE. Like an io_uring write, a
+    /// `splice(2)` into a pipe whose reader left raises SIGPIPE in this
+    /// thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
     pub fn splice_direct(mut self, yes: bool) -> Self {
         self.splice_direct = yes;
         self
@@ -187,11 +192,15 @@ impl Builder {
         self
     }
 
-    /// The provided buffer ring shared by multishot receivers: `count`
-    /// buffers (rounded up to a power of two) of `size` bytes (default
-    /// 128 x 64 KiB, so one read can take a whole 64 KiB pipe). When it
-    /// runs dry, multishot reads pause until the buffers lent in events
-    /// come back at the next poll.
+    /// The provided buffer rings: one shared by multishot reads, one by
+    /// the single-shot reads of receivers that are not streaming, each of
+    /// `count` buffers (rounded up to a power of two) of `size` bytes
+    /// (default 128 x 64 KiB, so one multishot read can take a whole
+    /// 64 KiB pipe; single-shot reads use at most 16 KiB of each, and a
+    /// read that fills one marks its receiver as streaming).
+    /// The kernel picks a buffer only when data is there, so memory is
+    /// touched as data passes. When a ring runs dry, its reads wait until
+    /// the buffers lent in events come back at the next poll.
     pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
         self.provided = (count.max(1), size.max(1));
         self
@@ -291,7 +300,7 @@ impl Builder {
         let provided = multishot_ok.then_some(self.provided);
         let memlock = Memlock::current();
         let ring_locked = self.ring.locked_bytes()
-            + provided.map_or(0, |(n, _)| buffers::provided_locked_bytes(n));
+            + provided.map_or(0, |(n, _)| 2 * buffers::provided_locked_bytes(n));
         let (count, size) = self.buffers.unwrap_or_else(|| {
             let size = buffers::DEFAULT_BUF_SIZE;
             (buffers::auto_count(memlock, ring_locked, size), size)
@@ -318,7 +327,16 @@ impl Builder {
             let fits = memlock
                 .limit
                 .is_some_and(|l| pool.registered_bytes() + ring_locked <= l);
-            match ring.register_pool(&pool, self.buffers.is_some() && fits) {
+            // The default pool registers at its first use: pinned now, its
+            // pages would stay resident however idle the receivers are.
+            let registered = match self.buffers {
+                None => {
+                    pool.register_later();
+                    Ok(())
+                }
+                Some(_) => ring.register_pool(&pool, fits),
+            };
+            match registered {
                 Ok(()) => {}
                 // The default pool works unregistered.
                 Err(e) if buffers::is_memlock_error(&e) && self.buffers.is_none() => {}
@@ -364,8 +382,10 @@ impl Builder {
             multishot_ok,
             read_mode: self.read_mode,
             starved: Vec::new(),
+            unpumped: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
+            relay_pipe: super::splice::RELAY_PIPE_SIZE,
             notify: None,
             batch: self.batch,
             echo_hold: self.echo_hold,

@@ -18,6 +18,7 @@ impl Proactor {
         let Some((next, notice)) = transition(t.state, input) else {
             return;
         };
+        t.counters.state_change(t.state, next);
         t.state = next;
         let token = t.token;
         match notice {
@@ -114,7 +115,7 @@ impl Proactor {
                 .flatten()
                 .chain(splice.iter().flat_map(|s| s.ops()))
                 .collect(),
-            Role::Sender(s) => [s.write, s.poll].into_iter().flatten().collect(),
+            Role::Sender(s) => (s.writing.iter().map(|w| w.op)).chain(s.poll).collect(),
         };
         self.cancel(idx, ops.into_iter().map(Some));
         // A splice into this sender uses its fd: stop it too (it is the

@@ -62,11 +62,11 @@ impl Proactor {
             _ => Vec::new(),
         };
         match c.purpose {
-            Purpose::Read => self.on_read(idx, c.result, c.buf),
+            Purpose::Read => self.on_read(idx, c),
             Purpose::ReadMulti => self.on_read_multi(idx, &c),
             Purpose::ReadPoll => self.on_read_poll(idx, c.op, c.result),
             Purpose::HangUp => self.on_hup(idx, c.op, c.result),
-            Purpose::Write => self.on_write(idx, c.result, c.buf),
+            Purpose::Write => self.on_write(idx, c.op, c.result, c.buf),
             Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
             Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
             Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),

@@ -10,6 +10,7 @@
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
 //! - `watch`: crate-internal waits on other fds (a child's pidfd);
 //! - `close`: state changes, cancelling, finishing a close;
+//! - `stats`: per-transport counters and the proactor-wide snapshot;
 //! - `dispatch`: each completion routed to its step.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -37,6 +38,7 @@ mod notify;
 mod read;
 mod registry;
 mod splice;
+mod stats;
 mod waiting;
 mod watch;
 mod write;
@@ -45,6 +47,7 @@ pub use builder::Builder;
 pub use notify::Notifier;
 use registry::{Role, SendSide, Transport, receiver_role};
 pub use splice::FanOutPolicy;
+pub use stats::{Snapshot, Stats};
 
 /// Owner of the proactor's own operations (the retry timer, the open
 /// watch): a transport's owner, `index << 32 | generation`, never reaches it.
@@ -56,24 +59,6 @@ const ERESTARTSYS: i32 = -512;
 
 /// First delay of the retry timer of senders waiting for a reader.
 const RETRY_START: Duration = Duration::from_millis(1);
-
-/// Per-transport byte counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Bytes handed to [`Proactor::send`].
-    pub bytes_queued: u64,
-    /// Bytes the kernel accepted into the pipe.
-    pub bytes_accepted: u64,
-    /// Bytes delivered by `Data` events.
-    pub bytes_read: u64,
-}
-
-impl Stats {
-    /// Bytes queued and not yet accepted by the kernel.
-    pub fn bytes_unsent(&self) -> u64 {
-        self.bytes_queued - self.bytes_accepted
-    }
-}
 
 /// A single-threaded io_uring proactor over pipes and FIFOs.
 ///
@@ -114,10 +99,16 @@ pub struct Proactor {
     read_mode: ReadMode,
     /// Multishot receivers whose read ended for lack of buffers.
     starved: Vec<Token>,
+    /// Senders with bytes queued since the last `poll` and no write in
+    /// flight: their writes start at the next `poll`, all of the turn's
+    /// sends in one chain (see `write::pump_queued`).
+    unpumped: Vec<Token>,
     /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
     readable: Vec<OpId>,
     /// Single-destination splices call `splice(2)` from this thread.
     splice_direct: bool,
+    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
+    relay_pipe: usize,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
     /// `Builder::batch_wait`: completions to wait for, and the budget.
@@ -245,7 +236,10 @@ impl Proactor {
     /// follows once they are down to the low watermark. Below the high
     /// watermark the whole of `data` is accepted.
     pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
-        self.enqueue(to, |queue, pool| queue.push(pool, data))
+        self.enqueue(to, |queue, pool| {
+            queue.push(pool, data);
+            Ok(())
+        })
     }
 
     /// Queues one frame: `payload` encoded with `codec`. A frame of at most
@@ -259,7 +253,12 @@ impl Proactor {
             token: to.0,
             source,
         })?;
-        self.enqueue(to, |q, pool| q.push_message(pool, &frame.as_slices()))
+        self.enqueue(to, |q, pool| {
+            q.push_message(pool, &frame.as_slices());
+            Ok(())
+        })?;
+        self.count_frames_out(to, 1);
+        Ok(())
     }
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
@@ -319,9 +318,12 @@ impl Proactor {
     /// longer comes as `Data` events and the sender takes no more `send`s
     /// ([`Error::Relayed`]). Bytes already queued on `to` go first.
     ///
-    /// A splice never waits inside the kernel: it is linked behind a poll
-    /// for data, runs non-blocking, and io-wq workers are capped (see
-    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. If
+    /// A splice never waits inside the kernel: it follows a poll for data,
+    /// runs non-blocking (from this thread by default, see
+    /// [`Builder::splice_direct`]), and io-wq workers are capped (see
+    /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. Both
+    /// FIFOs' pipes are grown to 1 MiB where the limits allow
+    /// ([`set_relay_pipe_size`](Self::set_relay_pipe_size)). If
     /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
     /// consumed) until a reader comes back. The relay ends when either end
     /// closes; `from` then goes back to `Data` events. To end a pipeline
@@ -383,23 +385,6 @@ impl Proactor {
             Some(t) => Ok(t.state),
             None => Ok(State::Closed),
         }
-    }
-
-    /// Byte counters of a live transport.
-    pub fn stats(&self, token: impl Into<Token>) -> Result<Stats> {
-        let token = token.into();
-        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
-        Ok(match &t.role {
-            Role::Receiver { bytes_read, .. } => Stats {
-                bytes_read: *bytes_read,
-                ..Stats::default()
-            },
-            Role::Sender(s) => Stats {
-                bytes_queued: s.queue.queued_total,
-                bytes_accepted: s.queue.accepted_total,
-                bytes_read: 0,
-            },
-        })
     }
 
     /// Sets the capacity of a transport's pipe (`F_SETPIPE_SZ`); returns
@@ -509,6 +494,7 @@ impl Proactor {
                 self.arm_read(idx);
             }
         }
+        self.pump_queued();
         let deadline = timeout.map(|t| Instant::now() + t);
         let watches_fired = self.readable.len();
         loop {

@@ -6,6 +6,7 @@ use std::os::fd::AsRawFd;
 
 use super::registry::{ReadPath, Role};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
+use crate::buffers::PROVIDED_GROUP;
 use crate::ring::{Completion, FileRef, OpId, Purpose};
 use crate::transport::State;
 
@@ -60,7 +61,10 @@ impl Proactor {
 
     pub(super) fn on_read_multi(&mut self, idx: usize, c: &Completion) {
         // Take the kernel's buffer first: dropped unused, it goes back.
-        let buf = c.provided.and_then(|bid| self.pool.take_provided(bid));
+        let buf = c.provided.and_then(|bid| {
+            self.pool
+                .take_provided(PROVIDED_GROUP, bid, c.result, c.buf_more)
+        });
         let t = &mut self.transports[idx];
         let token = t.token;
         if let (false, Role::Receiver { read, .. }) = (c.more, &mut t.role) {

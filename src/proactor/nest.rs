@@ -19,6 +19,8 @@ impl Proactor {
     /// loop that sleeps on the ring fd must call `submit` before it
     /// sleeps, or that work never starts and no completion wakes it.
     pub fn submit(&mut self) -> Result<()> {
+        // Sends made since the last poll start their writes here.
+        self.pump_queued();
         if !self.ring.has_unsubmitted() && !self.ring.is_sqpoll() {
             return Ok(());
         }

@@ -1,6 +1,7 @@
-//! Single-shot reads: into a registered buffer, or after a poll into
-//! whatever buffer is free; delivery as Data or frames; EOF and the
-//! persistent receiver's reopen.
+//! Single-shot reads: into a buffer the kernel picks from the provided
+//! ring when data is there, or into a registered buffer while a receiver
+//! streams; delivery as Data or frames; EOF and the persistent receiver's
+//! reopen.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -8,17 +9,36 @@ use std::rc::Rc;
 
 use super::registry::{ReadPath, Role};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
-use crate::buffers::Buf;
+use crate::buffers::{Buf, SELECT_GROUP};
 use crate::error::Error;
 use crate::event::{CloseReason, FrameBytes, Item};
 use crate::fifo::{self};
-use crate::ring::OpId;
-use crate::ring::Purpose;
+use crate::ring::{Completion, OpId, Purpose};
 use crate::token::{Receiver, Token};
 use crate::transport::{Input, State};
 
+/// A read of at least this many bytes marks a receiver as streaming: its
+/// next read takes a registered buffer of its own if one is free (one
+/// `READ_FIXED` can then empty a full pipe), where other reads share the
+/// provided ring. A read that fills a whole buffer of that ring is one.
+const STREAMING: usize = crate::buffers::SELECT_BUF_MAX;
+
 impl Proactor {
     pub(super) fn arm_read(&mut self, idx: usize) {
+        self.arm_read_sized(idx, 0);
+    }
+
+    /// Arms the read a receiver lacks; `last` is the size of its read that
+    /// just completed (0 if none).
+    ///
+    /// A single-shot read waits for data without a buffer: the kernel
+    /// picks one from the provided ring when the data is there (a waiting
+    /// read gives it back on -EAGAIN), so however many receivers wait, none
+    /// holds memory, and the bytes land with no extra round trip. A
+    /// receiver that streams (its last read was large) reads into a
+    /// registered buffer while one is free. Without a provided ring: a
+    /// registered buffer if one is free, else a poll for data first.
+    fn arm_read_sized(&mut self, idx: usize, last: usize) {
         // Delivering may have failed the transport and freed its slot.
         let Some(t) = self.transports.get(idx) else {
             return;
@@ -46,9 +66,19 @@ impl Proactor {
         }
         let raw = fd.as_raw_fd();
         let owner = t.token.to_owner();
+        let streaming = last >= STREAMING.min(self.pool.provided_size(SELECT_GROUP).max(1));
+        let fixed = match streaming || !self.multishot_ok {
+            true => self.pool.take_fixed(),
+            false => None,
+        };
+        if fixed.is_none() && self.multishot_ok {
+            let len = self.pool.provided_size(SELECT_GROUP) as u32;
+            let read = self.ring.read_select(file, len, owner).map(Some);
+            return self.record_recv_ops(idx, read, Ok(None));
+        }
         // No free registered buffer: wait for data without holding memory,
         // then read into whatever buffer is free at that moment.
-        let (read, poll) = match self.pool.take_fixed() {
+        let (read, poll) = match fixed {
             Some(buf) => (self.ring.read(file, buf, owner).map(Some), Ok(None)),
             None => (
                 Ok(None),
@@ -124,7 +154,15 @@ impl Proactor {
         }
     }
 
-    pub(super) fn on_read(&mut self, idx: usize, result: i32, buf: Option<crate::buffers::Buf>) {
+    pub(super) fn on_read(&mut self, idx: usize, c: Completion) {
+        let result = c.result;
+        // A buffer from the provided ring: taken first, so one dropped
+        // unused goes back.
+        let provided = c.provided.and_then(|bid| {
+            self.pool
+                .take_provided(SELECT_GROUP, bid, result, c.buf_more)
+        });
+        let buf = c.buf.or(provided);
         let t = &mut self.transports[idx];
         if let Role::Receiver { read, .. } = &mut t.role {
             *read = None;
@@ -135,12 +173,16 @@ impl Proactor {
             // user even if the read's cancel came too late (close, pause).
             (n, Some(buf)) if n > 0 => {
                 self.deliver(idx, buf, n as usize);
-                self.arm_read(idx);
+                self.arm_read_sized(idx, n as usize);
             }
             (n, None) if n > 0 => self.io_fail(idx, "read (no buffer)", -libc::EIO),
             _ if closing => {}
             (0, _) => self.on_eof(idx),
-            (r, _) if r == -libc::EAGAIN => self.arm_read_poll(idx),
+            // EAGAIN: only a read of a non-blocking end that may not wait;
+            // ENOBUFS: the provided ring is empty (its buffers are lent in
+            // events until the next poll). Wait for data, then read into
+            // whatever buffer is free.
+            (r, _) if r == -libc::EAGAIN || r == -libc::ENOBUFS => self.arm_read_poll(idx),
             (r, _) if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_read(idx),
             (r, _) => self.io_fail(idx, "read", r),
         }
@@ -217,6 +259,7 @@ impl Proactor {
             } else {
                 FrameBytes::Owned(frame.to_vec())
             };
+            t.counters.frame_in();
             pending.push(Item::Frame { from, frame });
         });
         match decoded {

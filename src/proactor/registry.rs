@@ -1,6 +1,7 @@
 //! The transport registry: what a transport is (its role, send side and
 //! fd), handles and their lookup, and where each new transport goes.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,13 +10,15 @@ use nix::sys::inotify::WatchDescriptor;
 
 use super::Proactor;
 use super::splice::Splice;
+use super::stats::Counters;
+use super::write::Writing;
 use crate::error::{Error, Result};
 use crate::event::CloseReason;
 use crate::fifo::{FifoOptions, ReadMode, Reconnect};
 use crate::frame::{Codec, FrameDecoder};
 use crate::ring::{FileRef, OpId};
 use crate::token::{Receiver, Sender, Token};
-use crate::transport::{State, WriteQueue};
+use crate::transport::{Chunk, State, WriteQueue};
 
 /// How a receiver takes bytes out of its pipe (when it is not spliced
 /// into senders, see [`Splice`]).
@@ -67,9 +70,13 @@ pub(super) enum Role {
 #[derive(Debug)]
 pub(super) struct SendSide {
     pub(super) queue: WriteQueue,
-    /// `start`, `end` and `limit` of the chunk whose write is in flight.
-    pub(super) writing: Option<(usize, usize, usize)>,
-    pub(super) write: Option<OpId>,
+    /// The writes in flight, one linked chain, in order.
+    pub(super) writing: VecDeque<Writing>,
+    /// Chunks of the chain not written in full, back from their writes,
+    /// with the first one's result: they return to the queue's front in
+    /// order once the whole chain has completed.
+    pub(super) returned: Vec<(u32, Chunk)>,
+    pub(super) failed: Option<(u32, i32)>,
     pub(super) poll: Option<OpId>,
     pub(super) close_after_flush: bool,
     pub(super) pipe_size: Option<usize>,
@@ -89,8 +96,9 @@ impl SendSide {
     pub(super) fn new(opts: &FifoOptions) -> SendSide {
         SendSide {
             queue: WriteQueue::default(),
-            writing: None,
-            write: None,
+            writing: VecDeque::new(),
+            returned: Vec::new(),
+            failed: None,
             poll: None,
             close_after_flush: false,
             pipe_size: opts.pipe_size,
@@ -117,6 +125,8 @@ pub(super) struct Transport {
     /// Ring operations owned by this transport (cancels included).
     pub(super) inflight: u32,
     pub(super) reason: CloseReason,
+    /// Frames, reconnects, waiting time, queue high water (see `Stats`).
+    pub(super) counters: Counters,
 }
 
 impl Transport {
@@ -196,6 +206,7 @@ impl Proactor {
             path,
             inflight: 0,
             reason: CloseReason::Requested,
+            counters: Counters::new(state),
         });
         token
     }

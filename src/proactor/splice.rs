@@ -3,9 +3,14 @@
 //! case of one destination ([`Proactor::relay`]), a fan-out the case of
 //! several ([`Proactor::fan_out`]): one mechanism, one close path.
 //!
-//! With one destination a round is one SPLICE of up to [`SPLICE_LEN`],
-//! linked behind a POLL for data so no io-wq worker waits on an empty pipe,
-//! and repeated without the poll while data keeps coming. With several, a
+//! With one destination (by default) a POLL on the ring waits for data,
+//! then the proactor thread calls non-blocking `splice(2)` until a pipe is
+//! empty or full; a full destination is waited for with a POLLOUT. With
+//! `Builder::splice_direct(false)` a round is one io_uring SPLICE of up to
+//! [`SPLICE_LEN`] (run on an io-wq worker), linked behind the POLL so no
+//! worker waits on an empty pipe, and repeated without the poll while data
+//! keeps coming. Before its first move a splice grows its pipes
+//! ([`Proactor::set_relay_pipe_size`]), so a wake-up moves more. With several, a
 //! round moves the same `len` bytes to every destination: TEE (copy
 //! without consuming) to each but the last, linked, then SPLICE (move) to the
 //! last, which consumes them from the source. `len` is at most what the
@@ -30,6 +35,10 @@ use crate::transport::{Input, State};
 
 /// Bytes one splice may move; the pipes' contents bound it anyway.
 pub(super) const SPLICE_LEN: u32 = 1 << 20;
+
+/// The pipe size a relay or fan-out grows its FIFOs to by default
+/// ([`Proactor::set_relay_pipe_size`]): fewer, larger moves per wake-up.
+pub(super) const RELAY_PIPE_SIZE: usize = 1 << 20;
 
 /// Most bytes one direct splice turn moves before the relay waits on the
 /// ring again, so one busy relay does not hold up the others.
@@ -61,6 +70,12 @@ pub(super) struct Splice {
     /// The round in flight: each op with its destination and result.
     pub(super) round: Vec<(OpId, Token, Option<i32>)>,
     pub(super) len: u32,
+    /// The pipes of the source and of every destination were grown (see
+    /// [`Proactor::set_relay_pipe_size`]); cleared when one is reopened.
+    pub(super) sized: bool,
+    /// Bytes by which this splice grew its pipes (counted against
+    /// [`Proactor::relay_pipe_budget`]).
+    pub(super) grown: usize,
 }
 
 impl Splice {
@@ -138,6 +153,8 @@ impl Proactor {
             poll_dest: None,
             round: Vec::new(),
             len: 0,
+            sized: false,
+            grown: 0,
         }));
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on the senders ahead of everything spliced. (A splice
@@ -185,10 +202,94 @@ impl Proactor {
         if splice.poll.is_some() || !splice.round.is_empty() || !self.dests_ready(splice) {
             return;
         }
+        if !splice.sized {
+            self.grow_pipes(rx);
+        }
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
         if splice.single() {
             return self.splice_single(rx, poll_first);
         }
         self.poll_source(rx);
+    }
+
+    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
+    /// source's and every destination's), before its first move and again
+    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
+    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
+    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
+    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
+    /// relay goes on with what it got. A pipe is shared with the peer
+    /// processes, and its pages count against the user's pipe limits
+    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
+    /// every new pipe of that user gets two pages. So the relays of one
+    /// proactor grow pipes by at most half that limit in all (32 MiB with
+    /// the kernel's default), counted while they run; beyond it, pipes
+    /// keep their size. Set 0 to size the FIFOs yourself
+    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
+    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
+        self.relay_pipe = bytes;
+    }
+
+    /// Bytes the running relays of this proactor may still grow pipes by:
+    /// half of `pipe-user-pages-soft` less what they grew (unbounded
+    /// where the kernel sets no soft limit).
+    fn relay_pipe_budget(&self) -> usize {
+        let soft = crate::fifo::PipeLimits::read().user_pages_soft;
+        if soft == 0 {
+            return usize::MAX;
+        }
+        let used: usize = self
+            .transports
+            .iter()
+            .filter_map(|(_, t)| match &t.role {
+                Role::Receiver {
+                    splice: Some(s), ..
+                } => Some(s.grown),
+                _ => None,
+            })
+            .sum();
+        (soft * crate::fifo::page_size() / 2).saturating_sub(used)
+    }
+
+    /// Grows the pipes of `rx`'s splice and of its (open) destinations to
+    /// the relay pipe size, within [`Self::relay_pipe_budget`]; a failure
+    /// leaves a pipe as it was.
+    fn grow_pipes(&mut self, rx: usize) {
+        let want = self.relay_pipe;
+        let Some(splice) = self.splice_of(rx) else {
+            return;
+        };
+        splice.sized = true;
+        if want == 0 {
+            return;
+        }
+        let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
+        let mut budget = self.relay_pipe_budget();
+        let mut grown = 0;
+        for idx in std::iter::once(rx).chain(dests) {
+            if let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) {
+                let now = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ)
+                    .map_or(usize::MAX, |n| n as usize);
+                let (before, after) =
+                    crate::fifo::grow_pipe(fd.as_fd(), want.min(now.saturating_add(budget)));
+                budget = budget.saturating_sub(after - before);
+                grown += after - before;
+            }
+        }
+        if let Some(splice) = self.splice_of(rx) {
+            splice.grown += grown;
+        }
+    }
+
+    /// A FIFO of `rx`'s splice was (or will be) reopened: a new pipe, to
+    /// be grown again before the next move.
+    fn resize_later(&mut self, rx: usize) {
+        if let Some(splice) = self.splice_of(rx) {
+            splice.sized = false;
+        }
     }
 
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
@@ -335,7 +436,7 @@ impl Proactor {
             .all(|t| match self.transports.get(t.index as usize) {
                 Some(d) if d.token == *t && d.state == State::Open => match &d.role {
                     Role::Sender(s) => {
-                        s.writing.is_none() && s.poll.is_none() && s.queue.is_empty()
+                        s.writing.is_empty() && s.poll.is_none() && s.queue.is_empty()
                     }
                     Role::Receiver { .. } => false,
                 },
@@ -369,6 +470,7 @@ impl Proactor {
             let idx = d.index as usize;
             if matches!(self.transports.get(idx), Some(t) if t.token == d && t.state == State::Open)
             {
+                self.resize_later(rx);
                 self.on_reader_gone(idx);
             }
             return self.arm_splice(rx);
@@ -384,6 +486,7 @@ impl Proactor {
         let available = crate::fifo::pipe_bytes(src.as_fd()).unwrap_or(0);
         if available == 0 {
             if result as i16 & libc::POLLHUP != 0 {
+                self.resize_later(rx);
                 return self.on_eof(rx);
             }
             return self.arm_splice(rx);
@@ -534,6 +637,7 @@ impl Proactor {
             }
         }
         for d in gone {
+            self.resize_later(rx);
             let idx = d.index as usize;
             if self
                 .splice_of(rx)
@@ -590,7 +694,10 @@ impl Proactor {
         let tx = dest.index as usize;
         match result {
             _ if closing => {}
-            0 => self.on_eof(rx),
+            0 => {
+                self.resize_later(rx);
+                self.on_eof(rx)
+            }
             r if r == -libc::EAGAIN => {
                 let in_pipe = self.transports[rx]
                     .fd
@@ -620,6 +727,7 @@ impl Proactor {
             // The destination's reader left; splice consumed nothing, so the
             // bytes wait in the source pipe (policy as for any destination).
             r if r == -libc::EPIPE => {
+                self.resize_later(rx);
                 if self.transports[tx].state != State::Closing {
                     self.on_reader_gone(tx);
                 }

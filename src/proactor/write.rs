@@ -13,15 +13,113 @@ use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Item};
 use crate::fifo::Reconnect;
+use crate::frame::Codec;
 use crate::ring::{OpId, Purpose};
 use crate::token::Sender;
 use crate::transport::{Chunk, Input, State, WriteQueue};
 
+/// Most writes in one chain: a pipe's default capacity in `PIPE_BUF`
+/// chunks of frames.
+const CHAIN_WRITES: usize = 16;
+/// Most bytes in one chain (its first chunk aside): a pipe's default
+/// capacity. More would only wait in the kernel for room.
+const CHAIN_BYTES: usize = 64 * 1024;
+
+/// A write in flight: its place in the chain and its chunk's range.
+#[derive(Debug)]
+pub(super) struct Writing {
+    pub(super) op: OpId,
+    pub(super) seq: u32,
+    pub(super) start: usize,
+    pub(super) end: usize,
+    pub(super) atomic: bool,
+}
+
 impl Proactor {
+    /// Queues many frames at once: each payload in `payloads` encoded with
+    /// `codec`, in order, as by [`send_frame`](Self::send_frame) called
+    /// for each, but at the cost of one call. Frames of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes are packed densely,
+    /// whole, into atomic writes of at most `PIPE_BUF` bytes: never
+    /// interleaved with other writers of the FIFO.
+    ///
+    /// All or nothing: a payload the codec cannot carry (a newline in a
+    /// line, say) fails the call with [`Error::Frame`] and queues none of
+    /// them. Backpressure as for [`send`](Self::send): below the high
+    /// watermark every frame is accepted, at or above it none.
+    pub fn send_frames<P: AsRef<[u8]>>(
+        &mut self,
+        to: Sender,
+        codec: Codec,
+        payloads: &[P],
+    ) -> Result<()> {
+        self.enqueue(to, |q, pool| {
+            let mark = q.mark();
+            for payload in payloads {
+                let payload = payload.as_ref();
+                let pushed = match codec {
+                    // The common case without the general pieces: a check
+                    // for a newline, then payload and newline.
+                    Codec::Lines => match memchr::memchr(b'\n', payload) {
+                        None => {
+                            q.push_message(pool, &[payload, b"\n"]);
+                            Ok(())
+                        }
+                        Some(at) => Err(crate::frame::FrameError::NewlineInPayload { at }),
+                    },
+                    _ => codec
+                        .pieces(payload)
+                        .map(|frame| q.push_message(pool, &frame.as_slices())),
+                };
+                if let Err(source) = pushed {
+                    q.rollback(mark);
+                    return Err(Error::Frame {
+                        token: to.0,
+                        source,
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        self.count_frames_out(to, payloads.len() as u64);
+        Ok(())
+    }
+
+    /// Queues `wire`: whole frames already encoded with `codec` (read from
+    /// a FIFO, say, up to the last frame boundary). They are cut at frame
+    /// boundaries into atomic writes of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, packed densely, with
+    /// the cost of a copy and a few boundary searches per `PIPE_BUF`, not
+    /// a call per frame: a framed relay or fan-out at about the cost of
+    /// [`send`](Self::send). A frame longer than `PIPE_BUF` is written
+    /// like `send` bytes.
+    ///
+    /// All or nothing: `wire` ending inside a frame fails the call with
+    /// [`Error::Frame`] ([`FrameError::Truncated`](crate::frame::FrameError::Truncated))
+    /// and queues nothing. Backpressure as for `send`. Its frames are not
+    /// counted in [`Stats::frames_out`](crate::Stats::frames_out) (that
+    /// would cost a scan); its bytes are, in `bytes_queued`.
+    pub fn send_framed(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
+        self.enqueue(to, |q, pool| {
+            codec
+                .atomic_runs(wire, |run, atomic| {
+                    if atomic {
+                        q.push_message(pool, &[run]);
+                    } else {
+                        q.push(pool, run);
+                    }
+                })
+                .map_err(|source| Error::Frame {
+                    token: to.0,
+                    source,
+                })
+        })
+    }
+
     pub(super) fn enqueue(
         &mut self,
         to: Sender,
-        push: impl FnOnce(&mut WriteQueue, &Rc<Pool>),
+        push: impl FnOnce(&mut WriteQueue, &Rc<Pool>) -> Result<()>,
     ) -> Result<()> {
         let idx = self.live_sender(to)?;
         let pool = Rc::clone(&self.pool);
@@ -41,14 +139,34 @@ impl Proactor {
                 high: side.high,
             });
         }
-        push(&mut side.queue, &pool);
+        let was_empty = side.queue.is_empty();
+        push(&mut side.queue, &pool)?;
         // At the watermark the next send is refused: promise `Writable`.
         side.above_high |= side.queue.unsent() >= side.high;
-        self.pump(idx);
+        // The writes start at the next `poll`, with whatever else this
+        // turn queues: one chain, not a short one and the rest behind it.
+        if was_empty && side.writing.is_empty() {
+            self.unpumped.push(to.0);
+        }
+        self.count_queued(idx);
         Ok(())
     }
 
-    /// Starts the next write if the sender is open and none is in flight.
+    /// Starts the writes of senders that queued bytes since the last poll.
+    pub(super) fn pump_queued(&mut self) {
+        for token in std::mem::take(&mut self.unpumped) {
+            if let Ok(idx) = self.live(token) {
+                self.pump(idx);
+            }
+        }
+    }
+
+    /// Starts the next writes if the sender is open and none is in flight:
+    /// a chain of linked writes, one per chunk from the queue's front, up
+    /// to [`CHAIN_BYTES`] (the first chunk always). Linked, they run in
+    /// order, each only after the one before completed in full, so a chunk
+    /// of whole frames stays one atomic write and one submission carries
+    /// a pipe's worth of them.
     pub(super) fn pump(&mut self, idx: usize) {
         let t = &mut self.transports[idx];
         if t.state != State::Open {
@@ -57,77 +175,110 @@ impl Proactor {
         let Some(file) = t.file() else { return };
         let owner = t.token.to_owner();
         let side = t.sender();
-        if side.writing.is_some() || side.poll.is_some() {
+        if !side.writing.is_empty() || side.poll.is_some() {
             return;
         }
-        let Some(chunk) = side.queue.pop_front() else {
+        if side.queue.is_empty() {
             // Queue written: a relay or fan-out into this sender may go on.
             if let Some(from) = side.relayed_from {
                 self.arm_splice(from.index as usize);
             }
             return;
-        };
-        let (start, end, limit) = (chunk.start, chunk.end, chunk.limit);
-        match self.ring.write(file, chunk.buf, start..end, owner) {
-            Ok(op) => {
-                let t = &mut self.transports[idx];
-                t.inflight += 1;
-                let side = t.sender();
-                side.writing = Some((start, end, limit));
-                side.write = Some(op);
+        }
+        let max = self.ring.sq_entries().clamp(1, CHAIN_WRITES);
+        let side = self.transports[idx].sender();
+        let n = side.queue.front_run(max, CHAIN_BYTES);
+        // The whole chain in one submission: a chain cut by an early flush
+        // would run as two, unordered.
+        if let Err(e) = self.ring.reserve(n) {
+            return self.submit_failed(idx, e);
+        }
+        for seq in 0..n {
+            let side = self.transports[idx].sender();
+            let Some(chunk) = side.queue.pop_front() else {
+                break;
+            };
+            let (start, end, atomic) = (chunk.start, chunk.end, chunk.atomic);
+            let link = seq + 1 < n;
+            match self.ring.write(file, chunk.buf, start..end, owner, link) {
+                Ok(op) => {
+                    let t = &mut self.transports[idx];
+                    t.inflight += 1;
+                    t.sender().writing.push_back(Writing {
+                        op,
+                        seq: seq as u32,
+                        start,
+                        end,
+                        atomic,
+                    });
+                }
+                Err(e) => return self.submit_failed(idx, e),
             }
-            Err(e) => self.submit_failed(idx, e),
         }
     }
 
-    pub(super) fn on_write(&mut self, idx: usize, result: i32, buf: Option<crate::buffers::Buf>) {
+    pub(super) fn on_write(
+        &mut self,
+        idx: usize,
+        op: OpId,
+        result: i32,
+        buf: Option<crate::buffers::Buf>,
+    ) {
         let t = &mut self.transports[idx];
         let token = t.token;
         let closing = t.state == State::Closing;
         let side = t.sender();
-        side.write = None;
-        let (start, end, limit) = side
-            .writing
-            .take()
-            .expect("a write completion has its range");
+        let Some(at) = side.writing.iter().position(|w| w.op == op) else {
+            return;
+        };
+        let Some(w) = side.writing.remove(at) else {
+            return;
+        };
         let mut chunk = Chunk {
             buf: buf.expect("a write owns its buffer"),
-            start,
-            end,
-            limit,
+            start: w.start,
+            end: w.end,
+            atomic: w.atomic,
         };
-        if result >= 0 {
+        if result > 0 {
             let n = result as usize;
             side.queue.accepted_total += n as u64;
             chunk.start += n;
-            if chunk.start < chunk.end {
-                side.queue.push_front(chunk);
+            self.pending.push(Item::Sent {
+                to: Sender(token),
+                bytes: n,
+            });
+        }
+        let side = self.transports[idx].sender();
+        if chunk.start < chunk.end {
+            // Not written in full: a short write or an error, which cancels
+            // the rest of the chain. The first such result decides.
+            if side.failed.is_none_or(|(seq, _)| w.seq < seq) {
+                side.failed = Some((w.seq, result));
             }
-            if n > 0 {
-                self.pending.push(Item::Sent {
-                    to: Sender(token),
-                    bytes: n,
-                });
-            }
-            if closing {
-                return;
-            }
-            self.apply(idx, Input::PeerReady);
-            self.pump(idx);
-            self.maybe_writable(idx);
-            self.maybe_flushed(idx);
+            side.returned.push((w.seq, chunk));
+        }
+        if !side.writing.is_empty() {
             return;
         }
-        // Nothing was written: the chunk goes back to the front, intact.
-        side.queue.push_front(chunk);
+        // The whole chain completed: what it did not write goes back to the
+        // front, in order, intact from the first unwritten byte.
+        side.returned.sort_unstable_by_key(|&(seq, _)| seq);
+        for (_, chunk) in side.returned.drain(..).rev() {
+            side.queue.push_front(chunk);
+        }
+        let failed = side.failed.take().map(|(_, r)| r);
         if closing {
             return;
         }
-        match result {
+        match failed {
+            // Written, in full or in part: resume from the first byte left.
+            None => {}
+            Some(r) if r >= 0 => {}
             // The reader left. The kernel took nothing of this write (a
             // partial write reports its count instead), so the queue is exact.
-            r if r == -libc::EPIPE => self.on_reader_gone(idx),
-            r if r == -libc::EAGAIN => {
+            Some(r) if r == -libc::EPIPE => return self.on_reader_gone(idx),
+            Some(r) if r == -libc::EAGAIN => {
                 let t = &self.transports[idx];
                 let Some(fd) = t.fd.as_ref() else { return };
                 let poll = self.ring.poll_add(
@@ -139,10 +290,17 @@ impl Proactor {
                 if let Some(op) = self.track(idx, poll) {
                     self.transports[idx].sender().poll = Some(op);
                 }
+                return;
             }
-            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.pump(idx),
-            r => self.io_fail(idx, "write", r),
+            Some(r) if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => {
+                return self.pump(idx);
+            }
+            Some(r) => return self.io_fail(idx, "write", r),
         }
+        self.apply(idx, Input::PeerReady);
+        self.pump(idx);
+        self.maybe_writable(idx);
+        self.maybe_flushed(idx);
     }
 
     /// A sender's poll: for room after EAGAIN, or, while a flush lingers,
@@ -213,7 +371,7 @@ impl Proactor {
         // the flush waits until that source has ended too.
         if !(side.close_after_flush
             && side.queue.is_empty()
-            && side.writing.is_none()
+            && side.writing.is_empty()
             && side.relayed_from.is_none())
         {
             return;

@@ -41,6 +41,8 @@ macro_rules! with_file {
     };
 }
 
+mod bufring;
+
 /// A file as an operation names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileRef {
@@ -88,7 +90,7 @@ pub(crate) enum Purpose {
 
 /// Names a live operation (its SQE `user_data`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OpId(u64);
+pub(crate) struct OpId(std::num::NonZeroU64);
 
 struct InFlight {
     owner: u64,
@@ -113,6 +115,9 @@ pub(crate) struct Completion {
     pub more: bool,
     /// The provided buffer the kernel filled, if any.
     pub provided: Option<u16>,
+    /// `IORING_CQE_F_BUF_MORE`: the kernel keeps using that buffer (an
+    /// incremental provided ring).
+    pub buf_more: bool,
 }
 
 // `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
@@ -195,21 +200,11 @@ impl Ring {
         Ok(())
     }
 
-    /// Registers the pool's provided buffer ring, if it has one.
+    /// Registers the pool's provided buffer rings, if it has them:
+    /// incremental where the kernel has it (see `bufring`).
     pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
-        let Some((addr, entries)) = pool.provided_ring() else {
+        if !bufring::register_all(&self.uring.submitter(), pool)? {
             return Ok(false);
-        };
-        // SAFETY: the entries and buffers live in the pool's mapping, which
-        // the ring keeps (`memory`) until after it has closed the io_uring
-        // fd, which ends the registration (see `Drop`).
-        unsafe {
-            self.uring.submitter().register_buf_ring_with_flags(
-                addr,
-                entries,
-                PROVIDED_GROUP,
-                0,
-            )?;
         }
         self.memory = Some(Rc::clone(pool));
         Ok(true)
@@ -287,6 +282,7 @@ impl Ring {
 
     /// Reads up to the buffer's capacity at the file's current position.
     pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, owner: u64) -> io::Result<OpId> {
+        self.register_on_first_use(&buf);
         let ptr = buf.as_mut_ptr();
         let len = buf.capacity() as u32;
         let sqe = match (buf.fixed_index(), self.pool_registered) {
@@ -302,15 +298,19 @@ impl Ring {
         self.push(sqe, owner, Purpose::Read, Some(buf), None)
     }
 
-    /// Writes `buf[range]` at the file's current position.
+    /// Writes `buf[range]` at the file's current position. With `link`,
+    /// the next SQE pushed starts only after this write completed in full
+    /// (a short write or an error cancels it): a chain of writes in order.
     pub(crate) fn write(
         &mut self,
         file: FileRef,
         mut buf: Buf,
         range: Range<usize>,
         owner: u64,
+        link: bool,
     ) -> io::Result<OpId> {
         assert!(range.start <= range.end && range.end <= buf.capacity());
+        self.register_on_first_use(&buf);
         // SAFETY: range.start <= capacity, checked above.
         let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
         let len = (range.end - range.start) as u32;
@@ -323,6 +323,11 @@ impl Ring {
             _ => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
                 .offset(u64::MAX)
                 .build()),
+        };
+        let sqe = if link {
+            sqe.flags(squeue::Flags::IO_LINK)
+        } else {
+            sqe
         };
         self.push(sqe, owner, Purpose::Write, Some(buf), None)
     }
@@ -417,6 +422,12 @@ impl Ring {
         self.push(sqe, owner, Purpose::SpliceRound, None, None)
     }
 
+    /// SQEs the submission queue holds: the longest chain that one
+    /// submission can carry.
+    pub(crate) fn sq_entries(&mut self) -> usize {
+        self.uring.submission().capacity()
+    }
+
     /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
     /// linked chain goes out in one submission.
     pub(crate) fn reserve(&mut self, n: usize) -> io::Result<()> {
@@ -433,7 +444,7 @@ impl Ring {
     /// Asks the kernel to cancel `target`. Both complete: `target` with
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
-        let sqe = opcode::AsyncCancel::new(target.0).build();
+        let sqe = opcode::AsyncCancel::new(target.0.get()).build();
         self.push(sqe, owner, Purpose::Cancel, None, None)
     }
 
@@ -449,7 +460,7 @@ impl Ring {
         // The word joins its operation, which `push` just entered; the heap
         // address `ptr` names stays put when the box moves. (With SQPOLL the
         // kernel may already use it: it is alive all along.)
-        match self.ops.get_mut((id.0 >> 32) as usize) {
+        match self.ops.get_mut((id.0.get() >> 32) as usize) {
             Some(op) => op._counter = Some(counter),
             // Not reached: never free a word the kernel may write.
             None => std::mem::forget(counter),
@@ -483,9 +494,13 @@ impl Ring {
         timespec: Option<Box<types::Timespec>>,
     ) -> io::Result<OpId> {
         let key = self.ops.vacant_key();
-        self.seq = self.seq.wrapping_add(1);
-        let id = OpId(((key as u64) << 32) | u64::from(self.seq));
-        let sqe = sqe.user_data(id.0);
+        // Never 0, so an `Option<OpId>` (one per receiver, and more) takes
+        // no more room than the id.
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let raw = ((key as u64) << 32) | u64::from(self.seq);
+        // seq >= 1: the fallback is never taken.
+        let id = OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN));
+        let sqe = sqe.user_data(id.0.get());
         // SAFETY: every pointer in `sqe` points into `buf` or `timespec`, which
         // are moved into the operation table right below and stay there (at a
         // stable heap address) until the final CQE for `id` is reaped.
@@ -667,7 +682,7 @@ impl Ring {
                 let Some(op) = ops.get(key) else {
                     continue;
                 };
-                if op.id.0 != cqe.user_data() {
+                if op.id.0.get() != cqe.user_data() {
                     continue;
                 }
                 let provided = cqueue::buffer_select(cqe.flags());
@@ -680,6 +695,7 @@ impl Ring {
                         buf: None,
                         more: true,
                         provided,
+                        buf_more: cqueue::buffer_more(cqe.flags()),
                     });
                     continue;
                 }
@@ -692,6 +708,7 @@ impl Ring {
                     buf: op.buf,
                     more: false,
                     provided,
+                    buf_more: cqueue::buffer_more(cqe.flags()),
                 });
             }
             if self.uring.submission().cq_overflow() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use super::{announce, finish, relay_report};
+use super::{announce, finish, pipes_note, relay_report, size_relay_pipe};
 use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
@@ -97,6 +97,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
     let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
     let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
+    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     epoll.add(
         &a,
@@ -104,6 +105,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
     )?;
     let cpu0 = announce(1);
     let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
+    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
     epoll.add(
         &b,
         EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, 1),
@@ -157,7 +159,11 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
             timeouts += 1;
         }
     }
-    let note = matches!(spec.work, Work::Relay { .. })
-        .then(|| format!("{reads} reads, {timeouts} epoll_wait timeouts of 100 ms"));
+    let note = matches!(spec.work, Work::Relay { .. }).then(|| {
+        format!(
+            "{reads} reads, {timeouts} epoll_wait timeouts of 100 ms, {}",
+            pipes_note(pipe_a, pipe_b)
+        )
+    });
     Ok(relay_report(&spec.work, first, sent, cpu0, calls, note))
 }

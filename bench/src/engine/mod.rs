@@ -39,11 +39,16 @@ pub enum Engine {
     /// wait for the next request in one `io_uring_enter` (ping-pong only
     /// unless named).
     UringEcho,
-    /// ringpipe, `Proactor::relay` (splice in the kernel; relay only).
+    /// ringpipe, `Proactor::relay` with its defaults (splice in the kernel;
+    /// relay only).
     UringSplice,
-    /// ringpipe, `Proactor::relay` with `Builder::splice_direct`: a poll on
-    /// the ring, then `splice(2)` from the proactor thread (relay only).
+    /// ringpipe, `Proactor::relay` with `Builder::splice_direct(true)` (the
+    /// default): a poll on the ring, then `splice(2)` from the proactor
+    /// thread (relay only).
     UringSpliceDirect,
+    /// ringpipe, `Proactor::relay` with `Builder::splice_direct(false)`: an
+    /// io_uring SPLICE behind a POLL, run on an io-wq worker (relay only).
+    UringSpliceIowq,
     /// ringpipe on an SQPOLL ring (ping-pong only unless named).
     UringSqpoll,
     /// ringpipe, busy polling with a zero timeout (ping-pong only unless
@@ -74,13 +79,14 @@ enum Scope {
 
 impl Engine {
     /// Every engine, in table order.
-    pub const ALL: [Engine; 12] = [
+    pub const ALL: [Engine; 13] = [
         Engine::Uring,
         Engine::UringMultishot,
         Engine::UringBatch,
         Engine::UringEcho,
         Engine::UringSplice,
         Engine::UringSpliceDirect,
+        Engine::UringSpliceIowq,
         Engine::UringSqpoll,
         Engine::UringSpin,
         Engine::Epoll,
@@ -98,6 +104,7 @@ impl Engine {
             Engine::UringEcho => "uring-echo",
             Engine::UringSplice => "uring-splice",
             Engine::UringSpliceDirect => "uring-splice-direct",
+            Engine::UringSpliceIowq => "uring-splice-iowq",
             Engine::UringSqpoll => "uring-sqpoll",
             Engine::UringSpin => "uring-spin",
             Engine::Epoll => "epoll",
@@ -123,6 +130,7 @@ impl Engine {
                 | Engine::UringEcho
                 | Engine::UringSplice
                 | Engine::UringSpliceDirect
+                | Engine::UringSpliceIowq
                 | Engine::UringSqpoll
                 | Engine::UringSpin
         )
@@ -132,7 +140,10 @@ impl Engine {
     pub fn splices(self) -> bool {
         matches!(
             self,
-            Engine::UringSplice | Engine::UringSpliceDirect | Engine::ThreadsSplice
+            Engine::UringSplice
+                | Engine::UringSpliceDirect
+                | Engine::UringSpliceIowq
+                | Engine::ThreadsSplice
         )
     }
 
@@ -140,9 +151,10 @@ impl Engine {
         match self {
             Engine::UringSqpoll | Engine::UringSpin | Engine::UringEcho => Scope::Latency,
             Engine::UringMultishot | Engine::UringBatch => Scope::Fanin,
-            Engine::UringSplice | Engine::UringSpliceDirect | Engine::ThreadsSplice => {
-                Scope::RelayOnly
-            }
+            Engine::UringSplice
+            | Engine::UringSpliceDirect
+            | Engine::UringSpliceIowq
+            | Engine::ThreadsSplice => Scope::RelayOnly,
             Engine::Uring | Engine::Epoll | Engine::Threads | Engine::Tokio => Scope::All,
         }
     }
@@ -169,6 +181,7 @@ impl Engine {
             Engine::UringEcho => uring::run(spec, uring::Mode::Echo),
             Engine::UringSplice => uring::run(spec, uring::Mode::Splice),
             Engine::UringSpliceDirect => uring::run(spec, uring::Mode::SpliceDirect),
+            Engine::UringSpliceIowq => uring::run(spec, uring::Mode::SpliceIowq),
             Engine::Epoll => epoll::run(spec),
             Engine::Threads => threads::run(spec),
             Engine::ThreadsSplice => threads::run_splice(spec),
@@ -201,6 +214,36 @@ pub fn finish(report: &mut EngineReport, sink: &Sink, cpu0: f64) {
     report.p99_us = p99;
     report.p999_us = p999;
     report.max_us = sink.samples.iter().max().map(|&ns| ns as f64 / 1000.0);
+}
+
+/// The pipe size of both FIFOs of a relay, the same for every engine:
+/// 1 MiB (what ringpipe's relay grows its FIFOs to by default), or
+/// `RINGPIPE_BENCH_PIPE_KIB=N` from the environment (`0`: the kernel's
+/// default size). `None` for other work (ping-pong keeps its pipes).
+pub fn relay_pipe_bytes(work: &Work) -> Option<usize> {
+    if !matches!(work, Work::Relay { .. }) {
+        return None;
+    }
+    match std::env::var("RINGPIPE_BENCH_PIPE_KIB") {
+        Ok(v) => v.parse::<usize>().ok().filter(|&k| k > 0).map(|k| k * 1024),
+        Err(_) => Some(1 << 20),
+    }
+}
+
+/// Sizes one FIFO of a relay as [`relay_pipe_bytes`] says (`F_SETPIPE_SZ`,
+/// whatever the kernel grants); returns the size it has, for the note.
+pub fn size_relay_pipe(work: &Work, fd: std::os::fd::BorrowedFd<'_>) -> Option<usize> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    if let Some(bytes) = relay_pipe_bytes(work) {
+        let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(bytes as i32));
+    }
+    fcntl(fd, FcntlArg::F_GETPIPE_SZ).ok().map(|n| n as usize)
+}
+
+/// The sizes of the relay's two pipes, for a report's note.
+pub fn pipes_note(a: Option<usize>, b: Option<usize>) -> String {
+    let kib = |n: Option<usize>| n.map_or("?".into(), |n| (n / 1024).to_string());
+    format!("pipes {}/{} KiB", kib(a), kib(b))
 }
 
 /// The report of a relay or ping-pong run, the same for every engine:

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{announce, relay_report};
+use super::{announce, pipes_note, relay_report, size_relay_pipe};
 use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
 use crate::sys;
 
@@ -163,9 +163,11 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
     let total = spec.work.bytes_per_input();
     let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
     sys::set_nonblocking(a.as_fd(), false)?;
+    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
     let cpu0 = announce(1);
     let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
     sys::set_nonblocking(b.as_fd(), false)?;
+    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
     let mut calls = 1u64;
     sys::wait_readable(a.as_fd())?;
     let mut buf = vec![0u8; READ_BUF];
@@ -188,7 +190,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         sent,
         cpu0,
         calls,
-        None,
+        Some(pipes_note(pipe_a, pipe_b)),
     ))
 }
 
@@ -202,9 +204,11 @@ pub fn run_splice(spec: &RunSpec) -> io::Result<EngineReport> {
     let total = spec.work.bytes_per_input();
     let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
     sys::set_nonblocking(a.as_fd(), false)?;
+    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
     let cpu0 = announce(1);
     let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
     sys::set_nonblocking(b.as_fd(), false)?;
+    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
     let mut calls = 1u64;
     sys::wait_readable(a.as_fd())?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
@@ -225,6 +229,6 @@ pub fn run_splice(spec: &RunSpec) -> io::Result<EngineReport> {
         moved,
         cpu0,
         calls,
-        None,
+        Some(pipes_note(pipe_a, pipe_b)),
     ))
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode};
 
-use super::{announce, finish, relay_report};
+use super::{announce, finish, relay_pipe_bytes, relay_report};
 use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
 
 /// The batch of `Mode::Batch`: completions to wait for, and the budget.
@@ -46,6 +46,7 @@ fn proactor(mode: Mode) -> io::Result<Proactor> {
         }
         Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
         Mode::SpliceDirect => builder.splice_direct(true).build(),
+        Mode::SpliceIowq => builder.splice_direct(false).build(),
         Mode::Default | Mode::Splice | Mode::Spin => builder.build(),
     };
     built.map_err(io::Error::other)
@@ -71,9 +72,13 @@ pub enum Mode {
     /// Defaults; the relay is `Proactor::relay` (splice in the kernel)
     /// instead of read + `send`.
     Splice,
-    /// `Splice` with `Builder::splice_direct`: the splice is `splice(2)`
-    /// from the proactor thread once a poll on the ring says data is there.
+    /// `Splice` with `Builder::splice_direct(true)` (the default): the
+    /// splice is `splice(2)` from the proactor thread once a poll on the
+    /// ring says data is there.
     SpliceDirect,
+    /// `Splice` with `Builder::splice_direct(false)`: an io_uring SPLICE
+    /// linked behind a POLL, run on an io-wq worker.
+    SpliceIowq,
     /// SQPOLL kernel thread, blocking `poll`.
     Sqpoll,
     /// Defaults and a busy loop of `poll(.., Some(Duration::ZERO))`: each
@@ -88,10 +93,12 @@ pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
         _ => None,
     };
     match spec.work {
-        Work::Relay { .. } if matches!(mode, Mode::Splice | Mode::SpliceDirect) => {
+        Work::Relay { .. }
+            if matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq) =>
+        {
             splice(spec, &mut p)
         }
-        _ if matches!(mode, Mode::Splice | Mode::SpliceDirect) => {
+        _ if matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq) => {
             Err(io::Error::other("the splice engines run the relay only"))
         }
         Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p, wait),
@@ -150,18 +157,27 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
     Ok(report)
 }
 
+/// The relay's FIFO options: the pipe size of [`relay_pipe_bytes`].
+fn relay_options(work: &Work) -> FifoOptions {
+    match relay_pipe_bytes(work) {
+        Some(bytes) => FifoOptions::new().pipe_size(bytes),
+        None => FifoOptions::new(),
+    }
+}
+
 /// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
 /// The copy goes through `send`, which copies into a registered buffer.
 fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
+    let opts = relay_options(&spec.work);
     let rx = p
-        .open_receiver(spec.dir.join(from), &FifoOptions::new())
+        .open_receiver(spec.dir.join(from), &opts)
         .map_err(io::Error::other)?;
     let cpu0 = announce(1);
     let enters0 = p.enter_count();
     let tx = p
-        .open_sender(spec.dir.join(to), &FifoOptions::new())
+        .open_sender(spec.dir.join(to), &opts)
         .map_err(io::Error::other)?;
     let mut events = Events::with_capacity(1024);
     let (mut sent, mut reads) = (0u64, 0u64);
@@ -236,14 +252,20 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
 fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
     let (from, to) = spec.work.relay_ends();
     let total = spec.work.bytes_per_input();
+    let opts = FifoOptions::new();
     let rx = p
-        .open_receiver(spec.dir.join(from), &FifoOptions::new())
+        .open_receiver(spec.dir.join(from), &opts)
         .map_err(io::Error::other)?;
     let cpu0 = announce(1);
     let enters0 = p.enter_count();
     let tx = p
-        .open_sender(spec.dir.join(to), &FifoOptions::new())
+        .open_sender(spec.dir.join(to), &opts)
         .map_err(io::Error::other)?;
+    // `Proactor::relay` grows both pipes to 1 MiB by default; a size
+    // from the environment replaces that default (0: leave them alone).
+    if std::env::var_os("RINGPIPE_BENCH_PIPE_KIB").is_some() {
+        p.set_relay_pipe_size(relay_pipe_bytes(&spec.work).unwrap_or(0));
+    }
     p.relay(rx, tx).map_err(io::Error::other)?;
     let mut events = Events::with_capacity(1024);
     let (mut moved, mut splices) = (0u64, 0u64);

@@ -1,0 +1,130 @@
+//! Many receivers, few registered buffers: a waiting read holds no buffer,
+//! so data on every FIFO arrives in one turn, in order, exactly once.
+
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use common::*;
+use ringpipe::{Event, Events, FifoOptions, Proactor, ReadMode};
+
+const FIFOS: usize = 256;
+
+/// Opens `n` receivers (and a writer for each), then lets every read
+/// reach the kernel and wait.
+fn open_all(p: &mut Proactor, dir: &std::path::Path, opts: &FifoOptions, n: usize) -> Vec<File> {
+    let mut writers = Vec::with_capacity(n);
+    for i in 0..n {
+        let path = dir.join(format!("f{i}"));
+        p.open_receiver(&path, opts).unwrap();
+        writers.push(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(&path)
+                .unwrap(),
+        );
+    }
+    let mut ev = Events::with_capacity(16);
+    p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
+    assert!(ev.is_empty());
+    writers
+}
+
+#[test]
+fn every_waiting_receiver_reads_in_the_turn_its_data_arrives() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 registered buffers for 256 receivers.
+        let mut p = Proactor::builder().buffers(4, 64 * 1024).build().unwrap();
+        let opts = FifoOptions::new().create(true);
+        let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
+        for (i, w) in writers.iter_mut().enumerate() {
+            w.write_all(format!("{i:064}").as_bytes()).unwrap();
+        }
+        // Each waiting read completes with its data, once.
+        let mut ev = Events::with_capacity(FIFOS);
+        let enters = p.enter_count();
+        let mut got = vec![false; FIFOS];
+        let mut turns = 0;
+        while got.iter().any(|g| !*g) {
+            turns += 1;
+            assert!(turns < 10_000, "stalled");
+            p.poll(&mut ev, Some(Duration::from_secs(10))).unwrap();
+            for e in &ev {
+                match e {
+                    Event::Data { from, data } => {
+                        let i: usize = std::str::from_utf8(data).unwrap().parse().unwrap();
+                        assert_eq!(from.token().index as usize, i);
+                        assert!(!got[i], "twice on {i}");
+                        got[i] = true;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        let enters = p.enter_count() - enters;
+        println!("{FIFOS} messages in {enters} enters, {turns} polls");
+    });
+}
+
+/// Small messages from many FIFOs through a provided ring of only 2
+/// buffers, many rounds: every byte once, in order, per FIFO.
+#[test]
+fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
+    watchdog(Duration::from_secs(120), || {
+        // Both modes, then both in one proactor (every other receiver).
+        for mode in [Some(ReadMode::Fixed), Some(ReadMode::Multishot), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut p = Proactor::builder()
+                .buffers(2, 64 * 1024)
+                .provided_buffers(2, 4096)
+                .read_mode(mode.unwrap_or(ReadMode::Fixed))
+                .build()
+                .unwrap();
+            let mut writers = Vec::new();
+            for half in [ReadMode::Fixed, ReadMode::Multishot] {
+                let opts = FifoOptions::new()
+                    .create(true)
+                    .read_mode(mode.unwrap_or(half));
+                let sub = dir.path().join(format!("{half:?}"));
+                std::fs::create_dir(&sub).unwrap();
+                writers.extend(open_all(&mut p, &sub, &opts, FIFOS / 2));
+            }
+            const ROUNDS: u32 = 40;
+            let mut next = vec![0u32; FIFOS];
+            let mut pending = vec![Vec::<u8>::new(); FIFOS];
+            let mut ev = Events::with_capacity(1024);
+            for round in 0..ROUNDS {
+                for (i, w) in writers.iter_mut().enumerate() {
+                    // 37 bytes: pieces never line up with buffer ends.
+                    let msg = format!("{i:08}:{round:08}:{:018}\n", i as u64 * 7);
+                    w.write_all(msg.as_bytes()).unwrap();
+                }
+                // Drain what arrived, checking each FIFO's stream.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while next.iter().any(|n| *n <= round) {
+                    assert!(std::time::Instant::now() < deadline, "{mode:?} stalled");
+                    p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
+                    for e in &ev {
+                        let Event::Data { from, data } = e else {
+                            panic!("{mode:?}: {e:?}");
+                        };
+                        let i = from.token().index as usize;
+                        pending[i].extend_from_slice(data);
+                        while let Some(end) = pending[i].iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = pending[i].drain(..=end).collect();
+                            let want = format!("{i:08}:{:08}:{:018}\n", next[i], i as u64 * 7);
+                            assert_eq!(line, want.as_bytes(), "{mode:?} FIFO {i}");
+                            next[i] += 1;
+                        }
+                    }
+                }
+            }
+            assert!(next.iter().all(|n| *n == ROUNDS));
+        }
+    });
+}
