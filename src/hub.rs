@@ -14,6 +14,11 @@
 //! [`Full`] policy: drop its oldest frames and count them, pause the
 //! source, or detach the subscriber.
 //!
+//! A source's frames may come one by one ([`Event::Frame`], from iterating
+//! [`Events`]) or as runs ([`Event::Frames`], from
+//! [`Events::runs`] with the hub's codec: copied as they are, without a
+//! call per frame).
+//!
 //! Memory: the bytes a subscriber holds are its queued frames plus, at
 //! most, the rest of the one chunk it is part way through; a chunk is
 //! freed when the last queue moves past it. Frames are re-encoded in the
@@ -61,7 +66,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Events};
-use crate::frame::{Codec, FrameDecoder};
+use crate::frame::{Codec, FrameDecoder, FrameError};
 use crate::proactor::Proactor;
 use crate::token::{Receiver, Sender, Token};
 
@@ -353,6 +358,10 @@ impl Hub {
     }
 
     /// Handles every event of a poll, then [`flush`](Self::flush)es.
+    /// Frames are taken one by one and re-encoded in the hub's codec; a
+    /// source of that same codec can be taken by runs instead, one copy
+    /// per run: `for e in events.runs(codec) { hub.handle(p, &e)?; }`
+    /// then `hub.flush(p)`.
     pub fn handle_events(&mut self, p: &mut Proactor, events: &Events) -> Result<()> {
         for event in events {
             self.handle(p, &event)?;
@@ -381,6 +390,30 @@ impl Hub {
                         source: e,
                     })?;
                 staged.ends.push(staged.bytes.len());
+                return Ok(Handled::Used);
+            }
+            Event::Frames { from, wire, frames } if from.token() == source => {
+                // A run from `Events::runs`: already whole frames on the
+                // wire, copied as they are.
+                let staged = &mut self.staged;
+                let (base, before) = (staged.bytes.len(), staged.ends.len());
+                let walked = frame_ends(self.opts.codec, wire, base, &mut staged.ends);
+                let counted = staged.ends.len() - before;
+                if let Err(e) = walked.and(if counted == *frames {
+                    Ok(())
+                } else {
+                    // Not this codec's framing: refuse the run whole.
+                    Err(FrameError::Truncated {
+                        buffered: wire.len(),
+                    })
+                }) {
+                    staged.ends.truncate(before);
+                    return Err(Error::Frame {
+                        token: source,
+                        source: e,
+                    });
+                }
+                staged.bytes.extend_from_slice(wire);
                 return Ok(Handled::Used);
             }
             Event::Data { from, data } if from.token() == source => {
@@ -591,6 +624,38 @@ impl Hub {
     }
 }
 
+/// Pushes where each frame of `wire` (whole frames of `codec`) ends,
+/// offset by `base`; fails if `wire` ends inside a frame.
+fn frame_ends(
+    codec: Codec,
+    wire: &[u8],
+    base: usize,
+    ends: &mut Vec<usize>,
+) -> std::result::Result<(), FrameError> {
+    let mut at = 0;
+    while at < wire.len() {
+        let end = match codec {
+            Codec::Lines => wire[at..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|i| at + i + 1),
+            Codec::LengthPrefixed => wire
+                .get(at..at + 4)
+                .and_then(|h| h.try_into().ok())
+                .map(|h| at + 4 + u32::from_le_bytes(h) as usize)
+                .filter(|end| *end <= wire.len()),
+        };
+        let Some(end) = end else {
+            return Err(FrameError::Truncated {
+                buffered: wire.len() - at,
+            });
+        };
+        ends.push(base + end);
+        at = end;
+    }
+    Ok(())
+}
+
 /// Drops whole frames from the head of `sub`'s queue until it holds at
 /// most `limit` bytes. The head was never partly handed over: the sender
 /// takes whole frames only.
@@ -614,6 +679,7 @@ fn drop_oldest(sub: &mut Subscriber, limit: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::Receiver;
 
     fn sub_with(frames: &[&[u8]]) -> Subscriber {
         let mut chunk = Chunk {
@@ -683,6 +749,36 @@ mod tests {
             assert_eq!((st.queued_frames, st.queued_bytes), (2, 10));
             assert_eq!(p.stats(tx).unwrap().bytes_unsent(), 4);
         }
+    }
+
+    /// A run is copied as it is, one end per frame; a run that is not
+    /// whole frames of the hub's codec is refused and stages nothing.
+    #[test]
+    fn runs_are_staged_whole_or_refused() {
+        let mut p = Proactor::new().unwrap();
+        let source = Receiver(Token {
+            index: 7,
+            generation: 0,
+            proactor: p.id(),
+        });
+        let mut hub = Hub::new(source, HubOptions::new(Codec::LengthPrefixed));
+        let mut wire = Vec::new();
+        for f in [&b"ab"[..], b"", b"cde"] {
+            Codec::LengthPrefixed.encode(f, &mut wire).unwrap();
+        }
+        let run = |wire, frames| Event::Frames {
+            from: source,
+            wire,
+            frames,
+        };
+        assert_eq!(hub.handle(&mut p, &run(&wire, 3)).unwrap(), Handled::Used);
+        assert_eq!(hub.staged.ends, [6, 10, 17]);
+        for (bad, frames) in [(&wire[..16], 3), (&wire[..], 2)] {
+            let err = hub.handle(&mut p, &run(bad, frames)).unwrap_err();
+            assert!(matches!(err, Error::Frame { .. }), "{err}");
+        }
+        assert_eq!(hub.staged.bytes, wire);
+        assert_eq!(hub.staged.ends.len(), 3);
     }
 
     #[test]

@@ -163,6 +163,8 @@ struct Setup {
     events: Events,
     src: PathBuf,
     hub: Hub,
+    /// Hand the hub runs of frames (`Events::runs`) instead of each event.
+    by_runs: bool,
 }
 
 fn setup(opts: HubOptions) -> Setup {
@@ -179,6 +181,7 @@ fn setup(opts: HubOptions) -> Setup {
         events: Events::with_capacity(256),
         src,
         hub: Hub::new(rx, opts),
+        by_runs: false,
     }
 }
 
@@ -214,7 +217,14 @@ impl Setup {
             self.p
                 .poll(&mut self.events, Some(Duration::from_millis(100)))
                 .unwrap();
-            self.hub.handle_events(&mut self.p, &self.events).unwrap();
+            if self.by_runs {
+                for e in self.events.runs(Codec::LengthPrefixed) {
+                    self.hub.handle(&mut self.p, &e).unwrap();
+                }
+                self.hub.flush(&mut self.p);
+            } else {
+                self.hub.handle_events(&mut self.p, &self.events).unwrap();
+            }
             for e in &self.events {
                 match e {
                     Event::Closed { token, unsent, .. } => {
@@ -496,6 +506,7 @@ fn raw_source_is_decoded_into_whole_frames() {
             events: Events::with_capacity(256),
             src,
             hub: Hub::new(rx, HubOptions::new(Codec::LengthPrefixed)),
+            by_runs: false,
         };
         let a = s.add("a");
         // Writes of 1000 bytes: frames cut across writes, hence reads.
@@ -539,5 +550,28 @@ fn a_sender_over_the_watermark_is_fed() {
             indices_of(&bytes[BEFORE..]),
             (0..N as u64).collect::<Vec<_>>()
         );
+    });
+}
+
+/// Runs of frames (`Events::runs`) are forwarded as they are: a fast and
+/// a slow subscriber get every frame once, in order.
+#[test]
+fn runs_of_frames_are_forwarded() {
+    watchdog(Duration::from_secs(60), || {
+        const N: usize = 20_000;
+        let mut s = setup(HubOptions::new(Codec::LengthPrefixed).queue_bytes(64 << 20));
+        s.by_runs = true;
+        let fast = s.add("fast");
+        let slow = s.add("slow");
+        let children = vec![
+            subscriber(&fast.1, &fast.2, FAST),
+            subscriber(&slow.1, &slow.2, SLOW),
+            publisher(&s.src, N, 64, 0.0, 0),
+        ];
+        s.run(&[fast.0, slow.0], |_, _| {});
+        wait_all(children, Duration::from_secs(30));
+        let all: Vec<u64> = (0..N as u64).collect();
+        assert_eq!(indices(&fast.2), all, "fast");
+        assert_eq!(indices(&slow.2), all, "slow");
     });
 }
