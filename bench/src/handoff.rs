@@ -13,8 +13,9 @@
 //! Engines are interleaved within each run; medians and min..max over the
 //! runs are printed.
 
+use crate::own::{median_spread, tempdir};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,7 +100,7 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
         return reader(Path::new(&r[0]), count);
     }
     let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
-    let dir = tempdir()?;
+    let dir = tempdir("handoff")?;
     let exe = std::env::current_exe()?;
     let sides = &args.sides[..];
     let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
@@ -150,44 +151,6 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn fmt(&self, digits: usize) -> String {
-        format!(
-            "{:.d$} ({:.d$}..{:.d$})",
-            self.median,
-            self.min,
-            self.max,
-            d = digits
-        )
-    }
-}
-
-fn median_spread(mut v: Vec<f64>) -> Spread {
-    v.sort_by(f64::total_cmp);
-    Spread {
-        median: v[v.len() / 2],
-        min: v[0],
-        max: v[v.len() - 1],
-    }
-}
-
-fn tempdir() -> std::io::Result<PathBuf> {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("ringpipe-handoff-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn one_run(

@@ -13,8 +13,9 @@
 //! the slow setup too, for contrast. The setups take turns within each
 //! run; medians and min..max over the runs are printed.
 
+use crate::own::{median_spread, tempdir};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,7 +83,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         };
     }
     let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
-    let dir = tempdir()?;
+    let dir = tempdir("hub")?;
     let exe = std::env::current_exe()?;
     println!(
         "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast \
@@ -162,44 +163,6 @@ struct Figures {
     rss_mib: f64,
     third_dropped: f64,
     fast_missed: f64,
-}
-
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn fmt(&self, digits: usize) -> String {
-        format!(
-            "{:.d$} ({:.d$}..{:.d$})",
-            self.median,
-            self.min,
-            self.max,
-            d = digits
-        )
-    }
-}
-
-fn median_spread(mut v: Vec<f64>) -> Spread {
-    v.sort_by(f64::total_cmp);
-    Spread {
-        median: v[v.len() / 2],
-        min: v[0],
-        max: v[v.len() - 1],
-    }
-}
-
-fn tempdir() -> std::io::Result<PathBuf> {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("ringpipe-hub-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 fn role(exe: &Path, args: &[String]) -> std::io::Result<std::process::Child> {

@@ -24,6 +24,7 @@ mod handoff;
 mod hub;
 mod loadgen;
 mod mux;
+mod own;
 mod report;
 mod spec;
 mod sys;
