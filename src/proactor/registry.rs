@@ -282,7 +282,7 @@ mod layout {
     /// One transport per FIFO: its size is most of the proactor's memory
     /// with many idle FIFOs.
     #[test]
-    fn a_transport_takes_176_bytes() {
-        assert_eq!(std::mem::size_of::<super::Transport>(), 176);
+    fn a_transport_takes_128_bytes() {
+        assert_eq!(std::mem::size_of::<super::Transport>(), 128);
     }
 }
