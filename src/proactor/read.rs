@@ -340,7 +340,7 @@ impl Proactor {
                 self.arm_read(idx);
             }
             Some(Err(e)) => {
-                let path = self.transports[idx].path.clone().unwrap_or_default();
+                let path = self.transports[idx].path_buf();
                 self.fail(idx, fifo::open_error(&path, e));
             }
         }

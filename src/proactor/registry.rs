@@ -2,8 +2,9 @@
 //! fd), handles and their lookup, and where each new transport goes.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::inotify::WatchDescriptor;
@@ -119,9 +120,10 @@ pub(super) struct Transport {
     pub(super) state: State,
     pub(super) role: Role,
     pub(super) fd: Option<OwnedFd>,
-    pub(super) fixed: Option<u32>,
+    pub(super) fixed: FixedSlot,
     pub(super) anchor: Option<OwnedFd>,
-    pub(super) path: Option<PathBuf>,
+    /// Boxed, not a `PathBuf`: a transport per FIFO, so 8 bytes count.
+    pub(super) path: Option<Box<Path>>,
     /// Ring operations owned by this transport (cancels included).
     pub(super) inflight: u32,
     pub(super) reason: CloseReason,
@@ -129,9 +131,29 @@ pub(super) struct Transport {
     pub(super) counters: Counters,
 }
 
+/// A transport's registered-file slot, if any, in 4 bytes (an
+/// `Option<u32>` takes 8, in every transport): the slot plus one, 0 for
+/// none. Slots are below the ring's file table size, a `u32`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FixedSlot(Option<NonZeroU32>);
+
+impl FixedSlot {
+    pub(super) fn new(slot: Option<u32>) -> FixedSlot {
+        FixedSlot(slot.map(|s| NonZeroU32::MIN.saturating_add(s)))
+    }
+
+    pub(super) fn get(self) -> Option<u32> {
+        self.0.map(|n| n.get() - 1)
+    }
+
+    pub(super) fn take(&mut self) -> Option<u32> {
+        self.0.take().map(|n| n.get() - 1)
+    }
+}
+
 impl Transport {
     pub(super) fn file(&self) -> Option<FileRef> {
-        match (self.fixed, &self.fd) {
+        match (self.fixed.get(), &self.fd) {
             (Some(slot), _) => Some(FileRef::Fixed(slot)),
             (None, Some(fd)) => Some(FileRef::Raw(fd.as_raw_fd())),
             (None, None) => None,
@@ -146,6 +168,14 @@ impl Transport {
             Role::Sender(s) => s,
             Role::Receiver { .. } => unreachable!("internal: sender index maps to a receiver"),
         }
+    }
+
+    /// The FIFO's path, for an error (empty for an adopted fd).
+    pub(super) fn path_buf(&self) -> PathBuf {
+        self.path
+            .as_deref()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     pub(super) fn describe(&self) -> String {
@@ -184,7 +214,7 @@ impl Proactor {
         state: State,
         role: Role,
         anchor: Option<OwnedFd>,
-        path: Option<PathBuf>,
+        path: Option<Box<Path>>,
     ) -> Token {
         let entry = self.transports.vacant_entry();
         let index = entry.key();
@@ -201,7 +231,7 @@ impl Proactor {
             state,
             role,
             fd: None,
-            fixed: None,
+            fixed: FixedSlot::default(),
             anchor,
             path,
             inflight: 0,
@@ -259,11 +289,32 @@ impl Proactor {
     pub(super) fn install_fd(&mut self, idx: usize, fd: OwnedFd) {
         let fixed = self.ring.register_file(fd.as_raw_fd());
         let t = &mut self.transports[idx];
-        t.fixed = fixed;
+        t.fixed = FixedSlot::new(fixed);
         t.fd = Some(fd);
     }
 
     pub(super) fn multishot(&self, opts: &FifoOptions) -> bool {
         self.multishot_ok && opts.read_mode.unwrap_or(self.read_mode) == ReadMode::Multishot
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    /// One transport per FIFO: its size is most of the proactor's memory
+    /// with many idle FIFOs.
+    #[test]
+    fn a_transport_takes_120_bytes() {
+        assert_eq!(std::mem::size_of::<super::Transport>(), 120);
+    }
+
+    #[test]
+    fn a_fixed_slot_round_trips() {
+        use super::FixedSlot;
+        for slot in [None, Some(0), Some(7), Some(u32::MAX - 1)] {
+            let mut f = FixedSlot::new(slot);
+            assert_eq!(f.get(), slot);
+            assert_eq!(f.take(), slot);
+            assert_eq!(f.get(), None);
+        }
     }
 }

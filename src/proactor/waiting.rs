@@ -112,12 +112,12 @@ impl Proactor {
                         if let Some((deadline, waited)) = t.sender().deadline
                             && now >= deadline
                         {
-                            let path = t.path.clone().unwrap_or_default();
+                            let path = t.path_buf();
                             self.fail(idx, Error::OpenTimeout { path, waited });
                         }
                     }
                     Err(e) => {
-                        let path = t.path.clone().unwrap_or_default();
+                        let path = t.path_buf();
                         self.fail(idx, fifo::open_error(&path, e));
                     }
                 },
@@ -131,7 +131,7 @@ impl Proactor {
                     } else if let Some((deadline, waited)) = t.sender().deadline
                         && now >= deadline
                     {
-                        let path = t.path.clone().unwrap_or_default();
+                        let path = t.path_buf();
                         self.fail(idx, Error::ReaderTimeout { path, waited });
                     }
                 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, OpId, Purpose, Ring};
+use super::{FileRef, Held, OpId, Purpose, Ring};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
@@ -56,6 +56,6 @@ impl Ring {
             .buf_group(SELECT_GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT));
-        self.push(sqe, owner, Purpose::Read, None, None)
+        self.push(sqe, owner, Purpose::Read, Held::Nothing)
     }
 }

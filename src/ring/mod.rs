@@ -92,15 +92,39 @@ pub(crate) enum Purpose {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OpId(std::num::NonZeroU64);
 
+impl OpId {
+    /// The id of the operation at `key` in the table, entered as `seq`.
+    fn of(key: usize, seq: u32) -> OpId {
+        let raw = ((key as u64) << 32) | u64::from(seq);
+        // seq >= 1: the fallback is never taken.
+        OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
+    }
+}
+
+/// One operation in flight: one per idle receiver, so kept small (48
+/// bytes, see `layout`).
 struct InFlight {
     owner: u64,
+    /// The low half of the operation's id; the high half is its key in the
+    /// table.
+    seq: u32,
     purpose: Purpose,
-    id: OpId,
-    buf: Option<Buf>,
-    // The kernel reads the timespec while submitting: keep it at a stable address.
-    _timespec: Option<Box<types::Timespec>>,
-    // An eventfd counter the kernel writes into (`read_counter`).
-    _counter: Option<Box<u64>>,
+    held: Held,
+}
+
+/// The memory an operation's SQE points into, held at a stable heap
+/// address until its final completion (one at most per operation).
+enum Held {
+    Nothing,
+    Buf(Buf),
+    /// The kernel reads the timespec while submitting.
+    Timespec {
+        _ts: Box<types::Timespec>,
+    },
+    /// An eventfd counter the kernel writes into (`read_counter`).
+    Counter {
+        _word: Box<u64>,
+    },
 }
 
 /// One final completion.
@@ -216,7 +240,7 @@ impl Ring {
     pub(crate) fn read_multishot(&mut self, file: FileRef, owner: u64) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
             .build());
-        self.push(sqe, owner, Purpose::ReadMulti, None, None)
+        self.push(sqe, owner, Purpose::ReadMulti, Held::Nothing)
     }
 
     /// Puts `fd` in the registered file table; `None` when the table is full.
@@ -295,7 +319,7 @@ impl Ring {
                 .offset(u64::MAX)
                 .build()),
         };
-        self.push(sqe, owner, Purpose::Read, Some(buf), None)
+        self.push(sqe, owner, Purpose::Read, Held::Buf(buf))
     }
 
     /// Writes `buf[range]` at the file's current position. With `link`,
@@ -329,7 +353,7 @@ impl Ring {
         } else {
             sqe
         };
-        self.push(sqe, owner, Purpose::Write, Some(buf), None)
+        self.push(sqe, owner, Purpose::Write, Held::Buf(buf))
     }
 
     /// One-shot poll for `mask` (POLLERR and POLLHUP are always reported).
@@ -341,7 +365,7 @@ impl Ring {
         purpose: Purpose,
     ) -> io::Result<OpId> {
         let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
-        self.push(sqe, owner, purpose, None, None)
+        self.push(sqe, owner, purpose, Held::Nothing)
     }
 
     /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
@@ -361,7 +385,7 @@ impl Ring {
     ) -> io::Result<(Option<OpId>, OpId)> {
         let splice = splice_sqe(from, to, len);
         let Some(fd) = after_poll else {
-            let splice = self.push(splice, owner, Purpose::SpliceRound, None, None)?;
+            let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
             return Ok((None, splice));
         };
         // Both SQEs must go out in one submission for the link to hold.
@@ -369,8 +393,8 @@ impl Ring {
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .flags(squeue::Flags::IO_LINK);
-        let poll = self.push(poll, owner, Purpose::SplicePoll, None, None)?;
-        let splice = self.push(splice, owner, Purpose::SpliceRound, None, None)?;
+        let poll = self.push(poll, owner, Purpose::SplicePoll, Held::Nothing)?;
+        let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
         Ok((Some(poll), splice))
     }
 
@@ -419,7 +443,7 @@ impl Ring {
         } else {
             sqe
         };
-        self.push(sqe, owner, Purpose::SpliceRound, None, None)
+        self.push(sqe, owner, Purpose::SpliceRound, Held::Nothing)
     }
 
     /// SQEs the submission queue holds: the longest chain that one
@@ -445,7 +469,7 @@ impl Ring {
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
         let sqe = opcode::AsyncCancel::new(target.0.get()).build();
-        self.push(sqe, owner, Purpose::Cancel, None, None)
+        self.push(sqe, owner, Purpose::Cancel, Held::Nothing)
     }
 
     /// An 8-byte READ of an eventfd's counter ([`Purpose::Notify`]), into
@@ -456,16 +480,14 @@ impl Ring {
         let sqe = opcode::Read::new(types::Fd(fd), ptr, 8)
             .offset(u64::MAX)
             .build();
-        let id = self.push(sqe, owner, Purpose::Notify, None, None)?;
-        // The word joins its operation, which `push` just entered; the heap
-        // address `ptr` names stays put when the box moves. (With SQPOLL the
-        // kernel may already use it: it is alive all along.)
-        match self.ops.get_mut((id.0.get() >> 32) as usize) {
-            Some(op) => op._counter = Some(counter),
-            // Not reached: never free a word the kernel may write.
-            None => std::mem::forget(counter),
-        }
-        Ok(id)
+        // The word joins its operation; the heap address `ptr` names stays
+        // put when the box moves.
+        self.push(
+            sqe,
+            owner,
+            Purpose::Notify,
+            Held::Counter { _word: counter },
+        )
     }
 
     /// The ring's fd, for polling it from another event loop.
@@ -482,7 +504,7 @@ impl Ring {
                 .nsec(after.subsec_nanos()),
         );
         let sqe = opcode::Timeout::new(&*ts).build();
-        self.push(sqe, owner, Purpose::RetryTimer, None, Some(ts))
+        self.push(sqe, owner, Purpose::RetryTimer, Held::Timespec { _ts: ts })
     }
 
     fn push(
@@ -490,20 +512,17 @@ impl Ring {
         sqe: squeue::Entry,
         owner: u64,
         purpose: Purpose,
-        buf: Option<Buf>,
-        timespec: Option<Box<types::Timespec>>,
+        held: Held,
     ) -> io::Result<OpId> {
         let key = self.ops.vacant_key();
         // Never 0, so an `Option<OpId>` (one per receiver, and more) takes
         // no more room than the id.
         self.seq = self.seq.wrapping_add(1).max(1);
-        let raw = ((key as u64) << 32) | u64::from(self.seq);
-        // seq >= 1: the fallback is never taken.
-        let id = OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN));
+        let id = OpId::of(key, self.seq);
         let sqe = sqe.user_data(id.0.get());
-        // SAFETY: every pointer in `sqe` points into `buf` or `timespec`, which
-        // are moved into the operation table right below and stay there (at a
-        // stable heap address) until the final CQE for `id` is reaped.
+        // SAFETY: every pointer in `sqe` points into `held`, which is moved
+        // into the operation table right below and stays there (at a stable
+        // heap address) until the final CQE for `id` is reaped.
         while unsafe { self.uring.submission().push(&sqe) }.is_err() {
             // SQ full: flush early, the only case where one turn enters twice.
             self.enter(0, None, None)?;
@@ -516,11 +535,9 @@ impl Ring {
         }
         let inserted = self.ops.insert(InFlight {
             owner,
+            seq: self.seq,
             purpose,
-            id,
-            buf,
-            _timespec: timespec,
-            _counter: None,
+            held,
         });
         debug_assert_eq!(inserted, key);
         Ok(id)
@@ -682,7 +699,8 @@ impl Ring {
                 let Some(op) = ops.get(key) else {
                     continue;
                 };
-                if op.id.0.get() != cqe.user_data() {
+                let id = OpId::of(key, op.seq);
+                if id.0.get() != cqe.user_data() {
                     continue;
                 }
                 let provided = cqueue::buffer_select(cqe.flags());
@@ -690,7 +708,7 @@ impl Ring {
                     out.push(Completion {
                         owner: op.owner,
                         purpose: op.purpose,
-                        op: op.id,
+                        op: id,
                         result: cqe.result(),
                         buf: None,
                         more: true,
@@ -703,9 +721,12 @@ impl Ring {
                 out.push(Completion {
                     owner: op.owner,
                     purpose: op.purpose,
-                    op: op.id,
+                    op: id,
                     result: cqe.result(),
-                    buf: op.buf,
+                    buf: match op.held {
+                        Held::Buf(buf) => Some(buf),
+                        Held::Nothing | Held::Timespec { .. } | Held::Counter { .. } => None,
+                    },
                     more: false,
                     provided,
                     buf_more: cqueue::buffer_more(cqe.flags()),
@@ -738,7 +759,7 @@ impl Ring {
             .ops
             .iter()
             .filter(|(_, op)| op.purpose != Purpose::Cancel)
-            .map(|(_, op)| op.id)
+            .map(|(key, op)| OpId::of(key, op.seq))
             .collect();
         for target in targets {
             if self.cancel(target, u64::MAX).is_err() {
@@ -800,5 +821,15 @@ impl Drop for Ring {
         // SAFETY: `uring` is dropped once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.uring) };
         drop(self.memory.take());
+    }
+}
+
+#[cfg(test)]
+mod layout {
+    /// The table holds one operation per idle receiver (its armed read):
+    /// its size is most of the ring's memory with many FIFOs.
+    #[test]
+    fn an_operation_in_flight_takes_48_bytes() {
+        assert_eq!(std::mem::size_of::<super::InFlight>(), 48);
     }
 }

@@ -110,16 +110,17 @@ pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
 fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let mut report = EngineReport::default();
     let wanted = spec.work.inputs();
-    // Receiver slot index -> FIFO number.
-    let mut fifo_of: Vec<usize> = Vec::with_capacity(wanted);
+    // Receiver slot index -> FIFO number: 4 bytes per FIFO, as epoll's
+    // engine holds (its fds).
+    let mut fifo_of: Vec<u32> = Vec::with_capacity(wanted);
     for i in 0..wanted {
         match p.open_receiver(input_path(&spec.dir, i), &FifoOptions::new()) {
             Ok(rx) => {
                 let slot = rx.token().index as usize;
                 if fifo_of.len() <= slot {
-                    fifo_of.resize(slot + 1, usize::MAX);
+                    fifo_of.resize(slot + 1, u32::MAX);
                 }
-                fifo_of[slot] = i;
+                fifo_of[slot] = i as u32;
                 report.opened += 1;
             }
             Err(e) => {
@@ -143,7 +144,7 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
         for ev in &events {
             match ev {
                 Event::Data { from, data } => {
-                    sink.on_data(fifo_of[from.token().index as usize], data)
+                    sink.on_data(fifo_of[from.token().index as usize] as usize, data)
                 }
                 Event::PeerGone(_) => gone += 1,
                 Event::Error { error, .. } => return Err(io::Error::other(error.to_string())),
