@@ -12,12 +12,20 @@ use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
 ///
-/// Not incremental (`IOU_PBUF_RING_INC`): with it, persistent receivers
-/// whose writers come and go (tests/multiplexer.rs, four reconnecting
-/// writers) received corrupted bytes on Linux 6.18 — some completion named
-/// a piece of a buffer other than the one the kernel had filled — so each
-/// read still takes a whole buffer. The pool's piece bookkeeping is ready
-/// for it once the cause is known.
+/// Not incremental (`IOU_PBUF_RING_INC`): a completion from an incremental
+/// ring names its buffer but not where in it the bytes lie, so pieces can
+/// only be told apart if completions arrive in the order the kernel
+/// committed them, and on Linux 6.18 they do not. A read the kernel issues
+/// from its worker threads commits the whole rest of the buffer when it
+/// picks it (`io_should_commit`: unlocked issue), before reading, and posts
+/// its completion later without `IORING_CQE_F_BUF_MORE`; reads issued
+/// inline commit only what they read, at completion. Traced with
+/// persistent receivers whose writers come and go (tests/multiplexer.rs,
+/// four reconnecting writers): a completion with `BUF_MORE` for a buffer
+/// arrived after the worker's completion that had already ended that
+/// buffer, so a piece with bytes in that position would start at the
+/// wrong offset. Each read therefore takes a whole buffer. The pool's piece
+/// bookkeeping stays for a kernel that reports the offset.
 pub(super) fn register_all(
     submitter: &io_uring::Submitter<'_>,
     pool: &Rc<Pool>,
