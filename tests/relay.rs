@@ -421,7 +421,7 @@ fn relays_grow_pipes_within_half_the_users_soft_limit() {
             readers.push(relay_to_reader(&mut p, &a, &b).2);
         }
         p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
-        let default = pipe_size(&nix::unistd::pipe().unwrap().0);
+        let default = pipe_size(&pipe().0);
         // The destinations' pipes; the sources' grew too, within the same
         // budget, so these alone must stay below it.
         let grown: usize = readers.iter().map(|r| pipe_size(r) - default).sum();

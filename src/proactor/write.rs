@@ -154,10 +154,15 @@ impl Proactor {
 
     /// Starts the writes of senders that queued bytes since the last poll.
     pub(super) fn pump_queued(&mut self) {
-        for token in std::mem::take(&mut self.unpumped) {
+        let mut queued = std::mem::take(&mut self.unpumped);
+        for token in queued.drain(..) {
             if let Ok(idx) = self.live(token) {
                 self.pump(idx);
             }
+        }
+        // Keep the allocation for the next turn's sends.
+        if self.unpumped.is_empty() {
+            self.unpumped = queued;
         }
     }
 
