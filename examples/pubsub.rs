@@ -49,7 +49,7 @@ fn main() -> Result<(), Error> {
     let mut events = Events::with_capacity(1024);
     while !open.is_empty() {
         p.poll(&mut events, None)?;
-        hub.handle_events(&mut p, &events)?;
+        hub.handle_events(&mut p, &events);
         for event in &events {
             if let Event::Closed { token, .. } = event {
                 open.retain(|t| t.token() != token);

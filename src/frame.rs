@@ -180,6 +180,12 @@ pub enum FrameError {
         /// Bytes of the unfinished frame, header or partial line included.
         buffered: usize,
     },
+
+    /// A frame was offered after its stream ended: published to a
+    /// [`Hub`](crate::hub::Hub) whose source has closed or that was
+    /// [`end`](crate::hub::Hub::end)ed.
+    #[error("the stream has ended: no frame is taken after its end")]
+    Ended,
 }
 
 /// Appends `payload` and a newline to `out`.
