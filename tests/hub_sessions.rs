@@ -279,7 +279,11 @@ impl Rig {
             // A read that completes no frame is no event, so `poll` returns
             // only at its timeout: keep that short.
             let timeout = Some(Duration::from_millis(2));
-            self.p.poll(&mut self.events, timeout).unwrap();
+            // The proactor decodes a framed source's reads in `poll`.
+            let ((), largest) = largest_allocation(|| {
+                self.p.poll(&mut self.events, timeout).unwrap();
+            });
+            assert!(largest <= 64 << 10, "poll allocated {largest}");
             let (rx, out_rx, codec) = (self.rx, self.out_rx, self.codec);
             let (ran, p, hub) = (&mut self.ran, &mut self.p, &mut self.hub);
             let mut finished = false;

@@ -6,30 +6,36 @@ use super::*;
 use crate::event::{CloseReason, FrameBytes, Item};
 use crate::frame::Codec;
 
-/// One chunk per flush, shared by every queue: the frames are in
-/// memory once however many subscribers hold them.
-#[test]
-fn subscribers_share_one_chunk() {
+/// A proactor, a source receiver and `n` senders (no reader: they hold
+/// what they are handed), on FIFOs in a fresh directory.
+fn fifos(n: usize) -> (tempfile::TempDir, Proactor, Receiver, Vec<Sender>) {
     let dir = tempfile::tempdir().unwrap();
     let mut p = Proactor::new().unwrap();
     let opts = crate::FifoOptions::new().create(true);
     let source = p.open_receiver(dir.path().join("src"), &opts).unwrap();
+    let txs = (0..n)
+        .map(|i| {
+            let path = dir.path().join(format!("out{i}"));
+            p.open_sender(path, &opts).unwrap()
+        })
+        .collect();
+    (dir, p, source, txs)
+}
+
+/// One chunk per flush, shared by every queue: the frames are in
+/// memory once however many subscribers hold them.
+#[test]
+fn subscribers_share_one_chunk() {
+    let (_dir, mut p, source, txs) = fifos(3);
     // A high watermark of one byte: each sender takes one frame, the
     // rest stays queued in the hub.
     let mut hub = Hub::new(
         source,
         HubOptions::new(Codec::Lines).sender_watermarks(1, 0),
     );
-    // No reader: the senders wait, holding what they are handed.
-    let txs: Vec<Sender> = (0..3)
-        .map(|i| {
-            let tx = p
-                .open_sender(dir.path().join(format!("out{i}")), &opts)
-                .unwrap();
-            assert!(hub.add(&mut p, tx).unwrap());
-            tx
-        })
-        .collect();
+    for &tx in &txs {
+        assert!(hub.add(&mut p, tx).unwrap());
+    }
     for frame in [&b"one"[..], b"two", b"three"] {
         let event = Event::Frame {
             from: source,
@@ -60,11 +66,8 @@ fn subscribers_share_one_chunk() {
 /// final flush runs.
 #[test]
 fn a_refused_frame_loses_only_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Proactor::new().unwrap();
-    let opts = crate::FifoOptions::new().create(true);
-    let source = p.open_receiver(dir.path().join("src"), &opts).unwrap();
-    let tx = p.open_sender(dir.path().join("out"), &opts).unwrap();
+    let (_dir, mut p, source, txs) = fifos(1);
+    let tx = txs[0];
     let mut hub = Hub::new(source, HubOptions::new(Codec::Lines));
     assert!(hub.add(&mut p, tx).unwrap());
     let frame = |bytes: &[u8]| Item::Frame {
@@ -107,10 +110,8 @@ fn a_refused_frame_loses_only_itself() {
 /// source ends at `end`, and refuses frames after it.
 #[test]
 fn publish_without_a_source() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut p = Proactor::new().unwrap();
-    let opts = crate::FifoOptions::new().create(true);
-    let tx = p.open_sender(dir.path().join("out"), &opts).unwrap();
+    let (_dir, mut p, _, txs) = fifos(1);
+    let tx = txs[0];
     let mut hub = Hub::without_source(HubOptions::new(Codec::Lines).sender_watermarks(1, 0));
     assert_eq!(hub.source(), None);
     assert!(hub.add(&mut p, tx).unwrap());
