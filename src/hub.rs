@@ -304,16 +304,21 @@ impl Hub {
         self.reports.drain(..)
     }
 
-    /// Publishes one frame made on the proactor's thread: encoded in the
-    /// hub's codec and queued for every subscriber at once, under the same
-    /// queues, [`Full`] policy and counters as the source's frames, in
-    /// order with them. A payload the codec cannot carry, or a frame after
-    /// the hub's end ([`FrameError::Ended`]), is refused, counted in
-    /// [`rejected_frames`](Self::rejected_frames), and publishes nothing.
+    /// Publishes one frame made on the proactor's thread (frames from
+    /// other threads come over a channel, with a
+    /// [`Notifier`](crate::Notifier) to wake the proactor:
+    /// `examples/hub_handoff.rs`): encoded in the hub's codec and queued
+    /// for every subscriber at once, under the same queues, [`Full`]
+    /// policy and counters as the source's frames, in order with them;
+    /// each call is a chunk of its own. A payload the codec cannot carry,
+    /// or a frame after the hub's end ([`FrameError::Ended`]), is
+    /// returned, counted in [`rejected_frames`](Self::rejected_frames)
+    /// (not reported: you have the error), and publishes nothing.
     pub fn publish(&mut self, p: &mut Proactor, frame: &[u8]) -> Result<(), FrameError> {
-        let taken = match self.ended {
-            true => Err(self.intake.too_late()),
-            false => self.intake.frame(frame),
+        let taken = if self.ended {
+            Err(self.intake.too_late())
+        } else {
+            self.intake.frame(frame)
         };
         taken.map_err(|r| r.error)?;
         self.flush(p);

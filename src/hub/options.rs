@@ -44,7 +44,7 @@ impl HubOptions {
     /// Defaults for frames of `codec`: payloads up to
     /// `PIPE_BUF - overhead` (for a raw source, see [`max_frame`](Self::max_frame)),
     /// 1 MiB queued per subscriber, [`Full::DropOldest`], sender watermarks
-    /// of 64 KiB / 16 KiB, subscribers closed after the source ends.
+    /// of 64 KiB / 16 KiB, subscribers closed after the hub ends.
     pub fn new(codec: Codec) -> HubOptions {
         HubOptions {
             codec,
