@@ -49,12 +49,16 @@ fn main() -> Result<(), Error> {
     let mut events = Events::with_capacity(1024);
     while !open.is_empty() {
         p.poll(&mut events, None)?;
-        hub.handle_events(&mut p, &events)?;
+        // One pass: the hub takes what is its own, and the loop still
+        // looks at each event (`Event` is `Copy`).
         for event in &events {
+            hub.handle(&mut p, event);
             if let Event::Closed { token, .. } = event {
                 open.retain(|t| t.token() != token);
             }
         }
+        // Publishes this poll's lines, one chunk for all of them.
+        hub.flush(&mut p);
         for report in hub.reports() {
             match report {
                 HubEvent::Gone { to, stats, .. } => {
@@ -69,5 +73,12 @@ fn main() -> Result<(), Error> {
             }
         }
     }
+    // Every line the publishers wrote is here: published, or counted.
+    eprintln!(
+        "pubsub: {} lines published, {} rejected, {} cut short",
+        hub.published_frames(),
+        hub.rejected_frames(),
+        hub.truncated_frames()
+    );
     Ok(())
 }

@@ -24,8 +24,9 @@ pub enum CloseReason {
 }
 
 /// One piece of finished work. Borrowed from [`Events`]: the data slices stay
-/// valid until `Events` is polled again or dropped.
-#[derive(Debug)]
+/// valid until `Events` is polled again or dropped. A view, so `Copy`: pass
+/// it on by value (to a [`Hub`](crate::hub::Hub), say) and still match it.
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Event<'a> {
     /// A sender found its reader and is now open.

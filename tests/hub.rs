@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
-use ringpipe::frame::Codec;
+use ringpipe::frame::{Codec, FrameError};
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
 use ringpipe::{Event, Events, FifoOptions, Proactor, Sender, Token};
 
@@ -18,17 +18,22 @@ const FRAME: usize = PAYLOAD + 4;
 
 /// Writes frames 0..count to the FIFO at argv[1], `batch` frames per
 /// batch, sleeping `sleep_ms` between batches; with `piece` > 0, in
-/// writes of at most `piece` bytes, which cut frames.
+/// writes of at most `piece` bytes, which cut frames. Optional: the first
+/// frame (argv[6]), and a frame left unfinished at the end, as
+/// "PROMISED,SENT" (argv[7]): a header promising PROMISED bytes, then
+/// SENT of them.
 const PUBLISHER_PY: &str = r#"
 import os, sys, signal, struct, time
 signal.alarm(60)
 path, count, batch, sleep_ms, piece = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+first = int(sys.argv[6]) if len(sys.argv) > 6 else 0
+promised, sent = (int(x) for x in sys.argv[7].split(',')) if len(sys.argv) > 7 else (0, 0)
 def frame(i):
     head = struct.pack('<Q', i)
     filler = bytes((i * 7 + k) & 0xff for k in range(52))
     return struct.pack('<I', 60) + head + filler
 fd = os.open(path, os.O_WRONLY)
-i = 0
+i = first
 while i < count:
     data = b''.join(frame(j) for j in range(i, min(count, i + batch)))
     view = memoryview(data)
@@ -38,6 +43,8 @@ while i < count:
     i += batch
     if sleep_ms:
         time.sleep(sleep_ms / 1000)
+if promised:
+    os.write(fd, struct.pack('<I', promised) + b'T' * sent)
 os.close(fd)
 "#;
 
@@ -125,6 +132,30 @@ fn publisher(path: &Path, count: usize, batch: usize, sleep_ms: f64, piece: usiz
     ))
 }
 
+/// Frames `first..end` in one batch, then (if `promised` > 0) a header
+/// promising `promised` bytes and `sent` of them, and exits.
+fn range_publisher(
+    path: &Path,
+    first: usize,
+    end: usize,
+    promised: u32,
+    sent: usize,
+) -> ChildGuard {
+    let tail = format!("{promised},{sent}");
+    ChildGuard::spawn(&mut python(
+        PUBLISHER_PY,
+        &[
+            &path,
+            &end.to_string(),
+            &(end - first).to_string(),
+            &"0",
+            &"0",
+            &first.to_string(),
+            &tail,
+        ],
+    ))
+}
+
 /// The frame indices in a subscriber's output, each frame checked whole.
 fn indices(out: &Path) -> Vec<u64> {
     indices_of(&std::fs::read(out).unwrap())
@@ -168,13 +199,18 @@ struct Setup {
 }
 
 fn setup(opts: HubOptions) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src");
-    let mut p = Proactor::new().unwrap();
     let rx_opts = FifoOptions::new()
         .create(true)
         .frames(Codec::LengthPrefixed, 4096);
-    let rx = p.open_receiver(&src, &rx_opts).unwrap();
+    setup_with(opts, &rx_opts)
+}
+
+/// A hub whose source is opened with `rx_opts`.
+fn setup_with(opts: HubOptions, rx_opts: &FifoOptions) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let mut p = Proactor::new().unwrap();
+    let rx = p.open_receiver(&src, rx_opts).unwrap();
     Setup {
         dir,
         p,
@@ -219,11 +255,11 @@ impl Setup {
                 .unwrap();
             if self.by_runs {
                 for e in self.events.runs(Codec::LengthPrefixed) {
-                    self.hub.handle(&mut self.p, &e).unwrap();
+                    self.hub.handle(&mut self.p, e);
                 }
                 self.hub.flush(&mut self.p);
             } else {
-                self.hub.handle_events(&mut self.p, &self.events).unwrap();
+                self.hub.handle_events(&mut self.p, &self.events);
             }
             for e in &self.events {
                 match e {
@@ -494,20 +530,10 @@ fn add_and_remove_while_running() {
 fn raw_source_is_decoded_into_whole_frames() {
     watchdog(Duration::from_secs(60), || {
         const N: usize = 5_000;
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src");
-        let mut p = Proactor::new().unwrap();
-        let rx = p
-            .open_receiver(&src, &FifoOptions::new().create(true))
-            .unwrap();
-        let mut s = Setup {
-            dir,
-            p,
-            events: Events::with_capacity(256),
-            src,
-            hub: Hub::new(rx, HubOptions::new(Codec::LengthPrefixed)),
-            by_runs: false,
-        };
+        let mut s = setup_with(
+            HubOptions::new(Codec::LengthPrefixed),
+            &FifoOptions::new().create(true),
+        );
         let a = s.add("a");
         // Writes of 1000 bytes: frames cut across writes, hence reads.
         let children = vec![
@@ -573,5 +599,107 @@ fn runs_of_frames_are_forwarded() {
         let all: Vec<u64> = (0..N as u64).collect();
         assert_eq!(indices(&fast.2), all, "fast");
         assert_eq!(indices(&slow.2), all, "slow");
+    });
+}
+
+/// A `Lines` hub over a length-prefixed source: frame 100 of 0..199 (one
+/// write) carries a newline, which no line can. That frame alone is lost,
+/// counted and reported; the frames after it in the same poll, and
+/// 200..299 after, all reach every subscriber, which closes at the end.
+#[test]
+fn a_frame_the_codec_cannot_carry_loses_only_itself() {
+    const PY: &str = r#"
+import os, sys, signal, struct
+signal.alarm(60)
+def frame(i):
+    p = (b'frame\n%05d' if i == 100 else b'frame %05d') % i
+    return struct.pack('<I', len(p)) + p
+fd = os.open(sys.argv[1], os.O_WRONLY)
+for lo, hi in ((0, 200), (200, 300)):
+    data = b''.join(frame(i) for i in range(lo, hi))
+    assert os.write(fd, data) == len(data)
+os.close(fd)
+"#;
+    watchdog(Duration::from_secs(60), || {
+        let mut s = setup(HubOptions::new(Codec::Lines));
+        let a = s.add("a");
+        let b = s.add("b");
+        let children = vec![
+            subscriber(&a.1, &a.2, FAST),
+            subscriber(&b.1, &b.2, FAST),
+            ChildGuard::spawn(&mut python(PY, &[&s.src])),
+        ];
+        let reports = s.run(&[a.0, b.0], |_, _| {});
+        wait_all(children, Duration::from_secs(30));
+        let expected: String = (0..300)
+            .filter(|i| *i != 100)
+            .map(|i| format!("frame {i:05}\n"))
+            .collect();
+        for out in [&a.2, &b.2] {
+            assert_eq!(std::fs::read_to_string(out).unwrap(), expected);
+        }
+        assert_eq!(s.hub.published_frames(), 299);
+        assert_eq!(s.hub.rejected_frames(), 1);
+        assert_eq!(s.hub.truncated_frames(), 0);
+        let rejected: Vec<_> = reports
+            .iter()
+            .filter_map(|r| match r {
+                HubEvent::Rejected { frames, error } => Some((*frames, error.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rejected, [(1, FrameError::NewlineInPayload { at: 5 })]);
+    });
+}
+
+/// A raw persistent source: publisher 1 writes frames 0..99, then a
+/// header promising 1,000 bytes and 300 of them, and exits; publisher 2
+/// (after the hub saw every writer leave) writes 100..199. The torn frame
+/// is counted truncated and never joined to publisher 2's bytes: every
+/// subscriber gets exactly 0..199.
+#[test]
+fn a_writer_leaving_inside_a_frame_cuts_only_that_frame() {
+    watchdog(Duration::from_secs(60), || {
+        let mut s = setup_with(
+            HubOptions::new(Codec::LengthPrefixed),
+            &FifoOptions::new().create(true).persistent(true),
+        );
+        let source = s.hub.source().unwrap();
+        let a = s.add("a");
+        let b = s.add("b");
+        let mut children = vec![
+            subscriber(&a.1, &a.2, FAST),
+            subscriber(&b.1, &b.2, FAST),
+            range_publisher(&s.src, 0, 100, 1000, 300),
+        ];
+        let total = (200 * FRAME + 4 + 300) as u64;
+        let mut second = None;
+        let src = s.src.clone();
+        let reports = s.run(&[a.0, b.0], |p, hub| {
+            // The first writer's session is over: the next one starts.
+            if second.is_none() && hub.truncated_frames() > 0 {
+                second = Some(range_publisher(&src, 100, 200, 0, 0));
+            }
+            // Every byte read and handled: no frame comes any more.
+            if second.is_some() && p.stats(source).unwrap().bytes_read == total {
+                hub.end(p);
+            }
+        });
+        children.extend(second);
+        wait_all(children, Duration::from_secs(30));
+        let all: Vec<u64> = (0..200).collect();
+        assert_eq!(indices(&a.2), all, "a");
+        assert_eq!(indices(&b.2), all, "b");
+        assert_eq!(s.hub.published_frames(), 200);
+        assert_eq!(s.hub.truncated_frames(), 1);
+        assert_eq!(s.hub.rejected_frames(), 0);
+        let truncated: Vec<usize> = reports
+            .iter()
+            .filter_map(|r| match r {
+                HubEvent::Truncated { buffered } => Some(*buffered),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(truncated, [4 + 300]);
     });
 }

@@ -317,7 +317,7 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
     let (mut closed, mut dropped) = (0, 0);
     while closed < subs {
         p.poll(&mut events, None).map_err(err)?;
-        hub.handle_events(&mut p, &events).map_err(err)?;
+        hub.handle_events(&mut p, &events);
         for e in &events {
             match e {
                 Event::Closed { token, .. } if txs.iter().any(|t| t.token() == token) => {
