@@ -385,10 +385,7 @@ impl Hub {
                 self.opts
                     .codec
                     .encode(frame, &mut staged.bytes)
-                    .map_err(|e| Error::Frame {
-                        token: source,
-                        source: e,
-                    })?;
+                    .map_err(|e| p.frame_error(source, e))?;
                 staged.ends.push(staged.bytes.len());
                 return Ok(Handled::Used);
             }
@@ -408,10 +405,7 @@ impl Hub {
                     })
                 }) {
                     staged.ends.truncate(before);
-                    return Err(Error::Frame {
-                        token: source,
-                        source: e,
-                    });
+                    return Err(p.frame_error(source, e));
                 }
                 staged.bytes.extend_from_slice(wire);
                 return Ok(Handled::Used);
@@ -429,15 +423,9 @@ impl Hub {
                             }
                         }
                     })
-                    .map_err(|e| Error::Frame {
-                        token: source,
-                        source: e,
-                    })?;
+                    .map_err(|e| p.frame_error(source, e))?;
                 if let Some(e) = bad {
-                    return Err(Error::Frame {
-                        token: source,
-                        source: e,
-                    });
+                    return Err(p.frame_error(source, e));
                 }
                 return Ok(Handled::Used);
             }
