@@ -8,22 +8,30 @@
 //! seq 100000 > /tmp/ringpipe-nested            # in another shell
 //! ```
 //!
-//! The rules of nesting (see `AsRawFd for Proactor`): build without
-//! DEFER_TASKRUN, poll with a zero timeout when the ring fd is readable,
-//! and `submit` before going back to sleep.
+//! The rules of nesting (see `Proactor::nest_fd`): build without
+//! DEFER_TASKRUN (or `nest_fd` refuses the ring fd), poll with a zero
+//! timeout when the ring fd is readable, and `submit` before going back
+//! to sleep.
 
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use ringpipe::{Event, Events, FifoOptions, Proactor};
 
+mod common;
+
 const RING: u64 = 1;
 const STDIN: u64 = 2;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/ringpipe-nested".into());
@@ -32,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let input = proactor.open_receiver(&path, &FifoOptions::new().create(true))?;
 
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    epoll.add(proactor.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, RING))?;
+    epoll.add(
+        proactor.nest_fd()?,
+        EpollEvent::new(EpollFlags::EPOLLIN, RING),
+    )?;
     let stdin = std::io::stdin();
     // stdin may be /dev/null or a file, which epoll refuses: then only the ring.
     let watch_stdin = epoll

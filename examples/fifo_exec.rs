@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use ringpipe::process::{FifoCommand, Pipeline};
 
+mod common;
+
 /// Compresses a generated text with PROGRAM, counts its words and checks the
 /// round trip, running `sh` pipelines whose files are FIFOs fed and drained
 /// by one io_uring thread; then runs the round trip as a pipeline of two
@@ -57,14 +59,7 @@ const COMPRESS: &str = r#""$2" -c <"$0" >"$1""#;
 const TOOLS: [&str; 7] = ["sh", "tee", "tr", "sort", "uniq", "head", "sha256sum"];
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fifo_exec: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {

@@ -11,9 +11,17 @@
 //! cat /tmp/ringpipe-handoff | wc -l                             # in another shell
 //! ```
 
+use std::process::ExitCode;
+
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
 
-fn main() -> Result<(), Error> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

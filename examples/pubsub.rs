@@ -9,11 +9,19 @@
 //! cargo run --example pubsub -- drop|pause|detach QUEUE_BYTES IN OUT [OUT...]
 //! ```
 
+use std::process::ExitCode;
+
 use ringpipe::frame::{Codec, PIPE_BUF};
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Sender};
 
-fn main() -> Result<(), Error> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || -> ! {
         eprintln!("usage: pubsub drop|pause|detach QUEUE_BYTES IN OUT [OUT...]");

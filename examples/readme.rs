@@ -7,9 +7,22 @@
 //! cargo run --example readme -- [INPUT [OUTPUT]]   # default /tmp/ringpipe-in /tmp/ringpipe-out
 //! ```
 
+use std::process::ExitCode;
+
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
 
-fn main() -> Result<(), Error> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The message ("/tmp/x: not a FIFO ..."), not main's Debug dump.
+            eprintln!("readme: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let in_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-in".into());
     let out_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-out".into());

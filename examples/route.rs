@@ -8,11 +8,18 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::process::ExitCode;
 
 use ringpipe::frame::{Codec, PIPE_BUF};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Sender};
 
-fn main() -> Result<(), Error> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [prefix, matched, other, inputs @ ..] = &args[..] else {
         eprintln!("usage: route PREFIX MATCHED_OUT OTHER_OUT IN [IN...]");

@@ -3,11 +3,18 @@
 //!
 //! `cargo run --release --example throughput -- [GIB] [CHUNK_KIB]`
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ringpipe::{Event, Events, FifoOptions, Proactor};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let gib: f64 = args.next().map_or(Ok(2.0), |a| a.parse())?;
     let chunk_kib: usize = args.next().map_or(Ok(64), |a| a.parse())?;

@@ -9,13 +9,16 @@
 //! seq 100000 > /tmp/ringpipe-nested            # in another shell
 //! ```
 //!
-//! The rules of nesting (see `AsRawFd for Proactor`): build without
-//! DEFER_TASKRUN, poll with a zero timeout when the ring fd is readable,
-//! and `submit` before awaiting readiness again. The proactor is not
-//! `Send`: it lives in a current-thread runtime (or a `LocalSet`).
+//! The rules of nesting (see `Proactor::nest_fd`): build without
+//! DEFER_TASKRUN (or `nest_fd` refuses the ring fd), poll with a zero
+//! timeout when the ring fd is readable, and `submit` before awaiting
+//! readiness again. The proactor is not `Send`: it lives in a
+//! current-thread runtime (or a `LocalSet`).
 
 use std::cell::Cell;
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -23,7 +26,13 @@ use ringpipe::{Event, Events, FifoOptions, Proactor};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+mod common;
+
+fn main() -> ExitCode {
+    common::exit(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/ringpipe-nested".into());
@@ -45,11 +54,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("tokio_nested: {} bytes so far", seen.get());
             }
         });
-        let mut ring = async_fd(proactor)?;
+        let mut ring = async_fd(Nested::new(proactor)?)?;
         let mut events = Events::with_capacity(256);
         let mut out = std::io::stdout().lock();
         loop {
-            let proactor = ring.get_mut();
+            let proactor = &mut ring.get_mut().proactor;
             // 1. Reap whatever finished, without waiting.
             proactor.poll(&mut events, Some(Duration::ZERO))?;
             for event in &events {
@@ -78,12 +87,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// A proactor with the ring fd that `nest_fd` gave it: an fd tokio may
+/// wait on, open as long as the proactor lives.
+struct Nested {
+    proactor: Proactor,
+    fd: RawFd,
+}
+
+impl Nested {
+    fn new(proactor: Proactor) -> Result<Nested, ringpipe::Error> {
+        let fd = proactor.nest_fd()?.as_raw_fd();
+        Ok(Nested { proactor, fd })
+    }
+}
+
+impl AsRawFd for Nested {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
 /// `AsyncFd::with_interest` is deprecated for the `unsafe`
 /// `register_with_interest`, whose contract (the fd stays open and the
-/// same while the `AsyncFd` owns it) a `Proactor` meets: its ring fd
-/// lives, unchanged, as long as it does. The project keeps `unsafe` out
-/// of examples.
+/// same while the `AsyncFd` owns it) a `Nested` meets: its ring fd
+/// lives, unchanged, as long as its proactor does. The project keeps
+/// `unsafe` out of examples.
 #[allow(deprecated)]
-fn async_fd(proactor: Proactor) -> std::io::Result<AsyncFd<Proactor>> {
-    AsyncFd::with_interest(proactor, Interest::READABLE)
+fn async_fd(nested: Nested) -> std::io::Result<AsyncFd<Nested>> {
+    AsyncFd::with_interest(nested, Interest::READABLE)
 }

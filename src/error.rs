@@ -102,7 +102,9 @@ pub enum Error {
 
     /// Backpressure: the sender's unsent bytes are at or above its high
     /// watermark, so nothing was queued. Wait for
-    /// [`Event::Writable`](crate::Event::Writable) and send again.
+    /// [`Event::Writable`](crate::Event::Writable) and send again. (Flow
+    /// control, not a failure: it names the handle only, and is returned
+    /// without allocating.)
     #[error("{token:?}: {unsent} bytes unsent, at or above the high watermark of {high}")]
     WouldBlock {
         /// The sender.
@@ -115,21 +117,48 @@ pub enum Error {
 
     /// The transport is one end of a relay: its bytes move by splice, so
     /// it takes no `send` and cannot join a second relay.
-    #[error("{token:?} is relaying")]
+    #[error("{} is relaying", name(path, token))]
     Relayed {
         /// The transport.
         token: Token,
+        /// Its FIFO's path or label ([`Proactor::path`](crate::Proactor::path)).
+        path: Option<PathBuf>,
     },
 
     /// A frame could not be encoded, or a received stream is not valid in
     /// its codec.
-    #[error("{token:?}: {source}")]
+    #[error("{}: {source}", name(path, token))]
     Frame {
         /// The transport.
         token: Token,
+        /// Its FIFO's path or label ([`Proactor::path`](crate::Proactor::path)).
+        path: Option<PathBuf>,
         /// What is wrong with the frame.
         #[source]
         source: crate::frame::FrameError,
+    },
+
+    /// A frame longer than [`PIPE_BUF`](crate::frame::PIPE_BUF) on the
+    /// wire (header or newline included) was given to a sender that keeps
+    /// frames atomic: no write of it could be, so nothing was queued. Send
+    /// smaller frames, or allow large ones on a FIFO with a single writer
+    /// ([`FifoOptions::large_frames`](crate::FifoOptions::large_frames),
+    /// [`Proactor::set_large_frames`](crate::Proactor::set_large_frames)).
+    #[error(
+        "{}: frame of {len} bytes exceeds PIPE_BUF ({max} bytes), the most one \
+         atomic write carries; allow it with FifoOptions::large_frames(true) \
+         if this FIFO has one writer",
+        name(path, token)
+    )]
+    FrameTooLarge {
+        /// The sender.
+        token: Token,
+        /// Its FIFO's path or label ([`Proactor::path`](crate::Proactor::path)).
+        path: Option<PathBuf>,
+        /// The frame's length on the wire.
+        len: usize,
+        /// The most one atomic write carries: `PIPE_BUF`.
+        max: usize,
     },
 
     /// A pipe size below one page was asked for: the kernel would make the
@@ -227,15 +256,32 @@ pub enum Error {
     },
 
     /// An I/O operation of a transport failed.
-    #[error("{token:?}: {op} failed: {source}")]
+    #[error("{}: {op} failed: {source}", name(path, token))]
     Io {
         /// The transport.
         token: Token,
+        /// Its FIFO's path or label ([`Proactor::path`](crate::Proactor::path)).
+        path: Option<PathBuf>,
         /// The operation: "read", "write", ...
         op: &'static str,
         /// The OS error from the completion.
         #[source]
         source: io::Error,
+    },
+
+    /// The proactor's ring defers its task work (`DEFER_TASKRUN`, the
+    /// default): a loop that sleeps on its fd would never be woken, so
+    /// [`Proactor::nest_fd`](crate::Proactor::nest_fd) does not hand it
+    /// out. Build the proactor with
+    /// [`Builder::defer_taskrun(false)`](crate::Builder::defer_taskrun).
+    #[error(
+        "proactor {proactor} defers its task work (DEFER_TASKRUN, the default): \
+         another loop waiting on its fd would never wake; build it with \
+         Builder::defer_taskrun(false) to drive it from another event loop"
+    )]
+    NotNestable {
+        /// The proactor's identity ([`Proactor::id`](crate::Proactor::id)).
+        proactor: u32,
     },
 
     /// A ring-level call (`io_uring_enter`, registration) failed.
@@ -256,6 +302,15 @@ impl Error {
         self.source()
             .and_then(|s| s.downcast_ref::<io::Error>())
             .and_then(io::Error::raw_os_error)
+    }
+}
+
+/// A transport in a message: its path or label, else its handle (a
+/// transport made from an fd and not labelled).
+fn name(path: &Option<PathBuf>, token: &Token) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => format!("{token:?}"),
     }
 }
 

@@ -60,7 +60,8 @@ pub enum Event<'a> {
         /// The bytes, in a registered buffer lent until the next poll.
         data: &'a [u8],
     },
-    /// The kernel accepted `bytes` more bytes of a sender's queue.
+    /// The kernel accepted `bytes` more bytes of a sender's queue: bytes
+    /// of your sends (a relay's bytes come as [`Event::Relayed`]).
     Sent {
         /// The sender.
         to: Sender,
@@ -75,13 +76,18 @@ pub enum Event<'a> {
     /// reader and resumed writing at the exact byte, or a persistent
     /// receiver got data from a new writer.
     PeerBack(Token),
-    /// A relay moved `bytes` from `from` to `to` inside the kernel.
+    /// `bytes` more bytes of a relay or fan-out from `from` reached `to`'s
+    /// pipe. Nearly all move inside the kernel (splice, tee); the few the
+    /// receiver read just before the relay took over, and those a fan-out
+    /// fills in for a destination that got less than the others, are
+    /// written from `to`'s queue and reported when the kernel accepts
+    /// them. Summed per destination, they are every byte relayed to it.
     Relayed {
         /// The receiver.
         from: Receiver,
         /// The sender.
         to: Sender,
-        /// Bytes moved by this splice.
+        /// Bytes that reached `to`'s pipe.
         bytes: usize,
     },
     /// A fan-out dropped a destination whose reader left

@@ -41,6 +41,7 @@ pub struct FifoOptions {
     pub(crate) reconnect: Reconnect,
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
+    pub(crate) large_frames: bool,
 }
 
 /// How a receiver reads.
@@ -100,7 +101,8 @@ impl Default for FifoOptions {
 impl FifoOptions {
     /// Defaults: do not create, mode 0600 when creating, do not follow
     /// symlinks, keep the pipe size, wait for a reader without limit, a
-    /// one-shot receiver, watermarks of 64 KiB / 16 KiB.
+    /// one-shot receiver, watermarks of 64 KiB / 16 KiB, frames of at most
+    /// `PIPE_BUF` bytes.
     pub fn new() -> FifoOptions {
         FifoOptions {
             create: false,
@@ -114,6 +116,7 @@ impl FifoOptions {
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
+            large_frames: false,
         }
     }
 
@@ -210,6 +213,23 @@ impl FifoOptions {
     pub fn watermarks(mut self, high: usize, low: usize) -> Self {
         self.high_watermark = high.max(1);
         self.low_watermark = low.min(self.high_watermark);
+        self
+    }
+
+    /// For a sender: accept frames longer than
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes on the wire in
+    /// [`Proactor::send_frame`](crate::Proactor::send_frame),
+    /// [`send_frames`](crate::Proactor::send_frames) and
+    /// [`send_framed`](crate::Proactor::send_framed) (default: refused
+    /// with [`Error::FrameTooLarge`], nothing queued). Such a frame is
+    /// written like [`send`](crate::Proactor::send) bytes, in as many
+    /// writes as the pipe takes: **not atomic**, so another process
+    /// writing to the same FIFO can interleave its bytes inside it and
+    /// corrupt the stream for the reader. Turn it on only for a FIFO with
+    /// one writer. Frames of at most `PIPE_BUF` bytes stay atomic either
+    /// way. (A sender made from an fd: [`Proactor::set_large_frames`](crate::Proactor::set_large_frames).)
+    pub fn large_frames(mut self, yes: bool) -> Self {
+        self.large_frames = yes;
         self
     }
 

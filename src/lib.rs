@@ -42,9 +42,14 @@
 //! their choice and wake it with a [`Notifier`] ([`Proactor::notifier`]:
 //! `Send + Sync + Clone`, coalescing, reported as [`Event::Notified`];
 //! `examples/handoff.rs`). Another event loop (epoll, tokio) can drive a
-//! proactor through its ring fd (`AsRawFd`/`AsFd`, with
-//! [`Builder::defer_taskrun`]`(false)` and [`Proactor::submit`];
-//! `examples/epoll_nested.rs`, `examples/tokio_nested.rs`).
+//! proactor through its ring fd ([`Proactor::nest_fd`], given by a proactor
+//! built with [`Builder::defer_taskrun`]`(false)`, and
+//! [`Proactor::submit`]; `examples/epoll_nested.rs`,
+//! `examples/tokio_nested.rs`).
+//!
+//! Errors about a transport name its FIFO's path, or the label given to
+//! one made from an fd ([`Proactor::set_label`], [`Proactor::path`]): print
+//! them with `Display` (`{}`), as the examples' `main` does.
 //!
 //! Requires Linux >= 6.1 with io_uring enabled; otherwise
 //! [`Proactor::new`] returns [`Error::Unsupported`] naming what is missing.

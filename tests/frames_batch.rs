@@ -234,6 +234,8 @@ fn send_framed_cuts_encoded_frames_at_their_boundaries() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = Proactor::new().unwrap();
         let (tx, rx) = pair(&mut p, dir.path());
+        // One writer: the long line below may go out non-atomically.
+        p.set_large_frames(tx, true).unwrap();
         // Lines of 100 bytes (40 fit in PIPE_BUF), one longer than PIPE_BUF
         // among them, as a relay would have read them.
         let mut wire = Vec::new();

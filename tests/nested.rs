@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -91,8 +91,11 @@ fn collect(got: &mut Vec<u8>, e: &Event<'_>) -> bool {
 /// waiting, submit, sleep in epoll. Returns the epoll wake-ups.
 fn drive_epoll(p: &mut Proactor, mut on: impl FnMut(&mut Proactor, &Event<'_>) -> bool) -> usize {
     let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-    ep.add(p.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 7))
-        .unwrap();
+    ep.add(
+        p.nest_fd().unwrap(),
+        EpollEvent::new(EpollFlags::EPOLLIN, 7),
+    )
+    .unwrap();
     let mut ev = Events::with_capacity(64);
     let mut ready = [EpollEvent::empty(); 4];
     let mut wakes = 0;
@@ -226,11 +229,11 @@ fn tokio_async_fd_delivers_every_byte_of_bursts_with_pauses() {
                 .build()
                 .unwrap();
             let got = rt.block_on(async move {
-                let mut afd = async_fd(p);
+                let mut afd = async_fd(Nested::new(p));
                 let mut ev = Events::with_capacity(64);
                 let mut got = Vec::new();
                 loop {
-                    let p = afd.get_mut();
+                    let p = &mut afd.get_mut().0;
                     p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
                     let mut done = false;
                     for e in &ev {
@@ -252,12 +255,28 @@ fn tokio_async_fd_delivers_every_byte_of_bursts_with_pauses() {
     }
 }
 
+/// A proactor and the ring fd its `nest_fd` gave.
+struct Nested(Proactor, RawFd);
+
+impl Nested {
+    fn new(p: Proactor) -> Nested {
+        let fd = p.nest_fd().unwrap().as_raw_fd();
+        Nested(p, fd)
+    }
+}
+
+impl AsRawFd for Nested {
+    fn as_raw_fd(&self) -> RawFd {
+        self.1
+    }
+}
+
 /// tokio's `AsyncFd` over the proactor. `with_interest` is deprecated for
 /// the `unsafe` `register_with_interest`, whose contract (the fd stays
-/// open and the same while the `AsyncFd` owns it) a `Proactor` meets: its
-/// ring fd lives as long as it does. Tests keep `unsafe` out.
+/// open and the same while the `AsyncFd` owns it) a `Nested` meets: its
+/// ring fd lives as long as its proactor. Tests keep `unsafe` out.
 #[allow(deprecated)]
-fn async_fd(p: Proactor) -> tokio::io::unix::AsyncFd<Proactor> {
+fn async_fd(p: Nested) -> tokio::io::unix::AsyncFd<Nested> {
     tokio::io::unix::AsyncFd::with_interest(p, tokio::io::Interest::READABLE).unwrap()
 }
 
@@ -274,16 +293,21 @@ fn deferred_task_work_polls_readable_but_wakes_no_waiter() {
         let mut ev = Events::with_capacity(8);
         p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
-        ep.add(p.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))
-            .unwrap();
+        // `nest_fd` refuses this ring's fd; the kernel's behaviour is
+        // what is under test here.
+        ep.add(
+            p.ring_fd_unchecked(),
+            EpollEvent::new(EpollFlags::EPOLLIN, 0),
+        )
+        .unwrap();
         let mut ready = [EpollEvent::empty(); 1];
         assert_eq!(ep.wait(&mut ready, EpollTimeout::ZERO).unwrap(), 0);
-        let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(p.ring_fd_unchecked(), PollFlags::POLLIN)];
         assert_eq!(nix::poll::poll(&mut fds, PollTimeout::ZERO).unwrap(), 0);
         // The read completes inside this write: its task work is queued
         // for this thread before `write` returns.
         nix::unistd::write(&w, b"x").unwrap();
-        let mut fds = [PollFd::new(p.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(p.ring_fd_unchecked(), PollFlags::POLLIN)];
         assert_eq!(nix::poll::poll(&mut fds, PollTimeout::ZERO).unwrap(), 1);
         assert!(fds[0].revents().unwrap().contains(PollFlags::POLLIN));
         assert_eq!(ep.wait(&mut ready, EpollTimeout::ZERO).unwrap(), 0);

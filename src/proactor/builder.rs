@@ -385,7 +385,7 @@ impl Builder {
             unpumped: Vec::new(),
             readable: Vec::new(),
             splice_direct: self.splice_direct,
-            relay_pipe: super::splice::RELAY_PIPE_SIZE,
+            relay_pipe: super::relay_pipes::RELAY_PIPE_SIZE,
             notify: None,
             batch: self.batch,
             echo_hold: self.echo_hold,

@@ -58,9 +58,16 @@ impl Proactor {
     }
 
     pub(super) fn io_fail(&mut self, idx: usize, op: &'static str, result: i32) {
-        let token = self.transports[idx].token;
+        let t = &self.transports[idx];
+        let (token, path) = (t.token, t.name());
         let source = io::Error::from_raw_os_error(-result);
-        self.fail(idx, Error::Io { token, op, source });
+        let error = Error::Io {
+            token,
+            path,
+            op,
+            source,
+        };
+        self.fail(idx, error);
     }
 
     /// Counts a just-submitted operation of transport `idx` as in flight,
@@ -183,8 +190,12 @@ impl Proactor {
                     let source = FrameError::Truncated {
                         buffered: decoder.buffered(),
                     };
-                    let token = t.token;
-                    let error = Error::Frame { token, source };
+                    let (token, path) = (t.token, t.path.as_deref().map(Into::into));
+                    let error = Error::Frame {
+                        token,
+                        path,
+                        source,
+                    };
                     self.pending.push(Item::Error {
                         token,
                         error: Box::new(error),

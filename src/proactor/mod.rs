@@ -7,6 +7,7 @@
 //! - `write`: queueing, the write pump, the reader leaving, flush;
 //! - `splice`: bytes moved between pipes by SPLICE and TEE (relays and
 //!   fan-outs);
+//! - `relay_pipes`: relays' pipes grown within one budget per process;
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
 //! - `watch`: crate-internal waits on other fds (a child's pidfd);
 //! - `close`: state changes, cancelling, finishing a close;
@@ -14,7 +15,7 @@
 //! - `dispatch`: each completion routed to its step.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,6 @@ use crate::buffers::{Buf, Pool};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
-use crate::frame::Codec;
 use crate::ring::{Completion, OpId, Ring};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
@@ -37,6 +37,7 @@ mod nest;
 mod notify;
 mod read;
 mod registry;
+mod relay_pipes;
 mod splice;
 mod stats;
 mod waiting;
@@ -236,29 +237,10 @@ impl Proactor {
     /// follows once they are down to the low watermark. Below the high
     /// watermark the whole of `data` is accepted.
     pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
-        self.enqueue(to, |queue, pool| {
+        self.enqueue(to, |queue, pool, _| {
             queue.push(pool, data);
             Ok(())
         })
-    }
-
-    /// Queues one frame: `payload` encoded with `codec`. A frame of at most
-    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included, goes out
-    /// in a single write, with other whole frames only, so frames from many
-    /// processes writing to one FIFO never interleave. Larger frames are
-    /// written like [`send`](Self::send) bytes: safe with one writer only.
-    /// Backpressure as for `send`.
-    pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
-        let frame = codec.pieces(payload).map_err(|source| Error::Frame {
-            token: to.0,
-            source,
-        })?;
-        self.enqueue(to, |q, pool| {
-            q.push_message(pool, &frame.as_slices());
-            Ok(())
-        })?;
-        self.count_frames_out(to, 1);
-        Ok(())
     }
 
     /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
@@ -314,9 +296,15 @@ impl Proactor {
 
     /// Moves everything `from` receives into `to` inside the kernel
     /// (`splice(2)`), with no copy through user space; reported as
-    /// [`Event::Relayed`](crate::Event::Relayed). The receiver's data no
+    /// [`Event::Relayed`](crate::Event::Relayed), every byte of it: a read
+    /// that completed before the splice took over (up to one buffer, when
+    /// the writer was quicker than the relay) is queued on `to`, written
+    /// first, and reported as `Relayed` too (counted in the receiver's
+    /// `bytes_read` and the sender's `bytes_accepted`; spliced bytes in
+    /// their `bytes_spliced`, see [`Stats`]). The receiver's data no
     /// longer comes as `Data` events and the sender takes no more `send`s
-    /// ([`Error::Relayed`]). Bytes already queued on `to` go first.
+    /// ([`Error::Relayed`]). Bytes already queued on `to` go first, and
+    /// are reported as `Sent`.
     ///
     /// A splice never waits inside the kernel: it follows a poll for data,
     /// runs non-blocking (from this thread by default, see
@@ -385,6 +373,27 @@ impl Proactor {
             Some(t) => Ok(t.state),
             None => Ok(State::Closed),
         }
+    }
+
+    /// The name errors give a transport: its FIFO's path, or the label
+    /// given with [`set_label`](Self::set_label); `None` for a transport
+    /// made from an fd and not labelled (errors then name its handle).
+    /// Fails with [`Error::Closed`] once it is closed.
+    pub fn path(&self, token: impl Into<Token>) -> Result<Option<&Path>> {
+        let token = token.into();
+        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
+        Ok(t.path.as_deref())
+    }
+
+    /// Names a transport in the errors about it ([`Error::Io`],
+    /// [`Error::Frame`], ...) and in [`path`](Self::path): for one made
+    /// from an fd (`"stdin"`, `"child 42 stdout"`), which has no path, or
+    /// to replace a FIFO's path in messages. Only a name: a persistent
+    /// receiver or a sender still reopens the FIFO it opened.
+    pub fn set_label(&mut self, token: impl Into<Token>, label: impl Into<PathBuf>) -> Result<()> {
+        let idx = self.live(token.into())?;
+        self.transports[idx].path = Some(label.into().into_boxed_path());
+        Ok(())
     }
 
     /// Sets the capacity of a transport's pipe (`F_SETPIPE_SZ`); returns

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::rc::Rc;
 
 use super::registry::{ReadPath, Role};
@@ -202,12 +203,12 @@ impl Proactor {
         let forward: Vec<Token> = splice.as_ref().map_or(Vec::new(), |s| s.to.clone());
         if !forward.is_empty() {
             let pool = Rc::clone(&self.pool);
+            let from = Receiver(t.token);
             for to in forward {
                 let to = to.index as usize;
                 self.transports[to]
                     .sender()
-                    .queue
-                    .push(&pool, &buf.as_slice()[..n]);
+                    .push_relayed(&pool, from, &buf.as_slice()[..n]);
                 self.pump(to);
             }
         } else if self.deliver_frames(idx, buf, n) {
@@ -227,6 +228,7 @@ impl Proactor {
         } = self;
         let t = &mut transports[idx];
         let (token, from) = (t.token, Receiver(t.token));
+        let name = t.path.as_deref();
         let Role::Receiver {
             decoder: Some(decoder),
             ..
@@ -262,11 +264,16 @@ impl Proactor {
             t.counters.frame_in();
             pending.push(Item::Frame { from, frame });
         });
+        let path = name.map(Path::to_path_buf);
         match decoded {
             Ok(()) => false,
             // Bytes read while closing are still reported, bad ones too.
             Err(source) if self.transports[idx].state == State::Closing => {
-                let error = Error::Frame { token, source };
+                let error = Error::Frame {
+                    token,
+                    path,
+                    source,
+                };
                 self.pending.push(Item::Error {
                     token,
                     error: Box::new(error),
@@ -274,7 +281,12 @@ impl Proactor {
                 false
             }
             Err(source) => {
-                self.fail(idx, Error::Frame { token, source });
+                let error = Error::Frame {
+                    token,
+                    path,
+                    source,
+                };
+                self.fail(idx, error);
                 true
             }
         }
@@ -297,7 +309,12 @@ impl Proactor {
         } = &mut t.role
             && let Err(source) = decoder.finish()
         {
-            let error = Error::Frame { token, source };
+            let path = t.path.as_deref().map(Path::to_path_buf);
+            let error = Error::Frame {
+                token,
+                path,
+                source,
+            };
             if !*persistent {
                 return self.fail(idx, error);
             }

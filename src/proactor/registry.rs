@@ -91,6 +91,21 @@ pub(super) struct SendSide {
     pub(super) above_high: bool,
     /// The receiver relaying into this sender.
     pub(super) relayed_from: Option<Token>,
+    /// Bytes of relays queued here (read before a relay took over, or
+    /// filled in for a fan-out destination that fell short), by stream
+    /// position: reported as `Relayed`, not `Sent`, once written.
+    pub(super) relayed: VecDeque<RelayedRange>,
+    /// Frames longer than `PIPE_BUF` are accepted (written non-atomically).
+    pub(super) large_frames: bool,
+}
+
+/// Queued bytes of a relay: positions `start..end` of a sender's stream
+/// (`WriteQueue::queued_total` counts them), from receiver `from`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RelayedRange {
+    pub(super) from: Receiver,
+    pub(super) start: u64,
+    pub(super) end: u64,
 }
 
 impl SendSide {
@@ -110,6 +125,8 @@ impl SendSide {
             low: opts.low_watermark as u64,
             above_high: false,
             relayed_from: None,
+            relayed: VecDeque::new(),
+            large_frames: opts.large_frames,
         }
     }
 }
@@ -122,7 +139,9 @@ pub(super) struct Transport {
     pub(super) fd: Option<OwnedFd>,
     pub(super) fixed: FixedSlot,
     pub(super) anchor: Option<OwnedFd>,
-    /// Boxed, not a `PathBuf`: a transport per FIFO, so 8 bytes count.
+    /// The FIFO's path, or the label given with `Proactor::set_label`:
+    /// what errors name the transport by. Boxed, not a `PathBuf`: a
+    /// transport per FIFO, so 8 bytes count.
     pub(super) path: Option<Box<Path>>,
     /// Ring operations owned by this transport (cancels included).
     pub(super) inflight: u32,
@@ -170,12 +189,15 @@ impl Transport {
         }
     }
 
-    /// The FIFO's path, for an error (empty for an adopted fd).
+    /// The FIFO's path or label, for an error (empty for an unlabelled
+    /// adopted fd).
     pub(super) fn path_buf(&self) -> PathBuf {
-        self.path
-            .as_deref()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        self.name().unwrap_or_default()
+    }
+
+    /// The FIFO's path or label, for an error that names the transport.
+    pub(super) fn name(&self) -> Option<PathBuf> {
+        self.path.as_deref().map(Path::to_path_buf)
     }
 
     pub(super) fn describe(&self) -> String {

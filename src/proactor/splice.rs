@@ -24,7 +24,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::fcntl::{FcntlArg, fcntl};
 
-use super::registry::Role;
+use super::relay_pipes::PipeGrant;
+
+use super::registry::{Role, Transport};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
@@ -35,10 +37,6 @@ use crate::transport::{Input, State};
 
 /// Bytes one splice may move; the pipes' contents bound it anyway.
 pub(super) const SPLICE_LEN: u32 = 1 << 20;
-
-/// The pipe size a relay or fan-out grows its FIFOs to by default
-/// ([`Proactor::set_relay_pipe_size`]): fewer, larger moves per wake-up.
-pub(super) const RELAY_PIPE_SIZE: usize = 1 << 20;
 
 /// Most bytes one direct splice turn moves before the relay waits on the
 /// ring again, so one busy relay does not hold up the others.
@@ -73,9 +71,9 @@ pub(super) struct Splice {
     /// The pipes of the source and of every destination were grown (see
     /// [`Proactor::set_relay_pipe_size`]); cleared when one is reopened.
     pub(super) sized: bool,
-    /// Bytes by which this splice grew its pipes (counted against
-    /// [`Proactor::relay_pipe_budget`]).
-    pub(super) grown: usize,
+    /// The share of the process's pipe budget this splice grew its pipes
+    /// by, given back when it ends.
+    pub(super) grown: PipeGrant,
 }
 
 impl Splice {
@@ -124,14 +122,27 @@ impl Proactor {
         policy: FanOutPolicy,
     ) -> crate::Result<()> {
         let rx = self.live_receiver(from)?;
+        let relayed = |t: &Transport| Error::Relayed {
+            token: t.token,
+            path: t.name(),
+        };
         if to.is_empty() {
-            return Err(Error::Relayed { token: from.0 });
+            return Err(relayed(&self.transports[rx]));
         }
         for (i, s) in to.iter().enumerate() {
             let tx = self.live_sender(*s)?;
             if self.transports[tx].sender().relayed_from.is_some() || to[..i].contains(s) {
-                return Err(Error::Relayed { token: s.0 });
+                return Err(relayed(&self.transports[tx]));
             }
+        }
+        if matches!(
+            self.transports[rx].role,
+            Role::Receiver {
+                splice: Some(_),
+                ..
+            }
+        ) {
+            return Err(relayed(&self.transports[rx]));
         }
         let Role::Receiver {
             read,
@@ -143,9 +154,6 @@ impl Proactor {
         else {
             return Err(Error::Stale { token: from.0 });
         };
-        if splice.is_some() {
-            return Err(Error::Relayed { token: from.0 });
-        }
         *splice = Some(Box::new(Splice {
             to: to.iter().map(|s| s.0).collect(),
             policy,
@@ -154,7 +162,7 @@ impl Proactor {
             round: Vec::new(),
             len: 0,
             sized: false,
-            grown: 0,
+            grown: PipeGrant::default(),
         }));
         // A read in flight is cancelled; if it completed first, its bytes
         // are queued on the senders ahead of everything spliced. (A splice
@@ -212,84 +220,6 @@ impl Proactor {
             return self.splice_single(rx, poll_first);
         }
         self.poll_source(rx);
-    }
-
-    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
-    /// source's and every destination's), before its first move and again
-    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
-    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
-    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
-    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
-    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
-    /// relay goes on with what it got. A pipe is shared with the peer
-    /// processes, and its pages count against the user's pipe limits
-    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
-    /// every new pipe of that user gets two pages. So the relays of one
-    /// proactor grow pipes by at most half that limit in all (32 MiB with
-    /// the kernel's default), counted while they run; beyond it, pipes
-    /// keep their size. Set 0 to size the FIFOs yourself
-    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
-    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
-        self.relay_pipe = bytes;
-    }
-
-    /// Bytes the running relays of this proactor may still grow pipes by:
-    /// half of `pipe-user-pages-soft` less what they grew (unbounded
-    /// where the kernel sets no soft limit).
-    fn relay_pipe_budget(&self) -> usize {
-        let soft = crate::fifo::PipeLimits::read().user_pages_soft;
-        if soft == 0 {
-            return usize::MAX;
-        }
-        let used: usize = self
-            .transports
-            .iter()
-            .filter_map(|(_, t)| match &t.role {
-                Role::Receiver {
-                    splice: Some(s), ..
-                } => Some(s.grown),
-                _ => None,
-            })
-            .sum();
-        (soft * crate::fifo::page_size() / 2).saturating_sub(used)
-    }
-
-    /// Grows the pipes of `rx`'s splice and of its (open) destinations to
-    /// the relay pipe size, within [`Self::relay_pipe_budget`]; a failure
-    /// leaves a pipe as it was.
-    fn grow_pipes(&mut self, rx: usize) {
-        let want = self.relay_pipe;
-        let Some(splice) = self.splice_of(rx) else {
-            return;
-        };
-        splice.sized = true;
-        if want == 0 {
-            return;
-        }
-        let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
-        let mut budget = self.relay_pipe_budget();
-        let mut grown = 0;
-        for idx in std::iter::once(rx).chain(dests) {
-            if let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) {
-                let now = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ)
-                    .map_or(usize::MAX, |n| n as usize);
-                let (before, after) =
-                    crate::fifo::grow_pipe(fd.as_fd(), want.min(now.saturating_add(budget)));
-                budget = budget.saturating_sub(after - before);
-                grown += after - before;
-            }
-        }
-        if let Some(splice) = self.splice_of(rx) {
-            splice.grown += grown;
-        }
-    }
-
-    /// A FIFO of `rx`'s splice was (or will be) reopened: a new pipe, to
-    /// be grown again before the next move.
-    fn resize_later(&mut self, rx: usize) {
-        if let Some(splice) = self.splice_of(rx) {
-            splice.sized = false;
-        }
     }
 
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
@@ -607,8 +537,11 @@ impl Proactor {
             }
         }
         let from = Receiver(self.transports[rx].token);
-        if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
-            *bytes_read += target as u64;
+        // Out of the source: `consumed` by the splice, the rest by read(2).
+        let t = &mut self.transports[rx];
+        t.counters.spliced(consumed as u64);
+        if let Role::Receiver { bytes_read, .. } = &mut t.role {
+            *bytes_read += rest.len() as u64;
         }
         let pool = std::rc::Rc::clone(&self.pool);
         for (d, n) in &moved {
@@ -620,12 +553,13 @@ impl Proactor {
             {
                 continue;
             }
-            let side = self.transports[idx].sender();
-            side.queue.queued_total += *n as u64;
-            side.queue.accepted_total += *n as u64;
-            // What this destination lacks of the round, from user space.
+            let t = &mut self.transports[idx];
+            t.counters.spliced(*n as u64);
+            // What this destination lacks of the round, from user space:
+            // reported as `Relayed` too, once written.
             if *n < target {
-                side.queue.push(&pool, &rest[n.saturating_sub(consumed)..]);
+                let lack = &rest[n.saturating_sub(consumed)..];
+                t.sender().push_relayed(&pool, from, lack);
             }
             if *n > 0 {
                 self.pending.push(Item::Relayed {
@@ -673,12 +607,8 @@ impl Proactor {
     /// Counts and reports `n` bytes spliced from `rx` into `dest`.
     fn spliced(&mut self, rx: usize, dest: Token, n: usize) {
         let tx = dest.index as usize;
-        if let Role::Receiver { bytes_read, .. } = &mut self.transports[rx].role {
-            *bytes_read += n as u64;
-        }
-        let side = self.transports[tx].sender();
-        side.queue.queued_total += n as u64;
-        side.queue.accepted_total += n as u64;
+        self.transports[rx].counters.spliced(n as u64);
+        self.transports[tx].counters.spliced(n as u64);
         self.pending.push(Item::Relayed {
             from: Receiver(self.transports[rx].token),
             to: Sender(dest),

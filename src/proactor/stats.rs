@@ -24,16 +24,32 @@ use crate::transport::State;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Sender: bytes accepted by [`Proactor::send`] and the frame calls
-    /// (frame headers and delimiters included), relayed bytes that passed
-    /// through the queue included.
+    /// Sender: bytes put in its queue: by [`Proactor::send`] and the
+    /// frame calls (frame headers and delimiters included), and by a relay
+    /// or fan-out for the few bytes that go through user space (see
+    /// [`bytes_spliced`](Self::bytes_spliced)).
     pub bytes_queued: u64,
-    /// Sender: bytes the kernel accepted into the pipe.
+    /// Sender: bytes of its queue the kernel accepted into the pipe.
+    /// Bytes spliced in are not among them: they are in `bytes_spliced`.
     pub bytes_accepted: u64,
-    /// Receiver: bytes taken out of the pipe, whether delivered as `Data`,
-    /// decoded into frames, or forwarded into a relay's queue (bytes a
-    /// relay splices inside the kernel are not counted).
+    /// Receiver: bytes read out of the pipe into user space: delivered as
+    /// `Data`, decoded into frames, or, for a relay or fan-out, read to be
+    /// queued on its destinations (the bytes read before a relay took
+    /// over, and those a fan-out fills in for a destination that fell
+    /// short). Bytes spliced out are not among them: they are in
+    /// `bytes_spliced`.
     pub bytes_read: u64,
+    /// Bytes a relay or fan-out moved inside the kernel, by `splice(2)`
+    /// or `tee(2)`, never through user space: on a receiver, those spliced
+    /// out of its pipe (a tee copies without taking out: not counted
+    /// here); on a sender, those spliced or teed into its pipe. So every
+    /// byte that left a receiver's pipe is in exactly one of `bytes_read`
+    /// and `bytes_spliced`, and every byte that entered a sender's pipe
+    /// in exactly one of `bytes_accepted` and `bytes_spliced`. Their sum
+    /// on a relay's destination is the sum of its
+    /// [`Event::Relayed`](crate::Event::Relayed) and
+    /// [`Event::Sent`](crate::Event::Sent) bytes.
+    pub bytes_spliced: u64,
     /// Receiver decoding frames: frames reported as
     /// [`Event::Frame`](crate::Event::Frame). Zero for a byte receiver.
     pub frames_in: u64,
@@ -140,6 +156,7 @@ pub(super) struct Counters(Option<Box<Tally>>);
 struct Tally {
     frames_in: u64,
     frames_out: u64,
+    bytes_spliced: u64,
     reconnects: u64,
     /// Waits that ended, in nanoseconds (a `Duration` takes 8 bytes more).
     waited_ns: u64,
@@ -186,6 +203,14 @@ impl Counters {
     pub(super) fn frames_out(&mut self, n: u64) {
         if n > 0 {
             self.tally().frames_out += n;
+        }
+    }
+
+    /// `n` bytes were spliced out of (or into) this transport's pipe.
+    #[inline]
+    pub(super) fn spliced(&mut self, n: u64) {
+        if n > 0 {
+            self.tally().bytes_spliced += n;
         }
     }
 
@@ -240,6 +265,7 @@ impl Proactor {
         let mut stats = Stats {
             frames_in: c.frames_in,
             frames_out: c.frames_out,
+            bytes_spliced: c.bytes_spliced,
             reconnects: c.reconnects,
             waiting: c.waiting(),
             queue_high_water: c.queue_high_water,

@@ -3,19 +3,20 @@
 //! close after flush.
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::registry::Role;
+use super::registry::{RelayedRange, Role, SendSide};
 use super::splice::FanOutPolicy;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Item};
 use crate::fifo::Reconnect;
-use crate::frame::Codec;
+use crate::frame::{Codec, FrameError, PIPE_BUF};
 use crate::ring::{OpId, Purpose};
-use crate::token::Sender;
+use crate::token::{Receiver, Sender};
 use crate::transport::{Chunk, Input, State, WriteQueue};
 
 /// Most writes in one chain: a pipe's default capacity in `PIPE_BUF`
@@ -35,7 +36,85 @@ pub(super) struct Writing {
     pub(super) atomic: bool,
 }
 
+impl SendSide {
+    /// Queues bytes of a relay from `from`: reported as `Relayed` once
+    /// written, as the spliced bytes of the same relay are.
+    pub(super) fn push_relayed(&mut self, pool: &Rc<Pool>, from: Receiver, data: &[u8]) {
+        let start = self.queue.queued_total;
+        self.queue.push(pool, data);
+        let end = self.queue.queued_total;
+        match self.relayed.back_mut() {
+            Some(last) if last.from == from && last.end == start => last.end = end,
+            _ => self.relayed.push_back(RelayedRange { from, start, end }),
+        }
+    }
+
+    /// The kernel accepted the next `n` bytes of the queue: reported in
+    /// stream order, the sender's own as `Sent`, a relay's as `Relayed`.
+    fn written(&mut self, to: Sender, n: usize, pending: &mut Vec<Item>) {
+        let mut at = self.queue.accepted_total;
+        let end = at + n as u64;
+        self.queue.accepted_total = end;
+        while at < end {
+            match self.relayed.front_mut() {
+                // Bytes never written (none are, but a range must not
+                // outlive its bytes).
+                Some(r) if r.end <= at => {
+                    self.relayed.pop_front();
+                }
+                Some(r) if r.start <= at => {
+                    let upto = r.end.min(end);
+                    let from = r.from;
+                    if r.end <= upto {
+                        self.relayed.pop_front();
+                    }
+                    let bytes = (upto - at) as usize;
+                    pending.push(Item::Relayed { from, to, bytes });
+                    at = upto;
+                }
+                next => {
+                    let upto = next.map_or(end, |r| r.start.min(end));
+                    let bytes = (upto - at) as usize;
+                    pending.push(Item::Sent { to, bytes });
+                    at = upto;
+                }
+            }
+        }
+    }
+}
+
+/// Why a frame call queued nothing (see [`Proactor::enqueue`]).
+pub(super) enum Refused {
+    /// The codec cannot carry a payload, or `wire` is not whole frames.
+    Frame(FrameError),
+    /// A frame of this many bytes on the wire is over `PIPE_BUF` and the
+    /// sender keeps frames atomic.
+    TooLarge(usize),
+}
+
 impl Proactor {
+    /// Queues one frame: `payload` encoded with `codec`. A frame of at most
+    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included, goes out
+    /// in a single write, with other whole frames only, so frames from many
+    /// processes writing to one FIFO never interleave. A larger frame
+    /// cannot be written atomically: it is refused with
+    /// [`Error::FrameTooLarge`], unless the sender allows large frames
+    /// ([`FifoOptions::large_frames`](crate::FifoOptions::large_frames),
+    /// for a FIFO with one writer), which writes it like
+    /// [`send`](Self::send) bytes. Backpressure as for `send`.
+    pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
+        self.enqueue(to, |q, pool, large| {
+            let frame = codec.pieces(payload).map_err(Refused::Frame)?;
+            if frame.len() > PIPE_BUF && !large {
+                return Err(Refused::TooLarge(frame.len()));
+            }
+            q.push_message(pool, &frame.as_slices());
+            Ok(())
+        })?;
+        self.count_frames_out(to, 1);
+        Ok(())
+    }
+
     /// Queues many frames at once: each payload in `payloads` encoded with
     /// `codec`, in order, as by [`send_frame`](Self::send_frame) called
     /// for each, but at the cost of one call. Frames of at most
@@ -44,16 +123,18 @@ impl Proactor {
     /// interleaved with other writers of the FIFO.
     ///
     /// All or nothing: a payload the codec cannot carry (a newline in a
-    /// line, say) fails the call with [`Error::Frame`] and queues none of
-    /// them. Backpressure as for [`send`](Self::send): below the high
-    /// watermark every frame is accepted, at or above it none.
+    /// line, say) fails the call with [`Error::Frame`], a frame over
+    /// `PIPE_BUF` with [`Error::FrameTooLarge`] (unless the sender allows
+    /// large frames), and none of them is queued. Backpressure as for
+    /// [`send`](Self::send): below the high watermark every frame is
+    /// accepted, at or above it none.
     pub fn send_frames<P: AsRef<[u8]>>(
         &mut self,
         to: Sender,
         codec: Codec,
         payloads: &[P],
     ) -> Result<()> {
-        self.enqueue(to, |q, pool| {
+        self.enqueue(to, |q, pool, large| {
             let mark = q.mark();
             for payload in payloads {
                 let payload = payload.as_ref();
@@ -61,22 +142,29 @@ impl Proactor {
                     // The common case without the general pieces: a check
                     // for a newline, then payload and newline.
                     Codec::Lines => match memchr::memchr(b'\n', payload) {
+                        None if payload.len() >= PIPE_BUF && !large => {
+                            Err(Refused::TooLarge(payload.len() + 1))
+                        }
                         None => {
                             q.push_message(pool, &[payload, b"\n"]);
                             Ok(())
                         }
-                        Some(at) => Err(crate::frame::FrameError::NewlineInPayload { at }),
+                        Some(at) => Err(Refused::Frame(FrameError::NewlineInPayload { at })),
                     },
-                    _ => codec
-                        .pieces(payload)
-                        .map(|frame| q.push_message(pool, &frame.as_slices())),
+                    _ => match codec.pieces(payload) {
+                        Ok(frame) if frame.len() > PIPE_BUF && !large => {
+                            Err(Refused::TooLarge(frame.len()))
+                        }
+                        Ok(frame) => {
+                            q.push_message(pool, &frame.as_slices());
+                            Ok(())
+                        }
+                        Err(e) => Err(Refused::Frame(e)),
+                    },
                 };
-                if let Err(source) = pushed {
+                if let Err(refused) = pushed {
                     q.rollback(mark);
-                    return Err(Error::Frame {
-                        token: to.0,
-                        source,
-                    });
+                    return Err(refused);
                 }
             }
             Ok(())
@@ -91,44 +179,70 @@ impl Proactor {
     /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, packed densely, with
     /// the cost of a copy and a few boundary searches per `PIPE_BUF`, not
     /// a call per frame: a framed relay or fan-out at about the cost of
-    /// [`send`](Self::send). A frame longer than `PIPE_BUF` is written
-    /// like `send` bytes.
+    /// [`send`](Self::send). A frame longer than `PIPE_BUF` is refused as
+    /// by [`send_frame`](Self::send_frame), or, where the sender allows
+    /// large frames, written like `send` bytes.
     ///
     /// All or nothing: `wire` ending inside a frame fails the call with
-    /// [`Error::Frame`] ([`FrameError::Truncated`](crate::frame::FrameError::Truncated))
-    /// and queues nothing. Backpressure as for `send`. Its frames are not
-    /// counted in [`Stats::frames_out`](crate::Stats::frames_out) (that
-    /// would cost a scan); its bytes are, in `bytes_queued`.
+    /// [`Error::Frame`] ([`FrameError::Truncated`](crate::frame::FrameError::Truncated)),
+    /// a refused large frame with [`Error::FrameTooLarge`], and nothing is
+    /// queued. Backpressure as for `send`. Its frames are not counted in
+    /// [`Stats::frames_out`](crate::Stats::frames_out) (that would cost a
+    /// scan); its bytes are, in `bytes_queued`.
     pub fn send_framed(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
-        self.enqueue(to, |q, pool| {
+        self.enqueue(to, |q, pool, large| {
+            let mark = q.mark();
+            let mut too_large = None;
             codec
-                .atomic_runs(wire, |run, atomic| {
-                    if atomic {
-                        q.push_message(pool, &[run]);
-                    } else {
-                        q.push(pool, run);
-                    }
+                .atomic_runs(wire, |run, atomic| match (atomic, too_large) {
+                    (_, Some(_)) => {}
+                    (true, None) => q.push_message(pool, &[run]),
+                    (false, None) if large => q.push(pool, run),
+                    (false, None) => too_large = Some(run.len()),
                 })
-                .map_err(|source| Error::Frame {
-                    token: to.0,
-                    source,
-                })
+                .map_err(Refused::Frame)?;
+            match too_large {
+                Some(len) => {
+                    q.rollback(mark);
+                    Err(Refused::TooLarge(len))
+                }
+                None => Ok(()),
+            }
         })
     }
 
+    /// Allows (or refuses again) frames longer than `PIPE_BUF` on a
+    /// sender: as [`FifoOptions::large_frames`](crate::FifoOptions::large_frames),
+    /// for a sender made from an fd or one already open.
+    pub fn set_large_frames(&mut self, sender: Sender, yes: bool) -> Result<()> {
+        let idx = self.live_sender(sender)?;
+        self.transports[idx].sender().large_frames = yes;
+        Ok(())
+    }
+
+    /// Queues what `push` puts in a sender's queue (given whether the
+    /// sender takes frames over `PIPE_BUF`), after the checks every send
+    /// shares: a live sender, not flushing or relayed, under its high
+    /// watermark.
     pub(super) fn enqueue(
         &mut self,
         to: Sender,
-        push: impl FnOnce(&mut WriteQueue, &Rc<Pool>) -> Result<()>,
+        push: impl FnOnce(&mut WriteQueue, &Rc<Pool>, bool) -> Result<(), Refused>,
     ) -> Result<()> {
         let idx = self.live_sender(to)?;
         let pool = Rc::clone(&self.pool);
-        let side = self.transports[idx].sender();
+        let t = &mut self.transports[idx];
+        // Named only in an error: a send allocates nothing for it.
+        let name = t.path.as_deref();
+        let Role::Sender(side) = &mut t.role else {
+            return Err(Error::Stale { token: to.0 });
+        };
         if side.close_after_flush {
             return Err(Error::Closed { token: to.0 });
         }
         if side.relayed_from.is_some() {
-            return Err(Error::Relayed { token: to.0 });
+            let path = name.map(Path::to_path_buf);
+            return Err(Error::Relayed { token: to.0, path });
         }
         let unsent = side.queue.unsent();
         if unsent >= side.high {
@@ -140,7 +254,22 @@ impl Proactor {
             });
         }
         let was_empty = side.queue.is_empty();
-        push(&mut side.queue, &pool)?;
+        push(&mut side.queue, &pool, side.large_frames).map_err(|refused| {
+            let path = name.map(Path::to_path_buf);
+            match refused {
+                Refused::Frame(source) => Error::Frame {
+                    token: to.0,
+                    path,
+                    source,
+                },
+                Refused::TooLarge(len) => Error::FrameTooLarge {
+                    token: to.0,
+                    path,
+                    len,
+                    max: PIPE_BUF,
+                },
+            }
+        })?;
         // At the watermark the next send is refused: promise `Writable`.
         side.above_high |= side.queue.unsent() >= side.high;
         // The writes start at the next `poll`, with whatever else this
@@ -232,7 +361,9 @@ impl Proactor {
         let t = &mut self.transports[idx];
         let token = t.token;
         let closing = t.state == State::Closing;
-        let side = t.sender();
+        let Role::Sender(side) = &mut t.role else {
+            return;
+        };
         let Some(at) = side.writing.iter().position(|w| w.op == op) else {
             return;
         };
@@ -247,12 +378,8 @@ impl Proactor {
         };
         if result > 0 {
             let n = result as usize;
-            side.queue.accepted_total += n as u64;
             chunk.start += n;
-            self.pending.push(Item::Sent {
-                to: Sender(token),
-                bytes: n,
-            });
+            side.written(Sender(token), n, &mut self.pending);
         }
         let side = self.transports[idx].sender();
         if chunk.start < chunk.end {

@@ -181,6 +181,9 @@ pub(crate) struct Ring {
     /// The kernel has `IORING_FEAT_MIN_TIMEOUT` (and it was not turned off).
     min_wait: bool,
     sqpoll: bool,
+    /// Set up with `DEFER_TASKRUN`: completions are posted only inside
+    /// this thread's own enters, so nothing wakes a waiter on the fd.
+    deferred: bool,
     pool_registered: bool,
     file_slots: Vec<u32>,
     file_table: u32,
@@ -196,6 +199,7 @@ impl std::fmt::Debug for Ring {
             .field("in_flight", &self.ops.len())
             .field("enters", &self.enters)
             .field("sqpoll", &self.sqpoll)
+            .field("deferred", &self.deferred)
             .field("ring_index", &self.ring_index)
             .field("min_wait", &self.min_wait)
             .finish()
@@ -282,6 +286,11 @@ impl Ring {
     /// Whether a kernel thread submits (SQPOLL).
     pub(crate) fn is_sqpoll(&self) -> bool {
         self.sqpoll
+    }
+
+    /// Whether the ring defers its task work (`DEFER_TASKRUN`).
+    pub(crate) fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     /// Operations submitted and not yet finally completed.

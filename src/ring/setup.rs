@@ -68,7 +68,8 @@ impl Ring {
     pub(crate) fn new(cfg: &RingConfig) -> Result<Ring, Error> {
         let sq = cfg.sq_entries.max(1);
         let cq = cfg.cq_entries.max(2 * sq);
-        let uring = retry_while_memlock_drains(|| match cfg.sqpoll_idle {
+        // Which setup the kernel took: whether the ring defers task work.
+        let (uring, deferred) = retry_while_memlock_drains(|| match cfg.sqpoll_idle {
             Some(idle) => {
                 let idle = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
                 first_accepted(
@@ -83,6 +84,7 @@ impl Ring {
                     sq,
                     cq,
                 )
+                .map(|(ring, _)| (ring, false))
             }
             None => {
                 let attempts: [Setup<'_>; 4] = [
@@ -97,7 +99,7 @@ impl Ring {
                 ];
                 // A ring driven from another loop skips DEFER_TASKRUN.
                 let from = if cfg.defer_taskrun { 0 } else { 2 };
-                first_accepted(&attempts[from..], sq, cq)
+                first_accepted(&attempts[from..], sq, cq).map(|(ring, i)| (ring, from + i < 2))
             }
         })
         .map_err(setup_error)?;
@@ -159,6 +161,7 @@ impl Ring {
             min_wait,
             enters: 0,
             sqpoll: cfg.sqpoll_idle.is_some(),
+            deferred,
             pool_registered: false,
             file_slots: (0..file_table).rev().collect(),
             file_table,
@@ -216,13 +219,13 @@ type Setup<'a> = &'a dyn Fn(&mut io_uring::Builder) -> &mut io_uring::Builder;
 
 /// Sets a ring up with the first of `attempts` (newest flags first) that
 /// the kernel accepts: a flag it does not know is refused with EINVAL.
-fn first_accepted(attempts: &[Setup<'_>], sq: u32, cq: u32) -> io::Result<IoUring> {
+fn first_accepted(attempts: &[Setup<'_>], sq: u32, cq: u32) -> io::Result<(IoUring, usize)> {
     let mut last = None;
-    for set in attempts {
+    for (i, set) in attempts.iter().enumerate() {
         let mut builder = IoUring::builder();
         set(&mut builder).setup_cqsize(cq);
         match builder.build(sq) {
-            Ok(ring) => return Ok(ring),
+            Ok(ring) => return Ok((ring, i)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
             Err(e) => return Err(e),
         }
