@@ -383,7 +383,7 @@ impl Builder {
             read_mode: self.read_mode,
             starved: Vec::new(),
             unpumped: Vec::new(),
-            readable: Vec::new(),
+            watches: Default::default(),
             splice_direct: self.splice_direct,
             relay_pipe: super::relay_pipes::RELAY_PIPE_SIZE,
             notify: None,

@@ -5,6 +5,7 @@ use std::io;
 
 use super::Proactor;
 use super::registry::Role;
+use super::route::{self, Part};
 use crate::error::Error;
 use crate::event::{CloseReason, Item};
 use crate::frame::FrameError;
@@ -88,9 +89,9 @@ impl Proactor {
     /// Asks the kernel to cancel `ops` of transport `idx`. Each cancel is
     /// an operation of the transport too, so its close waits for them.
     pub(super) fn cancel(&mut self, idx: usize, ops: impl IntoIterator<Item = Option<OpId>>) {
-        let owner = self.transports[idx].token.to_owner();
+        let data = route::data(self.transports[idx].token, Part::Cancel);
         for op in ops.into_iter().flatten() {
-            if self.ring.cancel(op, owner).is_ok() {
+            if self.ring.cancel(op, data).is_ok() {
                 self.transports[idx].inflight += 1;
             }
         }

@@ -1,21 +1,35 @@
-//! Completions: each one routed to the step that owns its operation.
+//! Completions: each one routed, by its user data (see `route`), to the
+//! step that owns its operation.
 
+use super::Proactor;
 use super::registry::Role;
-use super::{NO_TRANSPORT, Proactor};
-use crate::ring::{Completion, Purpose};
+use super::route::{Part, Route};
+use crate::ring::Completion;
 use crate::token::Token;
 use crate::transport::State;
 
 impl Proactor {
     pub(super) fn dispatch(&mut self, c: Completion) {
-        match c.purpose {
-            Purpose::RetryTimer => {
+        let (idx, part) = match Route::of(c.data) {
+            Route::Transport {
+                index,
+                generation,
+                part,
+            } => match self.transports.get_mut(index as usize) {
+                Some(t) if Route::names(generation, t.token) => {
+                    t.inflight -= u32::from(!c.more);
+                    (index as usize, part)
+                }
+                // Cannot happen: a slot is freed only when nothing is in flight.
+                _ => return,
+            },
+            Route::RetryTimer => {
                 self.timer_armed = false;
                 self.retry_waiting();
                 self.arm_retry_timer();
                 return;
             }
-            Purpose::OpenWatch => {
+            Route::OpenWatch => {
                 self.watch_armed = false;
                 if let Some(watch) = self.watch.as_mut() {
                     watch.drain();
@@ -26,24 +40,10 @@ impl Proactor {
                 }
                 return;
             }
-            Purpose::Readable => {
-                self.readable.push(c.op);
-                return;
-            }
-            Purpose::Notify => {
-                self.on_notify(c.op, c.result);
-                return;
-            }
-            _ if c.owner == NO_TRANSPORT => return,
-            _ => {}
-        }
-        let token = Token::from_owner(c.owner, self.id);
-        let idx = token.index as usize;
-        match self.transports.get_mut(idx) {
-            Some(t) if t.token == token => t.inflight -= u32::from(!c.more),
-            // Cannot happen: a slot is freed only when nothing is in flight.
-            _ => return,
-        }
+            Route::Watch(n) => return self.watches.on_fired(n),
+            Route::Notify => return self.on_notify(c.op, c.result),
+            Route::Nobody => return,
+        };
         // Closing senders this operation may have kept waiting: the
         // destinations of a splice (their fds are in use).
         // Usually none, and an empty collect does not allocate.
@@ -61,20 +61,16 @@ impl Proactor {
             }
             _ => Vec::new(),
         };
-        match c.purpose {
-            Purpose::Read => self.on_read(idx, c),
-            Purpose::ReadMulti => self.on_read_multi(idx, &c),
-            Purpose::ReadPoll => self.on_read_poll(idx, c.op, c.result),
-            Purpose::HangUp => self.on_hup(idx, c.op, c.result),
-            Purpose::Write => self.on_write(idx, c.op, c.result, c.buf),
-            Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
-            Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
-            Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
-            Purpose::Cancel
-            | Purpose::RetryTimer
-            | Purpose::OpenWatch
-            | Purpose::Readable
-            | Purpose::Notify => {}
+        match part {
+            Part::Read => self.on_read(idx, c),
+            Part::ReadMulti => self.on_read_multi(idx, &c),
+            Part::ReadPoll => self.on_read_poll(idx, c.op, c.result),
+            Part::HangUp => self.on_hup(idx, c.op, c.result),
+            Part::Write => self.on_write(idx, c.op, c.result, c.buf),
+            Part::WritePoll => self.on_write_poll(idx, c.op, c.result),
+            Part::SpliceRound => self.on_splice_round(idx, c.op, c.result),
+            Part::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
+            Part::Cancel => {}
         }
         if self.transports.contains(idx) {
             self.maybe_finish(idx);

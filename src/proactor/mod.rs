@@ -25,7 +25,7 @@ use crate::buffers::{Buf, Pool};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
-use crate::ring::{Completion, OpId, Ring};
+use crate::ring::{Completion, Ring};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -38,6 +38,7 @@ mod notify;
 mod read;
 mod registry;
 mod relay_pipes;
+mod route;
 mod splice;
 mod stats;
 mod waiting;
@@ -49,10 +50,7 @@ pub use notify::Notifier;
 use registry::{Role, SendSide, Transport, receiver_role};
 pub use splice::FanOutPolicy;
 pub use stats::{Snapshot, Stats};
-
-/// Owner of the proactor's own operations (the retry timer, the open
-/// watch): a transport's owner, `index << 32 | generation`, never reaches it.
-const NO_TRANSPORT: u64 = u64::MAX;
+pub(crate) use watch::Watch;
 
 const ECANCELED: i32 = -libc::ECANCELED;
 /// What an op that was running in io-wq completes with when cancelled.
@@ -104,8 +102,8 @@ pub struct Proactor {
     /// flight: their writes start at the next `poll`, all of the turn's
     /// sends in one chain (see `write::pump_queued`).
     unpumped: Vec<Token>,
-    /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
-    readable: Vec<OpId>,
+    /// Crate-internal watches (`watch_readable`).
+    watches: watch::Watches,
     /// Single-destination splices call `splice(2)` from this thread.
     splice_direct: bool,
     /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
@@ -448,6 +446,16 @@ impl Proactor {
         self.ring.ring_fd_registered()
     }
 
+    /// Waits through the ring until `fd` is readable (see [`Watch`]).
+    pub(crate) fn watch_readable(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<Watch> {
+        self.watches.arm(&mut self.ring, fd)
+    }
+
+    /// Whether `watch` has fired; true once.
+    pub(crate) fn fired(&mut self, watch: &Watch) -> bool {
+        self.watches.take(watch)
+    }
+
     /// How a blocking wait is held, if at all: the completions to wait for
     /// and how long at most before any one will do.
     ///
@@ -505,7 +513,7 @@ impl Proactor {
         }
         self.pump_queued();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let watches_fired = self.readable.len();
+        let watches_fired = self.watches.fired();
         loop {
             let wait = self.pending.is_empty()
                 && timeout != Some(Duration::ZERO)
@@ -529,7 +537,7 @@ impl Proactor {
             }
             self.completions = completions;
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            let watched = self.readable.len() != watches_fired;
+            let watched = self.watches.fired() != watches_fired;
             if !wait || expired || watched || !self.pending.is_empty() {
                 break;
             }

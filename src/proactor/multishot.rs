@@ -5,9 +5,10 @@
 use std::os::fd::AsRawFd;
 
 use super::registry::{ReadPath, Role};
+use super::route::{self, Part};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::PROVIDED_GROUP;
-use crate::ring::{Completion, FileRef, OpId, Purpose};
+use crate::ring::{Completion, FileRef, OpId};
 use crate::transport::State;
 
 impl Proactor {
@@ -18,7 +19,7 @@ impl Proactor {
         let Some(fd) = t.fd.as_ref() else {
             return;
         };
-        let (raw, owner) = (fd.as_raw_fd(), t.token.to_owner());
+        let (raw, token) = (fd.as_raw_fd(), t.token);
         let Role::Receiver {
             read,
             path: ReadPath::Multishot { hup },
@@ -30,12 +31,15 @@ impl Proactor {
         // Measured on Linux 6.18: READ_MULTISHOT on a registered (fixed)
         // file fails with -EBADFD; on the plain descriptor it works.
         let read = match read {
-            None => Some(self.ring.read_multishot(FileRef::Raw(raw), owner)),
+            None => Some(
+                self.ring
+                    .read_multishot(FileRef::Raw(raw), route::data(token, Part::ReadMulti)),
+            ),
             Some(_) => None,
         };
         // Events 0: POLLHUP and POLLERR only, never data.
         let hup = match hup {
-            None => Some(self.ring.poll_add(raw, 0, owner, Purpose::HangUp)),
+            None => Some(self.ring.poll_add(raw, 0, route::data(token, Part::HangUp))),
             Some(_) => None,
         };
         for (slot, op) in [(0, read), (1, hup)] {

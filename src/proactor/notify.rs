@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::{NO_TRANSPORT, Proactor};
+use super::Proactor;
+use super::route::NOTIFY;
 use crate::error::{Error, Result};
 use crate::event::Item;
 use crate::ring::OpId;
@@ -147,7 +148,7 @@ impl Proactor {
         let fd = state.shared.fd.as_fd().as_raw_fd();
         let op = self
             .ring
-            .read_counter(fd, NO_TRANSPORT)
+            .read_counter(fd, NOTIFY)
             .map_err(|source| Error::Ring {
                 op: "submit",
                 source,

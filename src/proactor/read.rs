@@ -9,12 +9,13 @@ use std::path::Path;
 use std::rc::Rc;
 
 use super::registry::{ReadPath, Role};
+use super::route::{self, Part};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::{Buf, SELECT_GROUP};
 use crate::error::Error;
 use crate::event::{CloseReason, FrameBytes, Item};
 use crate::fifo::{self};
-use crate::ring::{Completion, OpId, Purpose};
+use crate::ring::{Completion, OpId};
 use crate::token::{Receiver, Token};
 use crate::transport::{Input, State};
 
@@ -66,7 +67,7 @@ impl Proactor {
             (false, None, ReadPath::Fixed | ReadPath::Draining) => {}
         }
         let raw = fd.as_raw_fd();
-        let owner = t.token.to_owner();
+        let token = t.token;
         let streaming = last >= STREAMING.min(self.pool.provided_size(SELECT_GROUP).max(1));
         let fixed = match streaming || !self.multishot_ok {
             true => self.pool.take_fixed(),
@@ -74,17 +75,25 @@ impl Proactor {
         };
         if fixed.is_none() && self.multishot_ok {
             let len = self.pool.provided_size(SELECT_GROUP) as u32;
-            let read = self.ring.read_select(file, len, owner).map(Some);
+            let read = self
+                .ring
+                .read_select(file, len, route::data(token, Part::Read))
+                .map(Some);
             return self.record_recv_ops(idx, read, Ok(None));
         }
         // No free registered buffer: wait for data without holding memory,
         // then read into whatever buffer is free at that moment.
         let (read, poll) = match fixed {
-            Some(buf) => (self.ring.read(file, buf, owner).map(Some), Ok(None)),
+            Some(buf) => (
+                self.ring
+                    .read(file, buf, route::data(token, Part::Read))
+                    .map(Some),
+                Ok(None),
+            ),
             None => (
                 Ok(None),
                 self.ring
-                    .poll_add(raw, libc::POLLIN as u32, owner, Purpose::ReadPoll)
+                    .poll_add(raw, libc::POLLIN as u32, route::data(token, Part::ReadPoll))
                     .map(Some),
             ),
         };
@@ -97,8 +106,8 @@ impl Proactor {
         if matches!(t.role, Role::Receiver { paused: true, .. }) {
             return;
         }
-        let owner = t.token.to_owner();
-        let read = self.ring.read(file, self.pool.take(), owner).map(Some);
+        let data = route::data(t.token, Part::Read);
+        let read = self.ring.read(file, self.pool.take(), data).map(Some);
         self.record_recv_ops(idx, read, Ok(None));
     }
 
@@ -108,8 +117,7 @@ impl Proactor {
         let poll = self.ring.poll_add(
             fd.as_raw_fd(),
             libc::POLLIN as u32,
-            t.token.to_owner(),
-            Purpose::ReadPoll,
+            route::data(t.token, Part::ReadPoll),
         );
         self.record_recv_ops(idx, Ok(None), poll.map(Some));
     }

@@ -27,11 +27,11 @@ use nix::fcntl::{FcntlArg, fcntl};
 use super::relay_pipes::PipeGrant;
 
 use super::registry::{Role, Transport};
+use super::route::{self, Part};
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::error::Error;
 use crate::event::Item;
 use crate::ring::OpId;
-use crate::ring::Purpose;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::{Input, State};
 
@@ -236,7 +236,7 @@ impl Proactor {
         let (Some(from), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
-        let (raw, owner) = (fd.as_raw_fd(), t.token.to_owner());
+        let (raw, token) = (fd.as_raw_fd(), t.token);
         let Role::Receiver {
             splice: Some(splice),
             ..
@@ -252,10 +252,13 @@ impl Proactor {
         else {
             return;
         };
-        match self
-            .ring
-            .splice(from, to, SPLICE_LEN, poll_first.then_some(raw), owner)
-        {
+        match self.ring.splice(
+            from,
+            to,
+            SPLICE_LEN,
+            poll_first.then_some((raw, route::data(token, Part::SplicePoll))),
+            route::data(token, Part::SpliceRound),
+        ) {
             Ok((poll, op)) => {
                 self.transports[rx].inflight += 1 + u32::from(poll.is_some());
                 if let Some(splice) = self.splice_of(rx) {
@@ -275,8 +278,7 @@ impl Proactor {
         let poll = self.ring.poll_add(
             fd.as_raw_fd(),
             libc::POLLIN as u32,
-            t.token.to_owner(),
-            Purpose::SplicePoll,
+            route::data(t.token, Part::SplicePoll),
         );
         if let Some(op) = self.track(rx, poll)
             && let Some(splice) = self.splice_of(rx)
@@ -439,10 +441,8 @@ impl Proactor {
             len = len.min(room);
         }
         if let Some((fd, dest)) = full {
-            let owner = self.transports[rx].token.to_owner();
-            let poll = self
-                .ring
-                .poll_add(fd, libc::POLLOUT as u32, owner, Purpose::SplicePoll);
+            let data = route::data(self.transports[rx].token, Part::SplicePoll);
+            let poll = self.ring.poll_add(fd, libc::POLLOUT as u32, data);
             if let Some(op) = self.track(rx, poll)
                 && let Some(splice) = self.splice_of(rx)
             {
@@ -458,7 +458,7 @@ impl Proactor {
         let src = self.transports[rx]
             .file()
             .expect("an open receiver has its file");
-        let owner = self.transports[rx].token.to_owner();
+        let data = route::data(self.transports[rx].token, Part::SpliceRound);
         if let Err(e) = self.ring.reserve(dests.len()) {
             return self.submit_failed(rx, e);
         }
@@ -470,7 +470,7 @@ impl Proactor {
                 .expect("open sender");
             match self
                 .ring
-                .tee_or_splice(i < last, src, to, len, i < last, owner)
+                .tee_or_splice(i < last, src, to, len, i < last, data)
             {
                 Ok(op) => round.push((op, *d, None)),
                 Err(e) => {
@@ -640,13 +640,10 @@ impl Proactor {
                 let Some(fd) = self.transports[tx].fd.as_ref() else {
                     return;
                 };
-                let owner = self.transports[rx].token.to_owner();
-                let poll = self.ring.poll_add(
-                    fd.as_raw_fd(),
-                    libc::POLLOUT as u32,
-                    owner,
-                    Purpose::SplicePoll,
-                );
+                let data = route::data(self.transports[rx].token, Part::SplicePoll);
+                let poll = self
+                    .ring
+                    .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, data);
                 if let Some(op) = self.track(rx, poll)
                     && let Some(splice) = self.splice_of(rx)
                 {

@@ -6,10 +6,10 @@ use std::os::fd::AsFd;
 use std::time::Instant;
 
 use super::registry::Role;
-use super::{NO_TRANSPORT, Proactor, RETRY_START};
+use super::route::{OPEN_WATCH, RETRY_TIMER};
+use super::{Proactor, RETRY_START};
 use crate::error::Error;
 use crate::fifo::{self, OpenWatch};
-use crate::ring::Purpose;
 use crate::transport::{Input, State};
 
 impl Proactor {
@@ -52,12 +52,7 @@ impl Proactor {
         if let Some(watch) = &self.watch
             && self
                 .ring
-                .poll_add(
-                    watch.fd(),
-                    libc::POLLIN as u32,
-                    NO_TRANSPORT,
-                    Purpose::OpenWatch,
-                )
+                .poll_add(watch.fd(), libc::POLLIN as u32, OPEN_WATCH)
                 .is_ok()
         {
             self.watch_armed = true;
@@ -78,7 +73,7 @@ impl Proactor {
                 delay = delay.min(deadline.saturating_duration_since(now));
             }
         }
-        if self.ring.timeout(delay, NO_TRANSPORT).is_ok() {
+        if self.ring.timeout(delay, RETRY_TIMER).is_ok() {
             self.timer_armed = true;
             self.retry_delay = (self.retry_delay * 2).min(self.open_retry_max);
         }

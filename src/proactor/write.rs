@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::registry::{RelayedRange, Role, SendSide};
+use super::route::{self, Part};
 use super::splice::FanOutPolicy;
 use super::{ECANCELED, ERESTARTSYS, Proactor};
 use crate::buffers::Pool;
@@ -15,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::event::{CloseReason, Item};
 use crate::fifo::Reconnect;
 use crate::frame::{Codec, FrameError, PIPE_BUF};
-use crate::ring::{OpId, Purpose};
+use crate::ring::OpId;
 use crate::token::{Receiver, Sender};
 use crate::transport::{Chunk, Input, State, WriteQueue};
 
@@ -307,7 +308,7 @@ impl Proactor {
             return;
         }
         let Some(file) = t.file() else { return };
-        let owner = t.token.to_owner();
+        let data = route::data(t.token, Part::Write);
         let side = t.sender();
         if !side.writing.is_empty() || side.poll.is_some() {
             return;
@@ -334,7 +335,7 @@ impl Proactor {
             };
             let (start, end, atomic) = (chunk.start, chunk.end, chunk.atomic);
             let link = seq + 1 < n;
-            match self.ring.write(file, chunk.buf, start..end, owner, link) {
+            match self.ring.write(file, chunk.buf, start..end, data, link) {
                 Ok(op) => {
                     let t = &mut self.transports[idx];
                     t.inflight += 1;
@@ -416,8 +417,7 @@ impl Proactor {
                 let poll = self.ring.poll_add(
                     fd.as_raw_fd(),
                     libc::POLLOUT as u32,
-                    token.to_owner(),
-                    Purpose::WritePoll,
+                    route::data(token, Part::WritePoll),
                 );
                 if let Some(op) = self.track(idx, poll) {
                     self.transports[idx].sender().poll = Some(op);
@@ -527,9 +527,9 @@ impl Proactor {
         if let (State::Open, Role::Sender(s), Some(fd)) = (t.state, &t.role, &t.fd)
             && s.poll.is_none()
         {
-            let poll =
-                self.ring
-                    .poll_add(fd.as_raw_fd(), 0, t.token.to_owner(), Purpose::WritePoll);
+            let poll = self
+                .ring
+                .poll_add(fd.as_raw_fd(), 0, route::data(t.token, Part::WritePoll));
             if let Some(op) = self.track(idx, poll) {
                 self.transports[idx].sender().poll = Some(op);
             }

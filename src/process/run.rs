@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::ProcessError;
 use super::fifos::{Input, Output, nudge};
 use super::pipeline::{Link, LinkReport, PipelineOutput};
-use crate::ring::OpId;
+use crate::proactor::Watch;
 use crate::{CloseReason, Event, Events, Proactor};
 
 /// Longest time between two checks of whether a child has exited, where
@@ -42,7 +42,7 @@ struct Program {
     /// child has exited, which wakes `poll`. `None` where pidfds are not
     /// available (then exit is checked every [`EXIT_CHECK`]), and once it
     /// fired.
-    exit: Option<(OwnedFd, OpId)>,
+    exit: Option<(OwnedFd, Watch)>,
 }
 
 /// One run under way: the proactor, the children and the state of every
@@ -104,8 +104,8 @@ impl Run {
         let exit = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .ok()
             .and_then(|fd| {
-                let op = p.watch_readable(fd.as_fd()).ok()?;
-                Some((fd, op))
+                let watch = p.watch_readable(fd.as_fd()).ok()?;
+                Some((fd, watch))
             });
         self.programs.push(Program {
             name,
@@ -164,8 +164,8 @@ impl Run {
                     source,
                 })?;
             for program in &mut self.programs {
-                if let Some((_, op)) = &program.exit
-                    && self.p.took_readable(*op)
+                if let Some((_, watch)) = &program.exit
+                    && self.p.fired(watch)
                 {
                     // Exited: `reap` at the top of the loop reaps it.
                     program.exit = None;

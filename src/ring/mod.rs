@@ -50,42 +50,24 @@ pub(crate) enum FileRef {
     Fixed(u32),
 }
 
-/// What an operation is for: recorded in the operation table when it is
-/// submitted and reported back with its completion, so the proactor routes
-/// every completion with one `match`.
+/// The user data that comes back with every completion of an operation:
+/// opaque here. The proactor encodes in it whose operation it is and what
+/// for, and reserves values for its own operations; the ring only keeps
+/// it, and [`SHUTDOWN`] for the cancels it makes itself when dropped.
+pub(crate) type UserData = u64;
+
+/// User data of the cancels the ring submits itself at drop: their
+/// completions reach nobody.
+pub(crate) const SHUTDOWN: UserData = u64::MAX;
+
+/// What the ring itself must know of an operation's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    /// READ or READ_FIXED of a receiver.
-    Read,
-    /// READ_MULTISHOT of a receiver, from the provided buffer ring.
-    ReadMulti,
-    /// POLL of a receiver for data, before a read into whatever buffer is
-    /// free then.
-    ReadPoll,
-    /// POLL of a multishot receiver for POLLHUP: its writers left.
-    HangUp,
-    /// WRITE or WRITE_FIXED of a sender.
+enum Kind {
+    Other,
+    /// A WRITE: `unsubmitted_writes` counts it.
     Write,
-    /// POLL of a sender: for room after EAGAIN, or for its reader leaving.
-    WritePoll,
-    /// A round of a receiver spliced into senders: TEE to all destinations
-    /// but the last, SPLICE to the last (alone for one destination).
-    SpliceRound,
-    /// POLL of a spliced receiver: for data in the source (linked before a
-    /// single splice, or before sizing a round), or room in a destination.
-    SplicePoll,
-    /// ASYNC_CANCEL.
+    /// An ASYNC_CANCEL: never cancelled itself at drop.
     Cancel,
-    /// TIMEOUT of the retry timer of senders waiting for a reader.
-    RetryTimer,
-    /// POLL on the inotify fd that watches for readers opening FIFOs.
-    OpenWatch,
-    /// POLL for POLLIN on an fd the crate watches for itself (a child's
-    /// pidfd, for `process`).
-    Readable,
-    /// 8-byte READ of the eventfd that a `Notifier` writes to wake the
-    /// proactor from another thread.
-    Notify,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -104,11 +86,11 @@ impl OpId {
 /// One operation in flight: one per idle receiver, so kept small (48
 /// bytes, see `layout`).
 struct InFlight {
-    owner: u64,
+    data: UserData,
     /// The low half of the operation's id; the high half is its key in the
     /// table.
     seq: u32,
-    purpose: Purpose,
+    kind: Kind,
     held: Held,
 }
 
@@ -130,8 +112,8 @@ enum Held {
 /// One final completion.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    pub owner: u64,
-    pub purpose: Purpose,
+    /// The user data the operation was submitted with.
+    pub data: UserData,
     pub op: OpId,
     pub result: i32,
     pub buf: Option<Buf>,
@@ -241,10 +223,10 @@ impl Ring {
     /// A multishot read into buffers the kernel takes from the provided
     /// ring: one SQE, then a completion per read until it ends (ring empty:
     /// -ENOBUFS; cancelled; EOF on an anonymous pipe, never on a FIFO).
-    pub(crate) fn read_multishot(&mut self, file: FileRef, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn read_multishot(&mut self, file: FileRef, data: UserData) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
             .build());
-        self.push(sqe, owner, Purpose::ReadMulti, Held::Nothing)
+        self.push(sqe, data, Kind::Other, Held::Nothing)
     }
 
     /// Puts `fd` in the registered file table; `None` when the table is full.
@@ -314,7 +296,7 @@ impl Ring {
     }
 
     /// Reads up to the buffer's capacity at the file's current position.
-    pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, data: UserData) -> io::Result<OpId> {
         self.register_on_first_use(&buf);
         let ptr = buf.as_mut_ptr();
         let len = buf.capacity() as u32;
@@ -328,7 +310,7 @@ impl Ring {
                 .offset(u64::MAX)
                 .build()),
         };
-        self.push(sqe, owner, Purpose::Read, Held::Buf(buf))
+        self.push(sqe, data, Kind::Other, Held::Buf(buf))
     }
 
     /// Writes `buf[range]` at the file's current position. With `link`,
@@ -339,7 +321,7 @@ impl Ring {
         file: FileRef,
         mut buf: Buf,
         range: Range<usize>,
-        owner: u64,
+        data: UserData,
         link: bool,
     ) -> io::Result<OpId> {
         assert!(range.start <= range.end && range.end <= buf.capacity());
@@ -362,19 +344,13 @@ impl Ring {
         } else {
             sqe
         };
-        self.push(sqe, owner, Purpose::Write, Held::Buf(buf))
+        self.push(sqe, data, Kind::Write, Held::Buf(buf))
     }
 
     /// One-shot poll for `mask` (POLLERR and POLLHUP are always reported).
-    pub(crate) fn poll_add(
-        &mut self,
-        fd: RawFd,
-        mask: u32,
-        owner: u64,
-        purpose: Purpose,
-    ) -> io::Result<OpId> {
+    pub(crate) fn poll_add(&mut self, fd: RawFd, mask: u32, data: UserData) -> io::Result<OpId> {
         let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
-        self.push(sqe, owner, purpose, Held::Nothing)
+        self.push(sqe, data, Kind::Other, Held::Nothing)
     }
 
     /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
@@ -382,19 +358,19 @@ impl Ring {
     /// empty or the destination full). With `after_poll`, the splice is
     /// linked behind a POLL_ADD for POLLIN on that fd, so it only runs once
     /// data is there: a splice always runs on an io-wq worker, and one left
-    /// waiting on an empty pipe would park that worker. A relay's: the
-    /// splice is [`Purpose::SpliceRound`], the poll [`Purpose::SplicePoll`].
+    /// waiting on an empty pipe would park that worker. The poll's
+    /// completions carry `after_poll`'s user data, the splice's `data`.
     pub(crate) fn splice(
         &mut self,
         from: FileRef,
         to: FileRef,
         len: u32,
-        after_poll: Option<RawFd>,
-        owner: u64,
+        after_poll: Option<(RawFd, UserData)>,
+        data: UserData,
     ) -> io::Result<(Option<OpId>, OpId)> {
         let splice = splice_sqe(from, to, len);
-        let Some(fd) = after_poll else {
-            let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
+        let Some((fd, poll_data)) = after_poll else {
+            let splice = self.push(splice, data, Kind::Other, Held::Nothing)?;
             return Ok((None, splice));
         };
         // Both SQEs must go out in one submission for the link to hold.
@@ -402,12 +378,12 @@ impl Ring {
         let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
             .build()
             .flags(squeue::Flags::IO_LINK);
-        let poll = self.push(poll, owner, Purpose::SplicePoll, Held::Nothing)?;
-        let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
+        let poll = self.push(poll, poll_data, Kind::Other, Held::Nothing)?;
+        let splice = self.push(splice, data, Kind::Other, Held::Nothing)?;
         Ok((Some(poll), splice))
     }
 
-    /// A link of a fan-out round ([`Purpose::SpliceRound`]): TEE (copy without
+    /// A link of a fan-out round: TEE (copy without
     /// consuming) or SPLICE (move) of `len` bytes from pipe `from` to pipe
     /// `to`, non-blocking. With `link`, the next SQE runs only if this one
     /// moved all `len`.
@@ -418,7 +394,7 @@ impl Ring {
         to: FileRef,
         len: u32,
         link: bool,
-        owner: u64,
+        data: UserData,
     ) -> io::Result<OpId> {
         let sqe = if tee {
             let flags = libc::SPLICE_F_NONBLOCK;
@@ -452,7 +428,7 @@ impl Ring {
         } else {
             sqe
         };
-        self.push(sqe, owner, Purpose::SpliceRound, Held::Nothing)
+        self.push(sqe, data, Kind::Other, Held::Nothing)
     }
 
     /// SQEs the submission queue holds: the longest chain that one
@@ -476,14 +452,14 @@ impl Ring {
 
     /// Asks the kernel to cancel `target`. Both complete: `target` with
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
-    pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn cancel(&mut self, target: OpId, data: UserData) -> io::Result<OpId> {
         let sqe = opcode::AsyncCancel::new(target.0.get()).build();
-        self.push(sqe, owner, Purpose::Cancel, Held::Nothing)
+        self.push(sqe, data, Kind::Cancel, Held::Nothing)
     }
 
-    /// An 8-byte READ of an eventfd's counter ([`Purpose::Notify`]), into
-    /// a word the operation owns until its final completion.
-    pub(crate) fn read_counter(&mut self, fd: RawFd, owner: u64) -> io::Result<OpId> {
+    /// An 8-byte READ of an eventfd's counter, into a word the operation
+    /// owns until its final completion.
+    pub(crate) fn read_counter(&mut self, fd: RawFd, data: UserData) -> io::Result<OpId> {
         let mut counter = Box::new(0u64);
         let ptr: *mut u8 = (&mut *counter as *mut u64).cast();
         let sqe = opcode::Read::new(types::Fd(fd), ptr, 8)
@@ -491,12 +467,7 @@ impl Ring {
             .build();
         // The word joins its operation; the heap address `ptr` names stays
         // put when the box moves.
-        self.push(
-            sqe,
-            owner,
-            Purpose::Notify,
-            Held::Counter { _word: counter },
-        )
+        self.push(sqe, data, Kind::Other, Held::Counter { _word: counter })
     }
 
     /// The ring's fd, for polling it from another event loop.
@@ -506,21 +477,21 @@ impl Ring {
     }
 
     /// Completes with -ETIME after `after`.
-    pub(crate) fn timeout(&mut self, after: Duration, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn timeout(&mut self, after: Duration, data: UserData) -> io::Result<OpId> {
         let ts = Box::new(
             types::Timespec::new()
                 .sec(after.as_secs())
                 .nsec(after.subsec_nanos()),
         );
         let sqe = opcode::Timeout::new(&*ts).build();
-        self.push(sqe, owner, Purpose::RetryTimer, Held::Timespec { _ts: ts })
+        self.push(sqe, data, Kind::Other, Held::Timespec { _ts: ts })
     }
 
     fn push(
         &mut self,
         sqe: squeue::Entry,
-        owner: u64,
-        purpose: Purpose,
+        data: UserData,
+        kind: Kind,
         held: Held,
     ) -> io::Result<OpId> {
         let key = self.ops.vacant_key();
@@ -538,14 +509,14 @@ impl Ring {
         }
         if !self.sqpoll {
             self.unsubmitted += 1;
-            if purpose == Purpose::Write {
+            if kind == Kind::Write {
                 self.unsubmitted_writes += 1;
             }
         }
         let inserted = self.ops.insert(InFlight {
-            owner,
+            data,
             seq: self.seq,
-            purpose,
+            kind,
             held,
         });
         debug_assert_eq!(inserted, key);
@@ -715,8 +686,7 @@ impl Ring {
                 let provided = cqueue::buffer_select(cqe.flags());
                 if cqueue::more(cqe.flags()) {
                     out.push(Completion {
-                        owner: op.owner,
-                        purpose: op.purpose,
+                        data: op.data,
                         op: id,
                         result: cqe.result(),
                         buf: None,
@@ -728,8 +698,7 @@ impl Ring {
                 }
                 let op = ops.remove(key);
                 out.push(Completion {
-                    owner: op.owner,
-                    purpose: op.purpose,
+                    data: op.data,
                     op: id,
                     result: cqe.result(),
                     buf: match op.held {
@@ -767,11 +736,11 @@ impl Ring {
         let targets: Vec<OpId> = self
             .ops
             .iter()
-            .filter(|(_, op)| op.purpose != Purpose::Cancel)
+            .filter(|(_, op)| op.kind != Kind::Cancel)
             .map(|(key, op)| OpId::of(key, op.seq))
             .collect();
         for target in targets {
-            if self.cancel(target, u64::MAX).is_err() {
+            if self.cancel(target, SHUTDOWN).is_err() {
                 break;
             }
         }
