@@ -4,12 +4,17 @@
 use std::io;
 use std::time::Duration;
 
-use super::{Proactor, RETRY_START};
+use super::Proactor;
+use super::io::Io;
+use super::receiver::Reads;
+use super::registry::Table;
+use super::splice::Splicing;
+use super::wait::WaitPolicy;
+use super::waiting::{RETRY_START, Waiting};
 use crate::buffers::{self, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::fifo::ReadMode;
 use crate::ring::{self, Ring, RingConfig};
-use slab::Slab;
 
 /// Configures and builds a [`Proactor`].
 ///
@@ -365,31 +370,28 @@ impl Builder {
             ring::ignore_sigpipe_if_default();
         }
         Ok(Proactor {
-            id,
-            ring,
-            pool,
-            transports: Slab::new(),
-            generations: Vec::new(),
-            completions: Vec::new(),
-            pending: Vec::new(),
-            pending_bufs: Vec::new(),
-            waiting: Vec::new(),
-            watch: None,
-            watch_armed: false,
-            timer_armed: false,
-            retry_delay: RETRY_START,
-            open_retry_max: self.open_retry_max,
-            multishot_ok,
-            read_mode: self.read_mode,
-            starved: Vec::new(),
+            io: Io {
+                ring,
+                pool,
+                pending: Vec::new(),
+                pending_bufs: Vec::new(),
+            },
+            table: Table::new(id),
+            reads: Reads {
+                multishot_ok,
+                mode: self.read_mode,
+                starved: Vec::new(),
+            },
+            waiting: Waiting::new(self.open_retry_max),
+            wait: WaitPolicy::new(self.batch, self.echo_hold),
+            splicing: Splicing {
+                direct: self.splice_direct,
+                pipe_size: super::relay_pipes::RELAY_PIPE_SIZE,
+            },
             unpumped: Vec::new(),
             watches: Default::default(),
-            splice_direct: self.splice_direct,
-            relay_pipe: super::relay_pipes::RELAY_PIPE_SIZE,
             notify: None,
-            batch: self.batch,
-            echo_hold: self.echo_hold,
-            delivered: false,
+            completions: Vec::new(),
         })
     }
 }

@@ -1,84 +1,195 @@
 //! Completions: each one routed, by its user data (see `route`), to the
-//! step that owns its operation.
+//! part that owns its operation; and what the part asks for next (bytes
+//! to deliver, a read to arm, an EOF, a failure) routed on to whoever does
+//! it.
 
 use super::Proactor;
-use super::registry::Role;
+use super::receiver::{Armed, Eof, Next, Taken};
+use super::registry::{Role, Transport};
 use super::route::{Part, Route};
+use crate::buffers::Buf;
+use crate::event::CloseReason;
 use crate::ring::Completion;
-use crate::token::Token;
-use crate::transport::State;
+use crate::token::Receiver;
+use crate::transport::Input;
 
 impl Proactor {
     pub(super) fn dispatch(&mut self, c: Completion) {
-        let (idx, part) = match Route::of(c.data) {
+        match Route::of(c.data) {
             Route::Transport {
                 index,
                 generation,
                 part,
-            } => match self.transports.get_mut(index as usize) {
-                Some(t) if Route::names(generation, t.token) => {
-                    t.inflight -= u32::from(!c.more);
-                    (index as usize, part)
-                }
-                // Cannot happen: a slot is freed only when nothing is in flight.
-                _ => return,
-            },
+            } => self.on_transport_op(index as usize, generation, part, c),
             Route::RetryTimer => {
-                self.timer_armed = false;
+                self.waiting.on_timer();
                 self.retry_waiting();
                 self.arm_retry_timer();
-                return;
             }
             Route::OpenWatch => {
-                self.watch_armed = false;
-                if let Some(watch) = self.watch.as_mut() {
-                    watch.drain();
-                }
+                self.waiting.on_watch();
                 self.retry_waiting();
                 if !self.waiting.is_empty() {
-                    self.arm_watch();
+                    self.waiting.arm_watch(&mut self.io.ring);
                 }
-                return;
             }
-            Route::Watch(n) => return self.watches.on_fired(n),
-            Route::Notify => return self.on_notify(c.op, c.result),
-            Route::Nobody => return,
-        };
+            Route::Watch(n) => self.watches.on_fired(n),
+            Route::Notify => {
+                let token = self.notify_token();
+                if let Some(state) = self.notify.as_mut() {
+                    state.on_complete(&mut self.io, token, c.op, c.result);
+                }
+            }
+            Route::Nobody => {}
+        }
+    }
+
+    /// A completion of an operation of the transport in slot `idx`: its
+    /// part handles it, then a close waiting for it may finish.
+    fn on_transport_op(&mut self, idx: usize, generation: u32, part: Part, c: Completion) {
+        match self.table.get_mut(idx) {
+            Some(t) if Route::names(generation, t.end.token) => {
+                t.end.inflight -= u32::from(!c.more);
+            }
+            // Cannot happen: a slot is freed only when nothing is in flight.
+            _ => return,
+        }
         // Closing senders this operation may have kept waiting: the
         // destinations of a splice (their fds are in use).
-        // Usually none, and an empty collect does not allocate.
-        let waiting_dests: Vec<Token> = match &self.transports[idx].role {
-            Role::Receiver {
-                splice: Some(s), ..
-            } => {
-                s.to.iter()
-                    .filter(|d| {
-                        matches!(self.transports.get(d.index as usize),
-                    Some(t) if t.token == **d && t.state == State::Closing)
-                    })
-                    .copied()
-                    .collect()
+        let waiting_dests = self.closing_dests(idx);
+        let Transport { end, role } = &mut self.table[idx];
+        let io = &mut self.io;
+        match (part, role) {
+            (Part::Read, Role::Receiver(rx)) => {
+                let next = rx.on_read(end, io, c);
+                self.after_read(idx, next);
             }
-            _ => Vec::new(),
-        };
-        match part {
-            Part::Read => self.on_read(idx, c),
-            Part::ReadMulti => self.on_read_multi(idx, &c),
-            Part::ReadPoll => self.on_read_poll(idx, c.op, c.result),
-            Part::HangUp => self.on_hup(idx, c.op, c.result),
-            Part::Write => self.on_write(idx, c.op, c.result, c.buf),
-            Part::WritePoll => self.on_write_poll(idx, c.op, c.result),
-            Part::SpliceRound => self.on_splice_round(idx, c.op, c.result),
-            Part::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
-            Part::Cancel => {}
+            (Part::ReadMulti, Role::Receiver(rx)) => {
+                let next = rx.on_read_multi(end, io, &c);
+                self.after_read(idx, next);
+            }
+            (Part::ReadPoll, Role::Receiver(rx)) => {
+                let next = rx.on_read_poll(end, io, c.op, c.result);
+                self.after_read(idx, next);
+            }
+            (Part::HangUp, Role::Receiver(rx)) => {
+                let next = rx.on_hup(end, io, c.op, c.result);
+                self.after_read(idx, next);
+            }
+            (Part::Write, Role::Sender(s)) => {
+                let written = s.on_write(end, io, c.op, c.result, c.buf);
+                self.after_write(idx, written);
+            }
+            (Part::WritePoll, Role::Sender(s)) => {
+                let written = s.on_write_poll(end, c.op, c.result);
+                self.after_write(idx, written);
+            }
+            (Part::SpliceRound, Role::Receiver(_)) => self.on_splice_round(idx, c.op, c.result),
+            (Part::SplicePoll, Role::Receiver(_)) => self.on_splice_poll(idx, c.op, c.result),
+            _ => {}
         }
-        if self.transports.contains(idx) {
+        if self.table.contains(idx) {
             self.maybe_finish(idx);
         }
         for to in waiting_dests {
-            if matches!(self.transports.get(to.index as usize), Some(t) if t.token == to) {
+            if self.table.find_mut(to).is_some() {
                 self.maybe_finish(to.index as usize);
             }
+        }
+    }
+
+    /// What a receiver asks for after a completion.
+    fn after_read(&mut self, idx: usize, next: Next) {
+        match next {
+            Next::Done => {}
+            Next::Bytes { buf, n, rearm } => {
+                self.deliver(idx, buf, n);
+                if let Some(last) = rearm {
+                    self.arm_read_sized(idx, last);
+                }
+            }
+            Next::Arm => self.arm_read(idx),
+            Next::Eof => self.eof(idx),
+            Next::Starved => {
+                let token = self.table[idx].end.token;
+                self.reads.starved.push(token);
+            }
+            Next::Fail(e) => self.fail(idx, e),
+            Next::Unsubmitted(e) => self.submit_failed(idx, e),
+        }
+    }
+
+    pub(super) fn arm_read(&mut self, idx: usize) {
+        self.arm_read_sized(idx, 0);
+    }
+
+    /// Arms what receiver `idx` lacks: its read, or its splice. `last` is
+    /// the size of its read that just completed (0 if none).
+    fn arm_read_sized(&mut self, idx: usize, last: usize) {
+        // Delivering may have failed the transport and freed its slot.
+        let Some(Transport {
+            end,
+            role: Role::Receiver(rx),
+        }) = self.table.get_mut(idx)
+        else {
+            return;
+        };
+        match rx.arm(end, &mut self.io, &self.reads, last) {
+            Ok(Armed::Done) => {}
+            Ok(Armed::Splice) => self.arm_splice(idx),
+            Err(e) => self.submit_failed(idx, e),
+        }
+    }
+
+    /// Hands `buf[..n]` read by receiver `idx` to the user, or to the
+    /// senders it is spliced into (bytes read just before the splice took
+    /// over go first).
+    fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
+        let Transport {
+            end,
+            role: Role::Receiver(rx),
+        } = &mut self.table[idx]
+        else {
+            return;
+        };
+        match rx.take(end, &mut self.io, buf, n) {
+            Taken::Reported => {}
+            Taken::Forward(buf) => self.forward(idx, &buf.as_slice()[..n]),
+            Taken::Failed(e) => return self.fail(idx, e),
+        }
+        self.apply(idx, Input::PeerReady);
+    }
+
+    /// Queues bytes receiver `idx` read on every sender it is spliced
+    /// into, ahead of what the splice moves.
+    fn forward(&mut self, idx: usize, bytes: &[u8]) {
+        let from = Receiver(self.table[idx].end.token);
+        let dests = match &self.table[idx].role {
+            Role::Receiver(rx) => rx.splice().map_or(Vec::new(), |s| s.to.clone()),
+            Role::Sender(_) => Vec::new(),
+        };
+        for to in dests {
+            let to = to.index as usize;
+            if let Some(side) = self.table[to].sender() {
+                side.push_relayed(&self.io.pool, from, bytes);
+            }
+            self.pump(to);
+        }
+    }
+
+    /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).
+    pub(super) fn eof(&mut self, idx: usize) {
+        let Transport {
+            end,
+            role: Role::Receiver(rx),
+        } = &mut self.table[idx]
+        else {
+            return;
+        };
+        match rx.eof(end, &mut self.io) {
+            Eof::Reopened => self.arm_read(idx),
+            Eof::Close => self.begin_close(idx, CloseReason::Eof),
+            Eof::Fail(e) => self.fail(idx, e),
         }
     }
 }

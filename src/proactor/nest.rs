@@ -39,17 +39,19 @@ impl Proactor {
     /// `AsRawFd`) next to the proactor. A [`Notifier`](crate::Notifier)
     /// wakes such a loop too: its READ completes like any other.
     pub fn nest_fd(&self) -> Result<BorrowedFd<'_>> {
-        if self.ring.is_deferred() {
-            return Err(Error::NotNestable { proactor: self.id });
+        if self.io.ring.is_deferred() {
+            return Err(Error::NotNestable {
+                proactor: self.id(),
+            });
         }
-        Ok(self.ring.fd())
+        Ok(self.io.ring.fd())
     }
 
     /// The ring's fd whatever its mode, for tests of what the kernel does
     /// to a ring fd; drive a proactor through [`nest_fd`](Self::nest_fd).
     #[doc(hidden)]
     pub fn ring_fd_unchecked(&self) -> BorrowedFd<'_> {
-        self.ring.fd()
+        self.io.ring.fd()
     }
 
     /// Hands everything queued to the kernel now, without waiting and
@@ -66,10 +68,11 @@ impl Proactor {
     pub fn submit(&mut self) -> Result<()> {
         // Sends made since the last poll start their writes here.
         self.pump_queued();
-        if !self.ring.has_unsubmitted() && !self.ring.is_sqpoll() {
+        if !self.io.ring.has_unsubmitted() && !self.io.ring.is_sqpoll() {
             return Ok(());
         }
-        self.ring
+        self.io
+            .ring
             .submit_and_wait(false, None)
             .map_err(|source| Error::Ring {
                 op: "io_uring_enter",

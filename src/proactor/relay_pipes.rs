@@ -83,14 +83,14 @@ impl Proactor {
     /// user have budgets of their own. Set 0 to size the FIFOs yourself
     /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
     pub fn set_relay_pipe_size(&mut self, bytes: usize) {
-        self.relay_pipe = bytes;
+        self.splicing.pipe_size = bytes;
     }
 
     /// Grows the pipes of `rx`'s splice and of its (open) destinations to
     /// the relay pipe size, within the process's budget; a failure leaves
     /// a pipe as it was.
     pub(super) fn grow_pipes(&mut self, rx: usize) {
-        let want = self.relay_pipe;
+        let want = self.splicing.pipe_size;
         let Some(splice) = self.splice_of(rx) else {
             return;
         };
@@ -102,7 +102,7 @@ impl Proactor {
         let mut grant = std::mem::take(&mut splice.grown);
         let limit = process_budget();
         for idx in std::iter::once(rx).chain(dests) {
-            let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) else {
+            let Some(fd) = self.table.get(idx).and_then(|t| t.end.fd.as_ref()) else {
                 continue;
             };
             let Ok(now) = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ) else {

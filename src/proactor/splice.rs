@@ -56,6 +56,16 @@ pub enum FanOutPolicy {
     Wait,
 }
 
+/// How the proactor's relays and fan-outs splice.
+#[derive(Debug)]
+pub(super) struct Splicing {
+    /// `Builder::splice_direct`: single-destination splices call
+    /// `splice(2)` from this thread.
+    pub(super) direct: bool,
+    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
+    pub(super) pipe_size: usize,
+}
+
 /// A receiver spliced into senders.
 #[derive(Debug)]
 pub(super) struct Splice {
@@ -74,6 +84,8 @@ pub(super) struct Splice {
     /// The share of the process's pipe budget this splice grew its pipes
     /// by, given back when it ends.
     pub(super) grown: PipeGrant,
+    /// `Proactor::pause`: no wait for data is armed.
+    pub(super) paused: bool,
 }
 
 impl Splice {
@@ -121,40 +133,31 @@ impl Proactor {
         to: &[Sender],
         policy: FanOutPolicy,
     ) -> crate::Result<()> {
-        let rx = self.live_receiver(from)?;
+        let (rx, _) = self.table.live_receiver(from)?;
         let relayed = |t: &Transport| Error::Relayed {
-            token: t.token,
-            path: t.name(),
+            token: t.end.token,
+            path: t.end.name(),
         };
         if to.is_empty() {
-            return Err(relayed(&self.transports[rx]));
+            return Err(relayed(&self.table[rx]));
         }
         for (i, s) in to.iter().enumerate() {
-            let tx = self.live_sender(*s)?;
-            if self.transports[tx].sender().relayed_from.is_some() || to[..i].contains(s) {
-                return Err(relayed(&self.transports[tx]));
+            let (_, t) = self.table.live_sender(*s)?;
+            if t.sender().is_none_or(|s| s.relayed_from.is_some()) || to[..i].contains(s) {
+                return Err(relayed(t));
             }
         }
-        if matches!(
-            self.transports[rx].role,
-            Role::Receiver {
-                splice: Some(_),
-                ..
-            }
-        ) {
-            return Err(relayed(&self.transports[rx]));
+        if self.table[rx]
+            .receiver()
+            .and_then(|r| r.splice_mut())
+            .is_some()
+        {
+            return Err(relayed(&self.table[rx]));
         }
-        let Role::Receiver {
-            read,
-            poll,
-            path,
-            splice,
-            ..
-        } = &mut self.transports[rx].role
-        else {
+        let Some(r) = self.table[rx].receiver() else {
             return Err(Error::Stale { token: from.0 });
         };
-        *splice = Some(Box::new(Splice {
+        let ops = r.start_splice(Box::new(Splice {
             to: to.iter().map(|s| s.0).collect(),
             policy,
             poll: None,
@@ -163,26 +166,44 @@ impl Proactor {
             len: 0,
             sized: false,
             grown: PipeGrant::default(),
+            paused: false,
         }));
         // A read in flight is cancelled; if it completed first, its bytes
-        // are queued on the senders ahead of everything spliced. (A splice
-        // sees EOF itself: no hang-up poll is needed.)
-        let ops = [*read, *poll, path.hup()];
+        // are queued on the senders ahead of everything spliced.
         self.cancel(rx, ops);
         for s in to {
-            self.transports[s.0.index as usize].sender().relayed_from = Some(from.0);
+            if let Some(side) = self.table[s.0.index as usize].sender() {
+                side.relayed_from = Some(from.0);
+            }
         }
         self.arm_splice(rx);
         Ok(())
     }
 
     pub(super) fn splice_of(&mut self, rx: usize) -> Option<&mut Splice> {
-        match &mut self.transports[rx].role {
-            Role::Receiver {
-                splice: Some(f), ..
-            } => Some(f),
-            _ => None,
-        }
+        self.table.get_mut(rx)?.receiver()?.splice_mut()
+    }
+
+    /// The destinations of receiver `idx`'s splice that are closing: an
+    /// operation of the splice may be all that keeps them open.
+    pub(super) fn closing_dests(&self, idx: usize) -> Vec<Token> {
+        let Some(Transport {
+            role: Role::Receiver(rx),
+            ..
+        }) = self.table.get(idx)
+        else {
+            return Vec::new();
+        };
+        // Usually none, and an empty collect does not allocate.
+        rx.splice().map_or(Vec::new(), |s| {
+            s.to.iter()
+                .filter(|d| {
+                    matches!(self.table.get(d.index as usize),
+                        Some(t) if t.end.token == **d && t.end.state == State::Closing)
+                })
+                .copied()
+                .collect()
+        })
     }
 
     /// Waits for data in the source, unless a round, a poll or a read is
@@ -193,18 +214,17 @@ impl Proactor {
     }
 
     fn arm_splice_with(&mut self, rx: usize, poll_first: bool) {
-        let t = &self.transports[rx];
-        if t.state == State::Closing {
+        let Some(Transport {
+            end,
+            role: Role::Receiver(r),
+        }) = self.table.get(rx)
+        else {
+            return;
+        };
+        if end.closing() || r.armed() {
             return;
         }
-        let Role::Receiver {
-            splice: Some(splice),
-            paused: false,
-            read: None,
-            poll: None,
-            ..
-        } = &t.role
-        else {
+        let Some(splice) = r.splice().filter(|s| !s.paused) else {
             return;
         };
         if splice.poll.is_some() || !splice.round.is_empty() || !self.dests_ready(splice) {
@@ -225,34 +245,35 @@ impl Proactor {
     /// The round of one destination: a SPLICE of up to [`SPLICE_LEN`],
     /// linked behind a poll for data unless data is likely there.
     fn splice_single(&mut self, rx: usize, poll_first: bool) {
-        if self.splice_direct {
+        if self.splicing.direct {
             return if poll_first {
                 self.poll_source(rx)
             } else {
                 self.splice_now(rx)
             };
         }
-        let t = &self.transports[rx];
+        let Some(Transport {
+            end: t,
+            role: Role::Receiver(r),
+        }) = self.table.get(rx)
+        else {
+            return;
+        };
         let (Some(from), Some(fd)) = (t.file(), t.fd.as_ref()) else {
             return;
         };
         let (raw, token) = (fd.as_raw_fd(), t.token);
-        let Role::Receiver {
-            splice: Some(splice),
-            ..
-        } = &t.role
-        else {
+        let Some(&dest) = r.splice().and_then(|s| s.to.first()) else {
             return;
         };
-        let dest = splice.to[0];
         let Some(to) = self
-            .transports
+            .table
             .get(dest.index as usize)
-            .and_then(|d| d.file())
+            .and_then(|d| d.end.file())
         else {
             return;
         };
-        match self.ring.splice(
+        match self.io.ring.splice(
             from,
             to,
             SPLICE_LEN,
@@ -260,7 +281,7 @@ impl Proactor {
             route::data(token, Part::SpliceRound),
         ) {
             Ok((poll, op)) => {
-                self.transports[rx].inflight += 1 + u32::from(poll.is_some());
+                self.table[rx].end.inflight += 1 + u32::from(poll.is_some());
                 if let Some(splice) = self.splice_of(rx) {
                     splice.poll = poll;
                     splice.round.push((op, dest, None));
@@ -273,9 +294,9 @@ impl Proactor {
 
     /// Waits on the ring for data in the source.
     fn poll_source(&mut self, rx: usize) {
-        let t = &self.transports[rx];
+        let t = &self.table[rx].end;
         let Some(fd) = t.fd.as_ref() else { return };
-        let poll = self.ring.poll_add(
+        let poll = self.io.ring.poll_add(
             fd.as_raw_fd(),
             libc::POLLIN as u32,
             route::data(t.token, Part::SplicePoll),
@@ -291,20 +312,19 @@ impl Proactor {
     /// up to [`DIRECT_BUDGET`] bytes, then waits on the ring again. No
     /// io-wq worker and no hand-off: the data was reported ready by a poll.
     fn splice_now(&mut self, rx: usize) {
-        let t = &self.transports[rx];
-        let (
-            Some(src),
-            Role::Receiver {
-                splice: Some(splice),
-                ..
-            },
-        ) = (t.fd.as_ref(), &t.role)
+        let Some(Transport {
+            end: t,
+            role: Role::Receiver(r),
+        }) = self.table.get(rx)
         else {
             return;
         };
-        let dest = splice.to[0];
+        let (Some(src), Some(&dest)) = (t.fd.as_ref(), r.splice().and_then(|s| s.to.first()))
+        else {
+            return;
+        };
         let tx = dest.index as usize;
-        let Some(dst) = self.transports.get(tx).and_then(|d| d.fd.as_ref()) else {
+        let Some(dst) = self.table.get(tx).and_then(|d| d.end.fd.as_ref()) else {
             return;
         };
         let mut moved = 0usize;
@@ -338,24 +358,24 @@ impl Proactor {
             Ok(_) => return self.arm_splice(rx),
             Err(e) => -(e as i32),
         };
-        let closing = self.transports[rx].state == State::Closing;
+        let closing = self.table[rx].end.closing();
         self.after_splice(rx, dest, result, closing);
     }
 
     /// The operations of the receiver spliced into sender `tx`: they use
     /// its fd, so its close waits for them.
     pub(super) fn splice_ops_into(&self, tx: usize) -> Vec<(usize, OpId)> {
-        let Role::Sender(side) = &self.transports[tx].role else {
+        let Role::Sender(side) = &self.table[tx].role else {
             return Vec::new();
         };
         let Some(from) = side.relayed_from else {
             return Vec::new();
         };
         let rx = from.index as usize;
-        match self.transports.get(rx).map(|t| &t.role) {
-            Some(Role::Receiver {
-                splice: Some(s), ..
-            }) => s.ops().map(|op| (rx, op)).collect(),
+        match self.table.get(rx).map(|t| &t.role) {
+            Some(Role::Receiver(r)) => r
+                .splice()
+                .map_or(Vec::new(), |s| s.ops().map(|op| (rx, op)).collect()),
             _ => Vec::new(),
         }
     }
@@ -365,12 +385,10 @@ impl Proactor {
         splice
             .to
             .iter()
-            .all(|t| match self.transports.get(t.index as usize) {
-                Some(d) if d.token == *t && d.state == State::Open => match &d.role {
-                    Role::Sender(s) => {
-                        s.writing.is_empty() && s.poll.is_none() && s.queue.is_empty()
-                    }
-                    Role::Receiver { .. } => false,
+            .all(|t| match self.table.get(t.index as usize) {
+                Some(d) if d.end.token == *t && d.end.state == State::Open => match &d.role {
+                    Role::Sender(s) => s.idle(),
+                    Role::Receiver(_) => false,
                 },
                 _ => false,
             })
@@ -391,7 +409,7 @@ impl Proactor {
             return;
         }
         let single = splice.single();
-        if self.transports[rx].state == State::Closing || result < 0 {
+        if self.table[rx].end.closing() || result < 0 {
             return;
         }
         // A full destination whose reader left polls POLLERR at once: no
@@ -400,10 +418,10 @@ impl Proactor {
             && result as i16 & libc::POLLERR != 0
         {
             let idx = d.index as usize;
-            if matches!(self.transports.get(idx), Some(t) if t.token == d && t.state == State::Open)
+            if matches!(self.table.get(idx), Some(t) if t.end.token == d && t.end.state == State::Open)
             {
                 self.resize_later(rx);
-                self.on_reader_gone(idx);
+                self.reader_gone(idx);
             }
             return self.arm_splice(rx);
         }
@@ -411,7 +429,8 @@ impl Proactor {
         if single {
             return self.arm_splice_with(rx, false);
         }
-        let src = self.transports[rx]
+        let src = self.table[rx]
+            .end
             .fd
             .as_ref()
             .expect("an open receiver has its fd");
@@ -419,7 +438,7 @@ impl Proactor {
         if available == 0 {
             if result as i16 & libc::POLLHUP != 0 {
                 self.resize_later(rx);
-                return self.on_eof(rx);
+                return self.eof(rx);
             }
             return self.arm_splice(rx);
         }
@@ -429,7 +448,8 @@ impl Proactor {
         let mut len = available.min(SPLICE_LEN as usize);
         let mut full = None;
         for d in &dests {
-            let fd = self.transports[d.index as usize]
+            let fd = self.table[d.index as usize]
+                .end
                 .fd
                 .as_ref()
                 .expect("open sender");
@@ -441,8 +461,8 @@ impl Proactor {
             len = len.min(room);
         }
         if let Some((fd, dest)) = full {
-            let data = route::data(self.transports[rx].token, Part::SplicePoll);
-            let poll = self.ring.poll_add(fd, libc::POLLOUT as u32, data);
+            let data = route::data(self.table[rx].end.token, Part::SplicePoll);
+            let poll = self.io.ring.poll_add(fd, libc::POLLOUT as u32, data);
             if let Some(op) = self.track(rx, poll)
                 && let Some(splice) = self.splice_of(rx)
             {
@@ -455,20 +475,23 @@ impl Proactor {
     }
 
     fn start_round(&mut self, rx: usize, dests: Vec<Token>, len: u32) {
-        let src = self.transports[rx]
+        let src = self.table[rx]
+            .end
             .file()
             .expect("an open receiver has its file");
-        let data = route::data(self.transports[rx].token, Part::SpliceRound);
-        if let Err(e) = self.ring.reserve(dests.len()) {
+        let data = route::data(self.table[rx].end.token, Part::SpliceRound);
+        if let Err(e) = self.io.ring.reserve(dests.len()) {
             return self.submit_failed(rx, e);
         }
         let last = dests.len() - 1;
         let mut round = Vec::with_capacity(dests.len());
         for (i, d) in dests.iter().enumerate() {
-            let to = self.transports[d.index as usize]
+            let to = self.table[d.index as usize]
+                .end
                 .file()
                 .expect("open sender");
             match self
+                .io
                 .ring
                 .tee_or_splice(i < last, src, to, len, i < last, data)
             {
@@ -478,7 +501,7 @@ impl Proactor {
                 }
             }
         }
-        self.transports[rx].inflight += round.len() as u32;
+        self.table[rx].end.inflight += round.len() as u32;
         let splice = self.splice_of(rx).expect("a fan-out is running");
         splice.round = round;
         splice.len = len;
@@ -498,7 +521,7 @@ impl Proactor {
         // One destination: its round's Vec is kept for the next splice.
         if let [(_, dest, Some(result))] = splice.round[..] {
             splice.round.clear();
-            let closing = self.transports[rx].state == State::Closing;
+            let closing = self.table[rx].end.closing();
             return self.on_single_splice(rx, dest, result, closing);
         }
         let round = std::mem::take(&mut splice.round);
@@ -506,7 +529,7 @@ impl Proactor {
         // A round that completes while the source closes is still settled
         // (counted, reported, short destinations filled in), so every
         // destination ends with the same bytes; only no new round starts.
-        let closing = self.transports[rx].state == State::Closing;
+        let closing = self.table[rx].end.closing();
         let moved: Vec<(Token, usize)> = round
             .iter()
             .map(|(_, d, r)| (*d, r.unwrap_or(0).max(0) as usize))
@@ -528,7 +551,7 @@ impl Proactor {
         let target = moved.iter().map(|(_, n)| *n).max().unwrap_or(0).min(len);
         let mut rest = vec![0u8; target - consumed];
         if !rest.is_empty() {
-            let src = self.transports[rx].fd.as_ref().expect("open receiver");
+            let src = self.table[rx].end.fd.as_ref().expect("open receiver");
             // The bytes are in the pipe (tees do not consume): this returns at once.
             match nix::unistd::read(src, &mut rest) {
                 Ok(n) if n == rest.len() => {}
@@ -536,14 +559,14 @@ impl Proactor {
                 Err(e) => return self.io_fail(rx, "read", -(e as i32)),
             }
         }
-        let from = Receiver(self.transports[rx].token);
+        let from = Receiver(self.table[rx].end.token);
         // Out of the source: `consumed` by the splice, the rest by read(2).
-        let t = &mut self.transports[rx];
-        t.counters.spliced(consumed as u64);
-        if let Role::Receiver { bytes_read, .. } = &mut t.role {
-            *bytes_read += rest.len() as u64;
+        let t = &mut self.table[rx];
+        t.end.counters.spliced(consumed as u64);
+        if let Some(r) = t.receiver() {
+            r.bytes_read += rest.len() as u64;
         }
-        let pool = std::rc::Rc::clone(&self.pool);
+        let pool = std::rc::Rc::clone(&self.io.pool);
         for (d, n) in &moved {
             let idx = d.index as usize;
             if gone.contains(d)
@@ -553,16 +576,18 @@ impl Proactor {
             {
                 continue;
             }
-            let t = &mut self.transports[idx];
-            t.counters.spliced(*n as u64);
+            let t = &mut self.table[idx];
+            t.end.counters.spliced(*n as u64);
             // What this destination lacks of the round, from user space:
             // reported as `Relayed` too, once written.
-            if *n < target {
+            if *n < target
+                && let Some(side) = t.sender()
+            {
                 let lack = &rest[n.saturating_sub(consumed)..];
-                t.sender().push_relayed(&pool, from, lack);
+                side.push_relayed(&pool, from, lack);
             }
             if *n > 0 {
-                self.pending.push(Item::Relayed {
+                self.io.pending.push(Item::Relayed {
                     from,
                     to: Sender(*d),
                     bytes: *n,
@@ -579,12 +604,12 @@ impl Proactor {
             {
                 self.detach(rx, d);
             }
-            if self.transports[idx].state != State::Closing {
-                self.on_reader_gone(idx);
+            if self.table[idx].end.state != State::Closing {
+                self.reader_gone(idx);
             }
         }
         for d in moved.iter().map(|(d, _)| d.index as usize) {
-            if self.transports.contains(d) {
+            if self.table.contains(d) {
                 self.pump(d);
             }
         }
@@ -607,10 +632,10 @@ impl Proactor {
     /// Counts and reports `n` bytes spliced from `rx` into `dest`.
     fn spliced(&mut self, rx: usize, dest: Token, n: usize) {
         let tx = dest.index as usize;
-        self.transports[rx].counters.spliced(n as u64);
-        self.transports[tx].counters.spliced(n as u64);
-        self.pending.push(Item::Relayed {
-            from: Receiver(self.transports[rx].token),
+        self.table[rx].end.counters.spliced(n as u64);
+        self.table[tx].end.counters.spliced(n as u64);
+        self.io.pending.push(Item::Relayed {
+            from: Receiver(self.table[rx].end.token),
             to: Sender(dest),
             bytes: n,
         });
@@ -626,10 +651,11 @@ impl Proactor {
             _ if closing => {}
             0 => {
                 self.resize_later(rx);
-                self.on_eof(rx)
+                self.eof(rx)
             }
             r if r == -libc::EAGAIN => {
-                let in_pipe = self.transports[rx]
+                let in_pipe = self.table[rx]
+                    .end
                     .fd
                     .as_ref()
                     .map_or(0, |fd| crate::fifo::pipe_bytes(fd.as_fd()).unwrap_or(0));
@@ -637,11 +663,12 @@ impl Proactor {
                     return self.arm_splice(rx);
                 }
                 // The destination is full: wait until it has room.
-                let Some(fd) = self.transports[tx].fd.as_ref() else {
+                let Some(fd) = self.table[tx].end.fd.as_ref() else {
                     return;
                 };
-                let data = route::data(self.transports[rx].token, Part::SplicePoll);
+                let data = route::data(self.table[rx].end.token, Part::SplicePoll);
                 let poll = self
+                    .io
                     .ring
                     .poll_add(fd.as_raw_fd(), libc::POLLOUT as u32, data);
                 if let Some(op) = self.track(rx, poll)
@@ -655,8 +682,8 @@ impl Proactor {
             // bytes wait in the source pipe (policy as for any destination).
             r if r == -libc::EPIPE => {
                 self.resize_later(rx);
-                if self.transports[tx].state != State::Closing {
-                    self.on_reader_gone(tx);
+                if self.table[tx].end.state != State::Closing {
+                    self.reader_gone(tx);
                 }
             }
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => self.arm_splice(rx),
@@ -664,27 +691,50 @@ impl Proactor {
         }
     }
 
+    /// Sender `idx`'s reader left: a fan-out into it that detaches such
+    /// destinations drops it.
+    pub(super) fn detach_gone(&mut self, idx: usize) {
+        let Role::Sender(s) = &self.table[idx].role else {
+            return;
+        };
+        let Some(from) = s.relayed_from else {
+            return;
+        };
+        let detach = self
+            .table
+            .get(from.index as usize)
+            .and_then(|t| match &t.role {
+                Role::Receiver(r) => r.splice(),
+                Role::Sender(_) => None,
+            })
+            .is_some_and(|f| f.policy == FanOutPolicy::Detach);
+        if detach {
+            let to = self.table[idx].end.token;
+            self.detach(from.index as usize, to);
+        }
+    }
+
     /// Takes `to` out of the fan-out of receiver `rx`.
     pub(super) fn detach(&mut self, rx: usize, to: Token) {
-        let from = Receiver(self.transports[rx].token);
+        let from = Receiver(self.table[rx].end.token);
         let Some(splice) = self.splice_of(rx) else {
             return;
         };
         splice.to.retain(|t| *t != to);
         let empty = splice.to.is_empty();
-        if let Some(d) = self.transports.get_mut(to.index as usize)
-            && d.token == to
-        {
-            d.sender().relayed_from = None;
-            self.pending.push(Item::Detached {
+        if let Some(d) = self.table.find_mut(to) {
+            if let Some(side) = d.sender() {
+                side.relayed_from = None;
+            }
+            self.io.pending.push(Item::Detached {
                 from,
                 to: Sender(to),
             });
             self.maybe_flushed(to.index as usize);
         }
         if empty {
-            if let Role::Receiver { splice, .. } = &mut self.transports[rx].role {
-                *splice = None;
+            if let Some(r) = self.table[rx].receiver() {
+                r.end_splice();
             }
             self.arm_read(rx);
         }
