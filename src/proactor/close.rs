@@ -6,11 +6,11 @@
 use std::io;
 
 use super::Proactor;
+use super::link;
 use super::registry::{Role, Transport};
 use crate::error::Error;
 use crate::event::{CloseReason, Item};
 use crate::ring::OpId;
-use crate::token::Token;
 use crate::transport::{Input, Notice, State, transition};
 
 impl Proactor {
@@ -115,17 +115,16 @@ impl Proactor {
                 s.queue.take_bytes(&mut unsent);
                 // The splice into this sender loses this destination; its
                 // receiver reads again when none is left.
-                if let Some(from) = s.relayed_from.take()
+                if let Some(from) = s.fed_by.source()
                     && let Some(Transport {
                         role: Role::Receiver(r),
                         ..
                     }) = self.table.get_mut(from.index as usize)
                 {
-                    if let Some(f) = r.splice_mut() {
-                        f.to.retain(|d| *d != end.token);
-                        if f.to.is_empty() {
-                            r.end_splice();
-                        }
+                    if let Some(f) = r.splice_mut()
+                        && link::unlink(&mut f.feeds, Some(&mut s.fed_by), end.token)
+                    {
+                        r.end_splice();
                     }
                     if r.splice().is_none() {
                         self.arm_read(from.index as usize);
@@ -138,16 +137,15 @@ impl Proactor {
                 if let Some(error) = rx.truncated_at_close(&end) {
                     self.io.report_error(end.token, error);
                 }
-                let dests: Vec<Token> = rx.take_splice().map_or(Vec::new(), |s| s.to);
-                for to in dests {
-                    if let Some(Transport {
-                        role: Role::Sender(s),
-                        ..
-                    }) = self.table.find_mut(to)
-                    {
-                        s.relayed_from = None;
-                        self.pump(to.index as usize);
-                        freed.push(to);
+                if let Some(mut splice) = rx.take_splice() {
+                    for to in splice.feeds.to_vec() {
+                        let dest = self.table.find_mut(to).and_then(|d| d.sender());
+                        let found = dest.is_some();
+                        link::unlink(&mut splice.feeds, dest.map(|s| &mut s.fed_by), to);
+                        if found {
+                            self.pump(to.index as usize);
+                            freed.push(to);
+                        }
                     }
                 }
             }

@@ -165,7 +165,7 @@ impl Proactor {
     fn forward(&mut self, idx: usize, bytes: &[u8]) {
         let from = Receiver(self.table[idx].end.token);
         let dests = match &self.table[idx].role {
-            Role::Receiver(rx) => rx.splice().map_or(Vec::new(), |s| s.to.clone()),
+            Role::Receiver(rx) => rx.splice().map_or(Vec::new(), |s| s.feeds.to_vec()),
             Role::Sender(_) => Vec::new(),
         };
         for to in dests {

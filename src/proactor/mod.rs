@@ -42,6 +42,7 @@ mod counters;
 mod dispatch;
 mod end;
 mod io;
+mod link;
 mod nest;
 mod notify;
 mod receiver;

@@ -8,8 +8,10 @@ use std::path::Path;
 use slab::Slab;
 
 use super::end::End;
+use super::link::FedBy;
 use super::receiver::ReceiverSide;
 use super::sender::SendSide;
+use super::splice::Splice;
 use crate::error::{Error, Result};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
@@ -160,6 +162,29 @@ impl Table {
         self.slots
             .get_mut(token.index as usize)
             .filter(|t| t.end.token == token)
+    }
+
+    /// The two ends of a link: receiver `rx`'s splice, and the side of
+    /// sender `tx` if it is still there.
+    pub(super) fn link_ends(
+        &mut self,
+        rx: usize,
+        tx: Token,
+    ) -> (Option<&mut Splice>, Option<&mut FedBy>) {
+        let t = tx.index as usize;
+        let both = t != rx
+            && self.slots.contains(rx)
+            && self.slots.get(t).is_some_and(|d| d.end.token == tx);
+        fn splice(r: &mut Transport) -> Option<&mut Splice> {
+            r.receiver()?.splice_mut()
+        }
+        if !both {
+            return (self.slots.get_mut(rx).and_then(splice), None);
+        }
+        match self.slots.get2_mut(rx, t) {
+            Some((r, d)) => (splice(r), d.sender().map(|s| &mut s.fed_by)),
+            None => (None, None),
+        }
     }
 
     pub(super) fn contains(&self, idx: usize) -> bool {

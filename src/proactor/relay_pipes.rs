@@ -98,7 +98,7 @@ impl Proactor {
         if want == 0 {
             return;
         }
-        let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
+        let dests: Vec<usize> = splice.feeds.iter().map(|t| t.index as usize).collect();
         let mut grant = std::mem::take(&mut splice.grown);
         let limit = process_budget();
         for idx in std::iter::once(rx).chain(dests) {

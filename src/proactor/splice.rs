@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::fcntl::{FcntlArg, fcntl};
 
+use super::link::{self, Feeds};
 use super::relay_pipes::PipeGrant;
 
 use super::registry::{Role, Transport};
@@ -69,7 +70,8 @@ pub(super) struct Splicing {
 /// A receiver spliced into senders.
 #[derive(Debug)]
 pub(super) struct Splice {
-    pub(super) to: Vec<Token>,
+    /// The senders it feeds (see `link`).
+    pub(super) feeds: Feeds,
     pub(super) policy: FanOutPolicy,
     /// Poll on the source (for data) or on a full destination (for room).
     pub(super) poll: Option<OpId>,
@@ -101,7 +103,7 @@ impl Splice {
 
     /// One destination: no tee, no sizing, the relay's fast path.
     fn single(&self) -> bool {
-        self.to.len() == 1
+        self.feeds.len() == 1
     }
 
     /// What `pause` stops: the wait for data. A round of several
@@ -143,7 +145,7 @@ impl Proactor {
         }
         for (i, s) in to.iter().enumerate() {
             let (_, t) = self.table.live_sender(*s)?;
-            if t.sender().is_none_or(|s| s.relayed_from.is_some()) || to[..i].contains(s) {
+            if t.sender().is_none_or(|s| s.fed_by.is_fed()) || to[..i].contains(s) {
                 return Err(relayed(t));
             }
         }
@@ -154,11 +156,8 @@ impl Proactor {
         {
             return Err(relayed(&self.table[rx]));
         }
-        let Some(r) = self.table[rx].receiver() else {
-            return Err(Error::Stale { token: from.0 });
-        };
-        let ops = r.start_splice(Box::new(Splice {
-            to: to.iter().map(|s| s.0).collect(),
+        let mut splice = Box::new(Splice {
+            feeds: Feeds::default(),
             policy,
             poll: None,
             poll_dest: None,
@@ -167,15 +166,19 @@ impl Proactor {
             sized: false,
             grown: PipeGrant::default(),
             paused: false,
-        }));
-        // A read in flight is cancelled; if it completed first, its bytes
-        // are queued on the senders ahead of everything spliced.
-        self.cancel(rx, ops);
+        });
         for s in to {
             if let Some(side) = self.table[s.0.index as usize].sender() {
-                side.relayed_from = Some(from.0);
+                link::link(&mut splice.feeds, from.0, &mut side.fed_by, s.0);
             }
         }
+        let Some(r) = self.table[rx].receiver() else {
+            return Err(Error::Stale { token: from.0 });
+        };
+        // A read in flight is cancelled; if it completed first, its bytes
+        // are queued on the senders ahead of everything spliced.
+        let ops = r.start_splice(splice);
+        self.cancel(rx, ops);
         self.arm_splice(rx);
         Ok(())
     }
@@ -196,12 +199,12 @@ impl Proactor {
         };
         // Usually none, and an empty collect does not allocate.
         rx.splice().map_or(Vec::new(), |s| {
-            s.to.iter()
+            s.feeds
+                .iter()
                 .filter(|d| {
                     matches!(self.table.get(d.index as usize),
-                        Some(t) if t.end.token == **d && t.end.state == State::Closing)
+                        Some(t) if t.end.token == *d && t.end.state == State::Closing)
                 })
-                .copied()
                 .collect()
         })
     }
@@ -263,7 +266,7 @@ impl Proactor {
             return;
         };
         let (raw, token) = (fd.as_raw_fd(), t.token);
-        let Some(&dest) = r.splice().and_then(|s| s.to.first()) else {
+        let Some(dest) = r.splice().and_then(|s| s.feeds.first()) else {
             return;
         };
         let Some(to) = self
@@ -319,7 +322,7 @@ impl Proactor {
         else {
             return;
         };
-        let (Some(src), Some(&dest)) = (t.fd.as_ref(), r.splice().and_then(|s| s.to.first()))
+        let (Some(src), Some(dest)) = (t.fd.as_ref(), r.splice().and_then(|s| s.feeds.first()))
         else {
             return;
         };
@@ -368,7 +371,7 @@ impl Proactor {
         let Role::Sender(side) = &self.table[tx].role else {
             return Vec::new();
         };
-        let Some(from) = side.relayed_from else {
+        let Some(from) = side.fed_by.source() else {
             return Vec::new();
         };
         let rx = from.index as usize;
@@ -383,10 +386,10 @@ impl Proactor {
     /// Every destination open, with nothing of its own queued or in flight.
     fn dests_ready(&self, splice: &Splice) -> bool {
         splice
-            .to
+            .feeds
             .iter()
             .all(|t| match self.table.get(t.index as usize) {
-                Some(d) if d.end.token == *t && d.end.state == State::Open => match &d.role {
+                Some(d) if d.end.token == t && d.end.state == State::Open => match &d.role {
                     Role::Sender(s) => s.idle(),
                     Role::Receiver(_) => false,
                 },
@@ -444,7 +447,7 @@ impl Proactor {
         }
         // As much as the source holds and every destination has room for.
         let splice = self.splice_of(rx).expect("checked above");
-        let dests = splice.to.clone();
+        let dests = splice.feeds.to_vec();
         let mut len = available.min(SPLICE_LEN as usize);
         let mut full = None;
         for d in &dests {
@@ -697,7 +700,7 @@ impl Proactor {
         let Role::Sender(s) = &self.table[idx].role else {
             return;
         };
-        let Some(from) = s.relayed_from else {
+        let Some(from) = s.fed_by.source() else {
             return;
         };
         let detach = self
@@ -717,15 +720,13 @@ impl Proactor {
     /// Takes `to` out of the fan-out of receiver `rx`.
     pub(super) fn detach(&mut self, rx: usize, to: Token) {
         let from = Receiver(self.table[rx].end.token);
-        let Some(splice) = self.splice_of(rx) else {
+        let (splice, fed_by) = self.table.link_ends(rx, to);
+        let Some(splice) = splice else {
             return;
         };
-        splice.to.retain(|t| *t != to);
-        let empty = splice.to.is_empty();
-        if let Some(d) = self.table.find_mut(to) {
-            if let Some(side) = d.sender() {
-                side.relayed_from = None;
-            }
+        let found = fed_by.is_some();
+        let empty = link::unlink(&mut splice.feeds, fed_by, to);
+        if found {
             self.io.pending.push(Item::Detached {
                 from,
                 to: Sender(to),

@@ -15,12 +15,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::inotify::WatchDescriptor;
 
+use super::link::FedBy;
 use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::Item;
 use crate::fifo::{FifoOptions, Reconnect};
 use crate::ring::OpId;
-use crate::token::{Receiver, Sender, Token};
+use crate::token::{Receiver, Sender};
 use crate::transport::{Chunk, WriteQueue};
 
 pub(super) use frames::Refused;
@@ -50,8 +51,8 @@ pub(super) struct SendSide {
     low: u64,
     /// The queue went above `high`: report `Writable` once it is at `low`.
     above_high: bool,
-    /// The receiver relaying into this sender.
-    pub(super) relayed_from: Option<Token>,
+    /// The receiver relaying into this sender (see `link`).
+    pub(super) fed_by: FedBy,
     /// Bytes of relays queued here (read before a relay took over, or
     /// filled in for a fan-out destination that fell short), by stream
     /// position: reported as `Relayed`, not `Sent`, once written.
@@ -94,7 +95,7 @@ impl SendSide {
             high: opts.high_watermark as u64,
             low: opts.low_watermark as u64,
             above_high: false,
-            relayed_from: None,
+            fed_by: FedBy::default(),
             relayed: VecDeque::new(),
             large_frames: opts.large_frames,
         }
@@ -122,7 +123,7 @@ impl SendSide {
         if self.close_after_flush {
             return Err(Error::Closed { token: to.0 });
         }
-        if self.relayed_from.is_some() {
+        if self.fed_by.is_fed() {
             let path = name.map(Path::to_path_buf);
             return Err(Error::Relayed { token: to.0, path });
         }
@@ -162,7 +163,7 @@ impl SendSide {
         self.close_after_flush
             && self.queue.is_empty()
             && self.writing.is_empty()
-            && self.relayed_from.is_none()
+            && !self.fed_by.is_fed()
     }
 
     /// The reader left: what the reconnect policy says, with the deadline

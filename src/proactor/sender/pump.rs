@@ -79,7 +79,7 @@ impl SendSide {
         }
         if self.queue.is_empty() {
             // Queue written: a relay or fan-out into this sender may go on.
-            return Pumped::Drained(self.relayed_from);
+            return Pumped::Drained(self.fed_by.source());
         }
         let max = io.ring.sq_entries().clamp(1, CHAIN_WRITES);
         let n = self.queue.front_run(max, CHAIN_BYTES);
