@@ -84,7 +84,7 @@ impl Proactor {
                 let written = s.on_write_poll(end, c.op, c.result);
                 self.after_write(idx, written);
             }
-            (Part::SpliceRound, Role::Receiver(_)) => self.on_splice_round(idx, c.op, c.result),
+            (Part::SpliceRound, Role::Receiver(_)) => self.on_splice_move(idx, c.op, c.result),
             (Part::SplicePoll, Role::Receiver(_)) => self.on_splice_poll(idx, c.op, c.result),
             _ => {}
         }

@@ -47,6 +47,7 @@ mod nest;
 mod notify;
 mod receiver;
 mod registry;
+mod relay;
 mod relay_pipes;
 mod route;
 mod send;
@@ -253,6 +254,27 @@ impl Proactor {
     pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
         // A relay is a fan-out to one destination that waits for its reader.
         self.fan_out(from, &[to], FanOutPolicy::Wait)
+    }
+
+    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
+    /// source's and every destination's), before its first move and again
+    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
+    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
+    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
+    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
+    /// relay goes on with what it got. A pipe is shared with the peer
+    /// processes, and its pages count against the user's pipe limits
+    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
+    /// every new pipe of that user gets two pages. So the relays of all
+    /// the proactors of a process grow pipes by at most half that limit
+    /// in all (32 MiB with the kernel's default); beyond it, pipes keep
+    /// their size. A relay's share is given back when it ends (its pipes
+    /// keep their size while they stay open). Other processes of the same
+    /// user have budgets of their own. Set 0 to size the FIFOs yourself
+    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
+    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
+        self.splicing.pipe_size = bytes;
     }
 
     /// Stops reading a receiver: no read is armed, so data waits in the
