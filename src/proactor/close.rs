@@ -92,6 +92,7 @@ impl Proactor {
         }
     }
 
+    #[inline]
     pub(super) fn maybe_finish(&mut self, idx: usize) {
         let end = &self.table[idx].end;
         if end.state == State::Closing && end.inflight == 0 && self.splice_ops_into(idx).is_empty()

@@ -14,6 +14,7 @@ use crate::token::Receiver;
 use crate::transport::Input;
 
 impl Proactor {
+    #[inline]
     pub(super) fn dispatch(&mut self, c: Completion) {
         match Route::of(c.data) {
             Route::Transport {
@@ -46,6 +47,7 @@ impl Proactor {
 
     /// A completion of an operation of the transport in slot `idx`: its
     /// part handles it, then a close waiting for it may finish.
+    #[inline]
     fn on_transport_op(&mut self, idx: usize, generation: u32, part: Part, c: Completion) {
         match self.table.get_mut(idx) {
             Some(t) if Route::names(generation, t.end.token) => {
@@ -99,6 +101,7 @@ impl Proactor {
     }
 
     /// What a receiver asks for after a completion.
+    #[inline]
     fn after_read(&mut self, idx: usize, next: Next) {
         match next {
             Next::Done => {}
@@ -144,6 +147,7 @@ impl Proactor {
     /// Hands `buf[..n]` read by receiver `idx` to the user, or to the
     /// senders it is spliced into (bytes read just before the splice took
     /// over go first).
+    #[inline]
     fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
         let Transport {
             end,

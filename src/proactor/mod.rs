@@ -468,7 +468,8 @@ impl Proactor {
                 && self.io.ring.in_flight() > 0;
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ring = &mut self.io.ring;
-            let entered = match self.wait.hold(ring).filter(|_| wait) {
+            let held = if wait { self.wait.hold(ring) } else { None };
+            let entered = match held {
                 Some((want, hold)) => ring.submit_and_wait_batch(want, hold, remaining),
                 None => ring.submit_and_wait(wait, remaining),
             };

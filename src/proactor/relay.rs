@@ -128,6 +128,7 @@ impl Proactor {
     /// ready. A single destination may move at once (`poll_first` false)
     /// when data is likely there.
     fn arm_splice_with(&mut self, rx: usize, poll_first: bool) {
+        let direct = self.splicing.direct;
         let Some(Transport {
             end,
             role: Role::Receiver(r),
@@ -144,19 +145,19 @@ impl Proactor {
         if !splice.idle() || !self.dests_ready(splice) {
             return;
         }
-        if !splice.sized {
+        let dests = splice.feeds.len();
+        let (sized, fits) = (splice.sized, splice.strategy.fits(dests, direct));
+        if !sized {
             self.grow_pipes(rx);
         }
-        let direct = self.splicing.direct;
-        let Some(splice) = self.splice_of(rx) else {
-            return;
-        };
-        splice.strategy = Strategy::choose(splice.feeds.len(), direct);
-        match splice.strategy {
-            Strategy::Direct if poll_first => self.wait(rx, None),
-            Strategy::Direct => self.splice_direct(rx),
-            Strategy::Iowq(_) => self.splice_iowq(rx, poll_first),
-            Strategy::Tee(_) => self.wait(rx, None),
+        if !fits && let Some(splice) = self.splice_of(rx) {
+            splice.strategy = Strategy::choose(dests, direct);
+        }
+        // As `Strategy::choose` says.
+        match (dests == 1, direct, poll_first) {
+            (true, true, false) => self.splice_direct(rx),
+            (true, false, _) => self.splice_iowq(rx, poll_first),
+            (true, true, true) | (false, _, _) => self.wait(rx, None),
         }
     }
 
@@ -177,14 +178,20 @@ impl Proactor {
     /// The one wait of every strategy: a poll on the ring for data in the
     /// source, or, given a destination, for room in it.
     fn wait(&mut self, rx: usize, room: Option<Token>) {
-        let (idx, mask) = match room {
-            None => (rx, libc::POLLIN),
-            Some(d) => (d.index as usize, libc::POLLOUT),
+        let end = &self.table[rx].end;
+        let data = end.data(Part::SplicePoll);
+        let (fd, mask) = match room {
+            None => (end.fd.as_ref(), libc::POLLIN),
+            Some(d) => (
+                self.table
+                    .get(d.index as usize)
+                    .and_then(|t| t.end.fd.as_ref()),
+                libc::POLLOUT,
+            ),
         };
-        let Some(fd) = self.table.get(idx).and_then(|t| t.end.fd.as_ref()) else {
+        let Some(fd) = fd else {
             return;
         };
-        let data = self.table[rx].end.data(Part::SplicePoll);
         let poll = self.io.ring.poll_add(fd.as_raw_fd(), mask as u32, data);
         if let Some(op) = self.track(rx, poll)
             && let Some(splice) = self.splice_of(rx)
@@ -267,6 +274,7 @@ impl Proactor {
     }
 
     /// The source poll (data) or a destination poll (room) completed.
+    #[inline]
     pub(super) fn on_splice_poll(&mut self, rx: usize, op: OpId, result: i32) {
         let Some(splice) = self.splice_of(rx) else {
             return;
@@ -481,8 +489,10 @@ impl Proactor {
             self.apply(rx, Input::PeerReady);
         }
         for (to, n) in into {
-            if n > 0 && self.table.contains(to.index as usize) {
-                self.apply(to.index as usize, Input::PeerReady);
+            if n > 0
+                && let Some(t) = self.table.get_mut(to.index as usize)
+            {
+                t.end.apply(Input::PeerReady, &mut self.io.pending);
             }
         }
     }

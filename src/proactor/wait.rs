@@ -39,6 +39,10 @@ impl WaitPolicy {
     /// one for the write and one for the wait. A write's completion is
     /// held back `echo_hold` at most.
     pub(super) fn hold(&self, ring: &Ring) -> Option<(u32, Duration)> {
+        // Neither case can hold: spare the counting.
+        if self.batch.is_none() && (!self.delivered || self.echo_hold.is_zero()) {
+            return None;
+        }
         let in_flight = u32::try_from(ring.in_flight()).unwrap_or(u32::MAX);
         let batch = self.batch;
         let writes = u32::try_from(ring.unsubmitted_writes()).unwrap_or(u32::MAX);

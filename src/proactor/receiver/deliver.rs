@@ -26,6 +26,7 @@ pub(in crate::proactor) enum Taken {
 impl ReceiverSide {
     /// Counts `buf[..n]` as read and reports it as `Data`, or as the
     /// frames it completes if the receiver decodes frames.
+    #[inline]
     pub(in crate::proactor) fn take(
         &mut self,
         end: &mut End,

@@ -47,6 +47,7 @@ impl ReceiverSide {
     }
 
     /// A completion of the multishot read: more may follow.
+    #[inline]
     pub(crate) fn on_read_multi(&mut self, end: &mut End, io: &mut Io, c: &Completion) -> Next {
         // Take the kernel's buffer first: dropped unused, it goes back.
         let buf = c.provided.and_then(|bid| {

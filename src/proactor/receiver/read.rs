@@ -122,6 +122,7 @@ impl ReceiverSide {
     }
 
     /// A single-shot READ completed.
+    #[inline]
     pub(crate) fn on_read(&mut self, end: &mut End, io: &mut Io, c: Completion) -> Next {
         let result = c.result;
         // A buffer from the provided ring: taken first, so one dropped

@@ -60,8 +60,11 @@ pub(super) struct Splicing {
     pub(super) pipe_size: usize,
 }
 
-/// How a splice moves its bytes, with its moves in flight.
+/// How a splice moves its bytes, with its moves in flight. (An explicit
+/// tag: each move checks it, and a niche in the round would make that a
+/// decode.)
 #[derive(Debug)]
+#[repr(u8)]
 pub(super) enum Strategy {
     /// One destination, `splice(2)` from this thread ([`direct`]).
     Direct,
@@ -79,6 +82,15 @@ impl Strategy {
             (1, true) => Strategy::Direct,
             (1, false) => Strategy::Iowq(None),
             _ => Strategy::Tee(tee::Round::default()),
+        }
+    }
+
+    /// Whether this is the strategy for `dests` destinations.
+    pub(super) fn fits(&self, dests: usize, direct: bool) -> bool {
+        match self {
+            Strategy::Direct => dests == 1 && direct,
+            Strategy::Iowq(_) => dests == 1 && !direct,
+            Strategy::Tee(_) => dests != 1,
         }
     }
 }
