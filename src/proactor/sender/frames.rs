@@ -20,6 +20,7 @@ pub(in crate::proactor) enum Refused {
 
 /// Queues `payload` encoded with `codec` as one frame; over `PIPE_BUF`
 /// only if `large` frames are allowed.
+#[inline]
 pub(in crate::proactor) fn push_frame(
     q: &mut WriteQueue,
     pool: &Rc<Pool>,
@@ -27,12 +28,16 @@ pub(in crate::proactor) fn push_frame(
     codec: Codec,
     payload: &[u8],
 ) -> Result<(), Refused> {
-    let frame = codec.pieces(payload).map_err(Refused::Frame)?;
-    if frame.len() > PIPE_BUF && !large {
-        return Err(Refused::TooLarge(frame.len()));
-    }
-    q.push_message(pool, &frame.as_slices());
-    Ok(())
+    let len = payload.len() + codec.overhead();
+    codec
+        .with_parts(payload, |parts| {
+            if len > PIPE_BUF && !large {
+                return Err(Refused::TooLarge(len));
+            }
+            q.push_message(pool, parts);
+            Ok(())
+        })
+        .map_err(Refused::Frame)?
 }
 
 /// Queues each payload as a frame, in order, or none of them.
@@ -45,23 +50,7 @@ pub(in crate::proactor) fn push_frames<P: AsRef<[u8]>>(
 ) -> Result<(), Refused> {
     let mark = q.mark();
     for payload in payloads {
-        let payload = payload.as_ref();
-        let pushed = match codec {
-            // The common case without the general pieces: a check
-            // for a newline, then payload and newline.
-            Codec::Lines => match memchr::memchr(b'\n', payload) {
-                None if payload.len() >= PIPE_BUF && !large => {
-                    Err(Refused::TooLarge(payload.len() + 1))
-                }
-                None => {
-                    q.push_message(pool, &[payload, b"\n"]);
-                    Ok(())
-                }
-                Some(at) => Err(Refused::Frame(FrameError::NewlineInPayload { at })),
-            },
-            _ => push_frame(q, pool, large, codec, payload),
-        };
-        if let Err(refused) = pushed {
+        if let Err(refused) = push_frame(q, pool, large, codec, payload.as_ref()) {
             q.rollback(mark);
             return Err(refused);
         }
