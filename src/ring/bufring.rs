@@ -24,8 +24,7 @@ use crate::buffers::{Buf, Pool, SELECT_GROUP};
 /// four reconnecting writers): a completion with `BUF_MORE` for a buffer
 /// arrived after the worker's completion that had already ended that
 /// buffer, so a piece with bytes in that position would start at the
-/// wrong offset. Each read therefore takes a whole buffer. The pool's piece
-/// bookkeeping stays for a kernel that reports the offset.
+/// wrong offset. Each read therefore takes a whole buffer.
 pub(super) fn register_all(
     submitter: &io_uring::Submitter<'_>,
     pool: &Rc<Pool>,

@@ -121,9 +121,6 @@ pub(crate) struct Completion {
     pub more: bool,
     /// The provided buffer the kernel filled, if any.
     pub provided: Option<u16>,
-    /// `IORING_CQE_F_BUF_MORE`: the kernel keeps using that buffer (an
-    /// incremental provided ring).
-    pub buf_more: bool,
 }
 
 // `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
@@ -210,8 +207,8 @@ impl Ring {
         Ok(())
     }
 
-    /// Registers the pool's provided buffer rings, if it has them:
-    /// incremental where the kernel has it (see `bufring`).
+    /// Registers the pool's provided buffer rings, if it has them: plain,
+    /// not incremental (see `bufring` for why).
     pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
         if !bufring::register_all(&self.uring.submitter(), pool)? {
             return Ok(false);
@@ -692,7 +689,6 @@ impl Ring {
                         buf: None,
                         more: true,
                         provided,
-                        buf_more: cqueue::buffer_more(cqe.flags()),
                     });
                     continue;
                 }
@@ -707,7 +703,6 @@ impl Ring {
                     },
                     more: false,
                     provided,
-                    buf_more: cqueue::buffer_more(cqe.flags()),
                 });
             }
             if self.uring.submission().cq_overflow() {

@@ -50,10 +50,9 @@ impl ReceiverSide {
     #[inline]
     pub(crate) fn on_read_multi(&mut self, end: &mut End, io: &mut Io, c: &Completion) -> Next {
         // Take the kernel's buffer first: dropped unused, it goes back.
-        let buf = c.provided.and_then(|bid| {
-            io.pool
-                .take_provided(PROVIDED_GROUP, bid, c.result, c.buf_more)
-        });
+        let buf = c
+            .provided
+            .and_then(|bid| io.pool.take_provided(PROVIDED_GROUP, bid, c.result));
         if !c.more {
             self.read = None;
         }

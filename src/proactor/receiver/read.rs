@@ -129,7 +129,7 @@ impl ReceiverSide {
         // unused goes back.
         let provided = c
             .provided
-            .and_then(|bid| io.pool.take_provided(SELECT_GROUP, bid, result, c.buf_more));
+            .and_then(|bid| io.pool.take_provided(SELECT_GROUP, bid, result));
         let buf = c.buf.or(provided);
         self.read = None;
         match (result, buf) {
