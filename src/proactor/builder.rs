@@ -256,10 +256,9 @@ impl Builder {
     ///
     /// Off by default: the min-wait arms a timer, and where programming a
     /// timer is dear (a virtual machine whose timer writes trap to the
-    /// host) it costs more than the enter it saves. Measured on a 2-vCPU
-    /// KVM guest, Linux 6.18, 64-byte ping-pong: 1 enter per round trip
-    /// instead of 2, for 2.6x the median round trip and 2.7x the CPU with a
-    /// 50 us hold, 1.1x and 1.4x with 1 ms.
+    /// host) it costs more than the enter it saves: measure before turning
+    /// it on (BENCHMARKS.md, "Cheaper enters and one enter per round
+    /// trip", has the figures of one such guest).
     pub fn echo_hold(mut self, hold: Duration) -> Self {
         self.echo_hold = hold;
         self

@@ -130,11 +130,7 @@ impl Proactor {
     /// the size of its read that just completed (0 if none).
     fn arm_read_sized(&mut self, idx: usize, last: usize) {
         // Delivering may have failed the transport and freed its slot.
-        let Some(Transport {
-            end,
-            role: Role::Receiver(rx),
-        }) = self.table.get_mut(idx)
-        else {
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
             return;
         };
         match rx.arm(end, &mut self.io, &self.reads, last) {
@@ -149,11 +145,7 @@ impl Proactor {
     /// over go first).
     #[inline]
     fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
-        let Transport {
-            end,
-            role: Role::Receiver(rx),
-        } = &mut self.table[idx]
-        else {
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
             return;
         };
         match rx.take(end, &mut self.io, buf, n) {
@@ -183,11 +175,7 @@ impl Proactor {
 
     /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).
     pub(super) fn eof(&mut self, idx: usize) {
-        let Transport {
-            end,
-            role: Role::Receiver(rx),
-        } = &mut self.table[idx]
-        else {
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
             return;
         };
         match rx.eof(end, &mut self.io) {

@@ -157,6 +157,41 @@ impl Table {
         self.slots.get_mut(idx)
     }
 
+    /// Receiver `idx`: its end and its receiving side (`None` for a free
+    /// slot or a sender).
+    pub(super) fn receiver(&self, idx: usize) -> Option<(&End, &ReceiverSide)> {
+        match self.slots.get(idx)? {
+            Transport {
+                end,
+                role: Role::Receiver(rx),
+            } => Some((end, rx)),
+            _ => None,
+        }
+    }
+
+    /// As [`receiver`](Self::receiver), to change.
+    pub(super) fn receiver_mut(&mut self, idx: usize) -> Option<(&mut End, &mut ReceiverSide)> {
+        match self.slots.get_mut(idx)? {
+            Transport {
+                end,
+                role: Role::Receiver(rx),
+            } => Some((end, rx)),
+            _ => None,
+        }
+    }
+
+    /// Sender `idx`: its end and its send side (`None` for a free slot or
+    /// a receiver).
+    pub(super) fn sender_mut(&mut self, idx: usize) -> Option<(&mut End, &mut SendSide)> {
+        match self.slots.get_mut(idx)? {
+            Transport {
+                end,
+                role: Role::Sender(s),
+            } => Some((end, s)),
+            _ => None,
+        }
+    }
+
     /// The transport of `token` if it is still there.
     pub(super) fn find_mut(&mut self, token: Token) -> Option<&mut Transport> {
         self.slots

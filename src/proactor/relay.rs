@@ -129,11 +129,7 @@ impl Proactor {
     /// when data is likely there.
     fn arm_splice_with(&mut self, rx: usize, poll_first: bool) {
         let direct = self.splicing.direct;
-        let Some(Transport {
-            end,
-            role: Role::Receiver(r),
-        }) = self.table.get(rx)
-        else {
+        let Some((end, r)) = self.table.receiver(rx) else {
             return;
         };
         if end.closing() || r.armed() {
@@ -205,11 +201,7 @@ impl Proactor {
 
     /// A turn of the direct strategy: `splice(2)` from this thread.
     fn splice_direct(&mut self, rx: usize) {
-        let Some(Transport {
-            end,
-            role: Role::Receiver(r),
-        }) = self.table.get(rx)
-        else {
+        let Some((end, r)) = self.table.receiver(rx) else {
             return;
         };
         let (Some(src), Some(dest)) = (end.fd.as_ref(), r.splice().and_then(|s| s.feeds.first()))
@@ -239,11 +231,7 @@ impl Proactor {
     /// A move of the io-wq strategy: one SPLICE, behind a poll for data
     /// unless data is likely there.
     fn splice_iowq(&mut self, rx: usize, poll_first: bool) {
-        let Some(Transport {
-            end,
-            role: Role::Receiver(r),
-        }) = self.table.get(rx)
-        else {
+        let Some((end, r)) = self.table.receiver(rx) else {
             return;
         };
         let (Some(from), Some(fd)) = (end.file(), end.fd.as_ref()) else {

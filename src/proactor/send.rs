@@ -129,7 +129,7 @@ impl Proactor {
     ///
     /// If no reader drains the pipe, what ends the wait:
     /// - no reader ever opened the FIFO: only
-    ///   [`FifoOptions::open_timeout`] ([`Error::OpenTimeout`]);
+    ///   [`FifoOptions::open_timeout`](crate::FifoOptions::open_timeout) ([`Error::OpenTimeout`]);
     /// - the reader left, with bytes still queued or after the kernel
     ///   accepted them all: the sender's [`Reconnect`](crate::Reconnect) policy, as for any
     ///   departure (`Wait`: the next reader; `WaitUpTo`:
@@ -209,11 +209,7 @@ impl Proactor {
 
     /// Starts sender `idx`'s next writes, if it can (see `SendSide::pump`).
     pub(super) fn pump(&mut self, idx: usize) {
-        let Some(Transport {
-            end,
-            role: Role::Sender(side),
-        }) = self.table.get_mut(idx)
-        else {
+        let Some((end, side)) = self.table.sender_mut(idx) else {
             return;
         };
         match side.pump(end, &mut self.io) {
@@ -272,11 +268,7 @@ impl Proactor {
     /// its fd, which keeps the pipe, so if the reader leaves the bytes still
     /// in the pipe reach the next one. Checked on the retry timer.
     pub(super) fn maybe_flushed(&mut self, idx: usize) {
-        let Some(Transport {
-            end,
-            role: Role::Sender(side),
-        }) = self.table.get_mut(idx)
-        else {
+        let Some((end, side)) = self.table.sender_mut(idx) else {
             return;
         };
         if !side.flushed() {

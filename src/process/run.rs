@@ -8,9 +8,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::ProcessError;
 use super::fifos::{Input, Output, nudge};
-use super::pipeline::{Link, LinkReport, PipelineOutput};
+use super::link::{Failure, Link};
+use super::{LinkReport, PipelineOutput, ProcessError};
 use crate::proactor::Watch;
 use crate::{CloseReason, Event, Events, Proactor};
 
@@ -56,7 +56,7 @@ pub(super) struct Run {
     pub(super) outputs: Vec<Output>,
     pub(super) links: Vec<Link>,
     /// The first transfer error: (program, FIFO name, what happened).
-    pub(super) failure: Option<(usize, String, String)>,
+    pub(super) failure: Failure,
 }
 
 impl Drop for Run {
@@ -271,6 +271,25 @@ impl Run {
         }
     }
 
+    /// Passes the end of every finished output on to the input it feeds.
+    fn settle_links(&mut self) {
+        for link in &mut self.links {
+            link.settle(
+                &mut self.p,
+                &self.outputs,
+                &mut self.inputs,
+                &mut self.failure,
+            );
+        }
+    }
+
+    /// Program `k` has exited: cut every output that feeds it.
+    fn cut_links_into(&mut self, k: usize) {
+        for link in &self.links {
+            link.cut_into(k, &mut self.p, &mut self.outputs, &self.inputs);
+        }
+    }
+
     fn on_exit(&mut self, k: usize, status: ExitStatus) {
         if let Some(program) = self.programs.get_mut(k) {
             program.status = Some(status);
@@ -332,7 +351,7 @@ impl Run {
         let links: BTreeMap<String, LinkReport> = self
             .links
             .iter()
-            .map(|l| (l.name().to_owned(), self.link_report(l)))
+            .map(|l| (l.name().to_owned(), l.report(&self.outputs, &self.inputs)))
             .collect();
         PipelineOutput {
             statuses: self
