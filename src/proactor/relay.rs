@@ -39,7 +39,7 @@ impl Proactor {
         from: Receiver,
         to: &[Sender],
         policy: FanOutPolicy,
-    ) -> crate::Result<()> {
+    ) -> crate::error::Result<()> {
         let (rx, _) = self.table.live_receiver(from)?;
         let relayed = |t: &Transport| Error::Relayed {
             token: t.end.token,
@@ -611,7 +611,11 @@ mod tests {
 
     use nix::fcntl::OFlag;
 
-    use crate::{Event, Events, FanOutPolicy, FifoOptions, Proactor, Receiver, State};
+    use crate::event::{Event, Events};
+    use crate::fifo::FifoOptions;
+    use crate::proactor::{FanOutPolicy, Proactor};
+    use crate::token::Receiver;
+    use crate::transport::State;
 
     fn pipe() -> (OwnedFd, OwnedFd) {
         nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).unwrap()
