@@ -11,6 +11,7 @@ use super::registry::{Role, Transport};
 use crate::error::Error;
 use crate::event::{CloseReason, Item};
 use crate::ring::OpId;
+use crate::token::Token;
 use crate::transport::{Input, Notice, State, transition};
 
 impl Proactor {
@@ -98,6 +99,20 @@ impl Proactor {
         if end.state == State::Closing && end.inflight == 0 && self.splice_ops_into(idx).is_empty()
         {
             self.finish_close(idx);
+        }
+    }
+
+    /// After an operation of transport `idx` completed: it, and the closing
+    /// destinations of its splice (`waiting`), may finish closing now.
+    #[inline]
+    pub(super) fn maybe_finish_after(&mut self, idx: usize, waiting: Vec<Token>) {
+        if self.table.contains(idx) {
+            self.maybe_finish(idx);
+        }
+        for to in waiting {
+            if self.table.find_mut(to).is_some() {
+                self.maybe_finish(to.index as usize);
+            }
         }
     }
 

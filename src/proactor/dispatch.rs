@@ -10,7 +10,6 @@ use super::route::{Part, Route};
 use crate::buffers::Buf;
 use crate::event::CloseReason;
 use crate::ring::Completion;
-use crate::token::Receiver;
 use crate::transport::Input;
 
 impl Proactor {
@@ -56,9 +55,8 @@ impl Proactor {
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
         }
-        // Closing senders this operation may have kept waiting: the
-        // destinations of a splice (their fds are in use).
-        let waiting_dests = self.closing_dests(idx);
+        // Closing senders this operation may have kept waiting.
+        let waiting = self.closing_dests(idx);
         let Transport { end, role } = &mut self.table[idx];
         let io = &mut self.io;
         match (part, role) {
@@ -90,14 +88,7 @@ impl Proactor {
             (Part::SplicePoll, Role::Receiver(_)) => self.on_splice_poll(idx, c.op, c.result),
             _ => {}
         }
-        if self.table.contains(idx) {
-            self.maybe_finish(idx);
-        }
-        for to in waiting_dests {
-            if self.table.find_mut(to).is_some() {
-                self.maybe_finish(to.index as usize);
-            }
-        }
+        self.maybe_finish_after(idx, waiting);
     }
 
     /// What a receiver asks for after a completion.
@@ -154,23 +145,6 @@ impl Proactor {
             Taken::Failed(e) => return self.fail(idx, e),
         }
         self.apply(idx, Input::PeerReady);
-    }
-
-    /// Queues bytes receiver `idx` read on every sender it is spliced
-    /// into, ahead of what the splice moves.
-    fn forward(&mut self, idx: usize, bytes: &[u8]) {
-        let from = Receiver(self.table[idx].end.token);
-        let dests = match &self.table[idx].role {
-            Role::Receiver(rx) => rx.splice().map_or(Vec::new(), |s| s.feeds.to_vec()),
-            Role::Sender(_) => Vec::new(),
-        };
-        for to in dests {
-            let to = to.index as usize;
-            if let Some(side) = self.table[to].sender() {
-                side.push_relayed(&self.io.pool, from, bytes);
-            }
-            self.pump(to);
-        }
     }
 
     /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).
