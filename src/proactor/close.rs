@@ -104,7 +104,8 @@ impl Proactor {
 
     /// After an operation of transport `idx` completed: it, and the closing
     /// destinations of its splice (`waiting`), may finish closing now.
-    #[inline]
+    // Once per completion: inlined into dispatch, as it was written there.
+    #[inline(always)]
     pub(super) fn maybe_finish_after(&mut self, idx: usize, waiting: Vec<Token>) {
         if self.table.contains(idx) {
             self.maybe_finish(idx);
