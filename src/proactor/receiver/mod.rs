@@ -182,16 +182,19 @@ impl ReceiverSide {
     /// Stops reading: the receiver's operations to cancel. A splice stops
     /// waiting for data (see `Splice::pause_ops`). A read that completes
     /// before its cancel still delivers.
-    pub(super) fn pause(&mut self) -> Vec<Option<OpId>> {
-        let mut ops = vec![self.read, self.poll, self.hup];
-        match &mut self.feed {
-            Feed::Read | Feed::Paused => self.feed = Feed::Paused,
+    pub(super) fn pause(&mut self) -> impl Iterator<Item = Option<OpId>> + use<> {
+        let spliced = match &mut self.feed {
+            Feed::Read | Feed::Paused => {
+                self.feed = Feed::Paused;
+                Vec::new()
+            }
             Feed::Spliced(s) => {
                 s.paused = true;
-                ops.extend(s.pause_ops().into_iter().map(Some));
+                s.pause_ops()
             }
-        }
-        ops
+        };
+        let own = [self.read, self.poll, self.hup];
+        own.into_iter().chain(spliced.into_iter().map(Some))
     }
 
     /// Reads (or splices) again after `pause`. Returns whether the
