@@ -262,6 +262,9 @@ impl ReceiverSide {
             (Feed::Spliced(s), _) if s.paused => Ok(Armed::Done),
             (Feed::Spliced(_), _) => Ok(Armed::Splice),
             (Feed::Read, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
+            // One still in flight (being cancelled, say) re-arms when it
+            // completes: a second beside it would be left uncancelled.
+            (Feed::Read, ReadPath::Fixed | ReadPath::Draining) if self.armed() => Ok(Armed::Done),
             (Feed::Read, ReadPath::Fixed | ReadPath::Draining) => self
                 .arm_single(end, io, reads.multishot_ok, last)
                 .map(|()| Armed::Done),
