@@ -62,6 +62,21 @@ impl Router {
             Router::Direct => "direct",
         }
     }
+
+    /// What the router is, in a line, for the legend under the tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Router::Multiplexer => {
+                "(mux) examples/multiplexer, ringpipe's router: one proactor thread, framed \
+                 receivers, whole lines out in PIPE_BUF writes"
+            }
+            Router::Threads => {
+                "(mux) the same routing with a blocking thread per input, 64 KiB batches per \
+                 write (in the other tables: one blocking thread per FIFO)"
+            }
+            Router::Direct => "(mux) no router: the writers straight into the output, the ceiling",
+        }
+    }
 }
 
 impl fmt::Display for Router {
@@ -87,9 +102,76 @@ pub struct Plan {
     pub multiplexer: Option<PathBuf>,
 }
 
+/// The multiplexer example: `given`, else `examples/multiplexer` beside
+/// this binary (where cargo puts both), first brought up to date with
+/// `cargo build --example multiplexer` in this binary's profile and target
+/// directory when the workspace this binary was built from is still
+/// there: `cargo run --bin ringpipe-bench` builds only the bench, and a
+/// stale example would measure old code. A binary that cannot be found or
+/// built is an error naming the cargo command.
+pub fn multiplexer(exe: &Path, given: Option<&Path>) -> io::Result<PathBuf> {
+    if given.is_none()
+        && let Some(build) = build_command(exe)
+    {
+        eprintln!("building the multiplexer example: {}", build.shown);
+        let mut cmd = build.cmd;
+        match cmd.stdin(Stdio::null()).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                return Err(io::Error::other(format!(
+                    "`{}` failed ({}): {}",
+                    build.shown,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            // No cargo here: a binary built beforehand may still be there.
+            Err(_) => {}
+        }
+    }
+    locate_multiplexer(exe, given)
+}
+
+/// `cargo build --example multiplexer` for the workspace this binary was
+/// built from, into the target directory and profile it runs from, or
+/// `None` if that workspace is gone or this binary is not in a cargo
+/// target directory (`target/<profile>/ringpipe-bench`).
+struct Build {
+    cmd: Command,
+    shown: String,
+}
+
+fn build_command(exe: &Path) -> Option<Build> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .join("Cargo.toml");
+    let profile_dir = exe.parent()?;
+    let target = profile_dir.parent()?;
+    let profile = profile_dir.file_name()?.to_str()?;
+    if !manifest.is_file() || !target.join("CACHEDIR.TAG").is_file() {
+        return None;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--example", "multiplexer", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target);
+    let flag = match profile {
+        "debug" => String::new(),
+        "release" => " --release".into(),
+        other => format!(" --profile {other}"),
+    };
+    cmd.args(flag.split_whitespace());
+    Some(Build {
+        cmd,
+        shown: format!("cargo build{flag} --example multiplexer"),
+    })
+}
+
 /// Finds the multiplexer example: `given`, else `examples/multiplexer`
-/// beside this binary (where cargo puts both). A missing binary is an
-/// error that names the cargo command that builds it.
+/// beside this binary. A missing binary is an error that names the cargo
+/// command that builds it.
 pub fn locate_multiplexer(exe: &Path, given: Option<&Path>) -> io::Result<PathBuf> {
     if let Some(path) = given {
         return if path.is_file() {
@@ -158,12 +240,16 @@ pub fn measure(
         }
     }
     let mut per_router = vec![Vec::new(); plan.routers.len()];
+    let mut checked: Vec<Option<u64>> = vec![None; plan.routers.len()];
     let mut notes = Vec::new();
     for round in 0..plan.warmup + plan.runs {
         for (i, &router) in plan.routers.iter().enumerate() {
             pb.set_message(format!("mux {router}"));
             match run_once(plan, router, &ins, &out) {
-                Ok(m) if round >= plan.warmup => per_router[i].push(metrics(&m)),
+                Ok(m) if round >= plan.warmup => {
+                    per_router[i].push(metrics(&m));
+                    checked[i] = Some(m.lines);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let n = format!("mux {router}: run failed: {e}");
@@ -175,7 +261,7 @@ pub fn measure(
         }
     }
     let mut records = Vec::new();
-    for (router, runs) in plan.routers.iter().zip(&per_router) {
+    for ((router, runs), checked) in plan.routers.iter().zip(&per_router).zip(&checked) {
         if runs.is_empty() {
             continue;
         }
@@ -186,6 +272,11 @@ pub fn measure(
         params.insert("line_bytes".into(), LINE.into());
         params.insert("write_bytes".into(), (BLOCK_LINES * LINE).into());
         params.insert("runs".into(), runs.len().into());
+        // Lines the reader checked in a run, each exactly once (every run
+        // the same, or it failed).
+        if let Some(n) = checked {
+            params.insert("lines_checked".into(), (*n).into());
+        }
         records.push(Record {
             scenario: "mux".into(),
             engine: router.name().into(),
