@@ -27,6 +27,7 @@ mod loadgen;
 mod mux;
 mod own;
 mod report;
+mod soak;
 mod spec;
 mod sys;
 
@@ -186,6 +187,21 @@ enum Cmd {
     /// with and without a slow third: the fast ones' p50/p99 latency,
     /// msgs/s, router CPU per message and RSS.
     Hub(hub::HubArgs),
+    /// The multiplexer example and a hub for N minutes under random writer
+    /// and reader SIGKILLs, reconnects and bad frames: every unit of every
+    /// complete writer session must arrive exactly once (a killed one's up
+    /// to its last whole write), and the router's RSS, fds and threads
+    /// must stay flat. Exits with an error otherwise.
+    Soak(soak::SoakArgs),
+    /// (internal) One writer session of the soak.
+    #[command(hide = true)]
+    SoakWriter(soak::writer::WriterArgs),
+    /// (internal) One reader session of the soak.
+    #[command(hide = true)]
+    SoakReader(soak::reader::ReaderArgs),
+    /// (internal) The hub under soak.
+    #[command(hide = true)]
+    SoakHub(soak::hub::HubArgs),
     /// (internal) The load generator side of one run.
     #[command(hide = true)]
     Loadgen { spec: String, count: usize },
@@ -228,6 +244,15 @@ fn main() {
         Cmd::FanoutSub { spec, index } => fanout::subscriber_main(spec, *index),
         Cmd::Handoff(args) => handoff::run(args, cli.runs, cli.warmup),
         Cmd::Hub(args) => hub::run(args, cli.runs, cli.warmup),
+        Cmd::Soak(args) => soak::run(
+            args,
+            cli.multiplexer.as_deref(),
+            cli.dir.as_deref(),
+            cli.json.as_deref(),
+        ),
+        Cmd::SoakWriter(args) => soak::writer::run(args),
+        Cmd::SoakReader(args) => soak::reader::run(args),
+        Cmd::SoakHub(args) => soak::hub::run(args),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
