@@ -181,16 +181,9 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// `VmRSS` and `VmHWM` of this process, MiB.
 fn rss_now_and_peak() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let [rss, hwm] = sys::status_fields(std::process::id(), ["VmRSS:", "VmHWM:"])
+        .map(|kib| kib.map_or(0.0, |k| k as f64 / 1024.0));
+    (rss, hwm)
 }
 
 /// The router side of one run (`ringpipe-bench fanout-router SPEC`).

@@ -380,12 +380,8 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
             }
         }
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
+    let [hwm] = crate::sys::status_fields(std::process::id(), ["VmHWM:"]);
+    let hwm = hwm.unwrap_or(0);
     println!(
         "{} {hwm} {} {dropped}",
         crate::sys::cpu_seconds(),

@@ -17,6 +17,11 @@ fn args<'a>(scenario: &'a [&'a str]) -> Vec<&'a str> {
     scenario.iter().chain(ONCE.iter()).copied().collect()
 }
 
+/// `(engine, n)` for each engine, in order.
+fn each<'a>(engines: &[&'a str], n: u64) -> Vec<(&'a str, u64)> {
+    engines.iter().map(|&e| (e, n)).collect()
+}
+
 #[test]
 fn throughput_checks_every_chunk() {
     let (_, records) = run_json(
@@ -26,11 +31,8 @@ fn throughput_checks_every_chunk() {
     );
     // 1 MiB in 64-byte chunks, then in 4 KiB chunks.
     let engines = ["uring", "epoll", "threads", "tokio"];
-    let want: Vec<(&str, u64)> = engines
-        .iter()
-        .map(|&e| (e, 16384))
-        .chain(engines.iter().map(|&e| (e, 256)))
-        .collect();
+    let mut want = each(&engines, 16384);
+    want.extend(each(&engines, 256));
     assert_eq!(counts(&records, "msgs_checked"), want);
 }
 
@@ -49,19 +51,17 @@ fn fanin_checks_every_message_of_every_fifo() {
         "threads",
         "tokio",
     ];
-    let want: Vec<(&str, u64)> = engines
-        .iter()
-        .chain(engines.iter())
-        .map(|&e| (e, 1600))
-        .collect();
-    assert_eq!(counts(&records, "msgs_checked"), want);
+    assert_eq!(
+        counts(&records, "msgs_checked"),
+        each(&[engines, engines].concat(), 1600)
+    );
 }
 
 #[test]
 fn relay_output_is_checked_chunk_by_chunk() {
     let (_, records) = run_json("relay", &args(&["relay", "--mib", "2"]), LIMIT);
     // 2 MiB in 64 KiB chunks, read back by the load generator.
-    let want: Vec<(&str, u64)> = [
+    let engines = [
         "uring",
         "uring-splice",
         "uring-splice-direct",
@@ -70,18 +70,15 @@ fn relay_output_is_checked_chunk_by_chunk() {
         "threads",
         "threads-splice",
         "tokio",
-    ]
-    .into_iter()
-    .map(|e| (e, 32))
-    .collect();
-    assert_eq!(counts(&records, "msgs_checked"), want);
+    ];
+    assert_eq!(counts(&records, "msgs_checked"), each(&engines, 32));
 }
 
 #[test]
 fn pingpong_checks_every_echo() {
     let (_, records) = run_json("pingpong", &args(&["pingpong", "--rounds", "500"]), LIMIT);
     // 500 rounds and 50 warm-up rounds, each echo equal to its request.
-    let want: Vec<(&str, u64)> = [
+    let engines = [
         "uring",
         "uring-echo",
         "uring-sqpoll",
@@ -89,11 +86,8 @@ fn pingpong_checks_every_echo() {
         "epoll",
         "threads",
         "tokio",
-    ]
-    .into_iter()
-    .map(|e| (e, 550))
-    .collect();
-    assert_eq!(counts(&records, "msgs_checked"), want);
+    ];
+    assert_eq!(counts(&records, "msgs_checked"), each(&engines, 550));
 }
 
 #[test]
@@ -103,11 +97,8 @@ fn idle_checks_one_message_per_fifo() {
         &args(&["idle", "--fifos", "100", "--idle-ms", "100"]),
         LIMIT,
     );
-    let want: Vec<(&str, u64)> = ["uring", "epoll", "threads", "tokio"]
-        .into_iter()
-        .map(|e| (e, 100))
-        .collect();
-    assert_eq!(counts(&records, "msgs_checked"), want);
+    let engines = ["uring", "epoll", "threads", "tokio"];
+    assert_eq!(counts(&records, "msgs_checked"), each(&engines, 100));
 }
 
 /// Runs a scenario that prints its own tables; returns its stdout.

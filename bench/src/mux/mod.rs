@@ -29,7 +29,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::report::{self, Record};
-use crate::sys;
+use crate::sys::{self, parse_hex};
 
 pub mod router;
 
@@ -575,17 +575,6 @@ fn put_hex(dst: &mut [u8], mut v: u64) {
         *b = b"0123456789abcdef"[(v & 15) as usize];
         v >>= 4;
     }
-}
-
-fn parse_hex(src: &[u8]) -> Option<u64> {
-    src.iter().try_fold(0u64, |acc, &b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(d))
-    })
 }
 
 /// Checks the output stream: whole 64-byte lines, each (writer, sequence)

@@ -15,6 +15,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::writer::{Wire, encode, routed_b, writes};
+use crate::sys::parse_hex;
 
 /// Which outputs a unit goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -336,17 +337,6 @@ impl Checker {
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
-}
-
-fn parse_hex(src: &[u8]) -> Option<u64> {
-    src.iter().try_fold(0u64, |acc, &b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(d))
-    })
 }
 
 #[cfg(test)]

@@ -97,22 +97,13 @@ impl Sample {
 }
 
 fn sample(pid: u32) -> Option<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
+    let [rss, pinned, threads] = crate::sys::status_fields(pid, ["VmRSS:", "VmPin:", "Threads:"]);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     Some(Sample {
-        rss_kib: field("VmRSS:")?,
-        pinned_kib: field("VmPin:").unwrap_or(0),
+        rss_kib: rss?,
+        pinned_kib: pinned.unwrap_or(0),
         fds,
-        threads: field("Threads:")?,
+        threads: threads?,
     })
 }
 
