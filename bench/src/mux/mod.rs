@@ -115,14 +115,13 @@ pub fn multiplexer(exe: &Path, given: Option<&Path>) -> io::Result<PathBuf> {
     {
         eprintln!("building the multiplexer example: {}", build.shown);
         let mut cmd = build.cmd;
-        match cmd.stdin(Stdio::null()).output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
+        // Cargo's progress and errors go to our stderr as they come.
+        match cmd.stdin(Stdio::null()).stdout(Stdio::null()).status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
                 return Err(io::Error::other(format!(
-                    "`{}` failed ({}): {}",
-                    build.shown,
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    "`{}` failed ({status}): see cargo's messages above",
+                    build.shown
                 )));
             }
             // No cargo here: a binary built beforehand may still be there.
