@@ -107,6 +107,24 @@ fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// What a process's open fds are, counted by kind (a path, `pipe`,
+/// `anon_inode:[io_uring]`...): said when the count changed.
+fn fd_kinds(pid: u32) -> String {
+    let mut kinds = std::collections::BTreeMap::<String, u64>::new();
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for e in dir.flatten() {
+            let target = std::fs::read_link(e.path()).map_or("?".into(), |t| {
+                let t = t.display().to_string();
+                // pipe:[1234] and the like: the kind, not the inode.
+                t.split(":[").next().map_or(t.clone(), str::to_string)
+            });
+            *kinds.entry(target).or_default() += 1;
+        }
+    }
+    let all: Vec<String> = kinds.into_iter().map(|(k, n)| format!("{n} {k}")).collect();
+    all.join(", ")
+}
+
 /// What one target's soak found.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -135,6 +153,9 @@ pub struct Report {
     /// then; a leak keeps growing).
     pub fds_flat: bool,
     pub threads_flat: bool,
+    /// The router's fds at the start and the end, by kind, when their
+    /// numbers differ.
+    pub fds_changed: Option<[String; 2]>,
     pub failures: Vec<String>,
 }
 
@@ -203,7 +224,10 @@ pub fn run(
         for (i, h) in harnesses.iter_mut().enumerate() {
             record(&mut failures, i, h.sync(&mut rng));
         }
-        let starts: Vec<Sample> = harnesses.iter().map(Harness::sample).collect();
+        let starts: Vec<(Sample, String)> = harnesses
+            .iter()
+            .map(|h| (h.sample(), fd_kinds(h.router.id())))
+            .collect();
         let mut mids: Option<Vec<Sample>> = None;
         let t0 = Instant::now();
         let mut next_status = t0 + Duration::from_secs(STATUS_EVERY);
@@ -241,7 +265,7 @@ pub fn run(
         let mut reports = Vec::new();
         let each = harnesses.into_iter().zip(starts).zip(mids).zip(failures);
         for (((h, start), mid), failures) in each {
-            reports.push(h.finish([start, mid], seconds, seed, failures));
+            reports.push(h.finish(start, mid, seconds, seed, failures));
         }
         Ok(reports)
     })();
@@ -323,6 +347,15 @@ pub fn render(reports: &[Report]) -> String {
             yes(r.fds_flat),
             yes(r.threads_flat),
         );
+    }
+    for r in reports {
+        if let Some([before, after]) = &r.fds_changed {
+            let name = r.target.name();
+            let _ = writeln!(
+                out,
+                "{name} fds at the start: {before}; at the end: {after}"
+            );
+        }
     }
     for r in reports {
         let t = &r.tally;
@@ -922,12 +955,14 @@ impl Harness {
 
     fn finish(
         mut self,
-        [start, mid]: [Sample; 2],
+        (start, start_fds): (Sample, String),
+        mid: Sample,
         seconds: f64,
         seed: u64,
         mut failures: Vec<String>,
     ) -> Report {
         let end = self.sample();
+        let fds_changed = (end.fds != start.fds).then(|| [start_fds, fd_kinds(self.router.id())]);
         let _ = kill(Pid::from_raw(self.router.id() as i32), Signal::SIGTERM);
         for o in &mut self.outputs {
             if let Some((mut r, _)) = o.reader.take() {
@@ -959,6 +994,7 @@ impl Harness {
             rss_flat,
             fds_flat,
             threads_flat,
+            fds_changed,
             failures,
         }
     }
