@@ -73,9 +73,9 @@ struct Cli {
     /// run past it fails.
     #[arg(long, global = true, value_name = "SECS")]
     timeout: Option<u64>,
-    /// The multiplexer binary of mux and quick (default: examples/multiplexer
-    /// beside this binary, built first with cargo when this binary's
-    /// workspace is there).
+    /// The multiplexer binary of mux, quick and soak, used as it is
+    /// (default: examples/multiplexer beside this binary, built first with
+    /// cargo when this binary's workspace is there).
     #[arg(long, global = true, value_name = "PATH")]
     multiplexer: Option<PathBuf>,
 }
@@ -489,7 +489,7 @@ const FAILED: &str = "run failed:";
 
 /// The tables (those of records, then `tables` as they are), the names
 /// of the engines and modes, the summary, the flags, the targets and the
-/// notes, each line within 120 columns.
+/// notes; every line but those of `tables` within 120 columns.
 fn print_results(records: &[Record], tables: &[String], notes: &[String]) {
     println!("{}", wrap(report::LEGEND, ""));
     println!();
