@@ -116,7 +116,12 @@ fn fd_kinds(pid: u32) -> String {
             let target = std::fs::read_link(e.path()).map_or("?".into(), |t| {
                 let t = t.display().to_string();
                 // pipe:[1234] and the like: the kind, not the inode.
-                t.split(":[").next().map_or(t.clone(), str::to_string)
+                match t.split_once(":[") {
+                    Some((kind, n)) if n.trim_end_matches(']').parse::<u64>().is_ok() => {
+                        kind.to_string()
+                    }
+                    _ => t,
+                }
             });
             *kinds.entry(target).or_default() += 1;
         }
