@@ -91,6 +91,17 @@ impl Variant {
     fn framed(self) -> bool {
         self.mode() == "framed"
     }
+
+    /// What the mode is, in a line, for the legend under the tables.
+    pub fn describe(self) -> &'static str {
+        if self.framed() {
+            "(fanout) the router decodes the frames and forwards each whole: send_frame \
+             per frame and subscriber (uring), or re-encoded into one write per read (threads)"
+        } else {
+            "(fanout) the router forwards the bytes of each read as they are: send (uring) \
+             or write (threads) to every subscriber"
+        }
+    }
 }
 
 impl std::fmt::Display for Variant {
@@ -170,16 +181,9 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// `VmRSS` and `VmHWM` of this process, MiB.
 fn rss_now_and_peak() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let [rss, hwm] = sys::status_fields(std::process::id(), ["VmRSS:", "VmHWM:"])
+        .map(|kib| kib.map_or(0.0, |k| k as f64 / 1024.0));
+    (rss, hwm)
 }
 
 /// The router side of one run (`ringpipe-bench fanout-router SPEC`).
@@ -486,6 +490,8 @@ pub fn subscriber_main(spec: &str, index: usize) -> io::Result<()> {
             check.next, spec.msgs
         )));
     }
+    // The frames this subscriber checked, for the run's count.
+    println!("{}", check.next);
     Ok(())
 }
 
@@ -507,6 +513,7 @@ pub fn measure(
     }
     let k = entries.len();
     let mut per_variant: Vec<Vec<BTreeMap<String, f64>>> = vec![Vec::new(); k];
+    let mut checked: Vec<Option<u64>> = vec![None; k];
     let mut notes: Vec<String> = Vec::new();
     for round in 0..plan.warmup + plan.runs {
         for j in 0..k {
@@ -523,7 +530,10 @@ pub fn measure(
             let result = run_once(plan, &spec, router.unwrap_or(&plan.exe));
             let _ = std::fs::remove_dir_all(&spec.dir);
             match result {
-                Ok(r) if round >= plan.warmup => per_variant[i].push(metrics(&r)),
+                Ok((r, n)) if round >= plan.warmup => {
+                    per_variant[i].push(metrics(&r));
+                    checked[i] = Some(n);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let n = format!("fanout {} {name}: run failed: {e}", variant.engine());
@@ -537,7 +547,7 @@ pub fn measure(
         }
     }
     let mut records = Vec::new();
-    for (&(variant, router), runs) in entries.iter().zip(&per_variant) {
+    for ((&(variant, router), runs), checked) in entries.iter().zip(&per_variant).zip(&checked) {
         if runs.is_empty() {
             continue;
         }
@@ -552,6 +562,11 @@ pub fn measure(
         params.insert("write_bytes".into(), (BATCH * FRAME).into());
         params.insert("high_watermark".into(), (64 * 1024).into());
         params.insert("runs".into(), runs.len().into());
+        // Frames the subscribers checked in a run, each in order (every
+        // run the same, or it failed).
+        if let Some(n) = checked {
+            params.insert("frames_checked".into(), (*n).into());
+        }
         records.push(Record {
             scenario: "fanout".into(),
             engine: variant.engine().into(),
@@ -675,8 +690,9 @@ impl Drop for Proc {
 }
 
 /// One run: the router (of `router_exe`), then the subscribers, then the
-/// publisher (both of this binary).
-fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<RouterReport, String> {
+/// publisher (both of this binary). Returns the router's report and the
+/// frames the subscribers checked, which must be every frame for each.
+fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<(RouterReport, u64), String> {
     let deadline = Instant::now() + plan.timeout;
     let json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     let mut router = Proc::spawn(router_exe, &["fanout-router", &json])?;
@@ -693,7 +709,8 @@ fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<RouterReport,
     router.out = Some(drain(stdout));
     let mut procs = vec![("router".to_string(), router)];
     for i in 0..spec.subscribers {
-        let sub = Proc::spawn(&plan.exe, &["fanout-sub", &json, &i.to_string()])?;
+        let mut sub = Proc::spawn(&plan.exe, &["fanout-sub", &json, &i.to_string()])?;
+        sub.out = sub.child.stdout.take().map(drain);
         procs.push((format!("subscriber {i}"), sub));
     }
     procs.push((
@@ -738,14 +755,29 @@ fn run_once(plan: &Plan, spec: &Spec, router_exe: &Path) -> Result<RouterReport,
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let mut checked = 0u64;
+    for result in &results[1..=spec.subscribers] {
+        let out = result.as_ref().and_then(|r| r.as_ref().ok());
+        checked += out
+            .and_then(|o| o.trim().parse::<u64>().ok())
+            .ok_or("a subscriber reported no count")?;
+    }
+    if checked != spec.subscribers as u64 * spec.msgs {
+        return Err(format!(
+            "miscounted: the subscribers checked {checked} frames of {} x {}",
+            spec.subscribers, spec.msgs
+        ));
+    }
     let out = match results.swap_remove(0) {
         Some(Ok(out)) => out,
         _ => return Err("router: no result".into()),
     };
-    out.lines()
+    let report = out
+        .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| format!("no router report: {out}"))
+        .ok_or_else(|| format!("no router report: {out}"))?;
+    Ok((report, checked))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! run; medians and min..max over the runs are printed.
 
 use crate::own::{median_spread, tempdir};
+use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -82,13 +83,34 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             _ => Err(err(format!("unknown role {r:?}"))),
         };
     }
-    let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
+    let text = measure(args, runs.unwrap_or(5).max(1), warmup.unwrap_or(1))?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The short run of `quick`: its table.
+pub fn quick(runs: usize) -> std::io::Result<String> {
+    let args = HubArgs {
+        msgs: 20_000,
+        rate: 50_000,
+        queue: 1 << 20,
+        slow_rate: 20_000,
+        tee: false,
+        role: None,
+    };
+    measure(&args, runs, 0)
+}
+
+/// Runs every setup `warmup + runs` times; returns the table.
+fn measure(args: &HubArgs, runs: usize, warmup: usize) -> std::io::Result<String> {
+    let mut text = String::new();
     let dir = tempdir("hub")?;
     let exe = std::env::current_exe()?;
-    println!(
-        "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast \
-         subscribers (+ a fast third, or one reading {} frames/s); {} frames of {FRAME} B{}; {runs} runs + {warmup} \
-         warm-up, setups interleaved",
+    let _ = writeln!(
+        text,
+        "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast\n\
+         subscribers (+ a fast third, or one reading {} frames/s); {} frames of {FRAME} B{};\n\
+         {runs} runs + {warmup} warm-up, setups interleaved",
         args.queue >> 10,
         args.slow_rate,
         args.msgs,
@@ -108,6 +130,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         ("tee 2 fast+slow", Some(slow), true),
     ];
     let mut got: Vec<Vec<Figures>> = vec![Vec::new(); setups.len()];
+    let (mut delivered, mut dropped) = (0.0, 0.0);
     for round in 0..warmup + runs {
         for (s, &(_, third, tee)) in setups.iter().enumerate() {
             if tee && !args.tee {
@@ -117,12 +140,15 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             std::fs::create_dir_all(&run_dir)?;
             let f = one_run(&exe, &run_dir, args, third, tee)?;
             let _ = std::fs::remove_dir_all(&run_dir);
+            delivered += f.delivered;
+            dropped += f.dropped;
             if round >= warmup {
                 got[s].push(f);
             }
         }
     }
-    println!(
+    let _ = writeln!(
+        text,
         "\n{:<16} {:>26} {:>24} {:>26} {:>20} {:>18} {:>14} {:>12}",
         "setup",
         "msgs/s",
@@ -138,7 +164,8 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             continue;
         }
         let col = |f: fn(&Figures) -> f64| median_spread(got[s].iter().map(f).collect());
-        println!(
+        let _ = writeln!(
+            text,
             "{:<16} {:>26} {:>24} {:>26} {:>20} {:>18} {:>14} {:>12}",
             name,
             col(|f| f.msgs_per_s).fmt(0),
@@ -151,7 +178,12 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let _ = writeln!(
+        text,
+        "frames accounted for: {delivered} delivered in order + {dropped} dropped and counted by \
+         the hub = every frame of every run to every subscriber"
+    );
+    Ok(text)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +195,9 @@ struct Figures {
     rss_mib: f64,
     third_dropped: f64,
     fast_missed: f64,
+    /// Frames all subscribers read, in order, and those the hub dropped.
+    delivered: f64,
+    dropped: f64,
 }
 
 fn role(exe: &Path, args: &[String]) -> std::io::Result<std::process::Child> {
@@ -236,8 +271,10 @@ fn one_run(
     )?;
     output(publisher, "publisher")?;
     let mut fast = Vec::new();
+    let mut delivered = 0.0;
     for (i, r) in readers.into_iter().enumerate() {
         let v = output(r, "subscriber")?;
+        delivered += v.first().copied().unwrap_or(0.0);
         if i < 2 {
             fast.push(v);
         }
@@ -270,6 +307,14 @@ fn one_run(
     if !tee && published != args.msgs as f64 {
         return Err(err(format!("router published {published}")));
     }
+    // Every frame to every subscriber: read in order, or dropped and
+    // counted by the hub.
+    if delivered + dropped != (subs as u64 * args.msgs) as f64 {
+        return Err(err(format!(
+            "miscounted: {delivered} frames read + {dropped} dropped, of {subs} x {}",
+            args.msgs
+        )));
+    }
     Ok(Figures {
         msgs_per_s: args.msgs as f64 / ((last - first) / 1e9),
         p50_us: p50,
@@ -278,6 +323,8 @@ fn one_run(
         rss_mib: rss_kib / 1024.0,
         third_dropped: dropped - fast_missed,
         fast_missed,
+        delivered,
+        dropped,
     })
 }
 
@@ -333,12 +380,8 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
             }
         }
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
+    let [hwm] = crate::sys::status_fields(std::process::id(), ["VmHWM:"]);
+    let hwm = hwm.unwrap_or(0);
     println!(
         "{} {hwm} {} {dropped}",
         crate::sys::cpu_seconds(),

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 
-use crate::spec::{LoadReport, MSG, RunSpec, Work, input_path, mono_ns, new_histogram, stamp};
+use crate::spec::{
+    LoadReport, MSG, RunSpec, Sink, Work, input_path, mono_ns, new_histogram, number_chunk, stamp,
+};
 use crate::sys;
 
 /// Blocking write-only open: the engine's reader is already there.
@@ -35,14 +37,8 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
     match spec.work {
         Work::Throughput { chunk, total_bytes } => {
             let fd = open_writer(&input_path(dir, 0))?;
-            let buf = vec![0x5au8; chunk];
             let start = Instant::now();
-            let mut left = total_bytes;
-            while left > 0 {
-                let n = left.min(chunk as u64) as usize;
-                sys::write_all(&fd, &buf[..n])?;
-                left -= n as u64;
-            }
+            write_chunks(&fd, chunk, total_bytes)?;
             report.elapsed_s = start.elapsed().as_secs_f64();
             report.bytes = total_bytes;
         }
@@ -53,9 +49,9 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
             let mut msg = [0u8; MSG];
             let start = Instant::now();
             let mut seq = 0u64;
-            for _ in 0..msgs_per_fifo {
+            for number in 0..msgs_per_fifo {
                 for fd in &fds {
-                    stamp(&mut msg, mono_ns(), seq);
+                    stamp(&mut msg, mono_ns(), seq, number);
                     sys::write_all(fd, &msg)?;
                     seq += 1;
                 }
@@ -74,7 +70,7 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
             // latest delivery is then the time to deliver them all.
             let t0 = mono_ns();
             let mut msg = [0u8; MSG];
-            stamp(&mut msg, t0, 0);
+            stamp(&mut msg, t0, 0, 0);
             for fd in &fds {
                 sys::write_all(fd, &msg)?;
             }
@@ -82,41 +78,41 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
         }
         Work::Relay { chunk, total_bytes } => {
             let b = dir.join("b");
-            // The sink reads FIFO b on its own thread. It opens without
-            // blocking and waits for data: the engine opens b's write end
-            // only after it sees this reader.
-            let sink = std::thread::spawn(move || -> io::Result<(u64, f64)> {
+            // The sink reads FIFO b on its own thread, checking every
+            // chunk's number. It opens without blocking and waits for data:
+            // the engine opens b's write end only after it sees this reader.
+            let work = spec.work.clone();
+            let sink = std::thread::spawn(move || -> io::Result<(Sink, f64)> {
                 let fd = sys::open_reader_nonblocking(&b)?;
                 sys::set_nonblocking(fd.as_fd(), false)?;
                 sys::wait_readable(fd.as_fd())?;
                 let mut buf = vec![0u8; 1 << 20];
+                let mut sink = Sink::new(&work, 1, total_bytes);
                 let start = Instant::now();
-                let mut got = 0u64;
                 loop {
                     match sys::read(fd.as_fd(), &mut buf) {
                         Ok(0) => break,
-                        Ok(n) => got += n as u64,
+                        Ok(n) => sink.on_data(0, &buf[..n]),
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Ok((got, start.elapsed().as_secs_f64()))
+                Ok((sink, start.elapsed().as_secs_f64()))
             });
             let fd = open_writer(&dir.join("a"))?;
-            let buf = vec![0x5au8; chunk];
-            let mut left = total_bytes;
-            while left > 0 {
-                let n = left.min(chunk as u64) as usize;
-                sys::write_all(&fd, &buf[..n])?;
-                left -= n as u64;
-            }
+            write_chunks(&fd, chunk, total_bytes)?;
             drop(fd);
-            let (got, secs) = sink.join().expect("sink thread")?;
-            if got != total_bytes {
+            let (sink, secs) = sink.join().expect("sink thread")?;
+            if let Some(fault) = sink.fault {
+                return Err(io::Error::other(format!("relay output: {fault}")));
+            }
+            if sink.bytes != total_bytes {
                 return Err(io::Error::other(format!(
-                    "relay delivered {got} of {total_bytes} bytes"
+                    "relay delivered {} of {total_bytes} bytes",
+                    sink.bytes
                 )));
             }
-            report.bytes = got;
+            report.bytes = sink.bytes;
+            report.checked = sink.checked;
             report.elapsed_s = secs;
         }
         Work::Pingpong { rounds, warmup } => {
@@ -133,7 +129,7 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
             let start = Instant::now();
             for i in 0..warmup + rounds {
                 let t = Instant::now();
-                stamp(&mut msg, 0, i);
+                stamp(&mut msg, 0, i, i);
                 sys::write_all(&req, &msg)?;
                 let mut got = 0;
                 while got < MSG {
@@ -146,9 +142,10 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
                 if i >= warmup {
                     let _ = hist.record(t.elapsed().as_nanos().max(1) as u64);
                 }
-                if back[8..16] != msg[8..16] {
-                    return Err(io::Error::other("echo mismatch"));
+                if back != msg {
+                    return Err(io::Error::other(format!("round {i}: the echo differs")));
                 }
+                report.checked += 1;
             }
             report.elapsed_s = start.elapsed().as_secs_f64();
             let (p50, p99, p999) = crate::spec::percentiles_us(&hist);
@@ -161,5 +158,19 @@ pub fn run(spec: &RunSpec, count: usize) -> io::Result<()> {
         "{}",
         serde_json::to_string(&report).expect("report is serialisable")
     );
+    Ok(())
+}
+
+/// Writes `total` bytes in `chunk`-byte writes, each chunk numbered.
+fn write_chunks(fd: &OwnedFd, chunk: usize, total: u64) -> io::Result<()> {
+    let mut buf = vec![0x5au8; chunk];
+    let (mut left, mut number) = (total, 0u64);
+    while left > 0 {
+        let n = left.min(chunk as u64) as usize;
+        number_chunk(&mut buf[..n], number);
+        sys::write_all(fd, &buf[..n])?;
+        left -= n as u64;
+        number += 1;
+    }
     Ok(())
 }

@@ -22,10 +22,12 @@ mod engine;
 mod fanout;
 mod handoff;
 mod hub;
+mod legend;
 mod loadgen;
 mod mux;
 mod own;
 mod report;
+mod soak;
 mod spec;
 mod sys;
 
@@ -67,6 +69,15 @@ struct Cli {
     /// several FIFOs with poll(2).
     #[arg(long, global = true, default_value_t = 1024)]
     threads_cap: usize,
+    /// Bound on one run, in seconds (default: 10 for quick, else 120); a
+    /// run past it fails.
+    #[arg(long, global = true, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// The multiplexer binary of mux, quick and soak, used as it is
+    /// (default: examples/multiplexer beside this binary, built first with
+    /// cargo when this binary's workspace is there).
+    #[arg(long, global = true, value_name = "PATH")]
+    multiplexer: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,7 +125,7 @@ enum Cmd {
     /// lines from N writers into 4 input FIFOs, routed to 1 output FIFO,
     /// every line checked to arrive exactly once; lines/s and router CPU
     /// per line, beside the direct ceiling (the writers straight into one
-    /// FIFO). Needs `cargo build --release --example multiplexer`.
+    /// FIFO). Builds the example first (see --multiplexer).
     Mux {
         /// Routers to run, comma separated.
         #[arg(long, value_delimiter = ',', value_enum, default_values_t = mux::Router::ALL)]
@@ -125,10 +136,6 @@ enum Cmd {
         /// Lines per writer.
         #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
         lines: u64,
-        /// The multiplexer binary (default: examples/multiplexer beside
-        /// this binary, where cargo builds it).
-        #[arg(long, value_name = "PATH")]
-        multiplexer: Option<PathBuf>,
     },
     /// One publisher -> router -> 3 subscribers, 64-byte length-prefixed
     /// frames, every frame checked by each subscriber: ringpipe forwarding
@@ -149,9 +156,9 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         baseline: Option<PathBuf>,
     },
-    /// A short run of every scenario (under a minute), one table per
-    /// scenario, the summary and the targets. Mux runs if the multiplexer
-    /// example is built (`cargo build --release --example multiplexer`).
+    /// A short run of every scenario (about a minute), one table per
+    /// scenario, the summary, what is flagged and the project's targets.
+    /// Builds the multiplexer example first (see --multiplexer).
     Quick,
     /// Every engine scenario and fan-out at full size (mux runs on its
     /// own: it needs the example built).
@@ -180,6 +187,21 @@ enum Cmd {
     /// with and without a slow third: the fast ones' p50/p99 latency,
     /// msgs/s, router CPU per message and RSS.
     Hub(hub::HubArgs),
+    /// The multiplexer example and a hub for N minutes under random writer
+    /// and reader SIGKILLs, reconnects and bad frames: every unit of every
+    /// complete writer session must arrive exactly once (a killed one's up
+    /// to its last whole write), and the router's RSS, fds and threads
+    /// must stay flat. Exits with an error otherwise.
+    Soak(soak::SoakArgs),
+    /// (internal) One writer session of the soak.
+    #[command(hide = true)]
+    SoakWriter(soak::writer::WriterArgs),
+    /// (internal) One reader session of the soak.
+    #[command(hide = true)]
+    SoakReader(soak::reader::ReaderArgs),
+    /// (internal) The hub under soak.
+    #[command(hide = true)]
+    SoakHub(soak::hub::HubArgs),
     /// (internal) The load generator side of one run.
     #[command(hide = true)]
     Loadgen { spec: String, count: usize },
@@ -215,13 +237,22 @@ fn main() {
         Cmd::Loadgen { spec, count } => parse_spec(spec).and_then(|s| loadgen::run(&s, *count)),
         Cmd::Engine { spec } => parse_spec(spec).and_then(|s| engine::run(&s)),
         Cmd::Chart { inputs, out } => chart::render(inputs, out),
-        Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[])),
+        Cmd::Report { inputs } => report::read(inputs).map(|r| print_results(&r, &[], &[])),
         Cmd::MuxThreads(args) => mux::router::run(args),
         Cmd::FanoutRouter { spec } => fanout::router_main(spec),
         Cmd::FanoutPub { spec } => fanout::publisher_main(spec),
         Cmd::FanoutSub { spec, index } => fanout::subscriber_main(spec, *index),
         Cmd::Handoff(args) => handoff::run(args, cli.runs, cli.warmup),
         Cmd::Hub(args) => hub::run(args, cli.runs, cli.warmup),
+        Cmd::Soak(args) => soak::run(
+            args,
+            cli.multiplexer.as_deref(),
+            cli.dir.as_deref(),
+            cli.json.as_deref(),
+        ),
+        Cmd::SoakWriter(args) => soak::writer::run(args),
+        Cmd::SoakReader(args) => soak::reader::run(args),
+        Cmd::SoakHub(args) => soak::hub::run(args),
         _ => orchestrate(&cli),
     };
     if let Err(e) = result {
@@ -303,27 +334,32 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
         runs: cli.runs.unwrap_or(if quick { 3 } else { 5 }).max(1),
         warmup: cli.warmup.unwrap_or(if quick { 0 } else { 1 }),
         idle_runs: cli.runs.unwrap_or(if quick { 2 } else { 3 }).max(1),
-        timeout: Duration::from_secs(if quick { 10 } else { 120 }),
+        timeout: Duration::from_secs(cli.timeout.unwrap_or(if quick { 10 } else { 120 })),
     };
     let exe = std::env::current_exe()?;
-    // Checked before anything runs: a missing example fails at once.
+    for w in works(&cli.cmd) {
+        w.check().map_err(std::io::Error::other)?;
+    }
+    // Built or found before anything runs: a missing example fails at once.
+    let given = cli.multiplexer.as_deref();
+    let multiplexer = match &cli.cmd {
+        Cmd::Mux { routers, .. } if routers.contains(&mux::Router::Multiplexer) => {
+            Some(mux::multiplexer(&exe, given)?)
+        }
+        Cmd::Quick => Some(mux::multiplexer(&exe, given)?),
+        _ => None,
+    };
     let mux_plan = match &cli.cmd {
         Cmd::Mux {
             routers,
             writers,
             lines,
-            multiplexer,
         } => {
             if cli.engines.is_some() {
                 return Err(std::io::Error::other(
                     "mux compares routers, not engines: use --routers",
                 ));
             }
-            let multiplexer = if routers.contains(&mux::Router::Multiplexer) {
-                Some(mux::locate_multiplexer(&exe, multiplexer.as_deref())?)
-            } else {
-                None
-            };
             Some(mux::Plan {
                 routers: routers.clone(),
                 writers: usize::from(*writers),
@@ -332,20 +368,13 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 warmup: plan.warmup,
                 timeout: plan.timeout,
                 exe: exe.clone(),
-                multiplexer,
+                multiplexer: multiplexer.clone(),
             })
         }
         _ => None,
     };
     let nofile = sys::raise_nofile();
-    let root = cli.dir.clone().unwrap_or_else(|| {
-        let shm = PathBuf::from("/dev/shm");
-        if shm.is_dir() {
-            shm
-        } else {
-            std::env::temp_dir()
-        }
-    });
+    let root = cli.dir.clone().unwrap_or_else(own::fifo_root);
     let base = root.join(format!("ringpipe-bench-{}", std::process::id()));
     std::fs::create_dir_all(&base)?;
     let started = Instant::now();
@@ -395,36 +424,42 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
                 records.append(&mut r);
                 notes.append(&mut n);
             }
-            Err(e) => notes.push(format!("fanout failed: {e}")),
+            Err(e) => notes.push(format!("fanout: run failed: {e}")),
         }
     }
-    // quick: the mux scenario too, when the multiplexer example is built.
+    // quick: the mux scenario too, then hand-off and hub, which print
+    // tables of their own.
+    let mut tables = Vec::new();
     if let (Ok((records, notes)), Cmd::Quick) = (&mut out, &cli.cmd) {
-        match mux::locate_multiplexer(&exe, None) {
-            Ok(bin) => {
-                let m = mux::Plan {
-                    routers: mux::Router::ALL.to_vec(),
-                    writers: 4,
-                    lines: 1 << 18,
-                    runs: plan.runs,
-                    warmup: plan.warmup,
-                    timeout: plan.timeout,
-                    exe: exe.clone(),
-                    multiplexer: Some(bin),
-                };
-                match run_mux(&m, &base) {
-                    Ok((mut r, mut n)) => {
-                        records.append(&mut r);
-                        notes.append(&mut n);
-                    }
-                    Err(e) => notes.push(format!("mux failed: {e}")),
-                }
+        let m = mux::Plan {
+            routers: mux::Router::ALL.to_vec(),
+            writers: 4,
+            lines: 1 << 18,
+            runs: plan.runs,
+            warmup: plan.warmup,
+            timeout: plan.timeout,
+            exe: exe.clone(),
+            multiplexer,
+        };
+        match run_mux(&m, &base) {
+            Ok((mut r, mut n)) => {
+                records.append(&mut r);
+                notes.append(&mut n);
             }
-            Err(_) => notes.push(
-                "mux skipped: the multiplexer example is not built \
-                 (cargo build --release --example multiplexer)"
-                    .into(),
-            ),
+            Err(e) => notes.push(format!("mux: run failed: {e}")),
+        }
+        let pb = progress(2);
+        pb.set_message("handoff");
+        let handoff = handoff::quick(plan.runs);
+        pb.inc(1);
+        pb.set_message("hub");
+        let hub = hub::quick(plan.runs);
+        pb.finish_and_clear();
+        for (name, got) in [("handoff", handoff), ("hub", hub)] {
+            match got {
+                Ok(text) => tables.push(text),
+                Err(e) => notes.push(format!("{name}: run failed: {e}")),
+            }
         }
     }
     let (records, notes) = out.inspect_err(|_| {
@@ -432,22 +467,44 @@ fn orchestrate(cli: &Cli) -> std::io::Result<()> {
     })?;
     let _ = std::fs::remove_dir_all(&base);
 
-    print_results(&records, &notes);
+    print_results(&records, &tables, &notes);
     println!("total time: {:.1} s", started.elapsed().as_secs_f64());
     if let Some(path) = &cli.json {
         let json = serde_json::to_string_pretty(&records).map_err(std::io::Error::other)?;
         std::fs::write(path, json + "\n")?;
         println!("records written to {}", path.display());
     }
+    let failed = notes.iter().filter(|n| n.contains(FAILED)).count();
+    if failed > 0 {
+        return Err(std::io::Error::other(format!(
+            "{failed} failure(s), each in the notes (\"{FAILED}\"): those runs' figures are left out"
+        )));
+    }
     Ok(())
 }
 
-/// The tables, the summary, the flags, the targets and the notes, each
-/// line within 120 columns.
-fn print_results(records: &[Record], notes: &[String]) {
+/// What every note of a failed run says: a run that miscounts, times out
+/// or breaks gives no figure, and the command exits with an error.
+const FAILED: &str = "run failed:";
+
+/// The tables (those of records, then `tables` as they are), the names
+/// of the engines and modes, the summary, the flags, the targets and the
+/// notes; every line but those of `tables` within 120 columns.
+fn print_results(records: &[Record], tables: &[String], notes: &[String]) {
     println!("{}", wrap(report::LEGEND, ""));
     println!();
     print!("{}", report::table(records));
+    for t in tables {
+        println!("{t}");
+    }
+    let names = legend::lines(records);
+    if !names.is_empty() {
+        println!("engines and modes in the tables above:");
+        for line in names {
+            println!("{}", wrap(&format!("- {line}"), "  "));
+        }
+        println!();
+    }
     let summary = report::summary(records);
     if !summary.is_empty() {
         println!(
@@ -457,13 +514,23 @@ fn print_results(records: &[Record], notes: &[String]) {
     let flags = report::flags(records);
     if !flags.is_empty() {
         println!(
-            "flagged: ringpipe >= {}x worse than the best peer:\n{flags}",
+            "flagged (each ! above): ringpipe >= {}x worse than the best peer, the ranges apart:\n{flags}",
             report::FLAG_RATIO
         );
     }
     let t = report::targets(records);
     if !t.is_empty() {
-        println!("targets (ratio of medians [worst-best over the runs]):\n{t}");
+        println!(
+            "{}",
+            wrap(
+                "targets: the goals the project sets itself for ringpipe (what it aims to reach \
+                 against the peers, not a check of this run), each judged on these runs: met, \
+                 MISSED, or noisy when the runs disagree; the ratio of medians [worst-best over \
+                 the runs]:",
+                ""
+            )
+        );
+        print!("{t}");
     }
     if !notes.is_empty() {
         println!("notes:");
@@ -572,6 +639,7 @@ fn engine_scenarios(
         let mut per_engine: Vec<Vec<std::collections::BTreeMap<String, f64>>> =
             vec![Vec::new(); engs.len()];
         let mut opened: Vec<Option<usize>> = vec![None; engs.len()];
+        let mut checked: Vec<Option<u64>> = vec![None; engs.len()];
         // Engines take turns run by run, the first to go rotating, so slow
         // drifts of a noisy machine hit them alike.
         for round in 0..plan.warmup + runs {
@@ -597,6 +665,7 @@ fn engine_scenarios(
                             notes.push(format!("{prefix}{n}"));
                         }
                         opened[i] = Some(r.engine.opened);
+                        checked[i] = Some(r.checked);
                         if round >= plan.warmup {
                             per_engine[i].push(report::metrics(w, &r));
                         }
@@ -618,6 +687,10 @@ fn engine_scenarios(
             }
             let mut params = report::params(w);
             params.insert("runs".into(), per_engine[i].len().into());
+            // Every run checked the same number, or it failed.
+            if let Some(n) = checked[i] {
+                params.insert("msgs_checked".into(), n.into());
+            }
             if let (Work::Idle { .. } | Work::Fanin { .. }, Some(n)) = (w, opened[i]) {
                 params.insert("fifos_opened".into(), n.into());
             }
@@ -788,11 +861,13 @@ fn run_once(exe: &Path, spec: &RunSpec, timeout: Duration) -> Result<RunResult, 
     }
     let engine: EngineReport = last_json(&eo).ok_or_else(|| format!("no engine report: {eo}"))?;
     let load: LoadReport = last_json(&lo).ok_or_else(|| format!("no load report: {lo}"))?;
+    let checked = spec.work.account(count, &engine, &load)?;
     Ok(RunResult {
         engine,
         load,
         idle_sample,
         idle_cpu,
+        checked,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct RunResult {
     pub idle_sample: Option<(f64, u64)>,
     /// CPU milliseconds per second the engine process used while idle.
     pub idle_cpu: Option<f64>,
+    /// Units (messages, chunks) checked in order ([`Work::account`]).
+    pub checked: u64,
 }
 
 /// The records of JSON files written with `--json`, joined.
@@ -511,9 +513,7 @@ pub fn table(records: &[Record]) -> String {
                 for &(m, higher) in metrics {
                     let cell = match Stat::of(r, m) {
                         Some(st) => {
-                            let flag = side(&r.engine) == Some(true)
-                                && best_peer(records, &group(r), m, higher)
-                                    .is_some_and(|(_, p)| far_worse(st, p, higher));
+                            let flag = flagged(records, r, m, higher).is_some();
                             let v = if compact { st.compact() } else { st.cell() };
                             format!("{v}{}", if flag { " !" } else { "" })
                         }
@@ -632,23 +632,37 @@ pub fn summary(records: &[Record]) -> String {
     render(&cells, 3)
 }
 
-/// Every ringpipe default result at least [`FLAG_RATIO`] times worse than
-/// the best peer, spreads apart, whether or not a target names it.
+/// The best peer of `r`'s group if `r` is ringpipe's and at least
+/// [`FLAG_RATIO`] times worse on `metric`, the spreads apart: what a
+/// table marks with `!`.
+fn flagged(records: &[Record], r: &Record, metric: &str, higher: bool) -> Option<(String, Stat)> {
+    let st = Stat::of(r, metric)?;
+    if side(&r.engine) != Some(true) {
+        return None;
+    }
+    best_peer(records, &group(r), metric, higher).filter(|(_, p)| far_worse(st, *p, higher))
+}
+
+/// Every result a table marks with `!` (any ringpipe engine or mode at
+/// least [`FLAG_RATIO`] times worse than the best peer, spreads apart),
+/// whether or not a target names it, in table order.
 pub fn flags(records: &[Record]) -> String {
     let mut out = String::new();
     for (g, metric, higher) in rows(records) {
-        let (Some((peer, p)), Some(d)) = (
-            best_peer(records, &g, metric, higher),
-            default_of(records, &g, metric),
-        ) else {
-            continue;
-        };
-        if far_worse(d, p, higher) {
+        let mut ours: Vec<&Record> = records.iter().filter(|r| group(r) == g).collect();
+        ours.sort_by_key(|r| order(&r.engine));
+        for r in ours {
+            let (Some((peer, p)), Some(d)) =
+                (flagged(records, r, metric, higher), Stat::of(r, metric))
+            else {
+                continue;
+            };
             let _ = writeln!(
                 out,
-                "- {g}, {} ({} is better): ringpipe {} vs {peer} {} = {}",
+                "- {g}, {} ({} is better): {} {} vs {peer} {} = {}",
                 short(metric),
                 if higher { "higher" } else { "lower" },
+                r.engine,
                 fmt(d.med),
                 fmt(p.med),
                 times(d.med / p.med)
@@ -1146,6 +1160,20 @@ mod tests {
         ];
         let flags = flags(&records);
         assert!(flags.contains("fanin 256 fifos, p99 us"), "{flags}");
+        // Every ! of the table is in the list, not only the default's.
+        let marks = table(&records).matches(" !").count();
+        assert_eq!(marks, 1);
+        assert_eq!(flags.lines().count(), marks, "{flags}");
+        let mut modes = records.clone();
+        modes.push(fanin("uring-batch", 5000.0));
+        let marks = table(&modes).matches(" !").count();
+        assert_eq!(marks, 2);
+        let listed = super::flags(&modes);
+        assert_eq!(listed.lines().count(), marks, "{listed}");
+        assert!(
+            listed.contains(": uring-batch 5000 vs epoll 400"),
+            "{listed}"
+        );
         let text = format!("{}{}", table(&records), summary(&records));
         assert!(text.contains("12.50x WORSE"), "{text}");
         for line in text.lines() {

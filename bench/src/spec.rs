@@ -1,15 +1,28 @@
 //! The scenario definition shared by every engine and the load generator,
 //! the wire format of test messages, and the result records the child
 //! processes hand back to the orchestrator.
+//!
+//! Every unit a FIFO carries (a 64-byte message, or a throughput or relay
+//! chunk) holds its number on that FIFO, 0, 1, 2...; whoever consumes the
+//! stream checks each number ([`Sink`]), so a run that loses, repeats or
+//! reorders a unit fails instead of printing a wrong figure.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use nix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
-/// Size of a fan-in / ping-pong / idle message: `[send time ns][seq][pad]`.
+/// Size of a fan-in / ping-pong / idle message: `[send time ns][seq][number
+/// on its FIFO][pad]`, each a little-endian u64 ([`stamp`]).
 pub const MSG: usize = 64;
+
+/// Where a chunk (throughput, relay) holds its number on its FIFO.
+const CHUNK_NUMBER: Range<usize> = 0..8;
+/// Where a message holds its number on its FIFO.
+const MSG_NUMBER: Range<usize> = 16..24;
 
 /// Read buffer of the baseline engines, the same size as ringpipe's
 /// registered buffers (64 KiB by default).
@@ -83,9 +96,77 @@ impl Work {
     /// Messages in `bytes`: chunks for throughput and relay, 64-byte
     /// messages otherwise.
     pub fn msgs_in(&self, bytes: u64) -> u64 {
+        bytes / self.unit() as u64
+    }
+
+    /// Bytes of one numbered unit: a chunk for throughput and relay, a
+    /// 64-byte message otherwise.
+    pub fn unit(&self) -> usize {
         match self {
-            Work::Throughput { chunk, .. } | Work::Relay { chunk, .. } => bytes / *chunk as u64,
-            _ => bytes / MSG as u64,
+            Work::Throughput { chunk, .. } | Work::Relay { chunk, .. } => *chunk,
+            _ => MSG,
+        }
+    }
+
+    /// Where a unit holds its number on its FIFO.
+    pub fn number_at(&self) -> Range<usize> {
+        match self {
+            Work::Throughput { .. } | Work::Relay { .. } => CHUNK_NUMBER,
+            _ => MSG_NUMBER,
+        }
+    }
+
+    /// Numbered units each input FIFO carries in a run: the last chunk
+    /// may be short, and counts if it can hold its number.
+    pub fn units_per_input(&self) -> u64 {
+        let (bytes, unit) = (self.bytes_per_input(), self.unit() as u64);
+        bytes / unit + u64::from(bytes % unit >= self.number_at().end as u64)
+    }
+
+    /// Checks one run's accounting: every unit of every FIFO (`fifos` of
+    /// them opened) read, each number once and in order, every byte
+    /// counted. Returns the units checked; a run that fails it measured
+    /// something else than the scenario, and its figures are dropped.
+    pub fn account(
+        &self,
+        fifos: usize,
+        engine: &EngineReport,
+        load: &LoadReport,
+    ) -> Result<u64, String> {
+        if let Some(fault) = &engine.fault {
+            return Err(format!("the engine read {fault}"));
+        }
+        let (checked, inputs) = match self {
+            // The load generator reads the relay's output and the echoes.
+            Work::Relay { .. } | Work::Pingpong { .. } => (load.checked, 1),
+            _ => (engine.checked, fifos as u64),
+        };
+        let units = inputs * self.units_per_input();
+        let bytes = inputs * self.bytes_per_input();
+        if checked != units || engine.bytes != bytes {
+            return Err(format!(
+                "miscounted: {checked} of {units} units checked in order, \
+                 {} of {bytes} bytes",
+                engine.bytes
+            ));
+        }
+        Ok(checked)
+    }
+
+    /// Whether the units are large enough to hold their numbers.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Work::Throughput { chunk, .. } | Work::Relay { chunk, .. }
+                if *chunk < CHUNK_NUMBER.end =>
+            {
+                Err(format!(
+                    "{}: chunks of {chunk} bytes: each chunk carries its number, \
+                     at least {} bytes",
+                    self.name(),
+                    CHUNK_NUMBER.end
+                ))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -146,6 +227,12 @@ pub struct EngineReport {
     pub max_us: Option<f64>,
     pub threads: Option<u64>,
     pub note: Option<String>,
+    /// Units read whose number was the next one on their FIFO ([`Sink`]).
+    #[serde(default)]
+    pub checked: u64,
+    /// The first unit read out of place (lost, repeated, reordered, torn).
+    #[serde(default)]
+    pub fault: Option<String>,
 }
 
 /// What the load generator reports after a run.
@@ -156,6 +243,10 @@ pub struct LoadReport {
     pub p999_us: Option<f64>,
     pub elapsed_s: f64,
     pub bytes: u64,
+    /// Units the load generator checked: relay chunks read back in order,
+    /// ping-pong echoes equal to their request.
+    #[serde(default)]
+    pub checked: u64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes, unlike
@@ -180,13 +271,20 @@ pub fn percentiles_us(h: &Histogram<u64>) -> (Option<f64>, Option<f64>, Option<f
 }
 
 /// The consuming side's bookkeeping, identical for every engine: counts
-/// bytes, parses the header of every framed message and samples latency.
+/// bytes, checks the number of every unit on its FIFO (0, 1, 2...), and
+/// samples the latency of messages.
 #[derive(Debug)]
 pub struct Sink {
-    framed: bool,
+    unit: usize,
+    number_at: Range<usize>,
+    /// Messages carry their send time: sample their latency.
+    latency: bool,
     sample_every: u64,
-    /// Byte offset into the current message, per FIFO.
-    offsets: Vec<u32>,
+    /// Bytes read so far, per FIFO.
+    received: Vec<u64>,
+    /// The start of a unit whose number a read cut in two, per FIFO (rare:
+    /// reads are multiples of the unit but for a writer's short write).
+    cut: BTreeMap<usize, Vec<u8>>,
     pub bytes: u64,
     pub expected: u64,
     /// Sampled latencies (ns); kept as a plain vector so a thread per FIFO
@@ -195,22 +293,34 @@ pub struct Sink {
     pub first_ns: Option<u64>,
     pub last_ns: u64,
     pub checksum: u64,
+    /// Units whose number was the next on their FIFO.
+    pub checked: u64,
+    /// The first unit out of place.
+    pub fault: Option<String>,
 }
 
 impl Sink {
     pub fn new(work: &Work, fifos: usize, expected: u64) -> Sink {
+        let latency = work.message_framed();
         Sink {
-            framed: work.message_framed(),
+            unit: work.unit(),
+            number_at: work.number_at(),
+            latency,
             sample_every: work.sample_every(),
-            offsets: vec![0; if work.message_framed() { fifos } else { 0 }],
+            received: vec![0; fifos],
+            cut: BTreeMap::new(),
             bytes: 0,
             expected,
-            samples: Vec::with_capacity(
-                (expected / MSG as u64 / work.sample_every() + 4).min(1 << 20) as usize,
-            ),
+            samples: Vec::with_capacity(if latency {
+                (expected / MSG as u64 / work.sample_every() + 4).min(1 << 20) as usize
+            } else {
+                0
+            }),
             first_ns: None,
             last_ns: 0,
             checksum: 0,
+            checked: 0,
+            fault: None,
         }
     }
 
@@ -225,25 +335,55 @@ impl Sink {
         self.first_ns.get_or_insert(now);
         self.last_ns = now;
         self.bytes += data.len() as u64;
-        if !self.framed {
-            // Touch the bytes once, cheaply, so no engine skips the data.
-            if let Some(&b) = data.last() {
-                self.checksum = self.checksum.wrapping_add(u64::from(b));
-            }
-            return;
+        // Touch the bytes once, cheaply, so no engine skips the data.
+        if let Some(&b) = data.last() {
+            self.checksum = self.checksum.wrapping_add(u64::from(b));
         }
-        let off = self.offsets[fifo] as usize;
-        let mut pos = (MSG - off) % MSG;
-        while pos + 16 <= data.len() {
-            let seq = u64::from_le_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes"));
+        let (unit, head) = (self.unit as u64, self.number_at.end);
+        let start = self.received[fifo];
+        self.received[fifo] = start + data.len() as u64;
+        // The head of a unit that the last read cut.
+        let into = (start % unit) as usize;
+        if into > 0 && into < head {
+            let mut part = self.cut.remove(&fifo).unwrap_or_default();
+            let take = (head - part.len()).min(data.len());
+            part.extend_from_slice(&data[..take]);
+            if part.len() == head {
+                self.head(fifo, start / unit, &part, now);
+            } else {
+                self.cut.insert(fifo, part);
+            }
+        }
+        let mut pos = if into == 0 { 0 } else { self.unit - into };
+        while pos < data.len() {
+            let index = (start + pos as u64) / unit;
+            match data.get(pos..pos + head) {
+                Some(h) => self.head(fifo, index, h, now),
+                None => {
+                    self.cut.insert(fifo, data[pos..].to_vec());
+                }
+            }
+            pos += self.unit;
+        }
+    }
+
+    /// Checks the head of unit `index` of FIFO `fifo`, read at `now`.
+    #[inline]
+    fn head(&mut self, fifo: usize, index: u64, h: &[u8], now: u64) {
+        let word = |r: Range<usize>| u64::from_le_bytes(h[r].try_into().expect("8 bytes"));
+        let number = word(self.number_at.clone());
+        if number == index {
+            self.checked += 1;
+        } else if self.fault.is_none() {
+            self.fault = Some(format!("FIFO {fifo}: unit {index} carries number {number}"));
+        }
+        if self.latency {
+            let seq = word(8..16);
             self.checksum = self.checksum.wrapping_add(seq);
             if seq % self.sample_every == 0 {
-                let sent = u64::from_le_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
-                self.samples.push(now.saturating_sub(sent).max(1));
+                self.samples.push(now.saturating_sub(word(0..8)).max(1));
             }
-            pos += MSG;
         }
-        self.offsets[fifo] = ((off + data.len()) % MSG) as u32;
     }
 
     pub fn merge(&mut self, other: &Sink) {
@@ -255,6 +395,10 @@ impl Sink {
         };
         self.last_ns = self.last_ns.max(other.last_ns);
         self.checksum = self.checksum.wrapping_add(other.checksum);
+        self.checked += other.checked;
+        if self.fault.is_none() {
+            self.fault.clone_from(&other.fault);
+        }
     }
 
     pub fn histogram(&self) -> Histogram<u64> {
@@ -272,8 +416,101 @@ impl Sink {
     }
 }
 
-/// Writes the header of message `seq` sent at `sent_ns` into `buf`.
-pub fn stamp(buf: &mut [u8; MSG], sent_ns: u64, seq: u64) {
+/// Writes the header of message `seq` (`number` on its FIFO) sent at
+/// `sent_ns` into `buf`.
+pub fn stamp(buf: &mut [u8; MSG], sent_ns: u64, seq: u64, number: u64) {
     buf[..8].copy_from_slice(&sent_ns.to_le_bytes());
     buf[8..16].copy_from_slice(&seq.to_le_bytes());
+    buf[MSG_NUMBER].copy_from_slice(&number.to_le_bytes());
+}
+
+/// Numbers chunk `number` of a throughput or relay stream (a last chunk
+/// too short to hold it goes unnumbered).
+pub fn number_chunk(chunk: &mut [u8], number: u64) {
+    if let Some(at) = chunk.get_mut(CHUNK_NUMBER) {
+        at.copy_from_slice(&number.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(numbers: &[u64]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (seq, &n) in numbers.iter().enumerate() {
+            let mut m = [0u8; MSG];
+            stamp(&mut m, 1, seq as u64, n);
+            out.extend_from_slice(&m);
+        }
+        out
+    }
+
+    fn fanin() -> Work {
+        Work::Fanin {
+            fifos: 2,
+            msgs_per_fifo: 4,
+        }
+    }
+
+    /// Every message is checked once, however the reads cut the stream.
+    #[test]
+    fn every_unit_is_checked_in_any_cut() {
+        let stream = messages(&[0, 1, 2, 3]);
+        for cut in [1, 5, 16, 17, 23, 24, 63, 64, 65, 100, 256] {
+            let mut sink = Sink::new(&fanin(), 2, 2 * 256);
+            for piece in stream.chunks(cut) {
+                sink.on_data(1, piece);
+            }
+            assert_eq!(
+                (sink.checked, sink.fault.as_deref()),
+                (4, None),
+                "cut {cut}"
+            );
+        }
+        let mut sink = Sink::new(&fanin(), 2, 2 * 256);
+        for piece in stream.chunks(7).chain(stream.chunks(9)) {
+            // Two FIFOs interleaved, each cut its own way.
+            sink.on_data(usize::from(piece.len() == 9), piece);
+        }
+        assert_eq!((sink.checked, sink.fault), (8, None));
+    }
+
+    #[test]
+    fn a_lost_repeated_or_torn_unit_is_a_fault() {
+        for numbers in [&[0, 2, 3][..], &[0, 1, 1, 2], &[1, 0]] {
+            let mut sink = Sink::new(&fanin(), 1, 256);
+            sink.on_data(0, &messages(numbers));
+            assert!(sink.fault.is_some(), "{numbers:?}");
+        }
+        let mut torn = messages(&[0, 1, 2]);
+        torn.remove(100);
+        let mut sink = Sink::new(&fanin(), 1, 256);
+        sink.on_data(0, &torn);
+        assert_eq!(sink.checked, 2);
+        assert!(sink.fault.is_some());
+    }
+
+    #[test]
+    fn chunks_carry_their_numbers() {
+        let work = Work::Throughput {
+            chunk: 100,
+            total_bytes: 250,
+        };
+        assert_eq!(work.units_per_input(), 3);
+        let mut stream = vec![0u8; 250];
+        for (k, chunk) in stream.chunks_mut(100).enumerate() {
+            number_chunk(chunk, k as u64);
+        }
+        let mut sink = Sink::new(&work, 1, 250);
+        for piece in stream.chunks(3) {
+            sink.on_data(0, piece);
+        }
+        assert_eq!((sink.checked, sink.fault), (3, None));
+        let short = Work::Throughput {
+            chunk: 4,
+            total_bytes: 8,
+        };
+        assert!(short.check().is_err());
+    }
 }

@@ -120,6 +120,55 @@ impl Engine {
         Engine::ALL.into_iter().find(|e| e.name() == name)
     }
 
+    /// What the engine is, in a line, for the legend under the tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Engine::Uring => {
+                "ringpipe with Proactor::new() defaults: one READ_FIXED in flight per FIFO, \
+                 poll sleeps in io_uring_enter until a completion"
+            }
+            Engine::UringMultishot => {
+                "ringpipe, ReadMode::Multishot: one READ_MULTISHOT per FIFO into a provided \
+                 buffer ring shared by all FIFOs"
+            }
+            Engine::UringBatch => {
+                "ringpipe, Builder::batch_wait(16, 500 us): poll sleeps until 16 completions \
+                 are ready, or 500 us have passed and one is"
+            }
+            Engine::UringEcho => {
+                "ringpipe, Builder::echo_hold(1 ms): the echo's write and the wait for the next \
+                 request in one io_uring_enter"
+            }
+            Engine::UringSplice => {
+                "ringpipe, Proactor::relay with its defaults: splice inside the kernel, no copy \
+                 through user space"
+            }
+            Engine::UringSpliceDirect => {
+                "ringpipe, Proactor::relay with Builder::splice_direct(true) (the default): a \
+                 poll on the ring, then splice(2) from the proactor thread"
+            }
+            Engine::UringSpliceIowq => {
+                "ringpipe, Proactor::relay with Builder::splice_direct(false): an io_uring \
+                 SPLICE behind a POLL, run on an io-wq kernel worker"
+            }
+            Engine::UringSqpoll => {
+                "ringpipe, Builder::sqpoll: a kernel thread polls the submission queue (it \
+                 needs a core of its own)"
+            }
+            Engine::UringSpin => {
+                "ringpipe busy polling: poll(Some(Duration::ZERO)) in a loop, one \
+                 io_uring_enter each, never sleeping (a core of its own)"
+            }
+            Engine::Epoll => "edge-triggered epoll, non-blocking read/write until EAGAIN",
+            Engine::Threads => {
+                "one blocking thread per FIFO, plain read/write (above --threads-cap each \
+                 thread polls several FIFOs)"
+            }
+            Engine::ThreadsSplice => "one blocking thread calling splice(2) from FIFO to FIFO",
+            Engine::Tokio => "tokio::net::unix::pipe on a current-thread runtime, a task per FIFO",
+        }
+    }
+
     /// Whether this is ringpipe (a mode of it) rather than a peer.
     pub fn is_ringpipe(self) -> bool {
         matches!(
@@ -214,6 +263,8 @@ pub fn finish(report: &mut EngineReport, sink: &Sink, cpu0: f64) {
     report.p99_us = p99;
     report.p999_us = p999;
     report.max_us = sink.samples.iter().max().map(|&ns| ns as f64 / 1000.0);
+    report.checked = sink.checked;
+    report.fault.clone_from(&sink.fault);
 }
 
 /// The pipe size of both FIFOs of a relay, the same for every engine:

@@ -189,15 +189,21 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
     let mut backlog: Vec<u8> = Vec::new();
     let mut peak_backlog = 0usize;
     let mut pauses = 0u64;
-    while sent < total {
+    // Bytes read, and whether the input has ended: a run that read fewer
+    // bytes than it should ends once it has sent what it read, and the
+    // load generator's count says so.
+    let (mut taken, mut eof) = (0u64, false);
+    while sent < total && !(eof && sent == taken) {
         p.poll(&mut events, wait).map_err(io::Error::other)?;
         let mut writable = false;
         let mut refused = false;
         for ev in &events {
             match ev {
+                Event::PeerGone(t) if t == rx.token() => eof = true,
                 Event::Data { from, data } if from == rx => {
                     first.get_or_insert_with(Instant::now);
                     reads += 1;
+                    taken += data.len() as u64;
                     if backlog.is_empty() {
                         match p.send(tx, data) {
                             Ok(()) => {}

@@ -29,7 +29,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::report::{self, Record};
-use crate::sys;
+use crate::sys::{self, parse_hex};
 
 pub mod router;
 
@@ -62,6 +62,21 @@ impl Router {
             Router::Direct => "direct",
         }
     }
+
+    /// What the router is, in a line, for the legend under the tables.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Router::Multiplexer => {
+                "(mux) examples/multiplexer, ringpipe's router: one proactor thread, framed \
+                 receivers, whole lines out in PIPE_BUF writes"
+            }
+            Router::Threads => {
+                "(mux) the same routing with a blocking thread per input, 64 KiB batches per \
+                 write (in the other tables: one blocking thread per FIFO)"
+            }
+            Router::Direct => "(mux) no router: the writers straight into the output, the ceiling",
+        }
+    }
 }
 
 impl fmt::Display for Router {
@@ -87,9 +102,75 @@ pub struct Plan {
     pub multiplexer: Option<PathBuf>,
 }
 
+/// The multiplexer example: `given`, else `examples/multiplexer` beside
+/// this binary (where cargo puts both), first brought up to date with
+/// `cargo build --example multiplexer` in this binary's profile and target
+/// directory when the workspace this binary was built from is still
+/// there: `cargo run --bin ringpipe-bench` builds only the bench, and a
+/// stale example would measure old code. A binary that cannot be found or
+/// built is an error naming the cargo command.
+pub fn multiplexer(exe: &Path, given: Option<&Path>) -> io::Result<PathBuf> {
+    if given.is_none()
+        && let Some(build) = build_command(exe)
+    {
+        eprintln!("building the multiplexer example: {}", build.shown);
+        let mut cmd = build.cmd;
+        // Cargo's progress and errors go to our stderr as they come.
+        match cmd.stdin(Stdio::null()).stdout(Stdio::null()).status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => {
+                return Err(io::Error::other(format!(
+                    "`{}` failed ({status}): see cargo's messages above",
+                    build.shown
+                )));
+            }
+            // No cargo here: a binary built beforehand may still be there.
+            Err(_) => {}
+        }
+    }
+    locate_multiplexer(exe, given)
+}
+
+/// `cargo build --example multiplexer` for the workspace this binary was
+/// built from, into the target directory and profile it runs from, or
+/// `None` if that workspace is gone or this binary is not in a cargo
+/// target directory (`target/<profile>/ringpipe-bench`).
+struct Build {
+    cmd: Command,
+    shown: String,
+}
+
+fn build_command(exe: &Path) -> Option<Build> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .join("Cargo.toml");
+    let profile_dir = exe.parent()?;
+    let target = profile_dir.parent()?;
+    let profile = profile_dir.file_name()?.to_str()?;
+    if !manifest.is_file() || !target.join("CACHEDIR.TAG").is_file() {
+        return None;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--example", "multiplexer", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target);
+    let flag = match profile {
+        "debug" => String::new(),
+        "release" => " --release".into(),
+        other => format!(" --profile {other}"),
+    };
+    cmd.args(flag.split_whitespace());
+    Some(Build {
+        cmd,
+        shown: format!("cargo build{flag} --example multiplexer"),
+    })
+}
+
 /// Finds the multiplexer example: `given`, else `examples/multiplexer`
-/// beside this binary (where cargo puts both). A missing binary is an
-/// error that names the cargo command that builds it.
+/// beside this binary. A missing binary is an error that names the cargo
+/// command that builds it.
 pub fn locate_multiplexer(exe: &Path, given: Option<&Path>) -> io::Result<PathBuf> {
     if let Some(path) = given {
         return if path.is_file() {
@@ -158,12 +239,16 @@ pub fn measure(
         }
     }
     let mut per_router = vec![Vec::new(); plan.routers.len()];
+    let mut checked: Vec<Option<u64>> = vec![None; plan.routers.len()];
     let mut notes = Vec::new();
     for round in 0..plan.warmup + plan.runs {
         for (i, &router) in plan.routers.iter().enumerate() {
             pb.set_message(format!("mux {router}"));
             match run_once(plan, router, &ins, &out) {
-                Ok(m) if round >= plan.warmup => per_router[i].push(metrics(&m)),
+                Ok(m) if round >= plan.warmup => {
+                    per_router[i].push(metrics(&m));
+                    checked[i] = Some(m.lines);
+                }
                 Ok(_) => {}
                 Err(e) => {
                     let n = format!("mux {router}: run failed: {e}");
@@ -175,7 +260,7 @@ pub fn measure(
         }
     }
     let mut records = Vec::new();
-    for (router, runs) in plan.routers.iter().zip(&per_router) {
+    for ((router, runs), checked) in plan.routers.iter().zip(&per_router).zip(&checked) {
         if runs.is_empty() {
             continue;
         }
@@ -186,6 +271,11 @@ pub fn measure(
         params.insert("line_bytes".into(), LINE.into());
         params.insert("write_bytes".into(), (BLOCK_LINES * LINE).into());
         params.insert("runs".into(), runs.len().into());
+        // Lines the reader checked in a run, each exactly once (every run
+        // the same, or it failed).
+        if let Some(n) = checked {
+            params.insert("lines_checked".into(), (*n).into());
+        }
         records.push(Record {
             scenario: "mux".into(),
             engine: router.name().into(),
@@ -484,17 +574,6 @@ fn put_hex(dst: &mut [u8], mut v: u64) {
         *b = b"0123456789abcdef"[(v & 15) as usize];
         v >>= 4;
     }
-}
-
-fn parse_hex(src: &[u8]) -> Option<u64> {
-    src.iter().try_fold(0u64, |acc, &b| {
-        let d = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            _ => return None,
-        };
-        Some(acc << 4 | u64::from(d))
-    })
 }
 
 /// Checks the output stream: whole 64-byte lines, each (writer, sequence)
