@@ -1,0 +1,157 @@
+"""Helpers shared by the tests: FIFOs in a private directory, peer
+processes that are always reaped, and reads with a deadline.
+
+Every test also has pytest-timeout's watchdog (pyproject.toml): a bug
+fails the test instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Iterator, List
+
+import pytest
+
+# Peer processes must find the same ringpipe (an in-tree build included).
+ENV = dict(os.environ)
+ENV["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+
+
+@pytest.fixture
+def fifo_dir(tmp_path):
+    return tmp_path
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "test.fifo"
+    os.mkfifo(path)
+    return str(path)
+
+
+class Peer:
+    """A Python peer process running `code`, line-driven over stdin/stdout."""
+
+    def __init__(self, code: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+
+    def close_stdin(self) -> None:
+        """EOF on the peer's stdin."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+            self.proc.stdin = None
+
+    def send(self, line: str = "") -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def expect(self, want: str, timeout: float = 30.0) -> str:
+        """Reads the peer's next stdout line, which must start with `want`."""
+        assert self.proc.stdout is not None
+        line = _readline(self.proc, timeout)
+        assert line.startswith(want), f"wanted {want!r}, got {line!r}; stderr: {self.stderr()}"
+        return line
+
+    def wait(self, timeout: float = 30.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"peer still running after {timeout}s; stderr: {self.stderr()}")
+
+    def finish(self, timeout: float = 30.0) -> tuple:
+        """Waits for the peer's exit, reading its output meanwhile (a full
+        stdout pipe would stall it): returns (status, stdout, stderr)."""
+        if self.proc.stdin is not None and self.proc.stdin.closed:
+            self.proc.stdin = None
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"peer still running after {timeout}s")
+        return self.proc.returncode, out, err
+
+    def stderr(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return "(running)"
+        return self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    import selectors
+
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            proc.kill()
+            raise AssertionError(f"no line from the peer within {timeout}s")
+    return proc.stdout.readline().strip()
+
+
+@pytest.fixture
+def peers() -> Iterator[List[Peer]]:
+    """Peers started by a test; killed and reaped whatever happens."""
+    started: List[Peer] = []
+    yield started
+    for p in started:
+        p.kill()
+        for f in (p.proc.stdin, p.proc.stdout, p.proc.stderr):
+            if f is not None:
+                f.close()
+
+
+def read_until_eof(fd: int, timeout: float = 30.0) -> bytes:
+    """Drains a non-blocking read end until EOF (every writer gone)."""
+    got = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            time.sleep(0.005)
+            continue
+        if not chunk:
+            return bytes(got)
+        got += chunk
+    raise AssertionError(f"no EOF within {timeout}s ({len(got)} bytes read)")
+
+
+def drain_now(fd: int) -> bytes:
+    """Whatever a non-blocking read end holds right now."""
+    got = bytearray()
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return bytes(got)
+        if not chunk:
+            return bytes(got)
+        got += chunk
+
+
+def wchan(pid: int) -> str:
+    """Where in the kernel a process sleeps ("fifo_open" while blocked in
+    open(2) of a FIFO)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
