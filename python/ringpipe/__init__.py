@@ -46,6 +46,7 @@ from ._errors import (  # noqa: E402
 )
 from . import _native  # noqa: E402
 from ._native import PIPE_BUF, Reader, WriteReport, Writer  # noqa: E402
+from .aio import AsyncReader, AsyncWriter, open_reader, open_writer  # noqa: E402
 from .handlers import FifoHandler  # noqa: E402
 
 __all__ = [
@@ -53,6 +54,10 @@ __all__ = [
     "Reader",
     "WriteReport",
     "FifoHandler",
+    "open_reader",
+    "open_writer",
+    "AsyncReader",
+    "AsyncWriter",
     "PIPE_BUF",
     "EXIT_TIMEOUT",
     "Error",

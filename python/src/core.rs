@@ -235,6 +235,11 @@ impl Core {
         closes.chain(crate::hubs::deadlines(self)).min()
     }
 
+    /// Whether the inbox holds anything.
+    pub fn has_inbox(&self) -> bool {
+        !lock(&self.inbox.dirty).is_empty() || !lock(&self.inbox.commands).is_empty()
+    }
+
     /// Runs what Python threads left in the inbox: commands, then streams
     /// to pump or resume.
     pub fn take_inbox(&mut self) {

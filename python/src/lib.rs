@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 
+mod aio;
 mod api;
 mod core;
 mod engine;
@@ -40,6 +41,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::Writer>()?;
     m.add_class::<writer::WriteReport>()?;
     m.add_class::<reader::Reader>()?;
+    m.add_class::<aio::LoopEngine>()?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add("PIPE_BUF", ringpipe::frame::PIPE_BUF)?;
     Ok(())

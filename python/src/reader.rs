@@ -103,6 +103,13 @@ fn try_take(st: &mut ReaderState, path: &str, take: Take) -> Option<Result<Got, 
     }
 }
 
+/// A reader nobody can reach any more stops reading.
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// A FIFO reader (see the package docs). Thread-safe.
 #[pyclass(frozen, module = "ringpipe._native")]
 pub struct Reader {
@@ -386,14 +393,15 @@ impl Reader {
         slf
     }
 
-    /// The next chunk (a byte stream) or frame; ends at EOF or close.
+    /// The next line (a byte stream, newline included, like a file) or
+    /// frame; ends at EOF or close.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         let path = &self.shared.path;
         let waited = self.shared.gate.wait(py, None, |st| {
             if st.closed {
                 return Some(Ok(None));
             }
-            try_take(st, path, Take::Bytes(usize::MAX)).map(|r| {
+            try_take(st, path, Take::Line).map(|r| {
                 r.map(|got| match got {
                     Got::End => None,
                     got => Some(got),

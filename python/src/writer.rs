@@ -491,6 +491,14 @@ impl Writer {
     }
 }
 
+/// A writer nobody can reach any more closes like a file object: its
+/// bytes are flushed in the background, up to its close timeout.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.start_close(None);
+    }
+}
+
 /// A stream's number for Python (the asyncio side keys waiters by it).
 pub fn token_id(t: ringpipe::Token) -> u64 {
     (u64::from(t.index) << 32) | u64::from(t.generation)

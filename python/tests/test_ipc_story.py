@@ -102,6 +102,9 @@ def test_reader_iterates_lines_and_frames_across_writers(tmp_path):
             for i in range(100):
                 w.write(b"%d:%d" % (session, i) if i % 10 else b"")  # empty frames too
             assert w.close(timeout=30).delivered
+            deadline = time.monotonic() + 30  # the reader sees this writer leave
+            while r.state != "peer_gone" and time.monotonic() < deadline:
+                time.sleep(0.005)
         got = []
         while len(got) < 300:
             got += r.read_frames(timeout=30)
