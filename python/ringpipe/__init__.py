@@ -48,12 +48,14 @@ from . import _native  # noqa: E402
 from ._native import PIPE_BUF, Reader, WriteReport, Writer  # noqa: E402
 from .aio import AsyncReader, AsyncWriter, open_reader, open_writer  # noqa: E402
 from .handlers import FifoHandler  # noqa: E402
+from .hub import Hub  # noqa: E402
 
 __all__ = [
     "Writer",
     "Reader",
     "WriteReport",
     "FifoHandler",
+    "Hub",
     "open_reader",
     "open_writer",
     "AsyncReader",

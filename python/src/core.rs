@@ -58,7 +58,7 @@ enum Stream {
     Writer(Sender, Arc<WriterShared>),
     Reader(Receiver, Arc<ReaderShared>, Option<ErrSpec>),
     /// A hub's source or one of its subscribers: the hub owns the events.
-    Hub(Token),
+    Hub,
 }
 
 /// A writer on its way out.
@@ -171,9 +171,38 @@ impl Core {
         Ok(shared)
     }
 
+    /// The hub at `index` and the proactor, to work on both.
+    pub(crate) fn hub_parts(
+        &mut self,
+        index: usize,
+    ) -> Option<(&mut crate::hubs::HubStream, &mut Proactor)> {
+        self.hubs.get_mut(index).map(|h| (h, &mut self.p))
+    }
+
+    /// Makes a writer of a sender already open on this proactor.
+    pub(crate) fn adopt_writer(
+        &mut self,
+        tx: Sender,
+        path: &str,
+        framing: Framing,
+        max_buffer: usize,
+        when_full: WhenFull,
+    ) -> Arc<WriterShared> {
+        let state = WriterState::new(tx.token(), framing, max_buffer, when_full);
+        let shared = Arc::new(WriterShared {
+            path: path.to_string(),
+            gate: Gate::new(state),
+            inbox: Arc::clone(&self.inbox),
+            close_timeout: None,
+        });
+        self.streams
+            .insert(tx.token(), Stream::Writer(tx, Arc::clone(&shared)));
+        shared
+    }
+
     /// Registers a transport a hub owns, so its events go to the hub.
     pub(crate) fn adopt(&mut self, token: Token) {
-        self.streams.insert(token, Stream::Hub(token));
+        self.streams.insert(token, Stream::Hub);
     }
 
     /// Closes a writer once everything it was given has been read, or at
@@ -223,7 +252,7 @@ impl Core {
                     }
                     self.close_reader(token);
                 }
-                Some(Stream::Hub(_)) | None => {}
+                Some(Stream::Hub) | None => {}
             }
         }
         crate::hubs::close_all(self, limit);
@@ -299,7 +328,7 @@ impl Core {
                     r.gate.lock().error = Some(error.clone());
                     r.gate.notify();
                 }
-                Stream::Hub(_) => {}
+                Stream::Hub => {}
             }
         }
         crate::hubs::fail_all(self, error);
@@ -327,7 +356,7 @@ impl Core {
                     let _ = self.p.resume(rx);
                 }
             }
-            Some(Stream::Hub(_)) | None => {}
+            Some(Stream::Hub) | None => {}
         }
     }
 
@@ -418,7 +447,12 @@ impl Core {
                         ended.push(token);
                     }
                 }
-                Some(Stream::Hub(_)) => crate::hubs::event(hubs, p, &event),
+                Some(Stream::Hub) => {
+                    crate::hubs::event(hubs, p, &event);
+                    if matches!(event, Event::Closed { .. }) {
+                        ended.push(token);
+                    }
+                }
                 None => continue,
             }
             woken.push(token);

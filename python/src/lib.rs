@@ -42,6 +42,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<writer::WriteReport>()?;
     m.add_class::<reader::Reader>()?;
     m.add_class::<aio::LoopEngine>()?;
+    m.add_class::<hubs::HubHandle>()?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
     m.add("PIPE_BUF", ringpipe::frame::PIPE_BUF)?;
     Ok(())
