@@ -39,6 +39,7 @@ from ._errors import (  # noqa: E402
     NotFound,
     PermissionDenied,
     ProcessError,
+    RunTimeout,
     Timeout,
     TransportError,
     Unsupported,
@@ -49,6 +50,17 @@ from ._native import PIPE_BUF, Reader, WriteReport, Writer  # noqa: E402
 from .aio import AsyncReader, AsyncWriter, open_reader, open_writer  # noqa: E402
 from .handlers import FifoHandler  # noqa: E402
 from .hub import Hub  # noqa: E402
+from .process import (  # noqa: E402
+    Command,
+    CompletedRun,
+    InputReport,
+    LinkReport,
+    PipelineResult,
+    Process,
+    pipeline,
+    run,
+    start,
+)
 
 __all__ = [
     "Writer",
@@ -56,6 +68,15 @@ __all__ = [
     "WriteReport",
     "FifoHandler",
     "Hub",
+    "run",
+    "pipeline",
+    "start",
+    "Command",
+    "CompletedRun",
+    "PipelineResult",
+    "InputReport",
+    "LinkReport",
+    "Process",
     "open_reader",
     "open_writer",
     "AsyncReader",
@@ -73,6 +94,7 @@ __all__ = [
     "Unsupported",
     "FrameError",
     "ProcessError",
+    "RunTimeout",
 ]
 
 #: At interpreter exit, how long each open writer may wait for its reader

@@ -8,6 +8,8 @@ catches: ``except FileNotFoundError`` catches :class:`NotFound`, with
 
 from __future__ import annotations
 
+import subprocess as _subprocess
+
 __all__ = [
     "Error",
     "NotFound",
@@ -20,6 +22,7 @@ __all__ = [
     "Unsupported",
     "FrameError",
     "ProcessError",
+    "RunTimeout",
 ]
 
 
@@ -80,3 +83,18 @@ class FrameError(Error, ValueError):
 
 class ProcessError(Error):
     """Running a program over FIFOs failed (not a non-zero exit)."""
+
+
+class RunTimeout(ProcessError, _subprocess.TimeoutExpired):
+    """A run took longer than its timeout; its programs were killed.
+
+    ``partial`` holds what was collected until then (a ``CompletedRun``
+    or ``PipelineResult``).
+    """
+
+    def __init__(self, cmd, timeout, partial=None):  # type: ignore[no-untyped-def]
+        _subprocess.TimeoutExpired.__init__(self, cmd, timeout)
+        self.partial = partial
+
+    def __str__(self) -> str:
+        return _subprocess.TimeoutExpired.__str__(self) + "; killed"

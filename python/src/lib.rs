@@ -18,6 +18,7 @@ mod engine;
 mod errors;
 mod gate;
 mod hubs;
+mod process;
 mod queue;
 mod reader;
 mod stream;
@@ -44,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::LoopEngine>()?;
     m.add_class::<hubs::HubHandle>()?;
     m.add_function(wrap_pyfunction!(shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(process::run_programs, m)?)?;
     m.add("PIPE_BUF", ringpipe::frame::PIPE_BUF)?;
     Ok(())
 }
