@@ -16,6 +16,7 @@ use crate::api;
 use crate::errors::ErrSpec;
 use crate::gate::Gate;
 use crate::hubs::HubStream;
+use crate::queue::UnitQueue;
 use crate::stream::{
     CloseReport, Framing, Inbox, Phase, ReaderShared, ReaderState, WhenFull, WriterShared,
     WriterState,
@@ -55,7 +56,8 @@ pub struct ReaderSpec {
 }
 
 enum Stream {
-    Writer(Sender, Arc<WriterShared>),
+    /// A writer, and an empty buffer to swap with its full one.
+    Writer(Sender, Arc<WriterShared>, UnitQueue),
     Reader(Receiver, Arc<ReaderShared>, Option<ErrSpec>),
     /// A hub's source or one of its subscribers: the hub owns the events.
     Hub,
@@ -139,12 +141,15 @@ impl Core {
         let state = WriterState::new(tx.token(), spec.framing, spec.max_buffer, spec.when_full);
         let shared = Arc::new(WriterShared {
             path: spec.path,
+            framing: spec.framing,
             gate: Gate::new(state),
             inbox: Arc::clone(&self.inbox),
             close_timeout: spec.close_timeout,
         });
-        self.streams
-            .insert(tx.token(), Stream::Writer(tx, Arc::clone(&shared)));
+        self.streams.insert(
+            tx.token(),
+            Stream::Writer(tx, Arc::clone(&shared), UnitQueue::default()),
+        );
         Ok(shared)
     }
 
@@ -191,12 +196,15 @@ impl Core {
         let state = WriterState::new(tx.token(), framing, max_buffer, when_full);
         let shared = Arc::new(WriterShared {
             path: path.to_string(),
+            framing,
             gate: Gate::new(state),
             inbox: Arc::clone(&self.inbox),
             close_timeout: None,
         });
-        self.streams
-            .insert(tx.token(), Stream::Writer(tx, Arc::clone(&shared)));
+        self.streams.insert(
+            tx.token(),
+            Stream::Writer(tx, Arc::clone(&shared), UnitQueue::default()),
+        );
         shared
     }
 
@@ -208,7 +216,7 @@ impl Core {
     /// Closes a writer once everything it was given has been read, or at
     /// `timeout` whatever is left (`Some(ZERO)`: now).
     pub fn close_writer(&mut self, token: Token, timeout: Option<Duration>) {
-        let Some(Stream::Writer(tx, _)) = self.streams.get(&token) else {
+        let Some(Stream::Writer(tx, ..)) = self.streams.get(&token) else {
             return;
         };
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -241,7 +249,7 @@ impl Core {
         let tokens: Vec<Token> = self.streams.keys().copied().collect();
         for token in tokens {
             match self.streams.get(&token) {
-                Some(Stream::Writer(_, w)) => {
+                Some(Stream::Writer(_, w, _)) => {
                     let t = w.close_timeout.map_or(limit, |t| t.min(limit));
                     w.gate.lock().closing = true;
                     self.close_writer(token, Some(t));
@@ -309,7 +317,7 @@ impl Core {
     pub fn fail_all(&mut self, error: &ErrSpec) {
         for (_, stream) in self.streams.drain() {
             match stream {
-                Stream::Writer(_, w) => {
+                Stream::Writer(_, w, _) => {
                     let mut st = w.gate.lock();
                     st.error = Some(error.clone());
                     st.phase = Phase::Closed;
@@ -362,34 +370,66 @@ impl Core {
 
     /// Hands a writer's buffer to its sender, up to the sender's high
     /// watermark; starts the close once all of it is handed.
+    ///
+    /// The buffer is swapped out under the writer's lock and sent without
+    /// it, so Python threads keep writing while the bytes are copied.
     fn pump(&mut self, token: Token) {
-        let Some(Stream::Writer(tx, w)) = self.streams.get(&token) else {
+        let Some(Stream::Writer(tx, w, spare)) = self.streams.get_mut(&token) else {
             return;
         };
         let (tx, w) = (*tx, Arc::clone(w));
-        let mut st = w.gate.lock();
-        st.dirty = false;
-        let codec = st.framing.codec();
-        let mut freed = false;
-        // While no reader is there the bytes stay in the buffer, where the
-        // policy can act on them.
-        let connected = st.phase == Phase::Open;
-        while connected && !st.refused && !st.queue.is_empty() && st.error.is_none() {
-            let chunk = st.queue.front(CHUNK, codec.is_some());
-            let n = chunk.len();
-            match api::send(&mut self.p, tx, codec, chunk) {
-                Ok(()) => {
-                    st.queue.consume(n);
-                    st.handed += n as u64;
-                    freed = true;
-                }
-                Err(ringpipe::Error::WouldBlock { .. }) => st.refused = true,
-                Err(e) => st.error = Some(ErrSpec::from(&e).with_path(&w.path)),
+        let mut taken = std::mem::take(spare);
+        let codec = {
+            let mut st = w.gate.lock();
+            st.dirty = false;
+            // While no reader is there the bytes stay in the buffer, where
+            // the policy can act on them.
+            if st.phase != Phase::Open || st.refused || st.error.is_some() {
+                None
+            } else {
+                std::mem::swap(&mut st.queue, &mut taken);
+                st.in_hand = taken.len() as u64;
+                Some(st.framing.codec())
             }
+        };
+        let mut sent = 0u64;
+        let mut outcome = Ok(());
+        if let Some(codec) = codec {
+            while !taken.is_empty() {
+                let chunk = taken.front(CHUNK, codec.is_some());
+                let n = chunk.len();
+                match api::send(&mut self.p, tx, codec, chunk) {
+                    Ok(()) => {
+                        taken.consume(n);
+                        sent += n as u64;
+                    }
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let mut st = w.gate.lock();
+        if !taken.is_empty() {
+            // Refused: what is left goes back in front of what came since.
+            taken.append(&st.queue);
+            std::mem::swap(&mut st.queue, &mut taken);
+        }
+        taken.clear();
+        st.in_hand = 0;
+        st.handed += sent;
+        match outcome {
+            Err(ringpipe::Error::WouldBlock { .. }) => st.refused = true,
+            Err(e) => st.error = Some(ErrSpec::from(&e).with_path(&w.path)),
+            Ok(()) => {}
         }
         let all_handed = st.queue.is_empty();
         drop(st);
-        if freed {
+        if let Some(Stream::Writer(_, _, spare)) = self.streams.get_mut(&token) {
+            *spare = taken;
+        }
+        if sent > 0 {
             w.gate.notify();
             self.woken.push(token);
         }
@@ -433,7 +473,7 @@ impl Core {
         for event in events.iter() {
             let token = event.token();
             match streams.get_mut(&token) {
-                Some(Stream::Writer(_, w)) => {
+                Some(Stream::Writer(_, w, _)) => {
                     let (done, more) = writer_event(w, &event, closing);
                     if more {
                         writable.push(token);
@@ -461,6 +501,7 @@ impl Core {
             self.streams.remove(&token);
             self.closing.remove(&token);
         }
+        writable.dedup();
         for token in writable {
             self.pump(token);
         }
@@ -482,6 +523,8 @@ fn writer_event(
         }
         Event::Sent { bytes, .. } => {
             st.written += *bytes as u64;
+            // Bytes written meanwhile wait for this pump (no kick came).
+            result.1 = !st.queue.is_empty();
             if st.pending() > 0 {
                 return result; // nobody waits for a partial write
             }

@@ -84,6 +84,21 @@ impl UnitQueue {
         self.compact();
     }
 
+    /// Appends every unit of `other` (whole, in order) after this queue's.
+    pub fn append(&mut self, other: &UnitQueue) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(other.as_slice());
+        let shift = |e: &usize| e - other.head + base;
+        self.ends.extend(other.ends.iter().map(shift));
+    }
+
+    /// Empties the queue, keeping its memory.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.head = 0;
+    }
+
     /// Takes every queued byte out, leaving the queue empty.
     pub fn take_all(&mut self) -> Vec<u8> {
         let rest = self.as_slice().to_vec();

@@ -145,6 +145,40 @@ impl Reader {
         Reader { shared }
     }
 
+    /// Up to `max` frames as a list, built under the lock (no copy but
+    /// the one into each `bytes`); `None`: nothing there yet.
+    fn take_frames<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        let mut st = self.shared.gate.lock();
+        if st.framing == Framing::Bytes {
+            drop(st);
+            let got = self.take(py, Take::Frames(max), None, false)?;
+            return list_of(py, got);
+        }
+        if st.closed {
+            return Err(ErrSpec::closed(&self.shared.path).to_pyerr(py));
+        }
+        let n = st.data.units().min(max);
+        if n == 0 {
+            return match &st.error {
+                Some(e) => Err(e.to_pyerr(py)),
+                None if st.eof => Ok(Some(PyList::empty(py))),
+                None => Ok(None),
+            };
+        }
+        let mut frames = Vec::with_capacity(n);
+        for _ in 0..n {
+            frames.push(PyBytes::new(py, st.data.first_unit()));
+            st.data.drop_oldest();
+        }
+        self.after_take(&mut st);
+        drop(st);
+        PyList::new(py, frames).map(Some)
+    }
+
     /// After Python took data: resume a reader paused by a full buffer.
     fn after_take(&self, st: &mut ReaderState) {
         if st.paused && !st.resume && st.data.len() <= st.max_buffer / 2 {
@@ -282,8 +316,22 @@ impl Reader {
         max: usize,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let got = self.take(py, Take::Frames(max.max(1)), seconds(timeout)?, true)?;
-        Ok(list_of(py, got)?.unwrap_or_else(|| PyList::empty(py)))
+        let timeout = seconds(timeout)?;
+        loop {
+            if let Some(list) = self.take_frames(py, max.max(1))? {
+                return Ok(list);
+            }
+            let ready = |st: &mut ReaderState| (st.data.units() > 0 || st.finished()).then_some(());
+            if let Waited::TimedOut = self.shared.gate.wait(py, timeout, ready)? {
+                let path = &self.shared.path;
+                return Err(ErrSpec::new(
+                    Kind::Timeout,
+                    format!("{path}: nothing to read within the timeout"),
+                )
+                .with_path(path)
+                .to_pyerr(py));
+            }
+        }
     }
 
     /// Non-blocking `read`: `None` when there is nothing yet.
@@ -307,8 +355,7 @@ impl Reader {
         py: Python<'py>,
         max: usize,
     ) -> PyResult<Option<Bound<'py, PyList>>> {
-        let got = self.take(py, Take::Frames(max.max(1)), None, false)?;
-        list_of(py, got)
+        self.take_frames(py, max.max(1))
     }
 
     /// Stops reading; bytes read and not yet taken are dropped. Further

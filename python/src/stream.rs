@@ -118,6 +118,8 @@ pub struct WriterState {
     pub when_full: WhenFull,
     /// Bytes accepted by `write()` (framing included).
     pub accepted: u64,
+    /// Bytes the engine took out of `queue` and is handing over now.
+    pub in_hand: u64,
     /// Bytes handed to the proactor's sender, and of those, written.
     pub handed: u64,
     pub written: u64,
@@ -146,6 +148,7 @@ impl WriterState {
             max_buffer,
             when_full,
             accepted: 0,
+            in_hand: 0,
             handed: 0,
             written: 0,
             dropped_writes: 0,
@@ -162,7 +165,7 @@ impl WriterState {
 
     /// Bytes accepted by `write()` and not yet in the pipe.
     pub fn pending(&self) -> u64 {
-        self.queue.len() as u64 + (self.handed - self.written)
+        self.queue.len() as u64 + self.in_hand + (self.handed - self.written)
     }
 }
 
@@ -270,6 +273,8 @@ impl Inbox {
 #[derive(Debug)]
 pub struct WriterShared {
     pub path: String,
+    /// As in the state, readable without its lock.
+    pub framing: Framing,
     pub gate: Gate<WriterState>,
     pub inbox: Arc<Inbox>,
     /// The default `close()` timeout, also used at interpreter exit.

@@ -90,15 +90,15 @@ pub enum Refused {
     Error(ErrSpec),
 }
 
-/// Queues one unit under the writer's policy. `Ok(true)`: the stream
-/// needs a kick. `None`: full, wait (the `block` policy), or `wait` false
+/// Queues one unit under the writer's policy. `Ok(Some(token))`: the
+/// stream needs a kick. `None`: full, wait (the `block` policy), or `wait` false
 /// to accept over the limit (asyncio's `write()`, bounded by `drain()`).
 pub fn try_push(
     st: &mut WriterState,
     path: &str,
     unit: &Unit<'_>,
     wait: bool,
-) -> Option<Result<bool, Refused>> {
+) -> Option<Result<Option<ringpipe::Token>, Refused>> {
     if st.closing {
         return Some(Err(Refused::Error(ErrSpec::closed(path))));
     }
@@ -137,8 +137,11 @@ pub fn try_push(
     }
     unit.push(st);
     st.accepted += unit.len as u64;
-    let kick = !st.dirty;
-    st.dirty = true;
+    // A write in flight brings the engine back to this buffer by itself
+    // (it pumps again at each completion): no wake-up to pay for then.
+    let in_flight = st.in_hand > 0 || st.handed > st.written;
+    let kick = (!st.dirty && !in_flight).then_some(st.token);
+    st.dirty |= kick.is_some();
     Some(Ok(kick))
 }
 
@@ -275,8 +278,7 @@ impl Writer {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let bytes = as_bytes(data)?;
-        let st_framing = self.shared.gate.lock().framing;
-        let unit = Unit::new(st_framing, &bytes).map_err(|e| e.to_pyerr(py))?;
+        let unit = Unit::new(self.shared.framing, &bytes).map_err(|e| e.to_pyerr(py))?;
         let timeout = match timeout {
             Some(_) => seconds(timeout)?,
             None => self.write_timeout,
@@ -288,8 +290,8 @@ impl Writer {
             .wait(py, timeout, |st| try_push(st, path, &unit, true))?;
         match waited {
             Waited::Ready(Ok(kick)) => {
-                if kick {
-                    self.shared.inbox.kick(self.token());
+                if let Some(token) = kick {
+                    self.shared.inbox.kick(token);
                 }
                 Ok(bytes.len())
             }
@@ -311,18 +313,16 @@ impl Writer {
     /// the proactor must be run to send it.
     fn write_nowait(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let bytes = as_bytes(data)?;
-        let framing = self.shared.gate.lock().framing;
-        let unit = Unit::new(framing, &bytes).map_err(|e| e.to_pyerr(py))?;
+        let unit = Unit::new(self.shared.framing, &bytes).map_err(|e| e.to_pyerr(py))?;
         let path = &self.shared.path;
         let mut st = self.shared.gate.lock();
         match try_push(&mut st, path, &unit, false) {
             Some(Ok(kick)) => {
-                let token = st.token;
                 drop(st);
-                if kick {
+                if let Some(token) = kick {
                     self.shared.inbox.kick(token);
                 }
-                Ok(kick)
+                Ok(kick.is_some())
             }
             Some(Err(refused)) => {
                 drop(st);
