@@ -148,11 +148,12 @@ def test_permission_denied_is_a_permission_error(tmp_path):
         "    assert isinstance(e, ringpipe.PermissionDenied), type(e)\n"
         "    print('denied', e.errno, e.filename)\n"
     )
-    out = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-         sys.executable, "-c", code, str(locked / "f")],
-        capture_output=True, text=True, env=ENV, timeout=60,
-    )
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable]
+    probe = subprocess.run(nobody + ["-c", "import ringpipe"], capture_output=True, env=ENV, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip("this interpreter or package is not readable by an unprivileged user")
+    out = subprocess.run(nobody + ["-c", code, str(locked / "f")],
+                         capture_output=True, text=True, env=ENV, timeout=60)
     assert out.stdout.startswith("denied 13 "), out.stderr
 
 
