@@ -31,20 +31,8 @@ if _sysconfig.get_config_var("Py_GIL_DISABLED"):
         "python3.13t) yet: install it into a standard CPython >= 3.9"
     )
 
-from ._errors import (  # noqa: E402
-    Closed,
-    Error,
-    FrameError,
-    NotAFifo,
-    NotFound,
-    PermissionDenied,
-    ProcessError,
-    RunTimeout,
-    Timeout,
-    TransportError,
-    Unsupported,
-    WouldBlock,
-)
+from . import _errors  # noqa: E402
+from ._errors import *  # noqa: E402,F401,F403
 from . import _native  # noqa: E402
 from ._native import PIPE_BUF, Reader, WriteReport, Writer  # noqa: E402
 from .aio import AsyncReader, AsyncWriter, open_reader, open_writer  # noqa: E402
@@ -83,19 +71,7 @@ __all__ = [
     "AsyncWriter",
     "PIPE_BUF",
     "EXIT_TIMEOUT",
-    "Error",
-    "NotFound",
-    "PermissionDenied",
-    "NotAFifo",
-    "TransportError",
-    "Timeout",
-    "Closed",
-    "WouldBlock",
-    "Unsupported",
-    "FrameError",
-    "ProcessError",
-    "RunTimeout",
-]
+] + _errors.__all__
 
 #: At interpreter exit, how long each open writer may wait for its reader
 #: to read everything before it is closed with what was never written.

@@ -205,14 +205,7 @@ impl Reader {
                 .wait(py, timeout, |st| try_take(st, path, take))?
             {
                 Waited::Ready(got) => got,
-                Waited::TimedOut => {
-                    return Err(ErrSpec::new(
-                        Kind::Timeout,
-                        format!("{path}: nothing to read within the timeout"),
-                    )
-                    .with_path(path)
-                    .to_pyerr(py));
-                }
+                Waited::TimedOut => return Err(nothing_in_time(py, path)),
             }
         } else {
             match try_take(&mut self.shared.gate.lock(), path, take) {
@@ -223,6 +216,16 @@ impl Reader {
         self.after_take(&mut self.shared.gate.lock());
         got.map(Some).map_err(|e| e.to_pyerr(py))
     }
+}
+
+/// A read's timeout ran out.
+fn nothing_in_time(py: Python<'_>, path: &str) -> PyErr {
+    ErrSpec::new(
+        Kind::Timeout,
+        format!("{path}: nothing to read within the timeout"),
+    )
+    .with_path(path)
+    .to_pyerr(py)
 }
 
 fn bytes_of(py: Python<'_>, got: Option<Got>) -> Option<Py<PyAny>> {
@@ -323,13 +326,7 @@ impl Reader {
             }
             let ready = |st: &mut ReaderState| (st.data.units() > 0 || st.finished()).then_some(());
             if let Waited::TimedOut = self.shared.gate.wait(py, timeout, ready)? {
-                let path = &self.shared.path;
-                return Err(ErrSpec::new(
-                    Kind::Timeout,
-                    format!("{path}: nothing to read within the timeout"),
-                )
-                .with_path(path)
-                .to_pyerr(py));
+                return Err(nothing_in_time(py, &self.shared.path));
             }
         }
     }

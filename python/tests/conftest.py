@@ -155,3 +155,23 @@ def wchan(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def interrupted(code: str, *args: str, ready: str = "ready", before=None) -> str:
+    """Runs a Python peer, sends it SIGINT once it prints `ready` (and
+    `before()` returns), and returns what it printed after."""
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                         text=True, env=ENV)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == ready
+        if before is not None:
+            before()
+        time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=30)
+        return out.strip()
+    finally:
+        p.kill()
+        p.wait()

@@ -83,6 +83,15 @@ async def naive_reader(path: str):
     return reader, transport
 
 
+async def naive_writer(path: str) -> asyncio.StreamWriter:
+    """asyncio's own pipe writer on a FIFO that has a reader."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, open(path, "wb", buffering=0)
+    )
+    return asyncio.StreamWriter(transport, protocol, None, loop)
+
+
 def test_naive_read_pipe_dies_at_the_first_writers_eof(fifo, naive_run):
     async def main():
         reader, transport = await naive_reader(fifo)
@@ -119,12 +128,8 @@ N = 200_000
 
 def test_naive_write_pipe_loses_what_it_wrote_while_the_reader_was_away(fifo, naive_run):
     async def main():
-        loop = asyncio.get_running_loop()
         first = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, open(fifo, "wb", buffering=0)
-        )
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        writer = await naive_writer(fifo)
         os.close(first)  # the reader leaves
         writer.write(b"A" * N)
         with pytest.raises(ConnectionResetError):
@@ -164,12 +169,8 @@ def test_ringpipe_writer_keeps_every_byte_until_the_reader_is_back(fifo, run):
 
 def test_naive_write_after_close_is_dropped_without_a_word(fifo, naive_run):
     async def main():
-        loop = asyncio.get_running_loop()
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, open(fifo, "wb", buffering=0)
-        )
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        writer = await naive_writer(fifo)
         writer.close()
         writer.write(b"after close")  # no exception...
         await asyncio.sleep(0.05)

@@ -80,9 +80,9 @@ def test_ringpipe_writer_delivers_every_byte_once_after_the_reader_returns(fifo,
     assert got == b"A" * N
 
 
-LOG_WRITER_NAIVE = """
-import logging, sys
-handler = logging.StreamHandler(open(sys.argv[1], "w"))
+LOG_WRITER = """
+import logging, sys, ringpipe
+handler = HANDLER
 logging.raiseExceptions = False       # a production logger stays quiet
 log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
 print("ready", flush=True)
@@ -92,18 +92,8 @@ for line in sys.stdin:
         log.info("record %06d", i)
     print("logged", flush=True)
 """
-
-LOG_WRITER_RINGPIPE = """
-import logging, sys, ringpipe
-handler = ringpipe.FifoHandler(sys.argv[1])
-log = logging.getLogger("app"); log.addHandler(handler); log.setLevel(logging.INFO)
-print("ready", flush=True)
-for line in sys.stdin:
-    a, b = map(int, line.split())
-    for i in range(a, b):
-        log.info("record %06d", i)
-    print("logged", flush=True)
-"""
+LOG_WRITER_NAIVE = LOG_WRITER.replace("HANDLER", 'logging.StreamHandler(open(sys.argv[1], "w"))')
+LOG_WRITER_RINGPIPE = LOG_WRITER.replace("HANDLER", "ringpipe.FifoHandler(sys.argv[1])")
 
 # Reads exactly K lines, a byte at a time (so it takes nothing more out of
 # the pipe), prints them and leaves; K=0: reads to EOF.

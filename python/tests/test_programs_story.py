@@ -19,7 +19,7 @@ import time
 import pytest
 
 import ringpipe
-from conftest import ENV, Peer, wchan
+from conftest import Peer, interrupted, wchan
 
 # A program that opens its OUTPUT first, then its input.
 OUT_FIRST = ["sh", "-c", 'exec 3>"$1"; exec tr a-z A-Z < "$0" >&3']
@@ -124,19 +124,14 @@ def test_ctrl_c_interrupts_a_run(tmp_path):
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code, str(pidfile)], stdout=subprocess.PIPE,
-                         text=True, env=ENV)
-    try:
-        assert p.stdout.readline().strip() == "running"
+    def started() -> None:
         deadline = time.monotonic() + 30
         while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.02)
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=30)
-        assert out.strip() == "interrupted"
+
+    try:
+        assert interrupted(code, str(pidfile), ready="running", before=started) == "interrupted"
     finally:
-        p.kill()
-        p.wait()
         if pidfile.exists() and pidfile.read_text().strip():
             try:
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import ringpipe
-from conftest import ENV, Peer, drain_now, read_until_eof
+from conftest import ENV, Peer, drain_now, interrupted, read_until_eof
 
 
 def test_block_policy_waits_then_refuses_with_would_block(fifo):
@@ -169,16 +169,7 @@ def test_ctrl_c_interrupts_a_blocked_write(fifo):
         "except KeyboardInterrupt:\n"
         "    print('interrupted', flush=True)\n"
     )
-    p = subprocess.Popen([sys.executable, "-c", code, fifo], stdout=subprocess.PIPE, text=True, env=ENV)
-    try:
-        assert p.stdout.readline().strip() == "blocking"
-        time.sleep(0.2)
-        p.send_signal(signal.SIGINT)
-        out, _ = p.communicate(timeout=30)
-        assert out.strip() == "interrupted"
-    finally:
-        p.kill()
-        p.wait()
+    assert interrupted(code, fifo, ready="blocking") == "interrupted"
 
 
 def test_exit_with_an_unread_writer_and_a_blocked_reader_thread_does_not_hang(fifo, tmp_path):
