@@ -16,8 +16,9 @@ ringpipe.open_reader with a task per FIFO taking every line there is per
 await (read_frames), and line by line (async for).
 
 Each variant runs in a fresh process; figures are messages per second
-(wall time until the last line is read) and CPU per message (user + system
-time of the measured process, its threads included). Medians of the runs,
+(wall time from the first line until the last is read) and CPU per
+message (user + system time of the measured process over the same span,
+its threads included; start-up excluded). Medians of the runs,
 with min-max.
 """
 
@@ -150,15 +151,18 @@ PATHS = {paths!r}
 N = {n}
 LINE = {line!r}
 T = {{}}
+def cpu():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 def start():
+    T["c0"] = cpu()
     T["t0"] = time.perf_counter()
 """
 
 EPILOGUE = """
 {done}
 T["t1"] = time.perf_counter()
-ru = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({{"wall": T["t1"] - T["t0"], "cpu": ru.ru_utime + ru.ru_stime}}))
+print(json.dumps({{"wall": T["t1"] - T["t0"], "cpu": cpu() - T["c0"]}}))
 """
 
 

@@ -381,7 +381,6 @@ impl Core {
         let mut taken = std::mem::take(spare);
         let codec = {
             let mut st = w.gate.lock();
-            st.dirty = false;
             // While no reader is there the bytes stay in the buffer, where
             // the policy can act on them.
             if st.phase != Phase::Open || st.refused || st.error.is_some() {
@@ -424,6 +423,12 @@ impl Core {
             Err(e) => st.error = Some(ErrSpec::from(&e).with_path(&w.path)),
             Ok(()) => {}
         }
+        // `dirty` says the engine will look at this buffer again by itself:
+        // a completion is coming (bytes sent, `Writable`, a reader's
+        // arrival), so writes need not wake it. Only an idle, open writer
+        // needs the next write's kick.
+        let idle = sent == 0 && st.phase == Phase::Open && !st.refused && st.error.is_none();
+        st.dirty = !idle;
         let all_handed = st.queue.is_empty();
         drop(st);
         if let Some(Stream::Writer(_, _, spare)) = self.streams.get_mut(&token) {
@@ -470,7 +475,8 @@ impl Core {
             hubs,
             ..
         } = self;
-        for event in events.iter() {
+        let mut events = events.iter().peekable();
+        while let Some(event) = events.next() {
             let token = event.token();
             match streams.get_mut(&token) {
                 Some(Stream::Writer(_, w, _)) => {
@@ -483,7 +489,20 @@ impl Core {
                     }
                 }
                 Some(Stream::Reader(rx, r, last)) => {
-                    if reader_event(p, *rx, r, last, &event) {
+                    // One read's frames come back to back: one lock for all.
+                    let mut st = r.gate.lock();
+                    let mut closed = reader_event(&mut st, &r.path, last, &event);
+                    while let Some(next) = events.next_if(|e| e.token() == token) {
+                        closed |= reader_event(&mut st, &r.path, last, &next);
+                    }
+                    // A full buffer stops reading: the writers feel the pipe fill.
+                    if !st.paused && !closed && st.data.len() >= st.max_buffer {
+                        st.paused = true;
+                        let _ = p.pause(*rx);
+                    }
+                    drop(st);
+                    r.gate.notify();
+                    if closed {
                         ended.push(token);
                     }
                 }
@@ -495,7 +514,9 @@ impl Core {
                 }
                 None => continue,
             }
-            woken.push(token);
+            if woken.last() != Some(&token) {
+                woken.push(token);
+            }
         }
         for token in ended {
             self.streams.remove(&token);
@@ -523,8 +544,12 @@ fn writer_event(
         }
         Event::Sent { bytes, .. } => {
             st.written += *bytes as u64;
-            // Bytes written meanwhile wait for this pump (no kick came).
+            // Bytes written meanwhile wait for this pump (no kick came);
+            // with none, and none in flight, the next write kicks.
             result.1 = !st.queue.is_empty();
+            if !result.1 && st.handed == st.written {
+                st.dirty = false;
+            }
             if st.pending() > 0 {
                 return result; // nobody waits for a partial write
             }
@@ -567,16 +592,13 @@ fn writer_event(
     result
 }
 
-/// A reader's event; returns whether it closed.
+/// A reader's event, its state locked; returns whether it closed.
 fn reader_event(
-    p: &mut Proactor,
-    rx: Receiver,
-    r: &ReaderShared,
+    st: &mut ReaderState,
+    path: &str,
     last_error: &mut Option<ErrSpec>,
     event: &Event<'_>,
 ) -> bool {
-    let mut st = r.gate.lock();
-    let mut closed = false;
     match event {
         Event::Data { data, .. } => {
             st.data.push(&[data]);
@@ -597,33 +619,24 @@ fn reader_event(
             if matches!(error, ringpipe::Error::Frame { .. }) {
                 st.broken_frames += 1;
             }
-            *last_error = Some(ErrSpec::from(*error).with_path(&r.path));
+            *last_error = Some(ErrSpec::from(*error).with_path(path));
         }
         Event::Closed { reason, .. } => {
             match reason {
                 CloseReason::Eof => st.eof = true,
                 CloseReason::Error => {
                     st.error = last_error.take().or_else(|| {
-                        Some(
-                            ErrSpec::new(crate::errors::Kind::Os, "read failed").with_path(&r.path),
-                        )
+                        Some(ErrSpec::new(crate::errors::Kind::Os, "read failed").with_path(path))
                     });
                 }
                 _ => st.closed = true,
             }
             st.phase = Phase::Closed;
-            closed = true;
+            return true;
         }
-        _ => return false,
+        _ => {}
     }
-    // A full buffer stops reading: the writers feel the pipe fill.
-    if !st.paused && !closed && st.data.len() >= st.max_buffer {
-        st.paused = true;
-        let _ = p.pause(rx);
-    }
-    drop(st);
-    r.gate.notify();
-    closed
+    false
 }
 
 fn close_reason(reason: CloseReason, forced: bool) -> &'static str {

@@ -137,11 +137,10 @@ pub fn try_push(
     }
     unit.push(st);
     st.accepted += unit.len as u64;
-    // A write in flight brings the engine back to this buffer by itself
-    // (it pumps again at each completion): no wake-up to pay for then.
-    let in_flight = st.in_hand > 0 || st.handed > st.written;
-    let kick = (!st.dirty && !in_flight).then_some(st.token);
-    st.dirty |= kick.is_some();
+    // A dirty writer is one the engine will look at again by itself
+    // (see `Core::pump`): no wake-up to pay for then.
+    let kick = (!st.dirty).then_some(st.token);
+    st.dirty = true;
     Some(Ok(kick))
 }
 

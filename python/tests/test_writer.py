@@ -161,6 +161,7 @@ def test_ctrl_c_interrupts_a_blocked_write(fifo):
     """SIGINT reaches a thread waiting in write(): KeyboardInterrupt."""
     code = (
         "import ringpipe, sys\n"
+        "ringpipe.EXIT_TIMEOUT = 0\n"
         "w = ringpipe.Writer(sys.argv[1], max_buffer=10)\n"
         "w.write(b'x' * 10)\n"
         "print('blocking', flush=True)\n"
