@@ -264,3 +264,17 @@ def test_frames_and_lines_through_async_iteration(fifo, run):
         return [line async for line in reader]
 
     assert run(main()) == [f"line {i}".encode() for i in range(1000)]
+
+
+def test_readexactly_and_incomplete_read_at_eof(fifo, run):
+    async def main():
+        reader = await ringpipe.open_reader(fifo, persistent=False)
+        writer = await ringpipe.open_writer(fifo)
+        writer.write(b"abc")
+        await writer.aclose(timeout=30)
+        assert await reader.readexactly(2) == b"ab"
+        with pytest.raises(asyncio.IncompleteReadError) as e:
+            await reader.readexactly(5)
+        assert e.value.partial == b"c" and reader.at_eof()
+
+    run(main())

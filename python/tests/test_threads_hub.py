@@ -115,3 +115,30 @@ def test_hub_drops_oldest_for_a_subscriber_without_reader_only(tmp_path, peers):
     assert not hub.close(timeout=0.5)  # the absent one never read its share
     status, out, err = reader.finish(timeout=60)
     assert status == 0 and out.splitlines() == frames, err
+
+
+def test_hub_pause_holds_the_publisher_back_and_drops_nothing(tmp_path, peers):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    hub = ringpipe.Hub(framing="lines", queue_bytes=16 * 1024, when_full="pause",
+                       publish_buffer=16 * 1024)
+    hub.subscribe(a)
+    hub.subscribe(b)
+    readers = [Peer(CAT, a)]
+    peers.extend(readers)
+    frames = [f"frame {i:06d}" for i in range(50000)]
+    sent = 0
+    try:
+        for frame in frames:  # b is not read: the hub pauses, publishing waits
+            hub.publish(frame, timeout=0.5)
+            sent += 1
+    except ringpipe.WouldBlock as e:
+        assert e.data == frames[sent]
+    assert 0 < sent < len(frames)
+    assert hub.stats()[b]["dropped_frames"] == 0
+    readers.append(Peer(CAT, b))
+    peers.append(readers[-1])
+    hub.publish_many(frames[sent:], timeout=60)
+    assert hub.close(timeout=60)
+    for r in readers:
+        status, out, err = r.finish(timeout=60)
+        assert status == 0 and out.splitlines() == frames, err
