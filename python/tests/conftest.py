@@ -16,14 +16,23 @@ from typing import Iterator, List
 
 import pytest
 
-# Peer processes must find the same ringpipe (an in-tree build included).
+import ringpipe
+
+# Peer processes must import the very ringpipe this process imported (the
+# installed one, or an in-tree build), before any source tree on the path.
 ENV = dict(os.environ)
-ENV["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+ENV["PYTHONPATH"] = os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(ringpipe.__file__)))]
+    + [p for p in sys.path if p]
+)
 
 
-@pytest.fixture
-def fifo_dir(tmp_path):
-    return tmp_path
+@pytest.fixture(autouse=True)
+def _neutral_cwd(tmp_path, monkeypatch):
+    """Peers run `python -c`, which puts the working directory first on
+    their path: a source checkout there would shadow the installed
+    package."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture
