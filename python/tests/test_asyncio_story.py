@@ -278,3 +278,27 @@ def test_readexactly_and_incomplete_read_at_eof(fifo, run):
         assert e.value.partial == b"c" and reader.at_eof()
 
     run(main())
+
+
+def test_naive_writer_cannot_open_before_its_reader(fifo):
+    """Before a reader exists a non-blocking open fails (ENXIO) and a
+    blocking one would stall the whole event loop."""
+    with pytest.raises(OSError) as e:
+        os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    assert e.value.errno == 6  # ENXIO
+
+
+def test_ringpipe_writer_opens_before_its_reader_and_keeps_what_it_wrote(fifo, run):
+    async def main():
+        writer = await ringpipe.open_writer(fifo)  # at once, no reader yet
+        assert writer.state == "opening"
+        writer.write(b"written before anyone reads\n")
+        loop = asyncio.get_running_loop()
+        code = "import sys\nprint(open(sys.argv[1], 'rb').read().decode(), end='')\n"
+        reader = loop.run_in_executor(None, lambda: subprocess.run(
+            [sys.executable, "-c", code, fifo], capture_output=True, text=True, timeout=60))
+        report = await writer.aclose(timeout=30)
+        return (await reader).stdout, report
+
+    out, report = run(main())
+    assert out == "written before anyone reads\n" and report.delivered
