@@ -38,17 +38,8 @@ from ._native import PIPE_BUF, Reader, WriteReport, Writer  # noqa: E402
 from .aio import AsyncReader, AsyncWriter, open_reader, open_writer  # noqa: E402
 from .handlers import FifoHandler  # noqa: E402
 from .hub import Hub  # noqa: E402
-from .process import (  # noqa: E402
-    Command,
-    CompletedRun,
-    InputReport,
-    LinkReport,
-    PipelineResult,
-    Process,
-    pipeline,
-    run,
-    start,
-)
+from . import process as _process  # noqa: E402
+from .process import *  # noqa: E402,F401,F403
 
 __all__ = [
     "Writer",
@@ -56,22 +47,13 @@ __all__ = [
     "WriteReport",
     "FifoHandler",
     "Hub",
-    "run",
-    "pipeline",
-    "start",
-    "Command",
-    "CompletedRun",
-    "PipelineResult",
-    "InputReport",
-    "LinkReport",
-    "Process",
     "open_reader",
     "open_writer",
     "AsyncReader",
     "AsyncWriter",
     "PIPE_BUF",
     "EXIT_TIMEOUT",
-] + _errors.__all__
+] + _process.__all__ + _errors.__all__
 
 #: At interpreter exit, how long each open writer may wait for its reader
 #: to read everything before it is closed with what was never written.
