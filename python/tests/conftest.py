@@ -157,13 +157,35 @@ def drain_now(fd: int) -> bytes:
 
 
 def wchan(pid: int) -> str:
-    """Where in the kernel a process sleeps ("fifo_open" while blocked in
-    open(2) of a FIFO)."""
+    """Where in the kernel a process sleeps ("wait_for_partner", inside
+    fifo_open, while blocked in open(2) of a FIFO)."""
     try:
         with open(f"/proc/{pid}/wchan") as f:
             return f.read().strip()
     except OSError:
         return ""
+
+
+# openat(2) and open(2) by machine, for kernels that hide wchan.
+_OPEN_CALLS = {"x86_64": {257, 2}, "aarch64": {56}}
+
+
+def asleep_in_fifo_open(pid: int) -> bool:
+    """Whether the process sleeps in open(2) of a FIFO, waiting for the
+    other end: by wchan, or by the system call it sleeps in."""
+    where = wchan(pid)
+    if "partner" in where or "fifo" in where:
+        return True
+    import platform
+
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            call = int(f.read().split()[0])
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return state == "S" and call in _OPEN_CALLS.get(platform.machine(), set())
 
 
 def interrupted(code: str, *args: str, ready: str = "ready", before=None) -> str:

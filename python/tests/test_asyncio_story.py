@@ -116,6 +116,8 @@ def test_ringpipe_reader_reads_writer_after_writer(fifo, run):
         for i in range(3):
             await loop.run_in_executor(None, write_and_leave, fifo, b"writer %d\n" % i)
             got.append(await reader.readline())
+            while reader.state != "peer_gone":  # it saw this writer leave
+                await asyncio.sleep(0.005)
         await reader.aclose()
         return got, reader.reconnects
 

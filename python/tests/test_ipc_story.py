@@ -13,7 +13,7 @@ import os
 import time
 
 import ringpipe
-from conftest import Peer, wchan
+from conftest import Peer, asleep_in_fifo_open
 
 NAIVE_SERVER = """
 import os, sys
@@ -71,7 +71,7 @@ def test_naive_opens_in_opposite_orders_deadlock(tmp_path, peers):
     peers += [server, client]
     # Both end up asleep in open(2), each waiting for the other: for good.
     deadline = time.monotonic() + 20
-    blocked = lambda p: "partner" in wchan(p.proc.pid) or "fifo" in wchan(p.proc.pid)
+    blocked = lambda p: asleep_in_fifo_open(p.proc.pid)  # noqa: E731
     while time.monotonic() < deadline and not (blocked(server) and blocked(client)):
         time.sleep(0.05)
     assert server.proc.poll() is None and client.proc.poll() is None

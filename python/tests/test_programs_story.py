@@ -19,7 +19,7 @@ import time
 import pytest
 
 import ringpipe
-from conftest import Peer, interrupted, wchan
+from conftest import Peer, asleep_in_fifo_open, interrupted
 
 # A program that opens its OUTPUT first, then its input.
 OUT_FIRST = ["sh", "-c", 'exec 3>"$1"; exec tr a-z A-Z < "$0" >&3']
@@ -44,7 +44,7 @@ def test_naive_fifo_script_deadlocks_with_a_program_opening_in_another_order(tmp
     try:
         # The script waits in open(in) for a reader; the program waits in
         # open(out) for a reader: each for the other, for good.
-        blocked = lambda pid: "partner" in wchan(pid) or "fifo" in wchan(pid)
+        blocked = asleep_in_fifo_open
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not (blocked(script.proc.pid) and blocked(child)):
             time.sleep(0.05)
