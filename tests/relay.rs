@@ -46,12 +46,19 @@ fn cat_into(fifo: &Path, out: &Path) -> ChildGuard {
     ChildGuard::spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)))
 }
 
-/// A thread that opens `fifo` for writing after `delay` and writes the
-/// first `total` bytes of `pattern`, 1 MiB per write.
-fn write_pattern(fifo: &Path, total: usize, delay: Duration) -> JoinHandle<()> {
+/// A thread that opens `fifo` for writing once `go` says so (at once if
+/// `None`) and writes the first `total` bytes of `pattern`, 1 MiB per
+/// write.
+fn write_pattern(
+    fifo: &Path,
+    total: usize,
+    go: Option<std::sync::mpsc::Receiver<()>>,
+) -> JoinHandle<()> {
     let fifo = fifo.to_path_buf();
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
+        if let Some(go) = go {
+            go.recv().unwrap();
+        }
         let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         let mut chunk = vec![0u8; 1 << 20];
         for i in 0..total / chunk.len() {
@@ -97,7 +104,7 @@ fn relay_64_mib_to_a_cat_process_exactly() {
         assert!(matches!(p.send(tx, b"x"), Err(Error::Relayed { .. })));
         assert!(matches!(p.relay(rx, tx), Err(Error::Relayed { .. })));
         const TOTAL: usize = 64 << 20;
-        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
+        let writer = write_pattern(&a, TOTAL, None);
         let mut relayed = 0;
         let mut data_events = 0;
         poll_until(&mut p, &mut ev, Duration::from_secs(100), |e| {
@@ -204,7 +211,7 @@ fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
         let mut ev = Events::with_capacity(256);
         let (rx, tx, first) = relay_to_reader(&mut p, &a, &b);
         const TOTAL: usize = 1 << 20;
-        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
+        let writer = write_pattern(&a, TOTAL, None);
         // The first reader takes 100,000 bytes and leaves.
         let mut got = Vec::new();
         let mut buf = vec![0u8; 65536];
@@ -372,7 +379,32 @@ fn relay_until_eof(builder: ringpipe::Builder) {
         p.close_after_flush(tx).unwrap();
         const TOTAL: usize = 8 << 20;
         // A moment with no writer at all: the relay must not end then.
-        let writer = write_pattern(&a, TOTAL, Duration::from_millis(50));
+        // The writer opens only once the relay waits in the kernel: its
+        // destination has its reader (the relay arms then), and a poll
+        // after that has submitted the relay's wait and waited on it.
+        let (go, wait) = std::sync::mpsc::channel();
+        let writer = write_pattern(&a, TOTAL, Some(wait));
+        poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| {
+            assert!(
+                !matches!(e, Event::Closed { .. } | Event::Error { .. }),
+                "{e:?}"
+            );
+            matches!(e, Event::Opened(t) if *t == tx)
+        });
+        for _ in 0..2 {
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            assert!(ev.is_empty(), "{:?}", ev.iter().collect::<Vec<_>>());
+        }
+        assert_eq!(
+            p.state(rx).unwrap(),
+            State::Open,
+            "the relay ended with no writer"
+        );
+        assert!(
+            p.snapshot().transport_ops > 0,
+            "the relay waits for nothing"
+        );
+        go.send(()).unwrap();
         let (mut rx_closed, mut tx_closed) = (None, None);
         poll_until(&mut p, &mut ev, Duration::from_secs(50), |e| {
             match e {
@@ -409,7 +441,10 @@ fn relays_grow_pipes_within_half_the_users_soft_limit() {
     watchdog(Duration::from_secs(60), || {
         let limits = ringpipe::PipeLimits::read();
         if limits.user_pages_soft == 0 {
-            return; // No soft limit: no budget to check.
+            return skip(
+                "relays_grow_pipes_within_half_the_users_soft_limit",
+                "fs.pipe-user-pages-soft is 0: no budget to check",
+            );
         }
         let budget = limits.user_pages_soft * 4096 / 2;
         let dir = tempfile::tempdir().unwrap();
