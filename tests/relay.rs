@@ -305,6 +305,55 @@ fn pause_a_relay(builder: ringpipe::Builder) {
     });
 }
 
+/// `pause` then `resume` with no poll between: the cancel of the relay's
+/// wait completes after the resume, which must arm the wait again (the
+/// resume found it still in flight). Direct, io-wq, and a fan-out.
+#[test]
+fn pause_then_resume_in_one_turn_keeps_the_relay_going() {
+    watchdog(Duration::from_secs(60), || {
+        for (builder, fan_out) in [
+            (Proactor::builder(), false),
+            (Proactor::builder().splice_direct(false), false),
+            (Proactor::builder(), true),
+        ] {
+            let (dir, a, b) = paths();
+            let mut p = builder.build().unwrap();
+            let mut ev = Events::default();
+            let (rx, tx, reader) = if fan_out {
+                let rx = p.open_receiver(&a, &create()).unwrap();
+                let mut readers = Vec::new();
+                let mut txs = Vec::new();
+                for path in [b.clone(), dir.path().join("c")] {
+                    mkfifo(&path);
+                    readers.push(nonblocking_reader(&path));
+                    txs.push(p.open_sender(&path, &create()).unwrap());
+                }
+                p.fan_out(rx, &txs, ringpipe::FanOutPolicy::Wait).unwrap();
+                (rx, txs[0], readers.remove(0))
+            } else {
+                relay_to_reader(&mut p, &a, &b)
+            };
+            // The relay's wait is in the kernel.
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            p.pause(rx).unwrap();
+            p.resume(rx).unwrap();
+            // The cancel goes in and completes; no data yet to race it.
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+            w.write_all(b"after resume").unwrap();
+            poll_until(
+                &mut p,
+                &mut ev,
+                Duration::from_secs(10),
+                |e| matches!(e, Event::Relayed { to, .. } if *to == tx),
+            );
+            let mut buf = [0u8; 64];
+            let n = nix::unistd::read(&reader, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"after resume", "fan-out {fan_out}");
+        }
+    });
+}
+
 /// `relay` then `close_after_flush` on its destination passes EOF on: the
 /// destination closes (Flushed) only after the source's last byte went
 /// through and the reader drained it, so the reader gets every byte, then
