@@ -354,6 +354,43 @@ fn pause_then_resume_in_one_turn_keeps_the_relay_going() {
     });
 }
 
+/// A relay whose destination closes before the first poll: the
+/// receiver's read, cancelled by the relay, is still in flight when the
+/// relay ends, and the receiver must read with one read again (not a
+/// second beside it, which nothing would cancel): every byte once, in
+/// order, then its close completes.
+#[test]
+fn a_relay_ended_before_its_first_poll_reads_again_and_closes() {
+    watchdog(Duration::from_secs(60), || {
+        let (_dir, a, b) = paths();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let (rx, tx, _reader) = relay_to_reader(&mut p, &a, &b);
+        p.close(tx).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        let mut got = Vec::new();
+        let mut want = Vec::new();
+        for round in 0..20u8 {
+            let msg = [b'a' + round; 3];
+            w.write_all(&msg).unwrap();
+            want.extend_from_slice(&msg);
+            poll_until(&mut p, &mut ev, Duration::from_secs(10), |e| {
+                match e {
+                    Event::Data { from, data } if *from == rx => got.extend_from_slice(data),
+                    Event::Closed { token, .. } => assert_eq!(*token, tx.token()),
+                    Event::Error { error, .. } => panic!("{error}"),
+                    _ => {}
+                }
+                got.len() >= want.len()
+            });
+        }
+        assert_eq!(got, want);
+        p.close(rx).unwrap();
+        wait_closed(&mut p, &mut ev, rx.token(), Duration::from_secs(10));
+        assert_eq!(p.snapshot().transport_ops, 0);
+    });
+}
+
 /// `relay` then `close_after_flush` on its destination passes EOF on: the
 /// destination closes (Flushed) only after the source's last byte went
 /// through and the reader drained it, so the reader gets every byte, then
