@@ -278,8 +278,8 @@ fn call() -> impl Strategy<Value = Call> {
     let lp = any::<bool>();
     prop_oneof![
         4 => (on.clone(), h, 1..200u8).prop_map(|(on, h, len)| Call::Send { on, h, len }),
-        2 => (on.clone(), h, lp.clone()).prop_map(|(on, h, lp)| Call::SendFrame { on, h, lp }),
-        2 => (on.clone(), h, 0..8u8, lp.clone())
+        2 => (on.clone(), h, lp).prop_map(|(on, h, lp)| Call::SendFrame { on, h, lp }),
+        2 => (on.clone(), h, 0..8u8, lp)
             .prop_map(|(on, h, n, lp)| Call::SendFrames { on, h, n, lp }),
         1 => (on.clone(), h, 0..8u8, lp).prop_map(|(on, h, n, lp)| Call::SendFramed { on, h, n, lp }),
         2 => (on.clone(), h).prop_map(|(on, h)| Call::Close { on, h }),
@@ -850,17 +850,16 @@ impl World {
         // sender: `close`, or a flushing one once the test drains its pipe.
         let mut drained: Vec<Vec<u8>> = vec![Vec::new(); self.handles.len()];
         for kind in [Kind::Rx, Kind::Tx] {
-            for i in 0..self.handles.len() {
-                let h = &self.handles[i];
+            for (h, drained) in self.handles.iter_mut().zip(&mut drained) {
                 if h.kind != kind || matches!(h.life, Life::Closing(_)) {
                     continue;
                 }
                 if h.life == Life::Flushing {
-                    drained[i] = drain(&h.peer);
-                    self.handles[i].life = Life::Closing(CloseReason::Flushed);
+                    *drained = drain(&h.peer);
+                    h.life = Life::Closing(CloseReason::Flushed);
                 } else {
                     self.ps[h.owner].close(h.token).unwrap();
-                    self.handles[i].life = Life::Closing(CloseReason::Requested);
+                    h.life = Life::Closing(CloseReason::Requested);
                 }
             }
             self.settle("closing", |w| {
