@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use common::watchdog;
+use common::{drain, watchdog};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use ringpipe::frame::Codec;
@@ -271,19 +271,6 @@ fn sqpoll_framed_reads() {
 #[test]
 fn sqpoll_heap_buffers() {
     check("sqpoll heap", heap_buffers_sqpoll, fixed, Wait::Blocking);
-}
-
-/// Everything a non-blocking read end holds now.
-fn drain(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EAGAIN) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 /// Closing the source of a fan-out while a round of TEEs and a SPLICE is

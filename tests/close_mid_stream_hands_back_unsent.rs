@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -30,19 +29,6 @@ fn stream() -> Vec<u8> {
     let mut data = vec![0u8; TOTAL];
     pattern(0x5eed, &mut data);
     data
-}
-
-/// Everything a non-blocking read end holds now (up to EOF or EAGAIN).
-fn drain(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EAGAIN) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 /// The reader process: `TAKEN` bytes of `fifo` into `out`, then it exits.

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::watchdog;
+use common::{drain, watchdog};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -24,19 +24,6 @@ use ringpipe::{
 
 fn open_cloexec(path: &Path, flags: OFlag) -> OwnedFd {
     open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
-}
-
-/// Everything a non-blocking read end holds now.
-fn drain(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(Errno::EAGAIN) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 fn is_foreign(r: &Result<impl std::fmt::Debug, Error>, this: &Proactor) -> bool {

@@ -19,7 +19,7 @@ use common::*;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, open};
 use nix::sys::stat::Mode;
 use ringpipe::frame::{Codec, PIPE_BUF};
-use ringpipe::{CloseReason, Event, Events, FifoOptions, Proactor};
+use ringpipe::{Event, Events, FifoOptions, Proactor};
 
 const WRITERS: usize = 4;
 const PER_WRITER: usize = 300;
@@ -98,17 +98,7 @@ fn writer_process() {
                 .unwrap();
         }
     }
-    p.close_after_flush(tx).unwrap();
-    let mut ev = Events::default();
-    poll_until(&mut p, &mut ev, Duration::from_secs(100), |e| match e {
-        Event::Closed { reason, unsent, .. } => {
-            assert_eq!(*reason, CloseReason::Flushed);
-            assert!(unsent.is_empty());
-            true
-        }
-        Event::Error { error, .. } => panic!("{error}"),
-        _ => false,
-    });
+    close_flushed(&mut p, &mut Events::default(), tx, Duration::from_secs(100));
     println!("WROTE {count}");
 }
 

@@ -197,16 +197,7 @@ fn frames_out_count_what_the_reader_got() {
         assert_eq!(s.frames_out, FRAMES, "{refused} sends were refused");
         assert_eq!(s.bytes_queued, expected.len() as u64);
         assert_eq!((s.frames_in, s.bytes_read, s.reconnects), (0, 0, 0));
-        p.close_after_flush(tx).unwrap();
-        poll_until(&mut p, &mut ev, Duration::from_secs(30), |e| match e {
-            Event::Closed { reason, unsent, .. } => {
-                assert_eq!(*reason, CloseReason::Flushed);
-                assert!(unsent.is_empty());
-                true
-            }
-            Event::Error { error, .. } => panic!("{error}"),
-            _ => false,
-        });
+        close_flushed(&mut p, &mut ev, tx, Duration::from_secs(30));
         cat.wait_success(Duration::from_secs(30));
         assert!(std::fs::read(&out).unwrap() == expected, "bytes differ");
     });

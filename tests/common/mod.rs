@@ -381,3 +381,37 @@ pub fn test_case_args(case: &str) -> [&str; 5] {
         "--test-threads=1",
     ]
 }
+
+/// Everything a non-blocking read end holds now: up to EAGAIN, or EOF
+/// once no writer is left.
+pub fn drain(fd: &OwnedFd) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EAGAIN) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// `close_after_flush(tx)`, then polls (up to `limit`) until `tx` is
+/// closed, which must be `Flushed` with nothing handed back; an error
+/// event fails the test.
+pub fn close_flushed(p: &mut Proactor, ev: &mut Events, tx: ringpipe::Sender, limit: Duration) {
+    p.close_after_flush(tx).unwrap();
+    poll_until(p, ev, limit, |e| match e {
+        Event::Closed {
+            token,
+            reason,
+            unsent,
+        } if *token == tx.token() => {
+            assert_eq!(*reason, ringpipe::CloseReason::Flushed);
+            assert!(unsent.is_empty(), "{} bytes handed back", unsent.len());
+            true
+        }
+        Event::Error { error, .. } => panic!("{error}"),
+        _ => false,
+    });
+}
