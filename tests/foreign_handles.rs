@@ -508,7 +508,8 @@ impl World {
         let relaying = self.tx_relaying(i);
         let h = &mut self.handles[i];
         match (relaying, r) {
-            (Relaying::Yes | Relaying::Ending, Err(Error::Relayed { token: t })) if t == token => {}
+            (Relaying::Yes | Relaying::Ending, Err(Error::Relayed { token: t, path }))
+                if t == token && path.as_deref() == Some(h.path.as_path()) => {}
             (Relaying::No | Relaying::Ending, Ok(())) => {
                 h.frames += frames;
                 match h.sent.relayed_from {
@@ -701,10 +702,14 @@ impl World {
                 }
                 let r = self.ps[on].relay(rx, tx);
                 match want {
-                    Some(token) => assert!(
-                        matches!(r, Err(Error::Relayed { token: t }) if t == token),
-                        "{r:?}"
-                    ),
+                    Some(token) => {
+                        let named = if token == tx.token() { j } else { i };
+                        let path = Some(self.handles[named].path.clone());
+                        assert!(
+                            matches!(&r, Err(Error::Relayed { token: t, path: p }) if *t == token && *p == path),
+                            "{r:?}"
+                        )
+                    }
                     None => {
                         assert!(r.is_ok(), "relay: {r:?}");
                         let at = self.handles[i].got.len();
@@ -747,7 +752,13 @@ impl World {
             );
             let i = self.by_token[&token];
             assert_eq!(self.handles[i].owner, on);
-            assert!(!self.handles[i].closed, "an event after Closed: {ev:?}");
+            // `Relayed` is about the bytes reaching its sender's pipe; the
+            // receiver they were read from may have closed since.
+            let about = match ev {
+                Event::Relayed { to, .. } => self.by_token[&to.token()],
+                _ => i,
+            };
+            assert!(!self.handles[about].closed, "an event after Closed: {ev:?}");
             match ev {
                 Event::Data { data, .. } => {
                     // A relaying receiver's bytes go to its sender.

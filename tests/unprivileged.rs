@@ -10,12 +10,14 @@
 //! runs it as itself, under the same limit. Cases run one at a time: they
 //! share the user's locked-memory budget.
 
+#[path = "common/as_user.rs"]
+mod as_user;
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use as_user::is_root;
 use common::*;
 use ringpipe::process::FifoCommand;
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Sender};
@@ -25,31 +27,11 @@ const MEMLOCK: u64 = 8 << 20;
 const CHILD_LIMIT: Duration = Duration::from_secs(240);
 const CASE_LIMIT: Duration = Duration::from_secs(200);
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Runs the `#[ignore]`d test `case` of this binary under an 8 MiB
 /// `RLIMIT_MEMLOCK` (or the hard limit, if that is lower), as nobody when
 /// we are root, else as we are.
 fn as_unprivileged(case: &str) {
     let _s = serial();
-    let mut tools = vec!["prlimit"];
-    if is_root() {
-        tools.push("setpriv");
-    }
-    for tool in tools {
-        let found = Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "{tool} (util-linux) is needed to run tests under a memlock limit"
-        );
-    }
-    let (_copy, exe) = exe_for_any_user();
     use nix::sys::resource::{Resource, getrlimit};
     let (_, hard) = getrlimit(Resource::RLIMIT_MEMLOCK).unwrap();
     let memlock = if is_root() {
@@ -57,38 +39,9 @@ fn as_unprivileged(case: &str) {
     } else {
         MEMLOCK.min(hard)
     };
-    let mut cmd = Command::new("prlimit");
-    cmd.arg(format!("--memlock={memlock}:{memlock}")).arg("--");
-    if is_root() {
-        let id = NOBODY.to_string();
-        cmd.arg("setpriv")
-            .arg(format!("--reuid={id}"))
-            .arg(format!("--regid={id}"))
-            .arg("--clear-groups");
-    }
-    let child = cmd
-        .arg(&exe)
-        .args(test_case_args(case))
-        .current_dir("/tmp")
-        .env("TMPDIR", "/tmp")
-        .env("HOME", "/tmp")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = ChildGuard::new(child).wait_output(CHILD_LIMIT);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // The child's skips, if any, said on our stderr too.
-    for line in stderr.lines().filter(|l| l.starts_with("SKIPPED")) {
-        skip(case, line);
-    }
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{case} under a memlock limit: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let limits = [format!("--memlock={memlock}:{memlock}")];
+    let uid = is_root().then_some(NOBODY);
+    as_user::run_case_limited(uid, &limits, case, CHILD_LIMIT);
 }
 
 /// A private directory under /tmp, made by (and so writable for) the user
