@@ -210,7 +210,12 @@ fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
         let mut p = builder.build().unwrap();
         let mut ev = Events::with_capacity(256);
         let (rx, tx, first) = relay_to_reader(&mut p, &a, &b);
-        const TOTAL: usize = 1 << 20;
+        // More than both pipes hold (1 MiB each at most) and what the first
+        // reader takes: the relay has bytes left to move when that reader
+        // leaves, so it meets the departure (EPIPE, or POLLERR on the full
+        // destination). With less, it may have moved everything already
+        // and have nothing to notice it with.
+        const TOTAL: usize = 4 << 20;
         let writer = write_pattern(&a, TOTAL, None);
         // The first reader takes 100,000 bytes and leaves.
         let mut got = Vec::new();
