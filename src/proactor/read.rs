@@ -54,6 +54,8 @@ impl Proactor {
             paused,
             splice,
             path,
+            read,
+            poll,
             ..
         } = &t.role
         else {
@@ -63,6 +65,13 @@ impl Proactor {
             (true, _, _) => return,
             (false, Some(_), _) => return self.arm_splice(idx),
             (false, None, ReadPath::Multishot { .. }) => return self.arm_multishot(idx),
+            // One still in flight (being cancelled, say) re-arms when it
+            // completes: a second beside it would be left uncancelled.
+            (false, None, ReadPath::Fixed | ReadPath::Draining)
+                if read.is_some() || poll.is_some() =>
+            {
+                return;
+            }
             (false, None, ReadPath::Fixed | ReadPath::Draining) => {}
         }
         let raw = fd.as_raw_fd();

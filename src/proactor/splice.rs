@@ -389,7 +389,15 @@ impl Proactor {
             return;
         }
         let single = splice.single();
-        if self.transports[rx].state == State::Closing || result < 0 {
+        if self.transports[rx].state == State::Closing {
+            return;
+        }
+        // Cancelled by `pause`: a `resume` since found this poll in flight
+        // and left the next wait to its completion (it stays if paused).
+        if result == ECANCELED || result == ERESTARTSYS {
+            return self.arm_splice(rx);
+        }
+        if result < 0 {
             return;
         }
         // A full destination whose reader left polls POLLERR at once: no
