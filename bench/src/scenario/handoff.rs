@@ -13,23 +13,30 @@
 //! Engines are interleaved within each run; medians and min..max over the
 //! runs are printed.
 
-use crate::own::{median_spread, tempdir};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::{ArgMatches, Args as _};
 use crossbeam_channel::{Receiver, TryRecvError};
-use nix::time::{ClockId, clock_gettime};
 use ringpipe::{Event, Events, FifoOptions, Proactor};
+
+use super::{Scenario, args};
+use crate::frames::Frames;
+use crate::harness::{Globals, Part};
+use crate::own::{median_spread, tempdir};
+use crate::spec::mono_ns as now_ns;
 
 const MSG: usize = 64;
 type Msg = [u8; MSG];
 
-/// Options of `ringpipe-bench handoff`.
+/// Producer thread -> crossbeam channel -> proactor woken by a Notifier ->
+/// FIFO -> reader process, against a blocking writer thread on the same
+/// channel: messages/s, p50/p99 latency.
 #[derive(Debug, clap::Args)]
-pub struct HandoffArgs {
+struct HandoffArgs {
     /// Messages per run.
     #[arg(long, default_value_t = 1_000_000)]
     msgs: u64,
@@ -89,24 +96,41 @@ struct Figures {
     wakes: u64,
 }
 
-fn now_ns() -> u64 {
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+/// The scenario.
+pub struct Handoff;
+
+impl Scenario for Handoff {
+    fn name(&self) -> &'static str {
+        "handoff"
+    }
+
+    fn commands(&self) -> Vec<clap::Command> {
+        vec![HandoffArgs::augment_args(clap::Command::new(self.name()))]
+    }
+
+    fn run(&self, _: &str, m: &ArgMatches, g: &Globals) -> std::io::Result<Option<Vec<Part>>> {
+        run(&args(m)?, g.own_runs())?;
+        Ok(None)
+    }
+
+    fn quick(&self, _: &Globals) -> std::io::Result<Option<Part>> {
+        Ok(Some(Part::table(self.name(), quick)))
+    }
 }
 
 /// Runs the scenario, or the reader side when `--reader` is given.
-pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
+fn run(args: &HandoffArgs, (runs, warmup): (usize, usize)) -> std::io::Result<()> {
     if let Some(r) = &args.reader {
         let count = r[1].parse().map_err(std::io::Error::other)?;
         return reader(Path::new(&r[0]), count);
     }
-    let text = measure(args, runs.unwrap_or(5).max(1), warmup.unwrap_or(1))?;
+    let text = measure(args, runs, warmup)?;
     print!("{text}");
     Ok(())
 }
 
 /// The short run of `quick`: its tables.
-pub fn quick(runs: usize) -> std::io::Result<String> {
+fn quick(runs: usize) -> std::io::Result<String> {
     let args = HandoffArgs {
         msgs: 100_000,
         rate: 2_000,
@@ -400,20 +424,19 @@ fn reader(path: &Path, count: u64) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
     let mut hist = crate::spec::new_histogram();
     let mut buf = vec![0u8; 1 << 20];
-    let (mut have, mut seen) = (0usize, 0u64);
+    let mut frames = Frames::new(MSG);
+    let mut seen = 0u64;
     let mut first_made = None;
     let mut last_read = 0;
     while seen < count {
-        let n = f.read(&mut buf[have..])?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             return Err(std::io::Error::other(format!(
                 "EOF after {seen} of {count}"
             )));
         }
         let now = now_ns();
-        have += n;
-        let whole = have / MSG * MSG;
-        for m in buf[..whole].chunks_exact(MSG) {
+        frames.feed(&buf[..n], |m| {
             let seq = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
             let made = u64::from_le_bytes(m[8..16].try_into().expect("8 bytes"));
             if seq != seen {
@@ -422,9 +445,8 @@ fn reader(path: &Path, count: u64) -> std::io::Result<()> {
             first_made.get_or_insert(made);
             let _ = hist.record(now.saturating_sub(made).max(1));
             seen += 1;
-        }
-        buf.copy_within(whole..have, 0);
-        have -= whole;
+            Ok(())
+        })?;
         last_read = now;
     }
     // Then EOF, which the writer gives once it knows everything was read

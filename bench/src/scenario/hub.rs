@@ -13,25 +13,32 @@
 //! the slow setup too, for contrast. The setups take turns within each
 //! run; medians and min..max over the runs are printed.
 
-use crate::own::{median_spread, tempdir};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::time::{ClockId, clock_gettime};
+use clap::{ArgMatches, Args as _};
 use ringpipe::frame::Codec;
-use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
+use ringpipe::hub::{self, Full, HubEvent, HubOptions};
 use ringpipe::{Event, Events, FanOutPolicy, FifoOptions, Proactor};
+
+use super::{Scenario, args};
+use crate::frames::Frames;
+use crate::harness::{Globals, Part};
+use crate::own::{median_spread, tempdir};
+use crate::spec::mono_ns as now_ns;
 
 /// Frame on the wire: 4-byte header, 8-byte sequence, 8-byte time, filler.
 const FRAME: usize = 64;
 const PAYLOAD: usize = FRAME - 4;
 
-/// Options of `ringpipe-bench hub`.
+/// Publisher -> router (ringpipe::hub::Hub) -> 2 fast subscribers, with
+/// and without a slow third: the fast ones' p50/p99 latency, msgs/s,
+/// router CPU per message and RSS.
 #[derive(Debug, clap::Args)]
-pub struct HubArgs {
+struct HubArgs {
     /// Frames the publisher writes per run.
     #[arg(long, default_value_t = 100_000)]
     msgs: u64,
@@ -62,19 +69,36 @@ fn err(e: impl ToString) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-fn now_ns() -> u64 {
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
-
 fn arg<T: std::str::FromStr>(v: &[String], i: usize) -> std::io::Result<T> {
     v.get(i)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| err(format!("role argument {i} missing or bad: {v:?}")))
 }
 
+/// The scenario.
+pub struct Hub;
+
+impl Scenario for Hub {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn commands(&self) -> Vec<clap::Command> {
+        vec![HubArgs::augment_args(clap::Command::new(self.name()))]
+    }
+
+    fn run(&self, _: &str, m: &ArgMatches, g: &Globals) -> std::io::Result<Option<Vec<Part>>> {
+        run(&args(m)?, g.own_runs())?;
+        Ok(None)
+    }
+
+    fn quick(&self, _: &Globals) -> std::io::Result<Option<Part>> {
+        Ok(Some(Part::table(self.name(), quick)))
+    }
+}
+
 /// Runs the scenario, or one of its processes when `--role` is given.
-pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
+fn run(args: &HubArgs, (runs, warmup): (usize, usize)) -> std::io::Result<()> {
     if let Some(r) = &args.role {
         return match r.first().map(String::as_str) {
             Some("router") => router(Path::new(&r[1]), arg(r, 2)?, arg(r, 3)?, arg(r, 4)?),
@@ -83,13 +107,13 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             _ => Err(err(format!("unknown role {r:?}"))),
         };
     }
-    let text = measure(args, runs.unwrap_or(5).max(1), warmup.unwrap_or(1))?;
+    let text = measure(args, runs, warmup)?;
     print!("{text}");
     Ok(())
 }
 
 /// The short run of `quick`: its table.
-pub fn quick(runs: usize) -> std::io::Result<String> {
+fn quick(runs: usize) -> std::io::Result<String> {
     let args = HubArgs {
         msgs: 20_000,
         rate: 50_000,
@@ -338,7 +362,7 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
         _ => FifoOptions::new(),
     };
     let rx = p.open_receiver(dir.join("src"), &rx_opts).map_err(err)?;
-    let mut hub = Hub::new(
+    let mut hub = hub::Hub::new(
         rx,
         HubOptions::new(Codec::LengthPrefixed)
             .queue_bytes(queue)
@@ -430,7 +454,7 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
     let pause =
         (rate > 0).then(|| Duration::from_nanos((size / FRAME) as u64 * 1_000_000_000 / rate));
     let mut buf = vec![0u8; size];
-    let mut carry: Vec<u8> = Vec::new();
+    let mut whole = Frames::new(FRAME);
     let mut lat: Vec<u64> = Vec::new();
     let (mut frames, mut gaps, mut next, mut first, mut last) = (0u64, 0u64, 0u64, 0u64, 0u64);
     loop {
@@ -440,9 +464,7 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
         }
         let now = now_ns();
         last = now;
-        carry.extend_from_slice(&buf[..n]);
-        let whole = carry.len() / FRAME * FRAME;
-        for fr in carry[..whole].chunks(FRAME) {
+        whole.feed(&buf[..n], |fr| {
             if fr[..4] != (PAYLOAD as u32).to_le_bytes() {
                 return Err(err("bad frame header"));
             }
@@ -458,8 +480,8 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
             next = seq + 1;
             frames += 1;
             lat.push(now.saturating_sub(t));
-        }
-        carry.drain(..whole);
+            Ok(())
+        })?;
         if let Some(d) = pause {
             std::thread::sleep(d);
         }

@@ -101,7 +101,7 @@ pub fn writes(seed: u64, units: u64) -> Vec<u64> {
     cuts
 }
 
-/// Options of `ringpipe-bench soak-writer` (internal).
+/// (internal) One writer session of the soak.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WriterArgs {
     /// The FIFO to write.

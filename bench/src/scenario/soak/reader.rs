@@ -16,7 +16,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::sys;
 
-/// Options of `ringpipe-bench soak-reader` (internal).
+/// (internal) One reader session of the soak.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ReaderArgs {
     /// The FIFO to read.

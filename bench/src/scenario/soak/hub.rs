@@ -16,7 +16,7 @@ use ringpipe::frame::{Codec, FrameError, PIPE_BUF};
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Reconnect, Sender};
 
-/// Options of `ringpipe-bench soak-hub` (internal).
+/// (internal) The hub under soak.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HubArgs {
     /// The source FIFO.
