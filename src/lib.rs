@@ -53,8 +53,8 @@
 //!
 //! Requires Linux >= 6.1 with io_uring enabled; otherwise
 //! [`Proactor::new`] returns [`Error::Unsupported`] naming what is missing.
+// The lints every member shares are in the workspace's Cargo.toml.
 #![deny(missing_docs, missing_debug_implementations)]
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("ringpipe needs Linux: it is built on io_uring");

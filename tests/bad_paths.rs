@@ -4,7 +4,7 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -209,14 +209,11 @@ fn fifo_without_permission() {
     if !nix::unistd::geteuid().is_root() {
         return expect_permission_denied(&fifo);
     }
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "fifo_without_permission",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    // A copy nobody can run: the checkout's target/ may be closed to it.
+    let (_exe_dir, exe) = exe_for_any_user();
+    let child = test_case_command(&exe, "fifo_without_permission")
         .env(CHILD_ENV, &fifo)
+        .current_dir("/tmp")
         .uid(65534)
         .gid(65534)
         .stdout(Stdio::piped())

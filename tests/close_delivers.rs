@@ -10,15 +10,15 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use common::watchdog;
+use common::{drain, watchdog};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use ringpipe::frame::Codec;
-use ringpipe::{Builder, Event, Events, FifoOptions, Proactor, ReadMode};
+use ringpipe::{Builder, Event, Events, FifoOptions, Proactor, ReadMode, Receiver};
 
 const ROUNDS: usize = 150;
-/// Ten lines of ten bytes and a newline: one atomic write.
-const LINE: &[u8] = b"0123456789\n";
+/// A line of the stream: nine digits and a newline.
+const LINE: usize = 10;
 
 fn open_cloexec(path: &Path, flags: OFlag) -> OwnedFd {
     open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).unwrap()
@@ -32,74 +32,139 @@ enum Wait {
     Busy,
 }
 
-/// One round: a receiver reads, a writer writes 110 bytes, the receiver is
-/// closed at once. Everything delivered plus everything left in the pipe
-/// must be the 110 bytes, in order.
+/// Lines `000000000\n`, `000000001\n`... from line `first`, `len` bytes
+/// (the last line cut short if `len` says so).
+fn lines(first: usize, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + LINE);
+    let mut n = first;
+    while out.len() < len {
+        out.extend_from_slice(format!("{n:09}\n").as_bytes());
+        n += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// What a receiver delivered up to its `Closed`.
+#[derive(Default)]
+struct Delivered {
+    got: Vec<u8>,
+    /// Bytes of a partial frame reported as `FrameError::Truncated`.
+    truncated: usize,
+    closed: bool,
+}
+
+/// One poll's events for `rx`, collected into `d`; any event for another
+/// transport, or for `rx` after its `Closed`, fails the test.
+fn collect(p: &mut Proactor, events: &mut Events, rx: Receiver, wait: Wait, d: &mut Delivered) {
+    let timeout = match wait {
+        Wait::Blocking => Some(Duration::from_millis(100)),
+        Wait::Busy => Some(Duration::ZERO),
+    };
+    p.poll(events, timeout).unwrap();
+    for ev in events.iter() {
+        assert_eq!(ev.token(), rx.token(), "{ev:?}");
+        assert!(!d.closed, "after Closed: {ev:?}");
+        match ev {
+            Event::Data { data, .. } => d.got.extend_from_slice(data),
+            Event::Frame { frame, .. } => {
+                d.got.extend_from_slice(frame);
+                d.got.push(b'\n');
+            }
+            Event::Error {
+                error:
+                    ringpipe::Error::Frame {
+                        source: ringpipe::frame::FrameError::Truncated { buffered },
+                        ..
+                    },
+                ..
+            } => d.truncated += buffered,
+            Event::Closed { .. } => d.closed = true,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// One round: a writer writes part of a stream, ending inside a line, and
+/// the receiver reads all of it, so a read ends mid-line; then the writer
+/// writes the rest in pieces of other sizes and the receiver is closed,
+/// with none, one or two polls between those writes and the close.
+/// Delivered, then reported truncated, then left in the pipe must be the
+/// stream, in order, exactly.
 fn rounds(builder: Builder, opts: FifoOptions, framed: bool, wait: Wait) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f");
     let mut p = builder.build().unwrap();
     let mut events = Events::with_capacity(64);
-    let message = LINE.repeat(10);
     for round in 0..ROUNDS {
         let rx = p.open_receiver(&path, &opts.clone().create(true)).unwrap();
         let writer = open_cloexec(&path, OFlag::O_WRONLY | OFlag::O_NONBLOCK);
         // The read is submitted (and, with SQPOLL, running) before the write.
         p.poll(&mut events, Some(Duration::ZERO)).unwrap();
-        assert_eq!(nix::unistd::write(&writer, &message).unwrap(), 110);
-        p.close(rx).unwrap();
-
-        let mut got = Vec::new();
-        let mut truncated = 0;
-        let mut closed = false;
-        let timeout = match wait {
-            Wait::Blocking => Some(Duration::from_millis(100)),
-            Wait::Busy => Some(Duration::ZERO),
+        // 1 to 20,000 bytes, then up to 40,000 more (none every fifth
+        // round): within the pipe.
+        let first = 1 + (round * 7919) % 20_000;
+        let rest = if round % 5 == 4 {
+            0
+        } else {
+            (round * 104_729) % 40_000
         };
+        let stream = lines(round * 10_000, first + rest);
+        assert_eq!(
+            nix::unistd::write(&writer, &stream[..first]).unwrap(),
+            first
+        );
+        let mut d = Delivered::default();
         let mut turns = 0u64;
-        while !closed {
+        while p.stats(rx).unwrap().bytes_read < first as u64 {
             turns += 1;
-            assert!(turns < 5_000_000, "round {round}: no Closed");
-            p.poll(&mut events, timeout).unwrap();
-            for ev in &events {
-                match ev {
-                    Event::Data { from, data } if from == rx => got.extend_from_slice(data),
-                    Event::Frame { from, frame } if from == rx => {
-                        got.extend_from_slice(frame);
-                        got.push(b'\n');
-                    }
-                    Event::Error {
-                        error:
-                            ringpipe::Error::Frame {
-                                source: ringpipe::frame::FrameError::Truncated { buffered },
-                                ..
-                            },
-                        ..
-                    } => truncated += buffered,
-                    Event::Closed { token, .. } if token == rx.token() => closed = true,
-                    _ => {}
-                }
+            assert!(turns < 5_000_000, "round {round}: first part not read");
+            collect(&mut p, &mut events, rx, wait, &mut d);
+        }
+        for piece in stream[first..].chunks(4093 + round % 7) {
+            assert_eq!(nix::unistd::write(&writer, piece).unwrap(), piece.len());
+            // Busy: the receiver may have nothing left to read.
+            for _ in 0..round % 3 {
+                collect(&mut p, &mut events, rx, Wait::Busy, &mut d);
             }
         }
-        assert!(!framed || got.len() % LINE.len() == 0, "whole frames only");
+        p.close(rx).unwrap();
+        while !d.closed {
+            turns += 1;
+            assert!(turns < 5_000_000, "round {round}: no Closed");
+            collect(&mut p, &mut events, rx, wait, &mut d);
+        }
+        // Nothing for it after Closed.
+        collect(&mut p, &mut events, rx, Wait::Busy, &mut d);
         // What the receiver did not take is still in the pipe (the writer
         // keeps it alive): a fresh reader finds it.
         let reader = open_cloexec(&path, OFlag::O_RDONLY | OFlag::O_NONBLOCK);
-        let mut rest = vec![0u8; 4096];
-        let left = match nix::unistd::read(&reader, &mut rest) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EAGAIN) => 0,
-            Err(e) => panic!("read: {e}"),
-        };
+        let left = drain(&reader);
+        let (g, t) = (d.got.len(), d.truncated);
         assert_eq!(
-            got.len() + truncated + left,
-            message.len(),
-            "round {round}: {} delivered, {truncated} reported truncated, {left} left in the pipe",
-            got.len()
+            g + t + left.len(),
+            stream.len(),
+            "round {round}: {g} delivered, {t} reported truncated, {} left in the pipe",
+            left.len()
         );
-        got.extend_from_slice(&rest[..left]);
-        if truncated == 0 {
-            assert_eq!(got, message, "round {round}: bytes out of order");
+        assert!(
+            d.got == stream[..g],
+            "round {round}: delivered bytes differ"
+        );
+        assert!(left == stream[g + t..], "round {round}: bytes left differ");
+        // All of the first part left the pipe before the close.
+        assert!(g + t >= first, "round {round}: {g} + {t} < {first}");
+        if framed {
+            assert_eq!(g % LINE, 0, "round {round}: whole frames only");
+            assert!(t < LINE, "round {round}: {t} bytes of one frame");
+        } else {
+            assert_eq!(t, 0);
+        }
+        if rest == 0 {
+            // All was read, its last line cut short by the read's end: a
+            // framed receiver holds that part, and says so at close.
+            let cut = if framed { first % LINE } else { 0 };
+            assert_eq!((g, t, left.len()), (first - cut, cut, 0), "round {round}");
         }
     }
 }
@@ -206,19 +271,6 @@ fn sqpoll_framed_reads() {
 #[test]
 fn sqpoll_heap_buffers() {
     check("sqpoll heap", heap_buffers_sqpoll, fixed, Wait::Blocking);
-}
-
-/// Everything a non-blocking read end holds now.
-fn drain(fd: &OwnedFd) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        match nix::unistd::read(fd, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EAGAIN) => return out,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
 }
 
 /// Closing the source of a fan-out while a round of TEEs and a SPLICE is

@@ -76,8 +76,10 @@ fn one_enter_per_round_trip() {
         // A hold longer than any reply takes, so the count is exact.
         let builder = Proactor::builder().echo_hold(Duration::from_secs(30));
         if !builder.clone().build().unwrap().kernel_min_wait() {
-            eprintln!("skipped: the kernel has no min-wait (Linux < 6.12)");
-            return;
+            return skip(
+                "one_enter_per_round_trip",
+                "the kernel has no min-wait (Linux < 6.12)",
+            );
         }
         let (rounds, skip) = (300, 10);
         let enters = ping_pong(builder, rounds, skip);

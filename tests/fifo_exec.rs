@@ -91,7 +91,12 @@ fn a_round_trip_through_gzip_keeps_the_text() {
     watchdog(Duration::from_secs(120), || {
         let (out, stdout, stderr) = run(&["--size", "300000", "--timeout", "50"], None);
         if which("gzip").is_none() {
-            return assert_refused(&out, &stdout, &stderr, "gzip");
+            // Still a check (a clear refusal), but not the round trip.
+            assert_refused(&out, &stdout, &stderr, "gzip");
+            return skip(
+                "a_round_trip_through_gzip_keeps_the_text",
+                "no gzip in PATH: only its refusal was checked",
+            );
         }
         assert!(out.status.success(), "{stdout}{stderr}");
         // All of the text went in (the size is rounded up to a whole word).

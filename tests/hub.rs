@@ -3,7 +3,9 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -50,23 +52,32 @@ os.close(fd)
 
 /// Reads the FIFO at argv[1] until EOF and saves every byte to argv[2].
 /// Reads at most `chunk` bytes at a time and sleeps `sleep_ms` after each
-/// read. With `leave_after` > 0 it reads exactly that many frames, closes
-/// the FIFO, stays away `away_ms`, and opens it again for the rest: it
-/// never asks for a byte beyond the frame it leaves after.
+/// read. With `stall_after` > 0 it reads exactly that many frames, then
+/// stops reading (the FIFO left open) until "go" comes on stdin. With
+/// `leave_after` > 0 it reads exactly that many frames, closes the FIFO,
+/// stays away `away_ms`, and opens it again for the rest. Neither asks
+/// for a byte beyond the frame it stops at.
 const SUBSCRIBER_PY: &str = r#"
 import os, sys, signal, time
 signal.alarm(60)
 path, out = sys.argv[1], sys.argv[2]
 chunk, sleep_ms, leave_after, away_ms = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+stall_after = int(sys.argv[7])
 data = bytearray()
 fd = os.open(path, os.O_RDONLY)
-if leave_after:
-    want = leave_after * 64
+def read_up_to(frames):
+    want = frames * 64
     while len(data) < want:
         b = os.read(fd, min(chunk, want - len(data)))
         if not b:
             break
-        data += b
+        data.extend(b)
+if stall_after:
+    read_up_to(stall_after)
+    if sys.stdin.readline() != 'go\n':
+        sys.exit(3)
+if leave_after:
+    read_up_to(leave_after)
     os.close(fd)
     time.sleep(away_ms / 1000)
     fd = os.open(path, os.O_RDONLY)
@@ -89,6 +100,8 @@ struct Reader {
     sleep_ms: f64,
     leave_after: usize,
     away_ms: f64,
+    /// Frames read before it stalls until [`go`]; 0: never stalls.
+    stall_after: usize,
 }
 
 const FAST: Reader = Reader {
@@ -96,6 +109,7 @@ const FAST: Reader = Reader {
     sleep_ms: 0.0,
     leave_after: 0,
     away_ms: 0.0,
+    stall_after: 0,
 };
 /// 4 KiB every 20 ms: about 200 KB/s.
 const SLOW: Reader = Reader {
@@ -103,10 +117,18 @@ const SLOW: Reader = Reader {
     sleep_ms: 20.0,
     leave_after: 0,
     away_ms: 0.0,
+    stall_after: 0,
+};
+/// Reads one sender watermark's worth of frames (what the hub hands a
+/// subscriber at once), then stalls until [`go`], then reads as [`SLOW`].
+/// However the machine schedules the readers, it falls behind.
+const STALLED: Reader = Reader {
+    stall_after: 4096 / FRAME,
+    ..SLOW
 };
 
 fn subscriber(path: &Path, out: &Path, r: Reader) -> ChildGuard {
-    ChildGuard::spawn(&mut python(
+    let mut cmd = python(
         SUBSCRIBER_PY,
         &[
             &path,
@@ -115,8 +137,20 @@ fn subscriber(path: &Path, out: &Path, r: Reader) -> ChildGuard {
             &r.sleep_ms.to_string(),
             &r.leave_after.to_string(),
             &r.away_ms.to_string(),
+            &r.stall_after.to_string(),
         ],
-    ))
+    );
+    if r.stall_after > 0 {
+        cmd.stdin(Stdio::piped());
+    }
+    ChildGuard::spawn(&mut cmd)
+}
+
+/// Lets a stalled subscriber read on (again: nothing).
+fn go(child: &mut ChildGuard) {
+    if let Some(mut stdin) = child.child().stdin.take() {
+        stdin.write_all(b"go\n").unwrap();
+    }
 }
 
 fn publisher(path: &Path, count: usize, batch: usize, sleep_ms: f64, piece: usize) -> ChildGuard {
@@ -154,6 +188,51 @@ fn range_publisher(
             &tail,
         ],
     ))
+}
+
+/// Frame `i`'s payload, as the publisher child makes it.
+fn payload(i: u64) -> [u8; PAYLOAD] {
+    let mut p = [0; PAYLOAD];
+    p[..8].copy_from_slice(&i.to_le_bytes());
+    for (k, b) in p[8..].iter_mut().enumerate() {
+        *b = ((i * 7 + k as u64) & 0xff) as u8;
+    }
+    p
+}
+
+/// The test as the publisher ([`Hub::publish`]), paced by one subscriber:
+/// frames `0..count`, published only while that subscriber's queue holds
+/// less than [`Paced::AHEAD`], so its reader is never more than that
+/// behind however the machine schedules it; then the hub's end.
+struct Paced {
+    next: u64,
+    count: u64,
+    by: Sender,
+}
+
+impl Paced {
+    const AHEAD: u64 = 16 << 10;
+
+    fn new(count: usize, by: Sender) -> Paced {
+        Paced {
+            next: 0,
+            count: count as u64,
+            by,
+        }
+    }
+
+    /// Call after every poll.
+    fn publish(&mut self, p: &mut Proactor, hub: &mut Hub) {
+        while self.next < self.count {
+            let st = hub.stats(self.by).expect("the pacing subscriber left");
+            if st.queued_bytes >= Self::AHEAD {
+                return;
+            }
+            hub.publish(p, &payload(self.next)).unwrap();
+            self.next += 1;
+        }
+        hub.end(p);
+    }
 }
 
 /// The frame indices in a subscriber's output, each frame checked whole.
@@ -202,21 +281,25 @@ fn setup(opts: HubOptions) -> Setup {
     let rx_opts = FifoOptions::new()
         .create(true)
         .frames(Codec::LengthPrefixed, 4096);
-    setup_with(opts, &rx_opts)
+    setup_with(opts, Some(&rx_opts))
 }
 
-/// A hub whose source is opened with `rx_opts`.
-fn setup_with(opts: HubOptions, rx_opts: &FifoOptions) -> Setup {
+/// A hub whose source is opened with `rx_opts`; without, a hub with no
+/// source, the test publishing (see [`Paced`]).
+fn setup_with(opts: HubOptions, rx_opts: Option<&FifoOptions>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     let mut p = Proactor::new().unwrap();
-    let rx = p.open_receiver(&src, rx_opts).unwrap();
+    let hub = match rx_opts {
+        Some(rx_opts) => Hub::new(p.open_receiver(&src, rx_opts).unwrap(), opts),
+        None => Hub::without_source(opts),
+    };
     Setup {
         dir,
         p,
         events: Events::with_capacity(256),
         src,
-        hub: Hub::new(rx, opts),
+        hub,
         by_runs: false,
     }
 }
@@ -249,7 +332,11 @@ impl Setup {
         let mut closed: Vec<Token> = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(50);
         while !wait_for.iter().all(|t| closed.contains(&t.token())) {
-            assert!(std::time::Instant::now() < deadline, "hub run timed out");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hub run timed out: closed {closed:?}, subscribers {:?}, reports {reports:?}",
+                self.hub.subscribers().collect::<Vec<_>>()
+            );
             self.p
                 .poll(&mut self.events, Some(Duration::from_millis(100)))
                 .unwrap();
@@ -327,29 +414,37 @@ fn every_subscriber_gets_every_frame_in_order() {
 
 /// A small queue under `DropOldest`: the slow subscriber misses frames,
 /// and what it got plus what was dropped is every frame, in order; the
-/// fast one gets everything.
+/// fast one gets everything. The test publishes, paced by the fast
+/// reader; the slow one stalls until the hub has dropped some of its
+/// frames, then reads on slowly while the rest are published.
 #[test]
 fn drop_oldest_counts_what_the_slow_one_missed() {
     watchdog(Duration::from_secs(60), || {
-        // 4 MiB published in 4 KiB writes a millisecond apart; queues of
-        // 1 MiB: the slow reader (~200 KB/s) cannot keep up, and the fast
-        // one would have to stall for a quarter of a second to lose any.
+        // 4 MiB published, queues of 1 MiB.
         const N: usize = 65_536;
-        let mut s = setup(
+        let mut s = setup_with(
             HubOptions::new(Codec::LengthPrefixed)
                 .queue_bytes(1 << 20)
                 .full(Full::DropOldest)
                 .sender_watermarks(4096, 1024),
+            None,
         );
         let fast = s.add("fast");
         let slow = s.add("slow");
-        let mut children = vec![
-            subscriber(&fast.1, &fast.2, FAST),
-            subscriber(&slow.1, &slow.2, SLOW),
-        ];
-        children.push(publisher(&s.src, N, 64, 1.0, 0));
-        let reports = s.run(&[fast.0, slow.0], |_, _| {});
-        wait_all(children, Duration::from_secs(30));
+        let mut slow_child = subscriber(&slow.1, &slow.2, STALLED);
+        let fast_child = subscriber(&fast.1, &fast.2, FAST);
+        let mut publisher = Paced::new(N, fast.0);
+        let stx = slow.0;
+        let reports = s.run(&[fast.0, slow.0], |p, hub| {
+            publisher.publish(p, hub);
+            // Or once all is published: a hub that never drops fails the
+            // asserts below instead of the run.
+            let dropped = hub.stats(stx).is_some_and(|st| st.dropped_frames > 0);
+            if dropped || hub.published_frames() == N as u64 {
+                go(&mut slow_child);
+            }
+        });
+        wait_all(vec![fast_child, slow_child], Duration::from_secs(30));
         // A sender that closes leaves the hub, with its final counters.
         let stats = |tx: Sender| {
             reports
@@ -374,7 +469,8 @@ fn drop_oldest_counts_what_the_slow_one_missed() {
 }
 
 /// `PauseSource`: nothing is dropped, the publisher is held back while
-/// the slow subscriber's queue is over the limit.
+/// the slow subscriber's queue is over the limit (it stalls until the
+/// source is paused, then reads on slowly).
 #[test]
 fn pause_source_slows_the_publisher_and_loses_nothing() {
     watchdog(Duration::from_secs(60), || {
@@ -388,16 +484,16 @@ fn pause_source_slows_the_publisher_and_loses_nothing() {
         let fast = s.add("fast");
         let slow = s.add("slow");
         let leaver = s.add("leaver");
-        let children = vec![
+        let mut slow_child = subscriber(
+            &slow.1,
+            &slow.2,
+            Reader {
+                chunk: 16384,
+                ..STALLED
+            },
+        );
+        let mut children = vec![
             subscriber(&fast.1, &fast.2, FAST),
-            subscriber(
-                &slow.1,
-                &slow.2,
-                Reader {
-                    chunk: 16384,
-                    ..SLOW
-                },
-            ),
             subscriber(
                 &leaver.1,
                 &leaver.2,
@@ -417,7 +513,13 @@ fn pause_source_slows_the_publisher_and_loses_nothing() {
                     max_queued = max_queued.max(st.queued_bytes);
                 }
             }
+            // Or once all is published: a hub that never pauses fails the
+            // asserts below instead of the run.
+            if hub.is_paused() || hub.published_frames() == N as u64 {
+                go(&mut slow_child);
+            }
         });
+        children.push(slow_child);
         wait_all(children, Duration::from_secs(30));
         let paused = reports
             .iter()
@@ -434,33 +536,41 @@ fn pause_source_slows_the_publisher_and_loses_nothing() {
 }
 
 /// `Detach`: the slow subscriber is detached and reported, keeps exactly
-/// the frames it was handed (a prefix), and the fast one completes.
+/// the frames it was handed (a prefix), and the fast one completes. The
+/// test publishes, paced by the fast reader, so the fast one can never
+/// pass the queue limit; the slow one stalls until it is detached.
 #[test]
 fn detach_lets_the_slow_one_go() {
     watchdog(Duration::from_secs(60), || {
         const N: usize = 65_536;
-        let mut s = setup(
+        let mut s = setup_with(
             HubOptions::new(Codec::LengthPrefixed)
                 .queue_bytes(256 << 10)
                 .full(Full::Detach)
                 .sender_watermarks(4096, 1024),
+            None,
         );
         let fast = s.add("fast");
         let slow = s.add("slow");
-        let children = vec![
-            subscriber(&fast.1, &fast.2, FAST),
-            subscriber(&slow.1, &slow.2, SLOW),
-            publisher(&s.src, N, 64, 1.0, 0),
-        ];
-        let stx = slow.0;
-        let mut closing = false;
+        let mut slow_child = subscriber(&slow.1, &slow.2, STALLED);
+        let fast_child = subscriber(&fast.1, &fast.2, FAST);
+        let mut publisher = Paced::new(N, fast.0);
+        let (stx, mut closing) = (slow.0, false);
         let reports = s.run(&[fast.0, slow.0], |p, hub| {
+            publisher.publish(p, hub);
             if !closing && hub.stats(stx).is_none() {
-                p.close_after_flush(stx).unwrap();
+                // Detached leaves the sender open; closed, it was let go.
+                p.close_after_flush(stx)
+                    .expect("the slow one left without being detached");
                 closing = true;
             }
+            // Or once all is published: a hub that never detaches fails
+            // the asserts below instead of the run.
+            if closing || hub.published_frames() == N as u64 {
+                go(&mut slow_child);
+            }
         });
-        wait_all(children, Duration::from_secs(30));
+        wait_all(vec![fast_child, slow_child], Duration::from_secs(30));
         let detached: Vec<_> = reports
             .iter()
             .filter_map(|r| match r {
@@ -532,7 +642,7 @@ fn raw_source_is_decoded_into_whole_frames() {
         const N: usize = 5_000;
         let mut s = setup_with(
             HubOptions::new(Codec::LengthPrefixed),
-            &FifoOptions::new().create(true),
+            Some(&FifoOptions::new().create(true)),
         );
         let a = s.add("a");
         // Writes of 1000 bytes: frames cut across writes, hence reads.
@@ -662,7 +772,7 @@ fn a_writer_leaving_inside_a_frame_cuts_only_that_frame() {
     watchdog(Duration::from_secs(60), || {
         let mut s = setup_with(
             HubOptions::new(Codec::LengthPrefixed),
-            &FifoOptions::new().create(true).persistent(true),
+            Some(&FifoOptions::new().create(true).persistent(true)),
         );
         let source = s.hub.source().unwrap();
         let a = s.add("a");

@@ -140,21 +140,35 @@ fn ten_mib_through_a_chain_of_three_exactly() {
 fn a_writer_that_exits_without_opening_its_output_gives_eof() {
     let _s = serial();
     watchdog(LIMIT, || {
-        // The reader opens its input first, then its output, the other
-        // way round, and (most likely) after the writer has exited.
-        for b in [
+        let dir = tempfile::tempdir().unwrap();
+        // The reader opens its output, then its input; its output on an fd
+        // of its own; or only once the writer has exited: it waits until
+        // the writer's pid (left in `$2`) is gone or a zombie.
+        for (i, b) in [
             r#"cat "$0" > "$1""#,
             r#"exec 4>"$1"; cat "$0" >&4"#,
-            r#"sleep 0.5; cat "$0" > "$1""#,
-        ] {
+            r#"until [ -s "$2" ]; do sleep 0.01; done; w=$(cat "$2")
+               while [ -d /proc/$w ] && [ "$(cut -d' ' -f3 /proc/$w/stat)" != Z ]; do
+                   sleep 0.01
+               done
+               cat "$0" > "$1""#,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let pid_file = dir.path().join(format!("writer{i}.pid"));
+            let pid_file = pid_file.to_str().unwrap();
             let out = run(Pipeline::new()
                 .command(
-                    sh("exit 3", &["{in:in}", "{out:mid}"])
-                        .input("in", bytes(3, MIB))
-                        .output("mid"),
+                    sh(
+                        r#"echo $$ > "$2"; exit 3"#,
+                        &["{in:in}", "{out:mid}", pid_file],
+                    )
+                    .input("in", bytes(3, MIB))
+                    .output("mid"),
                 )
                 .command(
-                    sh(b, &["{in:mid}", "{out:out}"])
+                    sh(b, &["{in:mid}", "{out:out}", pid_file])
                         .piped_input("mid")
                         .output("out"),
                 ));

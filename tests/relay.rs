@@ -46,12 +46,19 @@ fn cat_into(fifo: &Path, out: &Path) -> ChildGuard {
     ChildGuard::spawn(Command::new("cat").arg(fifo).stdout(Stdio::from(file)))
 }
 
-/// A thread that opens `fifo` for writing after `delay` and writes the
-/// first `total` bytes of `pattern`, 1 MiB per write.
-fn write_pattern(fifo: &Path, total: usize, delay: Duration) -> JoinHandle<()> {
+/// A thread that opens `fifo` for writing once `go` says so (at once if
+/// `None`) and writes the first `total` bytes of `pattern`, 1 MiB per
+/// write.
+fn write_pattern(
+    fifo: &Path,
+    total: usize,
+    go: Option<std::sync::mpsc::Receiver<()>>,
+) -> JoinHandle<()> {
     let fifo = fifo.to_path_buf();
     std::thread::spawn(move || {
-        std::thread::sleep(delay);
+        if let Some(go) = go {
+            go.recv().unwrap();
+        }
         let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         let mut chunk = vec![0u8; 1 << 20];
         for i in 0..total / chunk.len() {
@@ -97,7 +104,7 @@ fn relay_64_mib_to_a_cat_process_exactly() {
         assert!(matches!(p.send(tx, b"x"), Err(Error::Relayed { .. })));
         assert!(matches!(p.relay(rx, tx), Err(Error::Relayed { .. })));
         const TOTAL: usize = 64 << 20;
-        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
+        let writer = write_pattern(&a, TOTAL, None);
         let mut relayed = 0;
         let mut data_events = 0;
         poll_until(&mut p, &mut ev, Duration::from_secs(100), |e| {
@@ -203,8 +210,13 @@ fn reader_leaves_mid_relay(builder: ringpipe::Builder) {
         let mut p = builder.build().unwrap();
         let mut ev = Events::with_capacity(256);
         let (rx, tx, first) = relay_to_reader(&mut p, &a, &b);
-        const TOTAL: usize = 1 << 20;
-        let writer = write_pattern(&a, TOTAL, Duration::ZERO);
+        // More than both pipes hold (1 MiB each at most) and what the first
+        // reader takes: the relay has bytes left to move when that reader
+        // leaves, so it meets the departure (EPIPE, or POLLERR on the full
+        // destination). With less, it may have moved everything already
+        // and have nothing to notice it with.
+        const TOTAL: usize = 4 << 20;
+        let writer = write_pattern(&a, TOTAL, None);
         // The first reader takes 100,000 bytes and leaves.
         let mut got = Vec::new();
         let mut buf = vec![0u8; 65536];
@@ -298,6 +310,92 @@ fn pause_a_relay(builder: ringpipe::Builder) {
     });
 }
 
+/// `pause` then `resume` with no poll between: the cancel of the relay's
+/// wait completes after the resume, which must arm the wait again (the
+/// resume found it still in flight). Direct, io-wq, and a fan-out.
+#[test]
+fn pause_then_resume_in_one_turn_keeps_the_relay_going() {
+    watchdog(Duration::from_secs(60), || {
+        for (builder, fan_out) in [
+            (Proactor::builder(), false),
+            (Proactor::builder().splice_direct(false), false),
+            (Proactor::builder(), true),
+        ] {
+            let (dir, a, b) = paths();
+            let mut p = builder.build().unwrap();
+            let mut ev = Events::default();
+            let (rx, tx, reader) = if fan_out {
+                let rx = p.open_receiver(&a, &create()).unwrap();
+                let mut readers = Vec::new();
+                let mut txs = Vec::new();
+                for path in [b.clone(), dir.path().join("c")] {
+                    mkfifo(&path);
+                    readers.push(nonblocking_reader(&path));
+                    txs.push(p.open_sender(&path, &create()).unwrap());
+                }
+                p.fan_out(rx, &txs, ringpipe::FanOutPolicy::Wait).unwrap();
+                (rx, txs[0], readers.remove(0))
+            } else {
+                relay_to_reader(&mut p, &a, &b)
+            };
+            // The relay's wait is in the kernel.
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            p.pause(rx).unwrap();
+            p.resume(rx).unwrap();
+            // The cancel goes in and completes; no data yet to race it.
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+            w.write_all(b"after resume").unwrap();
+            poll_until(
+                &mut p,
+                &mut ev,
+                Duration::from_secs(10),
+                |e| matches!(e, Event::Relayed { to, .. } if *to == tx),
+            );
+            let mut buf = [0u8; 64];
+            let n = nix::unistd::read(&reader, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"after resume", "fan-out {fan_out}");
+        }
+    });
+}
+
+/// A relay whose destination closes before the first poll: the
+/// receiver's read, cancelled by the relay, is still in flight when the
+/// relay ends, and the receiver must read with one read again (not a
+/// second beside it, which nothing would cancel): every byte once, in
+/// order, then its close completes.
+#[test]
+fn a_relay_ended_before_its_first_poll_reads_again_and_closes() {
+    watchdog(Duration::from_secs(60), || {
+        let (_dir, a, b) = paths();
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let (rx, tx, _reader) = relay_to_reader(&mut p, &a, &b);
+        p.close(tx).unwrap();
+        let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
+        let mut got = Vec::new();
+        let mut want = Vec::new();
+        for round in 0..20u8 {
+            let msg = [b'a' + round; 3];
+            w.write_all(&msg).unwrap();
+            want.extend_from_slice(&msg);
+            poll_until(&mut p, &mut ev, Duration::from_secs(10), |e| {
+                match e {
+                    Event::Data { from, data } if *from == rx => got.extend_from_slice(data),
+                    Event::Closed { token, .. } => assert_eq!(*token, tx.token()),
+                    Event::Error { error, .. } => panic!("{error}"),
+                    _ => {}
+                }
+                got.len() >= want.len()
+            });
+        }
+        assert_eq!(got, want);
+        p.close(rx).unwrap();
+        wait_closed(&mut p, &mut ev, rx.token(), Duration::from_secs(10));
+        assert_eq!(p.snapshot().transport_ops, 0);
+    });
+}
+
 /// `relay` then `close_after_flush` on its destination passes EOF on: the
 /// destination closes (Flushed) only after the source's last byte went
 /// through and the reader drained it, so the reader gets every byte, then
@@ -372,7 +470,32 @@ fn relay_until_eof(builder: ringpipe::Builder) {
         p.close_after_flush(tx).unwrap();
         const TOTAL: usize = 8 << 20;
         // A moment with no writer at all: the relay must not end then.
-        let writer = write_pattern(&a, TOTAL, Duration::from_millis(50));
+        // The writer opens only once the relay waits in the kernel: its
+        // destination has its reader (the relay arms then), and a poll
+        // after that has submitted the relay's wait and waited on it.
+        let (go, wait) = std::sync::mpsc::channel();
+        let writer = write_pattern(&a, TOTAL, Some(wait));
+        poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| {
+            assert!(
+                !matches!(e, Event::Closed { .. } | Event::Error { .. }),
+                "{e:?}"
+            );
+            matches!(e, Event::Opened(t) if *t == tx)
+        });
+        for _ in 0..2 {
+            p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
+            assert!(ev.is_empty(), "{:?}", ev.iter().collect::<Vec<_>>());
+        }
+        assert_eq!(
+            p.state(rx).unwrap(),
+            State::Open,
+            "the relay ended with no writer"
+        );
+        assert!(
+            p.snapshot().transport_ops > 0,
+            "the relay waits for nothing"
+        );
+        go.send(()).unwrap();
         let (mut rx_closed, mut tx_closed) = (None, None);
         poll_until(&mut p, &mut ev, Duration::from_secs(50), |e| {
             match e {
@@ -409,7 +532,10 @@ fn relays_grow_pipes_within_half_the_users_soft_limit() {
     watchdog(Duration::from_secs(60), || {
         let limits = ringpipe::PipeLimits::read();
         if limits.user_pages_soft == 0 {
-            return; // No soft limit: no budget to check.
+            return skip(
+                "relays_grow_pipes_within_half_the_users_soft_limit",
+                "fs.pipe-user-pages-soft is 0: no budget to check",
+            );
         }
         let budget = limits.user_pages_soft * 4096 / 2;
         let dir = tempfile::tempdir().unwrap();

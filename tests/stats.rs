@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use ringpipe::frame::Codec;
@@ -22,6 +22,40 @@ fd = os.open(path, os.O_WRONLY)
 os.write(fd, b''.join(b'%d:%d\n' % (session, i) for i in range(count)))
 os.close(fd)
 "#;
+
+/// `stats(token).waiting`, read between two clock readings: `waiting`
+/// is a clock the library reads, so tests compare it only with intervals
+/// the test itself saw pass, never with a fixed figure.
+#[derive(Clone, Copy, Debug)]
+struct Reading {
+    before: Instant,
+    waiting: Duration,
+    after: Instant,
+}
+
+fn reading(p: &Proactor, token: impl Into<ringpipe::Token>) -> Reading {
+    let before = Instant::now();
+    let waiting = p.stats(token).unwrap().waiting;
+    Reading {
+        before,
+        waiting,
+        after: Instant::now(),
+    }
+}
+
+/// `b.waiting - a.waiting`, which a wait of `at_least` between the
+/// readings must reach and the time between them bounds.
+fn assert_grew(a: Reading, b: Reading, at_least: Duration, what: &str) {
+    let grew = b.waiting.checked_sub(a.waiting).unwrap_or_else(|| {
+        panic!("{what}: waiting went down from {a:?} to {b:?}");
+    });
+    assert!(
+        grew >= at_least,
+        "{what}: grew {grew:?}, waited at least {at_least:?}"
+    );
+    let most = b.after - a.before;
+    assert!(grew <= most, "{what}: grew {grew:?} in {most:?}");
+}
 
 /// Three writer sessions, one after the other, into one persistent frame
 /// receiver: each session starts only once the receiver has seen the
@@ -45,10 +79,23 @@ fn persistent_receiver_sessions(mode: ReadMode) {
         assert_eq!(fresh.waiting, Duration::ZERO, "a receiver is Open at once");
 
         let (mut frames, mut bytes, mut gone, mut back) = (0u64, 0u64, 0u64, 0u64);
-        let mut waited = Duration::ZERO;
+        // The last reading, and when the last writer was seen gone.
+        let mut last = reading(&p, rx);
+        let mut left_at = None;
         for session in 0..SESSIONS {
+            if let Some(left_at) = left_at {
+                // No writer: it waits, at the clock's pace.
+                std::thread::sleep(Duration::from_millis(1));
+                let now = reading(&p, rx);
+                assert_grew(last, now, now.before - last.after, "with no writer");
+                assert!(now.waiting >= now.before - left_at);
+                last = now;
+            } else {
+                assert_eq!(reading(&p, rx).waiting, Duration::ZERO, "before any writer");
+            }
             let args: [&dyn AsRef<std::ffi::OsStr>; 3] =
                 [&fifo, &session.to_string(), &LINES.to_string()];
+            let spawned = Instant::now();
             let writer = ChildGuard::spawn(&mut python(LINES_PY, &args));
             let mut i = 0;
             let mut left = false;
@@ -63,6 +110,8 @@ fn persistent_receiver_sessions(mode: ReadMode) {
                     Event::PeerGone(t) if *t == rx.token() => {
                         gone += 1;
                         left = true;
+                        // It has been waiting since before this poll returned.
+                        left_at = Some(Instant::now());
                     }
                     Event::PeerBack(t) if *t == rx.token() => back += 1,
                     Event::Closed { .. } => panic!("a persistent receiver closed"),
@@ -77,14 +126,20 @@ fn persistent_receiver_sessions(mode: ReadMode) {
             assert_eq!(s.bytes_read, bytes, "session {session}");
             assert_eq!(s.reconnects, back, "session {session}");
             assert_eq!(s.reconnects, session as u64, "session {session}");
-            // Waiting only grows (a wait is going on: the writer left).
-            assert!(s.waiting >= waited, "session {session}");
-            waited = s.waiting;
+            // It waited from the last reading until this writer existed
+            // (if a writer had left before), and since this one left.
+            let now = reading(&p, rx);
+            let before_writer = match session {
+                0 => Duration::ZERO,
+                _ => spawned - last.after,
+            };
+            let since_left = now.before - left_at.unwrap();
+            let what = format!("session {session}");
+            assert_grew(last, now, before_writer + since_left, &what);
+            last = now;
         }
         assert_eq!(frames, (SESSIONS * LINES) as u64);
         assert_eq!((gone, back), (SESSIONS as u64, SESSIONS as u64 - 1));
-        // The receiver waited while writers 2 and 3 started up.
-        assert!(waited > Duration::ZERO);
         // Nothing sent, so nothing counted on the send side.
         let s = p.stats(rx).unwrap();
         assert_eq!(
@@ -142,16 +197,7 @@ fn frames_out_count_what_the_reader_got() {
         assert_eq!(s.frames_out, FRAMES, "{refused} sends were refused");
         assert_eq!(s.bytes_queued, expected.len() as u64);
         assert_eq!((s.frames_in, s.bytes_read, s.reconnects), (0, 0, 0));
-        p.close_after_flush(tx).unwrap();
-        poll_until(&mut p, &mut ev, Duration::from_secs(30), |e| match e {
-            Event::Closed { reason, unsent, .. } => {
-                assert_eq!(*reason, CloseReason::Flushed);
-                assert!(unsent.is_empty());
-                true
-            }
-            Event::Error { error, .. } => panic!("{error}"),
-            _ => false,
-        });
+        close_flushed(&mut p, &mut ev, tx, Duration::from_secs(30));
         cat.wait_success(Duration::from_secs(30));
         assert!(std::fs::read(&out).unwrap() == expected, "bytes differ");
     });
@@ -172,13 +218,16 @@ fn sender_reader_leaves_and_returns_counts_one_reconnect() {
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::with_capacity(256);
         let opts = FifoOptions::new().create(true).watermarks(1 << 20, 1 << 19);
+        let opening = Instant::now();
         let tx = p.open_sender(&fifo, &opts).unwrap();
+        let opened = Instant::now();
         assert_eq!(p.state(tx).unwrap(), State::Opening);
         p.send(tx, &data[..FIRST]).unwrap();
 
         // First reader: takes exactly the first part, then leaves.
         let out1 = dir.path().join("out1");
         let args: [&dyn AsRef<std::ffi::OsStr>; 3] = [&fifo, &FIRST.to_string(), &out1];
+        let spawned = Instant::now();
         let reader = ChildGuard::spawn(&mut python(EXACT_READ_PY, &args));
         let mut accepted = 0;
         poll_until(&mut p, &mut ev, Duration::from_secs(30), |e| {
@@ -189,11 +238,14 @@ fn sender_reader_leaves_and_returns_counts_one_reconnect() {
         });
         reader.wait_success(Duration::from_secs(30));
         let open = p.stats(tx).unwrap();
+        let open_at = reading(&p, tx);
         assert_eq!(open.reconnects, 0, "a first reader is no reconnect");
-        // It waited (while a process started) and waits no more: Open.
-        assert!(open.waiting > Duration::ZERO);
+        // It waited from its open until a reader existed, and waits no
+        // more: Open.
+        assert!(open.waiting >= spawned - opened, "{open:?}");
+        assert!(open.waiting <= open_at.before - opening, "{open:?}");
         assert_eq!(p.state(tx).unwrap(), State::Open);
-        assert_eq!(p.stats(tx).unwrap().waiting, open.waiting);
+        assert_eq!(open_at.waiting, open.waiting);
 
         // The reader is gone: the next write meets EPIPE.
         p.send(tx, &data[FIRST..]).unwrap();
@@ -203,13 +255,23 @@ fn sender_reader_leaves_and_returns_counts_one_reconnect() {
             Duration::from_secs(30),
             |e| matches!(e, Event::PeerGone(t) if *t == tx.token()),
         );
+        let left_at = Instant::now();
+        // Not a timing: a wait the readings below must account for.
+        std::thread::sleep(Duration::from_millis(1));
         let gone = p.stats(tx).unwrap();
+        let gone_at = reading(&p, tx);
         assert_eq!(gone.reconnects, 0);
         assert_eq!(gone.bytes_accepted, FIRST as u64);
+        // Waiting again since the reader left (after the last reading),
+        // and at least since its departure was reported.
+        assert_grew(open_at, gone_at, gone_at.before - left_at, "reader gone");
+        assert!(gone_at.waiting - open.waiting <= gone_at.after - open_at.after);
 
         // Second reader: `cat` to EOF.
         let out2 = dir.path().join("out2");
         let file = std::fs::File::create(&out2).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        let spawned = Instant::now();
         let cat = ChildGuard::spawn(Command::new("cat").arg(&fifo).stdout(Stdio::from(file)));
         let mut back = 0;
         poll_until(&mut p, &mut ev, Duration::from_secs(30), |e| {
@@ -226,8 +288,11 @@ fn sender_reader_leaves_and_returns_counts_one_reconnect() {
         assert_eq!(s.bytes_queued, (FIRST + SECOND) as u64);
         assert_eq!(s.bytes_accepted, (FIRST + SECOND) as u64);
         assert_eq!(s.bytes_unsent(), 0);
-        // The wait for the second reader (a process start) added to it.
-        assert!(s.waiting > gone.waiting && gone.waiting >= open.waiting);
+        // It waited from the last reading until the second reader
+        // existed, and no longer than the time between the readings.
+        let back_at = reading(&p, tx);
+        assert_grew(gone_at, back_at, spawned - gone_at.after, "second reader");
+        assert_eq!(reading(&p, tx).waiting, back_at.waiting, "Open: no wait");
         // The largest backlog: the first part, queued before any reader.
         assert_eq!(s.queue_high_water, FIRST as u64);
         assert_eq!((s.frames_in, s.frames_out), (0, 0));

@@ -1,7 +1,8 @@
-//! SVG charts from the JSON records, one per scenario present: throughput
-//! and fan-in against their parameter (one line per engine), ping-pong
-//! percentiles, and one value per engine (and mode) for relay, idle, mux
-//! and fan-out, with the min-max range of the runs where recorded.
+//! SVG charts from the JSON records: the ones the scenarios ask for
+//! ([`Chart`]), each drawn when its scenario has records: a metric
+//! against a parameter (one line per engine), one value per engine (and
+//! mode) with the min-max range of the runs where recorded, or latency
+//! percentiles.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,10 +10,40 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::{Record, Stat, columns};
+use crate::report::{Catalog, Record, Stat};
 
-/// One colour per table column ([`columns`] order: ringpipe's modes in
-/// warm colours, the peers in cool ones, the ceiling grey).
+/// A chart a scenario asks for, written to `file`.
+#[derive(Debug, Clone, Copy)]
+pub enum Chart {
+    /// `metric` against the numeric parameter `param`, one line per
+    /// engine, log-log.
+    ByParam {
+        file: &'static str,
+        scenario: &'static str,
+        param: &'static str,
+        metric: &'static str,
+        caption: &'static str,
+        axes: (&'static str, &'static str),
+    },
+    /// `metric`, one bar per engine and mode.
+    PerEngine {
+        file: &'static str,
+        scenario: &'static str,
+        metric: &'static str,
+        caption: &'static str,
+        axis: &'static str,
+    },
+    /// p50, p99 and p99.9 (`p50_us`...), one line per engine.
+    Percentiles {
+        file: &'static str,
+        scenario: &'static str,
+        caption: &'static str,
+        axis: &'static str,
+    },
+}
+
+/// One colour per table column (column order: ringpipe's modes in warm
+/// colours, the peers in cool ones, the ceiling grey).
 const COLORS: [RGBColor; 12] = [
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0xe3, 0x77, 0xc2),
@@ -28,95 +59,82 @@ const COLORS: [RGBColor; 12] = [
     RGBColor(0x7f, 0x7f, 0x7f),
 ];
 
-fn color(engine: &str) -> RGBColor {
-    let k = columns().iter().position(|c| *c == engine).unwrap_or(0);
-    COLORS[k % COLORS.len()]
+/// What every chart is drawn with: the records, and the engines in
+/// column order.
+struct Sheet<'a> {
+    records: &'a [Record],
+    columns: Vec<&'static str>,
+}
+
+impl Sheet<'_> {
+    fn color(&self, engine: &str) -> RGBColor {
+        let k = self.columns.iter().position(|c| *c == engine).unwrap_or(0);
+        COLORS[k % COLORS.len()]
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Reads the records of `inputs` and writes a chart per scenario into
-/// `out`.
-pub fn render(inputs: &[PathBuf], out: &Path) -> io::Result<()> {
+/// Reads the records of `inputs` and writes each of `charts` that has
+/// records into `out`.
+pub fn render(
+    inputs: &[PathBuf],
+    out: &Path,
+    catalog: &Catalog,
+    charts: &[Chart],
+) -> io::Result<()> {
     let records = crate::report::read(inputs)?;
+    let sheet = Sheet {
+        records: &records,
+        columns: catalog.columns(),
+    };
     std::fs::create_dir_all(out)?;
     let mut written = Vec::new();
-    let mut chart = |name: &str, draw: &dyn Fn(&Path) -> io::Result<bool>| -> io::Result<()> {
-        let path = out.join(name);
-        if draw(&path)? {
-            written.push(path.display().to_string());
-        }
-        Ok(())
-    };
-    chart("throughput_gib.svg", &|p| {
-        by_param(
-            &records,
-            p,
-            ("throughput", "chunk_bytes", "gib_per_s"),
-            "throughput: one FIFO, GiB/s by write size",
-            ("chunk bytes (log scale)", "GiB/s (log scale)"),
-        )
-    })?;
-    chart("fanin_cpu.svg", &|p| {
-        by_param(
-            &records,
-            p,
-            ("fanin", "fifos", "cpu_s_per_million_msgs"),
-            "fan-in: consumer CPU-seconds per million 64-byte messages",
-            (
-                "FIFOs (log scale)",
-                "CPU s per million messages (log scale)",
+    for chart in charts {
+        let (file, drawn) = match *chart {
+            Chart::ByParam {
+                file,
+                scenario,
+                param,
+                metric,
+                caption,
+                axes,
+            } => (
+                file,
+                by_param(
+                    &sheet,
+                    &out.join(file),
+                    (scenario, param, metric),
+                    caption,
+                    axes,
+                )?,
             ),
-        )
-    })?;
-    chart("relay_gib.svg", &|p| {
-        per_engine(
-            &records,
-            p,
-            ("relay", "gib_per_s"),
-            "relay: FIFO A -> engine -> FIFO B, 64 KiB chunks",
-            "GiB/s",
-        )
-    })?;
-    chart("pingpong_latency.svg", &|p| pingpong(&records, p))?;
-    chart("idle_deliver.svg", &|p| {
-        per_engine(
-            &records,
-            p,
-            ("idle", "deliver_all_ms"),
-            "idle: 10,000 quiet FIFOs, then one message each",
-            "ms to deliver them all",
-        )
-    })?;
-    chart("fanout_msgs.svg", &|p| {
-        per_engine(
-            &records,
-            p,
-            ("fanout", "msgs_per_s"),
-            "fanout: 64-byte frames, 1 publisher -> router -> 3 subscribers",
-            "messages/s (whisker: min-max of the runs)",
-        )
-    })?;
-    chart("fanout_cpu.svg", &|p| {
-        per_engine(
-            &records,
-            p,
-            ("fanout", "cpu_s_per_million_msgs"),
-            "fanout: router CPU per message, 3 subscribers",
-            "router CPU s per million messages",
-        )
-    })?;
-    chart("mux_lines.svg", &|p| {
-        per_engine(
-            &records,
-            p,
-            ("mux", "lines_per_s"),
-            "mux: 64-byte lines, 4 input FIFOs -> 1 output FIFO",
-            "lines/s",
-        )
-    })?;
+            Chart::PerEngine {
+                file,
+                scenario,
+                metric,
+                caption,
+                axis,
+            } => (
+                file,
+                per_engine(&sheet, &out.join(file), (scenario, metric), caption, axis)?,
+            ),
+            Chart::Percentiles {
+                file,
+                scenario,
+                caption,
+                axis,
+            } => (
+                file,
+                percentiles(&sheet, &out.join(file), scenario, caption, axis)?,
+            ),
+        };
+        if drawn {
+            written.push(out.join(file).display().to_string());
+        }
+    }
     println!("wrote {}", written.join(", "));
     Ok(())
 }
@@ -130,15 +148,16 @@ fn canvas(path: &Path) -> io::Result<DrawingArea<SVGBackend<'_>, Shift>> {
 /// `metric` against the numeric parameter `param`, one line per engine,
 /// log-log. Returns whether there was anything to draw.
 fn by_param(
-    records: &[Record],
+    sheet: &Sheet<'_>,
     path: &Path,
     (scenario, param, metric): (&str, &str, &str),
     caption: &str,
     (x_desc, y_desc): (&str, &str),
 ) -> io::Result<bool> {
     let mut series: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
-    for engine in columns() {
-        let mut pts: Vec<(f64, f64)> = records
+    for &engine in &sheet.columns {
+        let mut pts: Vec<(f64, f64)> = sheet
+            .records
             .iter()
             .filter(|r| r.scenario == scenario && r.engine == engine)
             .filter_map(|r| Some((r.params.get(param)?.as_f64()?, *r.metrics.get(metric)?)))
@@ -173,7 +192,7 @@ fn by_param(
         .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    draw_lines(&mut chart, series)?;
+    draw_lines(sheet, &mut chart, series)?;
     root.present().map_err(err)?;
     Ok(true)
 }
@@ -184,15 +203,16 @@ type Bar<'a> = (String, &'a str, f64, Option<(f64, f64)>);
 /// One value per engine and mode (a stem, the value, a whisker for the
 /// runs' range), for scenarios with one configuration.
 fn per_engine(
-    records: &[Record],
+    sheet: &Sheet<'_>,
     path: &Path,
     (scenario, metric): (&str, &str),
     caption: &str,
     y_desc: &str,
 ) -> io::Result<bool> {
     let mut bars: Vec<Bar<'_>> = Vec::new();
-    for e in columns() {
-        for r in records
+    for &e in &sheet.columns {
+        for r in sheet
+            .records
             .iter()
             .filter(|r| r.scenario == scenario && r.engine == e)
         {
@@ -243,7 +263,7 @@ fn per_engine(
         .draw()
         .map_err(err)?;
     for (k, (_, engine, v, spread)) in bars.iter().enumerate() {
-        let (x, c) = (k as f64, color(engine));
+        let (x, c) = (k as f64, sheet.color(engine));
         chart
             .draw_series(std::iter::once(PathElement::new(
                 vec![(x, 0.0), (x, *v)],
@@ -271,13 +291,21 @@ fn per_engine(
     Ok(true)
 }
 
-fn pingpong(records: &[Record], path: &Path) -> io::Result<bool> {
+/// p50, p99 and p99.9 of `scenario`'s records, one line per engine.
+fn percentiles(
+    sheet: &Sheet<'_>,
+    path: &Path,
+    scenario: &str,
+    caption: &str,
+    y_desc: &str,
+) -> io::Result<bool> {
     let quantiles = [("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")];
     let mut series: Vec<(&str, Vec<(f64, f64)>)> = Vec::new();
-    for engine in columns() {
-        let Some(r) = records
+    for &engine in &sheet.columns {
+        let Some(r) = sheet
+            .records
             .iter()
-            .find(|r| r.scenario == "pingpong" && r.engine == engine)
+            .find(|r| r.scenario == scenario && r.engine == engine)
         else {
             continue;
         };
@@ -297,10 +325,7 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<bool> {
         .fold(1.0, f64::max);
     let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "ping-pong: 64-byte round trip over two FIFOs",
-            ("sans-serif", 20),
-        )
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -315,16 +340,17 @@ fn pingpong(records: &[Record], path: &Path) -> io::Result<bool> {
                 .map(|q| q.1.to_string())
                 .unwrap_or_default()
         })
-        .y_desc("round trip, us (log scale)")
+        .y_desc(y_desc)
         .draw()
         .map_err(err)?;
-    draw_lines(&mut chart, series)?;
+    draw_lines(sheet, &mut chart, series)?;
     root.present().map_err(err)?;
     Ok(true)
 }
 
 /// One line with dots per engine, and the legend.
 fn draw_lines<'a, X, Y>(
+    sheet: &Sheet<'_>,
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     series: Vec<(&str, Vec<(f64, f64)>)>,
 ) -> io::Result<()>
@@ -333,7 +359,7 @@ where
     Y: Ranged<ValueType = f64>,
 {
     for (engine, pts) in series {
-        let c = color(engine);
+        let c = sheet.color(engine);
         chart
             .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
             .map_err(err)?

@@ -1,5 +1,5 @@
 //! Helpers shared by the scenarios that run their own processes and print
-//! their own tables (`handoff`, `hub`).
+//! their own tables (`handoff`, `hub`, `soak`).
 
 use std::path::{Path, PathBuf};
 
@@ -33,14 +33,19 @@ pub fn median_spread(mut v: Vec<f64>) -> Spread {
     }
 }
 
-/// A directory for this process's FIFOs, on tmpfs where there is one.
-pub fn tempdir(name: &str) -> std::io::Result<PathBuf> {
-    let base = if Path::new("/dev/shm").is_dir() {
+/// Where FIFOs are made: /dev/shm if present, a tmpfs, so no engine pays
+/// a disk filesystem's inode time updates; else $TMPDIR.
+pub fn fifo_root() -> PathBuf {
+    if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
         std::env::temp_dir()
-    };
-    let dir = base.join(format!("ringpipe-{name}-{}", std::process::id()));
+    }
+}
+
+/// A directory for this process's FIFOs, on tmpfs where there is one.
+pub fn tempdir(name: &str) -> std::io::Result<PathBuf> {
+    let dir = fifo_root().join(format!("ringpipe-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -1,15 +1,28 @@
-//! The scenario definition shared by every engine and the load generator,
-//! the wire format of test messages, and the result records the child
-//! processes hand back to the orchestrator.
+//! The definition every engine run shares: what the engine does
+//! ([`Shape`]), the wire format of the units its FIFOs carry, and the
+//! reports the child processes hand back to the orchestrator.
+//!
+//! Every unit a FIFO carries (a 64-byte message, or a throughput or relay
+//! chunk) holds its number on that FIFO, 0, 1, 2...; whoever consumes the
+//! stream checks each number ([`Sink`](crate::sink::Sink)), so a run that
+//! loses, repeats or reorders a unit fails instead of printing a wrong
+//! figure.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use nix::time::{ClockId, clock_gettime};
 use serde::{Deserialize, Serialize};
 
-/// Size of a fan-in / ping-pong / idle message: `[send time ns][seq][pad]`.
+/// Size of a fan-in / ping-pong / idle message: `[send time ns][seq][number
+/// on its FIFO][pad]`, each a little-endian u64 ([`stamp`]).
 pub const MSG: usize = 64;
+
+/// Where a chunk (throughput, relay) holds its number on its FIFO.
+const CHUNK_NUMBER: Range<usize> = 0..8;
+/// Where a message holds its number on its FIFO.
+pub const MSG_NUMBER: Range<usize> = 16..24;
 
 /// Read buffer of the baseline engines, the same size as ringpipe's
 /// registered buffers (64 KiB by default).
@@ -19,109 +32,162 @@ pub const READ_BUF: usize = 64 * 1024;
 /// header is still parsed, as a real consumer would).
 pub const SAMPLE_EVERY: u64 = 16;
 
-/// The work of one run. Every engine receives the same value.
+/// What an engine does in one run. Every engine receives the same value;
+/// the scenario that made it knows what it stands for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Work {
-    /// One FIFO, `chunk`-byte writes, `total_bytes` in all.
-    Throughput { chunk: usize, total_bytes: u64 },
-    /// `fifos` FIFOs, `msgs_per_fifo` 64-byte messages on each, written
-    /// round-robin one message per `write(2)`.
-    Fanin { fifos: usize, msgs_per_fifo: u64 },
-    /// FIFO `a` -> engine -> FIFO `b`, `chunk`-byte writes into `a`.
-    Relay { chunk: usize, total_bytes: u64 },
-    /// 64-byte request on `req`, echoed on `resp`; `warmup` rounds first.
-    Pingpong { rounds: u64, warmup: u64 },
-    /// `fifos` FIFOs open and quiet for `idle_ms`, then one message each.
-    Idle { fifos: usize, idle_ms: u64 },
+pub struct Shape {
+    pub flow: Flow,
+    /// Bytes each input FIFO carries in a run (a relay's one input).
+    pub bytes_per_input: u64,
+    /// The numbered unit the FIFOs carry.
+    pub unit: Unit,
 }
 
-impl Work {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Work::Throughput { .. } => "throughput",
-            Work::Fanin { .. } => "fanin",
-            Work::Relay { .. } => "relay",
-            Work::Pingpong { .. } => "pingpong",
-            Work::Idle { .. } => "idle",
-        }
-    }
+/// Where the bytes of a run go.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Flow {
+    /// Read `inputs` FIFOs (`in-0`, `in-1`...) to their end, checking
+    /// every unit.
+    Consume { inputs: usize },
+    /// Pass every byte read from FIFO `from` on to FIFO `to`. `bulk`: a
+    /// relay of chunks, its pipes sized for it and its report saying how
+    /// it went; else the echo of requests, left as they are.
+    Relay {
+        from: String,
+        to: String,
+        bulk: bool,
+    },
+}
 
-    /// Input FIFOs the consumer reads (throughput, fan-in, idle).
+/// A numbered unit on a FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// A chunk of this many bytes, its number in its first 8
+    /// ([`number_chunk`]).
+    Chunk(usize),
+    /// A [`MSG`]-byte message made by [`stamp`]; a consumer samples the
+    /// latency of one in `sample_every`.
+    Message { sample_every: u64 },
+}
+
+impl Shape {
+    /// Input FIFOs the consumer reads (none for a relay).
     pub fn inputs(&self) -> usize {
-        match self {
-            Work::Throughput { .. } => 1,
-            Work::Fanin { fifos, .. } | Work::Idle { fifos, .. } => *fifos,
-            Work::Relay { .. } | Work::Pingpong { .. } => 0,
+        match self.flow {
+            Flow::Consume { inputs } => inputs,
+            Flow::Relay { .. } => 0,
         }
     }
 
-    /// Bytes each input FIFO carries in a run.
-    pub fn bytes_per_input(&self) -> u64 {
-        match self {
-            Work::Throughput { total_bytes, .. } => *total_bytes,
-            Work::Fanin { msgs_per_fifo, .. } => msgs_per_fifo * MSG as u64,
-            Work::Idle { .. } => MSG as u64,
-            Work::Relay { total_bytes, .. } => *total_bytes,
-            Work::Pingpong { rounds, warmup } => (rounds + warmup) * MSG as u64,
+    /// The FIFOs of a relay, and whether it is a bulk one.
+    pub fn relay(&self) -> Option<(&str, &str, bool)> {
+        match &self.flow {
+            Flow::Relay { from, to, bulk } => Some((from, to, *bulk)),
+            Flow::Consume { .. } => None,
         }
     }
 
-    /// Whether the consumer parses 64-byte messages (and samples latency).
+    /// Whether this is a relay of chunks (pipes sized, a note of how).
+    pub fn bulk_relay(&self) -> bool {
+        matches!(self.flow, Flow::Relay { bulk: true, .. })
+    }
+
+    /// Whether the consumer parses messages (and samples latency).
     pub fn message_framed(&self) -> bool {
-        matches!(self, Work::Fanin { .. } | Work::Idle { .. })
+        matches!(self.unit, Unit::Message { .. })
     }
 
     /// Latency sampling rate of the consumer.
     pub fn sample_every(&self) -> u64 {
-        match self {
-            Work::Idle { .. } => 1,
-            _ => SAMPLE_EVERY,
+        match self.unit {
+            Unit::Message { sample_every } => sample_every,
+            Unit::Chunk(_) => SAMPLE_EVERY,
         }
     }
 
-    /// Messages in `bytes`: chunks for throughput and relay, 64-byte
-    /// messages otherwise.
+    /// Bytes of one numbered unit.
+    pub fn unit(&self) -> usize {
+        match self.unit {
+            Unit::Chunk(chunk) => chunk,
+            Unit::Message { .. } => MSG,
+        }
+    }
+
+    /// Where a unit holds its number on its FIFO.
+    pub fn number_at(&self) -> Range<usize> {
+        match self.unit {
+            Unit::Chunk(_) => CHUNK_NUMBER,
+            Unit::Message { .. } => MSG_NUMBER,
+        }
+    }
+
+    /// Messages (or chunks) in `bytes`.
     pub fn msgs_in(&self, bytes: u64) -> u64 {
-        match self {
-            Work::Throughput { chunk, .. } | Work::Relay { chunk, .. } => bytes / *chunk as u64,
-            _ => bytes / MSG as u64,
-        }
+        bytes / self.unit() as u64
     }
 
-    /// Input and output FIFO of relay and ping-pong.
-    pub fn relay_ends(&self) -> (&'static str, &'static str) {
-        match self {
-            Work::Relay { .. } => ("a", "b"),
-            _ => ("req", "resp"),
+    /// Numbered units each input FIFO carries in a run: the last chunk
+    /// may be short, and counts if it can hold its number.
+    pub fn units_per_input(&self) -> u64 {
+        let (bytes, unit) = (self.bytes_per_input, self.unit() as u64);
+        bytes / unit + u64::from(bytes % unit >= self.number_at().end as u64)
+    }
+
+    /// Whether the units of scenario `name` are large enough to hold
+    /// their numbers.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        match self.unit {
+            Unit::Chunk(chunk) if chunk < CHUNK_NUMBER.end => Err(format!(
+                "{name}: chunks of {chunk} bytes: each chunk carries its number, \
+                 at least {} bytes",
+                CHUNK_NUMBER.end
+            )),
+            _ => Ok(()),
         }
     }
 
     /// FIFOs a run needs in its directory.
     pub fn fifo_names(&self) -> Vec<String> {
-        match self {
-            Work::Relay { .. } => vec!["a".into(), "b".into()],
-            Work::Pingpong { .. } => vec!["req".into(), "resp".into()],
-            _ => (0..self.inputs()).map(|i| format!("in-{i}")).collect(),
+        match &self.flow {
+            Flow::Relay { from, to, .. } => vec![from.clone(), to.clone()],
+            Flow::Consume { inputs } => (0..*inputs).map(|i| format!("in-{i}")).collect(),
         }
+    }
+
+    /// Checks one run's accounting: every unit of every FIFO (`fifos` of
+    /// them opened) read, each number once and in order, every byte
+    /// counted. Returns the units checked; a run that fails it measured
+    /// something else than the scenario, and its figures are dropped.
+    pub fn account(
+        &self,
+        fifos: usize,
+        engine: &EngineReport,
+        load: &LoadReport,
+    ) -> Result<u64, String> {
+        if let Some(fault) = &engine.fault {
+            return Err(format!("the engine read {fault}"));
+        }
+        let (checked, inputs) = match self.flow {
+            // The load generator reads the relay's output and the echoes.
+            Flow::Relay { .. } => (load.checked, 1),
+            Flow::Consume { .. } => (engine.checked, fifos as u64),
+        };
+        let units = inputs * self.units_per_input();
+        let bytes = inputs * self.bytes_per_input;
+        if checked != units || engine.bytes != bytes {
+            return Err(format!(
+                "miscounted: {checked} of {units} units checked in order, \
+                 {} of {bytes} bytes",
+                engine.bytes
+            ));
+        }
+        Ok(checked)
     }
 }
 
 /// Path of input FIFO `i`.
 pub fn input_path(dir: &Path, i: usize) -> PathBuf {
     dir.join(format!("in-{i}"))
-}
-
-/// Everything a child process needs for one run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSpec {
-    pub work: Work,
-    pub engine: crate::engine::Engine,
-    pub dir: PathBuf,
-    /// CPU to pin this process to, if asked.
-    pub cpu: Option<usize>,
-    /// Thread cap of the threads engine.
-    pub threads_cap: usize,
 }
 
 /// What the engine process reports after a run.
@@ -146,6 +212,12 @@ pub struct EngineReport {
     pub max_us: Option<f64>,
     pub threads: Option<u64>,
     pub note: Option<String>,
+    /// Units read whose number was the next one on their FIFO.
+    #[serde(default)]
+    pub checked: u64,
+    /// The first unit read out of place (lost, repeated, reordered, torn).
+    #[serde(default)]
+    pub fault: Option<String>,
 }
 
 /// What the load generator reports after a run.
@@ -156,6 +228,10 @@ pub struct LoadReport {
     pub p999_us: Option<f64>,
     pub elapsed_s: f64,
     pub bytes: u64,
+    /// Units the load generator checked: relay chunks read back in order,
+    /// ping-pong echoes equal to their request.
+    #[serde(default)]
+    pub checked: u64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: comparable across processes, unlike
@@ -179,101 +255,36 @@ pub fn percentiles_us(h: &Histogram<u64>) -> (Option<f64>, Option<f64>, Option<f
     (Some(us(0.50)), Some(us(0.99)), Some(us(0.999)))
 }
 
-/// The consuming side's bookkeeping, identical for every engine: counts
-/// bytes, parses the header of every framed message and samples latency.
-#[derive(Debug)]
-pub struct Sink {
-    framed: bool,
-    sample_every: u64,
-    /// Byte offset into the current message, per FIFO.
-    offsets: Vec<u32>,
-    pub bytes: u64,
-    pub expected: u64,
-    /// Sampled latencies (ns); kept as a plain vector so a thread per FIFO
-    /// does not carry a histogram each.
-    pub samples: Vec<u64>,
-    pub first_ns: Option<u64>,
-    pub last_ns: u64,
-    pub checksum: u64,
-}
-
-impl Sink {
-    pub fn new(work: &Work, fifos: usize, expected: u64) -> Sink {
-        Sink {
-            framed: work.message_framed(),
-            sample_every: work.sample_every(),
-            offsets: vec![0; if work.message_framed() { fifos } else { 0 }],
-            bytes: 0,
-            expected,
-            samples: Vec::with_capacity(
-                (expected / MSG as u64 / work.sample_every() + 4).min(1 << 20) as usize,
-            ),
-            first_ns: None,
-            last_ns: 0,
-            checksum: 0,
-        }
-    }
-
-    pub fn done(&self) -> bool {
-        self.bytes >= self.expected
-    }
-
-    /// Consumes `data` read from FIFO `fifo`.
-    #[inline]
-    pub fn on_data(&mut self, fifo: usize, data: &[u8]) {
-        let now = mono_ns();
-        self.first_ns.get_or_insert(now);
-        self.last_ns = now;
-        self.bytes += data.len() as u64;
-        if !self.framed {
-            // Touch the bytes once, cheaply, so no engine skips the data.
-            if let Some(&b) = data.last() {
-                self.checksum = self.checksum.wrapping_add(u64::from(b));
-            }
-            return;
-        }
-        let off = self.offsets[fifo] as usize;
-        let mut pos = (MSG - off) % MSG;
-        while pos + 16 <= data.len() {
-            let seq = u64::from_le_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes"));
-            self.checksum = self.checksum.wrapping_add(seq);
-            if seq % self.sample_every == 0 {
-                let sent = u64::from_le_bytes(data[pos..pos + 8].try_into().expect("8 bytes"));
-                self.samples.push(now.saturating_sub(sent).max(1));
-            }
-            pos += MSG;
-        }
-        self.offsets[fifo] = ((off + data.len()) % MSG) as u32;
-    }
-
-    pub fn merge(&mut self, other: &Sink) {
-        self.bytes += other.bytes;
-        self.samples.extend_from_slice(&other.samples);
-        self.first_ns = match (self.first_ns, other.first_ns) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.last_ns = self.last_ns.max(other.last_ns);
-        self.checksum = self.checksum.wrapping_add(other.checksum);
-    }
-
-    pub fn histogram(&self) -> Histogram<u64> {
-        let mut h = new_histogram();
-        for &s in &self.samples {
-            let _ = h.record(s);
-        }
-        h
-    }
-
-    pub fn elapsed_s(&self) -> f64 {
-        self.first_ns
-            .map(|f| (self.last_ns.saturating_sub(f)) as f64 / 1e9)
-            .unwrap_or(0.0)
-    }
-}
-
-/// Writes the header of message `seq` sent at `sent_ns` into `buf`.
-pub fn stamp(buf: &mut [u8; MSG], sent_ns: u64, seq: u64) {
+/// Writes the header of message `seq` (`number` on its FIFO) sent at
+/// `sent_ns` into `buf`.
+pub fn stamp(buf: &mut [u8; MSG], sent_ns: u64, seq: u64, number: u64) {
     buf[..8].copy_from_slice(&sent_ns.to_le_bytes());
     buf[8..16].copy_from_slice(&seq.to_le_bytes());
+    buf[MSG_NUMBER].copy_from_slice(&number.to_le_bytes());
+}
+
+/// Numbers chunk `number` of a throughput or relay stream (a last chunk
+/// too short to hold it goes unnumbered).
+pub fn number_chunk(chunk: &mut [u8], number: u64) {
+    if let Some(at) = chunk.get_mut(CHUNK_NUMBER) {
+        at.copy_from_slice(&number.to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_count_when_they_hold_their_number() {
+        let shape = |chunk, bytes| Shape {
+            flow: Flow::Consume { inputs: 1 },
+            bytes_per_input: bytes,
+            unit: Unit::Chunk(chunk),
+        };
+        assert_eq!(shape(100, 250).units_per_input(), 3);
+        assert_eq!(shape(100, 205).units_per_input(), 2);
+        assert!(shape(4, 8).check("throughput").is_err());
+        assert!(shape(8, 8).check("throughput").is_ok());
+    }
 }

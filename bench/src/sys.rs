@@ -133,10 +133,12 @@ pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
     Some(ticks as f64 / hz as f64)
 }
 
-/// `VmRSS` (MiB) and `Threads` of a process, from `/proc/PID/status`.
-pub fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
+/// The numbers of a process's `/proc/PID/status` lines named `names`
+/// (`"VmRSS:"`, in KiB; `"Threads:"`), in order; `None` for one it lacks,
+/// all `None` once the process is gone.
+pub fn status_fields<const N: usize>(pid: u32, names: [&str; N]) -> [Option<u64>; N] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    names.map(|name| {
         status
             .lines()
             .find(|l| l.starts_with(name))?
@@ -144,6 +146,23 @@ pub fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
             .nth(1)?
             .parse()
             .ok()
-    };
-    Some((field("VmRSS:")? as f64 / 1024.0, field("Threads:")?))
+    })
+}
+
+/// `VmRSS` (MiB) and `Threads` of a process, from `/proc/PID/status`.
+pub fn rss_and_threads(pid: u32) -> Option<(f64, u64)> {
+    let [rss, threads] = status_fields(pid, ["VmRSS:", "Threads:"]);
+    Some((rss? as f64 / 1024.0, threads?))
+}
+
+/// `src` read as a lowercase hexadecimal number.
+pub fn parse_hex(src: &[u8]) -> Option<u64> {
+    src.iter().try_fold(0u64, |acc, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(d))
+    })
 }

@@ -1,45 +1,22 @@
 //! A small `fanout` run end to end: every variant, a few thousand frames,
-//! each subscriber process checking every frame; then `report` on its
-//! records. A watchdog kills a run that hangs.
+//! each subscriber process checking every frame, the run counting what
+//! they checked; then `report` on its records. A watchdog kills a run
+//! that hangs.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{run, scratch};
+use common::{run, run_json, scratch};
 
 #[test]
 fn fanout_delivers_every_frame_and_reports_within_120_columns() {
-    let dir = scratch("fanout");
-    let json = dir.join("fanout.json");
-    let out = run(
-        &[
-            "fanout",
-            "--msgs",
-            "5000",
-            "--runs",
-            "2",
-            "--warmup",
-            "0",
-            "--dir",
-            dir.to_str().expect("utf-8 temp dir"),
-            "--json",
-            json.to_str().expect("utf-8 temp dir"),
-        ],
+    // A subscriber that misses, repeats or reorders a frame fails its run.
+    let (stdout, records) = run_json(
+        "fanout",
+        &["fanout", "--msgs", "5000", "--runs", "2", "--warmup", "0"],
         Duration::from_secs(60),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // A subscriber that misses, repeats or reorders a frame fails its run.
-    assert!(!stdout.contains("run failed"), "{stdout}");
-    let records: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
-            .expect("json parses");
-    let records = records.as_array().expect("an array of records");
     let rows: Vec<(&str, &str)> = records
         .iter()
         .filter_map(|r| Some((r["engine"].as_str()?, r["params"]["mode"].as_str()?)))
@@ -53,27 +30,40 @@ fn fanout_delivers_every_frame_and_reports_within_120_columns() {
             ("threads", "framed")
         ]
     );
-    for r in records {
+    for r in &records {
         assert_eq!(r["scenario"], "fanout");
         assert_eq!(r["params"]["msgs"], 5000);
         assert_eq!(r["params"]["runs"], 2);
+        // Each of the 3 subscribers checked every frame, in order.
+        assert_eq!(r["params"]["frames_checked"], 15000, "{r}");
         let m = &r["metrics"];
-        for key in ["msgs_per_s", "cpu_s_per_million_msgs", "peak_rss_mib"] {
-            assert!(m[key].as_f64().is_some_and(|v| v > 0.0), "{key}: {r}");
+        for key in [
+            "msgs_per_s",
+            "cpu_s_per_million_msgs",
+            "peak_rss_mib",
+            "syscalls_per_1k_msgs",
+        ] {
+            // Measured, so only their presence is certain, and the
+            // spread around the median of two runs.
+            let (lo, med, hi) = (
+                m[format!("{key}_min")].as_f64(),
+                m[key].as_f64(),
+                m[format!("{key}_max")].as_f64(),
+            );
+            assert!(
+                matches!((lo, med, hi), (Some(l), Some(x), Some(h)) if l <= x && x <= h),
+                "{key}: {r}"
+            );
         }
-        // Two runs: the spread is recorded beside the median.
-        let (lo, med, hi) = (
-            m["msgs_per_s_min"].as_f64().expect("min"),
-            m["msgs_per_s"].as_f64().expect("median"),
-            m["msgs_per_s_max"].as_f64().expect("max"),
-        );
-        assert!(lo <= med && med <= hi, "{r}");
     }
     assert!(
         stdout.contains("fanout msgs/s: uring framed >= 0.9x raw"),
         "{stdout}"
     );
 
+    let dir = scratch("fanout-report");
+    let json = dir.join("fanout.json");
+    std::fs::write(&json, serde_json::to_string(&records).expect("json")).expect("write json");
     let report = run(
         &["report", json.to_str().expect("utf-8")],
         Duration::from_secs(30),

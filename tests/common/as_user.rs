@@ -3,11 +3,10 @@
 //! user meets. Include with `#[path = "common/as_user.rs"] mod as_user;`.
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::common::ChildGuard;
+use super::common::{ChildGuard, exe_for_any_user, skip, test_case_args};
 
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
@@ -17,36 +16,47 @@ pub fn is_root() -> bool {
 /// Runs the `#[ignore]`d test `case` of this test binary as uid and gid
 /// `uid`, under the `prlimit` options `limits` (`--memlock=N:N`, ...),
 /// through util-linux's `prlimit` and `setpriv`, and fails unless it
-/// passed within `limit`. The binary runs from a copy under /tmp, which
-/// that user can execute wherever the checkout is (a 0700 home, say).
-/// Needs root.
+/// passed within `limit`. Needs root.
 pub fn run_case_as(uid: u32, limits: &[String], case: &str, limit: Duration) {
-    for tool in ["setpriv", "prlimit"] {
+    run_case_limited(Some(uid), limits, case, limit);
+}
+
+/// Runs the `#[ignore]`d test `case` of this test binary in a child under
+/// the `prlimit` options `limits`, as uid and gid `uid` if given (through
+/// `setpriv`, which needs root), else as this user; fails unless it passed
+/// within `limit`. The binary runs from a copy under /tmp, which any user
+/// can execute wherever the checkout is (a 0700 home, say). The case's
+/// skips are this test's skips.
+pub fn run_case_limited(uid: Option<u32>, limits: &[String], case: &str, limit: Duration) {
+    let tools: &[&str] = if uid.is_some() {
+        &["prlimit", "setpriv"]
+    } else {
+        &["prlimit"]
+    };
+    for tool in tools {
         let found = Command::new(tool)
             .arg("--version")
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        assert!(found, "{tool} (util-linux) is needed to run tests as {uid}");
+        assert!(
+            found,
+            "{tool} (util-linux) is needed to run {case} in a child"
+        );
     }
-    let copy = tempfile::Builder::new()
-        .prefix("ringpipe-as-user-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let exe = copy.path().join("test-binary");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    chmod(copy.path(), 0o755);
-    chmod(&exe, 0o755);
-    let id = uid.to_string();
-    let child = Command::new("prlimit")
-        .args(limits)
-        .args(["--", "setpriv"])
-        .arg(format!("--reuid={id}"))
-        .arg(format!("--regid={id}"))
-        .arg("--clear-groups")
+    let (_copy, exe) = exe_for_any_user();
+    let mut cmd = Command::new("prlimit");
+    cmd.args(limits).arg("--");
+    if let Some(uid) = uid {
+        let id = uid.to_string();
+        cmd.arg("setpriv")
+            .arg(format!("--reuid={id}"))
+            .arg(format!("--regid={id}"))
+            .arg("--clear-groups");
+    }
+    let child = cmd
         .arg(&exe)
-        .args([case, "--exact", "--ignored", "--nocapture"])
-        .arg("--test-threads=1")
+        .args(test_case_args(case))
         .current_dir("/tmp")
         .env("TMPDIR", "/tmp")
         .env("HOME", "/tmp")
@@ -58,14 +68,12 @@ pub fn run_case_as(uid: u32, limits: &[String], case: &str, limit: Duration) {
     let out = ChildGuard::new(child).wait_output(limit);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| l.starts_with("SKIPPED")) {
+        skip(case, line);
+    }
     assert!(
         out.status.success() && stdout.contains("1 passed"),
-        "{case} as uid {uid}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{case} as uid {uid:?}: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-}
-
-fn chmod(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }

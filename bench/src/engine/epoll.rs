@@ -4,21 +4,25 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
-use super::{announce, finish, pipes_note, relay_report, size_relay_pipe};
-use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
+use super::relay::{self, Pair};
+use super::{Engine, Scope, Spec, announce, by_flow, finish, open_inputs};
+use crate::sink::Sink;
+use crate::spec::{EngineReport, READ_BUF};
 use crate::sys;
 
-pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
-    match spec.work {
-        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec),
-        _ => consume(spec),
-    }
-}
+pub const EPOLL: Engine = Engine {
+    name: "epoll",
+    describe: "edge-triggered epoll, non-blocking read/write until EAGAIN",
+    ringpipe: false,
+    splices: false,
+    scope: Scope::All,
+    run: |spec| by_flow(spec, relay, consume),
+};
 
 fn wait(
     epoll: &Epoll,
@@ -36,30 +40,25 @@ fn wait(
     }
 }
 
-fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
-    let mut report = EngineReport::default();
-    let wanted = spec.work.inputs();
+fn consume(spec: &Spec) -> io::Result<EngineReport> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    let mut fds: Vec<Option<OwnedFd>> = Vec::with_capacity(wanted);
-    for i in 0..wanted {
-        match sys::open_reader_nonblocking(&input_path(&spec.dir, i)) {
-            Ok(fd) => {
-                let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, i as u64);
-                epoll.add(&fd, ev)?;
-                fds.push(Some(fd));
-            }
-            Err(e) => {
-                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
-                break;
-            }
-        }
+    let (opened, note) = open_inputs(spec, sys::open_reader_nonblocking);
+    // Collected in place: an fd is closed (`None`) once its FIFO ends.
+    let mut fds: Vec<Option<OwnedFd>> = opened.into_iter().map(Some).collect();
+    for (i, fd) in fds.iter().flatten().enumerate() {
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, i as u64);
+        epoll.add(fd, ev)?;
     }
+    let mut report = EngineReport {
+        note,
+        ..EngineReport::default()
+    };
     let opened = fds.len();
     report.opened = opened;
     let mut sink = Sink::new(
-        &spec.work,
+        &spec.shape,
         opened,
-        opened as u64 * spec.work.bytes_per_input(),
+        opened as u64 * spec.shape.bytes_per_input,
     );
     let mut buf = vec![0u8; READ_BUF];
     let mut events = vec![EpollEvent::empty(); 1024];
@@ -89,25 +88,19 @@ fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
     }
     report.syscalls = Some(calls);
     finish(&mut report, &sink, cpu0);
-    report.msgs = spec.work.msgs_in(sink.bytes);
+    report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
 }
 
-fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
-    let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
-    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
+fn relay(spec: &Spec) -> io::Result<EngineReport> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let pair = Pair::open(spec, false, |a| {
+        let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, 0);
+        Ok(epoll.add(a, ev)?)
+    })?;
+    let (a, b, total) = (&pair.input, &pair.output, pair.total);
     epoll.add(
-        &a,
-        EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, 0),
-    )?;
-    let cpu0 = announce(1);
-    let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
-    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
-    epoll.add(
-        &b,
+        b,
         EpollEvent::new(EpollFlags::EPOLLOUT | EpollFlags::EPOLLET, 1),
     )?;
     let mut buf = vec![0u8; READ_BUF];
@@ -120,7 +113,7 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
         let mut blocked = false;
         while start < end {
             calls += 1;
-            match nix::unistd::write(&b, &buf[start..end]) {
+            match nix::unistd::write(b, &buf[start..end]) {
                 Ok(n) => {
                     start += n;
                     sent += n as u64;
@@ -159,11 +152,18 @@ fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
             timeouts += 1;
         }
     }
-    let note = matches!(spec.work, Work::Relay { .. }).then(|| {
+    let note = spec.shape.bulk_relay().then(|| {
         format!(
             "{reads} reads, {timeouts} epoll_wait timeouts of 100 ms, {}",
-            pipes_note(pipe_a, pipe_b)
+            pair.pipes()
         )
     });
-    Ok(relay_report(&spec.work, first, sent, cpu0, calls, note))
+    Ok(relay::report(
+        &spec.shape,
+        first,
+        sent,
+        pair.cpu0,
+        calls,
+        note,
+    ))
 }

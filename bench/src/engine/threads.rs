@@ -4,41 +4,48 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{SpliceFFlags, splice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::{announce, pipes_note, relay_report, size_relay_pipe};
-use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
+use super::relay::{self, Pair};
+use super::{Engine, Scope, Spec, announce, by_flow, open_inputs};
+use crate::sink::Sink;
+use crate::spec::{EngineReport, READ_BUF, Shape};
 use crate::sys;
 
-pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
-    match spec.work {
-        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec),
-        _ => consume(spec),
-    }
-}
+pub const THREADS: Engine = Engine {
+    name: "threads",
+    describe: "one blocking thread per FIFO, plain read/write (above --threads-cap each \
+               thread polls several FIFOs)",
+    ringpipe: false,
+    splices: false,
+    scope: Scope::All,
+    run: |spec| by_flow(spec, relay, consume),
+};
+
+pub const SPLICE: Engine = Engine {
+    name: "threads-splice",
+    describe: "one blocking thread calling splice(2) from FIFO to FIFO",
+    splices: true,
+    scope: Scope::Only(&["relay"]),
+    run: run_splice,
+    ..THREADS
+};
 
 /// One thread's FIFOs and the figures it reports back.
 struct Share {
     fifos: Vec<(usize, OwnedFd)>,
 }
 
-fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
-    let mut report = EngineReport::default();
-    let wanted = spec.work.inputs();
-    let mut fds = Vec::with_capacity(wanted);
-    for i in 0..wanted {
-        match sys::open_reader_nonblocking(&input_path(&spec.dir, i)) {
-            Ok(fd) => fds.push(fd),
-            Err(e) => {
-                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
-                break;
-            }
-        }
-    }
+fn consume(spec: &Spec) -> io::Result<EngineReport> {
+    let (fds, note) = open_inputs(spec, sys::open_reader_nonblocking);
+    let mut report = EngineReport {
+        note,
+        ..EngineReport::default()
+    };
     let opened = fds.len();
     report.opened = opened;
     let threads = opened.min(spec.threads_cap.max(1));
@@ -53,18 +60,17 @@ fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
             opened.div_ceil(threads)
         ));
     }
-    let per_fifo = spec.work.bytes_per_input();
-    let work = spec.work.clone();
+    let per_fifo = spec.shape.bytes_per_input;
     let mut handles = Vec::with_capacity(threads);
     for share in shares {
-        let work = work.clone();
+        let shape = spec.shape.clone();
         let h = std::thread::Builder::new()
             .stack_size(64 * 1024)
-            .spawn(move || serve(&work, share, per_fifo))?;
+            .spawn(move || serve(&shape, share, per_fifo))?;
         handles.push(h);
     }
     let cpu0 = announce(opened);
-    let mut sink = Sink::new(&spec.work, 0, 0);
+    let mut sink = Sink::new(&spec.shape, 0, 0);
     let mut calls = 0u64;
     for h in handles {
         let (part, c) = h
@@ -75,14 +81,14 @@ fn consume(spec: &RunSpec) -> io::Result<EngineReport> {
     }
     report.syscalls = Some(calls);
     super::finish(&mut report, &sink, cpu0);
-    report.msgs = spec.work.msgs_in(sink.bytes);
+    report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
 }
 
 /// Reads the thread's FIFOs to the end; returns its sink and syscall count.
-fn serve(work: &Work, share: Share, per_fifo: u64) -> io::Result<(Sink, u64)> {
+fn serve(shape: &Shape, share: Share, per_fifo: u64) -> io::Result<(Sink, u64)> {
     let n = share.fifos.len();
-    let mut sink = Sink::new(work, n, per_fifo * n as u64);
+    let mut sink = Sink::new(shape, n, per_fifo * n as u64);
     let mut buf = vec![0u8; READ_BUF];
     let mut calls = 0u64;
     if n == 1 {
@@ -158,77 +164,61 @@ fn serve(work: &Work, share: Share, per_fifo: u64) -> io::Result<(Sink, u64)> {
 }
 
 /// Relay and ping-pong: one thread, blocking read then blocking write.
-fn relay(spec: &RunSpec) -> io::Result<EngineReport> {
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
-    let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
-    sys::set_nonblocking(a.as_fd(), false)?;
-    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
-    let cpu0 = announce(1);
-    let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
-    sys::set_nonblocking(b.as_fd(), false)?;
-    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
-    let mut calls = 1u64;
-    sys::wait_readable(a.as_fd())?;
+fn relay(spec: &Spec) -> io::Result<EngineReport> {
     let mut buf = vec![0u8; READ_BUF];
-    let mut sent = 0u64;
-    let first = Instant::now();
-    while sent < total {
-        calls += 1;
-        match sys::read(a.as_fd(), &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                calls += sys::write_all(&b, &buf[..n])?;
-                sent += n as u64;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(relay_report(
-        &spec.work,
-        Some(first),
-        sent,
-        cpu0,
-        calls,
-        Some(pipes_note(pipe_a, pipe_b)),
-    ))
+    pump(spec, |pair, calls| {
+        *calls += 1;
+        let n = sys::read(pair.input.as_fd(), &mut buf)?;
+        *calls += sys::write_all(&pair.output, &buf[..n])?;
+        Ok(n)
+    })
 }
 
 /// Relay with one blocking thread doing `splice(2)` from FIFO a into FIFO b:
 /// the pages move from pipe to pipe, no copy through user space.
-pub fn run_splice(spec: &RunSpec) -> io::Result<EngineReport> {
-    if !matches!(spec.work, Work::Relay { .. }) {
+fn run_splice(spec: &Spec) -> io::Result<EngineReport> {
+    if !spec.shape.bulk_relay() {
         return Err(io::Error::other("threads-splice runs the relay only"));
     }
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
-    let a = sys::open_reader_nonblocking(&spec.dir.join(from))?;
-    sys::set_nonblocking(a.as_fd(), false)?;
-    let pipe_a = size_relay_pipe(&spec.work, a.as_fd());
-    let cpu0 = announce(1);
-    let b = sys::open_writer_nonblocking(&spec.dir.join(to), Duration::from_secs(10))?;
-    sys::set_nonblocking(b.as_fd(), false)?;
-    let pipe_b = size_relay_pipe(&spec.work, b.as_fd());
-    let mut calls = 1u64;
-    sys::wait_readable(a.as_fd())?;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    pump(spec, |pair, calls| {
+        let (a, b) = (pair.input.as_fd(), pair.output.as_fd());
+        loop {
+            *calls += 1;
+            match splice(a, None, b, None, READ_BUF, flags) {
+                Err(Errno::EINTR) => {}
+                moved => return Ok(moved?),
+            }
+        }
+    })
+}
+
+/// A relay by one blocking thread: the pair opened blocking, then `step`
+/// until it has passed every byte on or its input ends (`step` moves the
+/// next bytes, counting its syscalls in `calls`, and returns how many: 0
+/// at the input's end).
+fn pump(
+    spec: &Spec,
+    mut step: impl FnMut(&Pair, &mut u64) -> io::Result<usize>,
+) -> io::Result<EngineReport> {
+    let pair = Pair::open(spec, true, |_| Ok(()))?;
+    let mut calls = 1u64;
+    sys::wait_readable(pair.input.as_fd())?;
     let mut moved = 0u64;
     let first = Instant::now();
-    while moved < total {
-        calls += 1;
-        match splice(a.as_fd(), None, b.as_fd(), None, READ_BUF, flags) {
-            Ok(0) => break,
-            Ok(n) => moved += n as u64,
-            Err(Errno::EINTR) => {}
-            Err(e) => return Err(e.into()),
+    while moved < pair.total {
+        match step(&pair, &mut calls)? {
+            0 => break,
+            n => moved += n as u64,
         }
     }
-    Ok(relay_report(
-        &spec.work,
+    let note = Some(pair.pipes());
+    Ok(relay::report(
+        &spec.shape,
         Some(first),
         moved,
-        cpu0,
+        pair.cpu0,
         calls,
-        Some(pipes_note(pipe_a, pipe_b)),
+        note,
     ))
 }

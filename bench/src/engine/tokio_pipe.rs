@@ -16,8 +16,18 @@ use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
 
-use super::{announce, finish, relay_report};
-use crate::spec::{EngineReport, READ_BUF, RunSpec, Sink, Work, input_path};
+use super::{Engine, Scope, Spec, announce, finish, open_inputs, relay};
+use crate::sink::Sink;
+use crate::spec::{EngineReport, READ_BUF};
+
+pub const TOKIO: Engine = Engine {
+    name: "tokio",
+    describe: "tokio::net::unix::pipe on a current-thread runtime, a task per FIFO",
+    ringpipe: false,
+    splices: false,
+    scope: Scope::All,
+    run,
+};
 
 fn runtime(parks: Arc<AtomicU64>) -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -28,14 +38,14 @@ fn runtime(parks: Arc<AtomicU64>) -> io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
+fn run(spec: &Spec) -> io::Result<EngineReport> {
     let parks = Arc::new(AtomicU64::new(0));
     let rt = runtime(Arc::clone(&parks))?;
     let local = tokio::task::LocalSet::new();
     let mut report = local.block_on(&rt, async {
-        match spec.work {
-            Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &parks).await,
-            _ => consume(spec, &parks).await,
+        match spec.shape.relay() {
+            Some((from, to, _)) => relay(spec, from, to, &parks).await,
+            None => consume(spec, &parks).await,
         }
     })?;
     if let Some(calls) = report.syscalls.as_mut() {
@@ -44,24 +54,17 @@ pub fn run(spec: &RunSpec) -> io::Result<EngineReport> {
     Ok(report)
 }
 
-async fn consume(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
-    let mut report = EngineReport::default();
-    let wanted = spec.work.inputs();
-    let mut rxs = Vec::with_capacity(wanted);
-    for i in 0..wanted {
-        match pipe::OpenOptions::new().open_receiver(input_path(&spec.dir, i)) {
-            Ok(rx) => rxs.push(rx),
-            Err(e) => {
-                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
-                break;
-            }
-        }
-    }
+async fn consume(spec: &Spec, parks: &AtomicU64) -> io::Result<EngineReport> {
+    let (rxs, note) = open_inputs(spec, |path| pipe::OpenOptions::new().open_receiver(path));
+    let mut report = EngineReport {
+        note,
+        ..EngineReport::default()
+    };
     let opened = rxs.len();
     report.opened = opened;
-    let per_fifo = spec.work.bytes_per_input();
+    let per_fifo = spec.shape.bytes_per_input;
     let sink = Rc::new(RefCell::new(Sink::new(
-        &spec.work,
+        &spec.shape,
         opened,
         per_fifo * opened as u64,
     )));
@@ -100,13 +103,14 @@ async fn consume(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> 
     let sink = sink.borrow();
     report.syscalls = Some(calls.get());
     finish(&mut report, &sink, cpu0);
-    report.msgs = spec.work.msgs_in(sink.bytes);
+    report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
 }
 
-async fn relay(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
+/// Relay and ping-pong. Its pipes keep the size they have: unlike the
+/// other engines', this relay's are not grown to [`relay::pipe_bytes`].
+async fn relay(spec: &Spec, from: &str, to: &str, parks: &AtomicU64) -> io::Result<EngineReport> {
+    let total = spec.shape.bytes_per_input;
     let rx = pipe::OpenOptions::new().open_receiver(spec.dir.join(from))?;
     let cpu0 = announce(1);
     parks.store(0, Ordering::Relaxed);
@@ -152,5 +156,5 @@ async fn relay(spec: &RunSpec, parks: &AtomicU64) -> io::Result<EngineReport> {
             sent += n as u64;
         }
     }
-    Ok(relay_report(&spec.work, first, sent, cpu0, calls, None))
+    Ok(relay::report(&spec.shape, first, sent, cpu0, calls, None))
 }

@@ -4,15 +4,99 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode};
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
-use super::{announce, finish, relay_pipe_bytes, relay_report};
-use crate::spec::{EngineReport, RunSpec, Sink, Work, input_path};
+use super::relay::{self, pipe_bytes};
+use super::{Engine, Scope, Spec, announce, finish};
+use crate::sink::Sink;
+use crate::spec::{EngineReport, input_path};
 
-/// The batch of `Mode::Batch`: completions to wait for, and the budget.
-pub const BATCH: (u32, Duration) = (16, Duration::from_micros(500));
+/// ringpipe with its defaults.
+pub const URING: Engine = Engine {
+    name: "uring",
+    describe: "ringpipe with Proactor::new() defaults: one READ_FIXED in flight per FIFO, \
+               poll sleeps in io_uring_enter until a completion",
+    ringpipe: true,
+    splices: false,
+    scope: Scope::All,
+    run: |s| run(s, Mode::Default),
+};
 
-/// [`BATCH`], or `RINGPIPE_BENCH_BATCH=N/MICROSECONDS` from the
+pub const MULTISHOT: Engine = Engine {
+    name: "uring-multishot",
+    describe: "ringpipe, ReadMode::Multishot: one READ_MULTISHOT per FIFO into a provided \
+               buffer ring shared by all FIFOs",
+    scope: Scope::Unless(&["fanin"]),
+    run: |s| run(s, Mode::Multishot),
+    ..URING
+};
+
+pub const BATCH: Engine = Engine {
+    name: "uring-batch",
+    describe: "ringpipe, Builder::batch_wait(16, 500 us): poll sleeps until 16 completions \
+               are ready, or 500 us have passed and one is",
+    scope: Scope::Unless(&["fanin"]),
+    run: |s| run(s, Mode::Batch),
+    ..URING
+};
+
+pub const ECHO: Engine = Engine {
+    name: "uring-echo",
+    describe: "ringpipe, Builder::echo_hold(1 ms): the echo's write and the wait for the next \
+               request in one io_uring_enter",
+    scope: Scope::Unless(&["pingpong"]),
+    run: |s| run(s, Mode::Echo),
+    ..URING
+};
+
+pub const SPLICE: Engine = Engine {
+    name: "uring-splice",
+    describe: "ringpipe, Proactor::relay with its defaults: splice inside the kernel, no copy \
+               through user space",
+    splices: true,
+    scope: Scope::Only(&["relay"]),
+    run: |s| run(s, Mode::Splice),
+    ..URING
+};
+
+pub const SPLICE_DIRECT: Engine = Engine {
+    name: "uring-splice-direct",
+    describe: "ringpipe, Proactor::relay with Builder::splice_direct(true) (the default): a \
+               poll on the ring, then splice(2) from the proactor thread",
+    run: |s| run(s, Mode::SpliceDirect),
+    ..SPLICE
+};
+
+pub const SPLICE_IOWQ: Engine = Engine {
+    name: "uring-splice-iowq",
+    describe: "ringpipe, Proactor::relay with Builder::splice_direct(false): an io_uring \
+               SPLICE behind a POLL, run on an io-wq kernel worker",
+    run: |s| run(s, Mode::SpliceIowq),
+    ..SPLICE
+};
+
+pub const SQPOLL: Engine = Engine {
+    name: "uring-sqpoll",
+    describe: "ringpipe, Builder::sqpoll: a kernel thread polls the submission queue (it \
+               needs a core of its own)",
+    scope: Scope::Unless(&["pingpong"]),
+    run: |s| run(s, Mode::Sqpoll),
+    ..URING
+};
+
+pub const SPIN: Engine = Engine {
+    name: "uring-spin",
+    describe: "ringpipe busy polling: poll(Some(Duration::ZERO)) in a loop, one \
+               io_uring_enter each, never sleeping (a core of its own)",
+    scope: Scope::Unless(&["pingpong"]),
+    run: |s| run(s, Mode::Spin),
+    ..URING
+};
+
+/// The batch of `Mode::Batch` (engine [`BATCH`]): completions to wait for, and the budget.
+pub const BATCH_WAIT: (u32, Duration) = (16, Duration::from_micros(500));
+
+/// [`BATCH_WAIT`], or `RINGPIPE_BENCH_BATCH=N/MICROSECONDS` from the
 /// environment, for trying other batches with one binary.
 fn batch() -> (u32, Duration) {
     std::env::var("RINGPIPE_BENCH_BATCH")
@@ -21,7 +105,7 @@ fn batch() -> (u32, Duration) {
             let (n, us) = v.split_once('/')?;
             Some((n.parse().ok()?, Duration::from_micros(us.parse().ok()?)))
         })
-        .unwrap_or(BATCH)
+        .unwrap_or(BATCH_WAIT)
 }
 
 /// The hold of `Mode::Echo`.
@@ -61,7 +145,7 @@ pub enum Mode {
     /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
     /// shared provided buffer ring.
     Multishot,
-    /// Defaults and `Builder::batch_wait` ([`BATCH`]): a blocking `poll`
+    /// Defaults and `Builder::batch_wait` ([`BATCH_WAIT`]): a blocking `poll`
     /// sleeps until 16 completions are ready, or 500 us have passed and
     /// one is.
     Batch,
@@ -86,30 +170,25 @@ pub enum Mode {
     Spin,
 }
 
-pub fn run(spec: &RunSpec, mode: Mode) -> io::Result<EngineReport> {
+fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
     let mut p = proactor(mode)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
-    match spec.work {
-        Work::Relay { .. }
-            if matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq) =>
-        {
-            splice(spec, &mut p)
-        }
-        _ if matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq) => {
-            Err(io::Error::other("the splice engines run the relay only"))
-        }
-        Work::Relay { .. } | Work::Pingpong { .. } => relay(spec, &mut p, wait),
-        _ => consume(spec, &mut p, wait),
+    let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
+    match spec.shape.relay() {
+        Some((.., true)) if splices => splice(spec, &mut p),
+        _ if splices => Err(io::Error::other("the splice engines run the relay only")),
+        Some(_) => relay(spec, &mut p, wait),
+        None => consume(spec, &mut p, wait),
     }
 }
 
 /// Throughput, fan-in and idle: read every input FIFO.
-fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
+fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
     let mut report = EngineReport::default();
-    let wanted = spec.work.inputs();
+    let wanted = spec.shape.inputs();
     // Receiver slot index -> FIFO number: 4 bytes per FIFO, as epoll's
     // engine holds (its fds).
     let mut fifo_of: Vec<u32> = Vec::with_capacity(wanted);
@@ -131,9 +210,9 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
     }
     let opened = report.opened;
     let mut sink = Sink::new(
-        &spec.work,
+        &spec.shape,
         opened,
-        opened as u64 * spec.work.bytes_per_input(),
+        opened as u64 * spec.shape.bytes_per_input,
     );
     let mut events = Events::with_capacity(1024);
     let cpu0 = announce(opened);
@@ -154,13 +233,13 @@ fn consume(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Resu
     }
     report.syscalls = Some(p.enter_count() - enters0);
     finish(&mut report, &sink, cpu0);
-    report.msgs = spec.work.msgs_in(sink.bytes);
+    report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
 }
 
-/// The relay's FIFO options: the pipe size of [`relay_pipe_bytes`].
-fn relay_options(work: &Work) -> FifoOptions {
-    match relay_pipe_bytes(work) {
+/// The relay's FIFO options: the pipe size of [`pipe_bytes`].
+fn relay_options(spec: &Spec) -> FifoOptions {
+    match pipe_bytes(&spec.shape) {
         Some(bytes) => FifoOptions::new().pipe_size(bytes),
         None => FifoOptions::new(),
     }
@@ -168,18 +247,9 @@ fn relay_options(work: &Work) -> FifoOptions {
 
 /// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
 /// The copy goes through `send`, which copies into a registered buffer.
-fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
-    let opts = relay_options(&spec.work);
-    let rx = p
-        .open_receiver(spec.dir.join(from), &opts)
-        .map_err(io::Error::other)?;
-    let cpu0 = announce(1);
-    let enters0 = p.enter_count();
-    let tx = p
-        .open_sender(spec.dir.join(to), &opts)
-        .map_err(io::Error::other)?;
+fn relay(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
+    let total = spec.shape.bytes_per_input;
+    let (rx, tx, cpu0, enters0) = open_pair(spec, p, &relay_options(spec))?;
     let mut events = Events::with_capacity(1024);
     let (mut sent, mut reads) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
@@ -189,15 +259,21 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
     let mut backlog: Vec<u8> = Vec::new();
     let mut peak_backlog = 0usize;
     let mut pauses = 0u64;
-    while sent < total {
+    // Bytes read, and whether the input has ended: a run that read fewer
+    // bytes than it should ends once it has sent what it read, and the
+    // load generator's count says so.
+    let (mut taken, mut eof) = (0u64, false);
+    while sent < total && !(eof && sent == taken) {
         p.poll(&mut events, wait).map_err(io::Error::other)?;
         let mut writable = false;
         let mut refused = false;
         for ev in &events {
             match ev {
+                Event::PeerGone(t) if t == rx.token() => eof = true,
                 Event::Data { from, data } if from == rx => {
                     first.get_or_insert_with(Instant::now);
                     reads += 1;
+                    taken += data.len() as u64;
                     if backlog.is_empty() {
                         match p.send(tx, data) {
                             Ok(()) => {}
@@ -241,31 +317,45 @@ fn relay(spec: &RunSpec, p: &mut Proactor, wait: Option<Duration>) -> io::Result
             }
         }
     }
-    let note = matches!(spec.work, Work::Relay { .. }).then(|| {
+    let note = spec.shape.bulk_relay().then(|| {
         format!("{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused")
     });
     let enters = p.enter_count() - enters0;
-    Ok(relay_report(&spec.work, first, sent, cpu0, enters, note))
+    Ok(relay::report(&spec.shape, first, sent, cpu0, enters, note))
 }
 
-/// Relay a -> b with `Proactor::relay`: the kernel splices from one pipe
-/// into the other, no byte passes through user space.
-fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
-    let (from, to) = spec.work.relay_ends();
-    let total = spec.work.bytes_per_input();
-    let opts = FifoOptions::new();
+/// The FIFOs of a relay as every ringpipe mode opens them (the engines
+/// on plain fds share [`relay::Pair`]): the receiver at once, `READY`,
+/// then the sender once the load generator reads. Returns them, the CPU
+/// clock and the enter count at `READY`.
+fn open_pair(
+    spec: &Spec,
+    p: &mut Proactor,
+    opts: &FifoOptions,
+) -> io::Result<(Receiver, Sender, f64, u64)> {
+    let Some((from, to, _)) = spec.shape.relay() else {
+        return Err(io::Error::other("not a relay"));
+    };
     let rx = p
-        .open_receiver(spec.dir.join(from), &opts)
+        .open_receiver(spec.dir.join(from), opts)
         .map_err(io::Error::other)?;
     let cpu0 = announce(1);
     let enters0 = p.enter_count();
     let tx = p
-        .open_sender(spec.dir.join(to), &opts)
+        .open_sender(spec.dir.join(to), opts)
         .map_err(io::Error::other)?;
+    Ok((rx, tx, cpu0, enters0))
+}
+
+/// Relay a -> b with `Proactor::relay`: the kernel splices from one pipe
+/// into the other, no byte passes through user space.
+fn splice(spec: &Spec, p: &mut Proactor) -> io::Result<EngineReport> {
+    let total = spec.shape.bytes_per_input;
+    let (rx, tx, cpu0, enters0) = open_pair(spec, p, &FifoOptions::new())?;
     // `Proactor::relay` grows both pipes to 1 MiB by default; a size
     // from the environment replaces that default (0: leave them alone).
     if std::env::var_os("RINGPIPE_BENCH_PIPE_KIB").is_some() {
-        p.set_relay_pipe_size(relay_pipe_bytes(&spec.work).unwrap_or(0));
+        p.set_relay_pipe_size(pipe_bytes(&spec.shape).unwrap_or(0));
     }
     p.relay(rx, tx).map_err(io::Error::other)?;
     let mut events = Events::with_capacity(1024);
@@ -289,5 +379,5 @@ fn splice(spec: &RunSpec, p: &mut Proactor) -> io::Result<EngineReport> {
     }
     let note = Some(format!("{splices} splices"));
     let enters = p.enter_count() - enters0;
-    Ok(relay_report(&spec.work, first, moved, cpu0, enters, note))
+    Ok(relay::report(&spec.shape, first, moved, cpu0, enters, note))
 }

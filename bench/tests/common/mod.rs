@@ -40,3 +40,48 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
 }
+
+/// Runs the bench with `args` (plus `--dir` and `--json` in a scratch
+/// directory `name`), asserts that it succeeded with no failed run, and
+/// returns its stdout and the records it wrote.
+pub fn run_json(name: &str, args: &[&str], limit: Duration) -> (String, Vec<serde_json::Value>) {
+    let dir = scratch(name);
+    let json = dir.join("records.json");
+    let mut all: Vec<&str> = args.to_vec();
+    let (d, j) = (
+        dir.to_str().expect("utf-8 temp dir"),
+        json.to_str().expect("utf-8 temp dir"),
+    );
+    all.extend(["--dir", d, "--json", j]);
+    let out = run(&all, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A run that miscounts fails, and says so in the notes.
+    assert!(!stdout.contains("run failed"), "{stdout}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+            .expect("json parses");
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        stdout,
+        records.as_array().expect("an array of records").clone(),
+    )
+}
+
+/// `(engine, params[key])` of each record, in order.
+pub fn counts<'a>(records: &'a [serde_json::Value], key: &str) -> Vec<(&'a str, u64)> {
+    records
+        .iter()
+        .map(|r| {
+            let engine = r["engine"].as_str().expect("an engine");
+            let n = r["params"][key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {key} in {r}"));
+            (engine, n)
+        })
+        .collect()
+}

@@ -13,22 +13,30 @@
 //! Engines are interleaved within each run; medians and min..max over the
 //! runs are printed.
 
-use crate::own::{median_spread, tempdir};
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::{ArgMatches, Args as _};
 use crossbeam_channel::{Receiver, TryRecvError};
-use nix::time::{ClockId, clock_gettime};
 use ringpipe::{Event, Events, FifoOptions, Proactor};
+
+use super::{Scenario, args};
+use crate::frames::Frames;
+use crate::harness::{Globals, Part};
+use crate::own::{median_spread, tempdir};
+use crate::spec::mono_ns as now_ns;
 
 const MSG: usize = 64;
 type Msg = [u8; MSG];
 
-/// Options of `ringpipe-bench handoff`.
+/// Producer thread -> crossbeam channel -> proactor woken by a Notifier ->
+/// FIFO -> reader process, against a blocking writer thread on the same
+/// channel: messages/s, p50/p99 latency.
 #[derive(Debug, clap::Args)]
-pub struct HandoffArgs {
+struct HandoffArgs {
     /// Messages per run.
     #[arg(long, default_value_t = 1_000_000)]
     msgs: u64,
@@ -88,27 +96,71 @@ struct Figures {
     wakes: u64,
 }
 
-fn now_ns() -> u64 {
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+/// The scenario.
+pub struct Handoff;
+
+impl Scenario for Handoff {
+    fn name(&self) -> &'static str {
+        "handoff"
+    }
+
+    fn commands(&self) -> Vec<clap::Command> {
+        vec![HandoffArgs::augment_args(clap::Command::new(self.name()))]
+    }
+
+    fn run(&self, _: &str, m: &ArgMatches, g: &Globals) -> std::io::Result<Option<Vec<Part>>> {
+        run(&args(m)?, g.own_runs())?;
+        Ok(None)
+    }
+
+    fn quick(&self, _: &Globals) -> std::io::Result<Option<Part>> {
+        Ok(Some(Part::table(self.name(), quick)))
+    }
 }
 
 /// Runs the scenario, or the reader side when `--reader` is given.
-pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
+fn run(args: &HandoffArgs, (runs, warmup): (usize, usize)) -> std::io::Result<()> {
     if let Some(r) = &args.reader {
         let count = r[1].parse().map_err(std::io::Error::other)?;
         return reader(Path::new(&r[0]), count);
     }
-    let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
+    let text = measure(args, runs, warmup)?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The short run of `quick`: its tables.
+fn quick(runs: usize) -> std::io::Result<String> {
+    let args = HandoffArgs {
+        msgs: 100_000,
+        rate: 2_000,
+        paced_msgs: Some(500),
+        channel: 4096,
+        sides: vec![Side::Uring, Side::Blocking, Side::BlockingEach],
+        loads: vec!["max".into(), "paced".into()],
+        reader: None,
+    };
+    measure(&args, runs, 0)
+}
+
+/// Runs every load and side, `warmup + runs` times each; returns the
+/// tables.
+fn measure(args: &HandoffArgs, runs: usize, warmup: usize) -> std::io::Result<String> {
+    let mut text = String::new();
     let dir = tempdir("handoff")?;
     let exe = std::env::current_exe()?;
     let sides = &args.sides[..];
     let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
-    println!(
-        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO -> reader process; \
-         {MSG}-byte messages; {runs} runs + {warmup} warm-up, engines interleaved",
+    let _ = writeln!(
+        text,
+        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO -> reader process;\n\
+         {MSG}-byte messages; {runs} runs + {warmup} warm-up, engines interleaved\n\
+         - uring: a proactor woken by a Notifier; each wake drains the channel into one send\n\
+         - blocking: a writer thread asleep in the channel's recv; each wake drains it into one write(2)\n\
+         - blocking-each: the same, one write(2) per message",
         args.channel
     );
+    let mut checked = 0u64;
     for (load, msgs, rate) in [
         ("max", args.msgs, None),
         ("paced", paced_msgs, Some(args.rate)),
@@ -122,6 +174,7 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
                 let fifo = dir.join(format!("handoff-{round}-{s}"));
                 let f = one_run(&exe, &fifo, side, msgs, rate, args.channel)?;
                 let _ = std::fs::remove_file(&fifo);
+                checked += msgs;
                 if round >= warmup {
                     got[s].push(f);
                 }
@@ -131,14 +184,16 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
             Some(r) => format!("{load} ({r} msgs/s, {msgs} msgs)"),
             None => format!("{load} ({msgs} msgs)"),
         };
-        println!("\n{label}");
-        println!(
+        let _ = writeln!(text, "\n{label}");
+        let _ = writeln!(
+            text,
             "{:<14} {:>22} {:>22} {:>24} {:>14} {:>12}",
             "engine", "msgs/s", "p50 us", "p99 us", "cpu us/msg", "wakes/kmsg"
         );
         for (s, side) in sides.iter().enumerate() {
             let col = |f: fn(&Figures) -> f64| median_spread(got[s].iter().map(f).collect());
-            println!(
+            let _ = writeln!(
+                text,
                 "{:<14} {:>22} {:>22} {:>24} {:>14.3} {:>12.1}",
                 side.name(),
                 col(|f| f.msgs_per_s).fmt(0),
@@ -150,7 +205,11 @@ pub fn run(args: &HandoffArgs, runs: Option<usize>, warmup: Option<usize>) -> st
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let _ = writeln!(
+        text,
+        "messages checked: {checked}, every run's reader got each of its messages once, in order"
+    );
+    Ok(text)
 }
 
 fn one_run(
@@ -172,7 +231,7 @@ fn one_run(
     let cpu0 = crate::sys::cpu_seconds();
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(channel);
     let wakes = match side {
-        Side::Uring => uring_side(fifo, tx, rx, msgs, rate)?,
+        Side::Uring => uring_side(fifo, tx, rx, msgs, rate, &mut reader)?,
         Side::Blocking | Side::BlockingEach => {
             blocking_side(fifo, tx, rx, msgs, rate, side == Side::BlockingEach)?
         }
@@ -194,9 +253,14 @@ fn one_run(
         .split_whitespace()
         .map(|w| w.parse().map_err(std::io::Error::other))
         .collect::<Result<_, _>>()?;
-    let [msgs_per_s, p50_us, p99_us] = v[..] else {
+    let [msgs_per_s, p50_us, p99_us, seen] = v[..] else {
         return Err(std::io::Error::other(format!("reader said {out:?}")));
     };
+    if seen != msgs as f64 {
+        return Err(std::io::Error::other(format!(
+            "miscounted: the reader checked {seen} of {msgs} messages"
+        )));
+    }
     Ok(Figures {
         msgs_per_s,
         p50_us,
@@ -240,13 +304,15 @@ fn produce(
 }
 
 /// Sleeping in `poll` until notified; each wake drains the channel into
-/// one `send`.
+/// one `send`. A reader that fails (it found a message missing or out of
+/// place) ends the run at once: the sender would wait for the next reader.
 fn uring_side(
     fifo: &Path,
     tx: crossbeam_channel::Sender<Msg>,
     rx: Receiver<Msg>,
     msgs: u64,
     rate: Option<u64>,
+    reader: &mut std::process::Child,
 ) -> std::io::Result<u64> {
     fn err(e: impl ToString) -> std::io::Error {
         std::io::Error::other(e.to_string())
@@ -271,6 +337,9 @@ fn uring_side(
         }
         p.poll(&mut events, Some(Duration::from_secs(1)))
             .map_err(err)?;
+        if let Some(status) = reader.try_wait()?.filter(|s| !s.success()) {
+            return Err(err(format!("handoff reader failed ({status})")));
+        }
         for e in &events {
             match e {
                 Event::Notified(_) => wakes += 1,
@@ -350,25 +419,24 @@ fn blocking_side(
 
 /// The reader process: reads `count` messages and EOF, checks their
 /// order, and prints messages/s (first message made to last one read), p50 and p99
-/// latency in microseconds.
+/// latency in microseconds, and the messages it checked.
 fn reader(path: &Path, count: u64) -> std::io::Result<()> {
     let mut f = std::fs::File::open(path)?;
     let mut hist = crate::spec::new_histogram();
     let mut buf = vec![0u8; 1 << 20];
-    let (mut have, mut seen) = (0usize, 0u64);
+    let mut frames = Frames::new(MSG);
+    let mut seen = 0u64;
     let mut first_made = None;
     let mut last_read = 0;
     while seen < count {
-        let n = f.read(&mut buf[have..])?;
+        let n = f.read(&mut buf)?;
         if n == 0 {
             return Err(std::io::Error::other(format!(
                 "EOF after {seen} of {count}"
             )));
         }
         let now = now_ns();
-        have += n;
-        let whole = have / MSG * MSG;
-        for m in buf[..whole].chunks_exact(MSG) {
+        frames.feed(&buf[..n], |m| {
             let seq = u64::from_le_bytes(m[..8].try_into().expect("8 bytes"));
             let made = u64::from_le_bytes(m[8..16].try_into().expect("8 bytes"));
             if seq != seen {
@@ -377,9 +445,8 @@ fn reader(path: &Path, count: u64) -> std::io::Result<()> {
             first_made.get_or_insert(made);
             let _ = hist.record(now.saturating_sub(made).max(1));
             seen += 1;
-        }
-        buf.copy_within(whole..have, 0);
-        have -= whole;
+            Ok(())
+        })?;
         last_read = now;
     }
     // Then EOF, which the writer gives once it knows everything was read
@@ -389,6 +456,6 @@ fn reader(path: &Path, count: u64) -> std::io::Result<()> {
     }
     let elapsed = (last_read - first_made.unwrap_or(last_read)).max(1) as f64 / 1e9;
     let p = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
-    println!("{} {} {}", count as f64 / elapsed, p(0.5), p(0.99));
+    println!("{} {} {} {seen}", count as f64 / elapsed, p(0.5), p(0.99));
     std::io::stdout().flush()
 }

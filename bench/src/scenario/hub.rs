@@ -13,24 +13,32 @@
 //! the slow setup too, for contrast. The setups take turns within each
 //! run; medians and min..max over the runs are printed.
 
-use crate::own::{median_spread, tempdir};
+use std::fmt::Write as _;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::time::{ClockId, clock_gettime};
+use clap::{ArgMatches, Args as _};
 use ringpipe::frame::Codec;
-use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
+use ringpipe::hub::{self, Full, HubEvent, HubOptions};
 use ringpipe::{Event, Events, FanOutPolicy, FifoOptions, Proactor};
+
+use super::{Scenario, args};
+use crate::frames::Frames;
+use crate::harness::{Globals, Part};
+use crate::own::{median_spread, tempdir};
+use crate::spec::mono_ns as now_ns;
 
 /// Frame on the wire: 4-byte header, 8-byte sequence, 8-byte time, filler.
 const FRAME: usize = 64;
 const PAYLOAD: usize = FRAME - 4;
 
-/// Options of `ringpipe-bench hub`.
+/// Publisher -> router (ringpipe::hub::Hub) -> 2 fast subscribers, with
+/// and without a slow third: the fast ones' p50/p99 latency, msgs/s,
+/// router CPU per message and RSS.
 #[derive(Debug, clap::Args)]
-pub struct HubArgs {
+struct HubArgs {
     /// Frames the publisher writes per run.
     #[arg(long, default_value_t = 100_000)]
     msgs: u64,
@@ -61,19 +69,36 @@ fn err(e: impl ToString) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-fn now_ns() -> u64 {
-    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
-    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-}
-
 fn arg<T: std::str::FromStr>(v: &[String], i: usize) -> std::io::Result<T> {
     v.get(i)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| err(format!("role argument {i} missing or bad: {v:?}")))
 }
 
+/// The scenario.
+pub struct Hub;
+
+impl Scenario for Hub {
+    fn name(&self) -> &'static str {
+        "hub"
+    }
+
+    fn commands(&self) -> Vec<clap::Command> {
+        vec![HubArgs::augment_args(clap::Command::new(self.name()))]
+    }
+
+    fn run(&self, _: &str, m: &ArgMatches, g: &Globals) -> std::io::Result<Option<Vec<Part>>> {
+        run(&args(m)?, g.own_runs())?;
+        Ok(None)
+    }
+
+    fn quick(&self, _: &Globals) -> std::io::Result<Option<Part>> {
+        Ok(Some(Part::table(self.name(), quick)))
+    }
+}
+
 /// Runs the scenario, or one of its processes when `--role` is given.
-pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::io::Result<()> {
+fn run(args: &HubArgs, (runs, warmup): (usize, usize)) -> std::io::Result<()> {
     if let Some(r) = &args.role {
         return match r.first().map(String::as_str) {
             Some("router") => router(Path::new(&r[1]), arg(r, 2)?, arg(r, 3)?, arg(r, 4)?),
@@ -82,13 +107,34 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             _ => Err(err(format!("unknown role {r:?}"))),
         };
     }
-    let (runs, warmup) = (runs.unwrap_or(5).max(1), warmup.unwrap_or(1));
+    let text = measure(args, runs, warmup)?;
+    print!("{text}");
+    Ok(())
+}
+
+/// The short run of `quick`: its table.
+fn quick(runs: usize) -> std::io::Result<String> {
+    let args = HubArgs {
+        msgs: 20_000,
+        rate: 50_000,
+        queue: 1 << 20,
+        slow_rate: 20_000,
+        tee: false,
+        role: None,
+    };
+    measure(&args, runs, 0)
+}
+
+/// Runs every setup `warmup + runs` times; returns the table.
+fn measure(args: &HubArgs, runs: usize, warmup: usize) -> std::io::Result<String> {
+    let mut text = String::new();
     let dir = tempdir("hub")?;
     let exe = std::env::current_exe()?;
-    println!(
-        "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast \
-         subscribers (+ a fast third, or one reading {} frames/s); {} frames of {FRAME} B{}; {runs} runs + {warmup} \
-         warm-up, setups interleaved",
+    let _ = writeln!(
+        text,
+        "hub: publisher -> FIFO -> router (Hub, DropOldest, {} KiB queue per subscriber) -> 2 fast\n\
+         subscribers (+ a fast third, or one reading {} frames/s); {} frames of {FRAME} B{};\n\
+         {runs} runs + {warmup} warm-up, setups interleaved",
         args.queue >> 10,
         args.slow_rate,
         args.msgs,
@@ -108,6 +154,7 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         ("tee 2 fast+slow", Some(slow), true),
     ];
     let mut got: Vec<Vec<Figures>> = vec![Vec::new(); setups.len()];
+    let (mut delivered, mut dropped) = (0.0, 0.0);
     for round in 0..warmup + runs {
         for (s, &(_, third, tee)) in setups.iter().enumerate() {
             if tee && !args.tee {
@@ -117,12 +164,15 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             std::fs::create_dir_all(&run_dir)?;
             let f = one_run(&exe, &run_dir, args, third, tee)?;
             let _ = std::fs::remove_dir_all(&run_dir);
+            delivered += f.delivered;
+            dropped += f.dropped;
             if round >= warmup {
                 got[s].push(f);
             }
         }
     }
-    println!(
+    let _ = writeln!(
+        text,
         "\n{:<16} {:>26} {:>24} {:>26} {:>20} {:>18} {:>14} {:>12}",
         "setup",
         "msgs/s",
@@ -138,7 +188,8 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
             continue;
         }
         let col = |f: fn(&Figures) -> f64| median_spread(got[s].iter().map(f).collect());
-        println!(
+        let _ = writeln!(
+            text,
             "{:<16} {:>26} {:>24} {:>26} {:>20} {:>18} {:>14} {:>12}",
             name,
             col(|f| f.msgs_per_s).fmt(0),
@@ -151,7 +202,12 @@ pub fn run(args: &HubArgs, runs: Option<usize>, warmup: Option<usize>) -> std::i
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    let _ = writeln!(
+        text,
+        "frames accounted for: {delivered} delivered in order + {dropped} dropped and counted by \
+         the hub = every frame of every run to every subscriber"
+    );
+    Ok(text)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +219,9 @@ struct Figures {
     rss_mib: f64,
     third_dropped: f64,
     fast_missed: f64,
+    /// Frames all subscribers read, in order, and those the hub dropped.
+    delivered: f64,
+    dropped: f64,
 }
 
 fn role(exe: &Path, args: &[String]) -> std::io::Result<std::process::Child> {
@@ -236,8 +295,10 @@ fn one_run(
     )?;
     output(publisher, "publisher")?;
     let mut fast = Vec::new();
+    let mut delivered = 0.0;
     for (i, r) in readers.into_iter().enumerate() {
         let v = output(r, "subscriber")?;
+        delivered += v.first().copied().unwrap_or(0.0);
         if i < 2 {
             fast.push(v);
         }
@@ -270,6 +331,14 @@ fn one_run(
     if !tee && published != args.msgs as f64 {
         return Err(err(format!("router published {published}")));
     }
+    // Every frame to every subscriber: read in order, or dropped and
+    // counted by the hub.
+    if delivered + dropped != (subs as u64 * args.msgs) as f64 {
+        return Err(err(format!(
+            "miscounted: {delivered} frames read + {dropped} dropped, of {subs} x {}",
+            args.msgs
+        )));
+    }
     Ok(Figures {
         msgs_per_s: args.msgs as f64 / ((last - first) / 1e9),
         p50_us: p50,
@@ -278,6 +347,8 @@ fn one_run(
         rss_mib: rss_kib / 1024.0,
         third_dropped: dropped - fast_missed,
         fast_missed,
+        delivered,
+        dropped,
     })
 }
 
@@ -291,7 +362,7 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
         _ => FifoOptions::new(),
     };
     let rx = p.open_receiver(dir.join("src"), &rx_opts).map_err(err)?;
-    let mut hub = Hub::new(
+    let mut hub = hub::Hub::new(
         rx,
         HubOptions::new(Codec::LengthPrefixed)
             .queue_bytes(queue)
@@ -333,12 +404,8 @@ fn router(dir: &Path, subs: usize, queue: usize, tee: u8) -> std::io::Result<()>
             }
         }
     }
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let hwm: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
+    let [hwm] = crate::sys::status_fields(std::process::id(), ["VmHWM:"]);
+    let hwm = hwm.unwrap_or(0);
     println!(
         "{} {hwm} {} {dropped}",
         crate::sys::cpu_seconds(),
@@ -387,7 +454,7 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
     let pause =
         (rate > 0).then(|| Duration::from_nanos((size / FRAME) as u64 * 1_000_000_000 / rate));
     let mut buf = vec![0u8; size];
-    let mut carry: Vec<u8> = Vec::new();
+    let mut whole = Frames::new(FRAME);
     let mut lat: Vec<u64> = Vec::new();
     let (mut frames, mut gaps, mut next, mut first, mut last) = (0u64, 0u64, 0u64, 0u64, 0u64);
     loop {
@@ -397,9 +464,7 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
         }
         let now = now_ns();
         last = now;
-        carry.extend_from_slice(&buf[..n]);
-        let whole = carry.len() / FRAME * FRAME;
-        for fr in carry[..whole].chunks(FRAME) {
+        whole.feed(&buf[..n], |fr| {
             if fr[..4] != (PAYLOAD as u32).to_le_bytes() {
                 return Err(err("bad frame header"));
             }
@@ -415,8 +480,8 @@ fn subscriber(path: &Path, rate: u64) -> std::io::Result<()> {
             next = seq + 1;
             frames += 1;
             lat.push(now.saturating_sub(t));
-        }
-        carry.drain(..whole);
+            Ok(())
+        })?;
         if let Some(d) = pause {
             std::thread::sleep(d);
         }
