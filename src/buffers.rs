@@ -16,6 +16,10 @@
 //! Ownership is the safety argument: while an operation is in flight its
 //! `Buf` lives in the ring's operation table and nobody else can reach it.
 
+mod memlock;
+
+pub(crate) use memlock::{Memlock, auto_count, is_memlock_error, provided_locked_bytes};
+
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -38,104 +42,6 @@ const SPARE_SMALL_BUFFERS: usize = 256;
 /// one read can empty a full pipe.
 pub(crate) const DEFAULT_BUF_SIZE: usize = 64 * 1024;
 
-/// Buffers of the default pool when nothing limits locked memory.
-pub(crate) const DEFAULT_COUNT: u16 = 64;
-
-/// A default proactor locks at most 1/16 of `RLIMIT_MEMLOCK` (512 KiB of
-/// the usual 8 MiB): 8 proactors then take half of it, which leaves room
-/// for the rings the kernel has not yet released after they closed (tens
-/// of milliseconds each, measured) and for the user's other processes.
-const MEMLOCK_SHARE: u64 = 16;
-
-const PAGE: u64 = 4096;
-
-/// What the kernel lets this process lock for io_uring. Since 6.14 the
-/// ring's queues and a provided ring's entries are charged too, not only
-/// registered buffers; the charge is the user's (all processes together)
-/// and is released only when the kernel's exit work for a closed ring has
-/// run, some milliseconds after `close`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Memlock {
-    /// The soft `RLIMIT_MEMLOCK` in bytes (`None`: unlimited).
-    pub limit: Option<u64>,
-    /// `CAP_IPC_LOCK` in the initial user namespace: the kernel charges
-    /// nothing (`ctx->user` is left unset), whatever the limit says.
-    pub exempt: bool,
-}
-
-impl Memlock {
-    /// Reads the limit and the capability of this process now.
-    pub(crate) fn current() -> Memlock {
-        use nix::sys::resource::{Resource, getrlimit};
-        let limit = match getrlimit(Resource::RLIMIT_MEMLOCK) {
-            Ok((soft, _)) if soft != libc::RLIM_INFINITY => Some(soft),
-            _ => None,
-        };
-        Memlock {
-            limit,
-            exempt: has_ipc_lock(),
-        }
-    }
-
-    /// Whether the kernel counts what this process locks.
-    pub(crate) fn is_counted(self) -> bool {
-        !self.exempt && self.limit.is_some()
-    }
-}
-
-/// `CAP_IPC_LOCK` in the effective set, in the initial user namespace (the
-/// kernel checks `capable()`, which a namespace's root does not pass).
-/// Unknown counts as absent: a pool sized too small is slower, never wrong.
-fn has_ipc_lock() -> bool {
-    const CAP_IPC_LOCK: u32 = 14;
-    /// The inode of the initial user namespace (`PROC_USER_INIT_INO`).
-    const INIT_USER_NS: u64 = 0xEFFF_FFFD;
-    use std::os::unix::fs::MetadataExt;
-    let in_init_ns = std::fs::metadata("/proc/self/ns/user")
-        .map(|m| m.ino() == INIT_USER_NS)
-        .unwrap_or(false);
-    let cap_eff = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        })
-        .unwrap_or(0);
-    in_init_ns && cap_eff & (1 << CAP_IPC_LOCK) != 0
-}
-
-/// Buffers of `buf_size` bytes for the default pool: [`DEFAULT_COUNT`]
-/// when locked memory is not counted, else as many as fit in the share of
-/// the limit left after `other_locked` bytes (the ring's queues and the
-/// provided ring's entries), at least 1 and at most [`DEFAULT_COUNT`].
-/// Whether they can really be registered is only known by trying.
-pub(crate) fn auto_count(memlock: Memlock, other_locked: u64, buf_size: usize) -> u16 {
-    let limit = match memlock.limit {
-        Some(limit) if !memlock.exempt => limit,
-        _ => return DEFAULT_COUNT,
-    };
-    let buf = page_round(buf_size as u64).max(PAGE);
-    let share = (limit / MEMLOCK_SHARE).saturating_sub(other_locked);
-    (share / buf).clamp(1, u64::from(DEFAULT_COUNT)) as u16
-}
-
-/// Bytes the kernel locks for a provided ring of `count` entries.
-pub(crate) fn provided_locked_bytes(count: u16) -> u64 {
-    let count = u64::from(count.clamp(1, 1 << 15).next_power_of_two());
-    page_round(count * std::mem::size_of::<BufRingEntry>() as u64)
-}
-
-/// Whether a failed registration means the locked-memory budget is spent.
-pub(crate) fn is_memlock_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOMEM) | Some(libc::EPERM))
-}
-
-fn page_round(bytes: u64) -> u64 {
-    bytes.div_ceil(PAGE) * PAGE
-}
-
 /// The registered buffer pool.
 pub(crate) struct Pool {
     base: NonNull<u8>,
@@ -155,10 +61,9 @@ pub(crate) struct Pool {
 pub(crate) const PROVIDED_GROUP: u16 = 0;
 
 /// Group id of the provided ring of single-shot reads. The two kinds of
-/// read share no ring: a piece of an incremental buffer starts where the
-/// previous one ended only if completions arrive in the order the kernel
-/// filled the buffer, and a multishot read posts its completion at once
-/// where a single-shot read's waits for the end of the kernel's batch.
+/// read share no ring: a multishot read takes a buffer that can hold a
+/// whole pipe, a single-shot read of a receiver that is not streaming at
+/// most [`SELECT_BUF_MAX`].
 pub(crate) const SELECT_GROUP: u16 = 1;
 
 /// Largest buffer of the single-shot reads' ring. They serve receivers
@@ -172,12 +77,10 @@ pub(crate) const SELECT_BUF_MAX: usize = 16 * 1024;
 /// hold no buffer while they wait), shared by every receiver, so memory
 /// follows the data in flight, not the number of FIFOs.
 ///
-/// Each completion lends one piece of a buffer (a [`Buf`]); the buffer
-/// goes back on the ring once the kernel has let go of it (a completion
-/// without `IORING_CQE_F_BUF_MORE`) and every piece is dropped. On a ring
-/// registered incremental (`IOU_PBUF_RING_INC`, Linux 6.12) a read takes
-/// only the bytes it fills, so a buffer yields many pieces; the rings are
-/// registered plain for now (see `ring::bufring`), one piece per buffer.
+/// Each completion lends its whole buffer (a [`Buf`] of the bytes it
+/// filled); the buffer goes back on the ring when that `Buf` is dropped.
+/// The rings are registered plain, not incremental: see `ring::bufring`
+/// for why.
 struct ProvidedRing {
     entries: NonNull<BufRingEntry>,
     entries_len: usize,
@@ -186,22 +89,9 @@ struct ProvidedRing {
     count: u16,
     /// Our copy of the tail; the kernel reads the shared one.
     tail: Cell<u16>,
-    /// Registered with `IOU_PBUF_RING_INC`.
-    incremental: Cell<bool>,
-    /// Per buffer id: what the kernel filled and who holds it.
-    state: Box<[Provided]>,
-}
-
-/// The bookkeeping of one provided buffer.
-#[derive(Default)]
-struct Provided {
-    /// Bytes the kernel has filled since the buffer went on the ring: its
-    /// next piece starts here (the kernel consumes a buffer in order).
-    filled: Cell<u32>,
-    /// Pieces lent out as `Buf`s.
-    lent: Cell<u32>,
-    /// The kernel may still fill it (it is on the ring, or partly used).
-    kernel: Cell<bool>,
+    /// Per buffer id: whether it is on the ring, the kernel's to fill
+    /// (else a completion lent it out).
+    on_ring: Box<[Cell<bool>]>,
 }
 
 impl ProvidedRing {
@@ -224,8 +114,7 @@ impl ProvidedRing {
             buf_size,
             count,
             tail: Cell::new(0),
-            incremental: Cell::new(false),
-            state: (0..count).map(|_| Provided::default()).collect(),
+            on_ring: (0..count).map(|_| Cell::new(false)).collect(),
         };
         for bid in 0..count {
             ring.push(bid);
@@ -239,11 +128,10 @@ impl ProvidedRing {
         unsafe { self.mem.as_ptr().add(usize::from(bid) * self.buf_size) }
     }
 
-    /// Gives buffer `bid` back to the kernel, whole.
+    /// Gives buffer `bid` back to the kernel.
     fn push(&self, bid: u16) {
-        if let Some(state) = self.state.get(usize::from(bid)) {
-            state.filled.set(0);
-            state.kernel.set(true);
+        if let Some(on_ring) = self.on_ring.get(usize::from(bid)) {
+            on_ring.set(true);
         }
         let tail = self.tail.get();
         let slot = usize::from(tail & (self.count - 1));
@@ -381,14 +269,6 @@ impl Pool {
         self.register_later.replace(false)
     }
 
-    /// Records that the provided ring of `group` is registered incremental.
-    #[cfg(test)]
-    pub(crate) fn set_incremental(&self, group: u16, yes: bool) {
-        if let Some(ring) = self.provided.get(usize::from(group)) {
-            ring.incremental.set(yes);
-        }
-    }
-
     /// Buffers given to the provided ring of `group` so far (its tail).
     #[cfg(test)]
     fn provided_pushed(&self, group: u16) -> u16 {
@@ -404,45 +284,22 @@ impl Pool {
             .map_or(0, |ring| ring.buf_size)
     }
 
-    /// Takes the piece of provided buffer `bid` of `group` that a completion says the
-    /// kernel filled: the next `result` bytes of it (none for a result of
-    /// 0 or less). `more` is the completion's `IORING_CQE_F_BUF_MORE`: the
-    /// kernel keeps the rest of the buffer for later reads. Dropping the
-    /// piece, like every other piece of the buffer, gives the buffer back
-    /// once the kernel has let go of it. `None` for a buffer id the kernel
-    /// could not have handed over.
-    pub(crate) fn take_provided(
-        self: &Rc<Self>,
-        group: u16,
-        bid: u16,
-        result: i32,
-        more: bool,
-    ) -> Option<Buf> {
+    /// Takes provided buffer `bid` of `group`, which a completion says the
+    /// kernel filled with `result` bytes (none for a result of 0 or less).
+    /// Dropping it gives the buffer back to the ring. `None` for a buffer
+    /// id the kernel could not have handed over.
+    pub(crate) fn take_provided(self: &Rc<Self>, group: u16, bid: u16, result: i32) -> Option<Buf> {
         let ring = self.provided.get(usize::from(group))?;
-        let state = ring.state.get(usize::from(bid))?;
-        if !state.kernel.get() {
+        let on_ring = ring.on_ring.get(usize::from(bid))?;
+        if !on_ring.replace(false) {
             return None;
         }
-        let start = state.filled.get();
-        let room = (ring.buf_size as u32).saturating_sub(start);
-        let len = u32::try_from(result).unwrap_or(0).min(room);
-        state.filled.set(start + len);
-        // An incremental ring commits nothing for an empty result (EOF):
-        // the buffer stays at the ring's head, whatever the flags say
-        // (Linux 6.18 `io_kbuf_inc_commit` returns "done" for a length of
-        // 0 without moving the head). Pushing it again would put it on the
-        // ring twice.
-        let released = !(more || ring.incremental.get() && len == 0);
-        if released {
-            state.kernel.set(false);
-        }
-        state.lent.set(state.lent.get() + 1);
+        let len = u32::try_from(result).unwrap_or(0).min(ring.buf_size as u32);
         Some(Buf {
             pool: Rc::clone(self),
             mem: Mem::Provided {
                 group: group as u8,
                 bid,
-                start,
                 len,
             },
         })
@@ -553,13 +410,11 @@ enum Mem {
     Fixed(u16),
     /// Its length is the bytes that hold data (a read buffer: all of it).
     Heap(Vec<u8>),
-    /// `len` bytes at `start` of provided buffer `bid` of `group`: the
-    /// piece one completion filled. The rest of the buffer may be the
-    /// kernel's.
+    /// The first `len` bytes of provided buffer `bid` of `group`: what one
+    /// completion filled.
     Provided {
         group: u8,
         bid: u16,
-        start: u32,
         len: u32,
     },
 }
@@ -575,14 +430,7 @@ impl std::fmt::Debug for Buf {
         match &self.mem {
             Mem::Fixed(i) => write!(f, "Buf::Fixed({i})"),
             Mem::Heap(b) => write!(f, "Buf::Heap({})", b.len()),
-            Mem::Provided {
-                group,
-                bid,
-                start,
-                len,
-            } => {
-                write!(f, "Buf::Provided({group}, {bid}, {start}..{})", start + len)
-            }
+            Mem::Provided { group, bid, len } => write!(f, "Buf::Provided({group}, {bid}, {len})"),
         }
     }
 }
@@ -643,12 +491,9 @@ impl Buf {
             .expect("a provided buffer has its ring")
     }
 
-    /// Start of a provided piece.
-    fn provided_ptr(&self, group: u8, bid: u16, start: u32) -> *mut u8 {
-        let ring = self.provided(group);
-        debug_assert!(start as usize <= ring.buf_size);
-        // SAFETY: `take_provided` keeps start within the buffer.
-        unsafe { ring.buf_ptr(bid).add(start as usize) }
+    /// Start of a provided buffer.
+    fn provided_ptr(&self, group: u8, bid: u16) -> *mut u8 {
+        self.provided(group).buf_ptr(bid)
     }
 
     /// Pointer to the start, for building an SQE.
@@ -656,11 +501,9 @@ impl Buf {
         match &mut self.mem {
             Mem::Fixed(i) => self.pool.ptr(*i),
             Mem::Heap(b) => b.as_mut_ptr(),
-            Mem::Provided {
-                group, bid, start, ..
-            } => {
-                let (group, bid, start) = (*group, *bid, *start);
-                self.provided_ptr(group, bid, start)
+            Mem::Provided { group, bid, .. } => {
+                let (group, bid) = (*group, *bid);
+                self.provided_ptr(group, bid)
             }
         }
     }
@@ -674,34 +517,22 @@ impl Buf {
                 std::slice::from_raw_parts(self.pool.ptr(*i), self.pool.buf_size)
             },
             Mem::Heap(b) => b,
-            Mem::Provided {
-                group,
-                bid,
-                start,
-                len,
-            } => {
-                let ptr = self.provided_ptr(*group, *bid, *start);
-                // SAFETY: the kernel handed this piece over with its
-                // completion and never writes it again before the buffer is
-                // back on the ring, which waits for this `Buf` to drop;
-                // other pieces (and the part the kernel still fills) lie
-                // outside it.
+            Mem::Provided { group, bid, len } => {
+                let ptr = self.provided_ptr(*group, *bid);
+                // SAFETY: the kernel handed this buffer over with its
+                // completion, `len` is at most its size (`take_provided`),
+                // and the kernel never writes it again before it is back
+                // on the ring, which waits for this `Buf` to drop.
                 unsafe { std::slice::from_raw_parts(ptr, *len as usize) }
             }
         }
     }
 
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        if let Mem::Provided {
-            group,
-            bid,
-            start,
-            len,
-        } = self.mem
-        {
+        if let Mem::Provided { group, bid, len } = self.mem {
             // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
             return unsafe {
-                std::slice::from_raw_parts_mut(self.provided_ptr(group, bid, start), len as usize)
+                std::slice::from_raw_parts_mut(self.provided_ptr(group, bid), len as usize)
             };
         }
         match &mut self.mem {
@@ -730,15 +561,7 @@ impl Drop for Buf {
                     spare.push(b);
                 }
             }
-            Mem::Provided { group, bid, .. } => {
-                let ring = self.provided(group);
-                if let Some(state) = ring.state.get(usize::from(bid)) {
-                    state.lent.set(state.lent.get().saturating_sub(1));
-                    if state.lent.get() == 0 && !state.kernel.get() {
-                        ring.push(bid);
-                    }
-                }
-            }
+            Mem::Provided { group, bid, .. } => self.provided(group).push(bid),
         }
     }
 }
@@ -747,107 +570,13 @@ impl Drop for Buf {
 mod tests {
     use super::*;
 
-    const MIB: u64 = 1024 * 1024;
-
-    #[test]
-    fn auto_count_keeps_the_full_pool_when_nothing_is_counted() {
-        let root = Memlock {
-            limit: Some(8 * MIB),
-            exempt: true,
-        };
-        let unlimited = Memlock {
-            limit: None,
-            exempt: false,
-        };
-        for m in [root, unlimited] {
-            assert_eq!(auto_count(m, 40 * 1024, DEFAULT_BUF_SIZE), DEFAULT_COUNT);
-        }
-    }
-
-    #[test]
-    fn auto_count_takes_a_sixteenth_of_the_limit() {
-        let user = |limit| Memlock {
-            limit: Some(limit),
-            exempt: false,
-        };
-        // 8 MiB: 512 KiB share, less 40 KiB of ring = 7 x 64 KiB.
-        assert_eq!(auto_count(user(8 * MIB), 40 * 1024, DEFAULT_BUF_SIZE), 7);
-        assert_eq!(auto_count(user(8 * MIB), 0, DEFAULT_BUF_SIZE), 8);
-        // Tiny limits still get one buffer (used unregistered if need be).
-        assert_eq!(auto_count(user(64 * 1024), 40 * 1024, DEFAULT_BUF_SIZE), 1);
-        assert_eq!(auto_count(user(0), 0, DEFAULT_BUF_SIZE), 1);
-        // Large limits stop at the privileged default.
-        assert_eq!(
-            auto_count(user(1 << 40), 0, DEFAULT_BUF_SIZE),
-            DEFAULT_COUNT
-        );
-        // Buffer sizes count in whole pages.
-        assert_eq!(auto_count(user(16 * 4096), 0, 1), 1);
-        assert_eq!(auto_count(user(16 * 8192), 0, 100), 2);
-    }
-
-    #[test]
-    fn provided_ring_entries_take_whole_pages() {
-        assert_eq!(provided_locked_bytes(128), 4096);
-        assert_eq!(provided_locked_bytes(257), 8192);
-        assert_eq!(provided_locked_bytes(0), 4096);
-    }
-
-    #[test]
-    fn memlock_errors_are_enomem_and_eperm() {
-        assert!(is_memlock_error(&io::Error::from_raw_os_error(
-            libc::ENOMEM
-        )));
-        assert!(is_memlock_error(&io::Error::from_raw_os_error(libc::EPERM)));
-        assert!(!is_memlock_error(&io::Error::from_raw_os_error(
-            libc::EFAULT
-        )));
-    }
-
-    #[test]
-    fn incremental_pieces_return_the_buffer_when_the_kernel_and_the_user_let_go() {
-        let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
-        pool.set_incremental(1, true);
-        assert_eq!(pool.provided_pushed(1), 2);
-        // Two reads fill buffer 1 piece by piece; the kernel keeps it.
-        let a = pool.take_provided(1, 1, 64, true).unwrap();
-        let b = pool.take_provided(1, 1, 100, true).unwrap();
-        assert_eq!((a.capacity(), b.capacity()), (64, 100));
-        let base = pool.provided[1].buf_ptr(1) as usize;
-        assert_eq!(a.as_slice().as_ptr() as usize, base);
-        assert_eq!(b.as_slice().as_ptr() as usize, base + 64);
-        drop(a);
-        drop(b);
-        assert_eq!(pool.provided_pushed(1), 2, "the kernel still fills it");
-        // EOF on an incremental ring commits nothing: still the kernel's.
-        drop(pool.take_provided(1, 1, 0, false).unwrap());
-        assert_eq!(pool.provided_pushed(1), 2);
-        // The last piece: back on the ring once the user drops it too.
-        let c = pool.take_provided(1, 1, 4096, false).unwrap();
-        assert_eq!(c.capacity(), 4096 - 164, "never past the buffer's end");
-        assert!(
-            pool.take_provided(1, 1, 1, false).is_none(),
-            "not the kernel's"
-        );
-        assert_eq!(pool.provided_pushed(1), 2);
-        drop(c);
-        assert_eq!(pool.provided_pushed(1), 3);
-        // Pushed whole again: the next piece starts at its beginning.
-        let d = pool.take_provided(1, 1, 10, true).unwrap();
-        assert_eq!(d.as_slice().as_ptr() as usize, base);
-        assert!(
-            pool.take_provided(1, 2, 1, false).is_none(),
-            "no such buffer"
-        );
-    }
-
     #[test]
     fn plain_provided_buffers_return_after_one_completion() {
         let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
         // Not incremental: every completion consumes its buffer, EOF too.
-        drop(pool.take_provided(1, 0, 0, false).unwrap());
+        drop(pool.take_provided(1, 0, 0).unwrap());
         assert_eq!(pool.provided_pushed(1), 3);
-        let a = pool.take_provided(1, 1, 64, false).unwrap();
+        let a = pool.take_provided(1, 1, 64).unwrap();
         assert_eq!(pool.provided_pushed(1), 3);
         drop(a);
         assert_eq!(pool.provided_pushed(1), 4);

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Token;
+use crate::token::Token;
 
 /// Everything that can go wrong, each variant naming the path or handle
 /// involved and carrying the OS error where there is one.

@@ -348,18 +348,9 @@ impl<'a> Iterator for Runs<'a> {
         };
         let bytes = self.bufs[*buf as usize].as_slice();
         // Header and trailer bytes around a payload on the wire.
-        let (head, tail) = match self.codec {
-            Codec::Lines => (0, 1),
-            Codec::LengthPrefixed => (4, 0),
-        };
+        let (head, tail) = self.codec.framing();
         let codec = self.codec;
-        // Whether bytes[s..e] is a payload with its framing around it.
-        let framed = |s: usize, e: usize| match codec {
-            Codec::Lines => bytes.get(e) == Some(&b'\n'),
-            Codec::LengthPrefixed => {
-                s >= 4 && u32::try_from(e - s).is_ok_and(|n| bytes[s - 4..s] == n.to_le_bytes())
-            }
-        };
+        let framed = |s: usize, e: usize| codec.framed_in(bytes, s, e);
         let (start, mut end) = (*start as usize, *end as usize);
         if !framed(start, end) {
             return Some(item.as_event(self.bufs));

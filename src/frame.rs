@@ -86,63 +86,79 @@ impl Codec {
         }
     }
 
-    /// The frame carrying `payload`, as the pieces that go on the wire in
-    /// order, without copying the payload. The one place that knows the
-    /// formats: [`encode`](Self::encode) and the proactor's `send_frame`
-    /// both write these pieces.
-    pub(crate) fn pieces(self, payload: &[u8]) -> Result<Pieces<'_>, FrameError> {
+    /// Hands `write` the frame carrying `payload` as the parts that go on
+    /// the wire, in order, without copying the payload: the one place a
+    /// frame is laid out. [`encode`](Self::encode) and the proactor's
+    /// frame sends all write these parts. Fails, without calling `write`,
+    /// for a payload the format cannot carry.
+    #[inline]
+    pub(crate) fn with_parts<R>(
+        self,
+        payload: &[u8],
+        write: impl FnOnce(&[&[u8]]) -> R,
+    ) -> Result<R, FrameError> {
         match self {
-            Codec::Lines => {
-                if let Some(at) = find_newline(payload) {
-                    return Err(FrameError::NewlineInPayload { at });
-                }
-                Ok(Pieces {
-                    header: [0; LENGTH_HEADER],
-                    header_len: 0,
-                    payload,
-                    trailer: b"\n",
-                })
-            }
+            Codec::Lines => match find_newline(payload) {
+                Some(at) => Err(FrameError::NewlineInPayload { at }),
+                None => Ok(write(&[payload, b"\n"])),
+            },
             Codec::LengthPrefixed => {
                 let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLong {
                     len: payload.len(),
                     max: u32::MAX as usize,
                 })?;
-                Ok(Pieces {
-                    header: len.to_le_bytes(),
-                    header_len: LENGTH_HEADER,
-                    payload,
-                    trailer: b"",
-                })
+                Ok(write(&[&len.to_le_bytes(), payload]))
             }
         }
     }
 }
 
-/// One encoded frame as header, payload and trailer (see [`Codec::pieces`]).
-pub(crate) struct Pieces<'a> {
-    header: [u8; LENGTH_HEADER],
-    header_len: usize,
-    payload: &'a [u8],
-    trailer: &'static [u8],
+impl Codec {
+    /// Bytes a frame takes on the wire before its payload (the length
+    /// header) and after it (the newline).
+    pub(crate) const fn framing(self) -> (usize, usize) {
+        match self {
+            Codec::Lines => (0, 1),
+            Codec::LengthPrefixed => (LENGTH_HEADER, 0),
+        }
+    }
+
+    /// Whether `bytes[start..end]` is a payload with this format's framing
+    /// around it in `bytes`: a decoded frame still in its read buffer.
+    #[inline]
+    pub(crate) fn framed_in(self, bytes: &[u8], start: usize, end: usize) -> bool {
+        match self {
+            Codec::Lines => bytes.get(end) == Some(&b'\n'),
+            Codec::LengthPrefixed => {
+                let header = start
+                    .checked_sub(LENGTH_HEADER)
+                    .and_then(|h| bytes.get(h..start));
+                let len = end.checked_sub(start).and_then(|n| u32::try_from(n).ok());
+                matches!((header, len), (Some(h), Some(n)) if h == n.to_le_bytes())
+            }
+        }
+    }
+
+    /// Bytes on the wire of the whole frame `wire` starts with; `None` if
+    /// it does not start with a whole frame (it is empty, or ends inside
+    /// the first frame).
+    #[inline]
+    pub(crate) fn frame_len(self, wire: &[u8]) -> Option<usize> {
+        match self {
+            Codec::Lines => find_newline(wire).map(|at| at + 1),
+            Codec::LengthPrefixed => {
+                let len = LENGTH_HEADER + header(wire.get(..LENGTH_HEADER)?);
+                (len <= wire.len()).then_some(len)
+            }
+        }
+    }
 }
 
-impl Pieces<'_> {
-    /// The pieces in wire order (some may be empty).
-    pub(crate) fn as_slices(&self) -> [&[u8]; 3] {
-        [&self.header[..self.header_len], self.payload, self.trailer]
-    }
-
-    /// Bytes the frame takes on the wire.
-    pub(crate) fn len(&self) -> usize {
-        self.header_len + self.payload.len() + self.trailer.len()
-    }
-
-    fn append_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len());
-        for piece in self.as_slices() {
-            out.extend_from_slice(piece);
-        }
+/// Appends the parts of one frame to `out`.
+fn append(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    out.reserve(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.extend_from_slice(part);
     }
 }
 
@@ -193,8 +209,7 @@ pub enum FrameError {
 /// Fails with [`FrameError::NewlineInPayload`], leaving `out` as it was, if
 /// the payload contains `b'\n'`.
 pub fn encode_line(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    Codec::Lines.pieces(payload)?.append_to(out);
-    Ok(())
+    Codec::Lines.with_parts(payload, |parts| append(out, parts))
 }
 
 /// Appends the payload's length (`u32`, little-endian) and `payload` to
@@ -203,8 +218,7 @@ pub fn encode_line(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> 
 /// Fails with [`FrameError::TooLong`], leaving `out` as it was, if the
 /// payload is longer than `u32::MAX` bytes.
 pub fn encode_length_prefixed(payload: &[u8], out: &mut Vec<u8>) -> Result<(), FrameError> {
-    Codec::LengthPrefixed.pieces(payload)?.append_to(out);
-    Ok(())
+    Codec::LengthPrefixed.with_parts(payload, |parts| append(out, parts))
 }
 
 /// Reassembles frames from the chunks of a byte stream.
@@ -448,6 +462,7 @@ impl<'a> Iterator for Payloads<'a> {
     }
 }
 
+#[inline]
 fn find_newline(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', bytes)
 }
@@ -497,16 +512,12 @@ impl Codec {
                 }
             }
             Codec::LengthPrefixed => {
-                let frame_len = |at: usize| -> Option<usize> {
-                    let header = wire.get(at..at + LENGTH_HEADER)?;
-                    let len = u32::from_le_bytes(header.try_into().ok()?) as usize;
-                    Some(LENGTH_HEADER + len)
-                };
+                let frame_len = |at: usize| wire.get(at..).and_then(|rest| self.frame_len(rest));
                 let mut at = 0;
                 while at < wire.len() {
                     match frame_len(at) {
-                        Some(n) if at + n <= wire.len() => at += n,
-                        _ => {
+                        Some(n) => at += n,
+                        None => {
                             return Err(FrameError::Truncated {
                                 buffered: wire.len() - at,
                             });

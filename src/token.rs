@@ -26,22 +26,6 @@ pub struct Token {
     pub proactor: u32,
 }
 
-impl Token {
-    /// The ring's user data for operations of this transport (the ring
-    /// belongs to one proactor, so the identity is left out).
-    pub(crate) fn to_owner(self) -> u64 {
-        (u64::from(self.index) << 32) | u64::from(self.generation)
-    }
-
-    pub(crate) fn from_owner(owner: u64, proactor: u32) -> Token {
-        Token {
-            index: (owner >> 32) as u32,
-            generation: owner as u32,
-            proactor,
-        }
-    }
-}
-
 /// Hands out proactor identities: 1, 2, 3... and never the same twice.
 /// `None` once 2^32 - 1 proactors were made by this process.
 pub(crate) fn next_proactor_id() -> Option<u32> {

@@ -165,15 +165,7 @@ fn frame_ends(
 ) -> Result<(), FrameError> {
     let mut at = 0;
     while let Some(rest) = wire.get(at..).filter(|r| !r.is_empty()) {
-        let len = match codec {
-            Codec::Lines => memchr::memchr(b'\n', rest).map(|i| i + 1),
-            Codec::LengthPrefixed => rest
-                .get(..4)
-                .and_then(|h| h.try_into().ok())
-                .map(|h| 4 + u32::from_le_bytes(h) as usize)
-                .filter(|len| *len <= rest.len()),
-        };
-        let Some(len) = len else {
+        let Some(len) = codec.frame_len(rest) else {
             return Err(FrameError::Truncated {
                 buffered: rest.len(),
             });

@@ -4,12 +4,17 @@
 use std::io;
 use std::time::Duration;
 
-use super::{Proactor, RETRY_START};
+use super::Proactor;
+use super::io::Io;
+use super::receiver::Reads;
+use super::registry::Table;
+use super::splice::Splicing;
+use super::wait::WaitPolicy;
+use super::waiting::{RETRY_START, Waiting};
 use crate::buffers::{self, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::fifo::ReadMode;
 use crate::ring::{self, Ring, RingConfig};
-use slab::Slab;
 
 /// Configures and builds a [`Proactor`].
 ///
@@ -251,10 +256,9 @@ impl Builder {
     ///
     /// Off by default: the min-wait arms a timer, and where programming a
     /// timer is dear (a virtual machine whose timer writes trap to the
-    /// host) it costs more than the enter it saves. Measured on a 2-vCPU
-    /// KVM guest, Linux 6.18, 64-byte ping-pong: 1 enter per round trip
-    /// instead of 2, for 2.6x the median round trip and 2.7x the CPU with a
-    /// 50 us hold, 1.1x and 1.4x with 1 ms.
+    /// host) it costs more than the enter it saves: measure before turning
+    /// it on (BENCHMARKS.md, "Cheaper enters and one enter per round
+    /// trip", has the figures of one such guest).
     pub fn echo_hold(mut self, hold: Duration) -> Self {
         self.echo_hold = hold;
         self
@@ -365,31 +369,28 @@ impl Builder {
             ring::ignore_sigpipe_if_default();
         }
         Ok(Proactor {
-            id,
-            ring,
-            pool,
-            transports: Slab::new(),
-            generations: Vec::new(),
-            completions: Vec::new(),
-            pending: Vec::new(),
-            pending_bufs: Vec::new(),
-            waiting: Vec::new(),
-            watch: None,
-            watch_armed: false,
-            timer_armed: false,
-            retry_delay: RETRY_START,
-            open_retry_max: self.open_retry_max,
-            multishot_ok,
-            read_mode: self.read_mode,
-            starved: Vec::new(),
+            io: Io {
+                ring,
+                pool,
+                pending: Vec::new(),
+                pending_bufs: Vec::new(),
+            },
+            table: Table::new(id),
+            reads: Reads {
+                multishot_ok,
+                mode: self.read_mode,
+                starved: Vec::new(),
+            },
+            waiting: Waiting::new(self.open_retry_max),
+            wait: WaitPolicy::new(self.batch, self.echo_hold),
+            splicing: Splicing {
+                direct: self.splice_direct,
+                pipe_size: super::relay_pipes::RELAY_PIPE_SIZE,
+            },
             unpumped: Vec::new(),
-            readable: Vec::new(),
-            splice_direct: self.splice_direct,
-            relay_pipe: super::relay_pipes::RELAY_PIPE_SIZE,
+            watches: Default::default(),
             notify: None,
-            batch: self.batch,
-            echo_hold: self.echo_hold,
-            delivered: false,
+            completions: Vec::new(),
         })
     }
 }

@@ -1,88 +1,161 @@
-//! Completions: each one routed to the step that owns its operation.
+//! Completions: each one routed, by its user data (see `route`), to the
+//! part that owns its operation; and what the part asks for next (bytes
+//! to deliver, a read to arm, an EOF, a failure) routed on to whoever does
+//! it.
 
-use super::registry::Role;
-use super::{NO_TRANSPORT, Proactor};
-use crate::ring::{Completion, Purpose};
-use crate::token::Token;
-use crate::transport::State;
+use super::Proactor;
+use super::receiver::{Armed, Eof, Next, Taken};
+use super::registry::{Role, Transport};
+use super::route::{Part, Route};
+use crate::buffers::Buf;
+use crate::event::CloseReason;
+use crate::ring::Completion;
+use crate::transport::Input;
 
 impl Proactor {
+    #[inline]
     pub(super) fn dispatch(&mut self, c: Completion) {
-        match c.purpose {
-            Purpose::RetryTimer => {
-                self.timer_armed = false;
+        match Route::of(c.data) {
+            Route::Transport {
+                index,
+                generation,
+                part,
+            } => self.on_transport_op(index as usize, generation, part, c),
+            Route::RetryTimer => {
+                self.waiting.on_timer();
                 self.retry_waiting();
                 self.arm_retry_timer();
-                return;
             }
-            Purpose::OpenWatch => {
-                self.watch_armed = false;
-                if let Some(watch) = self.watch.as_mut() {
-                    watch.drain();
-                }
+            Route::OpenWatch => {
+                self.waiting.on_watch();
                 self.retry_waiting();
                 if !self.waiting.is_empty() {
-                    self.arm_watch();
+                    self.waiting.arm_watch(&mut self.io.ring);
                 }
-                return;
             }
-            Purpose::Readable => {
-                self.readable.push(c.op);
-                return;
+            Route::Watch(n) => self.watches.on_fired(n),
+            Route::Notify => {
+                let token = self.notify_token();
+                if let Some(state) = self.notify.as_mut() {
+                    state.on_complete(&mut self.io, token, c.op, c.result);
+                }
             }
-            Purpose::Notify => {
-                self.on_notify(c.op, c.result);
-                return;
-            }
-            _ if c.owner == NO_TRANSPORT => return,
-            _ => {}
+            Route::Nobody => {}
         }
-        let token = Token::from_owner(c.owner, self.id);
-        let idx = token.index as usize;
-        match self.transports.get_mut(idx) {
-            Some(t) if t.token == token => t.inflight -= u32::from(!c.more),
+    }
+
+    /// A completion of an operation of the transport in slot `idx`: its
+    /// part handles it, then a close waiting for it may finish.
+    #[inline]
+    fn on_transport_op(&mut self, idx: usize, generation: u32, part: Part, c: Completion) {
+        match self.table.get_mut(idx) {
+            Some(t) if Route::names(generation, t.end.token) => {
+                t.end.inflight -= u32::from(!c.more);
+            }
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
         }
-        // Closing senders this operation may have kept waiting: the
-        // destinations of a splice (their fds are in use).
-        // Usually none, and an empty collect does not allocate.
-        let waiting_dests: Vec<Token> = match &self.transports[idx].role {
-            Role::Receiver {
-                splice: Some(s), ..
-            } => {
-                s.to.iter()
-                    .filter(|d| {
-                        matches!(self.transports.get(d.index as usize),
-                    Some(t) if t.token == **d && t.state == State::Closing)
-                    })
-                    .copied()
-                    .collect()
+        // Closing senders this operation may have kept waiting.
+        let waiting = self.closing_dests(idx);
+        let Transport { end, role } = &mut self.table[idx];
+        let io = &mut self.io;
+        match (part, role) {
+            (Part::Read, Role::Receiver(rx)) => {
+                let next = rx.on_read(end, io, c);
+                self.after_read(idx, next);
             }
-            _ => Vec::new(),
+            (Part::ReadMulti, Role::Receiver(rx)) => {
+                let next = rx.on_read_multi(end, io, &c);
+                self.after_read(idx, next);
+            }
+            (Part::ReadPoll, Role::Receiver(rx)) => {
+                let next = rx.on_read_poll(end, io, c.op, c.result);
+                self.after_read(idx, next);
+            }
+            (Part::HangUp, Role::Receiver(rx)) => {
+                let next = rx.on_hup(end, io, c.op, c.result);
+                self.after_read(idx, next);
+            }
+            (Part::Write, Role::Sender(s)) => {
+                let written = s.on_write(end, io, c.op, c.result, c.buf);
+                self.after_write(idx, written);
+            }
+            (Part::WritePoll, Role::Sender(s)) => {
+                let written = s.on_write_poll(end, c.op, c.result);
+                self.after_write(idx, written);
+            }
+            (Part::SpliceRound, Role::Receiver(_)) => self.on_splice_move(idx, c.op, c.result),
+            (Part::SplicePoll, Role::Receiver(_)) => self.on_splice_poll(idx, c.op, c.result),
+            _ => {}
+        }
+        self.maybe_finish_after(idx, waiting);
+    }
+
+    /// What a receiver asks for after a completion.
+    #[inline]
+    fn after_read(&mut self, idx: usize, next: Next) {
+        match next {
+            Next::Done => {}
+            Next::Bytes { buf, n, rearm } => {
+                self.deliver(idx, buf, n);
+                if let Some(last) = rearm {
+                    self.arm_read_sized(idx, last);
+                }
+            }
+            Next::Arm => self.arm_read(idx),
+            Next::Eof => self.eof(idx),
+            Next::Starved => {
+                let token = self.table[idx].end.token;
+                self.reads.starved.push(token);
+            }
+            Next::Fail(e) => self.fail(idx, e),
+            Next::Unsubmitted(e) => self.submit_failed(idx, e),
+        }
+    }
+
+    pub(super) fn arm_read(&mut self, idx: usize) {
+        self.arm_read_sized(idx, 0);
+    }
+
+    /// Arms what receiver `idx` lacks: its read, or its splice. `last` is
+    /// the size of its read that just completed (0 if none).
+    fn arm_read_sized(&mut self, idx: usize, last: usize) {
+        // Delivering may have failed the transport and freed its slot.
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
+            return;
         };
-        match c.purpose {
-            Purpose::Read => self.on_read(idx, c),
-            Purpose::ReadMulti => self.on_read_multi(idx, &c),
-            Purpose::ReadPoll => self.on_read_poll(idx, c.op, c.result),
-            Purpose::HangUp => self.on_hup(idx, c.op, c.result),
-            Purpose::Write => self.on_write(idx, c.op, c.result, c.buf),
-            Purpose::WritePoll => self.on_write_poll(idx, c.op, c.result),
-            Purpose::SpliceRound => self.on_splice_round(idx, c.op, c.result),
-            Purpose::SplicePoll => self.on_splice_poll(idx, c.op, c.result),
-            Purpose::Cancel
-            | Purpose::RetryTimer
-            | Purpose::OpenWatch
-            | Purpose::Readable
-            | Purpose::Notify => {}
+        match rx.arm(end, &mut self.io, &self.reads, last) {
+            Ok(Armed::Done) => {}
+            Ok(Armed::Splice) => self.arm_splice(idx),
+            Err(e) => self.submit_failed(idx, e),
         }
-        if self.transports.contains(idx) {
-            self.maybe_finish(idx);
+    }
+
+    /// Hands `buf[..n]` read by receiver `idx` to the user, or to the
+    /// senders it is spliced into (bytes read just before the splice took
+    /// over go first).
+    #[inline]
+    fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
+            return;
+        };
+        match rx.take(end, &mut self.io, buf, n) {
+            Taken::Reported => {}
+            Taken::Forward(buf) => self.forward(idx, &buf.as_slice()[..n]),
+            Taken::Failed(e) => return self.fail(idx, e),
         }
-        for to in waiting_dests {
-            if matches!(self.transports.get(to.index as usize), Some(t) if t.token == to) {
-                self.maybe_finish(to.index as usize);
-            }
+        self.apply(idx, Input::PeerReady);
+    }
+
+    /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).
+    pub(super) fn eof(&mut self, idx: usize) {
+        let Some((end, rx)) = self.table.receiver_mut(idx) else {
+            return;
+        };
+        match rx.eof(end, &mut self.io) {
+            Eof::Reopened => self.arm_read(idx),
+            Eof::Close => self.begin_close(idx, CloseReason::Eof),
+            Eof::Fail(e) => self.fail(idx, e),
         }
     }
 }

@@ -1,65 +1,77 @@
 //! The event loop: the [`Proactor`] type, its public calls, `poll` and
-//! `Drop`. Each concern behind them has a room of its own:
+//! `Drop`. The proactor routes; each part owns its state and handles the
+//! completions of its own operations:
 //!
-//! - `builder`: configuration and construction (ring, buffers, probes);
-//! - `registry`: what a transport is, handles and their lookup;
-//! - `read`, `multishot`: the two read paths, EOF and reopen;
-//! - `write`: queueing, the write pump, the reader leaving, flush;
-//! - `splice`: bytes moved between pipes by SPLICE and TEE (relays and
-//!   fan-outs);
-//! - `relay_pipes`: relays' pipes grown within one budget per process;
+//! - `receiver`: a receiver's reads (single-shot, multishot), delivery as
+//!   `Data` or frames, EOF and reopen;
+//! - `sender`: a sender's queue, its chain of writes, watermarks, the
+//!   reader leaving, close after flush;
+//! - `splice`: a receiver spliced into senders (relays and fan-outs) and
+//!   its strategies; `relay_pipes`: their pipes, grown within one budget
+//!   per process;
 //! - `waiting`: senders waiting for a reader (inotify, retry timer);
-//! - `watch`: crate-internal waits on other fds (a child's pidfd);
-//! - `close`: state changes, cancelling, finishing a close;
-//! - `stats`: per-transport counters and the proactor-wide snapshot;
-//! - `dispatch`: each completion routed to its step.
+//! - `wait`: how `poll` holds a blocking wait (batches, echo hold);
+//! - `link`: which receiver feeds which senders, both sides at once;
+//! - `notify`: the `Notifier`'s eventfd; `watch`: crate-internal waits on
+//!   other fds (a child's pidfd);
+//! - `end`: what every transport is (handle, state, fd, ops in flight,
+//!   counters from `counters`); `registry`: the transport table and handle
+//!   lookup; `io`: the ring, the pool and the pending events every part
+//!   acts through; `route`: what the ring's user data means.
+//!
+//! This file holds the proactor's public calls, `poll` and `Drop`. Where a
+//! step needs the whole proactor it is an `impl Proactor` of its own room:
+//! `dispatch` (a completion routed to its part, and what the part asks
+//! for next routed on), `send` (the send family and what a sender asks
+//! for next: its writes, a close, the waiting list), `relay` (relays and
+//! fan-outs: two transports at once), `close` (a close touches the link,
+//! the waiting list and the ring), `stats` (reads every transport);
+//! `builder` builds it.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
-
-use crate::buffers::{Buf, Pool};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
-use crate::fifo::{self, FifoOptions, OpenWatch, ReadMode};
-use crate::ring::{Completion, OpId, Ring};
+use crate::fifo::{self, FifoOptions};
+use crate::ring::Completion;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
 mod builder;
 mod close;
+mod counters;
 mod dispatch;
-mod multishot;
-mod nest;
+mod end;
+mod io;
+mod link;
 mod notify;
-mod read;
+mod receiver;
 mod registry;
+mod relay;
 mod relay_pipes;
+mod route;
+mod send;
+mod sender;
 mod splice;
 mod stats;
+mod wait;
 mod waiting;
 mod watch;
-mod write;
 
 pub use builder::Builder;
 pub use notify::Notifier;
-use registry::{Role, SendSide, Transport, receiver_role};
+use receiver::{Reads, ReceiverSide};
+use registry::{Role, Table};
+use sender::SendSide;
 pub use splice::FanOutPolicy;
 pub use stats::{Snapshot, Stats};
-
-/// Owner of the proactor's own operations (the retry timer, the open
-/// watch): a transport's owner, `index << 32 | generation`, never reaches it.
-const NO_TRANSPORT: u64 = u64::MAX;
+pub(crate) use watch::Watch;
 
 const ECANCELED: i32 = -libc::ECANCELED;
 /// What an op that was running in io-wq completes with when cancelled.
 const ERESTARTSYS: i32 = -512;
-
-/// First delay of the retry timer of senders waiting for a reader.
-const RETRY_START: Duration = Duration::from_millis(1);
 
 /// A single-threaded io_uring proactor over pipes and FIFOs.
 ///
@@ -78,47 +90,29 @@ const RETRY_START: Duration = Duration::from_millis(1);
 /// stop reading without losing anything.
 #[derive(Debug)]
 pub struct Proactor {
-    /// Stamped on every handle; a handle with another identity is foreign.
-    id: u32,
-    ring: Ring,
-    pool: Rc<Pool>,
-    transports: Slab<Transport>,
-    generations: Vec<u32>,
-    completions: Vec<Completion>,
-    pending: Vec<Item>,
-    /// Read buffers that `pending`'s frames are lent from.
-    pending_bufs: Vec<Buf>,
-    /// Senders waiting for a reader (Opening, or PeerGone with a path).
-    waiting: Vec<Token>,
-    watch: Option<OpenWatch>,
-    watch_armed: bool,
-    timer_armed: bool,
-    retry_delay: Duration,
-    open_retry_max: Duration,
-    /// The kernel has multishot reads and the provided ring is registered.
-    multishot_ok: bool,
-    read_mode: ReadMode,
-    /// Multishot receivers whose read ended for lack of buffers.
-    starved: Vec<Token>,
+    /// The ring, the buffer pool and the events of the next poll.
+    io: io::Io,
+    /// Every transport, by slot; stamps this proactor's identity on
+    /// handles.
+    table: Table,
+    /// The read configuration, and receivers starved of buffers.
+    reads: Reads,
+    /// Senders waiting for a reader.
+    waiting: waiting::Waiting,
+    /// How `poll` holds a blocking wait.
+    wait: wait::WaitPolicy,
+    /// How relays and fan-outs splice.
+    splicing: splice::Splicing,
     /// Senders with bytes queued since the last `poll` and no write in
     /// flight: their writes start at the next `poll`, all of the turn's
-    /// sends in one chain (see `write::pump_queued`).
+    /// sends in one chain (see `send::pump_queued`).
     unpumped: Vec<Token>,
-    /// Crate-internal watches (`watch_readable`) that fired, not yet taken.
-    readable: Vec<OpId>,
-    /// Single-destination splices call `splice(2)` from this thread.
-    splice_direct: bool,
-    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
-    relay_pipe: usize,
+    /// Crate-internal watches (`watch_readable`).
+    watches: watch::Watches,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
-    /// `Builder::batch_wait`: completions to wait for, and the budget.
-    batch: Option<(u32, Duration)>,
-    /// `Builder::echo_hold`.
-    echo_hold: Duration,
-    /// The last `poll` delivered data: its caller is likely to answer it
-    /// with a send, and to want the next data next (see `hold`).
-    delivered: bool,
+    /// Reused by every `poll` to drain the ring into.
+    completions: Vec<Completion>,
 }
 
 impl Proactor {
@@ -137,7 +131,7 @@ impl Proactor {
     /// it lives. Any call given a handle of another proactor fails with
     /// [`Error::Foreign`].
     pub fn id(&self) -> u32 {
-        self.id
+        self.table.id()
     }
 
     /// Opens the read end of the FIFO at `path`. Never blocks: the receiver
@@ -153,11 +147,14 @@ impl Proactor {
         if let Some(size) = opts.pipe_size {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
-        let role = receiver_role(opts.persistent, self.multishot(opts), opts.frames);
+        let multishot = self.reads.multishot(opts.read_mode);
+        let rx = ReceiverSide::new(opts.persistent, multishot, opts.frames);
         // Only a persistent receiver reopens: a one-shot one spares the fd.
         let anchor = opts.persistent.then_some(anchor);
-        let token = self.insert(State::Open, role, anchor, Some(path.into()));
-        self.install_fd(token.index as usize, fd);
+        let token = self
+            .table
+            .insert(State::Open, Role::Receiver(rx), anchor, Some(path.into()));
+        self.install(token, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
     }
@@ -184,19 +181,18 @@ impl Proactor {
         } else {
             State::Opening
         };
-        let token = self.insert(
+        let token = self.table.insert(
             state,
             Role::Sender(Box::new(side)),
             Some(anchor),
             Some(path.into()),
         );
-        let idx = token.index as usize;
         match fd {
             Some(fd) => {
-                self.install_fd(idx, fd);
-                self.pending.push(Item::Opened(Sender(token)));
+                self.install(token, fd);
+                self.io.pending.push(Item::Opened(Sender(token)));
             }
-            None => self.join_waiting(idx),
+            None => self.join_waiting(token.index as usize),
         }
         Ok(Sender(token))
     }
@@ -204,14 +200,12 @@ impl Proactor {
     /// Makes a receiver of an already open read end (an anonymous pipe,
     /// stdin...). Its flags are left as they are. It closes at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
-        let multishot = self.multishot(&FifoOptions::new());
-        let token = self.insert(
-            State::Open,
-            receiver_role(false, multishot, None),
-            None,
-            None,
-        );
-        self.install_fd(token.index as usize, fd);
+        let multishot = self.reads.multishot(None);
+        let rx = ReceiverSide::new(false, multishot, None);
+        let token = self
+            .table
+            .insert(State::Open, Role::Receiver(rx), None, None);
+        self.install(token, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
     }
@@ -221,76 +215,18 @@ impl Proactor {
     /// Watermarks and policy are those of [`FifoOptions::new`].
     pub fn sender_from_fd(&mut self, fd: OwnedFd) -> Result<Sender> {
         let role = Role::Sender(Box::new(SendSide::new(&FifoOptions::new())));
-        let token = self.insert(State::Open, role, None, None);
-        self.install_fd(token.index as usize, fd);
-        self.pending.push(Item::Opened(Sender(token)));
+        let token = self.table.insert(State::Open, role, None, None);
+        self.install(token, fd);
+        self.io.pending.push(Item::Opened(Sender(token)));
         Ok(Sender(token))
-    }
-
-    /// Queues a copy of `data`. It is written in order, exactly once, from
-    /// the next [`poll`](Self::poll) on; short writes resume at the exact
-    /// byte. Bytes sent while the sender waits for a reader wait with it.
-    ///
-    /// Backpressure: while the bytes not yet accepted by the kernel are at
-    /// or above the sender's high watermark, `send` queues nothing and
-    /// returns [`Error::WouldBlock`]; [`Event::Writable`](crate::Event::Writable)
-    /// follows once they are down to the low watermark. Below the high
-    /// watermark the whole of `data` is accepted.
-    pub fn send(&mut self, to: Sender, data: &[u8]) -> Result<()> {
-        self.enqueue(to, |queue, pool, _| {
-            queue.push(pool, data);
-            Ok(())
-        })
-    }
-
-    /// Changes a sender's watermarks (see [`FifoOptions::watermarks`]).
-    pub fn set_watermarks(&mut self, sender: Sender, high: usize, low: usize) -> Result<()> {
-        let idx = self.live_sender(sender)?;
-        let side = self.transports[idx].sender();
-        side.high = high.max(1) as u64;
-        side.low = low.min(high) as u64;
-        self.maybe_writable(idx);
-        Ok(())
     }
 
     /// Closes a transport: cancels its operations, waits for their final
     /// completions, releases its registered file slot and fd, then reports
     /// [`Event::Closed`](crate::Event::Closed) with every unsent byte.
     pub fn close(&mut self, token: impl Into<Token>) -> Result<()> {
-        let idx = self.live(token.into())?;
+        let idx = self.table.live(token.into())?;
         self.begin_close(idx, CloseReason::Requested);
-        Ok(())
-    }
-
-    /// Closes a sender once everything sent has been read: its queue is
-    /// written and the reader has drained the pipe (reason
-    /// [`CloseReason::Flushed`]). If the reader leaves first, the sender
-    /// keeps the pipe open and waits for the next one, so no byte is lost
-    /// between reader sessions. Further sends fail with [`Error::Closed`].
-    ///
-    /// On the destination of a [`relay`](Self::relay) or
-    /// [`fan_out`](crate::Proactor::fan_out), the relayed stream counts as
-    /// sent: the sender closes once the relay has ended (its receiver
-    /// reached EOF or closed, or this destination was detached) and the
-    /// reader has drained the pipe. So `relay(rx, tx)` then
-    /// `close_after_flush(tx)` passes EOF on: the reader of `tx` sees EOF
-    /// after the last byte that reached `rx`.
-    ///
-    /// If no reader drains the pipe, what ends the wait:
-    /// - no reader ever opened the FIFO: only
-    ///   [`FifoOptions::open_timeout`] ([`Error::OpenTimeout`]);
-    /// - the reader left, with bytes still queued or after the kernel
-    ///   accepted them all: the sender's [`Reconnect`](crate::Reconnect) policy, as for any
-    ///   departure (`Wait`: the next reader; `WaitUpTo`:
-    ///   [`Error::ReaderTimeout`]; `Fail`: closes at once). `Closed` hands
-    ///   back the bytes the kernel never accepted; those in the pipe are
-    ///   lost with it;
-    /// - a reader that stays and never reads: nothing; call
-    ///   [`close`](Self::close) when your own deadline passes.
-    pub fn close_after_flush(&mut self, sender: Sender) -> Result<()> {
-        let idx = self.live_sender(sender)?;
-        self.transports[idx].sender().close_after_flush = true;
-        self.maybe_flushed(idx);
         Ok(())
     }
 
@@ -322,45 +258,48 @@ impl Proactor {
         self.fan_out(from, &[to], FanOutPolicy::Wait)
     }
 
+    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
+    /// source's and every destination's), before its first move and again
+    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
+    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
+    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
+    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
+    /// relay goes on with what it got. A pipe is shared with the peer
+    /// processes, and its pages count against the user's pipe limits
+    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
+    /// every new pipe of that user gets two pages. So the relays of all
+    /// the proactors of a process grow pipes by at most half that limit
+    /// in all (32 MiB with the kernel's default); beyond it, pipes keep
+    /// their size. A relay's share is given back when it ends (its pipes
+    /// keep their size while they stay open). Other processes of the same
+    /// user have budgets of their own. Set 0 to size the FIFOs yourself
+    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
+    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
+        self.splicing.pipe_size = bytes;
+    }
+
     /// Stops reading a receiver: no read is armed, so data waits in the
     /// pipe (and its writers feel the pipe's backpressure). A read already
     /// in flight is cancelled; if it completed first, its data is still
     /// delivered. Nothing is lost.
     pub fn pause(&mut self, rx: Receiver) -> Result<()> {
-        let idx = self.live_receiver(rx)?;
-        let t = &mut self.transports[idx];
-        let Role::Receiver {
-            read,
-            poll,
-            path,
-            paused,
-            splice,
-            ..
-        } = &mut t.role
-        else {
+        let (_, t) = self.table.live_receiver(rx)?;
+        let Role::Receiver(side) = &mut t.role else {
             return Err(Error::Stale { token: rx.0 });
         };
-        *paused = true;
-        // A splice stops waiting for data (see `Splice::pause_ops`).
-        let spliced = splice.as_ref().map_or(Vec::new(), |s| s.pause_ops());
-        let ops = [*read, *poll, path.hup()];
-        self.cancel(idx, ops.into_iter().chain(spliced.into_iter().map(Some)));
+        let ops = side.pause();
+        t.end.cancel(&mut self.io.ring, ops);
         Ok(())
     }
 
     /// Reads again after [`pause`](Self::pause).
     pub fn resume(&mut self, rx: Receiver) -> Result<()> {
-        let idx = self.live_receiver(rx)?;
-        let t = &mut self.transports[idx];
-        let Role::Receiver {
-            read, poll, paused, ..
-        } = &mut t.role
-        else {
+        let (idx, t) = self.table.live_receiver(rx)?;
+        let Role::Receiver(side) = &mut t.role else {
             return Err(Error::Stale { token: rx.0 });
         };
-        let armed = read.is_some() || poll.is_some();
-        *paused = false;
-        if !armed && t.state != State::Closing {
+        if side.resume() && !t.end.closing() {
             self.arm_read(idx);
         }
         Ok(())
@@ -369,8 +308,8 @@ impl Proactor {
     /// Where a transport is in its life.
     pub fn state(&self, token: impl Into<Token>) -> Result<State> {
         let token = token.into();
-        match self.slot(token)? {
-            Some(t) => Ok(t.state),
+        match self.table.slot(token)? {
+            Some(t) => Ok(t.end.state),
             None => Ok(State::Closed),
         }
     }
@@ -381,8 +320,8 @@ impl Proactor {
     /// Fails with [`Error::Closed`] once it is closed.
     pub fn path(&self, token: impl Into<Token>) -> Result<Option<&Path>> {
         let token = token.into();
-        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
-        Ok(t.path.as_deref())
+        let t = self.table.slot(token)?.ok_or(Error::Closed { token })?;
+        Ok(t.end.path.as_deref())
     }
 
     /// Names a transport in the errors about it ([`Error::Io`],
@@ -391,8 +330,8 @@ impl Proactor {
     /// to replace a FIFO's path in messages. Only a name: a persistent
     /// receiver or a sender still reopens the FIFO it opened.
     pub fn set_label(&mut self, token: impl Into<Token>, label: impl Into<PathBuf>) -> Result<()> {
-        let idx = self.live(token.into())?;
-        self.transports[idx].path = Some(label.into().into_boxed_path());
+        let idx = self.table.live(token.into())?;
+        self.table[idx].end.path = Some(label.into().into_boxed_path());
         Ok(())
     }
 
@@ -400,36 +339,36 @@ impl Proactor {
     /// the size the kernel chose.
     pub fn set_pipe_size(&mut self, token: impl Into<Token>, bytes: usize) -> Result<usize> {
         let token = token.into();
-        let idx = self.live(token)?;
-        let t = &mut self.transports[idx];
-        if let Some(fd) = &t.fd {
-            return fifo::set_pipe_size(fd.as_fd(), bytes, t.describe());
+        let idx = self.table.live(token)?;
+        let t = &mut self.table[idx];
+        if let Some(fd) = &t.end.fd {
+            return fifo::set_pipe_size(fd.as_fd(), bytes, t.end.describe());
         }
         // Not open yet: checked now, applied when the reader appears.
-        fifo::check_pipe_size(bytes, || t.describe())?;
+        fifo::check_pipe_size(bytes, || t.end.describe())?;
         match &mut t.role {
             Role::Sender(side) => {
                 side.pipe_size = Some(bytes);
                 Ok(bytes)
             }
             // A receiver always holds its fd.
-            Role::Receiver { .. } => Err(Error::Closed { token }),
+            Role::Receiver(_) => Err(Error::Closed { token }),
         }
     }
 
     /// `io_uring_enter` calls made so far (for syscalls-per-message figures).
     pub fn enter_count(&self) -> u64 {
-        self.ring.enters()
+        self.io.ring.enters()
     }
 
     /// Ring operations submitted and not yet finally completed.
     pub fn in_flight(&self) -> usize {
-        self.ring.in_flight()
+        self.io.ring.in_flight()
     }
 
     /// Transports currently using a registered file slot.
     pub fn registered_files(&self) -> usize {
-        self.ring.files_in_use()
+        self.io.ring.files_in_use()
     }
 
     /// Whether the kernel holds a `poll` wait itself
@@ -438,42 +377,132 @@ impl Proactor {
     /// then one `io_uring_enter`, and [`Builder::echo_hold`] works
     /// (without, it is ignored).
     pub fn kernel_min_wait(&self) -> bool {
-        self.ring.has_min_wait()
+        self.io.ring.has_min_wait()
     }
 
     /// Whether this proactor's enters name its ring by a registered index
     /// (`IORING_REGISTER_RING_FDS`, 16 per thread) rather than its fd.
     #[doc(hidden)]
     pub fn ring_fd_registered(&self) -> bool {
-        self.ring.ring_fd_registered()
+        self.io.ring.ring_fd_registered()
     }
 
-    /// How a blocking wait is held, if at all: the completions to wait for
-    /// and how long at most before any one will do.
+    /// Waits through the ring until `fd` is readable (see [`Watch`]).
+    pub(crate) fn watch_readable(&mut self, fd: BorrowedFd<'_>) -> Result<Watch> {
+        self.watches.arm(&mut self.io.ring, fd)
+    }
+
+    /// A handle that wakes this proactor from any thread (see
+    /// [`Notifier`]). The first call makes an eventfd and keeps an 8-byte
+    /// READ of it armed on the ring from then on; every later call hands
+    /// out a handle to the same one.
     ///
-    /// Two cases hold it. A batch (`Builder::batch_wait`). And an answer
-    /// (`Builder::echo_hold`): the last poll delivered
-    /// data and this one submits writes, as an echo or a relay does; with
-    /// the kernel's min-wait, the enter waits for those writes and one
-    /// completion more (the next data), so a round trip costs one
-    /// `io_uring_enter`, not one for the write and one for the wait. A
-    /// write's completion is held back `echo_hold` at most.
-    fn hold(&self) -> Option<(u32, Duration)> {
-        let in_flight = u32::try_from(self.ring.in_flight()).unwrap_or(u32::MAX);
-        let batch = self.batch;
-        let writes = u32::try_from(self.ring.unsubmitted_writes()).unwrap_or(u32::MAX);
-        let answer = (self.delivered
-            && writes > 0
-            && !self.echo_hold.is_zero()
-            && in_flight > writes
-            && self.ring.has_min_wait())
-        .then_some(writes.saturating_add(1));
-        match (batch, answer) {
-            (Some((n, budget)), Some(m)) => Some((n.max(m), budget)),
-            (Some(b), None) => Some(b),
-            (None, Some(m)) => Some((m, self.echo_hold)),
-            (None, None) => None,
+    /// With a notifier made, the ring always has work in flight: a
+    /// [`poll`](Self::poll) with no timeout and nothing else to do sleeps
+    /// until a notify (instead of returning at once).
+    pub fn notifier(&mut self) -> Result<Notifier> {
+        if let Some(state) = &self.notify {
+            return Ok(state.notifier());
         }
+        let mut state = notify::NotifyState::new()?;
+        // No handle that could never wake the proactor: the next call
+        // tries again.
+        state.arm(&mut self.io.ring)?;
+        let notifier = state.notifier();
+        self.notify = Some(state);
+        Ok(notifier)
+    }
+
+    /// The token [`Event::Notified`](crate::Event::Notified) carries: it
+    /// names no transport (slot `u32::MAX`).
+    fn notify_token(&self) -> Token {
+        Token {
+            index: u32::MAX,
+            generation: u32::MAX,
+            proactor: self.table.id(),
+        }
+    }
+
+    /// Takes `fd` as the file of the transport `token` just made.
+    fn install(&mut self, token: Token, fd: OwnedFd) {
+        let end = &mut self.table[token.index as usize].end;
+        end.install_fd(&mut self.io.ring, fd);
+    }
+
+    /// Whether `watch` has fired; true once.
+    pub(crate) fn fired(&mut self, watch: &Watch) -> bool {
+        self.watches.take(watch)
+    }
+
+    /// The ring's fd, to drive the proactor from another event loop:
+    /// register it for readability (level-triggered, or edge-triggered
+    /// with the loop below run until it finds nothing), and when it is
+    /// readable:
+    ///
+    /// 1. [`poll`](Proactor::poll) with `Some(Duration::ZERO)` and handle
+    ///    the events;
+    /// 2. [`submit`](Proactor::submit), so the work queued meanwhile is
+    ///    in the kernel;
+    /// 3. go back to sleep in your loop.
+    ///
+    /// Only a ring that wakes such a loop gives its fd: one built with
+    /// [`Builder::defer_taskrun(false)`](crate::Builder::defer_taskrun) or
+    /// [`Builder::sqpoll`](crate::Builder::sqpoll). The default ring
+    /// defers its task work (`DEFER_TASKRUN`), and fails with
+    /// [`Error::NotNestable`]: its fd polls readable (Linux 6.18,
+    /// measured) while completions wait in the completion queue or
+    /// deferred task work waits for this thread, but a waiter is *woken*
+    /// only when a completion is posted, and such a ring posts completions
+    /// only while its thread is inside `poll`: a loop asleep on its fd
+    /// would sleep through every completion. Without it the task work
+    /// interrupts the sleeping thread (the wait returns `EINTR`, which
+    /// epoll users retry and tokio does), runs on the way out of the
+    /// kernel, and posts the completion, which wakes the loop.
+    ///
+    /// The fd is the proactor's: it stays open as long as the proactor
+    /// lives. For tokio, `AsyncFd::new(fd.as_raw_fd())` (a `RawFd` is
+    /// `AsRawFd`) next to the proactor. A [`Notifier`](crate::Notifier)
+    /// wakes such a loop too: its READ completes like any other.
+    pub fn nest_fd(&self) -> Result<BorrowedFd<'_>> {
+        if self.io.ring.is_deferred() {
+            return Err(Error::NotNestable {
+                proactor: self.id(),
+            });
+        }
+        Ok(self.io.ring.fd())
+    }
+
+    /// The ring's fd whatever its mode, for tests of what the kernel does
+    /// to a ring fd; drive a proactor through [`nest_fd`](Self::nest_fd).
+    #[doc(hidden)]
+    pub fn ring_fd_unchecked(&self) -> BorrowedFd<'_> {
+        self.io.ring.fd()
+    }
+
+    /// Hands everything queued to the kernel now, without waiting and
+    /// without reaping: one `io_uring_enter` if anything is queued, none
+    /// otherwise.
+    ///
+    /// [`poll`](Self::poll) submits what was queued before it, but work
+    /// queued while it handles completions (a read armed again, the rest
+    /// of a short write) and by your `send`s waits for the next call. A
+    /// loop that calls `poll` again and again never notices; a foreign
+    /// loop that sleeps on the ring fd ([`nest_fd`](Self::nest_fd)) must
+    /// call `submit` before it sleeps, or that work never starts and no
+    /// completion wakes it.
+    pub fn submit(&mut self) -> Result<()> {
+        // Sends made since the last poll start their writes here.
+        self.pump_queued();
+        if !self.io.ring.has_unsubmitted() && !self.io.ring.is_sqpoll() {
+            return Ok(());
+        }
+        self.io
+            .ring
+            .submit_and_wait(false, None)
+            .map_err(|source| Error::Ring {
+                op: "io_uring_enter",
+                source,
+            })
     }
 
     /// Submits everything queued since the last call in one
@@ -498,51 +527,52 @@ impl Proactor {
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
-        for token in std::mem::take(&mut self.starved) {
-            if let Ok(idx) = self.live(token) {
+        for token in std::mem::take(&mut self.reads.starved) {
+            if let Ok(idx) = self.table.live(token) {
                 self.arm_read(idx);
             }
         }
         self.pump_queued();
         let deadline = timeout.map(|t| Instant::now() + t);
-        let watches_fired = self.readable.len();
+        let watches_fired = self.watches.fired();
         loop {
-            let wait = self.pending.is_empty()
+            let wait = self.io.pending.is_empty()
                 && timeout != Some(Duration::ZERO)
-                && self.ring.in_flight() > 0;
+                && self.io.ring.in_flight() > 0;
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let entered = match self.hold().filter(|_| wait) {
-                Some((want, hold)) => self.ring.submit_and_wait_batch(want, hold, remaining),
-                None => self.ring.submit_and_wait(wait, remaining),
+            let ring = &mut self.io.ring;
+            let held = if wait { self.wait.hold(ring) } else { None };
+            let entered = match held {
+                Some((want, hold)) => ring.submit_and_wait_batch(want, hold, remaining),
+                None => ring.submit_and_wait(wait, remaining),
             };
             entered.map_err(|e| Error::Ring {
                 op: "io_uring_enter",
                 source: e,
             })?;
             let mut completions = std::mem::take(&mut self.completions);
-            self.ring.drain(&mut completions).map_err(|e| Error::Ring {
-                op: "io_uring_enter (CQ overflow flush)",
-                source: e,
-            })?;
+            self.io
+                .ring
+                .drain(&mut completions)
+                .map_err(|e| Error::Ring {
+                    op: "io_uring_enter (CQ overflow flush)",
+                    source: e,
+                })?;
             for c in completions.drain(..) {
                 self.dispatch(c);
             }
             self.completions = completions;
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
-            let watched = self.readable.len() != watches_fired;
-            if !wait || expired || watched || !self.pending.is_empty() {
+            let watched = self.watches.fired() != watches_fired;
+            if !wait || expired || watched || !self.io.pending.is_empty() {
                 break;
             }
             // Only internal work finished (a timer, a cancel): wait again.
         }
-        self.delivered = !self.echo_hold.is_zero()
-            && self
-                .pending
-                .iter()
-                .any(|i| matches!(i, Item::Data { .. } | Item::Frame { .. }));
+        self.wait.delivering(&self.io.pending);
         // `events.bufs` was empty: the frames' indices stay right.
-        events.items.append(&mut self.pending);
-        events.bufs.append(&mut self.pending_bufs);
+        events.items.append(&mut self.io.pending);
+        events.bufs.append(&mut self.io.pending_bufs);
         Ok(())
     }
 }
@@ -550,9 +580,9 @@ impl Proactor {
 impl Drop for Proactor {
     fn drop(&mut self) {
         // Cancel and reap everything before any fd closes or buffer frees.
-        if !self.ring.cancel_all_and_drain(Duration::from_secs(5)) {
+        if !self.io.ring.cancel_all_and_drain(Duration::from_secs(5)) {
             // The kernel still owns some operations: leak their fds too.
-            std::mem::forget(std::mem::take(&mut self.transports));
+            std::mem::forget(self.table.take_all());
         }
     }
 }

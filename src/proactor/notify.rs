@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::{NO_TRANSPORT, Proactor};
+use super::io::Io;
+use super::route::NOTIFY;
 use crate::error::{Error, Result};
 use crate::event::Item;
-use crate::ring::OpId;
+use crate::ring::{OpId, Ring};
 use crate::token::Token;
 
 /// What a proactor and its notifiers share.
@@ -31,10 +32,10 @@ struct Shared {
     closed: AtomicBool,
 }
 
-/// Wakes a [`Proactor`] from any thread: `Send`, `Sync`, cheap to clone.
+/// Wakes a [`Proactor`](crate::Proactor) from any thread: `Send`, `Sync`, cheap to clone.
 ///
 /// [`notify`](Self::notify) makes the proactor's current or next
-/// [`poll`](Proactor::poll) return with one
+/// [`poll`](crate::Proactor::poll) return with one
 /// [`Event::Notified`](crate::Event::Notified). Notifications coalesce:
 /// however many arrive before the proactor sees the first, it reports one
 /// event and makes one wake-up (one `write(2)` here, one completion there).
@@ -93,21 +94,9 @@ impl Drop for NotifyState {
     }
 }
 
-impl Proactor {
-    /// A handle that wakes this proactor from any thread (see
-    /// [`Notifier`]). The first call makes an eventfd and keeps an 8-byte
-    /// READ of it armed on the ring from then on; every later call hands
-    /// out a handle to the same one.
-    ///
-    /// With a notifier made, the ring always has work in flight: a
-    /// [`poll`](Self::poll) with no timeout and nothing else to do sleeps
-    /// until a notify (instead of returning at once).
-    pub fn notifier(&mut self) -> Result<Notifier> {
-        if let Some(state) = &self.notify {
-            return Ok(Notifier {
-                shared: Arc::clone(&state.shared),
-            });
-        }
+impl NotifyState {
+    /// A fresh eventfd, shared with no notifier yet.
+    pub(super) fn new() -> Result<NotifyState> {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(|e| Error::Ring {
             op: "eventfd for the notifier",
             source: e.into(),
@@ -117,71 +106,56 @@ impl Proactor {
             pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        self.notify = Some(NotifyState {
-            shared: Arc::clone(&shared),
+        Ok(NotifyState {
+            shared,
             armed: None,
-        });
-        if let Err(e) = self.arm_notify() {
-            // No handle that could never wake the proactor: the next call
-            // tries again.
-            self.notify = None;
-            return Err(e);
-        }
-        Ok(Notifier { shared })
+        })
     }
 
-    /// The token [`Event::Notified`](crate::Event::Notified) carries: it
-    /// names no transport (slot `u32::MAX`).
-    pub(super) fn notify_token(&self) -> Token {
-        Token {
-            index: u32::MAX,
-            generation: u32::MAX,
-            proactor: self.id,
+    /// A handle to wake the proactor with.
+    pub(super) fn notifier(&self) -> Notifier {
+        Notifier {
+            shared: Arc::clone(&self.shared),
         }
     }
 
-    fn arm_notify(&mut self) -> Result<()> {
-        let Some(state) = self.notify.as_mut() else {
-            return Ok(());
-        };
-        let fd = state.shared.fd.as_fd().as_raw_fd();
-        let op = self
-            .ring
-            .read_counter(fd, NO_TRANSPORT)
+    /// Keeps the 8-byte READ of the eventfd armed.
+    pub(super) fn arm(&mut self, ring: &mut Ring) -> Result<()> {
+        let fd = self.shared.fd.as_fd().as_raw_fd();
+        let op = ring
+            .read_counter(fd, NOTIFY)
             .map_err(|source| Error::Ring {
                 op: "submit",
                 source,
             })?;
-        state.armed = Some(op);
+        self.armed = Some(op);
         Ok(())
     }
 
-    /// The eventfd READ completed: one `Notified` for this poll, the flag
-    /// reset, the READ armed again.
-    pub(super) fn on_notify(&mut self, op: OpId, result: i32) {
-        let Some(state) = self.notify.as_mut() else {
-            return;
-        };
-        if state.armed != Some(op) {
+    /// The eventfd READ completed: one `Notified` (carrying `token`, which
+    /// names no transport) for this poll, the flag reset, the READ armed
+    /// again.
+    pub(super) fn on_complete(&mut self, io: &mut Io, token: Token, op: OpId, result: i32) {
+        if self.armed != Some(op) {
             return;
         }
-        state.armed = None;
+        self.armed = None;
         let again = result >= 0 || result == -libc::EINTR || result == -libc::EAGAIN;
         if result != -libc::ECANCELED {
             // Acquire: the producers' queued work is visible from here on.
             // A notify after this swap writes again and the READ armed
             // below (or the counter it leaves) wakes the next poll.
             // On a failure too: the producers' queue is looked at.
-            state.shared.pending.swap(false, Ordering::AcqRel);
+            self.shared.pending.swap(false, Ordering::AcqRel);
             std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.pending.iter().any(|i| matches!(i, Item::Notified(_))) {
-                self.pending.push(Item::Notified(self.notify_token()));
+            if !io.pending.iter().any(|i| matches!(i, Item::Notified(_))) {
+                io.pending.push(Item::Notified(token));
             }
         }
         // A cancelled READ (the proactor is being dropped) is not armed
         // again, nor one that failed for good (which would spin).
         if again {
-            let _ = self.arm_notify();
+            let _ = self.arm(&mut io.ring);
         }
     }
 }

@@ -3,15 +3,13 @@
 //! that however many proactors relay, the user's other pipes keep their
 //! size.
 
-use std::os::fd::AsFd;
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::fcntl::FcntlArg;
 
-use super::Proactor;
-
 /// The pipe size a relay or fan-out grows its FIFOs to by default
-/// ([`Proactor::set_relay_pipe_size`]): fewer, larger moves per wake-up.
+/// (`Proactor::set_relay_pipe_size`): fewer, larger moves per wake-up.
 pub(super) const RELAY_PIPE_SIZE: usize = 1 << 20;
 
 /// Bytes by which the running relays of every proactor of this process
@@ -64,72 +62,29 @@ fn process_budget() -> usize {
     }
 }
 
-impl Proactor {
-    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
-    /// source's and every destination's), before its first move and again
-    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
-    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
-    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
-    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
-    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
-    /// relay goes on with what it got. A pipe is shared with the peer
-    /// processes, and its pages count against the user's pipe limits
-    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
-    /// every new pipe of that user gets two pages. So the relays of all
-    /// the proactors of a process grow pipes by at most half that limit
-    /// in all (32 MiB with the kernel's default); beyond it, pipes keep
-    /// their size. A relay's share is given back when it ends (its pipes
-    /// keep their size while they stay open). Other processes of the same
-    /// user have budgets of their own. Set 0 to size the FIFOs yourself
-    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
-    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
-        self.relay_pipe = bytes;
-    }
-
-    /// Grows the pipes of `rx`'s splice and of its (open) destinations to
-    /// the relay pipe size, within the process's budget; a failure leaves
-    /// a pipe as it was.
-    pub(super) fn grow_pipes(&mut self, rx: usize) {
-        let want = self.relay_pipe;
-        let Some(splice) = self.splice_of(rx) else {
-            return;
+/// Grows each pipe of `fds` to `want` bytes where it is smaller, taking
+/// what it grows by from the process's budget into `grant`; stops when
+/// the budget is spent. A failure leaves a pipe as it was.
+pub(super) fn grow<'a>(
+    grant: &mut PipeGrant,
+    want: usize,
+    fds: impl Iterator<Item = BorrowedFd<'a>>,
+) {
+    let limit = process_budget();
+    for fd in fds {
+        let Ok(now) = nix::fcntl::fcntl(fd, FcntlArg::F_GETPIPE_SZ) else {
+            continue;
         };
-        splice.sized = true;
-        if want == 0 {
-            return;
+        let now = now as usize;
+        if want <= now {
+            continue;
         }
-        let dests: Vec<usize> = splice.to.iter().map(|t| t.index as usize).collect();
-        let mut grant = std::mem::take(&mut splice.grown);
-        let limit = process_budget();
-        for idx in std::iter::once(rx).chain(dests) {
-            let Some(fd) = self.transports.get(idx).and_then(|t| t.fd.as_ref()) else {
-                continue;
-            };
-            let Ok(now) = nix::fcntl::fcntl(fd.as_fd(), FcntlArg::F_GETPIPE_SZ) else {
-                continue;
-            };
-            let now = now as usize;
-            if want <= now {
-                continue;
-            }
-            let took = grant.take(want - now, limit);
-            if took == 0 {
-                break;
-            }
-            // Rounded down to a power of two: never more than was taken.
-            let (before, after) = crate::fifo::grow_pipe(fd.as_fd(), now + took);
-            grant.settle(took, after.saturating_sub(before));
+        let took = grant.take(want - now, limit);
+        if took == 0 {
+            break;
         }
-        if let Some(splice) = self.splice_of(rx) {
-            splice.grown = grant;
-        }
-    }
-
-    /// A FIFO of `rx`'s splice was (or will be) reopened: a new pipe, to
-    /// be grown again before the next move.
-    pub(super) fn resize_later(&mut self, rx: usize) {
-        if let Some(splice) = self.splice_of(rx) {
-            splice.sized = false;
-        }
+        // Rounded down to a power of two: never more than was taken.
+        let (before, after) = crate::fifo::grow_pipe(fd, now + took);
+        grant.settle(took, after.saturating_sub(before));
     }
 }

@@ -1,17 +1,15 @@
-//! Counters a dashboard can read: per transport ([`Stats`], kept in each
-//! transport's [`Counters`]) and proactor-wide ([`Snapshot`], computed on
-//! demand from the transport table, the ring and the pool).
-//!
-//! Counting costs an add per frame and a compare per `send`; the clock is
-//! read only when a transport starts or stops waiting for its peer, never
-//! per operation.
+//! Counters a dashboard can read: per transport ([`Stats`], from each
+//! transport's counters, see `counters`) and proactor-wide ([`Snapshot`],
+//! computed on demand from the transport table, the ring and the pool).
+//! The one room besides `mod.rs` with public calls that read every
+//! transport.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Proactor;
 use super::registry::Role;
 use crate::error::{Error, Result};
-use crate::token::{Sender, Token};
+use crate::token::Token;
 use crate::transport::State;
 
 /// Counters of one transport, for its lifetime: all start at zero when it
@@ -142,126 +140,13 @@ impl Snapshot {
     }
 }
 
-/// What a transport counts beyond bytes: one field of [`Transport`],
-/// updated by a call where each event happens. Boxed at the first count
-/// (or at birth for a transport born waiting): most idle receivers count
-/// nothing, and hold 8 bytes instead of the 56 of the counts.
-///
-/// [`Transport`]: super::registry::Transport
-#[derive(Debug)]
-pub(super) struct Counters(Option<Box<Tally>>);
-
-/// The counts themselves.
-#[derive(Debug, Clone, Copy, Default)]
-struct Tally {
-    frames_in: u64,
-    frames_out: u64,
-    bytes_spliced: u64,
-    reconnects: u64,
-    /// Waits that ended, in nanoseconds (a `Duration` takes 8 bytes more).
-    waited_ns: u64,
-    /// Start of the wait going on, if any.
-    waiting_since: Option<Instant>,
-    queue_high_water: u64,
-}
-
-/// The states in which a transport waits for its peer.
-fn waits(state: State) -> bool {
-    matches!(state, State::Opening | State::PeerGone)
-}
-
-impl Counters {
-    /// Counters of a transport born in `state`.
-    pub(super) fn new(state: State) -> Counters {
-        Counters(waits(state).then(|| {
-            Box::new(Tally {
-                waiting_since: Some(Instant::now()),
-                ..Tally::default()
-            })
-        }))
-    }
-
-    /// The counts, boxed now if nothing was counted yet.
-    #[inline]
-    fn tally(&mut self) -> &mut Tally {
-        self.0.get_or_insert_with(Box::default)
-    }
-
-    /// The counts so far (all zero if nothing was counted).
-    fn get(&self) -> Tally {
-        self.0.as_deref().copied().unwrap_or_default()
-    }
-
-    /// A frame was reported to the user.
-    #[inline]
-    pub(super) fn frame_in(&mut self) {
-        self.tally().frames_in += 1;
-    }
-
-    /// `n` frames were queued.
-    #[inline]
-    pub(super) fn frames_out(&mut self, n: u64) {
-        if n > 0 {
-            self.tally().frames_out += n;
-        }
-    }
-
-    /// `n` bytes were spliced out of (or into) this transport's pipe.
-    #[inline]
-    pub(super) fn spliced(&mut self, n: u64) {
-        if n > 0 {
-            self.tally().bytes_spliced += n;
-        }
-    }
-
-    /// The send queue holds `unsent` bytes after an enqueue.
-    #[inline]
-    pub(super) fn queue_len(&mut self, unsent: u64) {
-        if unsent > self.0.as_ref().map_or(0, |t| t.queue_high_water) {
-            self.tally().queue_high_water = unsent;
-        }
-    }
-
-    /// The transport moves from `from` to `to`. Reads the clock only when
-    /// a wait for the peer starts or ends.
-    #[inline]
-    pub(super) fn state_change(&mut self, from: State, to: State) {
-        if from == to {
-            return;
-        }
-        if from == State::PeerGone && to == State::Open {
-            self.tally().reconnects += 1;
-        }
-        match (waits(from), waits(to)) {
-            (false, true) => self.tally().waiting_since = Some(Instant::now()),
-            (true, false) => {
-                if let Some(t) = self.0.as_deref_mut()
-                    && let Some(since) = t.waiting_since.take()
-                {
-                    let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    t.waited_ns = t.waited_ns.saturating_add(ns);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-impl Tally {
-    /// Time waited so far, the wait going on included.
-    fn waiting(&self) -> Duration {
-        Duration::from_nanos(self.waited_ns)
-            + self.waiting_since.map_or(Duration::ZERO, |s| s.elapsed())
-    }
-}
-
 impl Proactor {
     /// Counters of a live transport (see [`Stats`] for what each counts).
     /// Fails with [`Error::Closed`] once it is closed.
     pub fn stats(&self, token: impl Into<Token>) -> Result<Stats> {
         let token = token.into();
-        let t = self.slot(token)?.ok_or(Error::Closed { token })?;
-        let c = t.counters.get();
+        let t = self.table.slot(token)?.ok_or(Error::Closed { token })?;
+        let c = t.end.counters.tally();
         let mut stats = Stats {
             frames_in: c.frames_in,
             frames_out: c.frames_out,
@@ -272,7 +157,7 @@ impl Proactor {
             ..Stats::default()
         };
         match &t.role {
-            Role::Receiver { bytes_read, .. } => stats.bytes_read = *bytes_read,
+            Role::Receiver(rx) => stats.bytes_read = rx.bytes_read,
             Role::Sender(s) => {
                 stats.bytes_queued = s.queue.queued_total;
                 stats.bytes_accepted = s.queue.accepted_total;
@@ -309,15 +194,15 @@ impl Proactor {
     /// ```
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot {
-            ops_in_flight: self.ring.in_flight(),
-            registered_files: self.ring.files_in_use(),
-            buffers_total: self.pool.fixed_total(),
-            buffers_in_use: self.pool.fixed_in_use(),
-            enters: self.ring.enters(),
+            ops_in_flight: self.io.ring.in_flight(),
+            registered_files: self.io.ring.files_in_use(),
+            buffers_total: self.io.pool.fixed_total(),
+            buffers_in_use: self.io.pool.fixed_in_use(),
+            enters: self.io.ring.enters(),
             ..Snapshot::default()
         };
-        for (_, t) in &self.transports {
-            match t.state {
+        for t in self.table.iter() {
+            match t.end.state {
                 State::Opening => s.opening += 1,
                 State::Open => s.open += 1,
                 State::PeerGone => s.peer_gone += 1,
@@ -325,91 +210,12 @@ impl Proactor {
                 // Never held by a transport in the table.
                 State::Closed => {}
             }
-            s.transport_ops += t.inflight as usize;
+            s.transport_ops += t.end.inflight as usize;
             match t.role {
                 Role::Sender(_) => s.senders += 1,
-                Role::Receiver { .. } => s.receivers += 1,
+                Role::Receiver(_) => s.receivers += 1,
             }
         }
         s
-    }
-
-    /// Notes a sender's queue length after an enqueue, for its high-water
-    /// mark.
-    pub(super) fn count_queued(&mut self, idx: usize) {
-        let t = &mut self.transports[idx];
-        if let Role::Sender(s) = &t.role {
-            let unsent = s.queue.unsent();
-            t.counters.queue_len(unsent);
-        }
-    }
-
-    /// Counts `n` frames queued on sender `to`, a handle the enqueue just
-    /// checked (so no second lookup by generation).
-    pub(super) fn count_frames_out(&mut self, to: Sender, n: u64) {
-        if let Some(t) = self.transports.get_mut(to.0.index as usize) {
-            t.counters.frames_out(n);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnects_count_returns_of_the_peer_only() {
-        let mut c = Counters::new(State::Open);
-        c.state_change(State::Open, State::Open);
-        c.state_change(State::Open, State::PeerGone);
-        c.state_change(State::PeerGone, State::PeerGone);
-        assert_eq!(c.get().reconnects, 0);
-        c.state_change(State::PeerGone, State::Open);
-        c.state_change(State::Open, State::PeerGone);
-        c.state_change(State::PeerGone, State::Open);
-        assert_eq!(c.get().reconnects, 2);
-        // Opening to Open is a first reader, not a return.
-        let mut c = Counters::new(State::Opening);
-        c.state_change(State::Opening, State::Open);
-        assert_eq!(c.get().reconnects, 0);
-    }
-
-    #[test]
-    fn waiting_runs_only_in_waiting_states() {
-        let c = Counters::new(State::Open);
-        assert_eq!(c.get().waiting(), Duration::ZERO);
-        let mut c = Counters::new(State::Opening);
-        assert!(c.get().waiting_since.is_some());
-        c.state_change(State::Opening, State::Open);
-        assert!(c.get().waiting_since.is_none());
-        let after_open = c.get().waiting();
-        // Open time adds nothing.
-        assert_eq!(c.get().waiting(), after_open);
-        c.state_change(State::Open, State::PeerGone);
-        assert!(c.get().waiting_since.is_some());
-        c.state_change(State::PeerGone, State::Closing);
-        assert!(c.get().waiting_since.is_none());
-        assert!(c.get().waiting() >= after_open);
-    }
-
-    #[test]
-    fn high_water_keeps_the_maximum() {
-        let mut c = Counters::new(State::Open);
-        for n in [5, 100, 7, 0, 99] {
-            c.queue_len(n);
-        }
-        assert_eq!(c.get().queue_high_water, 100);
-    }
-
-    #[test]
-    fn nothing_counted_holds_no_box() {
-        let mut c = Counters::new(State::Open);
-        c.queue_len(0);
-        c.frames_out(0);
-        c.state_change(State::Open, State::Closing);
-        assert!(c.0.is_none());
-        c.frame_in();
-        assert_eq!(c.get().frames_in, 1);
-        assert!(Counters::new(State::Opening).0.is_some());
     }
 }

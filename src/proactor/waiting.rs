@@ -1,146 +1,132 @@
-//! Waiting for a reader: inotify IN_OPEN for readers that open
-//! non-blocking, and a backoff retry timer on the ring for readers blocked
-//! in open(2), which inotify does not see.
+//! Senders waiting for a reader: the list, inotify IN_OPEN for readers
+//! that open non-blocking, and a backoff retry timer on the ring for
+//! readers blocked in open(2), which inotify does not see. Who is found
+//! and what follows is the proactor's (`send`); this part keeps the list
+//! and its two wake-ups armed.
 
-use std::os::fd::AsFd;
-use std::time::Instant;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
-use super::registry::Role;
-use super::{NO_TRANSPORT, Proactor, RETRY_START};
-use crate::error::Error;
-use crate::fifo::{self, OpenWatch};
-use crate::ring::Purpose;
-use crate::transport::{Input, State};
+use nix::sys::inotify::WatchDescriptor;
 
-impl Proactor {
-    pub(super) fn join_waiting(&mut self, idx: usize) {
-        let token = self.transports[idx].token;
-        if self.transports[idx].anchor.is_none() || self.waiting.contains(&token) {
-            return;
+use super::route::{OPEN_WATCH, RETRY_TIMER};
+use crate::fifo::OpenWatch;
+use crate::ring::Ring;
+use crate::token::Token;
+
+/// First delay of the retry timer of senders waiting for a reader.
+pub(super) const RETRY_START: Duration = Duration::from_millis(1);
+
+#[derive(Debug)]
+pub(super) struct Waiting {
+    /// Senders waiting for a reader (Opening, or PeerGone with a path),
+    /// or lingering until theirs drains the pipe.
+    senders: Vec<Token>,
+    watch: Option<OpenWatch>,
+    watch_armed: bool,
+    timer_armed: bool,
+    delay: Duration,
+    /// `Builder::open_retry_max`.
+    max: Duration,
+}
+
+impl Waiting {
+    pub(super) fn new(max: Duration) -> Waiting {
+        Waiting {
+            senders: Vec::new(),
+            watch: None,
+            watch_armed: false,
+            timer_armed: false,
+            delay: RETRY_START,
+            max,
         }
-        self.waiting.push(token);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// The waiting senders, now (a copy: looking for readers changes it).
+    pub(super) fn senders(&self) -> Vec<Token> {
+        self.senders.clone()
+    }
+
+    /// Adds `token`, whose FIFO is `anchor`, and arms the watch and the
+    /// timer from their first delay; returns its inotify watch. `None`
+    /// (nothing changes) if it waits already.
+    pub(super) fn join(
+        &mut self,
+        ring: &mut Ring,
+        token: Token,
+        anchor: &OwnedFd,
+    ) -> Option<Option<WatchDescriptor>> {
+        if self.senders.contains(&token) {
+            return None;
+        }
+        self.senders.push(token);
         if self.watch.is_none() {
             self.watch = OpenWatch::new().ok();
         }
-        if let (Some(watch), Some(anchor)) =
-            (self.watch.as_mut(), self.transports[idx].anchor.as_ref())
-        {
-            let wd = watch.add(anchor).ok();
-            self.transports[idx].sender().watch = wd;
-        }
-        self.arm_watch();
-        self.retry_delay = RETRY_START;
-        self.arm_retry_timer();
+        let wd = self.watch.as_mut().and_then(|w| w.add(anchor).ok());
+        self.arm_watch(ring);
+        self.delay = RETRY_START;
+        Some(wd)
     }
 
-    pub(super) fn leave_waiting(&mut self, idx: usize) {
-        let t = &mut self.transports[idx];
-        let token = t.token;
-        if let Role::Sender(s) = &mut t.role
-            && let Some(wd) = s.watch.take()
-            && let Some(watch) = self.watch.as_mut()
-        {
+    /// Takes `token` (and its inotify watch `wd`) off the list.
+    pub(super) fn leave(&mut self, token: Token, wd: Option<WatchDescriptor>) {
+        if let (Some(wd), Some(watch)) = (wd, self.watch.as_mut()) {
             watch.remove(wd);
         }
-        self.waiting.retain(|w| *w != token);
+        self.senders.retain(|w| *w != token);
     }
 
-    pub(super) fn arm_watch(&mut self) {
+    /// Keeps a poll for IN_OPEN events armed.
+    pub(super) fn arm_watch(&mut self, ring: &mut Ring) {
         if self.watch_armed {
             return;
         }
         if let Some(watch) = &self.watch
-            && self
-                .ring
-                .poll_add(
-                    watch.fd(),
-                    libc::POLLIN as u32,
-                    NO_TRANSPORT,
-                    Purpose::OpenWatch,
-                )
+            && ring
+                .poll_add(watch.fd(), libc::POLLIN as u32, OPEN_WATCH)
                 .is_ok()
         {
             self.watch_armed = true;
         }
     }
 
-    pub(super) fn arm_retry_timer(&mut self) {
-        if self.timer_armed || self.waiting.is_empty() {
+    /// Arms the retry timer, if anybody waits: the next delay of the
+    /// backoff, or sooner if a waiting sender's `deadline` comes first.
+    pub(super) fn arm_timer(
+        &mut self,
+        ring: &mut Ring,
+        deadline: impl Fn(Token) -> Option<Instant>,
+    ) {
+        if self.timer_armed || self.senders.is_empty() {
             return;
         }
         let now = Instant::now();
-        let mut delay = self.retry_delay;
-        for token in &self.waiting {
-            if let Some(t) = self.transports.get(token.index as usize)
-                && let Role::Sender(s) = &t.role
-                && let Some((deadline, _)) = s.deadline
-            {
-                delay = delay.min(deadline.saturating_duration_since(now));
-            }
+        let mut delay = self.delay;
+        for end in self.senders.iter().filter_map(|t| deadline(*t)) {
+            delay = delay.min(end.saturating_duration_since(now));
         }
-        if self.ring.timeout(delay, NO_TRANSPORT).is_ok() {
+        if ring.timeout(delay, RETRY_TIMER).is_ok() {
             self.timer_armed = true;
-            self.retry_delay = (self.retry_delay * 2).min(self.open_retry_max);
+            self.delay = (self.delay * 2).min(self.max);
         }
     }
 
-    /// Looks for readers of every waiting sender.
-    pub(super) fn retry_waiting(&mut self) {
-        let now = Instant::now();
-        for token in self.waiting.clone() {
-            let idx = token.index as usize;
-            let t = &mut self.transports[idx];
-            let anchor = t.anchor.as_ref().expect("waiting senders have a path");
-            match t.state {
-                State::Opening => match fifo::try_open_writer(anchor) {
-                    Ok(Some(fd)) => {
-                        let size = t.sender().pipe_size;
-                        if let Some(size) = size
-                            && let Err(e) = fifo::set_pipe_size(fd.as_fd(), size, t.describe())
-                        {
-                            self.fail(idx, e);
-                            continue;
-                        }
-                        t.sender().deadline = None;
-                        self.install_fd(idx, fd);
-                        self.leave_waiting(idx);
-                        self.apply(idx, Input::PeerReady);
-                        self.pump(idx);
-                        self.maybe_flushed(idx);
-                    }
-                    Ok(None) => {
-                        if let Some((deadline, waited)) = t.sender().deadline
-                            && now >= deadline
-                        {
-                            let path = t.path_buf();
-                            self.fail(idx, Error::OpenTimeout { path, waited });
-                        }
-                    }
-                    Err(e) => {
-                        let path = t.path_buf();
-                        self.fail(idx, fifo::open_error(&path, e));
-                    }
-                },
-                State::PeerGone => {
-                    if let Ok(true) = fifo::has_reader(anchor) {
-                        t.sender().deadline = None;
-                        self.leave_waiting(idx);
-                        self.apply(idx, Input::PeerReady);
-                        self.pump(idx);
-                        self.maybe_flushed(idx);
-                    } else if let Some((deadline, waited)) = t.sender().deadline
-                        && now >= deadline
-                    {
-                        let path = t.path_buf();
-                        self.fail(idx, Error::ReaderTimeout { path, waited });
-                    }
-                }
-                // Open and lingering until the reader drains the pipe.
-                State::Open if matches!(&t.role, Role::Sender(s) if s.close_after_flush) => {
-                    self.maybe_flushed(idx)
-                }
-                _ => self.leave_waiting(idx),
-            }
+    /// The retry timer fired.
+    pub(super) fn on_timer(&mut self) {
+        self.timer_armed = false;
+    }
+
+    /// The open watch fired: its events are read out (the proactor then
+    /// looks for readers), and it is armed again while anybody waits.
+    pub(super) fn on_watch(&mut self) {
+        self.watch_armed = false;
+        if let Some(watch) = self.watch.as_mut() {
+            watch.drain();
         }
     }
 }

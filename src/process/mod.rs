@@ -72,11 +72,12 @@
 // This file owns the public types and the builder; the rest of a run
 // lives beside it.
 mod fifos;
+mod link;
 mod names;
 mod pipeline;
 mod run;
 
-pub use pipeline::{LinkReport, Pipeline, PipelineOutput};
+pub use pipeline::Pipeline;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -302,6 +303,54 @@ impl fmt::Debug for FifoOutput {
             .field("status", &self.status)
             .field("outputs", &summary(&self.outputs))
             .field("inputs", &self.inputs)
+            .finish()
+    }
+}
+
+/// How much of a link's stream reached its reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkReport {
+    /// Bytes moved from the writer's FIFO into the reader's. If the reader
+    /// exited with some of them unread (at most its pipe's capacity), they
+    /// are lost with the pipe.
+    pub relayed: usize,
+    /// The writer's EOF came and was passed on after every relayed byte
+    /// had been read: the reader got the whole stream.
+    pub complete: bool,
+}
+
+/// The result of [`Pipeline::run`].
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PipelineOutput {
+    /// How each program ended, in the order they were added.
+    pub statuses: Vec<ExitStatus>,
+    /// Every output that feeds no other program, by name: all bytes
+    /// written to it, in order.
+    pub outputs: BTreeMap<String, Vec<u8>>,
+    /// Every input the caller gave, by name: how much of it reached its
+    /// program.
+    pub inputs: BTreeMap<String, InputReport>,
+    /// Every link, by name: how much of the stream reached its reader.
+    pub links: BTreeMap<String, LinkReport>,
+}
+
+impl PipelineOutput {
+    /// Whether every program exited with status 0.
+    pub fn success(&self) -> bool {
+        self.statuses.iter().all(ExitStatus::success)
+    }
+}
+
+impl fmt::Debug for PipelineOutput {
+    // Outputs can be large: show their sizes and a short prefix.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineOutput")
+            .field("statuses", &self.statuses)
+            .field("outputs", &summary(&self.outputs))
+            .field("inputs", &self.inputs)
+            .field("links", &self.links)
             .finish()
     }
 }

@@ -1,5 +1,5 @@
 //! Several programs in one run, one's output FIFO piped into another's
-//! input FIFO: [`Pipeline`], its result and the links between programs.
+//! input FIFO: [`Pipeline`], its checks and its setup.
 //!
 //! A link is two FIFOs with the proactor in the middle: the writing
 //! program's output (a receiver of ours, open before any program starts)
@@ -9,15 +9,15 @@
 //! deadlock, and the bytes never pass through user space.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::fifos::{Input, Output, PrivateDir};
+use super::link::Link;
 use super::run::Run;
-use super::{FifoCommand, InputReport, ProcessError, summary};
+use super::{FifoCommand, PipelineOutput, ProcessError};
 use crate::Builder;
 
 /// Programs run together, each a [`FifoCommand`], where one program's
@@ -91,54 +91,6 @@ pub struct Pipeline {
     commands: Vec<FifoCommand>,
     timeout: Option<Duration>,
     proactor: Builder,
-}
-
-/// How much of a link's stream reached its reader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LinkReport {
-    /// Bytes moved from the writer's FIFO into the reader's. If the reader
-    /// exited with some of them unread (at most its pipe's capacity), they
-    /// are lost with the pipe.
-    pub relayed: usize,
-    /// The writer's EOF came and was passed on after every relayed byte
-    /// had been read: the reader got the whole stream.
-    pub complete: bool,
-}
-
-/// The result of [`Pipeline::run`].
-#[derive(Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PipelineOutput {
-    /// How each program ended, in the order they were added.
-    pub statuses: Vec<ExitStatus>,
-    /// Every output that feeds no other program, by name: all bytes
-    /// written to it, in order.
-    pub outputs: BTreeMap<String, Vec<u8>>,
-    /// Every input the caller gave, by name: how much of it reached its
-    /// program.
-    pub inputs: BTreeMap<String, InputReport>,
-    /// Every link, by name: how much of the stream reached its reader.
-    pub links: BTreeMap<String, LinkReport>,
-}
-
-impl PipelineOutput {
-    /// Whether every program exited with status 0.
-    pub fn success(&self) -> bool {
-        self.statuses.iter().all(ExitStatus::success)
-    }
-}
-
-impl fmt::Debug for PipelineOutput {
-    // Outputs can be large: show their sizes and a short prefix.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PipelineOutput")
-            .field("statuses", &self.statuses)
-            .field("outputs", &summary(&self.outputs))
-            .field("inputs", &self.inputs)
-            .field("links", &self.links)
-            .finish()
-    }
 }
 
 impl Pipeline {
@@ -236,12 +188,7 @@ impl Pipeline {
             let output = Output::open(&mut p, name.clone(), from_dir.join(&name), from);
             let mut output = output.map_err(fifo_err)?;
             output.relay_into(&mut p, input.tx).map_err(fifo_err)?;
-            joined.push(Link {
-                name,
-                from: outputs.len(),
-                to: inputs.len(),
-                released: false,
-            });
+            joined.push(Link::new(name, outputs.len(), inputs.len()));
             outputs.push(output);
             inputs.push(input);
         }
@@ -386,96 +333,4 @@ fn find_cycle(n: usize, links: &[(String, usize, usize)]) -> Option<Vec<String>>
         }
         visit(v, links, &mut state, &mut Vec::new())
     })
-}
-
-/// A link under way: an output of one program relayed into a piped input
-/// of another.
-pub(super) struct Link {
-    name: String,
-    /// Index of the output in the run.
-    from: usize,
-    /// Index of the input in the run.
-    to: usize,
-    /// The output has ended and the input was told so.
-    released: bool,
-}
-
-impl Link {
-    pub(super) fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl Run {
-    /// Passes the end of every finished output on to the input it feeds.
-    pub(super) fn settle_links(&mut self) {
-        for link in &mut self.links {
-            let (Some(output), Some(input)) =
-                (self.outputs.get(link.from), self.inputs.get_mut(link.to))
-            else {
-                continue;
-            };
-            if link.released || !output.done {
-                continue;
-            }
-            link.released = true;
-            if output.cut || input.closed || input.close_asked {
-                continue;
-            }
-            if output.relayed + input.accepted > 0 {
-                // A byte went into the pipe, so the reader had opened it:
-                // the sender closes once it is drained.
-                input.held = false;
-                continue;
-            }
-            // Nothing was written: the reader may not have opened the FIFO
-            // yet, and a sender closing on an empty pipe now would leave it
-            // blocked in open(2). Close this one (a reader that opened gets
-            // EOF) and open one that waits for the reader, like the sender
-            // of an empty input.
-            input.abandon(&mut self.p);
-            let fresh = Input::open(
-                &mut self.p,
-                input.name.clone(),
-                Vec::new(),
-                input.path.clone(),
-                input.owner,
-                false,
-            );
-            match fresh {
-                Ok(fresh) => *input = fresh,
-                Err(e) => {
-                    self.failure
-                        .get_or_insert((input.owner, input.name.clone(), e.to_string()));
-                }
-            }
-        }
-    }
-
-    /// Program `k` has exited: cut every output that feeds it.
-    pub(super) fn cut_links_into(&mut self, k: usize) {
-        for link in &self.links {
-            if self.inputs.get(link.to).is_some_and(|i| i.owner == k)
-                && let Some(output) = self.outputs.get_mut(link.from)
-            {
-                output.cut(&mut self.p);
-            }
-        }
-    }
-
-    pub(super) fn link_report(&self, link: &Link) -> LinkReport {
-        let (Some(output), Some(input)) = (self.outputs.get(link.from), self.inputs.get(link.to))
-        else {
-            return LinkReport {
-                relayed: 0,
-                complete: false,
-            };
-        };
-        // Bytes read before a splice took over were sent instead.
-        let relayed = output.relayed + input.accepted;
-        LinkReport {
-            relayed,
-            complete: output.done && !output.cut && (relayed == 0 || input.flushed),
-        }
-    }
 }

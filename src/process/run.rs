@@ -8,10 +8,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::ProcessError;
 use super::fifos::{Input, Output, nudge};
-use super::pipeline::{Link, LinkReport, PipelineOutput};
-use crate::ring::OpId;
+use super::link::{Failure, Link};
+use super::{LinkReport, PipelineOutput, ProcessError};
+use crate::proactor::Watch;
 use crate::{CloseReason, Event, Events, Proactor};
 
 /// Longest time between two checks of whether a child has exited, where
@@ -42,7 +42,7 @@ struct Program {
     /// child has exited, which wakes `poll`. `None` where pidfds are not
     /// available (then exit is checked every [`EXIT_CHECK`]), and once it
     /// fired.
-    exit: Option<(OwnedFd, OpId)>,
+    exit: Option<(OwnedFd, Watch)>,
 }
 
 /// One run under way: the proactor, the children and the state of every
@@ -56,7 +56,7 @@ pub(super) struct Run {
     pub(super) outputs: Vec<Output>,
     pub(super) links: Vec<Link>,
     /// The first transfer error: (program, FIFO name, what happened).
-    pub(super) failure: Option<(usize, String, String)>,
+    pub(super) failure: Failure,
 }
 
 impl Drop for Run {
@@ -104,8 +104,8 @@ impl Run {
         let exit = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
             .ok()
             .and_then(|fd| {
-                let op = p.watch_readable(fd.as_fd()).ok()?;
-                Some((fd, op))
+                let watch = p.watch_readable(fd.as_fd()).ok()?;
+                Some((fd, watch))
             });
         self.programs.push(Program {
             name,
@@ -164,8 +164,8 @@ impl Run {
                     source,
                 })?;
             for program in &mut self.programs {
-                if let Some((_, op)) = &program.exit
-                    && self.p.took_readable(*op)
+                if let Some((_, watch)) = &program.exit
+                    && self.p.fired(watch)
                 {
                     // Exited: `reap` at the top of the loop reaps it.
                     program.exit = None;
@@ -271,6 +271,25 @@ impl Run {
         }
     }
 
+    /// Passes the end of every finished output on to the input it feeds.
+    fn settle_links(&mut self) {
+        for link in &mut self.links {
+            link.settle(
+                &mut self.p,
+                &self.outputs,
+                &mut self.inputs,
+                &mut self.failure,
+            );
+        }
+    }
+
+    /// Program `k` has exited: cut every output that feeds it.
+    fn cut_links_into(&mut self, k: usize) {
+        for link in &self.links {
+            link.cut_into(k, &mut self.p, &mut self.outputs, &self.inputs);
+        }
+    }
+
     fn on_exit(&mut self, k: usize, status: ExitStatus) {
         if let Some(program) = self.programs.get_mut(k) {
             program.status = Some(status);
@@ -332,7 +351,7 @@ impl Run {
         let links: BTreeMap<String, LinkReport> = self
             .links
             .iter()
-            .map(|l| (l.name().to_owned(), self.link_report(l)))
+            .map(|l| (l.name().to_owned(), l.report(&self.outputs, &self.inputs)))
             .collect();
         PipelineOutput {
             statuses: self

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, Held, OpId, Purpose, Ring};
+use super::{FileRef, Held, Kind, OpId, Ring, UserData};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
@@ -24,8 +24,7 @@ use crate::buffers::{Buf, Pool, SELECT_GROUP};
 /// four reconnecting writers): a completion with `BUF_MORE` for a buffer
 /// arrived after the worker's completion that had already ended that
 /// buffer, so a piece with bytes in that position would start at the
-/// wrong offset. Each read therefore takes a whole buffer. The pool's piece
-/// bookkeeping stays for a kernel that reports the offset.
+/// wrong offset. Each read therefore takes a whole buffer.
 pub(super) fn register_all(
     submitter: &io_uring::Submitter<'_>,
     pool: &Rc<Pool>,
@@ -58,12 +57,17 @@ impl Ring {
     /// (on an empty pipe) holds no buffer, the kernel takes it back on
     /// -EAGAIN. The completion names the buffer; -ENOBUFS when the ring is
     /// empty.
-    pub(crate) fn read_select(&mut self, file: FileRef, len: u32, owner: u64) -> io::Result<OpId> {
+    pub(crate) fn read_select(
+        &mut self,
+        file: FileRef,
+        len: u32,
+        data: UserData,
+    ) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::Read::new(fd, std::ptr::null_mut(), len)
             .offset(u64::MAX)
             .buf_group(SELECT_GROUP)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT));
-        self.push(sqe, owner, Purpose::Read, Held::Nothing)
+        self.push(sqe, data, Kind::Other, Held::Nothing)
     }
 }

@@ -1,6 +1,12 @@
-//! The io_uring instance: SQ push with flush-when-full, one `io_uring_enter`
-//! per loop turn, CQ drain, cancellation, registered memory and files, and
-//! the operation table. Setup and feature probing are in `setup`.
+//! The backend below the proactor: one io_uring instance. Its calls are
+//! the whole boundary the proactor acts through, and know no purposes: an
+//! operation (`ops`: reads, writes, polls, splices and tees, cancels, an
+//! eventfd read, a timeout) is submitted with opaque [`UserData`] and
+//! answers with one [`Completion`] carrying it back (more for a multishot
+//! read); files are registered and released; one enter per loop turn
+//! submits and waits (`enter`); `drain` hands over what completed. What
+//! the user data means is the proactor's (its `route` room). Setup and
+//! feature probing are in `setup`, the provided buffer rings in `bufring`.
 //!
 //! Every operation is entered in the table before its SQE is pushed and leaves
 //! it only with its final CQE, taking back the buffer it owned. So no buffer is
@@ -16,15 +22,14 @@ pub(crate) use sigpipe::ignore_sigpipe_if_default;
 
 use std::io;
 use std::mem::ManuallyDrop;
-use std::ops::Range;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, squeue, types};
 use slab::Slab;
 
-use crate::buffers::{Buf, PROVIDED_GROUP, Pool};
+use crate::buffers::{Buf, Pool};
 
 macro_rules! with_file {
     ($file:expr, |$fd:ident| $body:expr) => {
@@ -42,6 +47,8 @@ macro_rules! with_file {
 }
 
 mod bufring;
+mod enter;
+mod ops;
 
 /// A file as an operation names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,42 +57,24 @@ pub(crate) enum FileRef {
     Fixed(u32),
 }
 
-/// What an operation is for: recorded in the operation table when it is
-/// submitted and reported back with its completion, so the proactor routes
-/// every completion with one `match`.
+/// The user data that comes back with every completion of an operation:
+/// opaque here. The proactor encodes in it whose operation it is and what
+/// for, and reserves values for its own operations; the ring only keeps
+/// it, and [`SHUTDOWN`] for the cancels it makes itself when dropped.
+pub(crate) type UserData = u64;
+
+/// User data of the cancels the ring submits itself at drop: their
+/// completions reach nobody.
+pub(crate) const SHUTDOWN: UserData = u64::MAX;
+
+/// What the ring itself must know of an operation's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    /// READ or READ_FIXED of a receiver.
-    Read,
-    /// READ_MULTISHOT of a receiver, from the provided buffer ring.
-    ReadMulti,
-    /// POLL of a receiver for data, before a read into whatever buffer is
-    /// free then.
-    ReadPoll,
-    /// POLL of a multishot receiver for POLLHUP: its writers left.
-    HangUp,
-    /// WRITE or WRITE_FIXED of a sender.
+enum Kind {
+    Other,
+    /// A WRITE: `unsubmitted_writes` counts it.
     Write,
-    /// POLL of a sender: for room after EAGAIN, or for its reader leaving.
-    WritePoll,
-    /// A round of a receiver spliced into senders: TEE to all destinations
-    /// but the last, SPLICE to the last (alone for one destination).
-    SpliceRound,
-    /// POLL of a spliced receiver: for data in the source (linked before a
-    /// single splice, or before sizing a round), or room in a destination.
-    SplicePoll,
-    /// ASYNC_CANCEL.
+    /// An ASYNC_CANCEL: never cancelled itself at drop.
     Cancel,
-    /// TIMEOUT of the retry timer of senders waiting for a reader.
-    RetryTimer,
-    /// POLL on the inotify fd that watches for readers opening FIFOs.
-    OpenWatch,
-    /// POLL for POLLIN on an fd the crate watches for itself (a child's
-    /// pidfd, for `process`).
-    Readable,
-    /// 8-byte READ of the eventfd that a `Notifier` writes to wake the
-    /// proactor from another thread.
-    Notify,
 }
 
 /// Names a live operation (its SQE `user_data`).
@@ -104,11 +93,11 @@ impl OpId {
 /// One operation in flight: one per idle receiver, so kept small (48
 /// bytes, see `layout`).
 struct InFlight {
-    owner: u64,
+    data: UserData,
     /// The low half of the operation's id; the high half is its key in the
     /// table.
     seq: u32,
-    purpose: Purpose,
+    kind: Kind,
     held: Held,
 }
 
@@ -130,8 +119,8 @@ enum Held {
 /// One final completion.
 #[derive(Debug)]
 pub(crate) struct Completion {
-    pub owner: u64,
-    pub purpose: Purpose,
+    /// The user data the operation was submitted with.
+    pub data: UserData,
     pub op: OpId,
     pub result: i32,
     pub buf: Option<Buf>,
@@ -139,26 +128,7 @@ pub(crate) struct Completion {
     pub more: bool,
     /// The provided buffer the kernel filled, if any.
     pub provided: Option<u16>,
-    /// `IORING_CQE_F_BUF_MORE`: the kernel keeps using that buffer (an
-    /// incremental provided ring).
-    pub buf_more: bool,
 }
-
-// `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
-/// Wait for or reap completions (and run deferred task work).
-const IORING_ENTER_GETEVENTS: u32 = 1;
-/// Wake the SQPOLL thread.
-const IORING_ENTER_SQ_WAKEUP: u32 = 2;
-/// The argument is an `io_uring_getevents_arg` (timeout, min-wait).
-const IORING_ENTER_EXT_ARG: u32 = 8;
-/// The fd argument is an index into this thread's registered rings.
-const IORING_ENTER_REGISTERED_RING: u32 = 16;
-
-/// The wait a `poll` with no timeout hands the kernel when a min-wait
-/// needs an overall timeout beside it (the kernel ends a min-wait with no
-/// overall timeout at the min-wait, events or not). Long enough never to
-/// matter: `poll` waits again when it expires.
-const LONG_WAIT: Duration = Duration::from_secs(3600);
 
 pub(crate) struct Ring {
     /// Closed by hand in `Drop`, before `memory` may go.
@@ -228,23 +198,14 @@ impl Ring {
         Ok(())
     }
 
-    /// Registers the pool's provided buffer rings, if it has them:
-    /// incremental where the kernel has it (see `bufring`).
+    /// Registers the pool's provided buffer rings, if it has them: plain,
+    /// not incremental (see `bufring` for why).
     pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
         if !bufring::register_all(&self.uring.submitter(), pool)? {
             return Ok(false);
         }
         self.memory = Some(Rc::clone(pool));
         Ok(true)
-    }
-
-    /// A multishot read into buffers the kernel takes from the provided
-    /// ring: one SQE, then a completion per read until it ends (ring empty:
-    /// -ENOBUFS; cancelled; EOF on an anonymous pipe, never on a FIFO).
-    pub(crate) fn read_multishot(&mut self, file: FileRef, owner: u64) -> io::Result<OpId> {
-        let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
-            .build());
-        self.push(sqe, owner, Purpose::ReadMulti, Held::Nothing)
     }
 
     /// Puts `fd` in the registered file table; `None` when the table is full.
@@ -313,214 +274,17 @@ impl Ring {
         self.ring_index.is_some()
     }
 
-    /// Reads up to the buffer's capacity at the file's current position.
-    pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, owner: u64) -> io::Result<OpId> {
-        self.register_on_first_use(&buf);
-        let ptr = buf.as_mut_ptr();
-        let len = buf.capacity() as u32;
-        let sqe = match (buf.fixed_index(), self.pool_registered) {
-            (Some(index), true) => {
-                with_file!(file, |fd| opcode::ReadFixed::new(fd, ptr, len, index)
-                    .offset(u64::MAX)
-                    .build())
-            }
-            _ => with_file!(file, |fd| opcode::Read::new(fd, ptr, len)
-                .offset(u64::MAX)
-                .build()),
-        };
-        self.push(sqe, owner, Purpose::Read, Held::Buf(buf))
-    }
-
-    /// Writes `buf[range]` at the file's current position. With `link`,
-    /// the next SQE pushed starts only after this write completed in full
-    /// (a short write or an error cancels it): a chain of writes in order.
-    pub(crate) fn write(
-        &mut self,
-        file: FileRef,
-        mut buf: Buf,
-        range: Range<usize>,
-        owner: u64,
-        link: bool,
-    ) -> io::Result<OpId> {
-        assert!(range.start <= range.end && range.end <= buf.capacity());
-        self.register_on_first_use(&buf);
-        // SAFETY: range.start <= capacity, checked above.
-        let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
-        let len = (range.end - range.start) as u32;
-        let sqe = match (buf.fixed_index(), self.pool_registered) {
-            (Some(index), true) => {
-                with_file!(file, |fd| opcode::WriteFixed::new(fd, ptr, len, index)
-                    .offset(u64::MAX)
-                    .build())
-            }
-            _ => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
-                .offset(u64::MAX)
-                .build()),
-        };
-        let sqe = if link {
-            sqe.flags(squeue::Flags::IO_LINK)
-        } else {
-            sqe
-        };
-        self.push(sqe, owner, Purpose::Write, Held::Buf(buf))
-    }
-
-    /// One-shot poll for `mask` (POLLERR and POLLHUP are always reported).
-    pub(crate) fn poll_add(
-        &mut self,
-        fd: RawFd,
-        mask: u32,
-        owner: u64,
-        purpose: Purpose,
-    ) -> io::Result<OpId> {
-        let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
-        self.push(sqe, owner, purpose, Held::Nothing)
-    }
-
-    /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
-    /// without blocking (`SPLICE_F_NONBLOCK`: -EAGAIN when the source is
-    /// empty or the destination full). With `after_poll`, the splice is
-    /// linked behind a POLL_ADD for POLLIN on that fd, so it only runs once
-    /// data is there: a splice always runs on an io-wq worker, and one left
-    /// waiting on an empty pipe would park that worker. A relay's: the
-    /// splice is [`Purpose::SpliceRound`], the poll [`Purpose::SplicePoll`].
-    pub(crate) fn splice(
-        &mut self,
-        from: FileRef,
-        to: FileRef,
-        len: u32,
-        after_poll: Option<RawFd>,
-        owner: u64,
-    ) -> io::Result<(Option<OpId>, OpId)> {
-        let splice = splice_sqe(from, to, len);
-        let Some(fd) = after_poll else {
-            let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
-            return Ok((None, splice));
-        };
-        // Both SQEs must go out in one submission for the link to hold.
-        self.reserve(2)?;
-        let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLIN as u32)
-            .build()
-            .flags(squeue::Flags::IO_LINK);
-        let poll = self.push(poll, owner, Purpose::SplicePoll, Held::Nothing)?;
-        let splice = self.push(splice, owner, Purpose::SpliceRound, Held::Nothing)?;
-        Ok((Some(poll), splice))
-    }
-
-    /// A link of a fan-out round ([`Purpose::SpliceRound`]): TEE (copy without
-    /// consuming) or SPLICE (move) of `len` bytes from pipe `from` to pipe
-    /// `to`, non-blocking. With `link`, the next SQE runs only if this one
-    /// moved all `len`.
-    pub(crate) fn tee_or_splice(
-        &mut self,
-        tee: bool,
-        from: FileRef,
-        to: FileRef,
-        len: u32,
-        link: bool,
-        owner: u64,
-    ) -> io::Result<OpId> {
-        let sqe = if tee {
-            let flags = libc::SPLICE_F_NONBLOCK;
-            match (from, to) {
-                (FileRef::Raw(i), FileRef::Raw(o)) => {
-                    opcode::Tee::new(types::Fd(i), types::Fd(o), len)
-                        .flags(flags)
-                        .build()
-                }
-                (FileRef::Raw(i), FileRef::Fixed(o)) => {
-                    opcode::Tee::new(types::Fd(i), types::Fixed(o), len)
-                        .flags(flags)
-                        .build()
-                }
-                (FileRef::Fixed(i), FileRef::Raw(o)) => {
-                    opcode::Tee::new(types::Fixed(i), types::Fd(o), len)
-                        .flags(flags)
-                        .build()
-                }
-                (FileRef::Fixed(i), FileRef::Fixed(o)) => {
-                    opcode::Tee::new(types::Fixed(i), types::Fixed(o), len)
-                        .flags(flags)
-                        .build()
-                }
-            }
-        } else {
-            splice_sqe(from, to, len)
-        };
-        let sqe = if link {
-            sqe.flags(squeue::Flags::IO_LINK)
-        } else {
-            sqe
-        };
-        self.push(sqe, owner, Purpose::SpliceRound, Held::Nothing)
-    }
-
-    /// SQEs the submission queue holds: the longest chain that one
-    /// submission can carry.
-    pub(crate) fn sq_entries(&mut self) -> usize {
-        self.uring.submission().capacity()
-    }
-
-    /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
-    /// linked chain goes out in one submission.
-    pub(crate) fn reserve(&mut self, n: usize) -> io::Result<()> {
-        let room = {
-            let sq = self.uring.submission();
-            sq.capacity() - sq.len()
-        };
-        if room < n {
-            self.enter(0, None, None)?;
-        }
-        Ok(())
-    }
-
-    /// Asks the kernel to cancel `target`. Both complete: `target` with
-    /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
-    pub(crate) fn cancel(&mut self, target: OpId, owner: u64) -> io::Result<OpId> {
-        let sqe = opcode::AsyncCancel::new(target.0.get()).build();
-        self.push(sqe, owner, Purpose::Cancel, Held::Nothing)
-    }
-
-    /// An 8-byte READ of an eventfd's counter ([`Purpose::Notify`]), into
-    /// a word the operation owns until its final completion.
-    pub(crate) fn read_counter(&mut self, fd: RawFd, owner: u64) -> io::Result<OpId> {
-        let mut counter = Box::new(0u64);
-        let ptr: *mut u8 = (&mut *counter as *mut u64).cast();
-        let sqe = opcode::Read::new(types::Fd(fd), ptr, 8)
-            .offset(u64::MAX)
-            .build();
-        // The word joins its operation; the heap address `ptr` names stays
-        // put when the box moves.
-        self.push(
-            sqe,
-            owner,
-            Purpose::Notify,
-            Held::Counter { _word: counter },
-        )
-    }
-
     /// The ring's fd, for polling it from another event loop.
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.uring.as_fd()
     }
 
-    /// Completes with -ETIME after `after`.
-    pub(crate) fn timeout(&mut self, after: Duration, owner: u64) -> io::Result<OpId> {
-        let ts = Box::new(
-            types::Timespec::new()
-                .sec(after.as_secs())
-                .nsec(after.subsec_nanos()),
-        );
-        let sqe = opcode::Timeout::new(&*ts).build();
-        self.push(sqe, owner, Purpose::RetryTimer, Held::Timespec { _ts: ts })
-    }
-
     fn push(
         &mut self,
         sqe: squeue::Entry,
-        owner: u64,
-        purpose: Purpose,
+        data: UserData,
+        kind: Kind,
         held: Held,
     ) -> io::Result<OpId> {
         let key = self.ops.vacant_key();
@@ -538,161 +302,18 @@ impl Ring {
         }
         if !self.sqpoll {
             self.unsubmitted += 1;
-            if purpose == Purpose::Write {
+            if kind == Kind::Write {
                 self.unsubmitted_writes += 1;
             }
         }
         let inserted = self.ops.insert(InFlight {
-            owner,
+            data,
             seq: self.seq,
-            purpose,
+            kind,
             held,
         });
         debug_assert_eq!(inserted, key);
         Ok(id)
-    }
-
-    /// One `io_uring_enter`: submits every queued SQE and, when `wait` is set,
-    /// waits for at least one completion or until `timeout`.
-    pub(crate) fn submit_and_wait(
-        &mut self,
-        wait: bool,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        self.enter(u32::from(wait), timeout, None)
-    }
-
-    /// Submits every queued SQE and waits for `want` completions for up
-    /// to `hold`; once `hold` has passed, returns as soon as any completion
-    /// is there, or at `timeout`. One `io_uring_enter` with the kernel's
-    /// min-wait (Linux >= 6.12); before that, a wait for `want` of at most
-    /// `hold`, and a second wait for one if nothing came.
-    ///
-    /// With deferred task work the kernel does not even wake the thread
-    /// before `want` completions are ready or `hold` is over.
-    pub(crate) fn submit_and_wait_batch(
-        &mut self,
-        want: u32,
-        hold: Duration,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
-        if self.min_wait {
-            // Past the timeout, no min-wait: the timeout ends the wait.
-            let hold = timeout.map_or(hold, |t| hold.min(t));
-            return self.enter(want, Some(timeout.unwrap_or(LONG_WAIT)), Some(hold));
-        }
-        let first = timeout.map_or(hold, |t| hold.min(t));
-        self.enter(want, Some(first), None)?;
-        let rest = timeout.map(|t| t.saturating_sub(first));
-        if self.uring.completion().is_empty() && rest != Some(Duration::ZERO) {
-            self.enter(1, rest, None)?;
-        }
-        Ok(())
-    }
-
-    fn enter(
-        &mut self,
-        want: u32,
-        timeout: Option<Duration>,
-        min_wait: Option<Duration>,
-    ) -> io::Result<()> {
-        // Always GETEVENTS: with DEFER_TASKRUN, completions are only posted
-        // by task work, which only an enter carrying GETEVENTS runs; without
-        // it a busy-polling loop would never see its completions.
-        let mut flags = IORING_ENTER_GETEVENTS;
-        if self.sqpoll {
-            // The kernel thread picks SQEs up by itself: skip the syscall
-            // unless it must wait, wake the thread or flush the CQ, so the
-            // counter counts real syscalls only.
-            let mut sq = self.uring.submission();
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            if sq.need_wakeup() {
-                flags |= IORING_ENTER_SQ_WAKEUP;
-            } else if want == 0 && !(sq.cq_overflow() || sq.taskrun()) {
-                sq.sync();
-                return Ok(());
-            }
-        }
-        self.enters += 1;
-        let to_submit = self.uring.submission().len() as u32;
-        let res = if timeout.is_some() || min_wait.is_some() {
-            let t = timeout.unwrap_or(LONG_WAIT);
-            let ts = types::Timespec::new()
-                .sec(t.as_secs())
-                .nsec(t.subsec_nanos());
-            let mut args = types::SubmitArgs::new().timespec(&ts);
-            if let Some(m) = min_wait {
-                // 0 would mean no min-wait at all.
-                let usec = m.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
-                args = args.min_wait_usec(usec);
-            }
-            self.raw_enter(to_submit, want, flags | IORING_ENTER_EXT_ARG, Some(&args))
-        } else {
-            self.raw_enter(to_submit, want, flags, None)
-        };
-        match res {
-            Ok(submitted) => {
-                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
-                self.unsubmitted_writes = 0;
-                Ok(())
-            }
-            Err(e) => match e.raw_os_error() {
-                // Timed out, interrupted, or completions must be reaped first.
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
-                    // Whether any SQE went in is unknown: assume all did.
-                    self.unsubmitted = 0;
-                    self.unsubmitted_writes = 0;
-                    Ok(())
-                }
-                _ => Err(e),
-            },
-        }
-    }
-
-    /// `io_uring_enter(2)`, naming the ring by its registered index when it
-    /// has one. The crate's `Submitter` can do that only for the `Submitter`
-    /// that registered it, and `IoUring::submitter` makes a new one per call.
-    fn raw_enter(
-        &self,
-        to_submit: u32,
-        want: u32,
-        flags: u32,
-        args: Option<&types::SubmitArgs<'_, '_>>,
-    ) -> io::Result<usize> {
-        let (fd, flags) = match self.ring_index {
-            Some(index) => (index as libc::c_int, flags | IORING_ENTER_REGISTERED_RING),
-            None => (self.uring.as_raw_fd(), flags),
-        };
-        let (arg, size) = match args {
-            Some(a) => (
-                std::ptr::from_ref(a).cast::<libc::c_void>(),
-                std::mem::size_of::<types::SubmitArgs<'_, '_>>(),
-            ),
-            None => (std::ptr::null(), 0),
-        };
-        // SAFETY: `fd` names this ring (its fd, or its index in this
-        // thread's registered rings: the proactor is `!Send`, so the thread
-        // that registered it is the one entering). With EXT_ARG, `arg`
-        // points to a `SubmitArgs`, `repr(transparent)` over the kernel's
-        // `io_uring_getevents_arg`, and `size` is its size; it and the
-        // timespec it points to outlive the call. Without EXT_ARG no
-        // argument is passed. Every SQE it submits was made valid by `push`.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_io_uring_enter,
-                fd,
-                to_submit,
-                want,
-                flags,
-                arg,
-                size,
-            )
-        };
-        if ret < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(ret as usize)
-        }
     }
 
     /// Moves every available completion to `out`, flushing CQEs the kernel
@@ -715,21 +336,18 @@ impl Ring {
                 let provided = cqueue::buffer_select(cqe.flags());
                 if cqueue::more(cqe.flags()) {
                     out.push(Completion {
-                        owner: op.owner,
-                        purpose: op.purpose,
+                        data: op.data,
                         op: id,
                         result: cqe.result(),
                         buf: None,
                         more: true,
                         provided,
-                        buf_more: cqueue::buffer_more(cqe.flags()),
                     });
                     continue;
                 }
                 let op = ops.remove(key);
                 out.push(Completion {
-                    owner: op.owner,
-                    purpose: op.purpose,
+                    data: op.data,
                     op: id,
                     result: cqe.result(),
                     buf: match op.held {
@@ -738,17 +356,10 @@ impl Ring {
                     },
                     more: false,
                     provided,
-                    buf_more: cqueue::buffer_more(cqe.flags()),
                 });
             }
             if self.uring.submission().cq_overflow() {
-                // The kernel holds completions that did not fit: an enter
-                // with GETEVENTS moves them into the CQ.
-                self.enters += 1;
-                let to_submit = self.uring.submission().len() as u32;
-                let submitted = self.raw_enter(to_submit, 0, IORING_ENTER_GETEVENTS, None)?;
-                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
-                self.unsubmitted_writes = 0;
+                self.flush_overflow()?;
                 continue;
             }
             return Ok(());
@@ -767,11 +378,11 @@ impl Ring {
         let targets: Vec<OpId> = self
             .ops
             .iter()
-            .filter(|(_, op)| op.purpose != Purpose::Cancel)
+            .filter(|(_, op)| op.kind != Kind::Cancel)
             .map(|(key, op)| OpId::of(key, op.seq))
             .collect();
         for target in targets {
-            if self.cancel(target, u64::MAX).is_err() {
+            if self.cancel(target, SHUTDOWN).is_err() {
                 break;
             }
         }
@@ -792,25 +403,6 @@ impl Ring {
         }
         true
     }
-}
-
-/// A non-blocking SPLICE of up to `len` bytes between two pipes.
-fn splice_sqe(from: FileRef, to: FileRef, len: u32) -> squeue::Entry {
-    let splice = match (from, to) {
-        (FileRef::Raw(i), FileRef::Raw(o)) => {
-            opcode::Splice::new(types::Fd(i), -1, types::Fd(o), -1, len)
-        }
-        (FileRef::Raw(i), FileRef::Fixed(o)) => {
-            opcode::Splice::new(types::Fd(i), -1, types::Fixed(o), -1, len)
-        }
-        (FileRef::Fixed(i), FileRef::Raw(o)) => {
-            opcode::Splice::new(types::Fixed(i), -1, types::Fd(o), -1, len)
-        }
-        (FileRef::Fixed(i), FileRef::Fixed(o)) => {
-            opcode::Splice::new(types::Fixed(i), -1, types::Fixed(o), -1, len)
-        }
-    };
-    splice.flags(libc::SPLICE_F_NONBLOCK).build()
 }
 
 impl Drop for Ring {

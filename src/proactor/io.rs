@@ -1,0 +1,30 @@
+//! What every part of the proactor acts through: the ring (the backend)
+//! to submit on, the buffer pool, and the events the next `poll` reports.
+
+use std::rc::Rc;
+
+use crate::buffers::{Buf, Pool};
+use crate::error::Error;
+use crate::event::Item;
+use crate::ring::Ring;
+use crate::token::Token;
+
+#[derive(Debug)]
+pub(super) struct Io {
+    pub(super) ring: Ring,
+    pub(super) pool: Rc<Pool>,
+    /// Events for the next `poll`, in the order they happened.
+    pub(super) pending: Vec<Item>,
+    /// Read buffers that `pending`'s frames are lent from.
+    pub(super) pending_bufs: Vec<Buf>,
+}
+
+impl Io {
+    /// Reports `error` about `token` at the next `poll`.
+    pub(super) fn report_error(&mut self, token: Token, error: Error) {
+        self.pending.push(Item::Error {
+            token,
+            error: Box::new(error),
+        });
+    }
+}

@@ -1,0 +1,316 @@
+//! A receiver: how it takes bytes out of its pipe and hands them on. It
+//! owns its operations and handles their completions (`read`: single-shot
+//! reads, `multishot`: the multishot read and its hang-up poll), delivers
+//! what it read as `Data` or frames (`deliver`), and reopens its FIFO at
+//! EOF if it is persistent. What follows that it cannot do alone (failing
+//! the transport, arming a splice, handing bytes to the senders it is
+//! spliced into) it returns as a [`Next`] for the proactor to route.
+
+mod deliver;
+mod multishot;
+mod read;
+
+use std::io;
+
+use super::end::End;
+use super::io::Io;
+use super::splice::Splice;
+use crate::buffers::Buf;
+use crate::error::Error;
+use crate::fifo::ReadMode;
+use crate::frame::{Codec, FrameDecoder};
+use crate::ring::OpId;
+use crate::token::Token;
+
+pub(super) use deliver::Taken;
+
+/// How a receiver reads while it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadPath {
+    /// Single-shot reads: into a buffer the kernel picks from the provided
+    /// ring, into a registered buffer while the receiver streams, or after
+    /// a poll for data into whatever buffer is free.
+    Fixed,
+    /// One multishot read from the provided buffer ring shared by all
+    /// receivers, and a poll for POLLHUP standing in for the EOF a FIFO's
+    /// multishot read never reports.
+    Multishot,
+    /// A multishot receiver whose writers left: single-shot reads until
+    /// EOF, then multishot again on the reopened end.
+    Draining,
+}
+
+/// Where a receiver's bytes go.
+#[derive(Debug)]
+pub(super) enum Feed {
+    /// Read into user space by its [`ReadPath`].
+    Read,
+    /// Nowhere: no read is armed, the data waits in the pipe.
+    Paused,
+    /// Spliced into senders in the kernel (a relay, a fan-out); the
+    /// splice keeps its own pause.
+    Spliced(Box<Splice>),
+}
+
+/// The proactor's read configuration, and the receivers waiting for it.
+#[derive(Debug)]
+pub(super) struct Reads {
+    /// The kernel has multishot reads and the provided rings are
+    /// registered.
+    pub(super) multishot_ok: bool,
+    /// `Builder::read_mode`.
+    pub(super) mode: ReadMode,
+    /// Multishot receivers whose read ended for lack of buffers: armed
+    /// again at the next `poll`, once lent buffers are back.
+    pub(super) starved: Vec<Token>,
+}
+
+impl Reads {
+    /// Whether a receiver opened with `mode` (its own, if set) reads
+    /// multishot.
+    pub(super) fn multishot(&self, mode: Option<ReadMode>) -> bool {
+        self.multishot_ok && mode.unwrap_or(self.mode) == ReadMode::Multishot
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ReceiverSide {
+    /// The read in flight, single-shot or multishot.
+    read: Option<OpId>,
+    /// The poll for data in flight (no buffer was free to read into).
+    poll: Option<OpId>,
+    /// The hang-up poll in flight of a multishot read.
+    hup: Option<OpId>,
+    /// Bytes read into user space (see `Stats::bytes_read`).
+    pub(super) bytes_read: u64,
+    /// Delivers whole frames instead of byte chunks.
+    decoder: Option<Box<FrameDecoder>>,
+    feed: Feed,
+    path: ReadPath,
+    /// Survive writers leaving: reopen at EOF instead of closing.
+    persistent: bool,
+}
+
+/// What the proactor does after a receiver handled a completion.
+#[derive(Debug)]
+pub(super) enum Next {
+    Done,
+    /// `n` bytes were read into `buf`: deliver them, then arm the next
+    /// read if `rearm` says so (with the size just read).
+    Bytes {
+        buf: Buf,
+        n: usize,
+        rearm: Option<usize>,
+    },
+    /// Arm what the receiver lacks (its splice, if it is spliced now).
+    Arm,
+    /// Every writer left.
+    Eof,
+    /// The shared provided ring ran dry: arm again once buffers are back.
+    Starved,
+    /// An operation failed: the transport fails.
+    Fail(Error),
+    /// An operation could not be submitted: the transport fails.
+    Unsubmitted(io::Error),
+}
+
+/// What [`ReceiverSide::arm`] asks of the proactor.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Armed {
+    Done,
+    /// The receiver is spliced: arm the splice instead.
+    Splice,
+}
+
+/// What a receiver's EOF leads to.
+#[derive(Debug)]
+pub(super) enum Eof {
+    /// A persistent receiver opened a fresh read end: arm it.
+    Reopened,
+    /// A one-shot receiver is done.
+    Close,
+    Fail(Error),
+}
+
+impl ReceiverSide {
+    pub(super) fn new(persistent: bool, multishot: bool, frames: Option<(Codec, usize)>) -> Self {
+        ReceiverSide {
+            read: None,
+            poll: None,
+            hup: None,
+            bytes_read: 0,
+            decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
+            feed: Feed::Read,
+            path: if multishot {
+                ReadPath::Multishot
+            } else {
+                ReadPath::Fixed
+            },
+            persistent,
+        }
+    }
+
+    /// Whether a read or a poll for data is in flight.
+    pub(super) fn armed(&self) -> bool {
+        self.read.is_some() || self.poll.is_some()
+    }
+
+    /// Whether reading (or splicing) is paused.
+    fn paused(&self) -> bool {
+        match &self.feed {
+            Feed::Paused => true,
+            Feed::Spliced(s) => s.paused,
+            Feed::Read => false,
+        }
+    }
+
+    /// The splice this receiver feeds, if it is spliced.
+    pub(super) fn splice(&self) -> Option<&Splice> {
+        match &self.feed {
+            Feed::Spliced(s) => Some(s),
+            Feed::Read | Feed::Paused => None,
+        }
+    }
+
+    pub(super) fn splice_mut(&mut self) -> Option<&mut Splice> {
+        match &mut self.feed {
+            Feed::Spliced(s) => Some(s),
+            Feed::Read | Feed::Paused => None,
+        }
+    }
+
+    /// Stops reading: the receiver's operations to cancel. A splice stops
+    /// waiting for data (see `Splice::pause_ops`). A read that completes
+    /// before its cancel still delivers.
+    pub(super) fn pause(&mut self) -> impl Iterator<Item = Option<OpId>> + use<> {
+        let spliced = match &mut self.feed {
+            Feed::Read | Feed::Paused => {
+                self.feed = Feed::Paused;
+                Vec::new()
+            }
+            Feed::Spliced(s) => {
+                s.paused = true;
+                s.pause_ops()
+            }
+        };
+        let own = [self.read, self.poll, self.hup];
+        own.into_iter().chain(spliced.into_iter().map(Some))
+    }
+
+    /// Reads (or splices) again after `pause`. Returns whether the
+    /// receiver must be armed: nothing of its own is in flight.
+    pub(super) fn resume(&mut self) -> bool {
+        match &mut self.feed {
+            Feed::Read | Feed::Paused => self.feed = Feed::Read,
+            Feed::Spliced(s) => s.paused = false,
+        }
+        !self.armed()
+    }
+
+    /// Hands the pipe to `splice`. Returns the reads to cancel: one that
+    /// completes first is queued on the senders ahead of every spliced
+    /// byte. (A splice sees EOF itself: no hang-up poll is needed.)
+    pub(super) fn start_splice(&mut self, mut splice: Box<Splice>) -> [Option<OpId>; 3] {
+        splice.paused = matches!(self.feed, Feed::Paused);
+        self.feed = Feed::Spliced(splice);
+        [self.read, self.poll, self.hup]
+    }
+
+    /// The splice has no destination left: the receiver reads again
+    /// (unless it is paused).
+    pub(super) fn end_splice(&mut self) {
+        if let Feed::Spliced(s) = &self.feed {
+            self.feed = if s.paused { Feed::Paused } else { Feed::Read };
+        }
+    }
+
+    /// Takes the splice away at close.
+    pub(super) fn take_splice(&mut self) -> Option<Box<Splice>> {
+        match std::mem::replace(&mut self.feed, Feed::Read) {
+            Feed::Spliced(s) => Some(s),
+            other => {
+                self.feed = other;
+                None
+            }
+        }
+    }
+
+    /// Every operation in flight, for a close to cancel.
+    pub(super) fn ops(&self) -> Vec<OpId> {
+        [self.read, self.poll, self.hup]
+            .into_iter()
+            .flatten()
+            .chain(self.splice().into_iter().flat_map(|s| s.ops()))
+            .collect()
+    }
+
+    /// Arms what the receiver lacks to take its next bytes; `last` is the
+    /// size of its read that just completed (0 if none). See `read` and
+    /// `multishot` for the two paths.
+    pub(super) fn arm(
+        &mut self,
+        end: &mut End,
+        io: &mut Io,
+        reads: &Reads,
+        last: usize,
+    ) -> io::Result<Armed> {
+        if end.closing() || end.fd.is_none() {
+            return Ok(Armed::Done);
+        }
+        match (&self.feed, self.path) {
+            (Feed::Paused, _) => Ok(Armed::Done),
+            (Feed::Spliced(s), _) if s.paused => Ok(Armed::Done),
+            (Feed::Spliced(_), _) => Ok(Armed::Splice),
+            (Feed::Read, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
+            // One still in flight (being cancelled, say) re-arms when it
+            // completes: a second beside it would be left uncancelled.
+            (Feed::Read, ReadPath::Fixed | ReadPath::Draining) if self.armed() => Ok(Armed::Done),
+            (Feed::Read, ReadPath::Fixed | ReadPath::Draining) => self
+                .arm_single(end, io, reads.multishot_ok, last)
+                .map(|()| Armed::Done),
+        }
+    }
+
+    /// Records the read or poll just armed (each arm puts one in flight).
+    fn armed_with(&mut self, end: &mut End, read: Option<OpId>, poll: Option<OpId>) {
+        end.inflight += 1;
+        self.read = read;
+        self.poll = poll;
+    }
+
+    /// Every writer closed. Never re-arm a read on this fd: on a FIFO it
+    /// would return 0 again at once, thousands of times a second. A
+    /// persistent receiver opens a fresh read end instead (before closing
+    /// the old one, so the pipe and anything written meanwhile survive),
+    /// whose read waits quietly for the next writer.
+    pub(super) fn eof(&mut self, end: &mut End, io: &mut Io) -> Eof {
+        // A writer that left inside a frame: reported; a persistent
+        // receiver drops the partial frame and goes on, a one-shot one fails.
+        if let Some(error) = self.frame_cut(end) {
+            if !self.persistent {
+                return Eof::Fail(error);
+            }
+            io.report_error(end.token, error);
+        }
+        end.apply(crate::transport::Input::PeerLeft, &mut io.pending);
+        let reopened = match (&end.anchor, self.persistent) {
+            (Some(anchor), true) => crate::fifo::open_reader(anchor),
+            _ => return Eof::Close,
+        };
+        match reopened {
+            Ok(fd) => {
+                // Nothing may keep watching the old fd.
+                let old_hup = self.hup.take();
+                // The new read end waits quietly, multishot or not.
+                if self.path != ReadPath::Fixed {
+                    self.path = ReadPath::Multishot;
+                }
+                end.cancel(&mut io.ring, [old_hup]);
+                end.release_fd(&mut io.ring);
+                end.install_fd(&mut io.ring, fd);
+                Eof::Reopened
+            }
+            Err(e) => Eof::Fail(crate::fifo::open_error(&end.path_buf(), e)),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Multishot reads from the provided buffer ring shared by all receivers,
+//! with a hang-up poll standing in for the EOF a FIFO's multishot read
+//! never reports.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use super::{Next, ReadPath, ReceiverSide};
+use crate::buffers::PROVIDED_GROUP;
+use crate::proactor::end::End;
+use crate::proactor::io::Io;
+use crate::proactor::route::Part;
+use crate::proactor::{ECANCELED, ERESTARTSYS};
+use crate::ring::{Completion, FileRef, OpId};
+
+impl ReceiverSide {
+    /// Arms what a multishot receiver lacks: its multishot read and its
+    /// hang-up poll (a FIFO's multishot read never reports EOF).
+    pub(super) fn arm_multishot(&mut self, end: &mut End, io: &mut Io) -> io::Result<()> {
+        let Some(fd) = end.fd.as_ref() else {
+            return Ok(());
+        };
+        let raw = fd.as_raw_fd();
+        // Measured on Linux 6.18: READ_MULTISHOT on a registered (fixed)
+        // file fails with -EBADFD; on the plain descriptor it works.
+        let read = match self.read {
+            None => Some(
+                io.ring
+                    .read_multishot(FileRef::Raw(raw), end.data(Part::ReadMulti)),
+            ),
+            Some(_) => None,
+        };
+        // Events 0: POLLHUP and POLLERR only, never data.
+        let hup = match self.hup {
+            None => Some(io.ring.poll_add(raw, 0, end.data(Part::HangUp))),
+            Some(_) => None,
+        };
+        if let Some(read) = read {
+            self.read = Some(read?);
+            end.inflight += 1;
+        }
+        if let Some(hup) = hup {
+            self.hup = Some(hup?);
+            end.inflight += 1;
+        }
+        Ok(())
+    }
+
+    /// A completion of the multishot read: more may follow.
+    #[inline]
+    pub(crate) fn on_read_multi(&mut self, end: &mut End, io: &mut Io, c: &Completion) -> Next {
+        // Take the kernel's buffer first: dropped unused, it goes back.
+        let buf = c
+            .provided
+            .and_then(|bid| io.pool.take_provided(PROVIDED_GROUP, bid, c.result));
+        if !c.more {
+            self.read = None;
+        }
+        match c.result {
+            // Delivered even while closing: the bytes left the pipe.
+            n if n > 0 => match buf {
+                Some(buf) => Next::Bytes {
+                    buf,
+                    n: n as usize,
+                    rearm: (!c.more).then_some(0),
+                },
+                None => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
+            },
+            _ if end.closing() => Next::Done,
+            // EOF: only ever seen on an anonymous pipe.
+            0 => Next::Eof,
+            // The shared ring ran dry: re-armed once buffers come back.
+            r if r == -libc::ENOBUFS => Next::Starved,
+            r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => Next::Arm,
+            r => Next::Fail(end.io_error("read", r)),
+        }
+    }
+
+    /// Every writer of a multishot receiver left. Drain what is left with
+    /// single-shot reads, whose 0 is the EOF.
+    pub(crate) fn on_hup(&mut self, end: &mut End, io: &mut Io, op: OpId, result: i32) -> Next {
+        // The hang-up poll of a read end replaced at EOF: nothing to do.
+        if self.path != ReadPath::Multishot || self.hup != Some(op) {
+            return Next::Done;
+        }
+        self.hup = None;
+        if end.closing() || result < 0 {
+            return Next::Done;
+        }
+        self.path = ReadPath::Draining;
+        match self.read {
+            // Its last completion (-ECANCELED) arms the single-shot read.
+            Some(op) => {
+                end.cancel(&mut io.ring, [Some(op)]);
+                Next::Done
+            }
+            None => Next::Arm,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Frames into a sender's queue: one, a batch, or frames already on the
+//! wire, each frame of at most `PIPE_BUF` bytes kept whole in one atomic
+//! write, all or nothing.
+
+use std::rc::Rc;
+
+use crate::buffers::Pool;
+use crate::frame::{Codec, FrameError, PIPE_BUF};
+use crate::transport::WriteQueue;
+
+/// Why a frame call queued nothing.
+#[derive(Debug)]
+pub(in crate::proactor) enum Refused {
+    /// The codec cannot carry a payload, or `wire` is not whole frames.
+    Frame(FrameError),
+    /// A frame of this many bytes on the wire is over `PIPE_BUF` and the
+    /// sender keeps frames atomic.
+    TooLarge(usize),
+}
+
+/// Queues `payload` encoded with `codec` as one frame; over `PIPE_BUF`
+/// only if `large` frames are allowed.
+#[inline]
+pub(in crate::proactor) fn push_frame(
+    q: &mut WriteQueue,
+    pool: &Rc<Pool>,
+    large: bool,
+    codec: Codec,
+    payload: &[u8],
+) -> Result<(), Refused> {
+    let len = payload.len() + codec.overhead();
+    codec
+        .with_parts(payload, |parts| {
+            if len > PIPE_BUF && !large {
+                return Err(Refused::TooLarge(len));
+            }
+            q.push_message(pool, parts);
+            Ok(())
+        })
+        .map_err(Refused::Frame)?
+}
+
+/// Queues each payload as a frame, in order, or none of them.
+pub(in crate::proactor) fn push_frames<P: AsRef<[u8]>>(
+    q: &mut WriteQueue,
+    pool: &Rc<Pool>,
+    large: bool,
+    codec: Codec,
+    payloads: &[P],
+) -> Result<(), Refused> {
+    let mark = q.mark();
+    for payload in payloads {
+        if let Err(refused) = push_frame(q, pool, large, codec, payload.as_ref()) {
+            q.rollback(mark);
+            return Err(refused);
+        }
+    }
+    Ok(())
+}
+
+/// Queues `wire`, whole frames already encoded with `codec`, cut at frame
+/// boundaries into atomic runs; all or nothing.
+pub(in crate::proactor) fn push_framed(
+    q: &mut WriteQueue,
+    pool: &Rc<Pool>,
+    large: bool,
+    codec: Codec,
+    wire: &[u8],
+) -> Result<(), Refused> {
+    let mark = q.mark();
+    let mut too_large = None;
+    codec
+        .atomic_runs(wire, |run, atomic| match (atomic, too_large) {
+            (_, Some(_)) => {}
+            (true, None) => q.push_message(pool, &[run]),
+            (false, None) if large => q.push(pool, run),
+            (false, None) => too_large = Some(run.len()),
+        })
+        .map_err(Refused::Frame)?;
+    match too_large {
+        Some(len) => {
+            q.rollback(mark);
+            Err(Refused::TooLarge(len))
+        }
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,204 @@
+//! Entering the kernel: one `io_uring_enter` per loop turn that submits
+//! everything queued and waits as `poll` asks (for one completion, a
+//! batch with the kernel's min-wait, or a two-wait fallback), by the
+//! ring's registered index where it has one; and room in the SQ for a
+//! linked chain.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use io_uring::types;
+
+use super::Ring;
+
+// `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
+/// Wait for or reap completions (and run deferred task work).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+/// Wake the SQPOLL thread.
+const IORING_ENTER_SQ_WAKEUP: u32 = 2;
+/// The argument is an `io_uring_getevents_arg` (timeout, min-wait).
+const IORING_ENTER_EXT_ARG: u32 = 8;
+/// The fd argument is an index into this thread's registered rings.
+const IORING_ENTER_REGISTERED_RING: u32 = 16;
+
+/// The wait a `poll` with no timeout hands the kernel when a min-wait
+/// needs an overall timeout beside it (the kernel ends a min-wait with no
+/// overall timeout at the min-wait, events or not). Long enough never to
+/// matter: `poll` waits again when it expires.
+const LONG_WAIT: Duration = Duration::from_secs(3600);
+
+impl Ring {
+    /// Moves the completions the kernel kept aside on CQ overflow into
+    /// the CQ: an enter with GETEVENTS (submitting what is queued too).
+    pub(super) fn flush_overflow(&mut self) -> io::Result<()> {
+        self.enters += 1;
+        let to_submit = self.uring.submission().len() as u32;
+        let submitted = self.raw_enter(to_submit, 0, IORING_ENTER_GETEVENTS, None)?;
+        self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+        self.unsubmitted_writes = 0;
+        Ok(())
+    }
+
+    /// SQEs the submission queue holds: the longest chain that one
+    /// submission can carry.
+    pub(crate) fn sq_entries(&mut self) -> usize {
+        self.uring.submission().capacity()
+    }
+
+    /// Makes sure `n` SQEs fit in the SQ, flushing it early if not, so a
+    /// linked chain goes out in one submission.
+    pub(crate) fn reserve(&mut self, n: usize) -> io::Result<()> {
+        let room = {
+            let sq = self.uring.submission();
+            sq.capacity() - sq.len()
+        };
+        if room < n {
+            self.enter(0, None, None)?;
+        }
+        Ok(())
+    }
+
+    /// One `io_uring_enter`: submits every queued SQE and, when `wait` is set,
+    /// waits for at least one completion or until `timeout`.
+    pub(crate) fn submit_and_wait(
+        &mut self,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.enter(u32::from(wait), timeout, None)
+    }
+
+    /// Submits every queued SQE and waits for `want` completions for up
+    /// to `hold`; once `hold` has passed, returns as soon as any completion
+    /// is there, or at `timeout`. One `io_uring_enter` with the kernel's
+    /// min-wait (Linux >= 6.12); before that, a wait for `want` of at most
+    /// `hold`, and a second wait for one if nothing came.
+    ///
+    /// With deferred task work the kernel does not even wake the thread
+    /// before `want` completions are ready or `hold` is over.
+    pub(crate) fn submit_and_wait_batch(
+        &mut self,
+        want: u32,
+        hold: Duration,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        if self.min_wait {
+            // Past the timeout, no min-wait: the timeout ends the wait.
+            let hold = timeout.map_or(hold, |t| hold.min(t));
+            return self.enter(want, Some(timeout.unwrap_or(LONG_WAIT)), Some(hold));
+        }
+        let first = timeout.map_or(hold, |t| hold.min(t));
+        self.enter(want, Some(first), None)?;
+        let rest = timeout.map(|t| t.saturating_sub(first));
+        if self.uring.completion().is_empty() && rest != Some(Duration::ZERO) {
+            self.enter(1, rest, None)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn enter(
+        &mut self,
+        want: u32,
+        timeout: Option<Duration>,
+        min_wait: Option<Duration>,
+    ) -> io::Result<()> {
+        // Always GETEVENTS: with DEFER_TASKRUN, completions are only posted
+        // by task work, which only an enter carrying GETEVENTS runs; without
+        // it a busy-polling loop would never see its completions.
+        let mut flags = IORING_ENTER_GETEVENTS;
+        if self.sqpoll {
+            // The kernel thread picks SQEs up by itself: skip the syscall
+            // unless it must wait, wake the thread or flush the CQ, so the
+            // counter counts real syscalls only.
+            let mut sq = self.uring.submission();
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if sq.need_wakeup() {
+                flags |= IORING_ENTER_SQ_WAKEUP;
+            } else if want == 0 && !(sq.cq_overflow() || sq.taskrun()) {
+                sq.sync();
+                return Ok(());
+            }
+        }
+        self.enters += 1;
+        let to_submit = self.uring.submission().len() as u32;
+        let res = if timeout.is_some() || min_wait.is_some() {
+            let t = timeout.unwrap_or(LONG_WAIT);
+            let ts = types::Timespec::new()
+                .sec(t.as_secs())
+                .nsec(t.subsec_nanos());
+            let mut args = types::SubmitArgs::new().timespec(&ts);
+            if let Some(m) = min_wait {
+                // 0 would mean no min-wait at all.
+                let usec = m.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
+                args = args.min_wait_usec(usec);
+            }
+            self.raw_enter(to_submit, want, flags | IORING_ENTER_EXT_ARG, Some(&args))
+        } else {
+            self.raw_enter(to_submit, want, flags, None)
+        };
+        match res {
+            Ok(submitted) => {
+                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+                self.unsubmitted_writes = 0;
+                Ok(())
+            }
+            Err(e) => match e.raw_os_error() {
+                // Timed out, interrupted, or completions must be reaped first.
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
+                    // Whether any SQE went in is unknown: assume all did.
+                    self.unsubmitted = 0;
+                    self.unsubmitted_writes = 0;
+                    Ok(())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// `io_uring_enter(2)`, naming the ring by its registered index when it
+    /// has one. The crate's `Submitter` can do that only for the `Submitter`
+    /// that registered it, and `IoUring::submitter` makes a new one per call.
+    fn raw_enter(
+        &self,
+        to_submit: u32,
+        want: u32,
+        flags: u32,
+        args: Option<&types::SubmitArgs<'_, '_>>,
+    ) -> io::Result<usize> {
+        let (fd, flags) = match self.ring_index {
+            Some(index) => (index as libc::c_int, flags | IORING_ENTER_REGISTERED_RING),
+            None => (self.uring.as_raw_fd(), flags),
+        };
+        let (arg, size) = match args {
+            Some(a) => (
+                std::ptr::from_ref(a).cast::<libc::c_void>(),
+                std::mem::size_of::<types::SubmitArgs<'_, '_>>(),
+            ),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `fd` names this ring (its fd, or its index in this
+        // thread's registered rings: the proactor is `!Send`, so the thread
+        // that registered it is the one entering). With EXT_ARG, `arg`
+        // points to a `SubmitArgs`, `repr(transparent)` over the kernel's
+        // `io_uring_getevents_arg`, and `size` is its size; it and the
+        // timespec it points to outlive the call. Without EXT_ARG no
+        // argument is passed. Every SQE it submits was made valid by `push`.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_io_uring_enter,
+                fd,
+                to_submit,
+                want,
+                flags,
+                arg,
+                size,
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret as usize)
+        }
+    }
+}
