@@ -390,7 +390,6 @@ impl Builder {
             unpumped: Vec::new(),
             watches: Default::default(),
             notify: None,
-            completions: Vec::new(),
         })
     }
 }

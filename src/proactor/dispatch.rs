@@ -10,7 +10,7 @@ use super::route::{Part, Route};
 use crate::buffers::Buf;
 use crate::event::CloseReason;
 use crate::ring::Completion;
-use crate::transport::Input;
+use crate::transport::{Input, State};
 
 impl Proactor {
     #[inline]
@@ -55,8 +55,13 @@ impl Proactor {
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
         }
-        // Closing senders this operation may have kept waiting.
-        let waiting = self.closing_dests(idx);
+        // Closing senders a splice operation may have kept waiting (its
+        // moves use their fds); no other operation touches another
+        // transport's fd.
+        let waiting = match part {
+            Part::SpliceRound | Part::SplicePoll => self.closing_dests(idx),
+            _ => Vec::new(),
+        };
         let Transport { end, role } = &mut self.table[idx];
         let io = &mut self.io;
         match (part, role) {
@@ -144,7 +149,13 @@ impl Proactor {
             Taken::Forward(buf) => self.forward(idx, &buf.as_slice()[..n]),
             Taken::Failed(e) => return self.fail(idx, e),
         }
-        self.apply(idx, Input::PeerReady);
+        // Data moves an open receiver nowhere: the state machine is asked
+        // only when there is a change to make (a peer back, say).
+        if let Some(t) = self.table.get_mut(idx)
+            && t.end.state != State::Open
+        {
+            t.end.apply(Input::PeerReady, &mut self.io.pending);
+        }
     }
 
     /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).

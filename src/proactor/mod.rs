@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions};
-use crate::ring::Completion;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -111,8 +110,6 @@ pub struct Proactor {
     watches: watch::Watches,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
-    /// Reused by every `poll` to drain the ring into.
-    completions: Vec<Completion>,
 }
 
 impl Proactor {
@@ -527,13 +524,20 @@ impl Proactor {
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
-        for token in std::mem::take(&mut self.reads.starved) {
-            if let Ok(idx) = self.table.live(token) {
-                self.arm_read(idx);
+        if !self.reads.starved.is_empty() {
+            for token in std::mem::take(&mut self.reads.starved) {
+                if let Ok(idx) = self.table.live(token) {
+                    self.arm_read(idx);
+                }
             }
         }
-        self.pump_queued();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        if !self.unpumped.is_empty() {
+            self.pump_queued();
+        }
+        // A busy poll never waits: no clock to read.
+        let deadline = timeout
+            .filter(|t| !t.is_zero())
+            .map(|t| Instant::now() + t);
         let watches_fired = self.watches.fired();
         loop {
             let wait = self.io.pending.is_empty()
@@ -550,18 +554,13 @@ impl Proactor {
                 op: "io_uring_enter",
                 source: e,
             })?;
-            let mut completions = std::mem::take(&mut self.completions);
-            self.io
-                .ring
-                .drain(&mut completions)
-                .map_err(|e| Error::Ring {
-                    op: "io_uring_enter (CQ overflow flush)",
-                    source: e,
-                })?;
-            for c in completions.drain(..) {
+            // Each completion routed as it comes off the CQ.
+            while let Some(c) = self.io.ring.next_completion().map_err(|e| Error::Ring {
+                op: "io_uring_enter (CQ overflow flush)",
+                source: e,
+            })? {
                 self.dispatch(c);
             }
-            self.completions = completions;
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
             let watched = self.watches.fired() != watches_fired;
             if !wait || expired || watched || !self.io.pending.is_empty() {
@@ -570,9 +569,10 @@ impl Proactor {
             // Only internal work finished (a timer, a cancel): wait again.
         }
         self.wait.delivering(&self.io.pending);
-        // `events.bufs` was empty: the frames' indices stay right.
-        events.items.append(&mut self.io.pending);
-        events.bufs.append(&mut self.io.pending_bufs);
+        // `events` was emptied above: swapped, not copied, so the frames'
+        // indices stay right and each side keeps an allocation.
+        std::mem::swap(&mut events.items, &mut self.io.pending);
+        std::mem::swap(&mut events.bufs, &mut self.io.pending_bufs);
         Ok(())
     }
 }
