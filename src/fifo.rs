@@ -46,7 +46,10 @@ pub struct FifoOptions {
 
 /// How a receiver reads.
 ///
-/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in). Both
+/// `Multishot` is the default where the kernel has it (Linux >= 6.7), on
+/// measurement: a paced receiver (a message per wake-up) then costs no
+/// re-arm, no empty read attempt and no poll armed per message
+/// (BENCHMARKS.md, Latency). Both
 /// share the provided buffer ring
 /// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)), so a
 /// waiting receiver holds no buffer in either.

@@ -45,7 +45,7 @@ fn fanin_checks_every_message_of_every_fifo() {
     );
     let engines = [
         "uring",
-        "uring-multishot",
+        "uring-single",
         "uring-batch",
         "epoll",
         "threads",

@@ -62,7 +62,7 @@ impl Default for Builder {
             ignore_sigpipe: true,
             open_retry_max: Duration::from_millis(50),
             iowq_max_workers: [2, 2],
-            read_mode: ReadMode::Fixed,
+            read_mode: ReadMode::Multishot,
             provided: (128, 64 * 1024),
             splice_direct: true,
             batch: None,
@@ -128,7 +128,7 @@ impl Builder {
     /// The default pool is registered when a buffer is first used (a
     /// send, or a receiver that streams), not at build: registration pins
     /// every page, and receivers that wait hold no buffer (see
-    /// [`ReadMode::Fixed`]), so an idle proactor pins none.
+    /// [`ReadMode`]), so an idle proactor pins none.
     ///
     /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
@@ -191,6 +191,7 @@ impl Builder {
     }
 
     /// How receivers read unless their options say otherwise (default
+    /// [`ReadMode::Multishot`] where the kernel has it, else
     /// [`ReadMode::Fixed`]).
     pub fn read_mode(mut self, mode: ReadMode) -> Self {
         self.read_mode = mode;

@@ -1,4 +1,4 @@
-//! ringpipe with its defaults, and its variants: multishot reads, batched
+//! ringpipe with its defaults, and its variants: single-shot reads, batched
 //! waits, splice relay, SQPOLL, busy polling.
 
 use std::io;
@@ -14,20 +14,22 @@ use crate::spec::{EngineReport, input_path};
 /// ringpipe with its defaults.
 pub const URING: Engine = Engine {
     name: "uring",
-    describe: "ringpipe with Proactor::new() defaults: one READ_FIXED in flight per FIFO, \
-               poll sleeps in io_uring_enter until a completion",
+    describe: "ringpipe with Proactor::new() defaults: one READ_MULTISHOT per FIFO into a \
+               provided buffer ring shared by all FIFOs, poll sleeps in io_uring_enter until \
+               a completion",
     ringpipe: true,
     splices: false,
     scope: Scope::All,
     run: |s| run(s, Mode::Default),
 };
 
-pub const MULTISHOT: Engine = Engine {
-    name: "uring-multishot",
-    describe: "ringpipe, ReadMode::Multishot: one READ_MULTISHOT per FIFO into a provided \
-               buffer ring shared by all FIFOs",
-    scope: Scope::Unless(&["fanin"]),
-    run: |s| run(s, Mode::Multishot),
+pub const SINGLE: Engine = Engine {
+    name: "uring-single",
+    describe: "ringpipe, ReadMode::Fixed: one single-shot READ in flight per FIFO, re-armed \
+               after each completion (a provided buffer picked when data is there, a \
+               registered one while streaming)",
+    scope: Scope::Unless(&["fanin", "latency"]),
+    run: |s| run(s, Mode::Single),
     ..URING
 };
 
@@ -123,7 +125,7 @@ fn proactor(mode: Mode) -> io::Result<Proactor> {
     };
     let built = match mode {
         Mode::Sqpoll => builder.sqpoll(Duration::from_millis(50)).build(),
-        Mode::Multishot => builder.read_mode(ReadMode::Multishot).build(),
+        Mode::Single => builder.read_mode(ReadMode::Fixed).build(),
         Mode::Batch => {
             let (n, budget) = batch();
             builder.batch_wait(n, budget).build()
@@ -140,11 +142,11 @@ fn proactor(mode: Mode) -> io::Result<Proactor> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Defaults: single issuer, deferred task work, blocking `poll`, one
-    /// `READ_FIXED` at a time per receiver.
+    /// `READ_MULTISHOT` per receiver into a shared provided buffer ring.
     Default,
-    /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
-    /// shared provided buffer ring.
-    Multishot,
+    /// Defaults, but receivers read with one single-shot `READ` at a time,
+    /// re-armed after each completion.
+    Single,
     /// Defaults and `Builder::batch_wait` ([`BATCH_WAIT`]): a blocking `poll`
     /// sleeps until 16 completions are ready, or 500 us have passed and
     /// one is.
