@@ -314,6 +314,9 @@ impl Builder {
             op: "mmap of the buffer pool",
             source: e,
         })?;
+        // A turn takes in no more of a wave than the provided buffers hold:
+        // past them, reads would run dry and wait for the next poll.
+        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n)));
         let multishot_ok = multishot_ok
             && match ring.register_provided(&pool) {
                 Ok(_) => true,

@@ -155,6 +155,9 @@ pub(crate) struct Ring {
     /// this thread's own enters, so nothing wakes a waiter on the fd.
     deferred: bool,
     pool_registered: bool,
+    /// Completions one turn takes in at most when it runs the rest of a
+    /// wave's task work (see `enter`); 0: one pass only.
+    wave: usize,
     file_slots: Vec<u32>,
     file_table: u32,
     /// The pool whose memory is registered with the ring (buffers or the
@@ -196,6 +199,13 @@ impl Ring {
         self.pool_registered = true;
         self.memory = Some(Rc::clone(pool));
         Ok(())
+    }
+
+    /// Lets one turn take in up to `completions` completions of a wave
+    /// (more than the kernel's 20 task-work items per enter): set to what
+    /// the reads can take at once, the provided buffers.
+    pub(crate) fn set_wave(&mut self, completions: usize) {
+        self.wave = completions;
     }
 
     /// Registers the pool's provided buffer rings, if it has them: plain,
