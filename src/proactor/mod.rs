@@ -535,9 +535,7 @@ impl Proactor {
             self.pump_queued();
         }
         // A busy poll never waits: no clock to read.
-        let deadline = timeout
-            .filter(|t| !t.is_zero())
-            .map(|t| Instant::now() + t);
+        let deadline = timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t);
         let watches_fired = self.watches.fired();
         loop {
             let wait = self.io.pending.is_empty()

@@ -182,7 +182,10 @@ impl Ring {
             // Nothing is queued: the enter that came before submitted it.
             // A failure only leaves the rest to the next poll.
             let wait_nr = u32::try_from(want).unwrap_or(u32::MAX);
-            if self.raw_enter(0, wait_nr, IORING_ENTER_GETEVENTS, None).is_err() {
+            if self
+                .raw_enter(0, wait_nr, IORING_ENTER_GETEVENTS, None)
+                .is_err()
+            {
                 return;
             }
             let now = self.uring.completion().len();
