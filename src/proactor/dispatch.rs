@@ -97,7 +97,7 @@ impl Proactor {
     }
 
     /// What a receiver asks for after a completion.
-    #[inline]
+    #[inline(always)]
     fn after_read(&mut self, idx: usize, next: Next) {
         match next {
             Next::Done => {}
