@@ -4,13 +4,11 @@
 //! it.
 
 use super::Proactor;
-use super::receiver::{Armed, Eof, Next, Taken};
+use super::receiver::{Armed, Eof, Next};
 use super::registry::{Role, Transport};
 use super::route::{Part, Route};
-use crate::buffers::Buf;
 use crate::event::CloseReason;
 use crate::ring::Completion;
-use crate::transport::{Input, State};
 
 impl Proactor {
     #[inline]
@@ -101,8 +99,13 @@ impl Proactor {
     fn after_read(&mut self, idx: usize, next: Next) {
         match next {
             Next::Done => {}
-            Next::Bytes { buf, n, rearm } => {
-                self.deliver(idx, buf, n);
+            Next::Rearm(last) => self.arm_read_sized(idx, last),
+            Next::Forward { buf, n, rearm } => {
+                // Ahead of every spliced byte.
+                self.forward(idx, &buf.as_slice()[..n]);
+                if let Some(t) = self.table.get_mut(idx) {
+                    t.end.data_arrived(&mut self.io.pending);
+                }
                 if let Some(last) = rearm {
                     self.arm_read_sized(idx, last);
                 }
@@ -133,28 +136,6 @@ impl Proactor {
             Ok(Armed::Done) => {}
             Ok(Armed::Splice) => self.arm_splice(idx),
             Err(e) => self.submit_failed(idx, e),
-        }
-    }
-
-    /// Hands `buf[..n]` read by receiver `idx` to the user, or to the
-    /// senders it is spliced into (bytes read just before the splice took
-    /// over go first).
-    #[inline]
-    fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
-        let Some((end, rx)) = self.table.receiver_mut(idx) else {
-            return;
-        };
-        match rx.take(end, &mut self.io, buf, n) {
-            Taken::Reported => {}
-            Taken::Forward(buf) => self.forward(idx, &buf.as_slice()[..n]),
-            Taken::Failed(e) => return self.fail(idx, e),
-        }
-        // Data moves an open receiver nowhere: the state machine is asked
-        // only when there is a change to make (a peer back, say).
-        if let Some(t) = self.table.get_mut(idx)
-            && t.end.state != State::Open
-        {
-            t.end.apply(Input::PeerReady, &mut self.io.pending);
         }
     }
 
