@@ -229,15 +229,16 @@ impl Proactor {
 
     /// Moves everything `from` receives into `to` inside the kernel
     /// (`splice(2)`), with no copy through user space; reported as
-    /// [`Event::Relayed`](crate::Event::Relayed), every byte of it: a read
-    /// that completed before the splice took over (up to one buffer, when
-    /// the writer was quicker than the relay) is queued on `to`, written
-    /// first, and reported as `Relayed` too (counted in the receiver's
-    /// `bytes_read` and the sender's `bytes_accepted`; spliced bytes in
-    /// their `bytes_spliced`, see [`Stats`]). The receiver's data no
-    /// longer comes as `Data` events and the sender takes no more `send`s
-    /// ([`Error::Relayed`]). Bytes already queued on `to` go first, and
-    /// are reported as `Sent`.
+    /// [`Event::Relayed`](crate::Event::Relayed), every byte of it: what a
+    /// read took before the splice took over (when the writer was quicker
+    /// than the relay: one buffer at most with single-shot reads, what the
+    /// writer added until the cancel landed with multishot ones) is queued
+    /// on `to`, written first, and reported as `Relayed` too (counted in
+    /// the receiver's `bytes_read` and the sender's `bytes_accepted`;
+    /// spliced bytes in their `bytes_spliced`, see [`Stats`]). The
+    /// receiver's data no longer comes as `Data` events and the sender
+    /// takes no more `send`s ([`Error::Relayed`]). Bytes already queued on
+    /// `to` go first, and are reported as `Sent`.
     ///
     /// A splice never waits inside the kernel: it follows a poll for data,
     /// runs non-blocking (from this thread by default, see
