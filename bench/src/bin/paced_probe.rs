@@ -19,8 +19,13 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::stat::Mode;
-use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
+use nix::time::{ClockId, clock_gettime};
 use ringpipe::{Event, Events, FifoOptions, Proactor, ReadMode};
+
+// The bench's OS helpers (this binary is not part of the bench's crate).
+#[allow(dead_code)]
+#[path = "../sys.rs"]
+mod sys;
 
 const MSG: usize = 64;
 
@@ -85,15 +90,7 @@ fn generate(dir: &Path, fifos: usize, rate: u64, msgs: u64) {
         let now = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("clock");
         let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
         if due > now_ns {
-            let ts = nix::sys::time::TimeSpec::new(
-                (due / 1_000_000_000) as i64,
-                (due % 1_000_000_000) as i64,
-            );
-            let _ = clock_nanosleep(
-                ClockId::CLOCK_MONOTONIC,
-                ClockNanosleepFlags::TIMER_ABSTIME,
-                &ts,
-            );
+            sys::sleep_until_mono(due);
         } else if now_ns - due > 100_000 {
             late += 1;
         }

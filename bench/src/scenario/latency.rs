@@ -13,7 +13,6 @@ use std::io;
 use std::path::Path;
 
 use clap::{ArgMatches, Args as _};
-use nix::time::{ClockId, ClockNanosleepFlags, clock_nanosleep};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -157,15 +156,7 @@ impl Scenario for Latency {
             // Slept to the schedule, never skipped: a late message goes at
             // once, carrying the time it was due.
             if due > mono_ns() {
-                let ts = nix::sys::time::TimeSpec::new(
-                    (due / 1_000_000_000) as i64,
-                    (due % 1_000_000_000) as i64,
-                );
-                let _ = clock_nanosleep(
-                    ClockId::CLOCK_MONOTONIC,
-                    ClockNanosleepFlags::TIMER_ABSTIME,
-                    &ts,
-                );
+                sys::sleep_until_mono(due);
             }
             let i = (seq % count as u64) as usize;
             stamp(&mut msg, due, seq, seq / count as u64);
