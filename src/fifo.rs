@@ -218,9 +218,8 @@ impl FifoOptions {
 
     /// For a sender: accept frames longer than
     /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes on the wire in
-    /// [`Proactor::send_frame`](crate::Proactor::send_frame),
-    /// [`send_frames`](crate::Proactor::send_frames) and
-    /// [`send_framed`](crate::Proactor::send_framed) (default: refused
+    /// [`Proactor::send_frames`](crate::Proactor::send_frames) and
+    /// [`send_encoded`](crate::Proactor::send_encoded) (default: refused
     /// with [`Error::FrameTooLarge`], nothing queued). Such a frame is
     /// written like [`send`](crate::Proactor::send) bytes, in as many
     /// writes as the pipe takes: **not atomic**, so another process

@@ -51,8 +51,8 @@ pub struct Stats {
     /// Receiver decoding frames: frames reported as
     /// [`Event::Frame`](crate::Event::Frame). Zero for a byte receiver.
     pub frames_in: u64,
-    /// Sender: frames accepted by [`Proactor::send_frame`] and
-    /// [`Proactor::send_frames`] (not `send_framed`; queued, not
+    /// Sender: frames accepted by [`Proactor::send_frames`] (not
+    /// `send_encoded`; queued, not
     /// necessarily written yet: compare `bytes_accepted` for what the
     /// kernel took). A refused call ([`Error::WouldBlock`], a bad payload)
     /// counts nothing.

@@ -104,7 +104,7 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
                     frames += 1;
                     for (i, &tx) in txs.iter().enumerate() {
                         if backlog[i].is_empty() {
-                            match p.send_frame(tx, codec, frame) {
+                            match p.send_frames(tx, codec, &[frame]) {
                                 Ok(()) => continue,
                                 Err(Error::WouldBlock { .. }) => refused = true,
                                 Err(e) => return Err(other(e)),
