@@ -56,12 +56,12 @@ fn ping_pong(builder: Builder, rounds: usize, skip: usize) -> u64 {
                 p.send(tx, data).unwrap();
                 done += 1;
                 if done == skip {
-                    start = p.enter_count();
+                    start = p.snapshot().enters;
                 }
             }
         }
     }
-    let enters = p.enter_count() - start;
+    let enters = p.snapshot().enters - start;
     // The last echo goes out and the client checks every byte.
     while p.stats(tx.unwrap()).unwrap().bytes_unsent() > 0 {
         p.poll(&mut ev, None).unwrap();

@@ -91,12 +91,12 @@ fn persistent_multishot_receiver_across_writers() {
         // until its timeout, in one or two enters. A multishot read
         // re-armed at EOF would complete again and again, each completion
         // ending a wait early: many more enters, or events.
-        let enters = p.enter_count();
+        let enters = p.snapshot().enters;
         for _ in 0..5 {
             p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
             assert!(ev.is_empty());
         }
-        let idle_enters = p.enter_count() - enters;
+        let idle_enters = p.snapshot().enters - enters;
         assert!(
             idle_enters <= 10,
             "idle multishot receiver spins: {idle_enters} enters"
@@ -196,7 +196,7 @@ fn a_thousand_receivers_share_a_small_ring() {
         // exiting) may be gone now.
         let extra = threads().saturating_sub(threads_before);
         assert!(extra <= 4, "{extra} threads for 1000 receivers");
-        assert_eq!(p.in_flight(), 0);
+        assert_eq!(p.snapshot().ops_in_flight, 0);
     });
 }
 

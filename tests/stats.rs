@@ -420,7 +420,6 @@ fn snapshot_counts_follow_opens_and_closes() {
         assert!(s.ops_in_flight >= s.transport_ops);
         assert!(s.buffers_total > 0);
         assert!(s.buffers_in_use <= s.buffers_total);
-        assert_eq!(s.registered_files, p.registered_files());
         assert!(s.enters > 0);
 
         // A close is under way until its operations are reaped.
@@ -449,6 +448,5 @@ fn snapshot_counts_follow_opens_and_closes() {
         while p.snapshot().ops_in_flight > 0 {
             p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
         }
-        assert_eq!(p.snapshot().ops_in_flight, p.in_flight());
     });
 }

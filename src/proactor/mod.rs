@@ -356,21 +356,6 @@ impl Proactor {
         }
     }
 
-    /// `io_uring_enter` calls made so far (for syscalls-per-message figures).
-    pub fn enter_count(&self) -> u64 {
-        self.io.ring.enters()
-    }
-
-    /// Ring operations submitted and not yet finally completed.
-    pub fn in_flight(&self) -> usize {
-        self.io.ring.in_flight()
-    }
-
-    /// Transports currently using a registered file slot.
-    pub fn registered_files(&self) -> usize {
-        self.io.ring.files_in_use()
-    }
-
     /// Whether the kernel holds a `poll` wait itself
     /// (`IORING_FEAT_MIN_TIMEOUT`: Linux 6.12 and later, or 6.19 and later
     /// on an SQPOLL ring): a batched wait ([`Builder::batch_wait`]) is

@@ -216,7 +216,7 @@ fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<
     );
     let mut events = Events::with_capacity(1024);
     let cpu0 = announce(opened);
-    let enters0 = p.enter_count();
+    let enters0 = p.snapshot().enters;
     let mut gone = 0;
     while !sink.done() && gone < opened {
         p.poll(&mut events, wait).map_err(io::Error::other)?;
@@ -231,7 +231,7 @@ fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<
             }
         }
     }
-    report.syscalls = Some(p.enter_count() - enters0);
+    report.syscalls = Some(p.snapshot().enters - enters0);
     finish(&mut report, &sink, cpu0);
     report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
@@ -320,7 +320,7 @@ fn relay(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<En
     let note = spec.shape.bulk_relay().then(|| {
         format!("{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused")
     });
-    let enters = p.enter_count() - enters0;
+    let enters = p.snapshot().enters - enters0;
     Ok(relay::report(&spec.shape, first, sent, cpu0, enters, note))
 }
 
@@ -340,7 +340,7 @@ fn open_pair(
         .open_receiver(spec.dir.join(from), opts)
         .map_err(io::Error::other)?;
     let cpu0 = announce(1);
-    let enters0 = p.enter_count();
+    let enters0 = p.snapshot().enters;
     let tx = p
         .open_sender(spec.dir.join(to), opts)
         .map_err(io::Error::other)?;
@@ -378,6 +378,6 @@ fn splice(spec: &Spec, p: &mut Proactor) -> io::Result<EngineReport> {
         }
     }
     let note = Some(format!("{splices} splices"));
-    let enters = p.enter_count() - enters0;
+    let enters = p.snapshot().enters - enters0;
     Ok(relay::report(&spec.shape, first, moved, cpu0, enters, note))
 }
