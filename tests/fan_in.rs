@@ -107,7 +107,6 @@ fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
             let mut p = Proactor::builder()
                 .buffers(2, 64 * 1024)
                 .provided_buffers(2, 4096)
-                .read_mode(mode.unwrap_or(ReadMode::Fixed))
                 .build()
                 .unwrap();
             let mut writers = Vec::new();

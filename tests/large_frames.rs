@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use ringpipe::frame::{Codec, PIPE_BUF, encode_length_prefixed};
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Sender};
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 /// A framed receiver (frames up to 64 KiB) and a sender on one FIFO.
 fn pair(p: &mut Proactor, dir: &Path, codec: Codec, opts: FifoOptions) -> (Receiver, Sender) {
@@ -116,7 +116,7 @@ fn set_large_frames_allows_them_on_a_sender_made_from_an_fd() {
         let mut p = Proactor::new().unwrap();
         let (r, w) = pipe();
         let tx = p.sender_from_fd(w).unwrap();
-        let rx = p.receiver_from_fd(r).unwrap();
+        let rx = p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         let big = vec![b'x'; 2 * PIPE_BUF];
         assert!(matches!(
             p.send_frames(tx, Codec::Lines, &[&big]),

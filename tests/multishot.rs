@@ -154,13 +154,12 @@ fn a_thousand_receivers_share_a_small_ring() {
         // -ENOBUFS and resume when buffers come back.
         let mut p = Proactor::builder()
             .provided_buffers(16, 4096)
-            .read_mode(ReadMode::Multishot)
             .registered_files(2048)
             .build()
             .unwrap();
         let mut ev = Events::with_capacity(1024);
         let threads_before = threads();
-        let opts = FifoOptions::new().create(true);
+        let opts = multishot();
         let rxs: Vec<_> = (0..1000)
             .map(|i| {
                 p.open_receiver(dir.path().join(format!("f{i}")), &opts)
@@ -205,12 +204,9 @@ fn anonymous_pipe_multishot() {
     let _serial = serial();
     watchdog(Duration::from_secs(30), || {
         let (r, w) = pipe();
-        let mut p = Proactor::builder()
-            .read_mode(ReadMode::Multishot)
-            .build()
-            .unwrap();
+        let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        p.receiver_from_fd(r).unwrap();
+        p.receiver_from_fd(r, ReadMode::Multishot).unwrap();
         let mut w = std::fs::File::from(w);
         w.write_all(b"through an anonymous pipe").unwrap();
         drop(w);

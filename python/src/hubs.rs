@@ -16,7 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions, SubscriberStats};
-use ringpipe::{Event, FifoOptions, Proactor, Receiver, Sender, Token};
+use ringpipe::{Event, FifoOptions, Proactor, ReadMode, Receiver, Sender, Token};
 
 use crate::api;
 use crate::core::Core;
@@ -54,7 +54,7 @@ pub struct HubStream {
 fn hub_source(p: &mut Proactor) -> Result<(Receiver, Sender), ErrSpec> {
     let (read, write) = std::io::pipe()
         .map_err(|e| ErrSpec::new(Kind::Os, format!("cannot make the hub's pipe: {e}")))?;
-    let rx = p.receiver_from_fd(OwnedFd::from(read))?;
+    let rx = p.receiver_from_fd(OwnedFd::from(read), ReadMode::Fixed)?;
     let tx = p.sender_from_fd(OwnedFd::from(write))?;
     Ok((rx, tx))
 }
