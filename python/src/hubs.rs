@@ -82,7 +82,7 @@ pub fn after_poll(core: &mut Core) {
         let mut st = h.state.lock();
         for report in h.hub.reports() {
             let (to, stats, why) = match report {
-                HubEvent::Detached { to, stats } => (to, stats, "detached".to_string()),
+                HubEvent::Evicted { to, stats } => (to, stats, "detached".to_string()),
                 HubEvent::Gone { to, stats, error } => {
                     let why = error.map_or_else(|| "closed".to_string(), |e| e.to_string());
                     (to, stats, why)
@@ -202,7 +202,7 @@ impl HubHandle {
         let full = match when_full {
             "drop_oldest" => Full::DropOldest,
             "pause" => Full::PauseSource,
-            "detach" => Full::Detach,
+            "detach" => Full::Evict,
             other => {
                 return Err(PyValueError::new_err(format!(
                     "when_full must be 'drop_oldest', 'pause' or 'detach', not {other:?}"
