@@ -51,12 +51,8 @@ fn every_waiting_receiver_reads_in_turn(mode: ReadMode) {
     watchdog(Duration::from_secs(60), move || {
         let dir = tempfile::tempdir().unwrap();
         // 4 registered buffers for 256 receivers.
-        let mut p = Proactor::builder()
-            .buffers(4, 64 * 1024)
-            .read_mode(mode)
-            .build()
-            .unwrap();
-        let opts = FifoOptions::new().create(true);
+        let mut p = Proactor::builder().buffers(4, 64 * 1024).build().unwrap();
+        let opts = FifoOptions::new().create(true).read_mode(mode);
         let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
         // Every receiver has its read in the kernel (a multishot one its
         // hang-up poll too), and none holds a buffer while it waits.
@@ -77,9 +73,9 @@ fn every_waiting_receiver_reads_in_turn(mode: ReadMode) {
             // One poll, one enter: each read armed before its data came
             // completes with it there, with no poll-then-read step that
             // would take another turn.
-            let enters = p.enter_count();
+            let enters = p.snapshot().enters;
             p.poll(&mut ev, Some(Duration::from_secs(10))).unwrap();
-            assert_eq!(p.enter_count() - enters, 1, "round {round}");
+            assert_eq!(p.snapshot().enters - enters, 1, "round {round}");
             let mut this_round = 0;
             for e in &ev {
                 match e {
@@ -121,7 +117,6 @@ fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
             let mut p = Proactor::builder()
                 .buffers(2, 64 * 1024)
                 .provided_buffers(2, 4096)
-                .read_mode(mode.unwrap_or(ReadMode::Fixed))
                 .build()
                 .unwrap();
             let mut writers = Vec::new();

@@ -54,9 +54,9 @@ fn relay_between_processes(
 ) -> (Stats, Vec<(Stats, Reported)>) {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
-    let mut p = Proactor::builder().read_mode(mode).build().unwrap();
+    let mut p = Proactor::new().unwrap();
     let mut ev = Events::with_capacity(256);
-    let opts = FifoOptions::new().create(true);
+    let opts = FifoOptions::new().create(true).read_mode(mode);
     let rx = p.open_receiver(&a, &opts.clone().persistent(true)).unwrap();
     let mut txs: Vec<Sender> = Vec::new();
     let mut cats = Vec::new();

@@ -184,8 +184,6 @@ fn proactor(engine: &str) -> Proactor {
         builder = builder.provided_buffers(n, size);
     }
     let builder = match engine {
-        "uring-multishot" => builder.read_mode(ReadMode::Multishot),
-        "uring-single" => builder.read_mode(ReadMode::Fixed),
         "uring-batch" => builder.batch_wait(16, Duration::from_micros(500)),
         _ => builder,
     };
@@ -233,11 +231,11 @@ fn self_loop(engine: &str, dir: &Path, fifos: usize, msgs: u64, burst: u64) {
         }
         _ => {
             let mut p = proactor(engine);
-            let fifo_of = receivers(&mut p, dir, fifos);
+            let fifo_of = receivers(&mut p, engine, dir, fifos);
             let mut load = load(dir);
             let mut events = Events::with_capacity(1024);
             p.poll(&mut events, Some(Duration::ZERO)).expect("poll");
-            let e0 = p.enter_count();
+            let e0 = p.snapshot().enters;
             for _ in 0..10 {
                 let t = Instant::now();
                 let target = c.msgs + batch;
@@ -245,7 +243,7 @@ fn self_loop(engine: &str, dir: &Path, fifos: usize, msgs: u64, burst: u64) {
                 measured_self_uring(&mut p, out, &mut load, &mut check, &mut c, target);
                 batches.push(t.elapsed().as_nanos() as f64 / batch as f64);
             }
-            c.enters = p.enter_count() - e0;
+            c.enters = p.snapshot().enters - e0;
         }
     }
     batches.sort_by(|a, b| a.total_cmp(b));
@@ -284,12 +282,15 @@ fn epoll_readers(dir: &Path, fifos: usize) -> (Epoll, Vec<OwnedFd>) {
 }
 
 /// Opens a receiver per FIFO; returns the FIFO number of each slot.
-fn receivers(p: &mut Proactor, dir: &Path, fifos: usize) -> Vec<usize> {
+fn receivers(p: &mut Proactor, engine: &str, dir: &Path, fifos: usize) -> Vec<usize> {
+    let opts = match engine {
+        "uring-multishot" => FifoOptions::new().read_mode(ReadMode::Multishot),
+        "uring-single" => FifoOptions::new().read_mode(ReadMode::Fixed),
+        _ => FifoOptions::new(),
+    };
     let mut fifo_of = Vec::new();
     for i in 0..fifos {
-        let rx = p
-            .open_receiver(fifo(dir, i), &FifoOptions::new())
-            .expect("open_receiver");
+        let rx = p.open_receiver(fifo(dir, i), &opts).expect("open_receiver");
         let slot = rx.token().index as usize;
         if fifo_of.len() <= slot {
             fifo_of.resize(slot + 1, usize::MAX);
@@ -421,16 +422,16 @@ fn consume(engine: &str, dir: &Path, fifos: usize, msgs: u64) {
     match engine {
         "uring" | "uring-multishot" | "uring-single" | "uring-batch" => {
             let mut p = proactor(engine);
-            let fifo_of = receivers(&mut p, dir, fifos);
+            let fifo_of = receivers(&mut p, engine, dir, fifos);
             let mut events = Events::with_capacity(1024);
             // The arming submission goes first, outside the count.
             p.poll(&mut events, Some(Duration::ZERO)).expect("poll");
             println!("READY");
             (u0, s0) = cpu();
             t0 = Instant::now();
-            let e0 = p.enter_count();
+            let e0 = p.snapshot().enters;
             measured_uring(&mut p, &mut events, &fifo_of, &mut check, &mut c, msgs);
-            c.enters = p.enter_count() - e0;
+            c.enters = p.snapshot().enters - e0;
         }
         "epoll" => {
             let (epoll, fds) = epoll_readers(dir, fifos);
