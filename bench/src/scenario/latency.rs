@@ -21,7 +21,7 @@ use crate::harness::engines::{EngineWork, RunResult, metrics};
 use crate::harness::{Globals, Part, load};
 use crate::report::{Metrics, Params, Record, Table, param};
 use crate::spec::{
-    Flow, LoadReport, MSG, Shape, Unit, input_path, mono_ns, new_histogram, percentiles_us, stamp,
+    LoadReport, MSG, Shape, input_path, mono_ns, new_histogram, percentiles_us, stamp,
 };
 use crate::sys;
 
@@ -181,12 +181,8 @@ impl EngineWork for Run {
     }
 
     fn shape(&self) -> Shape {
-        Shape {
-            flow: Flow::Consume { inputs: self.fifos },
-            bytes_per_input: self.msgs_per_fifo * MSG as u64,
-            // Every message: the tail is the point.
-            unit: Unit::Message { sample_every: 1 },
-        }
+        // Every message sampled: the tail is the point.
+        Shape::messages(self.fifos, self.msgs_per_fifo, 1)
     }
 
     fn short(&self) -> String {
