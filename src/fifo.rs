@@ -46,7 +46,10 @@ pub struct FifoOptions {
 
 /// How a receiver reads.
 ///
-/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in). Both
+/// `Multishot` is the default where the kernel has it (Linux >= 6.7), on
+/// measurement: a paced receiver (a message per wake-up) then costs no
+/// re-arm, no empty read attempt and no poll armed per message
+/// (BENCHMARKS.md, Latency). Both
 /// share the provided buffer ring
 /// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)), so a
 /// waiting receiver holds no buffer in either.
@@ -101,7 +104,8 @@ impl Default for FifoOptions {
 impl FifoOptions {
     /// Defaults: do not create, mode 0600 when creating, do not follow
     /// symlinks, keep the pipe size, wait for a reader without limit, a
-    /// one-shot receiver reading with [`ReadMode::Fixed`], watermarks of
+    /// one-shot receiver reading with [`ReadMode::Multishot`] (where the
+    /// kernel has it), watermarks of
     /// 64 KiB / 16 KiB, frames of at most `PIPE_BUF` bytes.
     pub fn new() -> FifoOptions {
         FifoOptions {
@@ -112,7 +116,7 @@ impl FifoOptions {
             open_timeout: None,
             persistent: false,
             frames: None,
-            read_mode: ReadMode::Fixed,
+            read_mode: ReadMode::Multishot,
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
@@ -175,7 +179,8 @@ impl FifoOptions {
         self
     }
 
-    /// For a receiver: how it reads (default [`ReadMode::Fixed`]). A
+    /// For a receiver: how it reads (default [`ReadMode::Multishot`] where
+    /// the kernel has it, else [`ReadMode::Fixed`]). A
     /// receiver's own setting, so receivers of one proactor may differ; a
     /// receiver made from an fd takes it in
     /// [`Proactor::receiver_from_fd`](crate::Proactor::receiver_from_fd).

@@ -71,6 +71,17 @@ pub enum Unit {
 }
 
 impl Shape {
+    /// `fifos` input FIFOs of `msgs_per_fifo` [`MSG`]-byte messages each,
+    /// the latency of one in `sample_every` sampled: what the message
+    /// scenarios (fan-in, idle, latency) have the consumer read.
+    pub fn messages(fifos: usize, msgs_per_fifo: u64, sample_every: u64) -> Shape {
+        Shape {
+            flow: Flow::Consume { inputs: fifos },
+            bytes_per_input: msgs_per_fifo * MSG as u64,
+            unit: Unit::Message { sample_every },
+        }
+    }
+
     /// Input FIFOs the consumer reads (none for a relay).
     pub fn inputs(&self) -> usize {
         match self.flow {

@@ -163,6 +163,7 @@ impl Ring {
             sqpoll: cfg.sqpoll_idle.is_some(),
             deferred,
             pool_registered: false,
+            wave: 0,
             file_slots: (0..file_table).rev().collect(),
             file_table,
             memory: None,

@@ -29,7 +29,7 @@ mod uring;
 /// here.
 pub const ALL: &[&Engine] = &[
     &uring::URING,
-    &uring::MULTISHOT,
+    &uring::SINGLE,
     &uring::BATCH,
     &uring::ECHO,
     &uring::SPLICE,
@@ -46,7 +46,7 @@ pub const ALL: &[&Engine] = &[
 /// An engine under test.
 pub struct Engine {
     /// Its name on the command line, in the JSON records and in tables
-    /// (kebab case: `uring-multishot`).
+    /// (kebab case: `uring-single`).
     pub name: &'static str,
     /// What it is, in a line, for the legend under the tables and the
     /// help of `--engines`.
@@ -255,8 +255,8 @@ mod tests {
         assert!(by("uring-splice").runs_in("relay", false));
         assert!(!by("uring-spin").runs_in("fanin", false));
         assert!(by("uring-spin").runs_in("fanin", true));
-        assert!(by("uring-multishot").runs_in("fanin", false));
-        assert!(!by("uring-multishot").runs_in("relay", false));
+        assert!(by("uring-single").runs_in("fanin", false));
+        assert!(!by("uring-single").runs_in("relay", false));
         assert!(by("epoll").runs_in("relay", false));
     }
 }

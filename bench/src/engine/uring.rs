@@ -1,4 +1,4 @@
-//! ringpipe with its defaults, and its variants: multishot reads, batched
+//! ringpipe with its defaults, and its variants: single-shot reads, batched
 //! waits, splice relay, SQPOLL, busy polling.
 
 use std::io;
@@ -14,20 +14,22 @@ use crate::spec::{EngineReport, input_path};
 /// ringpipe with its defaults.
 pub const URING: Engine = Engine {
     name: "uring",
-    describe: "ringpipe with Proactor::new() defaults: one READ_FIXED in flight per FIFO, \
-               poll sleeps in io_uring_enter until a completion",
+    describe: "ringpipe with Proactor::new() defaults: one READ_MULTISHOT per FIFO into a \
+               provided buffer ring shared by all FIFOs, poll sleeps in io_uring_enter until \
+               a completion",
     ringpipe: true,
     splices: false,
     scope: Scope::All,
     run: |s| run(s, Mode::Default),
 };
 
-pub const MULTISHOT: Engine = Engine {
-    name: "uring-multishot",
-    describe: "ringpipe, ReadMode::Multishot: one READ_MULTISHOT per FIFO into a provided \
-               buffer ring shared by all FIFOs",
-    scope: Scope::Unless(&["fanin"]),
-    run: |s| run(s, Mode::Multishot),
+pub const SINGLE: Engine = Engine {
+    name: "uring-single",
+    describe: "ringpipe, ReadMode::Fixed: one single-shot READ in flight per FIFO, re-armed \
+               after each completion (a provided buffer picked when data is there, a \
+               registered one while streaming)",
+    scope: Scope::Unless(&["fanin", "latency"]),
+    run: |s| run(s, Mode::Single),
     ..URING
 };
 
@@ -137,8 +139,8 @@ fn proactor(spec: &Spec, mode: Mode) -> io::Result<Proactor> {
         Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
         Mode::SpliceDirect => builder.splice_direct(true).build(),
         Mode::SpliceIowq => builder.splice_direct(false).build(),
-        // Multishot is the receivers' option (see `run`).
-        Mode::Default | Mode::Multishot | Mode::Splice | Mode::Spin => builder.build(),
+        // The read mode is the receivers' option (see `run`).
+        Mode::Default | Mode::Single | Mode::Splice | Mode::Spin => builder.build(),
     };
     built.map_err(io::Error::other)
 }
@@ -147,11 +149,11 @@ fn proactor(spec: &Spec, mode: Mode) -> io::Result<Proactor> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Defaults: single issuer, deferred task work, blocking `poll`, one
-    /// `READ_FIXED` at a time per receiver.
+    /// `READ_MULTISHOT` per receiver into a shared provided buffer ring.
     Default,
-    /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
-    /// shared provided buffer ring.
-    Multishot,
+    /// Defaults, but receivers read with one single-shot `READ` at a time,
+    /// re-armed after each completion.
+    Single,
     /// Defaults and `Builder::batch_wait` ([`BATCH_WAIT`]): a blocking `poll`
     /// sleeps until 16 completions are ready, or 500 us have passed and
     /// one is.
@@ -185,10 +187,10 @@ fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
     };
     let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
     // How every receiver of the run reads.
-    let opts = FifoOptions::new().read_mode(match mode {
-        Mode::Multishot => ReadMode::Multishot,
-        _ => ReadMode::Fixed,
-    });
+    let opts = match mode {
+        Mode::Single => FifoOptions::new().read_mode(ReadMode::Fixed),
+        _ => FifoOptions::new(),
+    };
     match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),

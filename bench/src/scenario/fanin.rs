@@ -15,7 +15,7 @@ use crate::chart::Chart;
 use crate::harness::engines::{EngineWork, RunResult, metrics};
 use crate::harness::{Globals, Part, load};
 use crate::report::{Goal, Metrics, Params, Pick, Record, Table, Target, at_most, param};
-use crate::spec::{Flow, LoadReport, MSG, SAMPLE_EVERY, Shape, Unit, input_path, mono_ns, stamp};
+use crate::spec::{LoadReport, MSG, SAMPLE_EVERY, Shape, input_path, mono_ns, stamp};
 use crate::sys;
 
 /// N FIFOs fed round-robin with 64-byte messages, one consumer.
@@ -183,13 +183,7 @@ impl EngineWork for Run {
     }
 
     fn shape(&self) -> Shape {
-        Shape {
-            flow: Flow::Consume { inputs: self.fifos },
-            bytes_per_input: self.msgs_per_fifo * MSG as u64,
-            unit: Unit::Message {
-                sample_every: SAMPLE_EVERY,
-            },
-        }
+        Shape::messages(self.fifos, self.msgs_per_fifo, SAMPLE_EVERY)
     }
 
     fn short(&self) -> String {

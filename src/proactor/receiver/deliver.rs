@@ -2,7 +2,7 @@
 //! they complete if it decodes frames, or, while it is spliced, nothing:
 //! they go to its senders.
 
-use super::{Feed, ReceiverSide};
+use super::{Feed, Next, ReceiverSide};
 use crate::buffers::Buf;
 use crate::error::Error;
 use crate::event::{FrameBytes, Item};
@@ -13,7 +13,7 @@ use crate::token::Receiver;
 
 /// What became of bytes a receiver read.
 #[derive(Debug)]
-pub(in crate::proactor) enum Taken {
+enum Taken {
     /// Reported to the user (or dropped after a bad frame already was).
     Reported,
     /// The receiver is spliced: these bytes, read just before the splice
@@ -24,16 +24,32 @@ pub(in crate::proactor) enum Taken {
 }
 
 impl ReceiverSide {
-    /// Counts `buf[..n]` as read and reports it as `Data`, or as the
-    /// frames it completes if the receiver decodes frames.
+    /// Takes `buf[..n]` that a read brought, while the receiver is at
+    /// hand (see `take`), and says what follows: the next read if
+    /// `rearm` says so, or the bytes for the senders it is spliced into.
     #[inline]
-    pub(in crate::proactor) fn take(
+    pub(super) fn took(
         &mut self,
         end: &mut End,
         io: &mut Io,
         buf: Buf,
         n: usize,
-    ) -> Taken {
+        rearm: Option<usize>,
+    ) -> Next {
+        match self.take(end, io, buf, n) {
+            Taken::Reported => {
+                end.data_arrived(&mut io.pending);
+                rearm.map_or(Next::Done, Next::Rearm)
+            }
+            Taken::Forward(buf) => Next::Forward { buf, n, rearm },
+            Taken::Failed(e) => Next::Fail(e),
+        }
+    }
+
+    /// Counts `buf[..n]` as read and reports it as `Data`, or as the
+    /// frames it completes if the receiver decodes frames.
+    #[inline]
+    fn take(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         self.bytes_read += n as u64;
         if matches!(self.feed, Feed::Spliced(_)) {
             return Taken::Forward(buf);

@@ -22,8 +22,6 @@ use crate::frame::{Codec, FrameDecoder};
 use crate::ring::OpId;
 use crate::token::Token;
 
-pub(super) use deliver::Taken;
-
 /// How a receiver reads while it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ReadPath {
@@ -93,9 +91,13 @@ pub(super) struct ReceiverSide {
 #[derive(Debug)]
 pub(super) enum Next {
     Done,
-    /// `n` bytes were read into `buf`: deliver them, then arm the next
-    /// read if `rearm` says so (with the size just read).
-    Bytes {
+    /// The bytes read were delivered: arm the next read (with the size
+    /// just read).
+    Rearm(usize),
+    /// `n` bytes were read into `buf` just before a splice took over:
+    /// they go to its senders, then the next read is armed if `rearm`
+    /// says so.
+    Forward {
         buf: Buf,
         n: usize,
         rearm: Option<usize>,

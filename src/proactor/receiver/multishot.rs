@@ -59,11 +59,7 @@ impl ReceiverSide {
         match c.result {
             // Delivered even while closing: the bytes left the pipe.
             n if n > 0 => match buf {
-                Some(buf) => Next::Bytes {
-                    buf,
-                    n: n as usize,
-                    rearm: (!c.more).then_some(0),
-                },
+                Some(buf) => self.took(end, io, buf, n as usize, (!c.more).then_some(0)),
                 None => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
             },
             _ if end.closing() => Next::Done,
