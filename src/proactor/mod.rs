@@ -148,6 +148,8 @@ impl Proactor {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
         let multishot = self.reads.multishot(opts.read_mode);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(opts.persistent, multishot, opts.frames);
         // Only a persistent receiver reopens: a one-shot one spares the fd.
         let anchor = opts.persistent.then_some(anchor);
@@ -201,6 +203,8 @@ impl Proactor {
     /// stdin...). Its flags are left as they are. It closes at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
         let multishot = self.reads.multishot(None);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(false, multishot, None);
         let token = self
             .table

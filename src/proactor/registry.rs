@@ -69,6 +69,11 @@ impl Table {
         self.id
     }
 
+    /// Live transports.
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Puts a new transport in the lowest free slot. (Slots stay below
     /// `u32::MAX`: a transport holds an fd, and the kernel's file limit is
     /// far below; the slot `u32::MAX` names the proactor's own operations.)
