@@ -561,6 +561,14 @@ impl OpenWatch {
     }
 }
 
+/// The capacity of the pipe behind `fd` (`F_GETPIPE_SZ`); `None` if it is
+/// not a pipe.
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> Option<usize> {
+    fcntl(fd, FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
+}
+
 /// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.
 pub(crate) fn pipe_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
     Ok(rustix::io::ioctl_fionread(fd)? as usize)
