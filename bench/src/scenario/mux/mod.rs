@@ -5,7 +5,8 @@
 //!
 //! Routers: `multiplexer` (the ringpipe example, `examples/multiplexer`,
 //! found beside this binary), `threads` (the blocking-threads baseline in
-//! [`router`], run as `ringpipe-bench mux-threads`) and `direct` (no
+//! [`router`], run as `ringpipe-bench mux-threads`), `cat` (four
+//! `cat IN > OUT` processes, one per input) and `direct` (no
 //! router: the writers write straight into the output FIFO, the ceiling of
 //! the harness). A router is its own process, so its CPU, read from
 //! `/proc/PID/stat`, is its own.
@@ -65,18 +66,27 @@ pub enum Router {
     Multiplexer,
     /// The blocking-threads router (one thread per input).
     Threads,
+    /// Four `cat IN > OUT` processes, one per input: what a new user
+    /// tries first.
+    Cat,
     /// No router: writers straight into the output FIFO (the ceiling).
     Direct,
 }
 
 impl Router {
-    pub const ALL: [Router; 3] = [Router::Multiplexer, Router::Threads, Router::Direct];
+    pub const ALL: [Router; 4] = [
+        Router::Multiplexer,
+        Router::Threads,
+        Router::Cat,
+        Router::Direct,
+    ];
 
     /// The name on the command line and in the records.
     pub fn name(self) -> &'static str {
         match self {
             Router::Multiplexer => "multiplexer",
             Router::Threads => "threads",
+            Router::Cat => "cat",
             Router::Direct => "direct",
         }
     }
@@ -91,6 +101,11 @@ impl Router {
             Router::Threads => {
                 "(mux) the same routing with a blocking thread per input, 64 KiB batches per \
                  write (in the other tables: one blocking thread per FIFO)"
+            }
+            Router::Cat => {
+                "(mux) four `cat IN > OUT` processes, one per input, as a new user would route \
+                 them (whole lines only because the kernel cuts pipe writes at page boundaries); \
+                 CPU: the four together"
             }
             Router::Direct => "(mux) no router: the writers straight into the output, the ceiling",
         }
@@ -156,11 +171,12 @@ fn part(routers: Vec<Router>, writers: usize, lines: u64, multiplexer: Option<Pa
 }
 
 fn targets() -> Vec<Target> {
-    let (lines, per_line, mux, threads) = (
+    let (lines, per_line, mux, threads, cat) = (
         "lines_per_s",
         "router_cpu_ns_per_line",
         "multiplexer",
         "threads",
+        "cat",
     );
     let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
         what: what.into(),
@@ -182,6 +198,18 @@ fn targets() -> Vec<Target> {
             Pick::of(mux, per_line),
             Pick::of(threads, per_line),
             at_most(1.0),
+        ),
+        t(
+            "mux lines/s: multiplexer >= 1.0x four cats",
+            Pick::of(mux, lines),
+            Pick::of(cat, lines),
+            Goal::AtLeast { factor: 1.0 },
+        ),
+        t(
+            "mux CPU/line: multiplexer <= 2.0x four cats",
+            Pick::of(mux, per_line),
+            Pick::of(cat, per_line),
+            at_most(2.0),
         ),
     ]
 }
@@ -260,7 +288,7 @@ impl Scenario for Mux {
                 name: r.name(),
                 side: match r {
                     Router::Multiplexer => Side::Ringpipe,
-                    Router::Threads => Side::Peer,
+                    Router::Threads | Router::Cat => Side::Peer,
                     Router::Direct => Side::Ceiling,
                 },
                 describe: r.describe(),
