@@ -150,7 +150,10 @@ impl EngineWork for Run {
 
     fn shape(&self) -> Shape {
         Shape {
-            flow: Flow::Consume { inputs: self.fifos },
+            flow: Flow::Consume {
+                inputs: self.fifos,
+                shards: 1,
+            },
             bytes_per_input: MSG as u64,
             unit: Unit::Message { sample_every: 1 },
         }
