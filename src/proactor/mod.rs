@@ -169,6 +169,13 @@ impl Proactor {
     pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
         let path = path.as_ref();
         let anchor = fifo::anchor(path, opts)?;
+        if let Some(other) = self
+            .table
+            .shares_with_sole_writer(anchor.as_fd(), opts.sole_writer)
+        {
+            let path = path.to_path_buf();
+            return Err(Error::SoleWriter { path, other });
+        }
         let fd = fifo::try_open_writer(&anchor).map_err(|e| fifo::open_error(path, e))?;
         if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;

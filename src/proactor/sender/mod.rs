@@ -85,7 +85,7 @@ pub(super) enum Gone {
 impl SendSide {
     pub(super) fn new(opts: &FifoOptions) -> SendSide {
         SendSide {
-            queue: WriteQueue::default(),
+            queue: WriteQueue::new(opts.sole_writer),
             writing: VecDeque::new(),
             returned: Vec::new(),
             failed: None,

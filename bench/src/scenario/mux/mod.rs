@@ -64,6 +64,9 @@ pub struct Mux;
 pub enum Router {
     /// The ringpipe multiplexer example (one proactor thread).
     Multiplexer,
+    /// The same with `--sole-writer`: whole lines in writes up to a pipe's
+    /// size.
+    MultiplexerSole,
     /// The blocking-threads router (one thread per input).
     Threads,
     /// Four `cat IN > OUT` processes, one per input: what a new user
@@ -74,8 +77,9 @@ pub enum Router {
 }
 
 impl Router {
-    pub const ALL: [Router; 4] = [
+    pub const ALL: [Router; 5] = [
         Router::Multiplexer,
+        Router::MultiplexerSole,
         Router::Threads,
         Router::Cat,
         Router::Direct,
@@ -85,6 +89,7 @@ impl Router {
     pub fn name(self) -> &'static str {
         match self {
             Router::Multiplexer => "multiplexer",
+            Router::MultiplexerSole => "multiplexer-sole",
             Router::Threads => "threads",
             Router::Cat => "cat",
             Router::Direct => "direct",
@@ -97,6 +102,10 @@ impl Router {
             Router::Multiplexer => {
                 "(mux) examples/multiplexer, ringpipe's router: one proactor thread, framed \
                  receivers, whole lines out in PIPE_BUF writes"
+            }
+            Router::MultiplexerSole => {
+                "(mux) the multiplexer example with --sole-writer: whole lines out in writes up \
+                 to a pipe's size (FifoOptions::sole_writer)"
             }
             Router::Threads => {
                 "(mux) the same routing with a blocking thread per input, 64 KiB batches per \
@@ -239,7 +248,11 @@ impl Scenario for Mux {
         let a: Args = args(m)?;
         // Built or found before anything runs: a missing example fails at
         // once.
-        let multiplexer = if a.routers.contains(&Router::Multiplexer) {
+        let multiplexer = if a
+            .routers
+            .iter()
+            .any(|r| matches!(r, Router::Multiplexer | Router::MultiplexerSole))
+        {
             let exe = std::env::current_exe()?;
             Some(example::multiplexer(&exe, g.multiplexer.as_deref())?)
         } else {
@@ -287,7 +300,7 @@ impl Scenario for Mux {
             .map(|r| Cast {
                 name: r.name(),
                 side: match r {
-                    Router::Multiplexer => Side::Ringpipe,
+                    Router::Multiplexer | Router::MultiplexerSole => Side::Ringpipe,
                     Router::Threads | Router::Cat => Side::Peer,
                     Router::Direct => Side::Ceiling,
                 },

@@ -60,10 +60,13 @@ pub fn run_once(
     let children0 = children_cpu_s();
     let mut procs = match router {
         Router::Direct => Vec::new(),
-        Router::Multiplexer => {
+        Router::Multiplexer | Router::MultiplexerSole => {
             let bin = plan.multiplexer.as_ref().ok_or("no multiplexer binary")?;
             let mut cmd = Command::new(bin);
             args(&mut cmd);
+            if router == Router::MultiplexerSole {
+                cmd.arg("--sole-writer");
+            }
             vec![Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn multiplexer", e))?]
         }
         Router::Threads => {
