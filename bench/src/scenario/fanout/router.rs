@@ -67,8 +67,11 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
         FifoOptions::new()
     };
     let rx = p.open_receiver(spec.input(), &rx_opts).map_err(other)?;
+    // The router is each subscriber FIFO's only writer: frames go out in
+    // runs up to a pipe's size, as the threads router's writes do.
+    let tx_opts = FifoOptions::new().sole_writer(true);
     let txs: Vec<Sender> = (0..spec.subscribers)
-        .map(|i| p.open_sender(spec.output(i), &FifoOptions::new()))
+        .map(|i| p.open_sender(spec.output(i), &tx_opts))
         .collect::<Result<_, _>>()
         .map_err(other)?;
     let mut events = Events::with_capacity(1024);
