@@ -87,8 +87,26 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
     while sent.iter().any(|&s| s < total) {
         p.poll(&mut events, None).map_err(other)?;
         let mut refused = false;
-        for ev in &events {
+        // A read's whole frames come as one run, forwarded with one
+        // send_framed per subscriber; a frame split across reads alone.
+        for ev in events.runs(codec) {
             match ev {
+                Event::Frames {
+                    wire, frames: k, ..
+                } => {
+                    first.get_or_insert_with(Instant::now);
+                    frames += k as u64;
+                    for (i, &tx) in txs.iter().enumerate() {
+                        if backlog[i].is_empty() {
+                            match p.send_framed(tx, codec, wire) {
+                                Ok(()) => continue,
+                                Err(Error::WouldBlock { .. }) => refused = true,
+                                Err(e) => return Err(other(e)),
+                            }
+                        }
+                        backlog[i].extend_from_slice(wire);
+                    }
+                }
                 Event::Data { data, .. } => {
                     first.get_or_insert_with(Instant::now);
                     for (i, &tx) in txs.iter().enumerate() {
