@@ -390,8 +390,9 @@ impl<'a> Iterator for Iter<'a> {
     type Item = Event<'a>;
 
     // Inlined into the caller's loop: the event is built where it is
-    // matched, not returned through memory (one event per frame).
-    #[inline]
+    // matched, not returned through memory (one event per read). A run's
+    // frames come from a cursor set up out of line: one check here.
+    #[inline(always)]
     fn next(&mut self) -> Option<Event<'a>> {
         if let Some((from, payloads)) = &mut self.run {
             if let Some(frame) = payloads.next() {
