@@ -45,14 +45,14 @@ fn a_sole_writer_writes_frames_whole_in_runs_larger_than_pipe_buf() {
         let (a, rest) = payloads.split_at(FRAMES / 3);
         let (b, c) = rest.split_at(FRAMES / 3);
         for pl in a {
-            p.send_frame(tx, Codec::LengthPrefixed, pl).unwrap();
+            p.send_frames(tx, Codec::LengthPrefixed, &[pl]).unwrap();
         }
         p.send_frames(tx, Codec::LengthPrefixed, b).unwrap();
-        p.send_framed(tx, Codec::LengthPrefixed, &encoded(c))
+        p.send_encoded(tx, Codec::LengthPrefixed, &encoded(c))
             .unwrap();
         // Whole frames only, even for a sole writer.
         assert!(matches!(
-            p.send_framed(tx, Codec::LengthPrefixed, &encoded(c)[..10]),
+            p.send_encoded(tx, Codec::LengthPrefixed, &encoded(c)[..10]),
             Err(Error::Frame { .. })
         ));
         let total: usize = payloads.iter().map(|pl| pl.len() + 4).sum();

@@ -13,8 +13,8 @@
 //!   [`Proactor::send`] of every subscriber;
 //! - `uring framed`: a framed receiver ([`FifoOptions::frames`]), each
 //!   read's whole frames taken as one run ([`Events::runs`]) and passed to
-//!   [`Proactor::send_framed`] of every subscriber (a frame split across
-//!   reads to [`Proactor::send_frame`]), each subscriber FIFO written by
+//!   [`Proactor::send_encoded`] of every subscriber (a frame split across
+//!   reads to [`Proactor::send_frames`]), each subscriber FIFO written by
 //!   the router alone ([`FifoOptions::sole_writer`]);
 //! - `threads raw` / `threads framed`: the same with one blocking thread,
 //!   `read(2)` then one `write(2)` per subscriber (framed: the frames of a
@@ -31,8 +31,8 @@
 //! [`Codec::LengthPrefixed`]: ringpipe::frame::Codec::LengthPrefixed
 //! [`Proactor::send`]: ringpipe::Proactor::send
 //! [`FifoOptions::frames`]: ringpipe::FifoOptions::frames
-//! [`Proactor::send_frame`]: ringpipe::Proactor::send_frame
-//! [`Proactor::send_framed`]: ringpipe::Proactor::send_framed
+//! [`Proactor::send_frames`]: ringpipe::Proactor::send_frames
+//! [`Proactor::send_encoded`]: ringpipe::Proactor::send_encoded
 //! [`Events::runs`]: ringpipe::Events::runs
 //! [`FifoOptions::sole_writer`]: ringpipe::FifoOptions::sole_writer
 //! [`FrameDecoder`]: ringpipe::frame::FrameDecoder
@@ -58,7 +58,7 @@ use router::RouterReport;
 
 /// One publisher -> router -> 3 subscribers, 64-byte length-prefixed
 /// frames, every frame checked by each subscriber: ringpipe forwarding
-/// raw chunks (`send`) and whole frames (`send_frame`), beside a
+/// raw chunks (`send`) and whole frames (`send_frames`), beside a
 /// blocking-thread router doing the same; msgs/s, router CPU per message
 /// and router peak RSS.
 #[derive(Debug, clap::Args)]
@@ -108,7 +108,7 @@ pub const BATCH: usize = 64;
 pub enum Variant {
     /// ringpipe: byte chunks, `send` to each subscriber.
     UringRaw,
-    /// ringpipe: a framed receiver, a read's run of frames `send_framed`
+    /// ringpipe: a framed receiver, a read's run of frames `send_encoded`
     /// to each subscriber.
     UringFramed,
     /// One blocking thread: `read`, then `write` to each subscriber.
@@ -149,7 +149,7 @@ impl Variant {
     pub fn describe(self) -> &'static str {
         if self.framed() {
             "(fanout) the router decodes the frames and forwards them whole: each read's run \
-             of frames with one send_framed per subscriber (uring), or re-encoded into one \
+             of frames with one send_encoded per subscriber (uring), or re-encoded into one \
              write per read (threads)"
         } else {
             "(fanout) the router forwards the bytes of each read as they are: send (uring) \
