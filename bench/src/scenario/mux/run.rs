@@ -75,10 +75,12 @@ pub fn run_once(
             args(&mut cmd);
             vec![Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn mux-threads", e))?]
         }
-        // `cat IN > OUT` for each input: the output opens at once, our
-        // read end being there.
+        // `cat IN > OUT` for each input a writer feeds (a cat of an input
+        // with none would wait in its open forever): the output opens at
+        // once, our read end being there.
         Router::Cat => ins
             .iter()
+            .take(plan.writers.min(INPUTS))
             .map(|input| {
                 let to = std::fs::OpenOptions::new().write(true).open(out)?;
                 Proc::spawn_to(Command::new("cat").arg(input), Stdio::from(to))
