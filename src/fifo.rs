@@ -42,6 +42,7 @@ pub struct FifoOptions {
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
     pub(crate) large_frames: bool,
+    pub(crate) sole_writer: bool,
 }
 
 /// How a receiver reads.
@@ -121,6 +122,7 @@ impl FifoOptions {
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
             large_frames: false,
+            sole_writer: false,
         }
     }
 
@@ -236,6 +238,28 @@ impl FifoOptions {
     /// way. (A sender made from an fd: [`Proactor::set_large_frames`](crate::Proactor::set_large_frames).)
     pub fn large_frames(mut self, yes: bool) -> Self {
         self.large_frames = yes;
+        self
+    }
+
+    /// For a sender: this proactor is the FIFO's only writer (default:
+    /// off). `PIPE_BUF` atomicity matters only when several writers share
+    /// a FIFO; with one, nothing can land between two frames, so frames
+    /// are queued like [`send`](crate::Proactor::send) bytes and written
+    /// in runs up to the pipe's size: one write and one reader wake-up per
+    /// pipe-full instead of per 4 KiB. Frames of any size stay whole (as
+    /// with [`large_frames`](Self::large_frames)), in order.
+    ///
+    /// What it gives up: a write that the pipe takes in part ends inside a
+    /// frame, so a reader that leaves then may have read a frame's first
+    /// part and the next reader gets its rest (with `PIPE_BUF` writes
+    /// only whole frames are ever in the pipe). And another writer is not
+    /// detected: frames written while another process writes the same FIFO
+    /// may interleave with its bytes. Within
+    /// this proactor, a second sender on a FIFO a sole writer writes (or a
+    /// sole writer on a FIFO another sender writes) is refused with
+    /// [`Error::SoleWriter`].
+    pub fn sole_writer(mut self, yes: bool) -> Self {
+        self.sole_writer = yes;
         self
     }
 
@@ -565,6 +589,20 @@ impl OpenWatch {
         }
         any
     }
+}
+
+/// The FIFO an fd names (its device and inode), to tell two opens of one
+/// FIFO apart from two FIFOs.
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+/// The capacity of the pipe behind `fd` (`F_GETPIPE_SZ`); `None` if it is
+/// not a pipe.
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> Option<usize> {
+    fcntl(fd, FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 /// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.

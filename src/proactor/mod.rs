@@ -145,6 +145,8 @@ impl Proactor {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
         let multishot = self.reads.multishot(opts.read_mode);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(opts.persistent, multishot, opts.frames);
         // Only a persistent receiver reopens: a one-shot one spares the fd.
         let anchor = opts.persistent.then_some(anchor);
@@ -164,6 +166,13 @@ impl Proactor {
     pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
         let path = path.as_ref();
         let anchor = fifo::anchor(path, opts)?;
+        if let Some(other) = self
+            .table
+            .shares_with_sole_writer(anchor.as_fd(), opts.sole_writer)
+        {
+            let path = path.to_path_buf();
+            return Err(Error::SoleWriter { path, other });
+        }
         let fd = fifo::try_open_writer(&anchor).map_err(|e| fifo::open_error(path, e))?;
         if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
@@ -201,6 +210,8 @@ impl Proactor {
     /// at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd, mode: ReadMode) -> Result<Receiver> {
         let multishot = self.reads.multishot(mode);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(false, multishot, None);
         let token = self
             .table

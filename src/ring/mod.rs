@@ -116,6 +116,18 @@ enum Held {
     },
 }
 
+/// How much of the buffer pool is registered with the ring.
+#[derive(Debug)]
+enum Pinned {
+    /// Nothing: every buffer is used with plain `READ` / `WRITE`.
+    Nothing,
+    /// The whole pool, at once (`Builder::buffers`).
+    Whole,
+    /// A sparse table of the pool's size, each buffer registered into its
+    /// slot at its first use (`true`): only the buffers used are pinned.
+    Sparse(Box<[bool]>),
+}
+
 /// One final completion.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -154,7 +166,8 @@ pub(crate) struct Ring {
     /// Set up with `DEFER_TASKRUN`: completions are posted only inside
     /// this thread's own enters, so nothing wakes a waiter on the fd.
     deferred: bool,
-    pool_registered: bool,
+    /// Which of the pool's buffers fixed operations may name.
+    pinned: Pinned,
     /// Completions one turn takes in at most when it runs the rest of a
     /// wave's task work (see `enter`); 0: one pass only.
     wave: usize,
@@ -196,7 +209,7 @@ impl Ring {
         } else {
             register()?;
         }
-        self.pool_registered = true;
+        self.pinned = Pinned::Whole;
         self.memory = Some(Rc::clone(pool));
         Ok(())
     }

@@ -162,7 +162,7 @@ impl Ring {
             enters: 0,
             sqpoll: cfg.sqpoll_idle.is_some(),
             deferred,
-            pool_registered: false,
+            pinned: super::Pinned::Nothing,
             wave: 0,
             file_slots: (0..file_table).rev().collect(),
             file_table,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 use super::relay::{self, pipe_bytes};
-use super::{Engine, Scope, Spec, announce, finish};
+use super::{Consumed, Engine, Scope, Spec, announce, sharded};
 use crate::sink::Sink;
 use crate::spec::{EngineReport, input_path};
 
@@ -180,61 +180,68 @@ pub enum Mode {
 }
 
 fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
-    let mut p = proactor(spec, mode)?;
-    let wait = match mode {
-        Mode::Spin => Some(Duration::ZERO),
-        _ => None,
-    };
     let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
     // How every receiver of the run reads.
     let opts = match mode {
         Mode::Single => FifoOptions::new().read_mode(ReadMode::Fixed),
         _ => FifoOptions::new(),
     };
+    if spec.shape.relay().is_none() && !splices {
+        // A proactor per consumer, each built on its own thread.
+        let wait = (mode == Mode::Spin).then_some(Duration::ZERO);
+        return sharded(spec, &|share, ready| {
+            consume(spec, &mut proactor(spec, mode)?, wait, &opts, share, ready)
+        });
+    }
+    let mut p = proactor(spec, mode)?;
+    let wait = match mode {
+        Mode::Spin => Some(Duration::ZERO),
+        _ => None,
+    };
     match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),
-        Some(_) => relay(spec, &mut p, wait, opts),
-        None => consume(spec, &mut p, wait, &opts),
+        _ => relay(spec, &mut p, wait, opts),
     }
 }
 
-/// Throughput, fan-in and idle: read every input FIFO.
+/// Throughput, fan-in and idle: read the input FIFOs numbered `share`.
 fn consume(
     spec: &Spec,
     p: &mut Proactor,
     wait: Option<Duration>,
     opts: &FifoOptions,
-) -> io::Result<EngineReport> {
-    let mut report = EngineReport::default();
-    let wanted = spec.shape.inputs();
-    // Receiver slot index -> FIFO number: 4 bytes per FIFO, as epoll's
-    // engine holds (its fds).
-    let mut fifo_of: Vec<u32> = Vec::with_capacity(wanted);
-    for i in 0..wanted {
+    share: &[usize],
+    ready: &dyn Fn(usize),
+) -> io::Result<Consumed> {
+    let mut note = None;
+    let mut opened = 0;
+    // Receiver slot index -> FIFO number in the share: 4 bytes per FIFO,
+    // as epoll's engine holds (its fds).
+    let mut fifo_of: Vec<u32> = Vec::with_capacity(share.len());
+    for (k, &i) in share.iter().enumerate() {
         match p.open_receiver(input_path(&spec.dir, i), opts) {
             Ok(rx) => {
                 let slot = rx.token().index as usize;
                 if fifo_of.len() <= slot {
                     fifo_of.resize(slot + 1, u32::MAX);
                 }
-                fifo_of[slot] = i as u32;
-                report.opened += 1;
+                fifo_of[slot] = k as u32;
+                opened += 1;
             }
             Err(e) => {
-                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
+                note = Some(format!("opened {k} of {} FIFOs, then: {e}", share.len()));
                 break;
             }
         }
     }
-    let opened = report.opened;
     let mut sink = Sink::new(
         &spec.shape,
         opened,
         opened as u64 * spec.shape.bytes_per_input,
     );
     let mut events = Events::with_capacity(1024);
-    let cpu0 = announce(opened);
+    ready(opened);
     let enters0 = p.snapshot().enters;
     let mut gone = 0;
     while !sink.done() && gone < opened {
@@ -250,10 +257,12 @@ fn consume(
             }
         }
     }
-    report.syscalls = Some(p.snapshot().enters - enters0);
-    finish(&mut report, &sink, cpu0);
-    report.msgs = spec.shape.msgs_in(sink.bytes);
-    Ok(report)
+    Ok(Consumed {
+        sink,
+        opened,
+        syscalls: Some(p.snapshot().enters - enters0),
+        note,
+    })
 }
 
 /// The relay's FIFO options: `opts` with the pipe size of [`pipe_bytes`].

@@ -15,7 +15,7 @@ use std::io;
 use super::end::End;
 use super::io::Io;
 use super::splice::Splice;
-use crate::buffers::Buf;
+use crate::buffers::{Buf, PROVIDED_GROUP, Pool, SELECT_GROUP};
 use crate::error::Error;
 use crate::fifo::ReadMode;
 use crate::frame::{Codec, FrameDecoder};
@@ -50,6 +50,9 @@ pub(super) enum Feed {
     Spliced(Box<Splice>),
 }
 
+/// Provided buffers kept in the kernel beyond one per transport.
+const RESERVE_SPARE: usize = 8;
+
 /// The proactor's read configuration, and the receivers waiting for it.
 #[derive(Debug)]
 pub(super) struct Reads {
@@ -66,6 +69,18 @@ impl Reads {
     /// the kernel or the locked-memory budget lacks it).
     pub(super) fn multishot(&self, mode: ReadMode) -> bool {
         self.multishot_ok && mode == ReadMode::Multishot
+    }
+
+    /// Makes the provided ring a receiver reads from (multishot or not)
+    /// hold a buffer in the kernel for each of `transports`, and a few
+    /// more: every reader may complete in the same enter, and growing on
+    /// -ENOBUFS comes an enter too late for that batch.
+    pub(super) fn reserve(&self, pool: &Pool, multishot: bool, transports: usize) {
+        let group = match multishot {
+            true => PROVIDED_GROUP,
+            false => SELECT_GROUP,
+        };
+        pool.reserve_provided(group, transports + RESERVE_SPARE);
     }
 }
 

@@ -65,7 +65,9 @@ impl ReceiverSide {
             _ if end.closing() => Next::Done,
             // EOF: only ever seen on an anonymous pipe.
             0 => Next::Eof,
-            // The shared ring ran dry: re-armed once buffers come back.
+            // The shared ring ran dry: it grows and the read goes on, or,
+            // at its capacity, is re-armed once lent buffers come back.
+            r if r == -libc::ENOBUFS && io.pool.grow_provided(PROVIDED_GROUP) => Next::Arm,
             r if r == -libc::ENOBUFS => Next::Starved,
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => Next::Arm,
             r => Next::Fail(end.io_error("read", r)),

@@ -139,6 +139,8 @@ impl ReceiverSide {
             (n, None) if n > 0 => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
             _ if end.closing() => Next::Done,
             (0, _) => Next::Eof,
+            // A provided ring that can grow gets the read again at once.
+            (r, _) if r == -libc::ENOBUFS && io.pool.grow_provided(SELECT_GROUP) => Next::Arm,
             // EAGAIN: only a read of a non-blocking end that may not wait;
             // ENOBUFS: the provided ring is empty (its buffers are lent in
             // events until the next poll). Wait for data, then read into
