@@ -14,7 +14,7 @@ use super::waiting::{RETRY_START, Waiting};
 use crate::buffers::{self, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::fifo::ReadMode;
-use crate::ring::{self, Ring, RingConfig};
+use crate::ring::{self, Backend, Ring, RingConfig};
 
 /// Configures and builds a [`Proactor`].
 ///
@@ -44,6 +44,7 @@ pub struct Builder {
     splice_direct: bool,
     batch: Option<(u32, Duration)>,
     echo_hold: Duration,
+    backend: Backend,
 }
 
 impl Default for Builder {
@@ -67,11 +68,28 @@ impl Default for Builder {
             splice_direct: true,
             batch: None,
             echo_hold: Duration::ZERO,
+            backend: Backend::Auto,
         }
     }
 }
 
 impl Builder {
+    /// Which backend to build on (default [`Backend::Auto`]: io_uring,
+    /// falling back to epoll where io_uring cannot be set up, unless the
+    /// `RINGPIPE_BACKEND` environment variable says otherwise).
+    /// [`Proactor::backend`] says which one runs, and why.
+    ///
+    /// ```
+    /// use ringpipe::{Backend, Proactor};
+    /// let proactor = Proactor::builder().backend(Backend::Epoll).build()?;
+    /// assert_eq!(proactor.backend().backend(), Backend::Epoll);
+    /// # Ok::<(), ringpipe::Error>(())
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Submission queue size (default 256). A turn with more operations
     /// than this flushes early, once per full queue.
     pub fn sq_entries(mut self, n: u32) -> Self {
@@ -299,7 +317,7 @@ impl Builder {
             op: "proactor identity (every one of 2^32 - 1 is used)",
             source: io::Error::from_raw_os_error(libc::EOVERFLOW),
         })?;
-        let mut ring = Ring::new(&self.ring)?;
+        let (mut ring, backend) = Ring::new(&self.ring, self.backend)?;
         let multishot_ok = ring.supports_read_multishot();
         let provided = multishot_ok.then_some(self.provided);
         let memlock = Memlock::current();
@@ -371,6 +389,7 @@ impl Builder {
         Ok(Proactor {
             io: Io {
                 ring,
+                backend,
                 pool,
                 pending: Vec::new(),
                 pending_bufs: Vec::new(),

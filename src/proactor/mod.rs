@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions};
-use crate::ring::Completion;
+use crate::ring::{BackendInUse, Completion};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -356,7 +356,16 @@ impl Proactor {
         }
     }
 
-    /// `io_uring_enter` calls made so far (for syscalls-per-message figures).
+    /// The backend this proactor runs on, and why: io_uring, or epoll
+    /// because it was asked for (`Builder::backend`, `RINGPIPE_BACKEND`)
+    /// or because io_uring could not be set up (the reason in
+    /// [`BackendInUse::fallback`]). Its `Display` is one line for a log.
+    pub fn backend(&self) -> &BackendInUse {
+        &self.io.backend
+    }
+
+    /// `io_uring_enter` calls made so far (for syscalls-per-message
+    /// figures); on the epoll backend, `epoll_wait` calls.
     pub fn enter_count(&self) -> u64 {
         self.io.ring.enters()
     }
@@ -496,13 +505,10 @@ impl Proactor {
         if !self.io.ring.has_unsubmitted() && !self.io.ring.is_sqpoll() {
             return Ok(());
         }
-        self.io
-            .ring
-            .submit_and_wait(false, None)
-            .map_err(|source| Error::Ring {
-                op: "io_uring_enter",
-                source,
-            })
+        self.io.ring.submit().map_err(|source| Error::Ring {
+            op: "io_uring_enter",
+            source,
+        })
     }
 
     /// Submits everything queued since the last call in one

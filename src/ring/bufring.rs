@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, Held, Kind, OpId, Ring, UserData};
+use super::{FileRef, Held, Kind, OpId, Uring, UserData};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
@@ -40,7 +40,7 @@ pub(super) fn register_all(
     Ok(any)
 }
 
-impl Ring {
+impl Uring {
     /// Registers `buf`'s pool now if its registration was deferred
     /// ([`Pool::register_later`]) and this is its first use. Refused (the
     /// user's locked memory is spent), the pool works unregistered, as a

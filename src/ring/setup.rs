@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, Probe, opcode};
 use slab::Slab;
 
-use super::Ring;
+use super::Uring;
 use crate::error::Error;
 
 /// How the ring is set up. Built by [`crate::Builder`].
@@ -61,11 +61,11 @@ const REQUIRED: [(u8, &str); 9] = [
     (opcode::Tee::CODE, "TEE"),
 ];
 
-impl Ring {
+impl Uring {
     /// Sets up a ring as `cfg` says, checks that the kernel has every
     /// feature and opcode the proactor needs, and registers a sparse file
     /// table of `cfg.files` slots.
-    pub(crate) fn new(cfg: &RingConfig) -> Result<Ring, Error> {
+    pub(crate) fn new(cfg: &RingConfig) -> Result<Uring, Error> {
         let sq = cfg.sq_entries.max(1);
         let cq = cfg.cq_entries.max(2 * sq);
         // Which setup the kernel took: whether the ring defers task work.
@@ -151,7 +151,7 @@ impl Ring {
         } else {
             None
         };
-        Ok(Ring {
+        Ok(Uring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
             seq: 0,

@@ -1,0 +1,782 @@
+//! The epoll backend: a completion emulator with the io_uring backend's
+//! calls, for hosts where io_uring is refused. Each operation is queued
+//! with its opaque user data like an SQE; at the turn's enter it is
+//! performed with a non-blocking syscall (`read`/`write` with
+//! `RWF_NOWAIT`, `splice`/`tee` with `SPLICE_F_NONBLOCK`); one that would
+//! wait is parked on its fd's interest in one epoll instance and retried
+//! when the fd is ready; each answers with one [`Completion`], as a CQE
+//! would. Polls complete with the events epoll reports, timeouts through
+//! one timerfd in the same epoll set, so the epoll fd alone says when
+//! there is work (it nests in any loop).
+//!
+//! What it keeps of io_uring's semantics, and the proactor relies on:
+//! - a linked chain (`IOSQE_IO_LINK`) starts each link when the one
+//!   before completed in full; a short or failed link, or a cancel,
+//!   completes the rest with -ECANCELED;
+//! - a read of a FIFO with no writer yet waits (io_uring's READ of a
+//!   blocking FIFO does), while a read after a writer left returns 0;
+//! - a splice or tee is tried once: -EAGAIN comes back, never a wait;
+//! - a cancel completes its target with -ECANCELED, itself with 0, or
+//!   -ENOENT when the target already completed.
+//!
+//! Every fd is epoll-registered one-shot (`EPOLLONESHOT`) and re-armed
+//! with `EPOLL_CTL_MOD` when an operation parks on it: epoll keys an entry
+//! by fd and open file, so a closed fd whose number came back with another
+//! file is never taken for the old one (MOD fails, ADD follows), and an
+//! entry left behind fires at most once, harmlessly. The proactor closes
+//! no fd while an operation on it is in flight.
+//!
+//! The file table stands in for io_uring's registered files: a
+//! transport's fd is made `O_NONBLOCK` when it joins (FIFOs refuse
+//! `RWF_NOWAIT`), and leaves before it closes. Not emulated, because the
+//! proactor does without them: registered buffers (any memory will do),
+//! provided buffer rings and multishot reads (receivers read
+//! single-shot), batched waits.
+
+mod sys;
+
+use std::io;
+use std::ops::Range;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::{Completion, FileRef, OpId, RingConfig, UserData};
+use crate::buffers::{Buf, Pool};
+
+const IN: u32 = libc::EPOLLIN as u32;
+const OUT: u32 = libc::EPOLLOUT as u32;
+const ERR: u32 = libc::EPOLLERR as u32;
+const HUP: u32 = libc::EPOLLHUP as u32;
+
+/// What an operation does.
+#[derive(Debug)]
+enum Work {
+    /// `plain`: the fd is in the file table, so known non-blocking.
+    Read {
+        fd: RawFd,
+        plain: bool,
+    },
+    Write {
+        fd: RawFd,
+        plain: bool,
+        range: Range<usize>,
+    },
+    Poll {
+        fd: RawFd,
+        mask: u32,
+    },
+    Splice {
+        from: RawFd,
+        to: RawFd,
+        len: u32,
+    },
+    Tee {
+        from: RawFd,
+        to: RawFd,
+        len: u32,
+    },
+    Cancel {
+        target: OpId,
+    },
+    /// An 8-byte read of an eventfd's counter.
+    Counter {
+        fd: RawFd,
+    },
+    Timeout {
+        after: Duration,
+    },
+    /// An operation on a file this backend cannot name (a registered slot).
+    BadFile,
+}
+
+impl Work {
+    /// The fd it waits on and for what, if it ever waits.
+    fn interest(&self) -> Option<(RawFd, u32)> {
+        match *self {
+            Work::Read { fd, .. } | Work::Counter { fd } => Some((fd, IN)),
+            Work::Write { fd, .. } => Some((fd, OUT)),
+            Work::Poll { fd, mask } => Some((fd, mask)),
+            _ => None,
+        }
+    }
+}
+
+/// Where an operation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Pushed, performed at the next enter.
+    Queued,
+    /// Behind a link of its chain that has not completed yet.
+    Linked,
+    /// Waiting for its fd to be ready.
+    Parked,
+    /// A timeout waiting for its deadline.
+    Timer,
+}
+
+#[derive(Debug)]
+struct Op {
+    data: UserData,
+    seq: u32,
+    work: Work,
+    stage: Stage,
+    buf: Option<Buf>,
+    /// The next link of its chain, started when this one completes in full.
+    next: Option<OpId>,
+}
+
+/// The operations parked on one fd.
+#[derive(Debug, Default)]
+struct FdWaits {
+    ops: Vec<OpId>,
+    /// Believed to have an epoll entry (MOD first, else ADD first).
+    registered: bool,
+    /// Parked on since the last arming: re-armed before the next wait.
+    dirty: bool,
+}
+
+/// The epoll backend (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Epoll {
+    ep: OwnedFd,
+    /// Expires at the earliest timeout's deadline.
+    timer: OwnedFd,
+    /// Readable while completions wait for a `drain` after a `submit`, so
+    /// a loop sleeping on the epoll fd wakes for them.
+    wake: OwnedFd,
+    woken: bool,
+    /// The deadline `timer` is armed for.
+    timer_at: Option<Instant>,
+    ops: Slab<Op>,
+    seq: u32,
+    queued: Vec<OpId>,
+    /// The last op pushed asked for its successor to be linked to it.
+    link_from: Option<OpId>,
+    /// Indexed by fd.
+    waits: Vec<FdWaits>,
+    dirty: Vec<RawFd>,
+    timers: Vec<(Instant, OpId)>,
+    done: Vec<Completion>,
+    events: Vec<libc::epoll_event>,
+    spare: Vec<OpId>,
+    waits_syscalls: u64,
+    sq_entries: usize,
+    /// The file table: slot -> fd (-1: free), every fd in it `O_NONBLOCK`.
+    files: Vec<RawFd>,
+    free_slots: Vec<u32>,
+}
+
+impl Epoll {
+    /// An epoll instance with its timerfd and wake-up eventfd.
+    pub(crate) fn new(cfg: &RingConfig) -> io::Result<Epoll> {
+        let ep = sys::epoll_create()?;
+        let timer = sys::timerfd()?;
+        let wake = sys::eventfd()?;
+        for fd in [&timer, &wake] {
+            sys::epoll_ctl(&ep, libc::EPOLL_CTL_ADD, fd.as_raw_fd(), IN)?;
+        }
+        Ok(Epoll {
+            ep,
+            timer,
+            wake,
+            woken: false,
+            timer_at: None,
+            ops: Slab::new(),
+            seq: 0,
+            queued: Vec::new(),
+            link_from: None,
+            waits: Vec::new(),
+            dirty: Vec::new(),
+            timers: Vec::new(),
+            done: Vec::new(),
+            events: Vec::with_capacity(256),
+            spare: Vec::new(),
+            waits_syscalls: 0,
+            sq_entries: cfg.sq_entries.max(1) as usize,
+            files: vec![-1; cfg.files as usize],
+            free_slots: (0..cfg.files).rev().collect(),
+        })
+    }
+
+    fn push(&mut self, work: Work, data: UserData, buf: Option<Buf>, link: bool) -> OpId {
+        let key = self.ops.vacant_key();
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let id = OpId::of(key, self.seq);
+        let stage = match self.link_from.take() {
+            Some(prev) => match self.get_mut(prev) {
+                Some(p) => {
+                    p.next = Some(id);
+                    Stage::Linked
+                }
+                // The link before already failed: so does this one, at
+                // the enter (io_uring would fail it at once too).
+                None => Stage::Queued,
+            },
+            None => Stage::Queued,
+        };
+        if stage == Stage::Queued {
+            self.queued.push(id);
+        }
+        self.ops.insert(Op {
+            data,
+            seq: self.seq,
+            work,
+            stage,
+            buf,
+            next: None,
+        });
+        if link {
+            self.link_from = Some(id);
+        }
+        id
+    }
+
+    fn get_mut(&mut self, id: OpId) -> Option<&mut Op> {
+        let key = (id.0.get() >> 32) as usize;
+        self.ops
+            .get_mut(key)
+            .filter(|op| OpId::of(key, op.seq) == id)
+    }
+
+    /// Performs `id` for the first time.
+    fn start(&mut self, id: OpId) {
+        let Some(op) = self.get_mut(id) else {
+            return;
+        };
+        match op.work {
+            Work::Cancel { target } => {
+                let result = self.cancel_now(target);
+                self.finish(id, result);
+            }
+            Work::Timeout { after } => {
+                op.stage = Stage::Timer;
+                let at = Instant::now() + after;
+                self.timers.push((at, id));
+                if self.timer_at.is_none_or(|t| at < t)
+                    && sys::timerfd_arm(&self.timer, after).is_ok()
+                {
+                    self.timer_at = Some(at);
+                }
+            }
+            _ => match perform(op, None) {
+                Some(result) => self.finish(id, result),
+                None => self.park(id),
+            },
+        }
+    }
+
+    fn park(&mut self, id: OpId) {
+        let Some(op) = self.get_mut(id) else {
+            return;
+        };
+        op.stage = Stage::Parked;
+        let Some((fd, _)) = op.work.interest() else {
+            return;
+        };
+        let Ok(slot) = usize::try_from(fd) else {
+            self.finish(id, -libc::EBADF);
+            return;
+        };
+        if self.waits.len() <= slot {
+            self.waits.resize_with(slot + 1, FdWaits::default);
+        }
+        let w = &mut self.waits[slot];
+        w.ops.push(id);
+        if !w.dirty {
+            w.dirty = true;
+            self.dirty.push(fd);
+        }
+    }
+
+    /// Completes `id` with `result`, and starts or fails the rest of its
+    /// chain.
+    fn finish(&mut self, id: OpId, result: i32) {
+        let key = (id.0.get() >> 32) as usize;
+        if self.get_mut(id).is_none() {
+            return;
+        }
+        let op = self.ops.remove(key);
+        let whole = result >= 0
+            && match &op.work {
+                Work::Write { range, .. } => result as usize == range.len(),
+                Work::Splice { len, .. } | Work::Tee { len, .. } => result as u32 == *len,
+                _ => true,
+            };
+        self.done.push(Completion {
+            data: op.data,
+            op: id,
+            result,
+            buf: op.buf,
+            more: false,
+            provided: None,
+        });
+        if let Some(next) = op.next {
+            if whole {
+                self.start(next);
+            } else {
+                self.finish(next, -libc::ECANCELED);
+            }
+        }
+    }
+
+    /// Cancels `target` now: 0, or -ENOENT if it is not in flight.
+    fn cancel_now(&mut self, target: OpId) -> i32 {
+        let Some(op) = self.get_mut(target) else {
+            return -libc::ENOENT;
+        };
+        if matches!(op.work, Work::Cancel { .. }) {
+            return -libc::ENOENT;
+        }
+        match (op.stage, op.work.interest()) {
+            (Stage::Parked, Some((fd, _))) => {
+                if let Some(w) = usize::try_from(fd).ok().and_then(|i| self.waits.get_mut(i)) {
+                    w.ops.retain(|id| *id != target);
+                }
+            }
+            (Stage::Timer, _) => self.timers.retain(|(_, id)| *id != target),
+            _ => {}
+        }
+        self.finish(target, -libc::ECANCELED);
+        0
+    }
+
+    /// Re-arms the epoll entry of every fd parked on since the last time.
+    fn arm_dirty(&mut self) -> io::Result<()> {
+        while let Some(fd) = self.dirty.pop() {
+            let Some(w) = usize::try_from(fd).ok().and_then(|i| self.waits.get_mut(i)) else {
+                continue;
+            };
+            w.dirty = false;
+            let mut mask = 0;
+            for id in &w.ops {
+                let key = (id.0.get() >> 32) as usize;
+                if let Some((_, m)) = self.ops.get(key).and_then(|op| op.work.interest()) {
+                    mask |= m;
+                }
+            }
+            if w.ops.is_empty() {
+                continue;
+            }
+            let events = mask | libc::EPOLLONESHOT as u32;
+            let (first, second) = match w.registered {
+                true => (libc::EPOLL_CTL_MOD, libc::EPOLL_CTL_ADD),
+                false => (libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_MOD),
+            };
+            let armed = sys::epoll_ctl(&self.ep, first, fd, events)
+                .or_else(|_| sys::epoll_ctl(&self.ep, second, fd, events));
+            match armed {
+                Ok(()) => w.registered = true,
+                Err(e) => {
+                    // Not pollable (or closed): every op on it fails.
+                    w.registered = false;
+                    let errno = -e.raw_os_error().unwrap_or(libc::EBADF);
+                    let ops = std::mem::take(&mut w.ops);
+                    for id in ops {
+                        self.finish(id, errno);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries what is parked on `fd`, which epoll reported with `revents`.
+    fn ready(&mut self, fd: RawFd, revents: u32) {
+        let Some(slot) = usize::try_from(fd).ok().filter(|&i| i < self.waits.len()) else {
+            return;
+        };
+        let mut list = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut list, &mut self.waits[slot].ops);
+        for &id in &list {
+            let Some(op) = self.get_mut(id) else {
+                continue;
+            };
+            match perform(op, Some(revents)) {
+                Some(result) => self.finish(id, result),
+                None => self.waits[slot].ops.push(id),
+            }
+        }
+        list.clear();
+        self.spare = list;
+        let w = &mut self.waits[slot];
+        if !w.ops.is_empty() && !w.dirty {
+            w.dirty = true;
+            self.dirty.push(fd);
+        }
+    }
+
+    /// Completes every timeout whose deadline passed; re-arms the timer.
+    fn expire_timers(&mut self) {
+        sys::clear_counter(&self.timer);
+        self.timer_at = None;
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.timers.len() {
+            let (at, id) = self.timers[i];
+            if at <= now {
+                self.timers.swap_remove(i);
+                self.finish(id, -libc::ETIME);
+            } else {
+                i += 1;
+            }
+        }
+        if let Some(at) = self.timers.iter().map(|(at, _)| *at).min()
+            && sys::timerfd_arm(&self.timer, at.saturating_duration_since(now)).is_ok()
+        {
+            self.timer_at = Some(at);
+        }
+    }
+
+    /// Performs what was queued since the last enter, then one
+    /// `epoll_wait`: up to `timeout` when `wait` is set and nothing has
+    /// completed yet, else without waiting.
+    pub(crate) fn submit_and_wait(
+        &mut self,
+        wait: bool,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.start_queued()?;
+        if self.ops.is_empty() && !self.woken {
+            // Nothing parked, no timer: epoll has nothing to say.
+            return Ok(());
+        }
+        let timeout = match wait && self.done.is_empty() {
+            true => timeout,
+            false => Some(Duration::ZERO),
+        };
+        self.waits_syscalls += 1;
+        let mut events = std::mem::take(&mut self.events);
+        let waited = sys::epoll_wait(&self.ep, &mut events, timeout);
+        for ev in &events {
+            let (fd, revents) = (ev.u64 as RawFd, ev.events);
+            if fd == self.timer.as_raw_fd() {
+                self.expire_timers();
+            } else if fd == self.wake.as_raw_fd() {
+                sys::clear_counter(&self.wake);
+                self.woken = false;
+            } else {
+                self.ready(fd, revents);
+            }
+        }
+        self.events = events;
+        waited?;
+        self.arm_dirty()
+    }
+
+    /// Performs what was queued, without waiting; completions it leaves
+    /// make the epoll fd readable until the next `drain`.
+    pub(crate) fn submit(&mut self) -> io::Result<()> {
+        self.start_queued()?;
+        if !self.done.is_empty() && !self.woken {
+            sys::signal(&self.wake);
+            self.woken = true;
+        }
+        Ok(())
+    }
+
+    fn start_queued(&mut self) -> io::Result<()> {
+        // A chain never spans enters.
+        self.link_from = None;
+        let mut queued = std::mem::take(&mut self.queued);
+        for &id in &queued {
+            self.start(id);
+        }
+        queued.clear();
+        if self.queued.is_empty() {
+            self.queued = queued;
+        }
+        self.arm_dirty()
+    }
+
+    /// Moves every completion to `out`.
+    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.append(&mut self.done);
+        Ok(())
+    }
+
+    /// Drops every operation: none is in the kernel, so nothing waits.
+    pub(crate) fn cancel_all_and_drain(&mut self, _grace: Duration) -> bool {
+        self.ops.clear();
+        self.queued.clear();
+        self.timers.clear();
+        self.done.clear();
+        self.waits.clear();
+        self.dirty.clear();
+        true
+    }
+
+    // The calls of the boundary, as the io_uring backend has them.
+
+    pub(crate) fn read(&mut self, file: FileRef, buf: Buf, data: UserData) -> io::Result<OpId> {
+        let work = match self.resolve(file) {
+            Some((fd, plain)) => Work::Read { fd, plain },
+            None => Work::BadFile,
+        };
+        Ok(self.push(work, data, Some(buf), false))
+    }
+
+    pub(crate) fn write(
+        &mut self,
+        file: FileRef,
+        buf: Buf,
+        range: Range<usize>,
+        data: UserData,
+        link: bool,
+    ) -> io::Result<OpId> {
+        assert!(range.start <= range.end && range.end <= buf.capacity());
+        let work = match self.resolve(file) {
+            Some((fd, plain)) => Work::Write { fd, plain, range },
+            None => Work::BadFile,
+        };
+        Ok(self.push(work, data, Some(buf), link))
+    }
+
+    pub(crate) fn poll_add(&mut self, fd: RawFd, mask: u32, data: UserData) -> io::Result<OpId> {
+        Ok(self.push(Work::Poll { fd, mask }, data, None, false))
+    }
+
+    pub(crate) fn splice(
+        &mut self,
+        from: FileRef,
+        to: FileRef,
+        len: u32,
+        after_poll: Option<(RawFd, UserData)>,
+        data: UserData,
+    ) -> io::Result<(Option<OpId>, OpId)> {
+        let poll = after_poll
+            .map(|(fd, poll_data)| self.push(Work::Poll { fd, mask: IN }, poll_data, None, true));
+        let work = match (self.resolve(from), self.resolve(to)) {
+            (Some((from, _)), Some((to, _))) => Work::Splice { from, to, len },
+            _ => Work::BadFile,
+        };
+        Ok((poll, self.push(work, data, None, false)))
+    }
+
+    pub(crate) fn tee_or_splice(
+        &mut self,
+        tee: bool,
+        from: FileRef,
+        to: FileRef,
+        len: u32,
+        link: bool,
+        data: UserData,
+    ) -> io::Result<OpId> {
+        let work = match (self.resolve(from), self.resolve(to)) {
+            (Some((from, _)), Some((to, _))) if tee => Work::Tee { from, to, len },
+            (Some((from, _)), Some((to, _))) => Work::Splice { from, to, len },
+            _ => Work::BadFile,
+        };
+        Ok(self.push(work, data, None, link))
+    }
+
+    pub(crate) fn cancel(&mut self, target: OpId, data: UserData) -> io::Result<OpId> {
+        Ok(self.push(Work::Cancel { target }, data, None, false))
+    }
+
+    pub(crate) fn read_counter(&mut self, fd: RawFd, data: UserData) -> io::Result<OpId> {
+        Ok(self.push(Work::Counter { fd }, data, None, false))
+    }
+
+    pub(crate) fn timeout(&mut self, after: Duration, data: UserData) -> io::Result<OpId> {
+        Ok(self.push(Work::Timeout { after }, data, None, false))
+    }
+
+    /// Multishot reads need provided buffer rings: never asked for here
+    /// (`supports_read_multishot` is false).
+    pub(crate) fn read_multishot(&mut self, _file: FileRef, _data: UserData) -> io::Result<OpId> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+
+    /// As `read_multishot`: no provided rings.
+    pub(crate) fn read_select(
+        &mut self,
+        _file: FileRef,
+        _len: u32,
+        _data: UserData,
+    ) -> io::Result<OpId> {
+        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    }
+
+    /// Batches are io_uring's: one completion ends the wait.
+    pub(crate) fn submit_and_wait_batch(
+        &mut self,
+        _want: u32,
+        _hold: Duration,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
+        self.submit_and_wait(true, timeout)
+    }
+
+    /// Buffers need no registration: reads and writes take any memory.
+    pub(crate) fn register_pool(&mut self, _pool: &Rc<Pool>, _wait: bool) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn register_provided(&mut self, _pool: &Rc<Pool>) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    /// Takes `fd` into the file table, made `O_NONBLOCK` (its transfers
+    /// then need no `RWF_NOWAIT`, which FIFOs refuse): the table says
+    /// which fds are known non-blocking, from their install to the
+    /// release that comes before their close. `None` when the table is
+    /// full or the fd's flags cannot be set.
+    pub(crate) fn register_file(&mut self, fd: RawFd) -> Option<u32> {
+        let slot = self.free_slots.pop()?;
+        if !sys::set_nonblocking(fd) {
+            self.free_slots.push(slot);
+            return None;
+        }
+        match self.files.get_mut(slot as usize) {
+            Some(entry) => *entry = fd,
+            None => {
+                self.free_slots.push(slot);
+                return None;
+            }
+        }
+        Some(slot)
+    }
+
+    /// Empties a file table slot: its fd is about to close.
+    pub(crate) fn unregister_file(&mut self, slot: u32) -> io::Result<()> {
+        if let Some(entry) = self.files.get_mut(slot as usize)
+            && *entry >= 0
+        {
+            *entry = -1;
+            self.free_slots.push(slot);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn files_in_use(&self) -> usize {
+        self.files.len() - self.free_slots.len()
+    }
+
+    /// The fd an operation names, and whether it is known non-blocking.
+    fn resolve(&self, file: FileRef) -> Option<(RawFd, bool)> {
+        match file {
+            FileRef::Raw(fd) => Some((fd, false)),
+            FileRef::Fixed(slot) => self
+                .files
+                .get(slot as usize)
+                .filter(|fd| **fd >= 0)
+                .map(|fd| (*fd, true)),
+        }
+    }
+
+    /// `epoll_wait` calls made so far: the one syscall a turn waits in.
+    pub(crate) fn enters(&self) -> u64 {
+        self.waits_syscalls
+    }
+
+    pub(crate) fn has_unsubmitted(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
+    pub(crate) fn is_sqpoll(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn is_deferred(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(crate) fn unsubmitted_writes(&self) -> usize {
+        0
+    }
+
+    pub(crate) fn has_min_wait(&self) -> bool {
+        false
+    }
+
+    pub(crate) fn ring_fd_registered(&self) -> bool {
+        false
+    }
+
+    /// The epoll fd: readable when a parked operation's fd is ready, a
+    /// timeout expired, or completions wait for a `drain`.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.ep.as_fd()
+    }
+
+    pub(crate) fn sq_entries(&mut self) -> usize {
+        self.sq_entries
+    }
+
+    /// Any chain fits: links are kept in the table, not in a queue.
+    pub(crate) fn reserve(&mut self, _n: usize) -> io::Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn supports_read_multishot(&self) -> bool {
+        false
+    }
+
+    /// No io-wq: splices and tees run on this thread.
+    pub(crate) fn set_iowq_max_workers(&self, _bounded: u32, _unbounded: u32) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Tries `op`'s transfer: its result, or `None` to wait for its fd.
+/// `revents` is what epoll reported (`None`: the first try).
+fn perform(op: &mut Op, revents: Option<u32>) -> Option<i32> {
+    let ready = |want: u32| revents.is_none_or(|r| r & (want | ERR | HUP) != 0);
+    match op.work {
+        Work::Read { fd, plain } => {
+            if !ready(IN) {
+                return None;
+            }
+            let buf = op.buf.as_mut()?;
+            match sys::read(fd, buf.as_mut_slice(), plain) {
+                r if r == -libc::EAGAIN => None,
+                // End of file once a writer has come and gone; a FIFO that
+                // never had a writer polls quiet: wait for one.
+                0 => (sys::poll_now(fd, IN) & (IN | HUP | ERR) != 0).then_some(0),
+                r => Some(r),
+            }
+        }
+        Work::Counter { fd } => {
+            if !ready(IN) {
+                return None;
+            }
+            let mut word = [0u8; 8];
+            match sys::read(fd, &mut word, false) {
+                r if r == -libc::EAGAIN => None,
+                r => Some(r),
+            }
+        }
+        Work::Write {
+            fd,
+            plain,
+            ref range,
+        } => {
+            if !ready(OUT) {
+                return None;
+            }
+            let buf = op.buf.as_ref()?;
+            let bytes = buf.as_slice().get(range.clone())?;
+            match sys::write(fd, bytes, plain) {
+                r if r == -libc::EAGAIN => None,
+                r => Some(r),
+            }
+        }
+        // Epoll says when: a first try only arms it.
+        Work::Poll { mask, .. } => revents
+            .map(|r| r & (mask | ERR | HUP))
+            .filter(|&hit| hit != 0)
+            .map(|hit| hit as i32),
+        Work::Splice { from, to, len } => Some(sys::splice(from, to, len)),
+        Work::Tee { from, to, len } => Some(sys::tee(from, to, len)),
+        Work::BadFile => Some(-libc::EBADF),
+        // Started by `Epoll::start`, never performed.
+        Work::Cancel { .. } | Work::Timeout { .. } => Some(-libc::EINVAL),
+    }
+}
