@@ -112,6 +112,9 @@ fn without_a_hold_round_trips_stay_exact() {
 /// the other.
 #[test]
 fn ring_fd_registrations_are_given_back() {
+    if io_uring_only("ring_fd_registrations_are_given_back") {
+        return;
+    }
     watchdog(Duration::from_secs(60), || {
         for i in 0..40 {
             let p = Proactor::builder().sq_entries(8).build().unwrap();

@@ -454,7 +454,11 @@ impl Proactor {
     ///    in the kernel;
     /// 3. go back to sleep in your loop.
     ///
-    /// Only a ring that wakes such a loop gives its fd: one built with
+    /// On the epoll backend this is its epoll fd, which nests in any loop:
+    /// readable when a parked operation's fd is ready, a timeout is due,
+    /// or completions wait (after `submit`).
+    ///
+    /// On io_uring, only a ring that wakes such a loop gives its fd: one built with
     /// [`Builder::defer_taskrun(false)`](crate::Builder::defer_taskrun) or
     /// [`Builder::sqpoll`](crate::Builder::sqpoll). The default ring
     /// defers its task work (`DEFER_TASKRUN`), and fails with

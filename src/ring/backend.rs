@@ -26,7 +26,7 @@ pub const BACKEND_ENV: &str = "RINGPIPE_BACKEND";
 /// | backend | needs | choose it |
 /// |---|---|---|
 /// | `Auto` (default) | either | io_uring where the kernel lets this process set up a ring, else epoll; `RINGPIPE_BACKEND=epoll` or `=io_uring` overrides it |
-/// | `IoUring` | `io_uring_setup` allowed (no seccomp denial, `kernel.io_uring_disabled` 0 or the group), Linux >= 5.19 opcodes, `RLIMIT_MEMLOCK` for the ring's queues | to fail at build rather than run without io_uring |
+/// | `IoUring` | `io_uring_setup` allowed (no seccomp denial, `kernel.io_uring_disabled` 0 or the group), Linux >= 5.11 (NODROP, EXT_ARG, SPLICE, TEE), `RLIMIT_MEMLOCK` room for the ring's queues | to fail at build rather than run without io_uring |
 /// | `Epoll` | Linux with epoll, timerfd and `RWF_NOWAIT` on pipes | to run the same way on every host |
 ///
 /// Every guarantee of the crate holds on both. Options that tune io_uring
@@ -58,8 +58,8 @@ impl fmt::Display for Backend {
 
 /// The backend a proactor runs on, and why
 /// ([`Proactor::backend`](crate::Proactor::backend)). Its `Display` is
-/// one line: `io_uring`, `epoll (asked for)`, or
-/// `epoll (io_uring refused: ...)`.
+/// one line: `io_uring`, `epoll (asked for)`, `epoll (RINGPIPE_BACKEND)`,
+/// or `epoll (io_uring not usable: ...)` with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInUse {
     backend: Backend,
@@ -97,7 +97,7 @@ impl BackendInUse {
 impl fmt::Display for BackendInUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.fallback, self.asked) {
-            (Some(why), _) => write!(f, "{} (io_uring refused: {why})", self.backend),
+            (Some(why), _) => write!(f, "{} (io_uring not usable: {why})", self.backend),
             (None, Asked::Env) => write!(f, "{} ({BACKEND_ENV})", self.backend),
             (None, Asked::Builder) if self.backend == Backend::Epoll => {
                 write!(f, "{} (asked for)", self.backend)
@@ -140,8 +140,11 @@ impl Ring {
                 Ok(ring) => Ok((Ring::Uring(ring), in_use(Backend::IoUring, None))),
                 // Refused, disabled, out of locked memory, too old: what
                 // epoll is for. Anything else is a real error.
-                Err(e @ Error::Unsupported { .. }) => {
-                    let why = e.to_string();
+                Err(Error::Unsupported { what, source }) => {
+                    let why = match source {
+                        Some(e) => format!("{what} ({e})"),
+                        None => what,
+                    };
                     Ok((Ring::Epoll(epoll(cfg)?), in_use(Backend::Epoll, Some(why))))
                 }
                 Err(e) => Err(e),

@@ -69,7 +69,12 @@ impl Uring {
         let sq = cfg.sq_entries.max(1);
         let cq = cfg.cq_entries.max(2 * sq);
         // Which setup the kernel took: whether the ring defers task work.
-        let (uring, deferred) = retry_while_memlock_drains(|| match cfg.sqpoll_idle {
+        // A limit below the queues' own size can never fit them: fail at
+        // once (the epoll fallback waits for this) instead of retrying.
+        let fits = crate::buffers::Memlock::current()
+            .limit
+            .is_none_or(|l| l >= cfg.locked_bytes());
+        let setup = || match cfg.sqpoll_idle {
             Some(idle) => {
                 let idle = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
                 first_accepted(
@@ -101,7 +106,11 @@ impl Uring {
                 let from = if cfg.defer_taskrun { 0 } else { 2 };
                 first_accepted(&attempts[from..], sq, cq).map(|(ring, i)| (ring, from + i < 2))
             }
-        })
+        };
+        let (uring, deferred) = match fits {
+            true => retry_while_memlock_drains(setup),
+            false => setup(),
+        }
         .map_err(setup_error)?;
         if !uring.params().is_feature_nodrop() || !uring.params().is_feature_ext_arg() {
             return Err(Error::Unsupported {

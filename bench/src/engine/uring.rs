@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
+use ringpipe::{Backend, Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 use super::relay::{self, pipe_bytes};
 use super::{Engine, Scope, Spec, announce, finish};
@@ -111,8 +111,8 @@ fn batch() -> (u32, Duration) {
 /// The hold of `Mode::Echo`.
 pub const ECHO_HOLD: Duration = Duration::from_millis(1);
 
-fn proactor(mode: Mode) -> io::Result<Proactor> {
-    let builder = Proactor::builder();
+fn proactor(mode: Mode, backend: Backend) -> io::Result<Proactor> {
+    let builder = Proactor::builder().backend(backend);
     // `RINGPIPE_BENCH_NO_RING_FD=1` in the environment: every ringpipe
     // engine enters by the ring's fd instead of a registered index, for
     // A/B measurements of the registration with one binary.
@@ -171,18 +171,38 @@ pub enum Mode {
 }
 
 fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
-    let mut p = proactor(mode)?;
+    run_on(spec, mode, Backend::Auto)
+}
+
+/// The engine of `mode` on `backend` (`Auto`: io_uring, or what
+/// `RINGPIPE_BACKEND` says). Its report's note names the backend.
+pub(super) fn run_on(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<EngineReport> {
+    let mut p = proactor(mode, backend)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
     let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
-    match spec.shape.relay() {
+    let report = match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),
         Some(_) => relay(spec, &mut p, wait),
         None => consume(spec, &mut p, wait),
+    }?;
+    Ok(with_backend(report, &p))
+}
+
+/// Names the backend in the report's note when it is not io_uring, so
+/// a run that fell back to epoll says so in its table.
+fn with_backend(mut report: EngineReport, p: &Proactor) -> EngineReport {
+    if p.backend().backend() != Backend::IoUring {
+        let line = format!("backend {}", p.backend());
+        report.note = Some(match report.note.take() {
+            Some(note) => format!("{note}; {line}"),
+            None => line,
+        });
     }
+    report
 }
 
 /// Throughput, fan-in and idle: read every input FIFO.

@@ -28,10 +28,11 @@
 //!
 //! The file table stands in for io_uring's registered files: a
 //! transport's fd is made `O_NONBLOCK` when it joins (FIFOs refuse
-//! `RWF_NOWAIT`), and leaves before it closes. Not emulated, because the
-//! proactor does without them: registered buffers (any memory will do),
-//! provided buffer rings and multishot reads (receivers read
-//! single-shot), batched waits.
+//! `RWF_NOWAIT`), and leaves before it closes. Reads that select a
+//! buffer, multishot ones included, take it from the pool's provided
+//! rings when data is there, as the kernel would: a waiting receiver
+//! holds none. Not emulated, because the proactor does without them:
+//! registered buffers (any memory will do), batched waits.
 
 mod sys;
 
@@ -44,7 +45,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 
 use super::{Completion, FileRef, OpId, RingConfig, UserData};
-use crate::buffers::{Buf, Pool};
+use crate::buffers::{Buf, PROVIDED_GROUP, Pool, SELECT_GROUP};
 
 const IN: u32 = libc::EPOLLIN as u32;
 const OUT: u32 = libc::EPOLLOUT as u32;
@@ -63,6 +64,15 @@ enum Work {
         fd: RawFd,
         plain: bool,
         range: Range<usize>,
+    },
+    /// A read into a buffer taken from `group`'s provided ring once data
+    /// is there (up to `len` bytes); a multishot read goes on after each.
+    ReadProvided {
+        fd: RawFd,
+        plain: bool,
+        group: u16,
+        len: usize,
+        multishot: bool,
     },
     Poll {
         fd: RawFd,
@@ -96,13 +106,29 @@ impl Work {
     /// The fd it waits on and for what, if it ever waits.
     fn interest(&self) -> Option<(RawFd, u32)> {
         match *self {
-            Work::Read { fd, .. } | Work::Counter { fd } => Some((fd, IN)),
+            Work::Read { fd, .. } | Work::ReadProvided { fd, .. } | Work::Counter { fd } => {
+                Some((fd, IN))
+            }
             Work::Write { fd, .. } => Some((fd, OUT)),
             Work::Poll { fd, mask } => Some((fd, mask)),
             _ => None,
         }
     }
 }
+
+/// What one try of an operation came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Wait for its fd.
+    Park,
+    /// Its final completion: the result, and the provided buffer it filled.
+    Done(i32, Option<u16>),
+    /// A multishot read's completion that is not its last.
+    More(i32, u16),
+}
+
+/// Reads one multishot read makes per readiness before the others' turn.
+const MULTISHOT_BATCH: usize = 16;
 
 /// Where an operation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +193,8 @@ pub(crate) struct Epoll {
     /// The file table: slot -> fd (-1: free), every fd in it `O_NONBLOCK`.
     files: Vec<RawFd>,
     free_slots: Vec<u32>,
+    /// The pool whose provided rings reads take buffers from.
+    provided: Option<Rc<Pool>>,
 }
 
 impl Epoll {
@@ -198,6 +226,7 @@ impl Epoll {
             sq_entries: cfg.sq_entries.max(1) as usize,
             files: vec![-1; cfg.files as usize],
             free_slots: (0..cfg.files).rev().collect(),
+            provided: None,
         })
     }
 
@@ -235,10 +264,7 @@ impl Epoll {
     }
 
     fn get_mut(&mut self, id: OpId) -> Option<&mut Op> {
-        let key = (id.0.get() >> 32) as usize;
-        self.ops
-            .get_mut(key)
-            .filter(|op| OpId::of(key, op.seq) == id)
+        op_mut(&mut self.ops, id)
     }
 
     /// Performs `id` for the first time.
@@ -261,10 +287,37 @@ impl Epoll {
                     self.timer_at = Some(at);
                 }
             }
-            _ => match perform(op, None) {
-                Some(result) => self.finish(id, result),
-                None => self.park(id),
-            },
+            _ => self.attempt(id, None, false),
+        }
+    }
+
+    /// Tries `id` (again, with epoll's `revents`): completes it, or parks
+    /// it (`parked`: it was on its fd's list) until its fd is ready.
+    fn attempt(&mut self, id: OpId, revents: Option<u32>, parked: bool) {
+        for _ in 0..MULTISHOT_BATCH {
+            let Some(op) = op_mut(&mut self.ops, id) else {
+                return;
+            };
+            let data = op.data;
+            match perform(op, revents, self.provided.as_ref()) {
+                Step::Done(result, provided) => return self.finish_with(id, result, provided),
+                Step::More(result, bid) => self.done.push(Completion {
+                    data,
+                    op: id,
+                    result,
+                    buf: None,
+                    more: true,
+                    provided: Some(bid),
+                }),
+                Step::Park => break,
+            }
+        }
+        if !parked {
+            self.park(id);
+        } else if let Some((fd, _)) = self.get_mut(id).and_then(|op| op.work.interest())
+            && let Some(w) = usize::try_from(fd).ok().and_then(|i| self.waits.get_mut(i))
+        {
+            w.ops.push(id);
         }
     }
 
@@ -294,6 +347,11 @@ impl Epoll {
     /// Completes `id` with `result`, and starts or fails the rest of its
     /// chain.
     fn finish(&mut self, id: OpId, result: i32) {
+        self.finish_with(id, result, None);
+    }
+
+    /// `finish`, naming the provided buffer the operation filled.
+    fn finish_with(&mut self, id: OpId, result: i32, provided: Option<u16>) {
         let key = (id.0.get() >> 32) as usize;
         if self.get_mut(id).is_none() {
             return;
@@ -311,7 +369,7 @@ impl Epoll {
             result,
             buf: op.buf,
             more: false,
-            provided: None,
+            provided,
         });
         if let Some(next) = op.next {
             if whole {
@@ -391,13 +449,7 @@ impl Epoll {
         let mut list = std::mem::take(&mut self.spare);
         std::mem::swap(&mut list, &mut self.waits[slot].ops);
         for &id in &list {
-            let Some(op) = self.get_mut(id) else {
-                continue;
-            };
-            match perform(op, Some(revents)) {
-                Some(result) => self.finish(id, result),
-                None => self.waits[slot].ops.push(id),
-            }
+            self.attempt(id, Some(revents), true);
         }
         list.clear();
         self.spare = list;
@@ -584,20 +636,44 @@ impl Epoll {
         Ok(self.push(Work::Timeout { after }, data, None, false))
     }
 
-    /// Multishot reads need provided buffer rings: never asked for here
-    /// (`supports_read_multishot` is false).
-    pub(crate) fn read_multishot(&mut self, _file: FileRef, _data: UserData) -> io::Result<OpId> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+    /// A read into provided buffers that goes on: a completion with
+    /// `more` per read, until the ring is empty (-ENOBUFS), an error, a
+    /// cancel, or end of file (a final 0, as io_uring's on an anonymous
+    /// pipe).
+    pub(crate) fn read_multishot(&mut self, file: FileRef, data: UserData) -> io::Result<OpId> {
+        Ok(self.read_provided(file, PROVIDED_GROUP, usize::MAX, true, data))
     }
 
-    /// As `read_multishot`: no provided rings.
+    /// A single-shot read into a buffer taken from the select ring once
+    /// data is there: a waiting read holds none.
     pub(crate) fn read_select(
         &mut self,
-        _file: FileRef,
-        _len: u32,
-        _data: UserData,
+        file: FileRef,
+        len: u32,
+        data: UserData,
     ) -> io::Result<OpId> {
-        Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        Ok(self.read_provided(file, SELECT_GROUP, len as usize, false, data))
+    }
+
+    fn read_provided(
+        &mut self,
+        file: FileRef,
+        group: u16,
+        len: usize,
+        multishot: bool,
+        data: UserData,
+    ) -> OpId {
+        let work = match self.resolve(file) {
+            Some((fd, plain)) => Work::ReadProvided {
+                fd,
+                plain,
+                group,
+                len,
+                multishot,
+            },
+            None => Work::BadFile,
+        };
+        self.push(work, data, None, false)
     }
 
     /// Batches are io_uring's: one completion ends the wait.
@@ -615,8 +691,11 @@ impl Epoll {
         Ok(())
     }
 
-    pub(crate) fn register_provided(&mut self, _pool: &Rc<Pool>) -> io::Result<bool> {
-        Ok(false)
+    /// Reads take buffers from `pool`'s provided rings, which this
+    /// backend consumes itself (no kernel holds them).
+    pub(crate) fn register_provided(&mut self, pool: &Rc<Pool>) -> io::Result<bool> {
+        self.provided = Some(Rc::clone(pool));
+        Ok(true)
     }
 
     /// Takes `fd` into the file table, made `O_NONBLOCK` (its transfers
@@ -715,8 +794,10 @@ impl Epoll {
         Ok(())
     }
 
+    /// Multishot and buffer-selecting reads are emulated (see
+    /// `read_provided`).
     pub(crate) fn supports_read_multishot(&self) -> bool {
-        false
+        true
     }
 
     /// No io-wq: splices and tees run on this thread.
@@ -725,9 +806,53 @@ impl Epoll {
     }
 }
 
-/// Tries `op`'s transfer: its result, or `None` to wait for its fd.
-/// `revents` is what epoll reported (`None`: the first try).
-fn perform(op: &mut Op, revents: Option<u32>) -> Option<i32> {
+/// The live operation `id` names (its key, and its sequence number).
+fn op_mut(ops: &mut Slab<Op>, id: OpId) -> Option<&mut Op> {
+    let key = (id.0.get() >> 32) as usize;
+    ops.get_mut(key).filter(|op| OpId::of(key, op.seq) == id)
+}
+
+/// Tries `op`'s transfer once. `revents` is what epoll reported (`None`:
+/// the first try); `pool` has the provided rings.
+fn perform(op: &mut Op, revents: Option<u32>, pool: Option<&Rc<Pool>>) -> Step {
+    if let Work::ReadProvided {
+        fd,
+        plain,
+        group,
+        len,
+        multishot,
+    } = op.work
+    {
+        if revents.is_some_and(|r| r & (IN | ERR | HUP) == 0) {
+            return Step::Park;
+        }
+        let Some(pool) = pool else {
+            return Step::Done(-libc::ENOBUFS, None);
+        };
+        return match pool.read_provided(group, len, |buf| sys::read(fd, buf, plain)) {
+            (r, Some(bid)) if multishot => Step::More(r, bid),
+            (r, Some(bid)) => Step::Done(r, Some(bid)),
+            (r, None) if r == -libc::EAGAIN => Step::Park,
+            (0, None) if !at_eof(fd) => Step::Park,
+            (r, None) => Step::Done(r, None),
+        };
+    }
+    match perform_plain(op, revents) {
+        Some(result) => Step::Done(result, None),
+        None => Step::Park,
+    }
+}
+
+/// Whether a read of `fd` that returned 0 is its end: a writer came and
+/// went (POLLHUP). A FIFO that never had a writer polls quiet: a read of
+/// it waits for one, as io_uring's does.
+fn at_eof(fd: RawFd) -> bool {
+    sys::poll_now(fd, IN) & (IN | HUP | ERR) != 0
+}
+
+/// Tries the transfer of an operation with no provided buffer: its
+/// result, or `None` to wait for its fd.
+fn perform_plain(op: &mut Op, revents: Option<u32>) -> Option<i32> {
     let ready = |want: u32| revents.is_none_or(|r| r & (want | ERR | HUP) != 0);
     match op.work {
         Work::Read { fd, plain } => {
@@ -737,9 +862,7 @@ fn perform(op: &mut Op, revents: Option<u32>) -> Option<i32> {
             let buf = op.buf.as_mut()?;
             match sys::read(fd, buf.as_mut_slice(), plain) {
                 r if r == -libc::EAGAIN => None,
-                // End of file once a writer has come and gone; a FIFO that
-                // never had a writer polls quiet: wait for one.
-                0 => (sys::poll_now(fd, IN) & (IN | HUP | ERR) != 0).then_some(0),
+                0 => at_eof(fd).then_some(0),
                 r => Some(r),
             }
         }
@@ -777,6 +900,8 @@ fn perform(op: &mut Op, revents: Option<u32>) -> Option<i32> {
         Work::Tee { from, to, len } => Some(sys::tee(from, to, len)),
         Work::BadFile => Some(-libc::EBADF),
         // Started by `Epoll::start`, never performed.
-        Work::Cancel { .. } | Work::Timeout { .. } => Some(-libc::EINVAL),
+        Work::Cancel { .. } | Work::Timeout { .. } | Work::ReadProvided { .. } => {
+            Some(-libc::EINVAL)
+        }
     }
 }
