@@ -127,9 +127,6 @@ enum Step {
     More(i32, u16),
 }
 
-/// Reads one multishot read makes per readiness before the others' turn.
-const MULTISHOT_BATCH: usize = 16;
-
 /// Where an operation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -162,6 +159,9 @@ struct FdWaits {
     registered: bool,
     /// Parked on since the last arming: re-armed before the next wait.
     dirty: bool,
+    /// In the file table: registered edge-triggered for as long as it is
+    /// there, so parking costs no syscall (see `register_file`).
+    edge: bool,
 }
 
 /// The epoll backend (see the module docs).
@@ -294,11 +294,26 @@ impl Epoll {
     /// Tries `id` (again, with epoll's `revents`): completes it, or parks
     /// it (`parked`: it was on its fd's list) until its fd is ready.
     fn attempt(&mut self, id: OpId, revents: Option<u32>, parked: bool) {
-        for _ in 0..MULTISHOT_BATCH {
+        // A multishot read reads until the pipe is empty (an edge-triggered
+        // fd says nothing of bytes left behind) or the ring runs dry.
+        loop {
             let Some(op) = op_mut(&mut self.ops, id) else {
                 return;
             };
             let data = op.data;
+            // An edge-triggered fd reports no readiness it already had:
+            // a poll asks the fd itself on its first try.
+            let first_poll = match (revents, &op.work) {
+                (None, &Work::Poll { fd, mask }) => Some((fd, mask)),
+                _ => None,
+            };
+            let revents = match first_poll {
+                Some((fd, mask)) if self.is_edge(fd) => Some(sys::poll_now(fd, mask)),
+                _ => revents,
+            };
+            let Some(op) = op_mut(&mut self.ops, id) else {
+                return;
+            };
             match perform(op, revents, self.provided.as_ref()) {
                 Step::Done(result, provided) => return self.finish_with(id, result, provided),
                 Step::More(result, bid) => self.done.push(Completion {
@@ -338,10 +353,27 @@ impl Epoll {
         }
         let w = &mut self.waits[slot];
         w.ops.push(id);
-        if !w.dirty {
+        if !w.dirty && !w.edge {
             w.dirty = true;
             self.dirty.push(fd);
         }
+    }
+
+    /// The fd's waits, grown to hold it.
+    fn waits_of(&mut self, fd: RawFd) -> Option<&mut FdWaits> {
+        let slot = usize::try_from(fd).ok()?;
+        if self.waits.len() <= slot {
+            self.waits.resize_with(slot + 1, FdWaits::default);
+        }
+        self.waits.get_mut(slot)
+    }
+
+    /// Whether `fd` is registered edge-triggered (in the file table).
+    fn is_edge(&self, fd: RawFd) -> bool {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.waits.get(i))
+            .is_some_and(|w| w.edge)
     }
 
     /// Completes `id` with `result`, and starts or fails the rest of its
@@ -408,6 +440,10 @@ impl Epoll {
                 continue;
             };
             w.dirty = false;
+            if w.edge {
+                // Registered edge-triggered for as long as it is in the table.
+                continue;
+            }
             let mut mask = 0;
             for id in &w.ops {
                 let key = (id.0.get() >> 32) as usize;
@@ -454,7 +490,7 @@ impl Epoll {
         list.clear();
         self.spare = list;
         let w = &mut self.waits[slot];
-        if !w.ops.is_empty() && !w.dirty {
+        if !w.ops.is_empty() && !w.dirty && !w.edge {
             w.dirty = true;
             self.dirty.push(fd);
         }
@@ -703,29 +739,46 @@ impl Epoll {
     /// which fds are known non-blocking, from their install to the
     /// release that comes before their close. `None` when the table is
     /// full or the fd's flags cannot be set.
+    ///
+    /// While it is in the table the fd is registered edge-triggered, once:
+    /// an operation that would wait parks with no syscall, since every
+    /// transfer tries first and a later edge reports what changes. This
+    /// is safe only because the table knows when the fd leaves (before
+    /// it closes); other fds are registered one-shot, re-armed per park.
     pub(crate) fn register_file(&mut self, fd: RawFd) -> Option<u32> {
         let slot = self.free_slots.pop()?;
-        if !sys::set_nonblocking(fd) {
+        let entry = self.files.get_mut(slot as usize);
+        let (Some(entry), true) = (entry, sys::set_nonblocking(fd)) else {
             self.free_slots.push(slot);
             return None;
-        }
-        match self.files.get_mut(slot as usize) {
-            Some(entry) => *entry = fd,
-            None => {
-                self.free_slots.push(slot);
-                return None;
-            }
+        };
+        *entry = fd;
+        let events = IN | OUT | libc::EPOLLET as u32;
+        let edge = sys::epoll_ctl(&self.ep, libc::EPOLL_CTL_ADD, fd, events)
+            .or_else(|_| sys::epoll_ctl(&self.ep, libc::EPOLL_CTL_MOD, fd, events))
+            .is_ok();
+        if let Some(w) = self.waits_of(fd) {
+            w.edge = edge;
+            w.registered = edge;
         }
         Some(slot)
     }
 
     /// Empties a file table slot: its fd is about to close.
     pub(crate) fn unregister_file(&mut self, slot: u32) -> io::Result<()> {
-        if let Some(entry) = self.files.get_mut(slot as usize)
-            && *entry >= 0
+        let Some(entry) = self.files.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        let fd = std::mem::replace(entry, -1);
+        if fd < 0 {
+            return Ok(());
+        }
+        self.free_slots.push(slot);
+        if let Some(w) = self.waits_of(fd)
+            && std::mem::take(&mut w.edge)
         {
-            *entry = -1;
-            self.free_slots.push(slot);
+            w.registered = false;
+            let _ = sys::epoll_ctl(&self.ep, libc::EPOLL_CTL_DEL, fd, 0);
         }
         Ok(())
     }
