@@ -100,23 +100,29 @@ fn readme_for_any_user(dir: &Path) -> PathBuf {
     exe
 }
 
-fn backend_line(stderr: &str) -> &str {
+/// Runs the README example, copied where any user can run it, as
+/// `launch` says (given the copy), through [`moves_10_mib`]; returns the
+/// line where it says which backend runs.
+fn readme_backend(launch: impl FnOnce(&Path) -> Command) -> String {
+    let dir = shared_dir();
+    let exe = readme_for_any_user(dir.path());
+    let stderr = moves_10_mib(launch(&exe), dir.path());
     stderr
         .lines()
         .find(|l| l.starts_with("readme: backend "))
         .unwrap_or_else(|| panic!("no backend line in: {stderr}"))
+        .to_string()
 }
 
 #[test]
 fn io_uring_denied_by_seccomp_falls_back_to_epoll() {
     let _s = serial();
     watchdog(LIMIT * 2, || {
-        let dir = shared_dir();
-        let exe = readme_for_any_user(dir.path());
-        let mut cmd = test_case_command(&std::env::current_exe().unwrap(), "seccomp_exec");
-        cmd.env(EXEC_ENV, &exe);
-        let stderr = moves_10_mib(cmd, dir.path());
-        let line = backend_line(&stderr);
+        let line = readme_backend(|exe| {
+            let mut cmd = test_case_command(&std::env::current_exe().unwrap(), "seccomp_exec");
+            cmd.env(EXEC_ENV, exe);
+            cmd
+        });
         assert!(
             line.starts_with("readme: backend epoll (io_uring not usable: io_uring_setup refused"),
             "{line}"
@@ -130,12 +136,9 @@ fn io_uring_denied_by_seccomp_falls_back_to_epoll() {
 fn without_a_filter_the_same_run_uses_io_uring() {
     let _s = serial();
     watchdog(LIMIT * 2, || {
-        let dir = shared_dir();
-        let exe = readme_for_any_user(dir.path());
-        let stderr = moves_10_mib(Command::new(&exe), dir.path());
-        let line = backend_line(&stderr);
+        let line = readme_backend(|exe| Command::new(exe));
         if line.starts_with("readme: backend epoll") {
-            skip("without_a_filter_the_same_run_uses_io_uring", line);
+            skip("without_a_filter_the_same_run_uses_io_uring", &line);
             return;
         }
         assert_eq!(line, "readme: backend io_uring");
@@ -146,20 +149,19 @@ fn without_a_filter_the_same_run_uses_io_uring() {
 fn no_locked_memory_as_an_unprivileged_user_falls_back_to_epoll() {
     let _s = serial();
     watchdog(LIMIT * 2, || {
-        let dir = shared_dir();
-        let exe = readme_for_any_user(dir.path());
-        let mut cmd = Command::new("prlimit");
-        cmd.args(["--memlock=0:0", "--"]);
-        if as_user::is_root() {
-            let id = NOBODY.to_string();
-            cmd.arg("setpriv")
-                .arg(format!("--reuid={id}"))
-                .arg(format!("--regid={id}"))
-                .arg("--clear-groups");
-        }
-        cmd.arg(&exe).current_dir("/tmp");
-        let stderr = moves_10_mib(cmd, dir.path());
-        let line = backend_line(&stderr);
+        let line = readme_backend(|exe| {
+            let mut cmd = Command::new("prlimit");
+            cmd.args(["--memlock=0:0", "--"]);
+            if as_user::is_root() {
+                let id = NOBODY.to_string();
+                cmd.arg("setpriv")
+                    .arg(format!("--reuid={id}"))
+                    .arg(format!("--regid={id}"))
+                    .arg("--clear-groups");
+            }
+            cmd.arg(exe).current_dir("/tmp");
+            cmd
+        });
         assert!(
             line.starts_with(
                 "readme: backend epoll (io_uring not usable: io_uring_setup: out of memory"
