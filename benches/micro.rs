@@ -19,7 +19,7 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::unistd::{pipe2, read, write};
 use ringpipe::frame::{Codec, FrameDecoder};
-use ringpipe::{Event, Events, Proactor};
+use ringpipe::{Event, Events, Proactor, ReadMode};
 
 const BATCH: usize = 32;
 
@@ -115,7 +115,7 @@ fn round_4k(c: &mut Criterion) {
     group.bench_function("uring", |b| {
         let mut p = Proactor::new().expect("proactor");
         let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
-        let rx = p.receiver_from_fd(r).expect("receiver");
+        let rx = p.receiver_from_fd(r, ReadMode::Fixed).expect("receiver");
         let tx = p.sender_from_fd(w).expect("sender");
         let mut events = Events::with_capacity(64);
         p.poll(&mut events, Some(Duration::ZERO)).expect("poll");

@@ -3,10 +3,10 @@
 //!
 //! - `raw`: `send` of each read (no framing);
 //! - `wire`: a byte receiver, the whole lines of each read with
-//!   `send_framed` (the partial last line waits for the next read);
+//!   `send_encoded` (the partial last line waits for the next read);
 //! - `framed`: a framed receiver, each read's whole lines from
-//!   `Events::runs` with `send_framed`;
-//! - `framed1`: a framed receiver, `send_frame` for each line.
+//!   `Events::runs` with `send_encoded`;
+//! - `framed1`: a framed receiver, `send_frames` of one for each line.
 //!
 //! ```text
 //! cargo run --release --example fanout_frames -- [raw|wire|framed|framed1] [MESSAGES] [OUTPUTS]
@@ -153,7 +153,7 @@ fn main() {
                     held_frames[o].clear();
                 }
                 let sent = match wire || framed {
-                    true => p.send_framed(tx, Codec::Lines, &held_bytes[o]),
+                    true => p.send_encoded(tx, Codec::Lines, &held_bytes[o]),
                     false => p.send(tx, &held_bytes[o]),
                 };
                 if !held_bytes[o].is_empty() && sent.is_ok() {
@@ -192,7 +192,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whole lines, as they came, to every output with `send_framed`: into
+/// Whole lines, as they came, to every output with `send_encoded`: into
 /// its backlog if it refuses or already has one.
 fn send_wire(p: &mut Proactor, txs: &[Sender], held: &mut [Vec<u8>], lines: &[u8]) {
     if lines.is_empty() {
@@ -203,10 +203,10 @@ fn send_wire(p: &mut Proactor, txs: &[Sender], held: &mut [Vec<u8>], lines: &[u8
             held[o].extend_from_slice(lines);
             continue;
         }
-        match p.send_framed(tx, Codec::Lines, lines) {
+        match p.send_encoded(tx, Codec::Lines, lines) {
             Ok(()) => {}
             Err(Error::WouldBlock { .. }) => held[o].extend_from_slice(lines),
-            Err(e) => panic!("send_framed: {e}"),
+            Err(e) => panic!("send_encoded: {e}"),
         }
     }
 }
@@ -236,7 +236,7 @@ fn send_frames_to_all(
     }
 }
 
-/// Frames with one call (`send_frames`), or one `send_frame` each
+/// Frames with one call (`send_frames`), or one call each
 /// (`framed1`): all refused if the first is.
 fn send_run<P: AsRef<[u8]>>(
     p: &mut Proactor,
@@ -250,10 +250,10 @@ fn send_run<P: AsRef<[u8]>>(
     let mut first = true;
     for frame in run {
         // Past the first frame nothing is refused: one call's worth.
-        match p.send_frame(tx, Codec::Lines, frame.as_ref()) {
+        match p.send_frames(tx, Codec::Lines, &[frame.as_ref()]) {
             Err(Error::WouldBlock { .. }) if !first => {
                 p.set_watermarks(tx, usize::MAX, LOW)?;
-                p.send_frame(tx, Codec::Lines, frame.as_ref())?;
+                p.send_frames(tx, Codec::Lines, &[frame.as_ref()])?;
             }
             r => r?,
         }

@@ -2,11 +2,11 @@
 //! every subscriber FIFO, each with a queue of its own, so a slow or absent
 //! subscriber neither slows the others nor loses its place (unless its
 //! queue overflows: `drop` counts what it missed, `pause` holds the
-//! publisher back instead, `detach` lets it go). Exits once the
+//! publisher back instead, `evict` lets it go). Exits once the
 //! publishers have closed and every subscriber has read everything.
 //!
 //! ```text
-//! cargo run --example pubsub -- drop|pause|detach QUEUE_BYTES IN OUT [OUT...]
+//! cargo run --example pubsub -- drop|pause|evict QUEUE_BYTES IN OUT [OUT...]
 //! ```
 
 use std::process::ExitCode;
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let usage = || -> ! {
-        eprintln!("usage: pubsub drop|pause|detach QUEUE_BYTES IN OUT [OUT...]");
+        eprintln!("usage: pubsub drop|pause|evict QUEUE_BYTES IN OUT [OUT...]");
         std::process::exit(2)
     };
     let [policy, queue, input, outputs @ ..] = &args[..] else {
@@ -33,7 +33,7 @@ fn run() -> Result<(), Error> {
     let full = match policy.as_str() {
         "drop" => Full::DropOldest,
         "pause" => Full::PauseSource,
-        "detach" => Full::Detach,
+        "evict" => Full::Evict,
         _ => usage(),
     };
     let Ok(queue) = queue.parse() else { usage() };
@@ -72,8 +72,8 @@ fn run() -> Result<(), Error> {
                 HubEvent::Gone { to, stats, .. } => {
                     eprintln!("pubsub: {to:?} done, {stats:?}")
                 }
-                HubEvent::Detached { to, stats } => {
-                    eprintln!("pubsub: {to:?} detached, {stats:?}");
+                HubEvent::Evicted { to, stats } => {
+                    eprintln!("pubsub: {to:?} evicted, {stats:?}");
                     // Pass EOF on after the lines it was handed.
                     p.close_after_flush(to)?;
                 }

@@ -84,7 +84,7 @@ fn run() -> Result<(), Error> {
 
 /// Queues one line; false if the output is full (nothing queued).
 fn send(p: &mut Proactor, to: Sender, line: &[u8]) -> Result<bool, Error> {
-    match p.send_frame(to, Codec::Lines, line) {
+    match p.send_frames(to, Codec::Lines, &[line]) {
         Err(Error::WouldBlock { .. }) => Ok(false),
         sent => sent.map(|()| true),
     }

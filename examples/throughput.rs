@@ -52,7 +52,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
             p.poll(&mut events, Some(Duration::from_secs(5)))?;
             if events.iter().any(|e| matches!(e, Event::Closed { .. })) {
-                return Ok((total, p.enter_count()));
+                return Ok((total, p.snapshot().enters));
             }
         }
     });
@@ -80,7 +80,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
          {:.2} GiB/s; io_uring_enter per MiB: receiver {:.2}, sender {:.2}",
         received as f64 / (1u64 << 30) as f64,
         received as f64 / (1u64 << 30) as f64 / elapsed,
-        rx_proactor.enter_count() as f64 / mib,
+        rx_proactor.snapshot().enters as f64 / mib,
         tx_enters as f64 / mib,
     );
     Ok(())

@@ -42,7 +42,7 @@ pub enum Event<'a> {
     /// Whole frames that arrived back to back in one read of a framed
     /// receiver, as they were on the wire: only from
     /// [`Events::runs`], which gathers a run of [`Event::Frame`]s into one.
-    /// Ready for [`Proactor::send_framed`](crate::Proactor::send_framed)
+    /// Ready for [`Proactor::send_encoded`](crate::Proactor::send_encoded)
     /// as they are, or for [`Codec::payloads`].
     Frames {
         /// The receiver.
@@ -307,7 +307,7 @@ impl Events {
     /// of one receiver that lie whole and back to back in one read, encoded
     /// with `codec`, come as one [`Event::Frames`] with their wire bytes:
     /// no event per frame, and a run can be forwarded with one
-    /// [`Proactor::send_framed`](crate::Proactor::send_framed). A frame
+    /// [`Proactor::send_encoded`](crate::Proactor::send_encoded). A frame
     /// that was split across reads (or is empty) still comes as an
     /// [`Event::Frame`], in its place. `codec` is the framed receivers'
     /// own: frames are gathered only where the bytes around them are that

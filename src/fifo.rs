@@ -37,7 +37,7 @@ pub struct FifoOptions {
     pub(crate) open_timeout: Option<Duration>,
     pub(crate) persistent: bool,
     pub(crate) frames: Option<(Codec, usize)>,
-    pub(crate) read_mode: Option<ReadMode>,
+    pub(crate) read_mode: ReadMode,
     pub(crate) reconnect: Reconnect,
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
@@ -102,8 +102,8 @@ impl Default for FifoOptions {
 impl FifoOptions {
     /// Defaults: do not create, mode 0600 when creating, do not follow
     /// symlinks, keep the pipe size, wait for a reader without limit, a
-    /// one-shot receiver, watermarks of 64 KiB / 16 KiB, frames of at most
-    /// `PIPE_BUF` bytes.
+    /// one-shot receiver reading with [`ReadMode::Fixed`], watermarks of
+    /// 64 KiB / 16 KiB, frames of at most `PIPE_BUF` bytes.
     pub fn new() -> FifoOptions {
         FifoOptions {
             create: false,
@@ -113,7 +113,7 @@ impl FifoOptions {
             open_timeout: None,
             persistent: false,
             frames: None,
-            read_mode: None,
+            read_mode: ReadMode::Fixed,
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
@@ -176,10 +176,12 @@ impl FifoOptions {
         self
     }
 
-    /// For a receiver: how it reads (default: the proactor's, see
-    /// [`Builder::read_mode`](crate::Builder::read_mode)).
+    /// For a receiver: how it reads (default [`ReadMode::Fixed`]). A
+    /// receiver's own setting, so receivers of one proactor may differ; a
+    /// receiver made from an fd takes it in
+    /// [`Proactor::receiver_from_fd`](crate::Proactor::receiver_from_fd).
     pub fn read_mode(mut self, mode: ReadMode) -> Self {
-        self.read_mode = Some(mode);
+        self.read_mode = mode;
         self
     }
 
@@ -219,9 +221,8 @@ impl FifoOptions {
 
     /// For a sender: accept frames longer than
     /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes on the wire in
-    /// [`Proactor::send_frame`](crate::Proactor::send_frame),
-    /// [`send_frames`](crate::Proactor::send_frames) and
-    /// [`send_framed`](crate::Proactor::send_framed) (default: refused
+    /// [`Proactor::send_frames`](crate::Proactor::send_frames) and
+    /// [`send_encoded`](crate::Proactor::send_encoded) (default: refused
     /// with [`Error::FrameTooLarge`], nothing queued). Such a frame is
     /// written like [`send`](crate::Proactor::send) bytes, in as many
     /// writes as the pipe takes: **not atomic**, so another process

@@ -4,6 +4,7 @@
 //!
 //! [`Proactor::fan_out`] tees raw bytes inside the kernel: every
 //! destination moves at the pace of the slowest, and one that is detached
+//! (its reader left, [`FanOutPolicy::Detach`](crate::FanOutPolicy::Detach))
 //! cannot come back. A [`Hub`] works with whole frames instead. The frames
 //! of each batch are copied once into a shared, reference-counted chunk;
 //! every subscriber's queue holds references to chunks, not copies. Each
@@ -12,7 +13,7 @@
 //! sender holds at most about one watermark of copied bytes and the
 //! backlog stays shared. A slow subscriber fills only its own queue; what
 //! happens when that queue passes its limit is the [`Full`] policy: drop
-//! its oldest frames and count them, pause the source, or detach the
+//! its oldest frames and count them, pause the source, or evict the
 //! subscriber.
 //!
 //! Where the frames come from, and how to hand them to the hub:
@@ -129,12 +130,12 @@ pub struct SubscriberStats {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HubEvent {
-    /// A subscriber was detached by [`Full::Detach`]; its sender is left
+    /// A subscriber was evicted by [`Full::Evict`]; its sender is left
     /// open. `stats.queued_frames` were never handed to it.
-    Detached {
+    Evicted {
         /// The subscriber.
         to: Sender,
-        /// Its counters when it was detached.
+        /// Its counters when it was evicted.
         stats: SubscriberStats,
     },
     /// A subscriber's sender closed (or failed) and the hub let it go.
@@ -443,7 +444,7 @@ impl Hub {
         // Kept for reuse only if no queue holds it (no subscribers).
         self.spares.give(chunk);
         let limit = self.opts.queue_bytes as u64;
-        // Backwards: `feed` and `Detach` may remove the one at `i`.
+        // Backwards: `feed` and `Evict` may remove the one at `i`.
         for i in (0..self.subs.len()).rev() {
             if !self.feed(p, i) {
                 continue;
@@ -457,9 +458,9 @@ impl Hub {
             match self.opts.full {
                 Full::DropOldest => sub.drop_oldest(limit, &mut self.spares),
                 Full::PauseSource => {}
-                Full::Detach => {
+                Full::Evict => {
                     let sub = self.subs.swap_remove(i);
-                    self.reports.push(HubEvent::Detached {
+                    self.reports.push(HubEvent::Evicted {
                         to: sub.tx,
                         stats: sub.stats,
                     });

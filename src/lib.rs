@@ -38,6 +38,25 @@
 //! # Ok::<(), ringpipe::Error>(())
 //! ```
 //!
+//! # One to many: `relay`, `fan_out` or `Hub`
+//!
+//! | | [`Proactor::relay`] | [`Proactor::fan_out`] | [`hub::Hub`] |
+//! |---|---|---|---|
+//! | pick it for | one source into one sender | one source copied byte for byte into several senders | whole frames to many subscribers, each at its own pace |
+//! | how | in the kernel: `splice` | in the kernel: `tee` to all but the last, `splice` to the last | in user space: one shared copy per batch, [`Proactor::send`] to each subscriber |
+//! | what each destination gets | every byte once, in order | every byte once, in order, while it is fed | every frame whole, once, in order, or counted as dropped, rejected or truncated |
+//! | a slow reader | holds the source (pipe backpressure) | holds every destination: all move at the pace of the slowest | fills its own queue only; when full: [`hub::Full::DropOldest`], [`PauseSource`](hub::Full::PauseSource) or [`Evict`](hub::Full::Evict) ([`hub::HubEvent::Evicted`]) |
+//! | a reader leaves | the bytes wait in the source's pipe until one comes back | [`FanOutPolicy::Detach`] (default): that destination is detached ([`Event::Detached`]), the others go on; [`Wait`](FanOutPolicy::Wait): all wait | its sender keeps what it was handed and resumes at the exact byte; meanwhile its queue fills |
+//! | destinations join | fixed at the call | fixed at the call | any time ([`Hub::add`](hub::Hub::add)), from the next frame on |
+//!
+//! A relay and a fan-out end when their source or last destination
+//! closes; [`Proactor::close_after_flush`] on a destination passes the
+//! source's EOF on. A hub re-encodes frames in its own codec and can be
+//! fed by [`Hub::publish`](hub::Hub::publish) as well as by a receiver
+//! (the [`hub`] module has its table of sources).
+//!
+//! # Other threads and other loops
+//!
 //! Other threads hand work to the proactor's thread through a queue of
 //! their choice and wake it with a [`Notifier`] ([`Proactor::notifier`]:
 //! `Send + Sync + Clone`, coalescing, reported as [`Event::Notified`];
@@ -46,6 +65,8 @@
 //! built with [`Builder::defer_taskrun`]`(false)`, and
 //! [`Proactor::submit`]; `examples/epoll_nested.rs`,
 //! `examples/tokio_nested.rs`).
+//!
+//! # Errors and requirements
 //!
 //! Errors about a transport name its FIFO's path, or the label given to
 //! one made from an fd ([`Proactor::set_label`], [`Proactor::path`]): print

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{CloseReason, Event, Events, Proactor, State};
+use ringpipe::{CloseReason, Event, Events, Proactor, ReadMode, State};
 
 #[test]
 fn anonymous_pipe_both_ends() {
@@ -15,7 +15,7 @@ fn anonymous_pipe_both_ends() {
         let (r, w) = pipe();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        let rx = p.receiver_from_fd(r).unwrap();
+        let rx = p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         let tx = p.sender_from_fd(w).unwrap();
         assert_eq!(p.state(tx).unwrap(), State::Open);
         let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
@@ -53,7 +53,7 @@ fn a_child_process_stdout() {
         let stdout: OwnedFd = child.stdout.take().unwrap().into();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        p.receiver_from_fd(stdout).unwrap();
+        p.receiver_from_fd(stdout, ReadMode::Fixed).unwrap();
         let mut got = Vec::new();
         poll_until(&mut p, &mut ev, Duration::from_secs(20), |e| match e {
             Event::Data { data, .. } => {

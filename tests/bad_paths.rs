@@ -56,8 +56,8 @@ fn regular_file_directory_and_missing_path() {
         );
     }
     // Nothing was left open by the failures.
-    assert_eq!(p.in_flight(), 0);
-    assert_eq!(p.registered_files(), 0);
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+    assert_eq!(p.snapshot().registered_files, 0);
 }
 
 #[test]
@@ -85,8 +85,8 @@ fn a_missing_directory_is_named_not_the_fifo() {
     for e in both_ends(&mut p, &missing, &FifoOptions::new()) {
         assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     }
-    assert_eq!(p.in_flight(), 0);
-    assert_eq!(p.registered_files(), 0);
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+    assert_eq!(p.snapshot().registered_files, 0);
 }
 
 #[test]
@@ -99,8 +99,8 @@ fn an_empty_path_is_named_as_such() {
         }
     }
     // Nothing was left open by the failures.
-    assert_eq!(p.in_flight(), 0);
-    assert_eq!(p.registered_files(), 0);
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+    assert_eq!(p.snapshot().registered_files, 0);
 }
 
 #[test]

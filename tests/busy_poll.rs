@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{Event, Events, Proactor};
+use ringpipe::{Event, Events, Proactor, ReadMode};
 
 #[test]
 fn zero_timeout_polls_deliver_completions() {
@@ -14,7 +14,7 @@ fn zero_timeout_polls_deliver_completions() {
         let (r, w) = pipe();
         let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        p.receiver_from_fd(r).unwrap();
+        p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         let mut w = std::fs::File::from(w);
         w.write_all(b"hello").unwrap();
         // Never blocks in the kernel: deferred completions must still be

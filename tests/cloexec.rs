@@ -47,11 +47,10 @@ fn every_fd_the_library_opens_is_cloexec() {
         let before = without_cloexec();
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
-        let create = FifoOptions::new().create(true);
-        let mut p = Proactor::builder()
-            .read_mode(ReadMode::Multishot)
-            .build()
-            .unwrap();
+        let create = FifoOptions::new()
+            .create(true)
+            .read_mode(ReadMode::Multishot);
+        let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
         // Open both ends, a persistent receiver, a sender still waiting for
         // a reader (inotify), a relay and a fan-out.
@@ -74,7 +73,7 @@ fn every_fd_the_library_opens_is_cloexec() {
         let _notifier = p.notifier().unwrap();
         let mut other = Proactor::new().unwrap();
         let (r, w) = pipe();
-        other.receiver_from_fd(r).unwrap();
+        other.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         p.send(tx, b"x").unwrap();
         let mut writer = std::fs::OpenOptions::new()
             .write(true)

@@ -36,7 +36,7 @@ fn close_with_ops_in_flight_1000_times_leaks_nothing() {
                 }
             }
             assert!(
-                p.in_flight() >= 1,
+                p.snapshot().ops_in_flight >= 1,
                 "round {round}: nothing in flight to cancel"
             );
             p.close(rx).unwrap();
@@ -62,10 +62,10 @@ fn close_with_ops_in_flight_1000_times_leaks_nothing() {
             // Every queued byte is either accepted by the kernel or handed back.
             assert_eq!(accepted + unsent, chunk.len(), "round {round}");
             assert!(read <= accepted);
-            assert_eq!(p.in_flight(), 0, "round {round}");
+            assert_eq!(p.snapshot().ops_in_flight, 0, "round {round}");
             assert_eq!(open_fds(), baseline, "round {round}: fd leak");
         }
-        assert_eq!(p.registered_files(), 0);
+        assert_eq!(p.snapshot().registered_files, 0);
     });
 }
 

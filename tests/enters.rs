@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{Builder, Event, Events, FifoOptions, Proactor};
+use ringpipe::{Builder, Event, Events, FifoOptions, Proactor, ReadMode};
 
 /// The client: writes a 64-byte request to `argv[1]`, reads the 64-byte
 /// echo from `argv[2]`, `argv[3]` times, checking each, then leaves.
@@ -56,12 +56,12 @@ fn ping_pong(builder: Builder, rounds: usize, skip: usize) -> u64 {
                 p.send(tx, data).unwrap();
                 done += 1;
                 if done == skip {
-                    start = p.enter_count();
+                    start = p.snapshot().enters;
                 }
             }
         }
     }
-    let enters = p.enter_count() - start;
+    let enters = p.snapshot().enters - start;
     // The last echo goes out and the client checks every byte.
     while p.stats(tx.unwrap()).unwrap().bytes_unsent() > 0 {
         p.poll(&mut ev, None).unwrap();
@@ -134,7 +134,7 @@ fn a_proactor_past_the_registered_rings_works() {
         assert!(ps.iter().any(|p| !p.ring_fd_registered()));
         for p in &mut ps {
             let (r, w) = pipe();
-            p.receiver_from_fd(r).unwrap();
+            p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
             let mut w = std::fs::File::from(w);
             std::io::Write::write_all(&mut w, b"ping").unwrap();
             let mut ev = Events::default();

@@ -1,7 +1,7 @@
 //! The examples that were only compiled, run end to end with real FIFOs
 //! and processes, each one's output checked: `pubsub` in its three queue
 //! policies (every line to every subscriber, or dropped and counted, or up
-//! to the detach and counted), `fanout_frames` in its four modes and
+//! to the eviction and counted), `fanout_frames` in its four modes and
 //! `throughput`.
 
 mod common;
@@ -214,19 +214,19 @@ fn pubsub_drop_counts_every_line_it_drops() {
     });
 }
 
-/// `detach`: a subscriber whose queue overflows is let go with what it
+/// `evict`: a subscriber whose queue overflows is let go with what it
 /// was handed, every line of it, then EOF; the others get every line.
 #[test]
-fn pubsub_detach_hands_over_a_whole_prefix() {
+fn pubsub_evict_hands_over_a_whole_prefix() {
     watchdog(Duration::from_secs(180), || {
-        let run = pubsub("detach", false);
+        let run = pubsub("evict", false);
         let mut handed: Vec<u64> = run
             .reports
             .iter()
-            .filter(|l| l.contains(" detached, "))
+            .filter(|l| l.contains(" evicted, "))
             .map(|l| stat(l, "handed_frames"))
             .collect();
-        assert!(!handed.is_empty(), "none detached: {:?}", run.reports);
+        assert!(!handed.is_empty(), "none evicted: {:?}", run.reports);
         let mut prefixes = Vec::new();
         for got in &run.got {
             assert_eq!(*got, (0..got.len() as u64).collect::<Vec<_>>());

@@ -67,9 +67,8 @@ fn a_handle_of_another_proactor_is_refused() {
 
         assert!(is_foreign(&pb.send(a1, b"INTRUDER"), &pb));
         assert!(is_foreign(&pb.send(a0, b"INTRUDER"), &pb));
-        assert!(is_foreign(&pb.send_frame(a0, Codec::Lines, b"x"), &pb));
         assert!(is_foreign(&pb.send_frames(a0, Codec::Lines, &[b"x"]), &pb));
-        assert!(is_foreign(&pb.send_framed(a0, Codec::Lines, b"x\n"), &pb));
+        assert!(is_foreign(&pb.send_encoded(a0, Codec::Lines, b"x\n"), &pb));
         assert!(is_foreign(&pa.pause(b0), &pa));
         assert!(is_foreign(&pa.resume(b0), &pa));
         assert!(is_foreign(&pb.close(a0), &pb));
@@ -175,7 +174,7 @@ struct Handle {
     path: PathBuf,
     /// Sender: what it accepted.
     sent: SentBytes,
-    /// Sender: frames accepted by `send_frame` and `send_frames`.
+    /// Sender: frames accepted by `send_frames`.
     frames: u64,
     /// Sender: bytes handed back at `Closed`.
     unsent: Vec<u8>,
@@ -536,7 +535,7 @@ impl World {
                     return;
                 };
                 let data = self.payload(20);
-                let r = self.ps[on].send_frame(self.tx(i), codec(lp), &data);
+                let r = self.ps[on].send_frames(self.tx(i), codec(lp), &[&data]);
                 self.sent(on, i, r, &encoded(codec(lp), &[data]), 1);
             }
             Call::SendFrames { on, h, n, lp } | Call::SendFramed { on, h, n, lp } => {
@@ -553,7 +552,7 @@ impl World {
                     )
                 } else {
                     // Whole frames already encoded: not counted as frames.
-                    (self.ps[on].send_framed(tx, codec(lp), &wire), 0)
+                    (self.ps[on].send_encoded(tx, codec(lp), &wire), 0)
                 };
                 self.sent(on, i, r, &wire, counted as u64);
             }

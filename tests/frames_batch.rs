@@ -246,7 +246,7 @@ fn send_framed_cuts_encoded_frames_at_their_boundaries() {
             }
             wire.extend_from_slice(format!("{i:099}\n").as_bytes());
         }
-        let bad = p.send_framed(tx, Codec::Lines, b"whole\npart");
+        let bad = p.send_encoded(tx, Codec::Lines, b"whole\npart");
         assert!(
             matches!(
                 bad,
@@ -258,7 +258,7 @@ fn send_framed_cuts_encoded_frames_at_their_boundaries() {
             "{bad:?}"
         );
         assert_eq!(p.stats(tx).unwrap().bytes_queued, 0);
-        p.send_framed(tx, Codec::Lines, &wire).unwrap();
+        p.send_encoded(tx, Codec::Lines, &wire).unwrap();
         let (mut got, mut writes) = (Vec::new(), Vec::new());
         let mut events = Events::with_capacity(64);
         while got.len() < wire.len() {

@@ -1,6 +1,6 @@
 //! "Frames of at most `PIPE_BUF` stay whole", end to end: several
 //! processes, each with its own proactor, write frames into one FIFO with
-//! `send_frame` and `send_frames`, in both codecs, many of exactly
+//! `send_frames` (one frame a call, and batches), in both codecs, many of exactly
 //! `PIPE_BUF` bytes with their header. The FIFO's pipe is one page
 //! (`F_SETPIPE_SZ` 4096), so a frame fits only into an empty pipe and the
 //! writers wait on each other all the time. A framed receiver must get
@@ -53,7 +53,7 @@ fn payload(codec: Codec, writer: usize, seq: usize) -> Vec<u8> {
 
 /// A writer process: opens the FIFO (its reader is there), queues its
 /// frames (odd writers one `send_frames` batch at a time, even ones one
-/// `send_frame` each), and exits once its reader has read them all.
+/// `send_frames` of one each), and exits once its reader has read them all.
 #[test]
 #[ignore = "a writer process of the tests below"]
 fn writer_process() {
@@ -82,7 +82,7 @@ fn writer_process() {
     let mut seq = 0;
     while seq < count {
         if writer % 2 == 0 {
-            p.send_frame(tx, codec, &payload(codec, writer, seq))
+            p.send_frames(tx, codec, &[&payload(codec, writer, seq)])
                 .unwrap();
             seq += 1;
         } else {

@@ -535,18 +535,18 @@ fn pause_source_slows_the_publisher_and_loses_nothing() {
     });
 }
 
-/// `Detach`: the slow subscriber is detached and reported, keeps exactly
+/// `Evict`: the slow subscriber is evicted and reported, keeps exactly
 /// the frames it was handed (a prefix), and the fast one completes. The
 /// test publishes, paced by the fast reader, so the fast one can never
-/// pass the queue limit; the slow one stalls until it is detached.
+/// pass the queue limit; the slow one stalls until it is evicted.
 #[test]
-fn detach_lets_the_slow_one_go() {
+fn evict_lets_the_slow_one_go() {
     watchdog(Duration::from_secs(60), || {
         const N: usize = 65_536;
         let mut s = setup_with(
             HubOptions::new(Codec::LengthPrefixed)
                 .queue_bytes(256 << 10)
-                .full(Full::Detach)
+                .full(Full::Evict)
                 .sender_watermarks(4096, 1024),
             None,
         );
@@ -559,30 +559,30 @@ fn detach_lets_the_slow_one_go() {
         let reports = s.run(&[fast.0, slow.0], |p, hub| {
             publisher.publish(p, hub);
             if !closing && hub.stats(stx).is_none() {
-                // Detached leaves the sender open; closed, it was let go.
+                // Evicted leaves the sender open; closed, it was let go.
                 p.close_after_flush(stx)
-                    .expect("the slow one left without being detached");
+                    .expect("the slow one left without being evicted");
                 closing = true;
             }
-            // Or once all is published: a hub that never detaches fails
+            // Or once all is published: a hub that never evicts fails
             // the asserts below instead of the run.
             if closing || hub.published_frames() == N as u64 {
                 go(&mut slow_child);
             }
         });
         wait_all(vec![fast_child, slow_child], Duration::from_secs(30));
-        let detached: Vec<_> = reports
+        let evicted: Vec<_> = reports
             .iter()
             .filter_map(|r| match r {
-                HubEvent::Detached { to, stats } => Some((*to, *stats)),
+                HubEvent::Evicted { to, stats } => Some((*to, *stats)),
                 _ => None,
             })
             .collect();
-        assert_eq!(detached.len(), 1, "{reports:?}");
-        assert_eq!(detached[0].0, slow.0);
+        assert_eq!(evicted.len(), 1, "{reports:?}");
+        assert_eq!(evicted[0].0, slow.0);
         let got = indices(&slow.2);
         assert!(got.len() < N, "the slow one got everything");
-        assert_eq!(got, (0..detached[0].1.handed_frames).collect::<Vec<_>>());
+        assert_eq!(got, (0..evicted[0].1.handed_frames).collect::<Vec<_>>());
         assert_eq!(indices(&fast.2), (0..N as u64).collect::<Vec<_>>());
     });
 }

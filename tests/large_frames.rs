@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use ringpipe::frame::{Codec, PIPE_BUF, encode_length_prefixed};
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Sender};
+use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 /// A framed receiver (frames up to 64 KiB) and a sender on one FIFO.
 fn pair(p: &mut Proactor, dir: &Path, codec: Codec, opts: FifoOptions) -> (Receiver, Sender) {
@@ -56,7 +56,7 @@ fn frames(p: &mut Proactor, count: usize) -> Vec<Vec<u8>> {
     got
 }
 
-/// `send_frame`, `send_frames` and `send_framed` each refuse a frame one
+/// `send_frames` (of one frame and of a batch) and `send_encoded` each refuse a frame one
 /// byte over `PIPE_BUF` and queue nothing, batches included; a frame of
 /// exactly `PIPE_BUF` goes, and arrives whole.
 #[test]
@@ -69,18 +69,18 @@ fn frames_over_pipe_buf_are_refused_by_default() {
             let (_rx, tx) = pair(&mut p, dir.path(), codec, FifoOptions::new());
             let fits = vec![b'f'; PIPE_BUF - codec.overhead()];
             let over = vec![b'o'; PIPE_BUF - codec.overhead() + 1];
-            let r = p.send_frame(tx, codec, &over);
+            let r = p.send_frames(tx, codec, &[&over]);
             too_large(r, tx, &path, PIPE_BUF + 1);
             let r = p.send_frames(tx, codec, &[&b"small"[..], &over, b"small"]);
             too_large(r, tx, &path, PIPE_BUF + 1);
             let mut wire = Vec::new();
             codec.encode(b"small", &mut wire).unwrap();
             codec.encode(&over, &mut wire).unwrap();
-            let r = p.send_framed(tx, codec, &wire);
+            let r = p.send_encoded(tx, codec, &wire);
             too_large(r, tx, &path, PIPE_BUF + 1);
             let s = p.stats(tx).unwrap();
             assert_eq!((s.bytes_queued, s.frames_out), (0, 0), "{codec:?}");
-            p.send_frame(tx, codec, &fits).unwrap();
+            p.send_frames(tx, codec, &[&fits]).unwrap();
             assert_eq!(frames(&mut p, 1), [fits], "{codec:?}");
             std::fs::remove_file(&path).unwrap();
         }
@@ -98,11 +98,11 @@ fn a_sender_that_allows_large_frames_writes_them_whole() {
         let opts = FifoOptions::new().large_frames(true);
         let (_rx, tx) = pair(&mut p, dir.path(), codec, opts);
         let big: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5000 + usize::from(i)]).collect();
-        p.send_frame(tx, codec, &big[0]).unwrap();
+        p.send_frames(tx, codec, &[&big[0]]).unwrap();
         p.send_frames(tx, codec, &[&b"small"[..], &big[1]]).unwrap();
         let mut wire = Vec::new();
         encode_length_prefixed(&big[2], &mut wire).unwrap();
-        p.send_framed(tx, codec, &wire).unwrap();
+        p.send_encoded(tx, codec, &wire).unwrap();
         let got = frames(&mut p, 4);
         assert_eq!(got, [&big[0][..], b"small", &big[1], &big[2]]);
     });
@@ -116,17 +116,17 @@ fn set_large_frames_allows_them_on_a_sender_made_from_an_fd() {
         let mut p = Proactor::new().unwrap();
         let (r, w) = pipe();
         let tx = p.sender_from_fd(w).unwrap();
-        let rx = p.receiver_from_fd(r).unwrap();
+        let rx = p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         let big = vec![b'x'; 2 * PIPE_BUF];
         assert!(matches!(
-            p.send_frame(tx, Codec::Lines, &big),
+            p.send_frames(tx, Codec::Lines, &[&big]),
             Err(Error::FrameTooLarge { path: None, .. })
         ));
         p.set_large_frames(tx, true).unwrap();
-        p.send_frame(tx, Codec::Lines, &big).unwrap();
+        p.send_frames(tx, Codec::Lines, &[&big]).unwrap();
         p.set_large_frames(tx, false).unwrap();
         assert!(matches!(
-            p.send_frame(tx, Codec::Lines, &big),
+            p.send_frames(tx, Codec::Lines, &[&big]),
             Err(Error::FrameTooLarge { .. })
         ));
         let (mut ev, mut got) = (Events::default(), Vec::new());

@@ -91,12 +91,12 @@ fn persistent_multishot_receiver_across_writers() {
         // until its timeout, in one or two enters. A multishot read
         // re-armed at EOF would complete again and again, each completion
         // ending a wait early: many more enters, or events.
-        let enters = p.enter_count();
+        let enters = p.snapshot().enters;
         for _ in 0..5 {
             p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
             assert!(ev.is_empty());
         }
-        let idle_enters = p.enter_count() - enters;
+        let idle_enters = p.snapshot().enters - enters;
         assert!(
             idle_enters <= 10,
             "idle multishot receiver spins: {idle_enters} enters"
@@ -154,13 +154,12 @@ fn a_thousand_receivers_share_a_small_ring() {
         // -ENOBUFS and resume when buffers come back.
         let mut p = Proactor::builder()
             .provided_buffers(16, 4096)
-            .read_mode(ReadMode::Multishot)
             .registered_files(2048)
             .build()
             .unwrap();
         let mut ev = Events::with_capacity(1024);
         let threads_before = threads();
-        let opts = FifoOptions::new().create(true);
+        let opts = multishot();
         let rxs: Vec<_> = (0..1000)
             .map(|i| {
                 p.open_receiver(dir.path().join(format!("f{i}")), &opts)
@@ -196,7 +195,7 @@ fn a_thousand_receivers_share_a_small_ring() {
         // exiting) may be gone now.
         let extra = threads().saturating_sub(threads_before);
         assert!(extra <= 4, "{extra} threads for 1000 receivers");
-        assert_eq!(p.in_flight(), 0);
+        assert_eq!(p.snapshot().ops_in_flight, 0);
     });
 }
 
@@ -205,12 +204,9 @@ fn anonymous_pipe_multishot() {
     let _serial = serial();
     watchdog(Duration::from_secs(30), || {
         let (r, w) = pipe();
-        let mut p = Proactor::builder()
-            .read_mode(ReadMode::Multishot)
-            .build()
-            .unwrap();
+        let mut p = Proactor::new().unwrap();
         let mut ev = Events::default();
-        p.receiver_from_fd(r).unwrap();
+        p.receiver_from_fd(r, ReadMode::Multishot).unwrap();
         let mut w = std::fs::File::from(w);
         w.write_all(b"through an anonymous pipe").unwrap();
         drop(w);

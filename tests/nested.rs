@@ -62,12 +62,12 @@ fn writer(fifo: &Path) -> ChildGuard {
     ))
 }
 
-/// A receiver on a fresh FIFO of `p`, and the writer process of the bursts
-/// into it.
-fn bursts_into(p: &mut Proactor) -> (tempfile::TempDir, ChildGuard) {
+/// A receiver reading as `mode` on a fresh FIFO of `p`, and the writer
+/// process of the bursts into it.
+fn bursts_into(p: &mut Proactor, mode: ReadMode) -> (tempfile::TempDir, ChildGuard) {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("in");
-    p.open_receiver(&fifo, &FifoOptions::new().create(true))
+    p.open_receiver(&fifo, &FifoOptions::new().create(true).read_mode(mode))
         .unwrap();
     let child = writer(&fifo);
     (dir, child)
@@ -123,20 +123,16 @@ fn drive_epoll(p: &mut Proactor, mut on: impl FnMut(&mut Proactor, &Event<'_>) -
     }
 }
 
-fn nested_proactor(mode: ReadMode) -> Proactor {
-    Proactor::builder()
-        .defer_taskrun(false)
-        .read_mode(mode)
-        .build()
-        .unwrap()
+fn nested_proactor() -> Proactor {
+    Proactor::builder().defer_taskrun(false).build().unwrap()
 }
 
 #[test]
 fn an_epoll_loop_delivers_every_byte_of_bursts_with_pauses() {
     for mode in [ReadMode::Fixed, ReadMode::Multishot] {
         watchdog(Duration::from_secs(60), move || {
-            let mut p = nested_proactor(mode);
-            let (_dir, child) = bursts_into(&mut p);
+            let mut p = nested_proactor();
+            let (_dir, child) = bursts_into(&mut p, mode);
             let mut got = Vec::new();
             let wakes = drive_epoll(&mut p, |_, e| collect(&mut got, e));
             child.wait_success(Duration::from_secs(30));
@@ -153,7 +149,7 @@ fn an_epoll_loop_drives_an_sqpoll_ring() {
             .sqpoll(Duration::from_millis(10))
             .build()
             .unwrap();
-        let (_dir, child) = bursts_into(&mut p);
+        let (_dir, child) = bursts_into(&mut p, ReadMode::Fixed);
         let mut got = Vec::new();
         drive_epoll(&mut p, |_, e| collect(&mut got, e));
         child.wait_success(Duration::from_secs(30));
@@ -169,7 +165,7 @@ fn an_epoll_loop_sends_what_threads_hand_over() {
         let fifo = dir.path().join("out");
         let out = dir.path().join("got");
         mkfifo(&fifo);
-        let mut p = nested_proactor(ReadMode::Fixed);
+        let mut p = nested_proactor();
         let reader = ChildGuard::spawn(&mut python(
             EXACT_READ_PY,
             &[&fifo, &(MSGS * 9).to_string(), &out],
@@ -222,8 +218,8 @@ fn an_epoll_loop_sends_what_threads_hand_over() {
 fn tokio_async_fd_delivers_every_byte_of_bursts_with_pauses() {
     for mode in [ReadMode::Fixed, ReadMode::Multishot] {
         watchdog(Duration::from_secs(60), move || {
-            let mut p = nested_proactor(mode);
-            let (_dir, child) = bursts_into(&mut p);
+            let mut p = nested_proactor();
+            let (_dir, child) = bursts_into(&mut p, mode);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
                 .build()
@@ -292,7 +288,7 @@ fn deferred_task_work_polls_readable_but_wakes_no_waiter() {
     watchdog(Duration::from_secs(20), || {
         let mut p = Proactor::new().unwrap();
         let (r, w) = pipe();
-        p.receiver_from_fd(r).unwrap();
+        p.receiver_from_fd(r, ReadMode::Fixed).unwrap();
         let mut ev = Events::with_capacity(8);
         p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
         let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();

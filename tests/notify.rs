@@ -107,7 +107,7 @@ fn many_notifies_make_one_event_and_one_completion() {
         // again and stays pending.
         p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
         assert_eq!(notified(&ev), 0);
-        assert_eq!(p.in_flight(), 1);
+        assert_eq!(p.snapshot().ops_in_flight, 1);
         // And the next notify wakes again.
         assert!(n.notify());
         p.poll(&mut ev, None).unwrap();
@@ -159,7 +159,7 @@ fn every_message_arrives_with_no_lost_wake_up() {
         assert!(notified(&ev) <= 1);
         p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
         assert_eq!(notified(&ev), 0, "a wake-up with no notify behind it");
-        assert_eq!(p.in_flight(), 1);
+        assert_eq!(p.snapshot().ops_in_flight, 1);
         println!("{} messages, {wakes} wake-ups", PRODUCERS as u64 * PER);
     });
 }
@@ -196,7 +196,7 @@ fn without_a_notifier_an_idle_poll_returns_at_once() {
     let mut ev = Events::with_capacity(8);
     p.poll(&mut ev, None).unwrap();
     assert!(ev.is_empty());
-    assert_eq!(p.in_flight(), 0);
+    assert_eq!(p.snapshot().ops_in_flight, 0);
 }
 
 /// io-wq workers of this process: threads named `iou-wrk-<pid>`.

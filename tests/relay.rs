@@ -286,7 +286,7 @@ fn pause_a_relay(builder: ringpipe::Builder) {
         p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
         // Deterministic half of the check: the splice was cancelled. The
         // polls below show that nothing moves in the meantime either.
-        assert_eq!(p.in_flight(), 0, "the splice is still armed");
+        assert_eq!(p.snapshot().ops_in_flight, 0, "the splice is still armed");
         let mut w = std::fs::OpenOptions::new().write(true).open(&a).unwrap();
         w.write_all(b"after pause").unwrap();
         for _ in 0..10 {
@@ -418,7 +418,7 @@ fn pipe_size(fd: &OwnedFd) -> usize {
 
 /// A relay grows both its pipes to 1 MiB (where `pipe-max-size` and the
 /// user's pipe pages allow) before its first move; with
-/// `set_relay_pipe_size(0)` it leaves them as they are. Each relay moves
+/// `Builder::relay_pipe_size(0)` it leaves them as they are. Each relay moves
 /// bytes first, so the sizing has happened when they are read.
 #[test]
 fn a_relay_grows_both_pipes_unless_told_not_to() {
@@ -427,13 +427,13 @@ fn a_relay_grows_both_pipes_unless_told_not_to() {
         let limits = ringpipe::PipeLimits::read();
         for (grow, splice_direct) in [(true, true), (true, false), (false, true)] {
             let (_dir, a, b) = paths();
-            let mut p = Proactor::builder()
-                .splice_direct(splice_direct)
-                .build()
-                .unwrap();
-            if !grow {
-                p.set_relay_pipe_size(0);
-            }
+            let builder = Proactor::builder().splice_direct(splice_direct);
+            let builder = if grow {
+                builder
+            } else {
+                builder.relay_pipe_size(0)
+            };
+            let mut p = builder.build().unwrap();
             let mut ev = Events::default();
             let (_rx, _tx, reader) = relay_to_reader(&mut p, &a, &b);
             // This poll submits the cancel of the receiver's read, so the

@@ -32,7 +32,7 @@ fn sq2_cq4_completes_10000_operations() {
         let mut got = vec![Vec::new(); PAIRS];
         let mut writes = 0usize;
         let mut reads = 0usize;
-        let enters_before = p.enter_count();
+        let enters_before = p.snapshot().enters;
         for m in 0..MSGS {
             for (i, tx) in txs.iter().enumerate() {
                 p.send(*tx, format!("{i}:{m};").as_bytes()).unwrap();
@@ -85,7 +85,7 @@ fn sq2_cq4_completes_10000_operations() {
         // A 2-entry SQ flushes early, many times a turn: io_uring's queue
         // (epoll has none, and counts its waits).
         if !on_epoll() {
-            assert!(p.enter_count() > enters_before + MSGS as u64);
+            assert!(p.snapshot().enters > enters_before + MSGS as u64);
         }
         for (rx, tx) in rxs.iter().zip(&txs) {
             p.close(*rx).unwrap();
@@ -96,7 +96,7 @@ fn sq2_cq4_completes_10000_operations() {
             closed += matches!(e, Event::Closed { .. }) as usize;
             closed == 2 * PAIRS
         });
-        assert_eq!(p.in_flight(), 0);
+        assert_eq!(p.snapshot().ops_in_flight, 0);
     });
 }
 

@@ -54,7 +54,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use ringpipe::frame::{Codec, FrameError, PIPE_BUF};
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Receiver, Reconnect, State, Token};
+use ringpipe::{
+    Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Reconnect, State, Token,
+};
 
 use cli::{Cli, Framing};
 use routing::{Batch, Held, Output, Routes};
@@ -152,7 +154,7 @@ impl Mux {
         let sfd = shutdown::signal_fd().map_err(|e| (EXIT_FAILURE, e))?;
         let failed = |e: Error| (EXIT_FAILURE, e.to_string());
         let mut p = Proactor::new().map_err(failed)?;
-        let signals = p.receiver_from_fd(sfd).map_err(failed)?;
+        let signals = p.receiver_from_fd(sfd, ReadMode::Fixed).map_err(failed)?;
 
         let mut base = FifoOptions::new().create(cli.create);
         if let Some(size) = cli.pipe_size {

@@ -79,7 +79,7 @@ impl Batch<'_> {
 /// Messages refused by a full output, waiting in their input's holding area,
 /// in order. Bytes live in one reused buffer: no allocation per message.
 /// Frames are kept encoded, and consecutive ones for one output form one
-/// run, which goes out again with one `send_framed`.
+/// run, which goes out again with one `send_encoded`.
 #[derive(Debug)]
 pub struct Held {
     pub bytes: Vec<u8>,
@@ -225,7 +225,7 @@ impl Held {
 
 impl Held {
     /// As `offer`, for frames: each run held for an output that takes
-    /// frames again goes with one `send_framed` (a sender below its high
+    /// frames again goes with one `send_encoded` (a sender below its high
     /// watermark takes all of it), in order.
     fn offer_frames(&mut self, p: &mut Proactor, outputs: &mut [Output], codec: Codec, high: u64) {
         let Held {
@@ -351,7 +351,7 @@ impl Mux {
 
     /// Routes a run of whole frames of input `i`, `wire` as read: with no
     /// routes, and nothing held for or refused by the output, the run goes
-    /// out with one `send_framed` (no work per frame); else frame by frame
+    /// out with one `send_encoded` (no work per frame); else frame by frame
     /// as [`route_frame`](Self::route_frame).
     pub fn route_wire<'a>(
         &mut self,
@@ -451,7 +451,7 @@ impl Mux {
 }
 
 /// Hands the front of a run of whole frames (`msgs` of them) to an output
-/// with one `send_framed`: as much as fits below its high watermark, plus
+/// with one `send_encoded`: as much as fits below its high watermark, plus
 /// the frame that crosses it (so the sender is at its watermark and
 /// promises `Writable`), never more than one frame beyond. Returns the
 /// rest, empty when all went; on a refusal the output is marked refused.
@@ -472,7 +472,7 @@ fn send_run<'w>(
         let cut = first_frame_end_from(codec, wire, room);
         (&wire[..cut], codec.payloads(&wire[..cut]).count() as u32)
     };
-    match p.send_framed(out.tx, codec, front) {
+    match p.send_encoded(out.tx, codec, front) {
         Ok(()) => {
             out.msgs += u64::from(sent);
             out.bytes += front.len() as u64;
@@ -523,7 +523,7 @@ fn send(p: &mut Proactor, out: &mut Output, framing: Framing, msg: &[u8]) -> Sen
         return Sent::Dropped;
     }
     let result = match framing.codec() {
-        Some(codec) => p.send_frame(out.tx, codec, msg),
+        Some(codec) => p.send_frames(out.tx, codec, &[msg]),
         None => p.send(out.tx, msg),
     };
     match result {

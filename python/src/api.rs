@@ -12,7 +12,7 @@ use ringpipe::{Error, Event, Proactor, Sender};
 pub fn send(p: &mut Proactor, tx: Sender, codec: Option<Codec>, bytes: &[u8]) -> Result<(), Error> {
     match codec {
         None => p.send(tx, bytes),
-        Some(codec) => p.send_framed(tx, codec, bytes),
+        Some(codec) => p.send_encoded(tx, codec, bytes),
     }
 }
 

@@ -16,7 +16,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions, SubscriberStats};
-use ringpipe::{Event, FifoOptions, Proactor, Receiver, Sender, Token};
+use ringpipe::{Event, FifoOptions, Proactor, ReadMode, Receiver, Sender, Token};
 
 use crate::api;
 use crate::core::Core;
@@ -54,7 +54,7 @@ pub struct HubStream {
 fn hub_source(p: &mut Proactor) -> Result<(Receiver, Sender), ErrSpec> {
     let (read, write) = std::io::pipe()
         .map_err(|e| ErrSpec::new(Kind::Os, format!("cannot make the hub's pipe: {e}")))?;
-    let rx = p.receiver_from_fd(OwnedFd::from(read))?;
+    let rx = p.receiver_from_fd(OwnedFd::from(read), ReadMode::Fixed)?;
     let tx = p.sender_from_fd(OwnedFd::from(write))?;
     Ok((rx, tx))
 }
@@ -82,7 +82,7 @@ pub fn after_poll(core: &mut Core) {
         let mut st = h.state.lock();
         for report in h.hub.reports() {
             let (to, stats, why) = match report {
-                HubEvent::Detached { to, stats } => (to, stats, "detached".to_string()),
+                HubEvent::Evicted { to, stats } => (to, stats, "detached".to_string()),
                 HubEvent::Gone { to, stats, error } => {
                     let why = error.map_or_else(|| "closed".to_string(), |e| e.to_string());
                     (to, stats, why)
@@ -202,7 +202,7 @@ impl HubHandle {
         let full = match when_full {
             "drop_oldest" => Full::DropOldest,
             "pause" => Full::PauseSource,
-            "detach" => Full::Detach,
+            "detach" => Full::Evict,
             other => {
                 return Err(PyValueError::new_err(format!(
                     "when_full must be 'drop_oldest', 'pause' or 'detach', not {other:?}"

@@ -22,10 +22,12 @@ pub enum Full {
     /// same way: while [`Hub::is_paused`], publish nothing (the hub takes
     /// it, but its queues grow past the limit).
     PauseSource,
-    /// Stop feeding that subscriber and forget its queue
-    /// ([`HubEvent::Detached`]). Its sender stays open with what it was
-    /// handed; [`Hub::add`] it again to get the frames from then on.
-    Detach,
+    /// Evict that subscriber: stop feeding it and forget its queue
+    /// ([`HubEvent::Evicted`]). Its sender stays open with what it was
+    /// handed; [`Hub::add`] it again to get the frames from then on. (Not
+    /// a fan-out's [`Detach`](crate::FanOutPolicy::Detach), which drops a
+    /// destination whose reader left, not one that fell behind.)
+    Evict,
 }
 
 /// How a [`Hub`] frames, bounds and feeds its subscribers.

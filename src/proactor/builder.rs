@@ -13,7 +13,6 @@ use super::wait::WaitPolicy;
 use super::waiting::{RETRY_START, Waiting};
 use crate::buffers::{self, Memlock, Pool};
 use crate::error::{Error, Result};
-use crate::fifo::ReadMode;
 use crate::ring::{self, Backend, Ring, RingConfig};
 
 /// Configures and builds a [`Proactor`].
@@ -39,9 +38,9 @@ pub struct Builder {
     ignore_sigpipe: bool,
     open_retry_max: Duration,
     iowq_max_workers: [u32; 2],
-    read_mode: ReadMode,
     provided: (u16, usize),
     splice_direct: bool,
+    relay_pipe_size: usize,
     batch: Option<(u32, Duration)>,
     echo_hold: Duration,
     backend: Backend,
@@ -63,9 +62,9 @@ impl Default for Builder {
             ignore_sigpipe: true,
             open_retry_max: Duration::from_millis(50),
             iowq_max_workers: [2, 2],
-            read_mode: ReadMode::Fixed,
             provided: (128, 64 * 1024),
             splice_direct: true,
+            relay_pipe_size: super::relay_pipes::RELAY_PIPE_SIZE,
             batch: None,
             echo_hold: Duration::ZERO,
             backend: Backend::Auto,
@@ -149,7 +148,7 @@ impl Builder {
     /// The default pool is registered when a buffer is first used (a
     /// send, or a receiver that streams), not at build: registration pins
     /// every page, and receivers that wait hold no buffer (see
-    /// [`ReadMode::Fixed`]), so an idle proactor pins none.
+    /// [`ReadMode::Fixed`](crate::ReadMode::Fixed)), so an idle proactor pins none.
     ///
     /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
@@ -207,19 +206,36 @@ impl Builder {
         self
     }
 
+    /// The pipe size each relay and fan-out grows its FIFOs to (the
+    /// source's and every destination's), before its first move and again
+    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
+    /// 1 MiB: a wake-up then moves up to 1 MiB where a 64 KiB pipe moves
+    /// 64 KiB, so the relay spends less CPU per byte (measured in
+    /// BENCHMARKS.md, Relay). A builder option, like
+    /// [`splice_direct`](Self::splice_direct): how this proactor's relays
+    /// move their bytes, fixed for its life. Pipes only grow, each up to
+    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
+    /// relay goes on with what it got. A pipe is shared with the peer
+    /// processes, and its pages count against the user's pipe limits
+    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
+    /// every new pipe of that user gets two pages. So the relays of all
+    /// the proactors of a process grow pipes by at most half that limit
+    /// in all (32 MiB with the kernel's default); beyond it, pipes keep
+    /// their size. A relay's share is given back when it ends (its pipes
+    /// keep their size while they stay open). Other processes of the same
+    /// user have budgets of their own. Set 0 to size the FIFOs yourself
+    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
+    pub fn relay_pipe_size(mut self, bytes: usize) -> Self {
+        self.relay_pipe_size = bytes;
+        self
+    }
+
     /// Caps the kernel's io-wq worker threads of this ring: `bounded` for
     /// regular-file work, `unbounded` for pipes (default 2 and 2). Splices
     /// and tees always run on these workers; the cap keeps thread count
     /// flat however many relays exist. io_uring only (epoll has no workers).
     pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
         self.iowq_max_workers = [bounded.max(1), unbounded.max(1)];
-        self
-    }
-
-    /// How receivers read unless their options say otherwise (default
-    /// [`ReadMode::Fixed`]).
-    pub fn read_mode(mut self, mode: ReadMode) -> Self {
-        self.read_mode = mode;
         self
     }
 
@@ -318,7 +334,7 @@ impl Builder {
     /// [`Error::Unsupported`], naming which. Fails with [`Error::MemlockLimit`]
     /// when buffers set with [`buffers`](Self::buffers) cannot be locked.
     /// Without locked memory for the provided ring, multishot reads are
-    /// off ([`ReadMode::Fixed`] is used).
+    /// off ([`ReadMode::Fixed`](crate::ReadMode::Fixed) is used).
     ///
     /// Where locked memory is counted, a ring setup refused for lack of it,
     /// and explicit buffers that fit the limit, are retried for up to 2 s:
@@ -411,14 +427,13 @@ impl Builder {
             table: Table::new(id),
             reads: Reads {
                 multishot_ok,
-                mode: self.read_mode,
                 starved: Vec::new(),
             },
             waiting: Waiting::new(self.open_retry_max),
             wait: WaitPolicy::new(self.batch, self.echo_hold),
             splicing: Splicing {
                 direct: self.splice_direct,
-                pipe_size: super::relay_pipes::RELAY_PIPE_SIZE,
+                pipe_size: self.relay_pipe_size,
             },
             unpumped: Vec::new(),
             watches: Default::default(),

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
-use crate::fifo::{self, FifoOptions};
+use crate::fifo::{self, FifoOptions, ReadMode};
 use crate::ring::{BackendInUse, Completion};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
@@ -198,9 +198,12 @@ impl Proactor {
     }
 
     /// Makes a receiver of an already open read end (an anonymous pipe,
-    /// stdin...). Its flags are left as they are. It closes at EOF.
-    pub fn receiver_from_fd(&mut self, fd: OwnedFd) -> Result<Receiver> {
-        let multishot = self.reads.multishot(None);
+    /// stdin...), reading as `mode` says (as
+    /// [`FifoOptions::read_mode`] for a FIFO; [`ReadMode::Fixed`] unless
+    /// you have a reason). Its flags are left as they are. It closes at
+    /// EOF.
+    pub fn receiver_from_fd(&mut self, fd: OwnedFd, mode: ReadMode) -> Result<Receiver> {
+        let multishot = self.reads.multishot(mode);
         let rx = ReceiverSide::new(false, multishot, None);
         let token = self
             .table
@@ -247,7 +250,7 @@ impl Proactor {
     /// [`Builder::splice_direct`]), and io-wq workers are capped (see
     /// [`Builder::iowq_max_workers`]), so idle relays hold no threads. Both
     /// FIFOs' pipes are grown to 1 MiB where the limits allow
-    /// ([`set_relay_pipe_size`](Self::set_relay_pipe_size)). If
+    /// ([`Builder::relay_pipe_size`]). If
     /// `to`'s reader leaves, the bytes stay in `from`'s pipe (nothing is
     /// consumed) until a reader comes back. The relay ends when either end
     /// closes; `from` then goes back to `Data` events. To end a pipeline
@@ -256,27 +259,6 @@ impl Proactor {
     pub fn relay(&mut self, from: Receiver, to: Sender) -> Result<()> {
         // A relay is a fan-out to one destination that waits for its reader.
         self.fan_out(from, &[to], FanOutPolicy::Wait)
-    }
-
-    /// Sets the pipe size each relay and fan-out grows its FIFOs to (the
-    /// source's and every destination's), before its first move and again
-    /// after a FIFO is reopened; 0 leaves the sizes as they are. Default
-    /// 1 MiB: a wake-up then moves up to 1 MiB, where a 64 KiB pipe moves
-    /// 64 KiB, which cuts the relay's CPU per byte several times (measured
-    /// in BENCHMARKS.md, Relay). Pipes only grow, each up to
-    /// `/proc/sys/fs/pipe-max-size`, and where the kernel grants less the
-    /// relay goes on with what it got. A pipe is shared with the peer
-    /// processes, and its pages count against the user's pipe limits
-    /// ([`PipeLimits`](crate::PipeLimits)): past `pipe-user-pages-soft`,
-    /// every new pipe of that user gets two pages. So the relays of all
-    /// the proactors of a process grow pipes by at most half that limit
-    /// in all (32 MiB with the kernel's default); beyond it, pipes keep
-    /// their size. A relay's share is given back when it ends (its pipes
-    /// keep their size while they stay open). Other processes of the same
-    /// user have budgets of their own. Set 0 to size the FIFOs yourself
-    /// ([`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
-    pub fn set_relay_pipe_size(&mut self, bytes: usize) {
-        self.splicing.pipe_size = bytes;
     }
 
     /// Stops reading a receiver: no read is armed, so data waits in the
@@ -359,25 +341,10 @@ impl Proactor {
     /// The backend this proactor runs on, and why: io_uring, or epoll
     /// because it was asked for (`Builder::backend`, `RINGPIPE_BACKEND`)
     /// or because io_uring could not be set up (the reason in
-    /// [`BackendInUse::fallback`]). Its `Display` is one line for a log.
+    /// [`BackendInUse::fallback`]). Its `Display` is one line for a log;
+    /// [`Snapshot::backend`] has which one, without the why.
     pub fn backend(&self) -> &BackendInUse {
         &self.io.backend
-    }
-
-    /// `io_uring_enter` calls made so far (for syscalls-per-message
-    /// figures); on the epoll backend, `epoll_wait` calls.
-    pub fn enter_count(&self) -> u64 {
-        self.io.ring.enters()
-    }
-
-    /// Ring operations submitted and not yet finally completed.
-    pub fn in_flight(&self) -> usize {
-        self.io.ring.in_flight()
-    }
-
-    /// Transports currently using a registered file slot.
-    pub fn registered_files(&self) -> usize {
-        self.io.ring.files_in_use()
     }
 
     /// Whether the kernel holds a `poll` wait itself

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nix::fcntl::FcntlArg;
 
 /// The pipe size a relay or fan-out grows its FIFOs to by default
-/// (`Proactor::set_relay_pipe_size`): fewer, larger moves per wake-up.
+/// (`Builder::relay_pipe_size`): fewer, larger moves per wake-up.
 pub(super) const RELAY_PIPE_SIZE: usize = 1 << 20;
 
 /// Bytes by which the running relays of every proactor of this process

@@ -37,34 +37,22 @@ impl Proactor {
         })
     }
 
-    /// Queues one frame: `payload` encoded with `codec`. A frame of at most
-    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included, goes out
-    /// in a single write, with other whole frames only, so frames from many
-    /// processes writing to one FIFO never interleave. A larger frame
-    /// cannot be written atomically: it is refused with
-    /// [`Error::FrameTooLarge`], unless the sender allows large frames
-    /// ([`FifoOptions::large_frames`](crate::FifoOptions::large_frames),
-    /// for a FIFO with one writer), which writes it like
-    /// [`send`](Self::send) bytes. Backpressure as for `send`.
-    pub fn send_frame(&mut self, to: Sender, codec: Codec, payload: &[u8]) -> Result<()> {
-        self.enqueue(to, 1, |q, pool, large| {
-            frames::push_frame(q, pool, large, codec, payload)
-        })
-    }
-
-    /// Queues many frames at once: each payload in `payloads` encoded with
-    /// `codec`, in order, as by [`send_frame`](Self::send_frame) called
-    /// for each, but at the cost of one call. Frames of at most
-    /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes are packed densely,
-    /// whole, into atomic writes of at most `PIPE_BUF` bytes: never
-    /// interleaved with other writers of the FIFO.
+    /// Queues frames: each payload in `payloads` encoded with `codec`, in
+    /// order (one frame is a slice of one: `&[payload]`). A frame of at
+    /// most [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, header included,
+    /// goes out in a single write, with other whole frames only, packed
+    /// densely: frames from many processes writing to one FIFO never
+    /// interleave. A larger frame cannot be written atomically: it is
+    /// refused with [`Error::FrameTooLarge`], unless the sender allows
+    /// large frames ([`FifoOptions::large_frames`](crate::FifoOptions::large_frames),
+    /// for a FIFO with one writer), which writes it like [`send`](Self::send)
+    /// bytes.
     ///
     /// All or nothing: a payload the codec cannot carry (a newline in a
-    /// line, say) fails the call with [`Error::Frame`], a frame over
-    /// `PIPE_BUF` with [`Error::FrameTooLarge`] (unless the sender allows
-    /// large frames), and none of them is queued. Backpressure as for
-    /// [`send`](Self::send): below the high watermark every frame is
-    /// accepted, at or above it none.
+    /// line, say) fails the call with [`Error::Frame`], a refused large
+    /// frame with [`Error::FrameTooLarge`], and none of them is queued.
+    /// Backpressure as for [`send`](Self::send): below the high watermark
+    /// every frame is accepted, at or above it none.
     pub fn send_frames<P: AsRef<[u8]>>(
         &mut self,
         to: Sender,
@@ -77,13 +65,14 @@ impl Proactor {
     }
 
     /// Queues `wire`: whole frames already encoded with `codec` (read from
-    /// a FIFO, say, up to the last frame boundary). They are cut at frame
+    /// a FIFO, say, up to the last frame boundary, or an
+    /// [`Event::Frames`](crate::Event::Frames) run). They are cut at frame
     /// boundaries into atomic writes of at most
     /// [`PIPE_BUF`](crate::frame::PIPE_BUF) bytes, packed densely, with
     /// the cost of a copy and a few boundary searches per `PIPE_BUF`, not
     /// a call per frame: a framed relay or fan-out at about the cost of
     /// [`send`](Self::send). A frame longer than `PIPE_BUF` is refused as
-    /// by [`send_frame`](Self::send_frame), or, where the sender allows
+    /// by [`send_frames`](Self::send_frames), or, where the sender allows
     /// large frames, written like `send` bytes.
     ///
     /// All or nothing: `wire` ending inside a frame fails the call with
@@ -92,9 +81,9 @@ impl Proactor {
     /// queued. Backpressure as for `send`. Its frames are not counted in
     /// [`Stats::frames_out`](crate::Stats::frames_out) (that would cost a
     /// scan); its bytes are, in `bytes_queued`.
-    pub fn send_framed(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
+    pub fn send_encoded(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
         self.enqueue(to, 0, |q, pool, large| {
-            frames::push_framed(q, pool, large, codec, wire)
+            frames::push_encoded(q, pool, large, codec, wire)
         })
     }
 

@@ -52,8 +52,8 @@ pub struct Stats {
     /// Receiver decoding frames: frames reported as
     /// [`Event::Frame`](crate::Event::Frame). Zero for a byte receiver.
     pub frames_in: u64,
-    /// Sender: frames accepted by [`Proactor::send_frame`] and
-    /// [`Proactor::send_frames`] (not `send_framed`; queued, not
+    /// Sender: frames accepted by [`Proactor::send_frames`] (not
+    /// `send_encoded`; queued, not
     /// necessarily written yet: compare `bytes_accepted` for what the
     /// kernel took). A refused call ([`Error::WouldBlock`], a bad payload)
     /// counts nothing.
@@ -111,7 +111,7 @@ pub struct Snapshot {
     pub receivers: usize,
     /// Ring operations submitted and not yet finally completed (a
     /// multishot read counts once until its last completion), the
-    /// proactor's own included: as [`Proactor::in_flight`].
+    /// proactor's own included.
     pub ops_in_flight: usize,
     /// The part of `ops_in_flight` owned by transports (reads, writes,
     /// polls, splices and their cancels): 0 once every transport is
@@ -120,8 +120,7 @@ pub struct Snapshot {
     /// own within a `poll` or two once no sender waits (the timer within
     /// [`Builder::open_retry_max`](crate::Builder::open_retry_max)).
     pub transport_ops: usize,
-    /// Transports holding a registered file slot: as
-    /// [`Proactor::registered_files`].
+    /// Transports holding a registered file slot.
     pub registered_files: usize,
     /// Buffers of the proactor's registered pool lent out right now: to
     /// reads and writes in flight, to queued sends, and to the `Data` and
@@ -129,8 +128,9 @@ pub struct Snapshot {
     pub buffers_in_use: usize,
     /// Buffers in the registered pool (fixed when the proactor is built).
     pub buffers_total: usize,
-    /// `io_uring_enter` calls made since the proactor was built: as
-    /// [`Proactor::enter_count`] (`epoll_wait` calls on epoll).
+    /// `io_uring_enter` calls made since the proactor was built (for
+    /// syscalls-per-message figures); `epoll_wait` calls on the epoll
+    /// backend.
     pub enters: u64,
     /// The backend the proactor runs on: [`Backend::IoUring`] or
     /// [`Backend::Epoll`] (as [`Proactor::backend`], without the why).

@@ -153,7 +153,7 @@ impl Run {
                 (Some(c), Some(l)) => Some(c.min(l)),
                 (c, l) => c.or(l),
             };
-            if self.p.in_flight() == 0 {
+            if self.p.snapshot().ops_in_flight == 0 {
                 // poll returns at once with nothing in flight.
                 std::thread::sleep(tick.unwrap_or(EXIT_CHECK));
             }

@@ -111,8 +111,15 @@ fn batch() -> (u32, Duration) {
 /// The hold of `Mode::Echo`.
 pub const ECHO_HOLD: Duration = Duration::from_millis(1);
 
-fn proactor(mode: Mode, backend: Backend) -> io::Result<Proactor> {
+fn proactor(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<Proactor> {
     let builder = Proactor::builder().backend(backend);
+    // Relays grow both pipes to 1 MiB by default; a size from the
+    // environment replaces that default (0: leave them alone).
+    let builder = if std::env::var_os("RINGPIPE_BENCH_PIPE_KIB").is_some() {
+        builder.relay_pipe_size(pipe_bytes(&spec.shape).unwrap_or(0))
+    } else {
+        builder
+    };
     // `RINGPIPE_BENCH_NO_RING_FD=1` in the environment: every ringpipe
     // engine enters by the ring's fd instead of a registered index, for
     // A/B measurements of the registration with one binary.
@@ -123,7 +130,6 @@ fn proactor(mode: Mode, backend: Backend) -> io::Result<Proactor> {
     };
     let built = match mode {
         Mode::Sqpoll => builder.sqpoll(Duration::from_millis(50)).build(),
-        Mode::Multishot => builder.read_mode(ReadMode::Multishot).build(),
         Mode::Batch => {
             let (n, budget) = batch();
             builder.batch_wait(n, budget).build()
@@ -131,7 +137,8 @@ fn proactor(mode: Mode, backend: Backend) -> io::Result<Proactor> {
         Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
         Mode::SpliceDirect => builder.splice_direct(true).build(),
         Mode::SpliceIowq => builder.splice_direct(false).build(),
-        Mode::Default | Mode::Splice | Mode::Spin => builder.build(),
+        // Multishot is the receivers' option (see `run`).
+        Mode::Default | Mode::Multishot | Mode::Splice | Mode::Spin => builder.build(),
     };
     built.map_err(io::Error::other)
 }
@@ -177,17 +184,22 @@ fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
 /// The engine of `mode` on `backend` (`Auto`: io_uring, or what
 /// `RINGPIPE_BACKEND` says). Its report's note names the backend.
 pub(super) fn run_on(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<EngineReport> {
-    let mut p = proactor(mode, backend)?;
+    let mut p = proactor(spec, mode, backend)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
     let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
+    // How every receiver of the run reads.
+    let opts = FifoOptions::new().read_mode(match mode {
+        Mode::Multishot => ReadMode::Multishot,
+        _ => ReadMode::Fixed,
+    });
     let report = match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),
-        Some(_) => relay(spec, &mut p, wait),
-        None => consume(spec, &mut p, wait),
+        Some(_) => relay(spec, &mut p, wait, opts),
+        None => consume(spec, &mut p, wait, &opts),
     }?;
     Ok(with_backend(report, &p))
 }
@@ -206,14 +218,19 @@ fn with_backend(mut report: EngineReport, p: &Proactor) -> EngineReport {
 }
 
 /// Throughput, fan-in and idle: read every input FIFO.
-fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
+fn consume(
+    spec: &Spec,
+    p: &mut Proactor,
+    wait: Option<Duration>,
+    opts: &FifoOptions,
+) -> io::Result<EngineReport> {
     let mut report = EngineReport::default();
     let wanted = spec.shape.inputs();
     // Receiver slot index -> FIFO number: 4 bytes per FIFO, as epoll's
     // engine holds (its fds).
     let mut fifo_of: Vec<u32> = Vec::with_capacity(wanted);
     for i in 0..wanted {
-        match p.open_receiver(input_path(&spec.dir, i), &FifoOptions::new()) {
+        match p.open_receiver(input_path(&spec.dir, i), opts) {
             Ok(rx) => {
                 let slot = rx.token().index as usize;
                 if fifo_of.len() <= slot {
@@ -236,7 +253,7 @@ fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<
     );
     let mut events = Events::with_capacity(1024);
     let cpu0 = announce(opened);
-    let enters0 = p.enter_count();
+    let enters0 = p.snapshot().enters;
     let mut gone = 0;
     while !sink.done() && gone < opened {
         p.poll(&mut events, wait).map_err(io::Error::other)?;
@@ -251,25 +268,30 @@ fn consume(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<
             }
         }
     }
-    report.syscalls = Some(p.enter_count() - enters0);
+    report.syscalls = Some(p.snapshot().enters - enters0);
     finish(&mut report, &sink, cpu0);
     report.msgs = spec.shape.msgs_in(sink.bytes);
     Ok(report)
 }
 
-/// The relay's FIFO options: the pipe size of [`pipe_bytes`].
-fn relay_options(spec: &Spec) -> FifoOptions {
+/// The relay's FIFO options: `opts` with the pipe size of [`pipe_bytes`].
+fn relay_options(spec: &Spec, opts: FifoOptions) -> FifoOptions {
     match pipe_bytes(&spec.shape) {
-        Some(bytes) => FifoOptions::new().pipe_size(bytes),
-        None => FifoOptions::new(),
+        Some(bytes) => opts.pipe_size(bytes),
+        None => opts,
     }
 }
 
 /// Relay (a -> b) and ping-pong (req -> resp): every byte read is sent on.
 /// The copy goes through `send`, which copies into a registered buffer.
-fn relay(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<EngineReport> {
+fn relay(
+    spec: &Spec,
+    p: &mut Proactor,
+    wait: Option<Duration>,
+    opts: FifoOptions,
+) -> io::Result<EngineReport> {
     let total = spec.shape.bytes_per_input;
-    let (rx, tx, cpu0, enters0) = open_pair(spec, p, &relay_options(spec))?;
+    let (rx, tx, cpu0, enters0) = open_pair(spec, p, &relay_options(spec, opts))?;
     let mut events = Events::with_capacity(1024);
     let (mut sent, mut reads) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
@@ -340,7 +362,7 @@ fn relay(spec: &Spec, p: &mut Proactor, wait: Option<Duration>) -> io::Result<En
     let note = spec.shape.bulk_relay().then(|| {
         format!("{reads} reads, {pauses} pauses, at most {peak_backlog} bytes held while paused")
     });
-    let enters = p.enter_count() - enters0;
+    let enters = p.snapshot().enters - enters0;
     Ok(relay::report(&spec.shape, first, sent, cpu0, enters, note))
 }
 
@@ -360,7 +382,7 @@ fn open_pair(
         .open_receiver(spec.dir.join(from), opts)
         .map_err(io::Error::other)?;
     let cpu0 = announce(1);
-    let enters0 = p.enter_count();
+    let enters0 = p.snapshot().enters;
     let tx = p
         .open_sender(spec.dir.join(to), opts)
         .map_err(io::Error::other)?;
@@ -372,11 +394,7 @@ fn open_pair(
 fn splice(spec: &Spec, p: &mut Proactor) -> io::Result<EngineReport> {
     let total = spec.shape.bytes_per_input;
     let (rx, tx, cpu0, enters0) = open_pair(spec, p, &FifoOptions::new())?;
-    // `Proactor::relay` grows both pipes to 1 MiB by default; a size
-    // from the environment replaces that default (0: leave them alone).
-    if std::env::var_os("RINGPIPE_BENCH_PIPE_KIB").is_some() {
-        p.set_relay_pipe_size(pipe_bytes(&spec.shape).unwrap_or(0));
-    }
+    // The pipes' size is the builder's (see `proactor`).
     p.relay(rx, tx).map_err(io::Error::other)?;
     let mut events = Events::with_capacity(1024);
     let (mut moved, mut splices) = (0u64, 0u64);
@@ -398,6 +416,6 @@ fn splice(spec: &Spec, p: &mut Proactor) -> io::Result<EngineReport> {
         }
     }
     let note = Some(format!("{splices} splices"));
-    let enters = p.enter_count() - enters0;
+    let enters = p.snapshot().enters - enters0;
     Ok(relay::report(&spec.shape, first, moved, cpu0, enters, note))
 }

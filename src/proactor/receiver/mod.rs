@@ -58,18 +58,16 @@ pub(super) struct Reads {
     /// The kernel has multishot reads and the provided rings are
     /// registered.
     pub(super) multishot_ok: bool,
-    /// `Builder::read_mode`.
-    pub(super) mode: ReadMode,
     /// Multishot receivers whose read ended for lack of buffers: armed
     /// again at the next `poll`, once lent buffers are back.
     pub(super) starved: Vec<Token>,
 }
 
 impl Reads {
-    /// Whether a receiver opened with `mode` (its own, if set) reads
-    /// multishot.
-    pub(super) fn multishot(&self, mode: Option<ReadMode>) -> bool {
-        self.multishot_ok && mode.unwrap_or(self.mode) == ReadMode::Multishot
+    /// Whether a receiver opened with `mode` reads multishot (not where
+    /// the kernel or the locked-memory budget lacks it).
+    pub(super) fn multishot(&self, mode: ReadMode) -> bool {
+        self.multishot_ok && mode == ReadMode::Multishot
     }
 }
 

@@ -1,5 +1,5 @@
-//! Frames into a sender's queue: one, a batch, or frames already on the
-//! wire, each frame of at most `PIPE_BUF` bytes kept whole in one atomic
+//! Frames into a sender's queue: payloads to encode, or frames already
+//! on the wire, each frame of at most `PIPE_BUF` bytes kept whole in one atomic
 //! write, all or nothing.
 
 use std::rc::Rc;
@@ -21,7 +21,7 @@ pub(in crate::proactor) enum Refused {
 /// Queues `payload` encoded with `codec` as one frame; over `PIPE_BUF`
 /// only if `large` frames are allowed.
 #[inline]
-pub(in crate::proactor) fn push_frame(
+fn push_frame(
     q: &mut WriteQueue,
     pool: &Rc<Pool>,
     large: bool,
@@ -60,7 +60,7 @@ pub(in crate::proactor) fn push_frames<P: AsRef<[u8]>>(
 
 /// Queues `wire`, whole frames already encoded with `codec`, cut at frame
 /// boundaries into atomic runs; all or nothing.
-pub(in crate::proactor) fn push_framed(
+pub(in crate::proactor) fn push_encoded(
     q: &mut WriteQueue,
     pool: &Rc<Pool>,
     large: bool,

@@ -56,7 +56,7 @@ pub(super) struct Splicing {
     /// `Builder::splice_direct`: single-destination splices call
     /// `splice(2)` from this thread.
     pub(super) direct: bool,
-    /// `Proactor::set_relay_pipe_size` (0: relays leave pipe sizes alone).
+    /// `Builder::relay_pipe_size` (0: relays leave pipe sizes alone).
     pub(super) pipe_size: usize,
 }
 

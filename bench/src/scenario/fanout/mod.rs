@@ -12,7 +12,7 @@
 //! - `uring raw`: a ringpipe receiver of byte chunks, each chunk passed to
 //!   [`Proactor::send`] of every subscriber;
 //! - `uring framed`: a framed receiver ([`FifoOptions::frames`]), each frame
-//!   passed to [`Proactor::send_frame`] of every subscriber;
+//!   passed to [`Proactor::send_frames`] of every subscriber;
 //! - `threads raw` / `threads framed`: the same with one blocking thread,
 //!   `read(2)` then one `write(2)` per subscriber (framed: the frames of a
 //!   read decoded with [`FrameDecoder`] and re-encoded into one buffer per
@@ -28,7 +28,7 @@
 //! [`Codec::LengthPrefixed`]: ringpipe::frame::Codec::LengthPrefixed
 //! [`Proactor::send`]: ringpipe::Proactor::send
 //! [`FifoOptions::frames`]: ringpipe::FifoOptions::frames
-//! [`Proactor::send_frame`]: ringpipe::Proactor::send_frame
+//! [`Proactor::send_frames`]: ringpipe::Proactor::send_frames
 //! [`FrameDecoder`]: ringpipe::frame::FrameDecoder
 //! [`Error::WouldBlock`]: ringpipe::Error::WouldBlock
 
@@ -52,7 +52,7 @@ use router::RouterReport;
 
 /// One publisher -> router -> 3 subscribers, 64-byte length-prefixed
 /// frames, every frame checked by each subscriber: ringpipe forwarding
-/// raw chunks (`send`) and whole frames (`send_frame`), beside a
+/// raw chunks (`send`) and whole frames (`send_frames`), beside a
 /// blocking-thread router doing the same; msgs/s, router CPU per message
 /// and router peak RSS.
 #[derive(Debug, clap::Args)]
@@ -102,7 +102,7 @@ pub const BATCH: usize = 64;
 pub enum Variant {
     /// ringpipe: byte chunks, `send` to each subscriber.
     UringRaw,
-    /// ringpipe: a framed receiver, `send_frame` per frame and subscriber.
+    /// ringpipe: a framed receiver, `send_frames` of one per frame and subscriber.
     UringFramed,
     /// One blocking thread: `read`, then `write` to each subscriber.
     ThreadsRaw,
@@ -141,7 +141,7 @@ impl Variant {
     /// What the mode is, in a line, for the legend under the tables.
     pub fn describe(self) -> &'static str {
         if self.framed() {
-            "(fanout) the router decodes the frames and forwards each whole: send_frame \
+            "(fanout) the router decodes the frames and forwards each whole: send_frames \
              per frame and subscriber (uring), or re-encoded into one write per read (threads)"
         } else {
             "(fanout) the router forwards the bytes of each read as they are: send (uring) \

@@ -80,7 +80,7 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
     let (mut first, mut frames) = (None::<Instant>, 0u64);
     let (mut paused, mut pauses, mut peak_backlog) = (false, 0u64, 0usize);
     let (cpu0, rss0) = ready();
-    let enters0 = p.enter_count();
+    let enters0 = p.snapshot().enters;
     while sent.iter().any(|&s| s < total) {
         p.poll(&mut events, None).map_err(other)?;
         let mut refused = false;
@@ -104,7 +104,7 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
                     frames += 1;
                     for (i, &tx) in txs.iter().enumerate() {
                         if backlog[i].is_empty() {
-                            match p.send_frame(tx, codec, frame) {
+                            match p.send_frames(tx, codec, &[frame]) {
                                 Ok(()) => continue,
                                 Err(Error::WouldBlock { .. }) => refused = true,
                                 Err(e) => return Err(other(e)),
@@ -165,7 +165,7 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
         elapsed_s: first.map_or(0.0, |f| f.elapsed().as_secs_f64()),
         msgs: total / FRAME as u64,
         cpu_s,
-        syscalls: p.enter_count() - enters0,
+        syscalls: p.snapshot().enters - enters0,
         rss_ready_mib: rss0,
         peak_rss_mib: peak,
         peak_backlog: peak_backlog as u64,
