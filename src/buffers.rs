@@ -57,6 +57,11 @@ pub(crate) struct Pool {
     register_later: Cell<bool>,
 }
 
+/// Buffers a provided ring gives the kernel at first; it grows with the
+/// receivers ([`Pool::reserve_provided`]) and doubles each time it runs
+/// dry ([`Pool::grow_provided`]), up to its capacity.
+const PROVIDED_FIRST: u16 = 8;
+
 /// Group id of the provided ring of multishot reads.
 pub(crate) const PROVIDED_GROUP: u16 = 0;
 
@@ -92,6 +97,12 @@ struct ProvidedRing {
     /// Where the next buffer is taken when no kernel consumes the ring
     /// (the epoll backend picks buffers itself: `read_provided`).
     head: Cell<u16>,
+    /// Buffers given to the kernel so far (ids `0..published`). The
+    /// kernel takes buffers in ring order, so one busy reader cycles
+    /// through every buffer on the ring: the ring starts with a few and
+    /// grows when it runs dry, so the memory touched follows the readers
+    /// and the data in flight, not the capacity.
+    published: Cell<u16>,
     /// Per buffer id: whether it is on the ring, the kernel's to fill
     /// (else a completion lent it out).
     on_ring: Box<[Cell<bool>]>,
@@ -118,12 +129,23 @@ impl ProvidedRing {
             count,
             tail: Cell::new(0),
             head: Cell::new(0),
+            published: Cell::new(0),
             on_ring: (0..count).map(|_| Cell::new(false)).collect(),
         };
-        for bid in 0..count {
-            ring.push(bid);
-        }
+        ring.grow(PROVIDED_FIRST);
         Ok(ring)
+    }
+
+    /// Gives the kernel up to `n` buffers it has never had; false if it
+    /// has had them all.
+    fn grow(&self, n: u16) -> bool {
+        let from = self.published.get();
+        let to = from.saturating_add(n).min(self.count);
+        for bid in from..to {
+            self.push(bid);
+        }
+        self.published.set(to);
+        to > from
     }
 
     fn buf_ptr(&self, bid: u16) -> *mut u8 {
@@ -281,6 +303,26 @@ impl Pool {
             .map_or(0, |ring| ring.tail.get())
     }
 
+    /// The provided ring of `group` ran dry: gives the kernel as many more
+    /// buffers as it has had (doubling), up to its capacity. False if it
+    /// has them all already: reads wait for lent buffers to come back.
+    pub(crate) fn grow_provided(&self, group: u16) -> bool {
+        self.provided
+            .get(usize::from(group))
+            .is_some_and(|ring| ring.grow(ring.published.get().max(1)))
+    }
+
+    /// Makes sure the provided ring of `group` has given the kernel at
+    /// least `n` buffers (up to its capacity): one for every reader that
+    /// may take one in the same enter, since growing on -ENOBUFS comes an
+    /// enter too late for a batch.
+    pub(crate) fn reserve_provided(&self, group: u16, n: usize) {
+        if let Some(ring) = self.provided.get(usize::from(group)) {
+            let want = u16::try_from(n).unwrap_or(u16::MAX);
+            ring.grow(want.saturating_sub(ring.published.get()));
+        }
+    }
+
     /// Size of each buffer of the provided ring of `group` (0: none).
     pub(crate) fn provided_size(&self, group: u16) -> usize {
         self.provided
@@ -377,12 +419,15 @@ impl Pool {
 
     /// The iovecs to register with the ring, index `i` being buffer `i`.
     pub(crate) fn iovecs(&self) -> Vec<libc::iovec> {
-        (0..usize::from(self.count))
-            .map(|i| libc::iovec {
-                iov_base: self.ptr(i as u16).cast(),
-                iov_len: self.buf_size,
-            })
-            .collect()
+        (0..self.count).map(|i| self.iovec(i)).collect()
+    }
+
+    /// The iovec of buffer `index`, to register it alone.
+    pub(crate) fn iovec(&self, index: u16) -> libc::iovec {
+        libc::iovec {
+            iov_base: self.ptr(index).cast(),
+            iov_len: self.buf_size,
+        }
     }
 
     fn ptr(&self, index: u16) -> *mut u8 {
@@ -624,6 +669,28 @@ mod tests {
         assert_eq!(pool.provided_pushed(1), 3);
         drop(a);
         assert_eq!(pool.provided_pushed(1), 4);
+    }
+
+    #[test]
+    fn a_provided_ring_starts_small_and_grows_with_readers_and_when_dry() {
+        let pool = Pool::with_provided(1, 4096, Some((64, 4096))).unwrap();
+        // Only a few buffers go to the kernel: the memory the reads touch
+        // follows what they need, not the ring's capacity.
+        assert_eq!(pool.provided_pushed(0), PROVIDED_FIRST);
+        // A buffer no read could have taken is refused.
+        assert!(pool.take_provided(0, PROVIDED_FIRST, 1).is_none());
+        pool.reserve_provided(0, 12);
+        assert_eq!(pool.provided_pushed(0), 12);
+        pool.reserve_provided(0, 4);
+        assert_eq!(pool.provided_pushed(0), 12, "never shrinks");
+        let mut published = 12;
+        while published < 64 {
+            assert!(pool.grow_provided(0));
+            published = (published * 2).min(64);
+            assert_eq!(pool.provided_pushed(0), published);
+        }
+        assert!(!pool.grow_provided(0), "at capacity");
+        assert_eq!(pool.provided_pushed(0), 64);
     }
 
     #[test]

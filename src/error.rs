@@ -163,6 +163,22 @@ pub enum Error {
         max: usize,
     },
 
+    /// A sender was opened on a FIFO that another sender of this proactor
+    /// writes, and one of the two is its sole writer
+    /// ([`FifoOptions::sole_writer`](crate::FifoOptions::sole_writer)):
+    /// their frames could interleave. Nothing was opened.
+    #[error(
+        "{}: another sender of this proactor ({other:?}) writes this FIFO, \
+         and a sole writer must be its only one",
+        path.display()
+    )]
+    SoleWriter {
+        /// The FIFO asked for.
+        path: PathBuf,
+        /// The sender already writing it.
+        other: Token,
+    },
+
     /// A pipe size below one page was asked for: the kernel would make the
     /// pipe one page anyway (see [`FifoOptions::pipe_size`](crate::FifoOptions::pipe_size)).
     #[error(

@@ -2,7 +2,7 @@
 
 use crate::buffers::Buf;
 use crate::error::Error;
-use crate::frame::Codec;
+use crate::frame::{Codec, Payloads};
 use crate::token::{Receiver, Sender, Token};
 
 /// Why a transport closed.
@@ -171,6 +171,16 @@ pub(crate) enum Item {
         from: Receiver,
         frame: FrameBytes,
     },
+    /// Whole frames back to back in one read, as they were on the wire
+    /// (`bufs[buf][start..end]`): one item per read, not one per frame.
+    Frames {
+        from: Receiver,
+        codec: Codec,
+        buf: u32,
+        start: u32,
+        end: u32,
+        frames: u32,
+    },
     Sent {
         to: Sender,
         bytes: usize,
@@ -221,6 +231,18 @@ impl Item {
                     }
                     FrameBytes::Owned(bytes) => bytes,
                 },
+            },
+            Item::Frames {
+                from,
+                buf,
+                start,
+                end,
+                frames,
+                ..
+            } => Event::Frames {
+                from: *from,
+                wire: &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+                frames: *frames as usize,
             },
             Item::Sent { to, bytes } => Event::Sent {
                 to: *to,
@@ -282,12 +304,20 @@ impl Events {
         Iter {
             items: self.items.iter(),
             bufs: &self.bufs,
+            run: None,
         }
     }
 
-    /// Number of events.
+    /// Number of events [`iter`](Self::iter) gives (a read's run of
+    /// frames counts one per frame: counting walks the batch).
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items
+            .iter()
+            .map(|i| match i {
+                Item::Frames { frames, .. } => *frames as usize,
+                _ => 1,
+            })
+            .sum()
     }
 
     /// True if there are none.
@@ -314,9 +344,7 @@ impl Events {
     /// codec's framing.
     pub fn runs(&self, codec: Codec) -> Runs<'_> {
         Runs {
-            items: &self.items,
-            at: 0,
-            bufs: &self.bufs,
+            items: self.iter(),
             codec,
         }
     }
@@ -326,9 +354,7 @@ impl Events {
 /// [`Events::runs`].
 #[derive(Debug)]
 pub struct Runs<'a> {
-    items: &'a [Item],
-    at: usize,
-    bufs: &'a [Buf],
+    items: Iter<'a>,
     codec: Codec,
 }
 
@@ -337,48 +363,17 @@ impl<'a> Iterator for Runs<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Event<'a>> {
-        let item = self.items.get(self.at)?;
-        self.at += 1;
-        let Item::Frame {
-            from,
-            frame: FrameBytes::Lent { buf, start, end },
-        } = item
-        else {
-            return Some(item.as_event(self.bufs));
-        };
-        let bytes = self.bufs[*buf as usize].as_slice();
-        // Header and trailer bytes around a payload on the wire.
-        let (head, tail) = self.codec.framing();
-        let codec = self.codec;
-        let framed = |s: usize, e: usize| codec.framed_in(bytes, s, e);
-        let (start, mut end) = (*start as usize, *end as usize);
-        if !framed(start, end) {
-            return Some(item.as_event(self.bufs));
-        }
-        let mut frames = 1;
-        while let Some(Item::Frame {
-            from: next_from,
-            frame:
-                FrameBytes::Lent {
-                    buf: next_buf,
-                    start: s,
-                    end: e,
-                },
-        }) = self.items.get(self.at)
+        let it = &mut self.items;
+        // A run gathered when its read was delivered: as it is. Another
+        // codec's run, or anything else: as `iter` gives it.
+        if it.run.is_none()
+            && let Some(item @ Item::Frames { codec, .. }) = it.items.as_slice().first()
+            && *codec == self.codec
         {
-            let (s, e) = (*s as usize, *e as usize);
-            if next_from != from || next_buf != buf || s != end + tail + head || !framed(s, e) {
-                break;
-            }
-            end = e;
-            frames += 1;
-            self.at += 1;
+            it.items.next();
+            return Some(item.as_event(it.bufs));
         }
-        Some(Event::Frames {
-            from: *from,
-            wire: &bytes[start - head..end + tail],
-            frames,
-        })
+        it.next()
     }
 }
 
@@ -387,17 +382,52 @@ impl<'a> Iterator for Runs<'a> {
 pub struct Iter<'a> {
     items: std::slice::Iter<'a, Item>,
     bufs: &'a [Buf],
+    /// The frames left of a run being handed out one by one.
+    run: Option<(Receiver, Payloads<'a>)>,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = Event<'a>;
 
     // Inlined into the caller's loop: the event is built where it is
-    // matched, not returned through memory (one event per frame).
-    #[inline]
+    // matched, not returned through memory (one event per read). A run's
+    // frames come from a cursor set up out of line: one check here.
+    #[inline(always)]
     fn next(&mut self) -> Option<Event<'a>> {
+        if let Some((from, payloads)) = &mut self.run {
+            if let Some(frame) = payloads.next() {
+                return Some(Event::Frame { from: *from, frame });
+            }
+            self.run = None;
+        }
         let bufs = self.bufs;
-        self.items.next().map(|item| item.as_event(bufs))
+        match self.items.next()? {
+            Item::Frames {
+                from,
+                codec,
+                buf,
+                start,
+                end,
+                ..
+            } => self.start_run(
+                *from,
+                *codec,
+                &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+            ),
+            item => Some(item.as_event(bufs)),
+        }
+    }
+}
+
+impl<'a> Iter<'a> {
+    /// The first frame of a run, the rest kept for the next calls: out of
+    /// line, so the loop over other events stays small.
+    #[inline(never)]
+    fn start_run(&mut self, from: Receiver, codec: Codec, wire: &'a [u8]) -> Option<Event<'a>> {
+        let mut payloads = codec.payloads(wire);
+        let frame = payloads.next()?;
+        self.run = Some((from, payloads));
+        Some(Event::Frame { from, frame })
     }
 }
 

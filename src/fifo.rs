@@ -42,11 +42,15 @@ pub struct FifoOptions {
     pub(crate) high_watermark: usize,
     pub(crate) low_watermark: usize,
     pub(crate) large_frames: bool,
+    pub(crate) sole_writer: bool,
 }
 
 /// How a receiver reads.
 ///
-/// `Fixed` is the default, on measurement (BENCHMARKS.md, fan-in). Both
+/// `Multishot` is the default where the kernel has it (Linux >= 6.7), on
+/// measurement: a paced receiver (a message per wake-up) then costs no
+/// re-arm, no empty read attempt and no poll armed per message
+/// (BENCHMARKS.md, Latency). Both
 /// share the provided buffer ring
 /// ([`Builder::provided_buffers`](crate::Builder::provided_buffers)), so a
 /// waiting receiver holds no buffer in either.
@@ -102,7 +106,8 @@ impl Default for FifoOptions {
 impl FifoOptions {
     /// Defaults: do not create, mode 0600 when creating, do not follow
     /// symlinks, keep the pipe size, wait for a reader without limit, a
-    /// one-shot receiver reading with [`ReadMode::Fixed`], watermarks of
+    /// one-shot receiver reading with [`ReadMode::Multishot`] (where the
+    /// kernel has it), watermarks of
     /// 64 KiB / 16 KiB, frames of at most `PIPE_BUF` bytes.
     pub fn new() -> FifoOptions {
         FifoOptions {
@@ -113,11 +118,12 @@ impl FifoOptions {
             open_timeout: None,
             persistent: false,
             frames: None,
-            read_mode: ReadMode::Fixed,
+            read_mode: ReadMode::Multishot,
             reconnect: Reconnect::Wait,
             high_watermark: 64 * 1024,
             low_watermark: 16 * 1024,
             large_frames: false,
+            sole_writer: false,
         }
     }
 
@@ -176,7 +182,8 @@ impl FifoOptions {
         self
     }
 
-    /// For a receiver: how it reads (default [`ReadMode::Fixed`]). A
+    /// For a receiver: how it reads (default [`ReadMode::Multishot`] where
+    /// the kernel has it, else [`ReadMode::Fixed`]). A
     /// receiver's own setting, so receivers of one proactor may differ; a
     /// receiver made from an fd takes it in
     /// [`Proactor::receiver_from_fd`](crate::Proactor::receiver_from_fd).
@@ -232,6 +239,28 @@ impl FifoOptions {
     /// way. (A sender made from an fd: [`Proactor::set_large_frames`](crate::Proactor::set_large_frames).)
     pub fn large_frames(mut self, yes: bool) -> Self {
         self.large_frames = yes;
+        self
+    }
+
+    /// For a sender: this proactor is the FIFO's only writer (default:
+    /// off). `PIPE_BUF` atomicity matters only when several writers share
+    /// a FIFO; with one, nothing can land between two frames, so frames
+    /// are queued like [`send`](crate::Proactor::send) bytes and written
+    /// in runs up to the pipe's size: one write and one reader wake-up per
+    /// pipe-full instead of per 4 KiB. Frames of any size stay whole (as
+    /// with [`large_frames`](Self::large_frames)), in order.
+    ///
+    /// What it gives up: a write that the pipe takes in part ends inside a
+    /// frame, so a reader that leaves then may have read a frame's first
+    /// part and the next reader gets its rest (with `PIPE_BUF` writes
+    /// only whole frames are ever in the pipe). And another writer is not
+    /// detected: frames written while another process writes the same FIFO
+    /// may interleave with its bytes. Within
+    /// this proactor, a second sender on a FIFO a sole writer writes (or a
+    /// sole writer on a FIFO another sender writes) is refused with
+    /// [`Error::SoleWriter`].
+    pub fn sole_writer(mut self, yes: bool) -> Self {
+        self.sole_writer = yes;
         self
     }
 
@@ -561,6 +590,20 @@ impl OpenWatch {
         }
         any
     }
+}
+
+/// The FIFO an fd names (its device and inode), to tell two opens of one
+/// FIFO apart from two FIFOs.
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+}
+
+/// The capacity of the pipe behind `fd` (`F_GETPIPE_SZ`); `None` if it is
+/// not a pipe.
+pub(crate) fn pipe_size(fd: BorrowedFd<'_>) -> Option<usize> {
+    fcntl(fd, FcntlArg::F_GETPIPE_SZ)
+        .ok()
+        .and_then(|n| usize::try_from(n).ok())
 }
 
 /// Bytes in the pipe behind `fd` (either end), by `FIONREAD`.

@@ -109,9 +109,21 @@ pub(crate) struct WriteQueue {
     pub queued_total: u64,
     /// Every byte the kernel accepted.
     pub accepted_total: u64,
+    /// The FIFO has no other writer: messages are queued as stream bytes,
+    /// written in runs as large as the pipe takes, with nothing to
+    /// interleave with.
+    pub sole_writer: bool,
 }
 
 impl WriteQueue {
+    /// An empty queue; `sole_writer`: see the field.
+    pub(crate) fn new(sole_writer: bool) -> WriteQueue {
+        WriteQueue {
+            sole_writer,
+            ..WriteQueue::default()
+        }
+    }
+
     /// Copies a byte stream in, filling the last chunk before taking new
     /// buffers. Stream bytes never share a chunk with messages.
     pub(crate) fn push(&mut self, pool: &Rc<Pool>, data: &[u8]) {
@@ -121,10 +133,11 @@ impl WriteQueue {
     /// Copies one message, given as parts, in so that it goes out in a
     /// single write of at most `PIPE_BUF` bytes together with other whole
     /// messages (atomic: never interleaved with other writers of the FIFO).
-    /// A longer message is queued like stream bytes.
+    /// A longer message, or any message of a sole writer, is queued like
+    /// stream bytes.
     pub(crate) fn push_message(&mut self, pool: &Rc<Pool>, parts: &[&[u8]]) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total > PIPE_BUF {
+        if total > PIPE_BUF || self.sole_writer {
             for part in parts {
                 self.push(pool, part);
             }

@@ -42,16 +42,26 @@ const ROUND: usize = 16;
 
 #[test]
 fn every_waiting_receiver_reads_in_the_turn_its_data_arrives() {
-    watchdog(Duration::from_secs(60), || {
+    for mode in [ReadMode::Fixed, ReadMode::Multishot] {
+        every_waiting_receiver_reads_in_turn(mode);
+    }
+}
+
+fn every_waiting_receiver_reads_in_turn(mode: ReadMode) {
+    watchdog(Duration::from_secs(60), move || {
         let dir = tempfile::tempdir().unwrap();
         // 4 registered buffers for 256 receivers.
         let mut p = Proactor::builder().buffers(4, 64 * 1024).build().unwrap();
-        let opts = FifoOptions::new().create(true);
+        let opts = FifoOptions::new().create(true).read_mode(mode);
         let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
-        // Every receiver has its read in the kernel, and none holds a
-        // registered buffer while it waits.
+        // Every receiver has its read in the kernel (a multishot one its
+        // hang-up poll too), and none holds a buffer while it waits.
+        let ops = match mode {
+            ReadMode::Multishot => 2 * FIFOS,
+            _ => FIFOS,
+        };
         let s = p.snapshot();
-        assert_eq!(s.transport_ops, FIFOS, "{s:?}");
+        assert_eq!(s.transport_ops, ops, "{mode:?} {s:?}");
         assert_eq!(s.buffers_in_use, 0, "{s:?}");
         let mut ev = Events::with_capacity(FIFOS);
         let mut got = vec![false; FIFOS];
@@ -92,7 +102,7 @@ fn every_waiting_receiver_reads_in_the_turn_its_data_arrives() {
         p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
         assert!(ev.is_empty());
         let s = p.snapshot();
-        assert_eq!((s.transport_ops, s.buffers_in_use), (FIFOS, 0), "{s:?}");
+        assert_eq!((s.transport_ops, s.buffers_in_use), (ops, 0), "{s:?}");
     });
 }
 
@@ -150,5 +160,41 @@ fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
             }
             assert!(next.iter().all(|n| *n == ROUNDS));
         }
+    });
+}
+
+/// Data on many FIFOs at once (a wave after a stall): one poll takes in
+/// far more than the 20 reads the kernel completes per `io_uring_enter`
+/// with deferred task work, up to the provided buffers, and every message
+/// still comes once.
+#[test]
+fn a_wave_over_many_fifos_comes_in_one_poll() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let opts = FifoOptions::new().create(true);
+        let mut writers = open_all(&mut p, dir.path(), &opts, FIFOS);
+        for (i, w) in writers.iter_mut().enumerate() {
+            w.write_all(format!("{i:064}").as_bytes()).unwrap();
+        }
+        let mut ev = Events::with_capacity(FIFOS);
+        let mut got = vec![false; FIFOS];
+        let mut polls = Vec::new();
+        while got.iter().any(|g| !g) {
+            assert!(polls.len() < FIFOS, "stalled after {polls:?}");
+            p.poll(&mut ev, Some(Duration::from_secs(10))).unwrap();
+            for e in &ev {
+                let Event::Data { from, data } = e else {
+                    panic!("{e:?}");
+                };
+                let i: usize = std::str::from_utf8(data).unwrap().parse().unwrap();
+                assert_eq!(from.token().index as usize, i);
+                assert!(!got[i], "twice on {i}");
+                got[i] = true;
+            }
+            polls.push(ev.len());
+        }
+        // The first poll ran more than one pass of 20.
+        assert!(polls[0] > 40, "events per poll: {polls:?}");
     });
 }

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use ringpipe::{Event, Events, FanOutPolicy, FifoOptions, Proactor, Sender, Stats};
+use ringpipe::{Event, Events, FanOutPolicy, FifoOptions, Proactor, ReadMode, Sender, Stats};
 
 /// Bytes the writer sends in all: several pipes' worth.
 const TOTAL: usize = 3 << 20;
@@ -45,13 +45,18 @@ struct Reported {
 /// [`EARLY`] bytes are in the source's pipe before the relay starts, and
 /// the receiver's armed read takes some of them; else the relay starts
 /// first. Returns the counters of the receiver and of each sender once
-/// every byte has been reported, and checks each reader's output.
-fn relay_between_processes(dests: usize, early: bool) -> (Stats, Vec<(Stats, Reported)>) {
+/// every byte has been reported, and checks each reader's output. The
+/// receiver reads with `mode`.
+fn relay_between_processes(
+    dests: usize,
+    early: bool,
+    mode: ReadMode,
+) -> (Stats, Vec<(Stats, Reported)>) {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let mut p = Proactor::new().unwrap();
     let mut ev = Events::with_capacity(256);
-    let opts = FifoOptions::new().create(true);
+    let opts = FifoOptions::new().create(true).read_mode(mode);
     let rx = p.open_receiver(&a, &opts.clone().persistent(true)).unwrap();
     let mut txs: Vec<Sender> = Vec::new();
     let mut cats = Vec::new();
@@ -154,7 +159,7 @@ fn check(rx: &Stats, txs: &[(Stats, Reported)]) -> u64 {
 #[test]
 fn a_relay_counts_spliced_bytes_apart_from_bytes_read() {
     watchdog(Duration::from_secs(120), || {
-        let (rx, txs) = relay_between_processes(1, false);
+        let (rx, txs) = relay_between_processes(1, false, ReadMode::Multishot);
         check(&rx, &txs);
         assert_eq!((rx.bytes_read, rx.bytes_spliced), (0, TOTAL as u64));
         let tx = txs[0].0;
@@ -168,15 +173,21 @@ fn a_relay_counts_spliced_bytes_apart_from_bytes_read() {
 /// Started with data already in the pipe: the read armed at open takes
 /// some of it before the splice takes over; those bytes go through the
 /// sender's queue and come as `Relayed` too, so the events sum to every
-/// byte and nothing is reported as `Sent`.
+/// byte and nothing is reported as `Sent`. A single-shot read takes one
+/// buffer at most; a multishot one goes on reading what the writer adds
+/// until its cancel lands, and hands all of it over.
 #[test]
 fn bytes_read_before_the_relay_took_over_come_as_relayed() {
     watchdog(Duration::from_secs(120), || {
-        let (rx, txs) = relay_between_processes(1, true);
-        let read = check(&rx, &txs);
-        assert!(read > 0, "no read beat the splice: nothing was handed over");
-        assert!(read <= EARLY as u64);
-        assert_eq!(txs[0].0.bytes_accepted, read);
+        for mode in [ReadMode::Fixed, ReadMode::Multishot] {
+            let (rx, txs) = relay_between_processes(1, true, mode);
+            let read = check(&rx, &txs);
+            assert!(read > 0, "{mode:?}: no read beat the splice");
+            if mode == ReadMode::Fixed {
+                assert!(read <= EARLY as u64, "{read}");
+            }
+            assert_eq!(txs[0].0.bytes_accepted, read, "{mode:?}");
+        }
     });
 }
 
@@ -186,7 +197,7 @@ fn bytes_read_before_the_relay_took_over_come_as_relayed() {
 fn a_fan_out_accounts_for_every_byte_of_each_destination() {
     watchdog(Duration::from_secs(120), || {
         for early in [false, true] {
-            let (rx, txs) = relay_between_processes(2, early);
+            let (rx, txs) = relay_between_processes(2, early, ReadMode::Multishot);
             let read = check(&rx, &txs);
             if early {
                 assert!(read > 0, "no read beat the splice");

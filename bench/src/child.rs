@@ -31,13 +31,21 @@ impl Proc {
     /// piped when `stdout` (for [`Proc::stdout`] or
     /// [`Proc::collect_stdout`]), else gone.
     pub fn spawn(cmd: &mut Command, stdout: bool) -> io::Result<Proc> {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(if stdout {
+        Proc::spawn_to(
+            cmd,
+            if stdout {
                 Stdio::piped()
             } else {
                 Stdio::null()
-            })
+            },
+        )
+    }
+
+    /// As [`Proc::spawn`], its stdout going to `stdout` (a file, say).
+    pub fn spawn_to(cmd: &mut Command, stdout: Stdio) -> io::Result<Proc> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()?;
         let err = child.stderr.take().map(collect);

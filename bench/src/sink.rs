@@ -172,7 +172,10 @@ mod tests {
     /// Fan-in's shape: 2 FIFOs of 4 messages.
     fn fanin() -> Shape {
         Shape {
-            flow: Flow::Consume { inputs: 2 },
+            flow: Flow::Consume {
+                inputs: 2,
+                shards: 1,
+            },
             bytes_per_input: 4 * MSG as u64,
             unit: Unit::Message {
                 sample_every: SAMPLE_EVERY,
@@ -220,7 +223,10 @@ mod tests {
     #[test]
     fn chunks_carry_their_numbers() {
         let shape = Shape {
-            flow: Flow::Consume { inputs: 1 },
+            flow: Flow::Consume {
+                inputs: 1,
+                shards: 1,
+            },
             bytes_per_input: 250,
             unit: Unit::Chunk(100),
         };

@@ -48,7 +48,13 @@ pub struct Shape {
 pub enum Flow {
     /// Read `inputs` FIFOs (`in-0`, `in-1`...) to their end, checking
     /// every unit.
-    Consume { inputs: usize },
+    Consume {
+        inputs: usize,
+        /// Consumers the inputs are shared out to, each on its own thread
+        /// (input `i` to consumer `i % shards`); 1: the engine's one.
+        #[serde(default = "one")]
+        shards: usize,
+    },
     /// Pass every byte read from FIFO `from` on to FIFO `to`. `bulk`: a
     /// relay of chunks, its pipes sized for it and its report saying how
     /// it went; else the echo of requests, left as they are.
@@ -70,12 +76,38 @@ pub enum Unit {
     Message { sample_every: u64 },
 }
 
+fn one() -> usize {
+    1
+}
+
 impl Shape {
+    /// `fifos` input FIFOs of `msgs_per_fifo` [`MSG`]-byte messages each,
+    /// the latency of one in `sample_every` sampled: what the message
+    /// scenarios (fan-in, idle, latency) have the consumer read.
+    pub fn messages(fifos: usize, msgs_per_fifo: u64, sample_every: u64) -> Shape {
+        Shape {
+            flow: Flow::Consume {
+                inputs: fifos,
+                shards: 1,
+            },
+            bytes_per_input: msgs_per_fifo * MSG as u64,
+            unit: Unit::Message { sample_every },
+        }
+    }
+
     /// Input FIFOs the consumer reads (none for a relay).
     pub fn inputs(&self) -> usize {
         match self.flow {
-            Flow::Consume { inputs } => inputs,
+            Flow::Consume { inputs, .. } => inputs,
             Flow::Relay { .. } => 0,
+        }
+    }
+
+    /// Consumers (each a thread) the inputs are shared out to.
+    pub fn shards(&self) -> usize {
+        match self.flow {
+            Flow::Consume { shards, .. } => shards.max(1),
+            Flow::Relay { .. } => 1,
         }
     }
 
@@ -150,7 +182,7 @@ impl Shape {
     pub fn fifo_names(&self) -> Vec<String> {
         match &self.flow {
             Flow::Relay { from, to, .. } => vec![from.clone(), to.clone()],
-            Flow::Consume { inputs } => (0..*inputs).map(|i| format!("in-{i}")).collect(),
+            Flow::Consume { inputs, .. } => (0..*inputs).map(|i| format!("in-{i}")).collect(),
         }
     }
 
@@ -278,7 +310,10 @@ mod tests {
     #[test]
     fn chunks_count_when_they_hold_their_number() {
         let shape = |chunk, bytes| Shape {
-            flow: Flow::Consume { inputs: 1 },
+            flow: Flow::Consume {
+                inputs: 1,
+                shards: 1,
+            },
             bytes_per_input: bytes,
             unit: Unit::Chunk(chunk),
         };

@@ -166,3 +166,18 @@ pub fn parse_hex(src: &[u8]) -> Option<u64> {
         Some(acc << 4 | u64::from(d))
     })
 }
+
+/// Sleeps until `due_ns` on CLOCK_MONOTONIC (an absolute time, so a
+/// schedule does not drift with the time spent between sleeps); returns
+/// at once if it is past.
+pub fn sleep_until_mono(due_ns: u64) {
+    let ts = nix::sys::time::TimeSpec::new(
+        (due_ns / 1_000_000_000) as i64,
+        (due_ns % 1_000_000_000) as i64,
+    );
+    let _ = nix::time::clock_nanosleep(
+        nix::time::ClockId::CLOCK_MONOTONIC,
+        nix::time::ClockNanosleepFlags::TIMER_ABSTIME,
+        &ts,
+    );
+}

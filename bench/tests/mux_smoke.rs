@@ -1,6 +1,6 @@
 //! A tiny `mux` run end to end: ringpipe's multiplexer example (which the
-//! bench builds first, in this profile), the threads router and the
-//! direct ceiling, a few thousand lines, every line checked by the
+//! bench builds first, in this profile, with and without --sole-writer),
+//! the threads router, four cats and the direct ceiling, a few thousand lines, every line checked by the
 //! scenario itself to arrive exactly once. A watchdog kills the run if it
 //! hangs (the first run may compile the example).
 
@@ -33,7 +33,13 @@ fn mux_every_router_delivers_every_line() {
     // 3 writers x 3,000 lines through each router, each line once.
     assert_eq!(
         counts(&records, "lines_checked"),
-        [("multiplexer", 9000), ("threads", 9000), ("direct", 9000)]
+        [
+            ("multiplexer", 9000),
+            ("multiplexer-sole", 9000),
+            ("threads", 9000),
+            ("cat", 9000),
+            ("direct", 9000)
+        ]
     );
     for r in &records {
         assert_eq!(r["scenario"], "mux");

@@ -45,7 +45,7 @@ fn fanin_checks_every_message_of_every_fifo() {
     );
     let engines = [
         "uring",
-        "uring-multishot",
+        "uring-single",
         "uring-batch",
         "ringpipe-epoll",
         "epoll",
@@ -56,6 +56,51 @@ fn fanin_checks_every_message_of_every_fifo() {
         counts(&records, "msgs_checked"),
         each(&[engines, engines].concat(), 1600)
     );
+}
+
+#[test]
+fn latency_checks_every_message_and_its_delay() {
+    // 200 messages on schedule at 2,000 a second, into 1 FIFO and into 4.
+    let (_, records) = run_json(
+        "latency",
+        &args(&[
+            "latency",
+            "--fifos",
+            "1,4",
+            "--rates",
+            "2000",
+            "--one-fifo-rates",
+            "--secs",
+            "0.1",
+        ]),
+        LIMIT,
+    );
+    let engines = ["uring", "uring-single", "epoll", "threads", "tokio"];
+    assert_eq!(
+        counts(&records, "msgs_checked"),
+        each(&[engines, engines].concat(), 200)
+    );
+    // Every message sampled: its delay from the schedule, the tail and
+    // the consumer's CPU per message.
+    for r in &records {
+        for m in [
+            "p50_us",
+            "p99_us",
+            "p999_us",
+            "max_us",
+            "cpu_s_per_million_msgs",
+        ] {
+            let v = r["metrics"][m]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no {m} in {r}"));
+            assert!(v > 0.0, "{m} in {r}");
+        }
+        let (p99, max) = (
+            r["metrics"]["p99_us"].as_f64(),
+            r["metrics"]["max_us"].as_f64(),
+        );
+        assert!(p99 <= max, "p99 above max in {r}");
+    }
 }
 
 #[test]

@@ -57,6 +57,15 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
     pub grace: Duration,
 
+    /// The multiplexer is its outputs' only writer: whole messages go out
+    /// in runs up to a pipe's size (one write and one reader wake-up per
+    /// pipe-full) instead of `PIPE_BUF` bytes each. Then another writer's
+    /// bytes could land inside a message, and a reader that leaves while
+    /// a run is half written may take a message's first part, the next
+    /// reader its rest.
+    #[arg(long)]
+    pub sole_writer: bool,
+
     /// Unsent bytes at which an output refuses more messages, pausing the
     /// inputs whose messages wait for it.
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]

@@ -4,7 +4,7 @@
 //! cargo run --release --example multiplexer -- \
 //!     --input PATH [--input PATH ...] --output PATH \
 //!     [--route PREFIX=PATH ...] [--framing lines|length|raw] [--create] \
-//!     [--stats-interval SECS] [--pipe-size BYTES] [--grace SECS]
+//!     [--stats-interval SECS] [--pipe-size BYTES] [--grace SECS] [--sole-writer]
 //! ```
 //!
 //! Every input FIFO is read concurrently. Each complete message (a line, or
@@ -12,6 +12,9 @@
 //! starts its payload, else to `--output`. Messages are at most `PIPE_BUF`
 //! bytes with their framing, so each output write carries whole messages
 //! only: they never interleave and never straddle two reader sessions.
+//! With `--sole-writer` (`FifoOptions::sole_writer`: nobody else writes
+//! the outputs, and readers take what a departed one left half read)
+//! whole messages go out in writes up to a pipe's size instead.
 //!
 //! Peers come and go. Inputs are persistent: when the last writer leaves, the
 //! FIFO is reopened and waits for the next one. Outputs keep every unsent
@@ -178,7 +181,8 @@ impl Mux {
 
         let out_opts = base
             .reconnect(Reconnect::Wait)
-            .watermarks(cli.high_watermark, cli.low_watermark);
+            .watermarks(cli.high_watermark, cli.low_watermark)
+            .sole_writer(cli.sole_writer);
         let mut outputs: Vec<Output> = Vec::new();
         let mut output_index = |p: &mut Proactor, path: &PathBuf| {
             if let Some(i) = outputs.iter().position(|o| o.path == *path) {

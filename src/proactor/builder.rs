@@ -148,7 +148,7 @@ impl Builder {
     /// The default pool is registered when a buffer is first used (a
     /// send, or a receiver that streams), not at build: registration pins
     /// every page, and receivers that wait hold no buffer (see
-    /// [`ReadMode::Fixed`](crate::ReadMode::Fixed)), so an idle proactor pins none.
+    /// [`ReadMode`](crate::ReadMode)), so an idle proactor pins none.
     ///
     /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
@@ -361,6 +361,9 @@ impl Builder {
             op: "mmap of the buffer pool",
             source: e,
         })?;
+        // A turn takes in no more of a wave than the provided buffers hold:
+        // past them, reads would run dry and wait for the next poll.
+        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n)));
         let multishot_ok = multishot_ok
             && match ring.register_provided(&pool) {
                 Ok(_) => true,
@@ -438,7 +441,6 @@ impl Builder {
             unpumped: Vec::new(),
             watches: Default::default(),
             notify: None,
-            completions: Vec::new(),
         })
     }
 }

@@ -107,7 +107,12 @@ impl Proactor {
     // Once per completion: inlined into dispatch, as it was written there.
     #[inline(always)]
     pub(super) fn maybe_finish_after(&mut self, idx: usize, waiting: Vec<Token>) {
-        if self.table.contains(idx) {
+        // Only a closing transport can finish: the usual case is one check.
+        if self
+            .table
+            .get(idx)
+            .is_some_and(|t| t.end.state == State::Closing)
+        {
             self.maybe_finish(idx);
         }
         for to in waiting {

@@ -4,13 +4,11 @@
 //! it.
 
 use super::Proactor;
-use super::receiver::{Armed, Eof, Next, Taken};
+use super::receiver::{Armed, Eof, Next};
 use super::registry::{Role, Transport};
 use super::route::{Part, Route};
-use crate::buffers::Buf;
 use crate::event::CloseReason;
 use crate::ring::Completion;
-use crate::transport::Input;
 
 impl Proactor {
     #[inline]
@@ -55,8 +53,13 @@ impl Proactor {
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
         }
-        // Closing senders this operation may have kept waiting.
-        let waiting = self.closing_dests(idx);
+        // Closing senders a splice operation may have kept waiting (its
+        // moves use their fds); no other operation touches another
+        // transport's fd.
+        let waiting = match part {
+            Part::SpliceRound | Part::SplicePoll => self.closing_dests(idx),
+            _ => Vec::new(),
+        };
         let Transport { end, role } = &mut self.table[idx];
         let io = &mut self.io;
         match (part, role) {
@@ -92,12 +95,17 @@ impl Proactor {
     }
 
     /// What a receiver asks for after a completion.
-    #[inline]
+    #[inline(always)]
     fn after_read(&mut self, idx: usize, next: Next) {
         match next {
             Next::Done => {}
-            Next::Bytes { buf, n, rearm } => {
-                self.deliver(idx, buf, n);
+            Next::Rearm(last) => self.arm_read_sized(idx, last),
+            Next::Forward { buf, n, rearm } => {
+                // Ahead of every spliced byte.
+                self.forward(idx, &buf.as_slice()[..n]);
+                if let Some(t) = self.table.get_mut(idx) {
+                    t.end.data_arrived(&mut self.io.pending);
+                }
                 if let Some(last) = rearm {
                     self.arm_read_sized(idx, last);
                 }
@@ -129,22 +137,6 @@ impl Proactor {
             Ok(Armed::Splice) => self.arm_splice(idx),
             Err(e) => self.submit_failed(idx, e),
         }
-    }
-
-    /// Hands `buf[..n]` read by receiver `idx` to the user, or to the
-    /// senders it is spliced into (bytes read just before the splice took
-    /// over go first).
-    #[inline]
-    fn deliver(&mut self, idx: usize, buf: Buf, n: usize) {
-        let Some((end, rx)) = self.table.receiver_mut(idx) else {
-            return;
-        };
-        match rx.take(end, &mut self.io, buf, n) {
-            Taken::Reported => {}
-            Taken::Forward(buf) => self.forward(idx, &buf.as_slice()[..n]),
-            Taken::Failed(e) => return self.fail(idx, e),
-        }
-        self.apply(idx, Input::PeerReady);
     }
 
     /// Every writer of receiver `idx` left (see `ReceiverSide::eof`).

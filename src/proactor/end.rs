@@ -135,6 +135,15 @@ impl End {
         }
     }
 
+    /// Data arrived: an open transport stays open, so the state machine
+    /// is asked only when there is a change to make (a peer back, say).
+    #[inline]
+    pub(super) fn data_arrived(&mut self, pending: &mut Vec<Item>) {
+        if self.state != State::Open {
+            self.apply(Input::PeerReady, pending);
+        }
+    }
+
     /// Takes `fd` as this transport's file, registered if a slot is free.
     pub(super) fn install_fd(&mut self, ring: &mut Ring, fd: OwnedFd) {
         self.fixed = FixedSlot::new(ring.register_file(fd.as_raw_fd()));

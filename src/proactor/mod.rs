@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, ReadMode};
-use crate::ring::{BackendInUse, Completion};
+use crate::ring::BackendInUse;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -111,8 +111,6 @@ pub struct Proactor {
     watches: watch::Watches,
     /// The eventfd that `Notifier`s write, once `notifier` made one.
     notify: Option<notify::NotifyState>,
-    /// Reused by every `poll` to drain the ring into.
-    completions: Vec<Completion>,
 }
 
 impl Proactor {
@@ -148,6 +146,8 @@ impl Proactor {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
         }
         let multishot = self.reads.multishot(opts.read_mode);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(opts.persistent, multishot, opts.frames);
         // Only a persistent receiver reopens: a one-shot one spares the fd.
         let anchor = opts.persistent.then_some(anchor);
@@ -167,6 +167,13 @@ impl Proactor {
     pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
         let path = path.as_ref();
         let anchor = fifo::anchor(path, opts)?;
+        if let Some(other) = self
+            .table
+            .shares_with_sole_writer(anchor.as_fd(), opts.sole_writer)
+        {
+            let path = path.to_path_buf();
+            return Err(Error::SoleWriter { path, other });
+        }
         let fd = fifo::try_open_writer(&anchor).map_err(|e| fifo::open_error(path, e))?;
         if let (Some(fd), Some(size)) = (&fd, opts.pipe_size) {
             fifo::set_pipe_size(fd.as_fd(), size, path.display().to_string())?;
@@ -199,11 +206,13 @@ impl Proactor {
 
     /// Makes a receiver of an already open read end (an anonymous pipe,
     /// stdin...), reading as `mode` says (as
-    /// [`FifoOptions::read_mode`] for a FIFO; [`ReadMode::Fixed`] unless
-    /// you have a reason). Its flags are left as they are. It closes at
-    /// EOF.
+    /// [`FifoOptions::read_mode`] for a FIFO, whose default is
+    /// [`ReadMode::Multishot`]). Its flags are left as they are. It closes
+    /// at EOF.
     pub fn receiver_from_fd(&mut self, fd: OwnedFd, mode: ReadMode) -> Result<Receiver> {
         let multishot = self.reads.multishot(mode);
+        self.reads
+            .reserve(&self.io.pool, multishot, self.table.len() + 1);
         let rx = ReceiverSide::new(false, multishot, None);
         let token = self
             .table
@@ -235,15 +244,16 @@ impl Proactor {
 
     /// Moves everything `from` receives into `to` inside the kernel
     /// (`splice(2)`), with no copy through user space; reported as
-    /// [`Event::Relayed`](crate::Event::Relayed), every byte of it: a read
-    /// that completed before the splice took over (up to one buffer, when
-    /// the writer was quicker than the relay) is queued on `to`, written
-    /// first, and reported as `Relayed` too (counted in the receiver's
-    /// `bytes_read` and the sender's `bytes_accepted`; spliced bytes in
-    /// their `bytes_spliced`, see [`Stats`]). The receiver's data no
-    /// longer comes as `Data` events and the sender takes no more `send`s
-    /// ([`Error::Relayed`]). Bytes already queued on `to` go first, and
-    /// are reported as `Sent`.
+    /// [`Event::Relayed`](crate::Event::Relayed), every byte of it: what a
+    /// read took before the splice took over (when the writer was quicker
+    /// than the relay: one buffer at most with single-shot reads, what the
+    /// writer added until the cancel landed with multishot ones) is queued
+    /// on `to`, written first, and reported as `Relayed` too (counted in
+    /// the receiver's `bytes_read` and the sender's `bytes_accepted`;
+    /// spliced bytes in their `bytes_spliced`, see [`Stats`]). The
+    /// receiver's data no longer comes as `Data` events and the sender
+    /// takes no more `send`s ([`Error::Relayed`]). Bytes already queued on
+    /// `to` go first, and are reported as `Sent`.
     ///
     /// A splice never waits inside the kernel: it follows a poll for data,
     /// runs non-blocking (from this thread by default, see
@@ -504,13 +514,18 @@ impl Proactor {
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
-        for token in std::mem::take(&mut self.reads.starved) {
-            if let Ok(idx) = self.table.live(token) {
-                self.arm_read(idx);
+        if !self.reads.starved.is_empty() {
+            for token in std::mem::take(&mut self.reads.starved) {
+                if let Ok(idx) = self.table.live(token) {
+                    self.arm_read(idx);
+                }
             }
         }
-        self.pump_queued();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        if !self.unpumped.is_empty() {
+            self.pump_queued();
+        }
+        // A busy poll never waits: no clock to read.
+        let deadline = timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t);
         let watches_fired = self.watches.fired();
         loop {
             let wait = self.io.pending.is_empty()
@@ -527,18 +542,13 @@ impl Proactor {
                 op: "io_uring_enter",
                 source: e,
             })?;
-            let mut completions = std::mem::take(&mut self.completions);
-            self.io
-                .ring
-                .drain(&mut completions)
-                .map_err(|e| Error::Ring {
-                    op: "io_uring_enter (CQ overflow flush)",
-                    source: e,
-                })?;
-            for c in completions.drain(..) {
+            // Each completion routed as it comes off the CQ.
+            while let Some(c) = self.io.ring.next_completion().map_err(|e| Error::Ring {
+                op: "io_uring_enter (CQ overflow flush)",
+                source: e,
+            })? {
                 self.dispatch(c);
             }
-            self.completions = completions;
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
             let watched = self.watches.fired() != watches_fired;
             if !wait || expired || watched || !self.io.pending.is_empty() {
@@ -547,9 +557,10 @@ impl Proactor {
             // Only internal work finished (a timer, a cancel): wait again.
         }
         self.wait.delivering(&self.io.pending);
-        // `events.bufs` was empty: the frames' indices stay right.
-        events.items.append(&mut self.io.pending);
-        events.bufs.append(&mut self.io.pending_bufs);
+        // `events` was emptied above: swapped, not copied, so the frames'
+        // indices stay right and each side keeps an allocation.
+        std::mem::swap(&mut events.items, &mut self.io.pending);
+        std::mem::swap(&mut events.bufs, &mut self.io.pending_bufs);
         Ok(())
     }
 }

@@ -53,6 +53,9 @@ pub(super) struct Table {
     id: u32,
     slots: Slab<Transport>,
     generations: Vec<u32>,
+    /// Senders that are their FIFO's sole writer: while there are none, a
+    /// new sender's FIFO needs no check against the others.
+    sole_writers: usize,
 }
 
 impl Table {
@@ -61,12 +64,43 @@ impl Table {
             id,
             slots: Slab::new(),
             generations: Vec::new(),
+            sole_writers: 0,
         }
     }
 
     /// The proactor's identity.
     pub(super) fn id(&self) -> u32 {
         self.id
+    }
+
+    /// A sender that writes the FIFO `anchor` names and would share it with
+    /// a sole writer: any sender of it if the new one is (`sole`), else
+    /// one that is. `None` at once while no sole writer is open and the
+    /// new one is not one.
+    pub(super) fn shares_with_sole_writer(
+        &self,
+        anchor: std::os::fd::BorrowedFd<'_>,
+        sole: bool,
+    ) -> Option<Token> {
+        if !sole && self.sole_writers == 0 {
+            return None;
+        }
+        let fifo = crate::fifo::identity(anchor)?;
+        self.slots.iter().find_map(|(_, t)| match &t.role {
+            Role::Sender(s) if sole || s.queue.sole_writer => {
+                let theirs = t.end.anchor.as_ref().and_then(|a| {
+                    use std::os::fd::AsFd;
+                    crate::fifo::identity(a.as_fd())
+                });
+                (theirs == Some(fifo)).then_some(t.end.token)
+            }
+            _ => None,
+        })
+    }
+
+    /// Live transports.
+    pub(super) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Puts a new transport in the lowest free slot. (Slots stay below
@@ -79,6 +113,9 @@ impl Table {
         anchor: Option<OwnedFd>,
         path: Option<Box<Path>>,
     ) -> Token {
+        if matches!(&role, Role::Sender(s) if s.queue.sole_writer) {
+            self.sole_writers += 1;
+        }
         let entry = self.slots.vacant_entry();
         let index = entry.key();
         if index >= self.generations.len() {
@@ -101,6 +138,9 @@ impl Table {
     pub(super) fn remove(&mut self, idx: usize) -> Transport {
         let t = self.slots.remove(idx);
         self.generations[idx] = self.generations[idx].wrapping_add(1);
+        if matches!(&t.role, Role::Sender(s) if s.queue.sole_writer) {
+            self.sole_writers -= 1;
+        }
         t
     }
 

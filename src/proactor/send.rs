@@ -156,7 +156,9 @@ impl Proactor {
         let name = end.path.as_deref();
         side.admit(to, name)?;
         let was_empty = side.queue.is_empty();
-        push(&mut side.queue, &self.io.pool, side.large_frames).map_err(|refused| {
+        // A sole writer's frames stay whole at any size.
+        let large = side.large_frames || side.queue.sole_writer;
+        push(&mut side.queue, &self.io.pool, large).map_err(|refused| {
             let path = end.name();
             match refused {
                 Refused::Frame(source) => Error::Frame {

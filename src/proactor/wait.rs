@@ -63,8 +63,11 @@ impl WaitPolicy {
     /// Notes whether the poll whose events are `pending` delivers data.
     pub(super) fn delivering(&mut self, pending: &[Item]) {
         self.delivered = !self.echo_hold.is_zero()
-            && pending
-                .iter()
-                .any(|i| matches!(i, Item::Data { .. } | Item::Frame { .. }));
+            && pending.iter().any(|i| {
+                matches!(
+                    i,
+                    Item::Data { .. } | Item::Frame { .. } | Item::Frames { .. }
+                )
+            });
     }
 }

@@ -232,7 +232,7 @@ both! {
     fn unregister_file(&mut self, slot: u32) -> io::Result<()>;
     fn submit_and_wait(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()>;
     fn submit_and_wait_batch(&mut self, want: u32, hold: Duration, timeout: Option<Duration>) -> io::Result<()>;
-    fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()>;
+    fn next_completion(&mut self) -> io::Result<Option<Completion>>;
     fn cancel_all_and_drain(&mut self, grace: Duration) -> bool;
     fn sq_entries(&mut self) -> usize;
     fn reserve(&mut self, n: usize) -> io::Result<()>;
@@ -253,6 +253,14 @@ both! {
 }
 
 impl Ring {
+    /// How many completions one turn may take in (io_uring's waves).
+    pub(crate) fn set_wave(&mut self, completions: usize) {
+        match self {
+            Ring::Uring(r) => r.set_wave(completions),
+            Ring::Epoll(r) => r.set_wave(completions),
+        }
+    }
+
     /// Caps io-wq workers (io_uring only: epoll runs no worker).
     pub(crate) fn set_iowq_max_workers(&self, bounded: u32, unbounded: u32) -> io::Result<()> {
         match self {

@@ -1,13 +1,13 @@
 //! The provided buffer rings on the ring's side: their registration and
 //! single-shot reads that take their buffer from one; and the default
-//! pool's registration, deferred to its first use.
+//! pool's registration, deferred to each buffer's first use.
 
 use std::io;
 use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, Held, Kind, OpId, Uring, UserData};
+use super::{FileRef, Held, Kind, OpId, Pinned, Uring, UserData};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
@@ -41,15 +41,46 @@ pub(super) fn register_all(
 }
 
 impl Uring {
-    /// Registers `buf`'s pool now if its registration was deferred
-    /// ([`Pool::register_later`]) and this is its first use. Refused (the
-    /// user's locked memory is spent), the pool works unregistered, as a
-    /// default pool does at build.
-    pub(super) fn register_on_first_use(&mut self, buf: &Buf) {
-        if !self.pool_registered && buf.fixed_index().is_some() && buf.pool().take_register_later()
-        {
-            let _ = self.register_pool(&Rc::clone(buf.pool()), false);
+    /// The registered index a fixed operation on `buf` may name, pinning
+    /// it first if this is its first use under a deferred registration
+    /// ([`Pool::register_later`]): the first use registers a sparse table
+    /// of the pool's size, and each buffer is registered into its slot when
+    /// first used, so only the buffers a proactor really uses are pinned (a
+    /// router of three senders pins a few, not the whole pool). `None`: use
+    /// plain `READ` / `WRITE` (a heap buffer, or the kernel refused to pin:
+    /// the user's locked memory is spent).
+    pub(super) fn pin(&mut self, buf: &Buf) -> Option<u16> {
+        let index = buf.fixed_index()?;
+        if matches!(self.pinned, Pinned::Nothing) {
+            if !buf.pool().take_register_later() {
+                return None;
+            }
+            let slots = buf.pool().fixed_total();
+            self.uring
+                .submitter()
+                .register_buffers_sparse(u32::try_from(slots).ok()?)
+                .ok()?;
+            self.pinned = Pinned::Sparse(vec![false; slots].into_boxed_slice());
+            self.memory = Some(Rc::clone(buf.pool()));
         }
+        let Pinned::Sparse(pinned) = &mut self.pinned else {
+            return Some(index);
+        };
+        let slot = pinned.get_mut(usize::from(index))?;
+        if !*slot {
+            let iovec = buf.pool().iovec(index);
+            // SAFETY: the iovec describes buffer `index` of the pool's
+            // mapping, which stays mapped until the ring is closed: the
+            // ring keeps the pool (`memory`) and drops it only after
+            // closing the io_uring fd (see `Drop`).
+            let done = unsafe {
+                self.uring
+                    .submitter()
+                    .register_buffers_update(u32::from(index), &[iovec], None)
+            };
+            *slot = done.is_ok();
+        }
+        slot.then_some(index)
     }
 
     /// A single-shot READ of up to `len` bytes into a buffer the kernel

@@ -22,6 +22,10 @@ const IORING_ENTER_EXT_ARG: u32 = 8;
 /// The fd argument is an index into this thread's registered rings.
 const IORING_ENTER_REGISTERED_RING: u32 = 16;
 
+/// The task-work items the kernel runs per enter with `DEFER_TASKRUN`
+/// (`IO_LOCAL_TW_DEFAULT_MAX`): at most max(this, wait_nr).
+const TASK_WORK_PASS: usize = 20;
+
 /// The wait a `poll` with no timeout hands the kernel when a min-wait
 /// needs an overall timeout beside it (the kernel ends a min-wait with no
 /// overall timeout at the min-wait, events or not). Long enough never to
@@ -141,6 +145,7 @@ impl Uring {
             Ok(submitted) => {
                 self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
                 self.unsubmitted_writes = 0;
+                self.run_rest_of_wave();
                 Ok(())
             }
             Err(e) => match e.raw_os_error() {
@@ -153,6 +158,42 @@ impl Uring {
                 }
                 _ => Err(e),
             },
+        }
+    }
+
+    /// Runs the task work a wave left queued. With `DEFER_TASKRUN` an
+    /// enter runs at most max(20, wait_nr) task-work items (each multishot
+    /// read woken is one), so a wave over hundreds of FIFOs would take an
+    /// enter per 20 FIFOs. When the CQ came back with a full pass, enter
+    /// again asking for at most as many completions as the CQ already
+    /// holds, unreaped: the kernel runs that many more items and returns
+    /// at once, since the CQ holds enough (it never sleeps here). The
+    /// passes double, up to the wave a turn may take (`set_wave`) and half
+    /// the CQ; a paced turn (a completion or a few) enters once.
+    fn run_rest_of_wave(&mut self) {
+        let mut ready = self.uring.completion().len();
+        if ready < TASK_WORK_PASS || !self.deferred {
+            return;
+        }
+        let most = self.wave.min(self.uring.completion().capacity() / 2);
+        while ready >= TASK_WORK_PASS && ready + TASK_WORK_PASS <= most {
+            let want = ready.min(most - ready);
+            self.enters += 1;
+            // Nothing is queued: the enter that came before submitted it.
+            // A failure only leaves the rest to the next poll.
+            let wait_nr = u32::try_from(want).unwrap_or(u32::MAX);
+            if self
+                .raw_enter(0, wait_nr, IORING_ENTER_GETEVENTS, None)
+                .is_err()
+            {
+                return;
+            }
+            let now = self.uring.completion().len();
+            // Less than the pass asked for: the queued work ran out.
+            if now - ready < want.max(TASK_WORK_PASS) {
+                return;
+            }
+            ready = now;
         }
     }
 

@@ -123,6 +123,18 @@ enum Held {
     },
 }
 
+/// How much of the buffer pool is registered with the ring.
+#[derive(Debug)]
+enum Pinned {
+    /// Nothing: every buffer is used with plain `READ` / `WRITE`.
+    Nothing,
+    /// The whole pool, at once (`Builder::buffers`).
+    Whole,
+    /// A sparse table of the pool's size, each buffer registered into its
+    /// slot at its first use (`true`): only the buffers used are pinned.
+    Sparse(Box<[bool]>),
+}
+
 /// One final completion.
 #[derive(Debug)]
 pub(crate) struct Completion {
@@ -163,7 +175,11 @@ pub(crate) struct Uring {
     /// Set up with `DEFER_TASKRUN`: completions are posted only inside
     /// this thread's own enters, so nothing wakes a waiter on the fd.
     deferred: bool,
-    pool_registered: bool,
+    /// Which of the pool's buffers fixed operations may name.
+    pinned: Pinned,
+    /// Completions one turn takes in at most when it runs the rest of a
+    /// wave's task work (see `enter`); 0: one pass only.
+    wave: usize,
     file_slots: Vec<u32>,
     file_table: u32,
     /// The pool whose memory is registered with the ring (buffers or the
@@ -202,9 +218,16 @@ impl Uring {
         } else {
             register()?;
         }
-        self.pool_registered = true;
+        self.pinned = Pinned::Whole;
         self.memory = Some(Rc::clone(pool));
         Ok(())
+    }
+
+    /// Lets one turn take in up to `completions` completions of a wave
+    /// (more than the kernel's 20 task-work items per enter): set to what
+    /// the reads can take at once, the provided buffers.
+    pub(crate) fn set_wave(&mut self, completions: usize) {
+        self.wave = completions;
     }
 
     /// Registers the pool's provided buffer rings, if it has them: plain,
@@ -329,50 +352,65 @@ impl Uring {
     /// kept aside on overflow. Multishot continuations are not final and do
     /// not leave the table.
     pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
-        loop {
-            // One pass over the CQ (its head moves when the queue handle
-            // drops): `uring` and `ops` are borrowed apart.
-            let ops = &mut self.ops;
-            for cqe in self.uring.completion() {
-                let key = (cqe.user_data() >> 32) as usize;
-                let Some(op) = ops.get(key) else {
-                    continue;
-                };
-                let id = OpId::of(key, op.seq);
-                if id.0.get() != cqe.user_data() {
-                    continue;
-                }
-                let provided = cqueue::buffer_select(cqe.flags());
-                if cqueue::more(cqe.flags()) {
-                    out.push(Completion {
-                        data: op.data,
-                        op: id,
-                        result: cqe.result(),
-                        buf: None,
-                        more: true,
-                        provided,
-                    });
-                    continue;
-                }
-                let op = ops.remove(key);
-                out.push(Completion {
-                    data: op.data,
-                    op: id,
-                    result: cqe.result(),
-                    buf: match op.held {
-                        Held::Buf(buf) => Some(buf),
-                        Held::Nothing | Held::Timespec { .. } | Held::Counter { .. } => None,
-                    },
-                    more: false,
-                    provided,
-                });
-            }
-            if self.uring.submission().cq_overflow() {
-                self.flush_overflow()?;
-                continue;
-            }
-            return Ok(());
+        while let Some(c) = self.next_completion()? {
+            out.push(c);
         }
+        Ok(())
+    }
+
+    /// The next completion, taken off the CQ at once, or `None` once the
+    /// CQ is empty (CQEs the kernel kept aside on overflow flushed first).
+    /// `poll` routes each as it comes: nothing is staged.
+    #[inline]
+    pub(crate) fn next_completion(&mut self) -> io::Result<Option<Completion>> {
+        loop {
+            // The CQ's head moves when the queue handle drops, right here.
+            let Some(cqe) = self.uring.completion().next() else {
+                if self.uring.submission().cq_overflow() {
+                    self.flush_overflow()?;
+                    continue;
+                }
+                return Ok(None);
+            };
+            if let Some(c) = self.complete(&cqe) {
+                return Ok(Some(c));
+            }
+        }
+    }
+
+    /// The completion `cqe` reports, its operation leaving the table if it
+    /// is final; `None` for a CQE of no live operation.
+    #[inline]
+    fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
+        let key = (cqe.user_data() >> 32) as usize;
+        let op = self.ops.get(key)?;
+        let id = OpId::of(key, op.seq);
+        if id.0.get() != cqe.user_data() {
+            return None;
+        }
+        let provided = cqueue::buffer_select(cqe.flags());
+        if cqueue::more(cqe.flags()) {
+            return Some(Completion {
+                data: op.data,
+                op: id,
+                result: cqe.result(),
+                buf: None,
+                more: true,
+                provided,
+            });
+        }
+        let op = self.ops.remove(key);
+        Some(Completion {
+            data: op.data,
+            op: id,
+            result: cqe.result(),
+            buf: match op.held {
+                Held::Buf(buf) => Some(buf),
+                Held::Nothing | Held::Timespec { .. } | Held::Counter { .. } => None,
+            },
+            more: false,
+            provided,
+        })
     }
 
     /// Cancels every operation and waits for all final completions, up to

@@ -26,16 +26,16 @@ impl Uring {
 
     /// Reads up to the buffer's capacity at the file's current position.
     pub(crate) fn read(&mut self, file: FileRef, mut buf: Buf, data: UserData) -> io::Result<OpId> {
-        self.register_on_first_use(&buf);
+        let fixed = self.pin(&buf);
         let ptr = buf.as_mut_ptr();
         let len = buf.capacity() as u32;
-        let sqe = match (buf.fixed_index(), self.pool_registered) {
-            (Some(index), true) => {
+        let sqe = match fixed {
+            Some(index) => {
                 with_file!(file, |fd| opcode::ReadFixed::new(fd, ptr, len, index)
                     .offset(u64::MAX)
                     .build())
             }
-            _ => with_file!(file, |fd| opcode::Read::new(fd, ptr, len)
+            None => with_file!(file, |fd| opcode::Read::new(fd, ptr, len)
                 .offset(u64::MAX)
                 .build()),
         };
@@ -54,17 +54,17 @@ impl Uring {
         link: bool,
     ) -> io::Result<OpId> {
         assert!(range.start <= range.end && range.end <= buf.capacity());
-        self.register_on_first_use(&buf);
+        let fixed = self.pin(&buf);
         // SAFETY: range.start <= capacity, checked above.
         let ptr = unsafe { buf.as_mut_ptr().add(range.start) };
         let len = (range.end - range.start) as u32;
-        let sqe = match (buf.fixed_index(), self.pool_registered) {
-            (Some(index), true) => {
+        let sqe = match fixed {
+            Some(index) => {
                 with_file!(file, |fd| opcode::WriteFixed::new(fd, ptr, len, index)
                     .offset(u64::MAX)
                     .build())
             }
-            _ => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
+            None => with_file!(file, |fd| opcode::Write::new(fd, ptr, len)
                 .offset(u64::MAX)
                 .build()),
         };

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::relay::{self, Pair};
-use super::{Engine, Scope, Spec, announce, by_flow, finish, open_inputs};
+use super::{Consumed, Engine, Scope, Spec, by_flow, open_share, sharded};
 use crate::sink::Sink;
 use crate::spec::{EngineReport, READ_BUF};
 use crate::sys;
@@ -41,20 +41,20 @@ fn wait(
 }
 
 fn consume(spec: &Spec) -> io::Result<EngineReport> {
+    sharded(spec, &|share, ready| consume_share(spec, share, ready))
+}
+
+/// One epoll loop reading the inputs numbered `share`.
+fn consume_share(spec: &Spec, share: &[usize], ready: &dyn Fn(usize)) -> io::Result<Consumed> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-    let (opened, note) = open_inputs(spec, sys::open_reader_nonblocking);
+    let (opened, note) = open_share(spec, share, sys::open_reader_nonblocking);
     // Collected in place: an fd is closed (`None`) once its FIFO ends.
     let mut fds: Vec<Option<OwnedFd>> = opened.into_iter().map(Some).collect();
     for (i, fd) in fds.iter().flatten().enumerate() {
         let ev = EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, i as u64);
         epoll.add(fd, ev)?;
     }
-    let mut report = EngineReport {
-        note,
-        ..EngineReport::default()
-    };
     let opened = fds.len();
-    report.opened = opened;
     let mut sink = Sink::new(
         &spec.shape,
         opened,
@@ -64,7 +64,7 @@ fn consume(spec: &Spec) -> io::Result<EngineReport> {
     let mut events = vec![EpollEvent::empty(); 1024];
     let mut calls = 0u64;
     let mut gone = 0;
-    let cpu0 = announce(opened);
+    ready(opened);
     while !sink.done() && gone < opened {
         let n = wait(&epoll, &mut events, EpollTimeout::NONE, &mut calls)?;
         for ev in &events[..n] {
@@ -86,10 +86,12 @@ fn consume(spec: &Spec) -> io::Result<EngineReport> {
             }
         }
     }
-    report.syscalls = Some(calls);
-    finish(&mut report, &sink, cpu0);
-    report.msgs = spec.shape.msgs_in(sink.bytes);
-    Ok(report)
+    Ok(Consumed {
+        sink,
+        opened,
+        syscalls: Some(calls),
+        note,
+    })
 }
 
 fn relay(spec: &Spec) -> io::Result<EngineReport> {

@@ -30,7 +30,7 @@ mod uring;
 /// here.
 pub const ALL: &[&Engine] = &[
     &uring::URING,
-    &uring::MULTISHOT,
+    &uring::SINGLE,
     &uring::BATCH,
     &uring::ECHO,
     &uring::SPLICE,
@@ -49,7 +49,7 @@ pub const ALL: &[&Engine] = &[
 /// An engine under test.
 pub struct Engine {
     /// Its name on the command line, in the JSON records and in tables
-    /// (kebab case: `uring-multishot`).
+    /// (kebab case: `uring-single`).
     pub name: &'static str,
     /// What it is, in a line, for the legend under the tables and the
     /// help of `--engines`.
@@ -168,22 +168,107 @@ pub fn run(spec: &Spec) -> io::Result<()> {
 /// failed, a note saying where and why.
 fn open_inputs<T>(
     spec: &Spec,
+    open: impl FnMut(&std::path::Path) -> io::Result<T>,
+) -> (Vec<T>, Option<String>) {
+    let all: Vec<usize> = (0..spec.shape.inputs()).collect();
+    open_share(spec, &all, open)
+}
+
+/// [`open_inputs`] of the inputs numbered `share` only.
+fn open_share<T>(
+    spec: &Spec,
+    share: &[usize],
     mut open: impl FnMut(&std::path::Path) -> io::Result<T>,
 ) -> (Vec<T>, Option<String>) {
-    let wanted = spec.shape.inputs();
+    let wanted = share.len();
     let mut ends = Vec::with_capacity(wanted);
-    for i in 0..wanted {
+    for (k, &i) in share.iter().enumerate() {
         match open(&input_path(&spec.dir, i)) {
             Ok(end) => ends.push(end),
             Err(e) => {
                 return (
                     ends,
-                    Some(format!("opened {i} of {wanted} FIFOs, then: {e}")),
+                    Some(format!("opened {k} of {wanted} FIFOs, then: {e}")),
                 );
             }
         }
     }
     (ends, None)
+}
+
+/// What one consumer of a fan-in did with its share of the inputs.
+pub struct Consumed {
+    pub sink: Sink,
+    pub opened: usize,
+    pub syscalls: Option<u64>,
+    pub note: Option<String>,
+}
+
+/// A consumer of a share of the inputs: it opens them, says how many
+/// with `ready`, then reads them to their end.
+type Consumer<'a> = dyn Fn(&[usize], &dyn Fn(usize)) -> io::Result<Consumed> + Sync + 'a;
+
+/// Runs a fan-in's consumer over the shape's inputs: on this thread when
+/// the shape has one shard, else one thread per shard, input `i` going
+/// to shard `i % shards` (as a user who outgrows one core runs a proactor,
+/// or an epoll loop, per core). The engine says it is ready once every
+/// consumer has opened its inputs; the report merges theirs.
+fn sharded(spec: &Spec, consume: &Consumer<'_>) -> io::Result<EngineReport> {
+    let n = spec.shape.shards();
+    let (parts, cpu0) = if n == 1 {
+        let all: Vec<usize> = (0..spec.shape.inputs()).collect();
+        let cpu0 = std::cell::Cell::new(None);
+        let part = consume(&all, &|opened| cpu0.set(Some(announce(opened))))?;
+        (vec![part], cpu0.get())
+    } else {
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..n)
+                .map(|k| {
+                    let share: Vec<usize> = (k..spec.shape.inputs()).step_by(n).collect();
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        consume(&share, &|opened| {
+                            let _ = tx.send(opened);
+                        })
+                    })
+                })
+                .collect();
+            drop(tx);
+            // Every consumer's count (a consumer that failed first sends
+            // none: its error comes out of the join).
+            let opened: usize = rx.iter().take(n).sum();
+            let cpu0 = announce(opened);
+            let parts = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .map_err(|_| io::Error::other("consumer panicked"))?
+                })
+                .collect::<io::Result<Vec<Consumed>>>()?;
+            Ok::<_, io::Error>((parts, Some(cpu0)))
+        })?
+    };
+    let mut parts = parts.into_iter();
+    let mut first = parts
+        .next()
+        .ok_or_else(|| io::Error::other("no consumer"))?;
+    let mut report = EngineReport {
+        note: first.note.take(),
+        opened: first.opened,
+        syscalls: first.syscalls,
+        ..EngineReport::default()
+    };
+    for part in parts {
+        first.sink.merge(&part.sink);
+        report.opened += part.opened;
+        report.syscalls = report.syscalls.zip(part.syscalls).map(|(a, b)| a + b);
+        report.note = report.note.or(part.note);
+    }
+    let cpu0 = cpu0.ok_or_else(|| io::Error::other("the consumer never said it was ready"))?;
+    finish(&mut report, &first.sink, cpu0);
+    report.msgs = spec.shape.msgs_in(first.sink.bytes);
+    Ok(report)
 }
 
 /// Runs `relay` on a relay's shape, else `consume`: how an engine whose
@@ -258,8 +343,8 @@ mod tests {
         assert!(by("uring-splice").runs_in("relay", false));
         assert!(!by("uring-spin").runs_in("fanin", false));
         assert!(by("uring-spin").runs_in("fanin", true));
-        assert!(by("uring-multishot").runs_in("fanin", false));
-        assert!(!by("uring-multishot").runs_in("relay", false));
+        assert!(by("uring-single").runs_in("fanin", false));
+        assert!(!by("uring-single").runs_in("relay", false));
         assert!(by("epoll").runs_in("relay", false));
     }
 }

@@ -1,4 +1,4 @@
-//! ringpipe with its defaults, and its variants: multishot reads, batched
+//! ringpipe with its defaults, and its variants: single-shot reads, batched
 //! waits, splice relay, SQPOLL, busy polling.
 
 use std::io;
@@ -7,27 +7,29 @@ use std::time::{Duration, Instant};
 use ringpipe::{Backend, Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 use super::relay::{self, pipe_bytes};
-use super::{Engine, Scope, Spec, announce, finish};
+use super::{Consumed, Engine, Scope, Spec, announce, sharded};
 use crate::sink::Sink;
 use crate::spec::{EngineReport, input_path};
 
 /// ringpipe with its defaults.
 pub const URING: Engine = Engine {
     name: "uring",
-    describe: "ringpipe with Proactor::new() defaults: one READ_FIXED in flight per FIFO, \
-               poll sleeps in io_uring_enter until a completion",
+    describe: "ringpipe with Proactor::new() defaults: one READ_MULTISHOT per FIFO into a \
+               provided buffer ring shared by all FIFOs, poll sleeps in io_uring_enter until \
+               a completion",
     ringpipe: true,
     splices: false,
     scope: Scope::All,
     run: |s| run(s, Mode::Default),
 };
 
-pub const MULTISHOT: Engine = Engine {
-    name: "uring-multishot",
-    describe: "ringpipe, ReadMode::Multishot: one READ_MULTISHOT per FIFO into a provided \
-               buffer ring shared by all FIFOs",
-    scope: Scope::Unless(&["fanin"]),
-    run: |s| run(s, Mode::Multishot),
+pub const SINGLE: Engine = Engine {
+    name: "uring-single",
+    describe: "ringpipe, ReadMode::Fixed: one single-shot READ in flight per FIFO, re-armed \
+               after each completion (a provided buffer picked when data is there, a \
+               registered one while streaming)",
+    scope: Scope::Unless(&["fanin", "latency"]),
+    run: |s| run(s, Mode::Single),
     ..URING
 };
 
@@ -137,8 +139,8 @@ fn proactor(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<Proactor> {
         Mode::Echo => builder.echo_hold(ECHO_HOLD).build(),
         Mode::SpliceDirect => builder.splice_direct(true).build(),
         Mode::SpliceIowq => builder.splice_direct(false).build(),
-        // Multishot is the receivers' option (see `run`).
-        Mode::Default | Mode::Multishot | Mode::Splice | Mode::Spin => builder.build(),
+        // The read mode is the receivers' option (see `run`).
+        Mode::Default | Mode::Single | Mode::Splice | Mode::Spin => builder.build(),
     };
     built.map_err(io::Error::other)
 }
@@ -147,11 +149,11 @@ fn proactor(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<Proactor> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Defaults: single issuer, deferred task work, blocking `poll`, one
-    /// `READ_FIXED` at a time per receiver.
+    /// `READ_MULTISHOT` per receiver into a shared provided buffer ring.
     Default,
-    /// Defaults, but receivers read with one `READ_MULTISHOT` each into a
-    /// shared provided buffer ring.
-    Multishot,
+    /// Defaults, but receivers read with one single-shot `READ` at a time,
+    /// re-armed after each completion.
+    Single,
     /// Defaults and `Builder::batch_wait` ([`BATCH_WAIT`]): a blocking `poll`
     /// sleeps until 16 completions are ready, or 500 us have passed and
     /// one is.
@@ -184,22 +186,35 @@ fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
 /// The engine of `mode` on `backend` (`Auto`: io_uring, or what
 /// `RINGPIPE_BACKEND` says). Its report's note names the backend.
 pub(super) fn run_on(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<EngineReport> {
+    let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
+    // How every receiver of the run reads.
+    let opts = match mode {
+        Mode::Single => FifoOptions::new().read_mode(ReadMode::Fixed),
+        _ => FifoOptions::new(),
+    };
+    if spec.shape.relay().is_none() && !splices {
+        // A proactor per consumer, each built on its own thread.
+        let wait = (mode == Mode::Spin).then_some(Duration::ZERO);
+        return sharded(spec, &|share, ready| {
+            consume(
+                spec,
+                &mut proactor(spec, mode, backend)?,
+                wait,
+                &opts,
+                share,
+                ready,
+            )
+        });
+    }
     let mut p = proactor(spec, mode, backend)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
-    let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
-    // How every receiver of the run reads.
-    let opts = FifoOptions::new().read_mode(match mode {
-        Mode::Multishot => ReadMode::Multishot,
-        _ => ReadMode::Fixed,
-    });
     let report = match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),
-        Some(_) => relay(spec, &mut p, wait, opts),
-        None => consume(spec, &mut p, wait, &opts),
+        _ => relay(spec, &mut p, wait, opts),
     }?;
     Ok(with_backend(report, &p))
 }
@@ -217,42 +232,43 @@ fn with_backend(mut report: EngineReport, p: &Proactor) -> EngineReport {
     report
 }
 
-/// Throughput, fan-in and idle: read every input FIFO.
+/// Throughput, fan-in and idle: read the input FIFOs numbered `share`.
 fn consume(
     spec: &Spec,
     p: &mut Proactor,
     wait: Option<Duration>,
     opts: &FifoOptions,
-) -> io::Result<EngineReport> {
-    let mut report = EngineReport::default();
-    let wanted = spec.shape.inputs();
-    // Receiver slot index -> FIFO number: 4 bytes per FIFO, as epoll's
-    // engine holds (its fds).
-    let mut fifo_of: Vec<u32> = Vec::with_capacity(wanted);
-    for i in 0..wanted {
+    share: &[usize],
+    ready: &dyn Fn(usize),
+) -> io::Result<Consumed> {
+    let mut note = None;
+    let mut opened = 0;
+    // Receiver slot index -> FIFO number in the share: 4 bytes per FIFO,
+    // as epoll's engine holds (its fds).
+    let mut fifo_of: Vec<u32> = Vec::with_capacity(share.len());
+    for (k, &i) in share.iter().enumerate() {
         match p.open_receiver(input_path(&spec.dir, i), opts) {
             Ok(rx) => {
                 let slot = rx.token().index as usize;
                 if fifo_of.len() <= slot {
                     fifo_of.resize(slot + 1, u32::MAX);
                 }
-                fifo_of[slot] = i as u32;
-                report.opened += 1;
+                fifo_of[slot] = k as u32;
+                opened += 1;
             }
             Err(e) => {
-                report.note = Some(format!("opened {i} of {wanted} FIFOs, then: {e}"));
+                note = Some(format!("opened {k} of {} FIFOs, then: {e}", share.len()));
                 break;
             }
         }
     }
-    let opened = report.opened;
     let mut sink = Sink::new(
         &spec.shape,
         opened,
         opened as u64 * spec.shape.bytes_per_input,
     );
     let mut events = Events::with_capacity(1024);
-    let cpu0 = announce(opened);
+    ready(opened);
     let enters0 = p.snapshot().enters;
     let mut gone = 0;
     while !sink.done() && gone < opened {
@@ -268,10 +284,12 @@ fn consume(
             }
         }
     }
-    report.syscalls = Some(p.snapshot().enters - enters0);
-    finish(&mut report, &sink, cpu0);
-    report.msgs = spec.shape.msgs_in(sink.bytes);
-    Ok(report)
+    Ok(Consumed {
+        sink,
+        opened,
+        syscalls: Some(p.snapshot().enters - enters0),
+        note,
+    })
 }
 
 /// The relay's FIFO options: `opts` with the pipe size of [`pipe_bytes`].

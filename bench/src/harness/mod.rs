@@ -21,8 +21,8 @@ use engines::EngineWork;
 #[derive(Debug, clap::Args)]
 pub struct Globals {
     /// Engines to run, comma separated (default: all; uring-sqpoll,
-    /// uring-spin and uring-echo run in pingpong only, uring-multishot and
-    /// uring-batch in fanin only, unless named here; uring-splice,
+    /// uring-spin and uring-echo run in pingpong only, uring-single in fanin
+    /// and latency, uring-batch in fanin only, unless named here; uring-splice,
     /// uring-splice-direct, uring-splice-iowq and threads-splice run in relay only).
     #[arg(long, global = true, value_delimiter = ',', value_parser = engine::parser())]
     pub engines: Option<Vec<&'static Engine>>,

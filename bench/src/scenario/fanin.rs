@@ -27,6 +27,12 @@ struct Args {
     /// Messages per run, over all FIFOs (at least 16 per FIFO).
     #[arg(long, default_value_t = 1_000_000)]
     msgs: u64,
+    /// Consumers the FIFOs are shared out to, each on its own thread
+    /// (comma separated, e.g. 1,2): a proactor per thread for the uring
+    /// engines, an epoll loop per thread for epoll (the threads engine is
+    /// a thread per FIFO already; tokio keeps its one runtime).
+    #[arg(long, value_delimiter = ',', default_values_t = [1])]
+    proactors: Vec<usize>,
 }
 
 /// The scenario.
@@ -38,17 +44,28 @@ pub struct Fanin;
 struct Run {
     fifos: usize,
     msgs_per_fifo: u64,
+    /// Consumer threads the FIFOs are shared out to.
+    #[serde(default = "one")]
+    proactors: usize,
 }
 
-/// A configuration per number of FIFOs, `msgs` messages over them all.
-fn works(fifos: &[usize], msgs: u64) -> Vec<Box<dyn EngineWork>> {
+fn one() -> usize {
+    1
+}
+
+/// A configuration per number of FIFOs and of consumers, `msgs` messages
+/// over all the FIFOs.
+fn works(fifos: &[usize], msgs: u64, proactors: &[usize]) -> Vec<Box<dyn EngineWork>> {
     fifos
         .iter()
-        .map(|&n| {
-            Box::new(Run {
-                fifos: n,
-                msgs_per_fifo: (msgs / n as u64).max(16),
-            }) as Box<dyn EngineWork>
+        .flat_map(|&n| {
+            proactors.iter().map(move |&k| {
+                Box::new(Run {
+                    fifos: n,
+                    msgs_per_fifo: (msgs / n as u64).max(16),
+                    proactors: k.max(1),
+                }) as Box<dyn EngineWork>
+            })
         })
         .collect()
 }
@@ -113,15 +130,27 @@ impl Scenario for Fanin {
 
     fn run(&self, _: &str, m: &ArgMatches, _: &Globals) -> io::Result<Option<Vec<Part>>> {
         let a: Args = args(m)?;
-        Ok(Some(vec![Part::engines(works(&a.fifos, a.msgs))]))
+        Ok(Some(vec![Part::engines(works(
+            &a.fifos,
+            a.msgs,
+            &a.proactors,
+        ))]))
     }
 
     fn quick(&self, _: &Globals) -> io::Result<Option<Part>> {
-        Ok(Some(Part::engines(works(&[1, 16, 256, 4096], 100_000))))
+        Ok(Some(Part::engines(works(
+            &[1, 16, 256, 4096],
+            100_000,
+            &[1],
+        ))))
     }
 
     fn all(&self, _: &Globals) -> io::Result<Option<Part>> {
-        Ok(Some(Part::engines(works(&[1, 16, 256, 4096], 1_000_000))))
+        Ok(Some(Part::engines(works(
+            &[1, 16, 256, 4096],
+            1_000_000,
+            &[1],
+        ))))
     }
 
     fn table(&self) -> Option<Table> {
@@ -134,7 +163,10 @@ impl Scenario for Fanin {
                     ("syscalls_per_1k_msgs", false),
                     ("p99_us", false),
                 ],
-                |r: &Record| format!("fanin {} fifos", param(r, "fifos")),
+                |r: &Record| match param(r, "proactors").as_str() {
+                    "1" | "" => format!("fanin {} fifos", param(r, "fifos")),
+                    n => format!("fanin {} fifos, {n} proactors", param(r, "fifos")),
+                },
             )
             .targets(targets),
         )
@@ -184,7 +216,10 @@ impl EngineWork for Run {
 
     fn shape(&self) -> Shape {
         Shape {
-            flow: Flow::Consume { inputs: self.fifos },
+            flow: Flow::Consume {
+                inputs: self.fifos,
+                shards: self.proactors,
+            },
             bytes_per_input: self.msgs_per_fifo * MSG as u64,
             unit: Unit::Message {
                 sample_every: SAMPLE_EVERY,
@@ -193,7 +228,10 @@ impl EngineWork for Run {
     }
 
     fn short(&self) -> String {
-        format!("{} fifos", self.fifos)
+        match self.proactors {
+            1 => format!("{} fifos", self.fifos),
+            n => format!("{} fifos, {n} proactors", self.fifos),
+        }
     }
 
     fn params(&self, opened: usize) -> Params {
@@ -202,6 +240,7 @@ impl EngineWork for Run {
             ("msg_bytes".into(), MSG.into()),
             ("msgs_per_fifo".into(), self.msgs_per_fifo.into()),
             ("fifos_opened".into(), opened.into()),
+            ("proactors".into(), self.proactors.into()),
         ])
     }
 

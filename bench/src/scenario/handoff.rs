@@ -50,6 +50,11 @@ struct HandoffArgs {
     /// Capacity of the bounded channel.
     #[arg(long, default_value_t = 4096)]
     channel: usize,
+    /// Size of the FIFO's pipe, both sides alike (`F_SETPIPE_SZ`; the
+    /// kernel's default is 64 KiB): a writer wakes about once per
+    /// pipe-full.
+    #[arg(long, default_value_t = 1 << 20)]
+    pipe_size: usize,
     /// I/O sides to run, comma separated: uring, blocking, blocking-each.
     #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::Blocking, Side::BlockingEach])]
     sides: Vec<Side>,
@@ -136,6 +141,7 @@ fn quick(runs: usize) -> std::io::Result<String> {
         rate: 2_000,
         paced_msgs: Some(500),
         channel: 4096,
+        pipe_size: 1 << 20,
         sides: vec![Side::Uring, Side::Blocking, Side::BlockingEach],
         loads: vec!["max".into(), "paced".into()],
         reader: None,
@@ -153,12 +159,13 @@ fn measure(args: &HandoffArgs, runs: usize, warmup: usize) -> std::io::Result<St
     let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
     let _ = writeln!(
         text,
-        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO -> reader process;\n\
+        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO ({} KiB pipe) -> reader process;\n\
          {MSG}-byte messages; {runs} runs + {warmup} warm-up, engines interleaved\n\
          - uring: a proactor woken by a Notifier; each wake drains the channel into one send\n\
          - blocking: a writer thread asleep in the channel's recv; each wake drains it into one write(2)\n\
          - blocking-each: the same, one write(2) per message",
-        args.channel
+        args.channel,
+        args.pipe_size >> 10
     );
     let mut checked = 0u64;
     for (load, msgs, rate) in [
@@ -172,7 +179,7 @@ fn measure(args: &HandoffArgs, runs: usize, warmup: usize) -> std::io::Result<St
         for round in 0..warmup + runs {
             for (s, &side) in sides.iter().enumerate() {
                 let fifo = dir.join(format!("handoff-{round}-{s}"));
-                let f = one_run(&exe, &fifo, side, msgs, rate, args.channel)?;
+                let f = one_run(&exe, &fifo, side, msgs, rate, args)?;
                 let _ = std::fs::remove_file(&fifo);
                 checked += msgs;
                 if round >= warmup {
@@ -218,7 +225,7 @@ fn one_run(
     side: Side,
     msgs: u64,
     rate: Option<u64>,
-    channel: usize,
+    args: &HandoffArgs,
 ) -> std::io::Result<Figures> {
     nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))?;
     let mut reader = Command::new(exe)
@@ -229,11 +236,12 @@ fn one_run(
         .stdout(Stdio::piped())
         .spawn()?;
     let cpu0 = crate::sys::cpu_seconds();
-    let (tx, rx) = crossbeam_channel::bounded::<Msg>(channel);
+    let (tx, rx) = crossbeam_channel::bounded::<Msg>(args.channel);
+    let pipe = args.pipe_size;
     let wakes = match side {
-        Side::Uring => uring_side(fifo, tx, rx, msgs, rate, &mut reader)?,
+        Side::Uring => uring_side(fifo, tx, rx, (msgs, rate, pipe), &mut reader)?,
         Side::Blocking | Side::BlockingEach => {
-            blocking_side(fifo, tx, rx, msgs, rate, side == Side::BlockingEach)?
+            blocking_side(fifo, tx, rx, (msgs, rate, pipe), side == Side::BlockingEach)?
         }
     };
     let cpu_s = crate::sys::cpu_seconds() - cpu0;
@@ -310,8 +318,7 @@ fn uring_side(
     fifo: &Path,
     tx: crossbeam_channel::Sender<Msg>,
     rx: Receiver<Msg>,
-    msgs: u64,
-    rate: Option<u64>,
+    (msgs, rate, pipe): (u64, Option<u64>, usize),
     reader: &mut std::process::Child,
 ) -> std::io::Result<u64> {
     fn err(e: impl ToString) -> std::io::Error {
@@ -319,7 +326,12 @@ fn uring_side(
     }
     let mut p = Proactor::new().map_err(err)?;
     let out = p
-        .open_sender(fifo, &FifoOptions::new().watermarks(1 << 20, 256 << 10))
+        .open_sender(
+            fifo,
+            &FifoOptions::new()
+                .watermarks(1 << 20, 256 << 10)
+                .pipe_size(pipe),
+        )
         .map_err(err)?;
     let n = p.notifier().map_err(err)?;
     let producer = produce(tx, msgs, rate, move || {
@@ -381,11 +393,12 @@ fn blocking_side(
     fifo: &Path,
     tx: crossbeam_channel::Sender<Msg>,
     rx: Receiver<Msg>,
-    msgs: u64,
-    rate: Option<u64>,
+    (msgs, rate, pipe): (u64, Option<u64>, usize),
     each: bool,
 ) -> std::io::Result<u64> {
+    use nix::fcntl::{FcntlArg, fcntl};
     let mut file = std::fs::OpenOptions::new().write(true).open(fifo)?;
+    fcntl(&file, FcntlArg::F_SETPIPE_SZ(pipe as i32)).map_err(std::io::Error::from)?;
     let producer = produce(tx, msgs, rate, || {});
     let writer = std::thread::spawn(move || -> std::io::Result<u64> {
         let mut batch: Vec<u8> = Vec::with_capacity(256 << 10);

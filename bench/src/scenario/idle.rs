@@ -14,7 +14,7 @@ use crate::chart::Chart;
 use crate::harness::engines::{EngineWork, RunResult, metrics};
 use crate::harness::{Globals, Part, Plan, load};
 use crate::report::{Goal, Metrics, Params, Pick, Record, Table, Target, at_most, param};
-use crate::spec::{Flow, LoadReport, MSG, Shape, Unit, input_path, mono_ns, stamp};
+use crate::spec::{LoadReport, MSG, Shape, input_path, mono_ns, stamp};
 use crate::sys;
 
 /// Many quiet FIFOs, then one message each: RSS, threads, delivery time.
@@ -149,11 +149,7 @@ impl EngineWork for Run {
     }
 
     fn shape(&self) -> Shape {
-        Shape {
-            flow: Flow::Consume { inputs: self.fifos },
-            bytes_per_input: MSG as u64,
-            unit: Unit::Message { sample_every: 1 },
-        }
+        Shape::messages(self.fifos, 1, 1)
     }
 
     fn short(&self) -> String {

@@ -22,6 +22,7 @@ pub mod fanout;
 pub mod handoff;
 pub mod hub;
 pub mod idle;
+pub mod latency;
 pub mod mux;
 pub mod pingpong;
 pub mod relay;
@@ -36,6 +37,7 @@ pub const ALL: &[&dyn Scenario] = &[
     &relay::Relay,
     &pingpong::Pingpong,
     &idle::Idle,
+    &latency::Latency,
     &fanout::Fanout,
     &mux::Mux,
     &handoff::Handoff,

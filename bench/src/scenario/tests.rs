@@ -44,7 +44,7 @@ fn a_far_worse_result_is_flagged_and_tables_fit_120_columns() {
     };
     let records = vec![
         fanin("uring", 5000.0),
-        fanin("uring-multishot", 400.0),
+        fanin("uring-single", 400.0),
         fanin("uring-splice-direct", 400.0),
         fanin("epoll", 400.0),
         fanin("tokio", 400.0),

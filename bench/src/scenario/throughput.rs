@@ -37,7 +37,10 @@ impl Chunked for Throughput {
     const NAME: &'static str = "throughput";
 
     fn flow() -> Flow {
-        Flow::Consume { inputs: 1 }
+        Flow::Consume {
+            inputs: 1,
+            shards: 1,
+        }
     }
 }
 

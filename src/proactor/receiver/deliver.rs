@@ -2,7 +2,7 @@
 //! they complete if it decodes frames, or, while it is spliced, nothing:
 //! they go to its senders.
 
-use super::{Feed, ReceiverSide};
+use super::{Feed, Next, ReceiverSide};
 use crate::buffers::Buf;
 use crate::error::Error;
 use crate::event::{FrameBytes, Item};
@@ -13,7 +13,7 @@ use crate::token::Receiver;
 
 /// What became of bytes a receiver read.
 #[derive(Debug)]
-pub(in crate::proactor) enum Taken {
+enum Taken {
     /// Reported to the user (or dropped after a bad frame already was).
     Reported,
     /// The receiver is spliced: these bytes, read just before the splice
@@ -24,16 +24,32 @@ pub(in crate::proactor) enum Taken {
 }
 
 impl ReceiverSide {
-    /// Counts `buf[..n]` as read and reports it as `Data`, or as the
-    /// frames it completes if the receiver decodes frames.
+    /// Takes `buf[..n]` that a read brought, while the receiver is at
+    /// hand (see `take`), and says what follows: the next read if
+    /// `rearm` says so, or the bytes for the senders it is spliced into.
     #[inline]
-    pub(in crate::proactor) fn take(
+    pub(super) fn took(
         &mut self,
         end: &mut End,
         io: &mut Io,
         buf: Buf,
         n: usize,
-    ) -> Taken {
+        rearm: Option<usize>,
+    ) -> Next {
+        match self.take(end, io, buf, n) {
+            Taken::Reported => {
+                end.data_arrived(&mut io.pending);
+                rearm.map_or(Next::Done, Next::Rearm)
+            }
+            Taken::Forward(buf) => Next::Forward { buf, n, rearm },
+            Taken::Failed(e) => Next::Fail(e),
+        }
+    }
+
+    /// Counts `buf[..n]` as read and reports it as `Data`, or as the
+    /// frames it completes if the receiver decodes frames.
+    #[inline]
+    fn take(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         self.bytes_read += n as u64;
         if matches!(self.feed, Feed::Spliced(_)) {
             return Taken::Forward(buf);
@@ -55,21 +71,53 @@ impl ReceiverSide {
         let chunk = &pending_bufs[index as usize].as_slice()[..n];
         let base = chunk.as_ptr() as usize;
         let counters = &mut end.counters;
+        let codec = decoder.codec();
+        let (head, tail) = codec.framing();
         let decoded = decoder.feed(chunk, |frame| {
+            counters.frame_in();
             let at = (frame.as_ptr() as usize).wrapping_sub(base);
+            let (start, stop) = (at, at + frame.len());
             // Lent if it lies inside this read, copied if it was split
             // (or lies beyond what a u32 offset names: buffers over 4 GiB).
-            let lendable = u32::try_from(n).is_ok();
-            let frame = if lendable && !frame.is_empty() && at < n && at + frame.len() <= n {
+            let lendable = u32::try_from(n).is_ok() && !frame.is_empty() && at < n && stop <= n;
+            // Whole on the wire in this read: it joins the read's run of
+            // frames (one item for them all), or starts one.
+            if lendable && codec.framed_in(chunk, start, stop) {
+                let (wire_start, wire_end) = ((start - head) as u32, (stop + tail) as u32);
+                if let Some(Item::Frames {
+                    from: f,
+                    buf,
+                    end,
+                    frames,
+                    ..
+                }) = pending.last_mut()
+                    && *f == from
+                    && *buf == index
+                    && *end == wire_start
+                {
+                    *end = wire_end;
+                    *frames += 1;
+                    return;
+                }
+                pending.push(Item::Frames {
+                    from,
+                    codec,
+                    buf: index,
+                    start: wire_start,
+                    end: wire_end,
+                    frames: 1,
+                });
+                return;
+            }
+            let frame = if lendable {
                 FrameBytes::Lent {
                     buf: index,
-                    start: at as u32,
-                    end: (at + frame.len()) as u32,
+                    start: start as u32,
+                    end: stop as u32,
                 }
             } else {
                 FrameBytes::Owned(frame.to_vec())
             };
-            counters.frame_in();
             pending.push(Item::Frame { from, frame });
         });
         let Err(source) = decoded else {
@@ -114,5 +162,56 @@ impl ReceiverSide {
                 buffered: decoder.buffered(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+
+    use crate::frame::Codec;
+    use crate::{Event, Events, FifoOptions, Proactor};
+
+    /// The frames one read completes are one item, not one per frame;
+    /// `iter` still gives each frame, `runs` the read's run.
+    #[test]
+    fn a_reads_frames_are_one_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut p = Proactor::new().unwrap();
+        let opts = FifoOptions::new().frames(Codec::Lines, 100);
+        let rx = p.open_receiver(&path, &opts).unwrap();
+        let mut wire = Vec::new();
+        for i in 0..100 {
+            wire.extend_from_slice(format!("line {i}\n").as_bytes());
+        }
+        let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.write_all(&wire).unwrap();
+        let mut ev = Events::with_capacity(8);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ev.is_empty() && Instant::now() < deadline {
+            p.poll(&mut ev, Some(Duration::from_millis(50))).unwrap();
+        }
+        // One read of 100 whole lines: one item, counted as 100 events.
+        assert_eq!(ev.items.len(), 1, "{:?}", ev.items.first());
+        assert_eq!(ev.len(), 100);
+        let frames: Vec<String> = ev
+            .iter()
+            .map(|e| match e {
+                Event::Frame { from, frame } if from == rx => {
+                    String::from_utf8(frame.to_vec()).unwrap()
+                }
+                e => panic!("unexpected {e:?}"),
+            })
+            .collect();
+        let want: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        assert_eq!(frames, want);
+        let runs: Vec<Event<'_>> = ev.runs(Codec::Lines).collect();
+        assert!(
+            matches!(runs[..], [Event::Frames { wire: w, frames: 100, .. }] if w == &wire[..]),
+            "{runs:?}"
+        );
     }
 }

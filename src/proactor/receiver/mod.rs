@@ -15,14 +15,12 @@ use std::io;
 use super::end::End;
 use super::io::Io;
 use super::splice::Splice;
-use crate::buffers::Buf;
+use crate::buffers::{Buf, PROVIDED_GROUP, Pool, SELECT_GROUP};
 use crate::error::Error;
 use crate::fifo::ReadMode;
 use crate::frame::{Codec, FrameDecoder};
 use crate::ring::OpId;
 use crate::token::Token;
-
-pub(super) use deliver::Taken;
 
 /// How a receiver reads while it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +50,9 @@ pub(super) enum Feed {
     Spliced(Box<Splice>),
 }
 
+/// Provided buffers kept in the kernel beyond one per transport.
+const RESERVE_SPARE: usize = 8;
+
 /// The proactor's read configuration, and the receivers waiting for it.
 #[derive(Debug)]
 pub(super) struct Reads {
@@ -68,6 +69,18 @@ impl Reads {
     /// the kernel or the locked-memory budget lacks it).
     pub(super) fn multishot(&self, mode: ReadMode) -> bool {
         self.multishot_ok && mode == ReadMode::Multishot
+    }
+
+    /// Makes the provided ring a receiver reads from (multishot or not)
+    /// hold a buffer in the kernel for each of `transports`, and a few
+    /// more: every reader may complete in the same enter, and growing on
+    /// -ENOBUFS comes an enter too late for that batch.
+    pub(super) fn reserve(&self, pool: &Pool, multishot: bool, transports: usize) {
+        let group = match multishot {
+            true => PROVIDED_GROUP,
+            false => SELECT_GROUP,
+        };
+        pool.reserve_provided(group, transports + RESERVE_SPARE);
     }
 }
 
@@ -93,9 +106,13 @@ pub(super) struct ReceiverSide {
 #[derive(Debug)]
 pub(super) enum Next {
     Done,
-    /// `n` bytes were read into `buf`: deliver them, then arm the next
-    /// read if `rearm` says so (with the size just read).
-    Bytes {
+    /// The bytes read were delivered: arm the next read (with the size
+    /// just read).
+    Rearm(usize),
+    /// `n` bytes were read into `buf` just before a splice took over:
+    /// they go to its senders, then the next read is armed if `rearm`
+    /// says so.
+    Forward {
         buf: Buf,
         n: usize,
         rearm: Option<usize>,

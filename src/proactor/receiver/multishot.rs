@@ -59,17 +59,15 @@ impl ReceiverSide {
         match c.result {
             // Delivered even while closing: the bytes left the pipe.
             n if n > 0 => match buf {
-                Some(buf) => Next::Bytes {
-                    buf,
-                    n: n as usize,
-                    rearm: (!c.more).then_some(0),
-                },
+                Some(buf) => self.took(end, io, buf, n as usize, (!c.more).then_some(0)),
                 None => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
             },
             _ if end.closing() => Next::Done,
             // EOF: only ever seen on an anonymous pipe.
             0 => Next::Eof,
-            // The shared ring ran dry: re-armed once buffers come back.
+            // The shared ring ran dry: it grows and the read goes on, or,
+            // at its capacity, is re-armed once lent buffers come back.
+            r if r == -libc::ENOBUFS && io.pool.grow_provided(PROVIDED_GROUP) => Next::Arm,
             r if r == -libc::ENOBUFS => Next::Starved,
             r if r == ECANCELED || r == ERESTARTSYS || r == -libc::EINTR => Next::Arm,
             r => Next::Fail(end.io_error("read", r)),

@@ -135,14 +135,12 @@ impl ReceiverSide {
         match (result, buf) {
             // The kernel took these bytes out of the pipe: they reach the
             // user even if the read's cancel came too late (close, pause).
-            (n, Some(buf)) if n > 0 => Next::Bytes {
-                buf,
-                n: n as usize,
-                rearm: Some(n as usize),
-            },
+            (n, Some(buf)) if n > 0 => self.took(end, io, buf, n as usize, Some(n as usize)),
             (n, None) if n > 0 => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
             _ if end.closing() => Next::Done,
             (0, _) => Next::Eof,
+            // A provided ring that can grow gets the read again at once.
+            (r, _) if r == -libc::ENOBUFS && io.pool.grow_provided(SELECT_GROUP) => Next::Arm,
             // EAGAIN: only a read of a non-blocking end that may not wait;
             // ENOBUFS: the provided ring is empty (its buffers are lent in
             // events until the next poll). Wait for data, then read into

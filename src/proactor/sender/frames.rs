@@ -67,6 +67,13 @@ pub(in crate::proactor) fn push_encoded(
     codec: Codec,
     wire: &[u8],
 ) -> Result<(), Refused> {
+    if q.sole_writer {
+        // Nothing to interleave with: checked to be whole frames, then
+        // queued as they are, written in runs up to the pipe's size.
+        codec.atomic_runs(wire, |_, _| {}).map_err(Refused::Frame)?;
+        q.push(pool, wire);
+        return Ok(());
+    }
     let mark = q.mark();
     let mut too_large = None;
     codec

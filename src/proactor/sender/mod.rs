@@ -42,6 +42,9 @@ pub(super) struct SendSide {
     poll: Option<OpId>,
     pub(super) close_after_flush: bool,
     pub(super) pipe_size: Option<usize>,
+    /// Most bytes one chain of writes carries: the pipe's size, asked of
+    /// the kernel at the first pump (0 until then).
+    pub(super) chain_bytes: usize,
     /// When waiting for a reader must end, and the wait it stands for.
     pub(super) deadline: Option<(Instant, Duration)>,
     /// Its FIFO's inotify watch while it waits for a reader.
@@ -82,13 +85,14 @@ pub(super) enum Gone {
 impl SendSide {
     pub(super) fn new(opts: &FifoOptions) -> SendSide {
         SendSide {
-            queue: WriteQueue::default(),
+            queue: WriteQueue::new(opts.sole_writer),
             writing: VecDeque::new(),
             returned: Vec::new(),
             failed: None,
             poll: None,
             close_after_flush: false,
             pipe_size: opts.pipe_size,
+            chain_bytes: 0,
             deadline: None,
             watch: None,
             reconnect: opts.reconnect,

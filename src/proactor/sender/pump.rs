@@ -3,7 +3,7 @@
 //! polls for room and for the reader leaving.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::SendSide;
 use crate::buffers::Buf;
@@ -16,11 +16,8 @@ use crate::ring::OpId;
 use crate::token::{Sender, Token};
 use crate::transport::{Chunk, State};
 
-/// Most writes in one chain: a pipe's default capacity in `PIPE_BUF`
-/// chunks of frames.
-const CHAIN_WRITES: usize = 16;
-/// Most bytes in one chain (its first chunk aside): a pipe's default
-/// capacity. More would only wait in the kernel for room.
+/// Most bytes in one chain (its first chunk aside) when the pipe's size
+/// is unknown: a pipe's default capacity.
 const CHAIN_BYTES: usize = 64 * 1024;
 
 /// A write in flight: its place in the chain and its chunk's range.
@@ -63,10 +60,12 @@ pub(in crate::proactor) enum Written {
 impl SendSide {
     /// Starts the next writes if the sender is open and none is in flight:
     /// a chain of linked writes, one per chunk from the queue's front, up
-    /// to [`CHAIN_BYTES`] (the first chunk always). Linked, they run in
+    /// to the pipe's size (the first chunk always). Linked, they run in
     /// order, each only after the one before completed in full, so a chunk
     /// of whole frames stays one atomic write and one submission carries
-    /// a pipe's worth of them.
+    /// a pipe's worth of them: the proactor wakes about once per pipe-full,
+    /// as a blocking writer of a pipe's worth does. More would only wait in
+    /// the kernel for room.
     pub(in crate::proactor) fn pump(&mut self, end: &mut End, io: &mut Io) -> Pumped {
         if end.state != State::Open {
             return Pumped::Done;
@@ -81,8 +80,17 @@ impl SendSide {
             // Queue written: a relay or fan-out into this sender may go on.
             return Pumped::Drained(self.fed_by.source());
         }
-        let max = io.ring.sq_entries().clamp(1, CHAIN_WRITES);
-        let n = self.queue.front_run(max, CHAIN_BYTES);
+        if self.chain_bytes == 0 {
+            self.chain_bytes = end
+                .fd
+                .as_ref()
+                .and_then(|fd| crate::fifo::pipe_size(fd.as_fd()))
+                .unwrap_or(CHAIN_BYTES);
+        }
+        // Chunks of frames are `PIPE_BUF` each: a pipe's worth of them.
+        let writes = self.chain_bytes / crate::frame::PIPE_BUF;
+        let max = io.ring.sq_entries().clamp(1, writes.max(1));
+        let n = self.queue.front_run(max, self.chain_bytes);
         // The whole chain in one submission: a chain cut by an early flush
         // would run as two, unordered.
         if let Err(e) = io.ring.reserve(n) {

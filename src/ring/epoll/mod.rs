@@ -98,7 +98,7 @@ pub(crate) struct Epoll {
     ep: OwnedFd,
     /// Expires at the earliest timeout's deadline.
     timer: OwnedFd,
-    /// Readable while completions wait for a `drain` after a `submit`, so
+    /// Readable while completions wait to be taken after a `submit`, so
     /// a loop sleeping on the epoll fd wakes for them.
     wake: OwnedFd,
     woken: bool,
@@ -113,7 +113,7 @@ pub(crate) struct Epoll {
     waits: Vec<FdWaits>,
     dirty: Vec<RawFd>,
     timers: Vec<(Instant, OpId)>,
-    done: Vec<Completion>,
+    done: std::collections::VecDeque<Completion>,
     events: Vec<libc::epoll_event>,
     spare: Vec<OpId>,
     waits_syscalls: u64,
@@ -147,7 +147,7 @@ impl Epoll {
             waits: Vec::new(),
             dirty: Vec::new(),
             timers: Vec::new(),
-            done: Vec::new(),
+            done: std::collections::VecDeque::new(),
             events: Vec::with_capacity(256),
             spare: Vec::new(),
             waits_syscalls: 0,
@@ -244,7 +244,7 @@ impl Epoll {
             };
             match perform(op, revents, self.provided.as_ref()) {
                 Step::Done(result, provided) => return self.finish_with(id, result, provided),
-                Step::More(result, bid) => self.done.push(Completion {
+                Step::More(result, bid) => self.done.push_back(Completion {
                     data,
                     op: id,
                     result,
@@ -323,7 +323,7 @@ impl Epoll {
                 Work::Splice { len, .. } | Work::Tee { len, .. } => result as u32 == *len,
                 _ => true,
             };
-        self.done.push(Completion {
+        self.done.push_back(Completion {
             data: op.data,
             op: id,
             result,
@@ -483,7 +483,7 @@ impl Epoll {
     }
 
     /// Performs what was queued, without waiting; completions it leaves
-    /// make the epoll fd readable until the next `drain`.
+    /// make the epoll fd readable until the next wait.
     pub(crate) fn submit(&mut self) -> io::Result<()> {
         self.start_queued()?;
         if !self.done.is_empty() && !self.woken {
@@ -508,9 +508,10 @@ impl Epoll {
     }
 
     /// Moves every completion to `out`.
-    pub(crate) fn drain(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
-        out.append(&mut self.done);
-        Ok(())
+    /// The next completion, in the order they happened; `None` once
+    /// there is none.
+    pub(crate) fn next_completion(&mut self) -> io::Result<Option<Completion>> {
+        Ok(self.done.pop_front())
     }
 
     /// Drops every operation: none is in the kernel, so nothing waits.

@@ -129,6 +129,10 @@ impl Epoll {
         self.push(work, data, None, false)
     }
 
+    /// Waves are io_uring's (its 20 task-work items per enter): every
+    /// completion is taken in the turn it happens here.
+    pub(crate) fn set_wave(&mut self, _completions: usize) {}
+
     /// Batches are io_uring's: one completion ends the wait.
     pub(crate) fn submit_and_wait_batch(
         &mut self,
@@ -250,7 +254,7 @@ impl Epoll {
     }
 
     /// The epoll fd: readable when a parked operation's fd is ready, a
-    /// timeout expired, or completions wait for a `drain`.
+    /// timeout expired, or completions wait to be taken.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.ep.as_fd()
     }

@@ -11,8 +11,11 @@
 //!
 //! - `uring raw`: a ringpipe receiver of byte chunks, each chunk passed to
 //!   [`Proactor::send`] of every subscriber;
-//! - `uring framed`: a framed receiver ([`FifoOptions::frames`]), each frame
-//!   passed to [`Proactor::send_frames`] of every subscriber;
+//! - `uring framed`: a framed receiver ([`FifoOptions::frames`]), each
+//!   read's whole frames taken as one run ([`Events::runs`]) and passed to
+//!   [`Proactor::send_encoded`] of every subscriber (a frame split across
+//!   reads to [`Proactor::send_frames`]), each subscriber FIFO written by
+//!   the router alone ([`FifoOptions::sole_writer`]);
 //! - `threads raw` / `threads framed`: the same with one blocking thread,
 //!   `read(2)` then one `write(2)` per subscriber (framed: the frames of a
 //!   read decoded with [`FrameDecoder`] and re-encoded into one buffer per
@@ -29,6 +32,9 @@
 //! [`Proactor::send`]: ringpipe::Proactor::send
 //! [`FifoOptions::frames`]: ringpipe::FifoOptions::frames
 //! [`Proactor::send_frames`]: ringpipe::Proactor::send_frames
+//! [`Proactor::send_encoded`]: ringpipe::Proactor::send_encoded
+//! [`Events::runs`]: ringpipe::Events::runs
+//! [`FifoOptions::sole_writer`]: ringpipe::FifoOptions::sole_writer
 //! [`FrameDecoder`]: ringpipe::frame::FrameDecoder
 //! [`Error::WouldBlock`]: ringpipe::Error::WouldBlock
 
@@ -102,7 +108,8 @@ pub const BATCH: usize = 64;
 pub enum Variant {
     /// ringpipe: byte chunks, `send` to each subscriber.
     UringRaw,
-    /// ringpipe: a framed receiver, `send_frames` of one per frame and subscriber.
+    /// ringpipe: a framed receiver, a read's run of frames `send_encoded`
+    /// to each subscriber.
     UringFramed,
     /// One blocking thread: `read`, then `write` to each subscriber.
     ThreadsRaw,
@@ -141,8 +148,9 @@ impl Variant {
     /// What the mode is, in a line, for the legend under the tables.
     pub fn describe(self) -> &'static str {
         if self.framed() {
-            "(fanout) the router decodes the frames and forwards each whole: send_frames \
-             per frame and subscriber (uring), or re-encoded into one write per read (threads)"
+            "(fanout) the router decodes the frames and forwards them whole: each read's run \
+             of frames with one send_encoded per subscriber (uring), or re-encoded into one \
+             write per read (threads)"
         } else {
             "(fanout) the router forwards the bytes of each read as they are: send (uring) \
              or write (threads) to every subscriber"

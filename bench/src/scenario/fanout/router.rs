@@ -67,8 +67,11 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
         FifoOptions::new()
     };
     let rx = p.open_receiver(spec.input(), &rx_opts).map_err(other)?;
+    // The router is each subscriber FIFO's only writer: frames go out in
+    // runs up to a pipe's size, as the threads router's writes do.
+    let tx_opts = FifoOptions::new().sole_writer(true);
     let txs: Vec<Sender> = (0..spec.subscribers)
-        .map(|i| p.open_sender(spec.output(i), &FifoOptions::new()))
+        .map(|i| p.open_sender(spec.output(i), &tx_opts))
         .collect::<Result<_, _>>()
         .map_err(other)?;
     let mut events = Events::with_capacity(1024);
@@ -84,8 +87,26 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
     while sent.iter().any(|&s| s < total) {
         p.poll(&mut events, None).map_err(other)?;
         let mut refused = false;
-        for ev in &events {
+        // A read's whole frames come as one run, forwarded with one
+        // send_encoded per subscriber; a frame split across reads alone.
+        for ev in events.runs(codec) {
             match ev {
+                Event::Frames {
+                    wire, frames: k, ..
+                } => {
+                    first.get_or_insert_with(Instant::now);
+                    frames += k as u64;
+                    for (i, &tx) in txs.iter().enumerate() {
+                        if backlog[i].is_empty() {
+                            match p.send_encoded(tx, codec, wire) {
+                                Ok(()) => continue,
+                                Err(Error::WouldBlock { .. }) => refused = true,
+                                Err(e) => return Err(other(e)),
+                            }
+                        }
+                        backlog[i].extend_from_slice(wire);
+                    }
+                }
                 Event::Data { data, .. } => {
                     first.get_or_insert_with(Instant::now);
                     for (i, &tx) in txs.iter().enumerate() {

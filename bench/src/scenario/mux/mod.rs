@@ -5,7 +5,8 @@
 //!
 //! Routers: `multiplexer` (the ringpipe example, `examples/multiplexer`,
 //! found beside this binary), `threads` (the blocking-threads baseline in
-//! [`router`], run as `ringpipe-bench mux-threads`) and `direct` (no
+//! [`router`], run as `ringpipe-bench mux-threads`), `cat` (four
+//! `cat IN > OUT` processes, one per input) and `direct` (no
 //! router: the writers write straight into the output FIFO, the ceiling of
 //! the harness). A router is its own process, so its CPU, read from
 //! `/proc/PID/stat`, is its own.
@@ -63,20 +64,34 @@ pub struct Mux;
 pub enum Router {
     /// The ringpipe multiplexer example (one proactor thread).
     Multiplexer,
+    /// The same with `--sole-writer`: whole lines in writes up to a pipe's
+    /// size.
+    MultiplexerSole,
     /// The blocking-threads router (one thread per input).
     Threads,
+    /// Four `cat IN > OUT` processes, one per input: what a new user
+    /// tries first.
+    Cat,
     /// No router: writers straight into the output FIFO (the ceiling).
     Direct,
 }
 
 impl Router {
-    pub const ALL: [Router; 3] = [Router::Multiplexer, Router::Threads, Router::Direct];
+    pub const ALL: [Router; 5] = [
+        Router::Multiplexer,
+        Router::MultiplexerSole,
+        Router::Threads,
+        Router::Cat,
+        Router::Direct,
+    ];
 
     /// The name on the command line and in the records.
     pub fn name(self) -> &'static str {
         match self {
             Router::Multiplexer => "multiplexer",
+            Router::MultiplexerSole => "multiplexer-sole",
             Router::Threads => "threads",
+            Router::Cat => "cat",
             Router::Direct => "direct",
         }
     }
@@ -88,9 +103,18 @@ impl Router {
                 "(mux) examples/multiplexer, ringpipe's router: one proactor thread, framed \
                  receivers, whole lines out in PIPE_BUF writes"
             }
+            Router::MultiplexerSole => {
+                "(mux) the multiplexer example with --sole-writer: whole lines out in writes up \
+                 to a pipe's size (FifoOptions::sole_writer)"
+            }
             Router::Threads => {
                 "(mux) the same routing with a blocking thread per input, 64 KiB batches per \
                  write (in the other tables: one blocking thread per FIFO)"
+            }
+            Router::Cat => {
+                "(mux) four `cat IN > OUT` processes, one per input, as a new user would route \
+                 them (whole lines only because the kernel cuts pipe writes at page boundaries); \
+                 CPU: the four together"
             }
             Router::Direct => "(mux) no router: the writers straight into the output, the ceiling",
         }
@@ -156,11 +180,12 @@ fn part(routers: Vec<Router>, writers: usize, lines: u64, multiplexer: Option<Pa
 }
 
 fn targets() -> Vec<Target> {
-    let (lines, per_line, mux, threads) = (
+    let (lines, per_line, mux, threads, cat) = (
         "lines_per_s",
         "router_cpu_ns_per_line",
         "multiplexer",
         "threads",
+        "cat",
     );
     let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
         what: what.into(),
@@ -182,6 +207,18 @@ fn targets() -> Vec<Target> {
             Pick::of(mux, per_line),
             Pick::of(threads, per_line),
             at_most(1.0),
+        ),
+        t(
+            "mux lines/s: multiplexer >= 1.0x four cats",
+            Pick::of(mux, lines),
+            Pick::of(cat, lines),
+            Goal::AtLeast { factor: 1.0 },
+        ),
+        t(
+            "mux CPU/line: multiplexer <= 2.0x four cats",
+            Pick::of(mux, per_line),
+            Pick::of(cat, per_line),
+            at_most(2.0),
         ),
     ]
 }
@@ -211,7 +248,11 @@ impl Scenario for Mux {
         let a: Args = args(m)?;
         // Built or found before anything runs: a missing example fails at
         // once.
-        let multiplexer = if a.routers.contains(&Router::Multiplexer) {
+        let multiplexer = if a
+            .routers
+            .iter()
+            .any(|r| matches!(r, Router::Multiplexer | Router::MultiplexerSole))
+        {
             let exe = std::env::current_exe()?;
             Some(example::multiplexer(&exe, g.multiplexer.as_deref())?)
         } else {
@@ -259,8 +300,8 @@ impl Scenario for Mux {
             .map(|r| Cast {
                 name: r.name(),
                 side: match r {
-                    Router::Multiplexer => Side::Ringpipe,
-                    Router::Threads => Side::Peer,
+                    Router::Multiplexer | Router::MultiplexerSole => Side::Ringpipe,
+                    Router::Threads | Router::Cat => Side::Peer,
                     Router::Direct => Side::Ceiling,
                 },
                 describe: r.describe(),

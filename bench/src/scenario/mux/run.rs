@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
@@ -55,20 +55,44 @@ pub fn run_once(
             cmd.arg("--input").arg(input);
         }
     };
-    let mut proc = match router {
-        Router::Direct => None,
-        Router::Multiplexer => {
+    // The cats' CPU: what this process's children reaped during the run
+    // used (microseconds, where `/proc/PID/stat` counts 10 ms ticks).
+    let children0 = children_cpu_s();
+    let mut procs = match router {
+        Router::Direct => Vec::new(),
+        Router::Multiplexer | Router::MultiplexerSole => {
             let bin = plan.multiplexer.as_ref().ok_or("no multiplexer binary")?;
             let mut cmd = Command::new(bin);
             args(&mut cmd);
-            Some(Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn multiplexer", e))?)
+            if router == Router::MultiplexerSole {
+                cmd.arg("--sole-writer");
+            }
+            vec![Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn multiplexer", e))?]
         }
         Router::Threads => {
             let mut cmd = Command::new(&plan.exe);
             cmd.arg("mux-threads");
             args(&mut cmd);
-            Some(Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn mux-threads", e))?)
+            vec![Proc::spawn(&mut cmd, false).map_err(|e| fail("spawn mux-threads", e))?]
         }
+        // `cat IN > OUT` for each input a writer feeds (a cat of an input
+        // with none would wait in its open forever): the output opens at
+        // once, our read end being there.
+        Router::Cat => ins
+            .iter()
+            .take(plan.writers.min(INPUTS))
+            .map(|input| {
+                let to = std::fs::OpenOptions::new().write(true).open(out)?;
+                Proc::spawn_to(Command::new("cat").arg(input), Stdio::from(to))
+            })
+            .collect::<io::Result<Vec<Proc>>>()
+            .map_err(|e| fail("spawn cat", e))?,
+    };
+    // A cat ends by itself at its input's EOF; a router runs until stopped.
+    let watched = if router == Router::Cat {
+        0
+    } else {
+        procs.len()
     };
     let targets: Vec<PathBuf> = (0..plan.writers)
         .map(|w| match router {
@@ -116,14 +140,29 @@ pub fn run_once(
                 Err(e) => return Err(fail("waiting for the writers to open", e)),
             }
         }
-        let pid = proc.as_ref().map(Proc::id);
-        let cpu0 = pid.and_then(sys::cpu_seconds_of);
+        let pids: Vec<u32> = procs.iter().map(Proc::id).collect();
+        // Every router process's CPU together.
+        let cpu = || -> Option<f64> {
+            let each: Option<Vec<f64>> = pids.iter().map(|&p| sys::cpu_seconds_of(p)).collect();
+            each.filter(|e| !e.is_empty()).map(|e| e.iter().sum())
+        };
+        let cpu0 = cpu();
         let t0 = Instant::now();
         drop(go);
         let mut check = Checker::new(plan.writers, plan.lines);
-        read_all(&reader, &mut check, &mut proc, &failure, deadline)?;
+        read_all(
+            &reader,
+            &mut check,
+            &mut procs[..watched],
+            &failure,
+            deadline,
+        )?;
         let secs = t0.elapsed().as_secs_f64();
-        let cpu1 = pid.and_then(sys::cpu_seconds_of);
+        let cpu1 = cpu();
+        let (cpu0, cpu1) = match router {
+            Router::Cat => (children0, reap_all(&mut procs, deadline)?),
+            _ => (cpu0, cpu1),
+        };
         check.finish()?;
         Ok(Measured {
             lines: check.lines_seen(),
@@ -133,9 +172,11 @@ pub fn run_once(
     })();
     // Teardown in this order: the router goes, then our ends of the output,
     // so a writer still blocked in write(2) gets EPIPE and returns.
-    match proc {
-        Some(p) if result.is_ok() => p.stop(Duration::from_secs(5)),
-        p => drop(p),
+    for p in procs {
+        match result {
+            Ok(_) => p.stop(Duration::from_secs(5)),
+            Err(_) => drop(p),
+        }
     }
     drop(reader);
     drop(keep);
@@ -152,6 +193,30 @@ pub fn run_once(
         Some(e) => Err(e),
         None => Ok(m),
     }
+}
+
+/// CPU seconds of this process's reaped children so far.
+fn children_cpu_s() -> Option<f64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).ok()?;
+    let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(s(u.user_time()) + s(u.system_time()))
+}
+
+/// Waits (up to `deadline`) for processes that end by themselves (the
+/// cats, at their input's EOF) and reaps them; then [`children_cpu_s`].
+fn reap_all(procs: &mut [Proc], deadline: Instant) -> Result<Option<f64>, String> {
+    for p in procs.iter_mut() {
+        loop {
+            match p.poll("cat") {
+                Some(Ok(_)) => break,
+                Some(Err(why)) => return Err(why),
+                None if Instant::now() > deadline => return Err("cat did not exit".into()),
+                None => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+    Ok(children_cpu_s())
 }
 
 fn fail(what: &str, e: impl fmt::Display) -> String {
@@ -171,7 +236,7 @@ fn open_writer(path: &Path, patience: Duration) -> io::Result<OwnedFd> {
 fn read_all(
     reader: &OwnedFd,
     check: &mut Checker,
-    router: &mut Option<Proc>,
+    routers: &mut [Proc],
     failure: &Mutex<Option<String>>,
     deadline: Instant,
 ) -> Result<(), String> {
@@ -191,7 +256,7 @@ fn read_all(
         if Instant::now() > deadline {
             return Err(format!("timed out with {got} of {total} bytes read"));
         }
-        if let Some(why) = router.as_mut().and_then(|r| r.exited("router")) {
+        if let Some(why) = routers.iter_mut().find_map(|r| r.exited("router")) {
             return Err(why);
         }
         if let Some(why) = failure
