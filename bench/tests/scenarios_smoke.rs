@@ -75,7 +75,14 @@ fn latency_checks_every_message_and_its_delay() {
         ]),
         LIMIT,
     );
-    let engines = ["uring", "uring-single", "epoll", "threads", "tokio"];
+    let engines = [
+        "uring",
+        "uring-single",
+        "ringpipe-epoll",
+        "epoll",
+        "threads",
+        "tokio",
+    ];
     assert_eq!(
         counts(&records, "msgs_checked"),
         each(&[engines, engines].concat(), 200)
