@@ -27,6 +27,8 @@ fn run() -> Result<(), Error> {
     let in_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-in".into());
     let out_path = args.next().unwrap_or_else(|| "/tmp/ringpipe-out".into());
     let mut proactor = Proactor::new()?;
+    // "io_uring", or "epoll (io_uring not usable: ...)" where it is refused.
+    eprintln!("readme: backend {}", proactor.backend());
     let opts = FifoOptions::new().create(true); // mkfifo 0600 if missing
     // Neither call blocks, whoever opens the other end, and whenever.
     let input = proactor.open_receiver(in_path, &opts)?;

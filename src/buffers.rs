@@ -94,6 +94,9 @@ struct ProvidedRing {
     count: u16,
     /// Our copy of the tail; the kernel reads the shared one.
     tail: Cell<u16>,
+    /// Where the next buffer is taken when no kernel consumes the ring
+    /// (the epoll backend picks buffers itself: `read_provided`).
+    head: Cell<u16>,
     /// Buffers given to the kernel so far (ids `0..published`). The
     /// kernel takes buffers in ring order, so one busy reader cycles
     /// through every buffer on the ring: the ring starts with a few and
@@ -125,6 +128,7 @@ impl ProvidedRing {
             buf_size,
             count,
             tail: Cell::new(0),
+            head: Cell::new(0),
             published: Cell::new(0),
             on_ring: (0..count).map(|_| Cell::new(false)).collect(),
         };
@@ -345,6 +349,46 @@ impl Pool {
                 len,
             },
         })
+    }
+
+    /// For a backend that fills provided buffers itself (epoll): lends
+    /// the next buffer on `group`'s ring, at most `len` bytes of it, to
+    /// `read`, and takes it off the ring if `read` put bytes in it (a
+    /// completion then names it, as the kernel's would). Returns `read`'s
+    /// result and the buffer taken; -ENOBUFS when the ring is empty.
+    pub(crate) fn read_provided(
+        &self,
+        group: u16,
+        len: usize,
+        read: impl FnOnce(&mut [u8]) -> i32,
+    ) -> (i32, Option<u16>) {
+        let Some(ring) = self.provided.get(usize::from(group)) else {
+            return (-libc::ENOBUFS, None);
+        };
+        let head = ring.head.get();
+        if head == ring.tail.get() {
+            return (-libc::ENOBUFS, None);
+        }
+        let slot = usize::from(head & (ring.count - 1));
+        // SAFETY: slot < count entries of the mapping; `push` wrote every
+        // entry between head and tail, and writes only past the tail.
+        let bid = unsafe { (*ring.entries.as_ptr().add(slot)).bid() };
+        if bid >= ring.count {
+            return (-libc::EIO, None);
+        }
+        // SAFETY: buffer `bid` is on the ring (between head and tail), so
+        // no `Buf` lends it (`take_provided` makes one only after a
+        // completion names it, once this has taken it off), and no kernel
+        // writes it: this ring is not registered with one. The slice
+        // lives for this call only.
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(ring.buf_ptr(bid), ring.buf_size.min(len)) };
+        let result = read(buf);
+        if result <= 0 {
+            return (result, None);
+        }
+        ring.head.set(head.wrapping_add(1));
+        (result, Some(bid))
     }
 
     /// Size of every buffer, registered or heap.

@@ -11,10 +11,12 @@ use crate::token::Token;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// io_uring cannot be used here: the kernel lacks it, it is disabled
-    /// (`kernel.io_uring_disabled`), a seccomp filter denies it, or a required
-    /// opcode or feature is missing.
-    #[error("io_uring is not usable: {what}")]
+    /// The backend asked for cannot be used here: io_uring is missing,
+    /// disabled (`kernel.io_uring_disabled`), denied by a seccomp filter,
+    /// out of locked memory, or lacks a required opcode or feature (with
+    /// [`Backend::Auto`](crate::Backend::Auto) the proactor then runs on
+    /// epoll instead); or `RINGPIPE_BACKEND` names no backend.
+    #[error("not usable here: {what}")]
     Unsupported {
         /// What is missing, in words.
         what: String,

@@ -96,6 +96,7 @@ pub use error::{Error, Result};
 pub use event::{CloseReason, Event, Events, Runs};
 pub use fifo::{FifoOptions, PipeLimits, ReadMode, Reconnect, pipe_max_size, raise_fd_limit};
 pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Snapshot, Stats};
+pub use ring::{BACKEND_ENV, Backend, BackendInUse};
 pub use token::{Receiver, Sender, Token};
 pub use transport::State;
 

@@ -72,6 +72,9 @@ fn ping_pong(builder: Builder, rounds: usize, skip: usize) -> u64 {
 
 #[test]
 fn one_enter_per_round_trip() {
+    if io_uring_only("one_enter_per_round_trip") {
+        return;
+    }
     watchdog(Duration::from_secs(60), || {
         // A hold longer than any reply takes, so the count is exact.
         let builder = Proactor::builder().echo_hold(Duration::from_secs(30));
@@ -112,6 +115,9 @@ fn without_a_hold_round_trips_stay_exact() {
 /// the other.
 #[test]
 fn ring_fd_registrations_are_given_back() {
+    if io_uring_only("ring_fd_registrations_are_given_back") {
+        return;
+    }
     watchdog(Duration::from_secs(60), || {
         for i in 0..40 {
             let p = Proactor::builder().sq_entries(8).build().unwrap();

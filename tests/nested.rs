@@ -282,6 +282,9 @@ fn async_fd(p: Nested) -> tokio::io::unix::AsyncFd<Nested> {
 /// `Builder::defer_taskrun(false)` for nesting.
 #[test]
 fn deferred_task_work_polls_readable_but_wakes_no_waiter() {
+    if io_uring_only("deferred_task_work_polls_readable_but_wakes_no_waiter") {
+        return;
+    }
     watchdog(Duration::from_secs(20), || {
         let mut p = Proactor::new().unwrap();
         let (r, w) = pipe();

@@ -82,7 +82,11 @@ fn sq2_cq4_completes_10000_operations() {
             "only {} completions",
             writes + reads
         );
-        assert!(p.snapshot().enters > enters_before + MSGS as u64);
+        // A 2-entry SQ flushes early, many times a turn: io_uring's queue
+        // (epoll has none, and counts its waits).
+        if !on_epoll() {
+            assert!(p.snapshot().enters > enters_before + MSGS as u64);
+        }
         for (rx, tx) in rxs.iter().zip(&txs) {
             p.close(*rx).unwrap();
             p.close(*tx).unwrap();

@@ -30,7 +30,7 @@ fn throughput_checks_every_chunk() {
         LIMIT,
     );
     // 1 MiB in 64-byte chunks, then in 4 KiB chunks.
-    let engines = ["uring", "epoll", "threads", "tokio"];
+    let engines = ["uring", "ringpipe-epoll", "epoll", "threads", "tokio"];
     let mut want = each(&engines, 16384);
     want.extend(each(&engines, 256));
     assert_eq!(counts(&records, "msgs_checked"), want);
@@ -47,6 +47,7 @@ fn fanin_checks_every_message_of_every_fifo() {
         "uring",
         "uring-single",
         "uring-batch",
+        "ringpipe-epoll",
         "epoll",
         "threads",
         "tokio",
@@ -74,7 +75,14 @@ fn latency_checks_every_message_and_its_delay() {
         ]),
         LIMIT,
     );
-    let engines = ["uring", "uring-single", "epoll", "threads", "tokio"];
+    let engines = [
+        "uring",
+        "uring-single",
+        "ringpipe-epoll",
+        "epoll",
+        "threads",
+        "tokio",
+    ];
     assert_eq!(
         counts(&records, "msgs_checked"),
         each(&[engines, engines].concat(), 200)
@@ -111,6 +119,8 @@ fn relay_output_is_checked_chunk_by_chunk() {
         "uring-splice",
         "uring-splice-direct",
         "uring-splice-iowq",
+        "ringpipe-epoll",
+        "ringpipe-epoll-splice",
         "epoll",
         "threads",
         "threads-splice",
@@ -128,6 +138,7 @@ fn pingpong_checks_every_echo() {
         "uring-echo",
         "uring-sqpoll",
         "uring-spin",
+        "ringpipe-epoll",
         "epoll",
         "threads",
         "tokio",
@@ -142,7 +153,7 @@ fn idle_checks_one_message_per_fifo() {
         &args(&["idle", "--fifos", "100", "--idle-ms", "100"]),
         LIMIT,
     );
-    let engines = ["uring", "epoll", "threads", "tokio"];
+    let engines = ["uring", "ringpipe-epoll", "epoll", "threads", "tokio"];
     assert_eq!(counts(&records, "msgs_checked"), each(&engines, 100));
 }
 

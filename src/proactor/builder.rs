@@ -13,7 +13,7 @@ use super::wait::WaitPolicy;
 use super::waiting::{RETRY_START, Waiting};
 use crate::buffers::{self, Memlock, Pool};
 use crate::error::{Error, Result};
-use crate::ring::{self, Ring, RingConfig};
+use crate::ring::{self, Backend, Ring, RingConfig};
 
 /// Configures and builds a [`Proactor`].
 ///
@@ -43,6 +43,7 @@ pub struct Builder {
     relay_pipe_size: usize,
     batch: Option<(u32, Duration)>,
     echo_hold: Duration,
+    backend: Backend,
 }
 
 impl Default for Builder {
@@ -66,13 +67,31 @@ impl Default for Builder {
             relay_pipe_size: super::relay_pipes::RELAY_PIPE_SIZE,
             batch: None,
             echo_hold: Duration::ZERO,
+            backend: Backend::Auto,
         }
     }
 }
 
 impl Builder {
+    /// Which backend to build on (default [`Backend::Auto`]: io_uring,
+    /// falling back to epoll where io_uring cannot be set up, unless the
+    /// `RINGPIPE_BACKEND` environment variable says otherwise).
+    /// [`Proactor::backend`] says which one runs, and why.
+    ///
+    /// ```
+    /// use ringpipe::{Backend, Proactor};
+    /// let proactor = Proactor::builder().backend(Backend::Epoll).build()?;
+    /// assert_eq!(proactor.backend().backend(), Backend::Epoll);
+    /// # Ok::<(), ringpipe::Error>(())
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Submission queue size (default 256). A turn with more operations
-    /// than this flushes early, once per full queue.
+    /// than this flushes early, once per full queue. On epoll it only
+    /// bounds a sender's chain of writes, as on io_uring.
     pub fn sq_entries(mut self, n: u32) -> Self {
         self.ring.sq_entries = n;
         self
@@ -80,7 +99,7 @@ impl Builder {
 
     /// Completion queue size (default 1024, at least twice the SQ). When
     /// it overflows the kernel keeps completions aside and the proactor
-    /// fetches them: none are lost.
+    /// fetches them: none are lost. io_uring only (epoll has no queue).
     pub fn cq_entries(mut self, n: u32) -> Self {
         self.ring.cq_entries = n;
         self
@@ -89,6 +108,7 @@ impl Builder {
     /// Use a kernel submission thread (SQPOLL) that polls for `idle` before
     /// sleeping: fewer syscalls and lower latency, for a core's worth of CPU.
     /// Default: off; the ring then runs single-issuer with deferred task work.
+    /// io_uring only: no effect on epoll.
     pub fn sqpoll(mut self, idle: Duration) -> Self {
         self.ring.sqpoll_idle = Some(idle);
         self
@@ -102,6 +122,7 @@ impl Builder {
     /// [`Proactor::submit`]): deferred work never wakes a waiter on the
     /// ring fd (Linux 6.18), so such a loop would sleep through it. The
     /// ring then runs cooperative task work (`COOP_TASKRUN`), or plain.
+    /// io_uring only: an epoll backend's fd nests either way.
     pub fn defer_taskrun(mut self, on: bool) -> Self {
         self.ring.defer_taskrun = on;
         self
@@ -131,13 +152,17 @@ impl Builder {
     ///
     /// Set explicitly, the pool is registered at build or `build` fails with
     /// [`Error::MemlockLimit`]. `count` 0 registers nothing.
+    ///
+    /// On epoll the same buffers are used, never registered nor locked.
     pub fn buffers(mut self, count: u16, size: usize) -> Self {
         self.buffers = Some((count, size));
         self
     }
 
     /// Size of the registered file table (default 4096; 0 disables it).
-    /// Transports beyond it use plain descriptors.
+    /// Transports beyond it use plain descriptors. On epoll the table
+    /// holds the fds the backend has made `O_NONBLOCK` (a FIFO takes no
+    /// `RWF_NOWAIT`); beyond it, each transfer sets the flag itself.
     pub fn registered_files(mut self, n: u32) -> Self {
         self.ring.files = n;
         self
@@ -172,7 +197,8 @@ impl Builder {
     /// runs on an io-wq worker, beside this thread (a hand-off and a
     /// wake-up per move, for parallelism where a core is free). Measured
     /// side by side in BENCHMARKS.md (Relay). Fan-outs to several senders
-    /// always use io_uring TEE and SPLICE. Like an io_uring write, a
+    /// always use io_uring TEE and SPLICE. On epoll every splice and tee
+    /// runs from this thread, whatever this says. Like an io_uring write, a
     /// `splice(2)` into a pipe whose reader left raises SIGPIPE in this
     /// thread: see [`ignore_sigpipe`](Self::ignore_sigpipe).
     pub fn splice_direct(mut self, yes: bool) -> Self {
@@ -207,7 +233,7 @@ impl Builder {
     /// Caps the kernel's io-wq worker threads of this ring: `bounded` for
     /// regular-file work, `unbounded` for pipes (default 2 and 2). Splices
     /// and tees always run on these workers; the cap keeps thread count
-    /// flat however many relays exist.
+    /// flat however many relays exist. io_uring only (epoll has no workers).
     pub fn iowq_max_workers(mut self, bounded: u32, unbounded: u32) -> Self {
         self.iowq_max_workers = [bounded.max(1), unbounded.max(1)];
         self
@@ -221,7 +247,9 @@ impl Builder {
     /// read that fills one marks its receiver as streaming).
     /// The kernel picks a buffer only when data is there, so memory is
     /// touched as data passes. When a ring runs dry, its reads wait until
-    /// the buffers lent in events come back at the next poll.
+    /// the buffers lent in events come back at the next poll. io_uring
+    /// only: on epoll receivers read single-shot into the pool's buffers
+    /// (a waiting one holds none: it polls first when none is free).
     pub fn provided_buffers(mut self, count: u16, size: usize) -> Self {
         self.provided = (count.max(1), size.max(1));
         self
@@ -237,7 +265,8 @@ impl Builder {
     /// completion lasts `budget`, and the reads then take what came in the
     /// meantime at once: a trickle costs one wake-up per `budget`. Default:
     /// off (`poll` wakes for the first completion); 0 or 1 `completions`
-    /// turns it off, as does a zero `budget`.
+    /// turns it off, as does a zero `budget`. io_uring only: on epoll
+    /// `poll` wakes for the first completion.
     ///
     /// On Linux >= 6.12 (`IORING_FEAT_MIN_TIMEOUT`, see
     /// [`Proactor::kernel_min_wait`]) the kernel does this in the one
@@ -274,7 +303,8 @@ impl Builder {
     /// timer is dear (a virtual machine whose timer writes trap to the
     /// host) it costs more than the enter it saves: measure before turning
     /// it on (BENCHMARKS.md, "Cheaper enters and one enter per round
-    /// trip", has the figures of one such guest).
+    /// trip", has the figures of one such guest). io_uring only: no
+    /// effect on epoll.
     pub fn echo_hold(mut self, hold: Duration) -> Self {
         self.echo_hold = hold;
         self
@@ -297,9 +327,11 @@ impl Builder {
         self
     }
 
-    /// Sets up the ring, probes the kernel and registers the buffers.
-    /// Fails with [`Error::Unsupported`] when io_uring is missing, disabled
-    /// or lacks an opcode, naming which, and with [`Error::MemlockLimit`]
+    /// Sets up the backend ([`backend`](Self::backend)), probes the kernel
+    /// and registers the buffers. With [`Backend::Auto`] an io_uring that
+    /// is missing, disabled, denied, out of locked memory or lacking an
+    /// opcode means epoll; with [`Backend::IoUring`] it fails with
+    /// [`Error::Unsupported`], naming which. Fails with [`Error::MemlockLimit`]
     /// when buffers set with [`buffers`](Self::buffers) cannot be locked.
     /// Without locked memory for the provided ring, multishot reads are
     /// off ([`ReadMode::Fixed`](crate::ReadMode::Fixed) is used).
@@ -315,7 +347,7 @@ impl Builder {
             op: "proactor identity (every one of 2^32 - 1 is used)",
             source: io::Error::from_raw_os_error(libc::EOVERFLOW),
         })?;
-        let mut ring = Ring::new(&self.ring)?;
+        let (mut ring, backend) = Ring::new(&self.ring, self.backend)?;
         let multishot_ok = ring.supports_read_multishot();
         let provided = multishot_ok.then_some(self.provided);
         let memlock = Memlock::current();
@@ -390,6 +422,7 @@ impl Builder {
         Ok(Proactor {
             io: Io {
                 ring,
+                backend,
                 pool,
                 pending: Vec::new(),
                 pending_bufs: Vec::new(),

@@ -1,17 +1,19 @@
-//! What every part of the proactor acts through: the ring (the backend)
-//! to submit on, the buffer pool, and the events the next `poll` reports.
+//! What every part of the proactor acts through: the ring (the backend,
+//! io_uring or epoll) to submit on, the buffer pool, and the events the next `poll` reports.
 
 use std::rc::Rc;
 
 use crate::buffers::{Buf, Pool};
 use crate::error::Error;
 use crate::event::Item;
-use crate::ring::Ring;
+use crate::ring::{BackendInUse, Ring};
 use crate::token::Token;
 
 #[derive(Debug)]
 pub(super) struct Io {
     pub(super) ring: Ring,
+    /// Which backend `ring` is, and why.
+    pub(super) backend: BackendInUse,
     pub(super) pool: Rc<Pool>,
     /// Events for the next `poll`, in the order they happened.
     pub(super) pending: Vec<Item>,

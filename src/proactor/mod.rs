@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, ReadMode};
+use crate::ring::BackendInUse;
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -347,6 +348,15 @@ impl Proactor {
         }
     }
 
+    /// The backend this proactor runs on, and why: io_uring, or epoll
+    /// because it was asked for (`Builder::backend`, `RINGPIPE_BACKEND`)
+    /// or because io_uring could not be set up (the reason in
+    /// [`BackendInUse::fallback`]). Its `Display` is one line for a log;
+    /// [`Snapshot::backend`] has which one, without the why.
+    pub fn backend(&self) -> &BackendInUse {
+        &self.io.backend
+    }
+
     /// Whether the kernel holds a `poll` wait itself
     /// (`IORING_FEAT_MIN_TIMEOUT`: Linux 6.12 and later, or 6.19 and later
     /// on an SQPOLL ring): a batched wait ([`Builder::batch_wait`]) is
@@ -421,7 +431,11 @@ impl Proactor {
     ///    in the kernel;
     /// 3. go back to sleep in your loop.
     ///
-    /// Only a ring that wakes such a loop gives its fd: one built with
+    /// On the epoll backend this is its epoll fd, which nests in any loop:
+    /// readable when a parked operation's fd is ready, a timeout is due,
+    /// or completions wait (after `submit`).
+    ///
+    /// On io_uring, only a ring that wakes such a loop gives its fd: one built with
     /// [`Builder::defer_taskrun(false)`](crate::Builder::defer_taskrun) or
     /// [`Builder::sqpoll`](crate::Builder::sqpoll). The default ring
     /// defers its task work (`DEFER_TASKRUN`), and fails with
@@ -472,13 +486,10 @@ impl Proactor {
         if !self.io.ring.has_unsubmitted() && !self.io.ring.is_sqpoll() {
             return Ok(());
         }
-        self.io
-            .ring
-            .submit_and_wait(false, None)
-            .map_err(|source| Error::Ring {
-                op: "io_uring_enter",
-                source,
-            })
+        self.io.ring.submit().map_err(|source| Error::Ring {
+            op: "io_uring_enter",
+            source,
+        })
     }
 
     /// Submits everything queued since the last call in one

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::Proactor;
 use super::registry::Role;
 use crate::error::{Error, Result};
+use crate::ring::Backend;
 use crate::token::Token;
 use crate::transport::State;
 
@@ -128,8 +129,12 @@ pub struct Snapshot {
     /// Buffers in the registered pool (fixed when the proactor is built).
     pub buffers_total: usize,
     /// `io_uring_enter` calls made since the proactor was built (for
-    /// syscalls-per-message figures).
+    /// syscalls-per-message figures); `epoll_wait` calls on the epoll
+    /// backend.
     pub enters: u64,
+    /// The backend the proactor runs on: [`Backend::IoUring`] or
+    /// [`Backend::Epoll`] (as [`Proactor::backend`], without the why).
+    pub backend: Backend,
 }
 
 impl Snapshot {
@@ -198,6 +203,7 @@ impl Proactor {
             buffers_total: self.io.pool.fixed_total(),
             buffers_in_use: self.io.pool.fixed_in_use(),
             enters: self.io.ring.enters(),
+            backend: self.io.backend.backend(),
             ..Snapshot::default()
         };
         for t in self.table.iter() {

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, Held, Kind, OpId, Pinned, Ring, UserData};
+use super::{FileRef, Held, Kind, OpId, Pinned, Uring, UserData};
 use crate::buffers::{Buf, Pool, SELECT_GROUP};
 
 /// Registers the pool's provided rings. False if the pool has none.
@@ -40,7 +40,7 @@ pub(super) fn register_all(
     Ok(any)
 }
 
-impl Ring {
+impl Uring {
     /// The registered index a fixed operation on `buf` may name, pinning
     /// it first if this is its first use under a deferred registration
     /// ([`Pool::register_later`]): the first use registers a sparse table

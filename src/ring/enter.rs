@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use io_uring::types;
 
-use super::Ring;
+use super::Uring;
 
 // `io_uring_enter` flags (kernel ABI, include/uapi/linux/io_uring.h).
 /// Wait for or reap completions (and run deferred task work).
@@ -32,7 +32,7 @@ const TASK_WORK_PASS: usize = 20;
 /// matter: `poll` waits again when it expires.
 const LONG_WAIT: Duration = Duration::from_secs(3600);
 
-impl Ring {
+impl Uring {
     /// Moves the completions the kernel kept aside on CQ overflow into
     /// the CQ: an enter with GETEVENTS (submitting what is queued too).
     pub(super) fn flush_overflow(&mut self) -> io::Result<()> {

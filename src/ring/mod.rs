@@ -1,12 +1,15 @@
-//! The backend below the proactor: one io_uring instance. Its calls are
-//! the whole boundary the proactor acts through, and know no purposes: an
-//! operation (`ops`: reads, writes, polls, splices and tees, cancels, an
-//! eventfd read, a timeout) is submitted with opaque [`UserData`] and
+//! The backends below the proactor, behind one boundary ([`Ring`], in
+//! `backend`): the calls the proactor acts through, knowing no purposes.
+//! An operation (`ops`: reads, writes, polls, splices and tees, cancels,
+//! an eventfd read, a timeout) is submitted with opaque [`UserData`] and
 //! answers with one [`Completion`] carrying it back (more for a multishot
 //! read); files are registered and released; one enter per loop turn
 //! submits and waits (`enter`); `drain` hands over what completed. What
-//! the user data means is the proactor's (its `route` room). Setup and
-//! feature probing are in `setup`, the provided buffer rings in `bufring`.
+//! the user data means is the proactor's (its `route` room).
+//!
+//! This file is the io_uring backend, [`Uring`]: setup and feature
+//! probing are in `setup`, the provided buffer rings in `bufring`. The
+//! epoll backend, a completion emulator with the same calls, is `epoll`.
 //!
 //! Every operation is entered in the table before its SQE is pushed and leaves
 //! it only with its final CQE, taking back the buffer it owned. So no buffer is
@@ -14,9 +17,13 @@
 //! plus a sequence number, unique among live operations, so a cancel never
 //! hits a later operation that reused the key.
 
+mod backend;
+mod epoll;
 mod setup;
 mod sigpipe;
 
+pub(crate) use backend::Ring;
+pub use backend::{BACKEND_ENV, Backend, BackendInUse};
 pub(crate) use setup::RingConfig;
 pub(crate) use sigpipe::ignore_sigpipe_if_default;
 
@@ -142,7 +149,9 @@ pub(crate) struct Completion {
     pub provided: Option<u16>,
 }
 
-pub(crate) struct Ring {
+/// The io_uring backend: one ring, its operation table, its registered
+/// files and memory.
+pub(crate) struct Uring {
     /// Closed by hand in `Drop`, before `memory` may go.
     uring: ManuallyDrop<IoUring>,
     ops: Slab<InFlight>,
@@ -179,9 +188,9 @@ pub(crate) struct Ring {
     memory: Option<Rc<Pool>>,
 }
 
-impl std::fmt::Debug for Ring {
+impl std::fmt::Debug for Uring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ring")
+        f.debug_struct("Uring")
             .field("in_flight", &self.ops.len())
             .field("enters", &self.enters)
             .field("sqpoll", &self.sqpoll)
@@ -192,7 +201,7 @@ impl std::fmt::Debug for Ring {
     }
 }
 
-impl Ring {
+impl Uring {
     /// Registers every buffer of `pool` once. Until this succeeds, reads
     /// and writes use the pool's buffers with plain `READ` / `WRITE`. With
     /// `wait`, a refusal for lack of locked memory is retried while closed
@@ -443,7 +452,7 @@ impl Ring {
     }
 }
 
-impl Drop for Ring {
+impl Drop for Uring {
     fn drop(&mut self) {
         if !self.ops.is_empty() && !self.cancel_all_and_drain(Duration::from_secs(5)) {
             // The kernel may still write into these buffers: leak them, and

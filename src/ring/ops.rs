@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use io_uring::{opcode, squeue, types};
 
-use super::{FileRef, Held, Kind, OpId, Ring, UserData};
+use super::{FileRef, Held, Kind, OpId, Uring, UserData};
 use crate::buffers::{Buf, PROVIDED_GROUP};
 
-impl Ring {
+impl Uring {
     /// A multishot read into buffers the kernel takes from the provided
     /// ring: one SQE, then a completion per read until it ends (ring empty:
     /// -ENOBUFS; cancelled; EOF on an anonymous pipe, never on a FIFO).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, Probe, opcode};
 use slab::Slab;
 
-use super::Ring;
+use super::Uring;
 use crate::error::Error;
 
 /// How the ring is set up. Built by [`crate::Builder`].
@@ -61,15 +61,20 @@ const REQUIRED: [(u8, &str); 9] = [
     (opcode::Tee::CODE, "TEE"),
 ];
 
-impl Ring {
+impl Uring {
     /// Sets up a ring as `cfg` says, checks that the kernel has every
     /// feature and opcode the proactor needs, and registers a sparse file
     /// table of `cfg.files` slots.
-    pub(crate) fn new(cfg: &RingConfig) -> Result<Ring, Error> {
+    pub(crate) fn new(cfg: &RingConfig) -> Result<Uring, Error> {
         let sq = cfg.sq_entries.max(1);
         let cq = cfg.cq_entries.max(2 * sq);
         // Which setup the kernel took: whether the ring defers task work.
-        let (uring, deferred) = retry_while_memlock_drains(|| match cfg.sqpoll_idle {
+        // A limit below the queues' own size can never fit them: fail at
+        // once (the epoll fallback waits for this) instead of retrying.
+        let fits = crate::buffers::Memlock::current()
+            .limit
+            .is_none_or(|l| l >= cfg.locked_bytes());
+        let setup = || match cfg.sqpoll_idle {
             Some(idle) => {
                 let idle = idle.as_millis().clamp(1, u32::MAX as u128) as u32;
                 first_accepted(
@@ -101,7 +106,11 @@ impl Ring {
                 let from = if cfg.defer_taskrun { 0 } else { 2 };
                 first_accepted(&attempts[from..], sq, cq).map(|(ring, i)| (ring, from + i < 2))
             }
-        })
+        };
+        let (uring, deferred) = match fits {
+            true => retry_while_memlock_drains(setup),
+            false => setup(),
+        }
         .map_err(setup_error)?;
         if !uring.params().is_feature_nodrop() || !uring.params().is_feature_ext_arg() {
             return Err(Error::Unsupported {
@@ -151,7 +160,7 @@ impl Ring {
         } else {
             None
         };
-        Ok(Ring {
+        Ok(Uring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
             seq: 0,

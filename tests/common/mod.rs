@@ -415,3 +415,39 @@ pub fn close_flushed(p: &mut Proactor, ev: &mut Events, tx: ringpipe::Sender, li
         _ => false,
     });
 }
+
+/// Whether the proactors this test builds run on the epoll backend:
+/// `RINGPIPE_BACKEND=epoll` (the suite's second run), or a host where
+/// io_uring is refused.
+pub fn on_epoll() -> bool {
+    static EPOLL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *EPOLL.get_or_init(|| {
+        Proactor::new().is_ok_and(|p| p.backend().backend() == ringpipe::Backend::Epoll)
+    })
+}
+
+/// For a test of what io_uring itself does (its enters, registered
+/// files, deferred task work, batched waits): true when proactors run on
+/// epoll here, where it has nothing to check, after saying so on stderr.
+/// Asked for (`RINGPIPE_BACKEND=epoll`), that is no skip: the suite's
+/// io_uring run checks it. On a host that refuses io_uring it is one
+/// ([`skip`]: a failure in CI).
+pub fn io_uring_only(test: &str) -> bool {
+    use std::io::Write;
+    if !on_epoll() {
+        return false;
+    }
+    let asked = std::env::var(ringpipe::BACKEND_ENV).is_ok_and(|v| v == "epoll");
+    if asked {
+        let _ = writeln!(
+            std::io::stderr(),
+            "NOT ON EPOLL {test}: it checks io_uring itself; the io_uring run covers it"
+        );
+    } else {
+        skip(
+            test,
+            "io_uring is not usable here: the proactor runs on epoll",
+        );
+    }
+    true
+}

@@ -20,6 +20,7 @@ use crate::sys;
 
 mod epoll;
 pub mod relay;
+mod ringpipe_epoll;
 mod threads;
 mod tokio_pipe;
 mod uring;
@@ -37,6 +38,8 @@ pub const ALL: &[&Engine] = &[
     &uring::SPLICE_IOWQ,
     &uring::SQPOLL,
     &uring::SPIN,
+    &ringpipe_epoll::RINGPIPE_EPOLL,
+    &ringpipe_epoll::RINGPIPE_EPOLL_SPLICE,
     &epoll::EPOLL,
     &threads::THREADS,
     &threads::SPLICE,

@@ -4,7 +4,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use ringpipe::{Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
+use ringpipe::{Backend, Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Sender};
 
 use super::relay::{self, pipe_bytes};
 use super::{Consumed, Engine, Scope, Spec, announce, sharded};
@@ -113,8 +113,8 @@ fn batch() -> (u32, Duration) {
 /// The hold of `Mode::Echo`.
 pub const ECHO_HOLD: Duration = Duration::from_millis(1);
 
-fn proactor(spec: &Spec, mode: Mode) -> io::Result<Proactor> {
-    let builder = Proactor::builder();
+fn proactor(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<Proactor> {
+    let builder = Proactor::builder().backend(backend);
     // Relays grow both pipes to 1 MiB by default; a size from the
     // environment replaces that default (0: leave them alone).
     let builder = if std::env::var_os("RINGPIPE_BENCH_PIPE_KIB").is_some() {
@@ -180,6 +180,12 @@ pub enum Mode {
 }
 
 fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
+    run_on(spec, mode, Backend::Auto)
+}
+
+/// The engine of `mode` on `backend` (`Auto`: io_uring, or what
+/// `RINGPIPE_BACKEND` says). Its report's note names the backend.
+pub(super) fn run_on(spec: &Spec, mode: Mode, backend: Backend) -> io::Result<EngineReport> {
     let splices = matches!(mode, Mode::Splice | Mode::SpliceDirect | Mode::SpliceIowq);
     // How every receiver of the run reads.
     let opts = match mode {
@@ -190,19 +196,40 @@ fn run(spec: &Spec, mode: Mode) -> io::Result<EngineReport> {
         // A proactor per consumer, each built on its own thread.
         let wait = (mode == Mode::Spin).then_some(Duration::ZERO);
         return sharded(spec, &|share, ready| {
-            consume(spec, &mut proactor(spec, mode)?, wait, &opts, share, ready)
+            consume(
+                spec,
+                &mut proactor(spec, mode, backend)?,
+                wait,
+                &opts,
+                share,
+                ready,
+            )
         });
     }
-    let mut p = proactor(spec, mode)?;
+    let mut p = proactor(spec, mode, backend)?;
     let wait = match mode {
         Mode::Spin => Some(Duration::ZERO),
         _ => None,
     };
-    match spec.shape.relay() {
+    let report = match spec.shape.relay() {
         Some((.., true)) if splices => splice(spec, &mut p),
         _ if splices => Err(io::Error::other("the splice engines run the relay only")),
         _ => relay(spec, &mut p, wait, opts),
+    }?;
+    Ok(with_backend(report, &p))
+}
+
+/// Names the backend in the report's note when it is not io_uring, so
+/// a run that fell back to epoll says so in its table.
+fn with_backend(mut report: EngineReport, p: &Proactor) -> EngineReport {
+    if p.backend().backend() != Backend::IoUring {
+        let line = format!("backend {}", p.backend());
+        report.note = Some(match report.note.take() {
+            Some(note) => format!("{note}; {line}"),
+            None => line,
+        });
     }
+    report
 }
 
 /// Throughput, fan-in and idle: read the input FIFOs numbered `share`.
