@@ -353,3 +353,23 @@ fn the_nested_examples_copy_every_byte() {
         });
     }
 }
+
+/// A multishot read that finds the provided ring dry ends, and is armed
+/// again at the next `poll`, once the buffers lent in the last events are
+/// back. A loop that nests the proactor polls only when the ring fd is
+/// ready: the proactor makes it ready so that next `poll` comes.
+#[test]
+fn an_epoll_loop_resumes_reads_starved_of_buffers() {
+    watchdog(Duration::from_secs(60), || {
+        let mut p = Proactor::builder()
+            .defer_taskrun(false)
+            .provided_buffers(1, 4096)
+            .build()
+            .unwrap();
+        let (_dir, child) = bursts_into(&mut p, ReadMode::Multishot);
+        let mut got = Vec::new();
+        drive_epoll(&mut p, |_, e| collect(&mut got, e));
+        child.wait_success(Duration::from_secs(30));
+        assert!(got == expected(), "{} bytes differ", got.len());
+    });
+}

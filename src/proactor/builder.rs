@@ -431,6 +431,7 @@ impl Builder {
             reads: Reads {
                 multishot_ok,
                 starved: Vec::new(),
+                wake_armed: false,
             },
             waiting: Waiting::new(self.open_retry_max),
             wait: WaitPolicy::new(self.batch, self.echo_hold),

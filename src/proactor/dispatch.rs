@@ -38,6 +38,7 @@ impl Proactor {
                     state.on_complete(&mut self.io, token, c.op, c.result);
                 }
             }
+            Route::StarvedWake => self.reads.wake_armed = false,
             Route::Nobody => {}
         }
     }

@@ -556,6 +556,19 @@ impl Proactor {
             }
             // Only internal work finished (a timer, a cancel): wait again.
         }
+        // Starved reads resume at the next `poll`, once the buffers lent
+        // in `events` come back; a loop that nests this proactor polls only
+        // when its fd is ready, so a completion must make it ready.
+        if !self.reads.starved.is_empty() && !self.reads.wake_armed {
+            let ring = &mut self.io.ring;
+            if ring.timeout(Duration::ZERO, route::STARVED_WAKE).is_ok() {
+                self.reads.wake_armed = true;
+                ring.submit_and_wait(false, None).map_err(|e| Error::Ring {
+                    op: "io_uring_enter",
+                    source: e,
+                })?;
+            }
+        }
         self.wait.delivering(&self.io.pending);
         // `events` was emptied above: swapped, not copied, so the frames'
         // indices stay right and each side keeps an allocation.

@@ -63,6 +63,9 @@ pub(super) const RETRY_TIMER: UserData = OWN | 1;
 pub(super) const OPEN_WATCH: UserData = OWN | 2;
 /// The eventfd READ that `Notifier`s complete.
 pub(super) const NOTIFY: UserData = OWN | 3;
+/// A timeout of zero armed as `poll` returns with starved reads, so a loop
+/// that nests the proactor sees its fd ready and polls again.
+pub(super) const STARVED_WAKE: UserData = OWN | 4;
 /// Crate-internal watches (`Proactor::watch_readable`): this bit and the
 /// watch's number below it. Below the ring's own reserved id.
 const WATCH: UserData = OWN | 1 << 30;
@@ -94,6 +97,7 @@ pub(super) enum Route {
     RetryTimer,
     OpenWatch,
     Notify,
+    StarvedWake,
     /// Crate-internal watch number `n` fired.
     Watch(u32),
     /// Nobody's (the ring's own cancels).
@@ -108,6 +112,7 @@ impl Route {
                 RETRY_TIMER => Route::RetryTimer,
                 OPEN_WATCH => Route::OpenWatch,
                 NOTIFY => Route::Notify,
+                STARVED_WAKE => Route::StarvedWake,
                 d if d & !UserData::from(WATCH_NUMBERS) == WATCH => {
                     Route::Watch(d as u32 & WATCH_NUMBERS)
                 }

@@ -62,6 +62,8 @@ pub(super) struct Reads {
     /// Multishot receivers whose read ended for lack of buffers: armed
     /// again at the next `poll`, once lent buffers are back.
     pub(super) starved: Vec<Token>,
+    /// A `STARVED_WAKE` is in flight.
+    pub(super) wake_armed: bool,
 }
 
 impl Reads {

@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::{Next, ReadPath, ReceiverSide};
+use super::{Feed, Next, ReadPath, ReceiverSide};
 use crate::buffers::PROVIDED_GROUP;
 use crate::proactor::end::End;
 use crate::proactor::io::Io;
@@ -82,7 +82,16 @@ impl ReceiverSide {
             return Next::Done;
         }
         self.hup = None;
-        if end.closing() || result < 0 {
+        if end.closing() {
+            return Next::Done;
+        }
+        // Cancelled by a `pause` that a `resume` has since undone: armed
+        // again, or the read would never learn that the writer left. (A
+        // paused receiver arms both at `resume`; a splice sees EOF itself.)
+        if (result == ECANCELED || result == ERESTARTSYS) && matches!(self.feed, Feed::Read) {
+            return Next::Arm;
+        }
+        if result < 0 {
             return Next::Done;
         }
         self.path = ReadPath::Draining;
