@@ -563,7 +563,7 @@ impl Proactor {
             let ring = &mut self.io.ring;
             if ring.timeout(Duration::ZERO, route::STARVED_WAKE).is_ok() {
                 self.reads.wake_armed = true;
-                ring.submit_and_wait(false, None).map_err(|e| Error::Ring {
+                ring.submit().map_err(|e| Error::Ring {
                     op: "io_uring_enter",
                     source: e,
                 })?;
