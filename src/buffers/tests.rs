@@ -1,0 +1,56 @@
+use super::*;
+
+#[test]
+fn plain_provided_buffers_return_after_one_completion() {
+    let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
+    // Not incremental: every completion consumes its buffer, EOF too.
+    drop(pool.take_provided(1, 0, 0).unwrap());
+    assert_eq!(pool.provided_pushed(1), 3);
+    let a = pool.take_provided(1, 1, 64).unwrap();
+    assert_eq!(pool.provided_pushed(1), 3);
+    drop(a);
+    assert_eq!(pool.provided_pushed(1), 4);
+}
+
+#[test]
+fn a_provided_ring_starts_small_and_grows_with_readers_and_when_dry() {
+    let pool = Pool::with_provided(1, 4096, Some((64, 4096))).unwrap();
+    // Only a few buffers go to the kernel: the memory the reads touch
+    // follows what they need, not the ring's capacity.
+    assert_eq!(pool.provided_pushed(0), PROVIDED_FIRST);
+    // A buffer no read could have taken is refused.
+    assert!(pool.take_provided(0, PROVIDED_FIRST, 1).is_none());
+    pool.reserve_provided(0, 12);
+    assert_eq!(pool.provided_pushed(0), 12);
+    pool.reserve_provided(0, 4);
+    assert_eq!(pool.provided_pushed(0), 12, "never shrinks");
+    let mut published = 12;
+    while published < 64 {
+        assert!(pool.grow_provided(0));
+        published = (published * 2).min(64);
+        assert_eq!(pool.provided_pushed(0), published);
+    }
+    assert!(!pool.grow_provided(0), "at capacity");
+    assert_eq!(pool.provided_pushed(0), 64);
+}
+
+#[test]
+fn fixed_buffers_are_exclusive_and_recycled() {
+    let pool = Pool::new(2, 100).unwrap();
+    assert_eq!(pool.buf_size(), 4096);
+    let mut a = pool.take_fixed().unwrap();
+    let mut b = pool.take_fixed().unwrap();
+    assert!(pool.take_fixed().is_none());
+    assert_ne!(a.fixed_index(), b.fixed_index());
+    a.as_mut_slice()[0] = 1;
+    b.as_mut_slice()[0] = 2;
+    assert_eq!((a.as_slice()[0], b.as_slice()[0]), (1, 2));
+    // Pool empty: `take` falls back to the heap.
+    let h = pool.take();
+    assert!(h.fixed_index().is_none());
+    assert_eq!(h.capacity(), 4096);
+    drop(a);
+    assert_eq!(pool.free_count(), 1);
+    drop(h);
+    assert_eq!(pool.spare_heap.borrow().len(), 1);
+}
