@@ -46,7 +46,7 @@ fn run() -> Result<(), Error> {
                         match proactor.send(output, data) {
                             // At the high watermark `send` queues nothing:
                             // keep the bytes, stop reading (the writer waits).
-                            Err(Error::WouldBlock { .. }) => proactor.pause(input)?,
+                            Err(Error::WouldBlock { .. }) => unless_closed(proactor.pause(input))?,
                             sent => {
                                 sent?;
                                 continue;
@@ -60,7 +60,7 @@ fn run() -> Result<(), Error> {
                     proactor.send(output, &held)?;
                     held.clear();
                     if !eof {
-                        proactor.resume(input)?;
+                        unless_closed(proactor.resume(input))?;
                     }
                 }
                 Event::PeerGone(t) if t == input.token() => eof = true, // writer closed
@@ -75,5 +75,14 @@ fn run() -> Result<(), Error> {
             proactor.close_after_flush(output)?;
             flushing = true;
         }
+    }
+}
+
+/// A receiver whose writer left closes: a `pause` or `resume` in the same
+/// turn, before its `Closed` event is read, finds it closed. Nothing to do.
+fn unless_closed(r: Result<(), Error>) -> Result<(), Error> {
+    match r {
+        Err(Error::Closed { .. }) => Ok(()),
+        r => r,
     }
 }
