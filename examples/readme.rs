@@ -55,14 +55,19 @@ fn run() -> Result<(), Error> {
                     }
                     held.extend_from_slice(data);
                 }
-                // Down to the low watermark: all of `held` is accepted.
-                Event::Writable(_) if !held.is_empty() => {
-                    proactor.send(output, &held)?;
-                    held.clear();
-                    if !eof {
-                        unless_closed(proactor.resume(input))?;
+                // Down to the low watermark as this poll found it; a send
+                // earlier in this batch may have filled it again, and its
+                // refusal promises the next `Writable`.
+                Event::Writable(_) if !held.is_empty() => match proactor.send(output, &held) {
+                    Err(Error::WouldBlock { .. }) => {}
+                    sent => {
+                        sent?;
+                        held.clear();
+                        if !eof {
+                            unless_closed(proactor.resume(input))?;
+                        }
                     }
-                }
+                },
                 Event::PeerGone(t) if t == input.token() => eof = true, // writer closed
                 Event::PeerGone(_) => eprintln!("reader left; bytes kept until it returns"),
                 Event::Closed { token, .. } if token == output.token() => return Ok(()),

@@ -101,6 +101,10 @@ pub enum Event<'a> {
     /// A sender that refused a send with
     /// [`Error::WouldBlock`](crate::Error::WouldBlock), or reached its
     /// high watermark, is down to its low watermark: send again.
+    ///
+    /// It says what the poll found: a send made earlier in the same batch
+    /// of events may have filled the sender again, and a send refused then
+    /// promises the next `Writable`.
     Writable(Sender),
     /// A transport is closed and its handle is dead.
     Closed {

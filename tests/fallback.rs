@@ -62,21 +62,20 @@ fn moves_10_mib(mut cmd: Command, dir: &Path) -> String {
     let want = data.clone();
     let writer = std::thread::spawn(move || {
         // Blocks until the example's receiver is open (it opens at once).
-        let mut f = std::fs::OpenOptions::new()
+        std::fs::OpenOptions::new()
             .write(true)
-            .open(&input)
-            .unwrap();
-        f.write_all(&data).unwrap();
+            .open(&input)?
+            .write_all(&data)
     });
     let mut got = Vec::with_capacity(LEN);
-    std::fs::File::open(&output)
-        .unwrap()
-        .read_to_end(&mut got)
-        .unwrap();
-    writer.join().unwrap();
+    let read = std::fs::File::open(&output).and_then(|mut f| f.read_to_end(&mut got));
+    let written = writer.join().unwrap();
+    // The example's own account first: it says why it stopped early.
     let out = child.wait_output(LIMIT);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{}: {stderr}", out.status);
+    written.unwrap_or_else(|e| panic!("writing its input: {e}; it said: {stderr}"));
+    read.unwrap_or_else(|e| panic!("reading its output: {e}; it said: {stderr}"));
     assert_eq!(got.len(), LEN, "bytes out");
     assert!(got == want, "the bytes differ");
     stderr
