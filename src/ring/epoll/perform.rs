@@ -116,11 +116,20 @@ pub(super) fn perform(op: &mut Op, revents: Option<u32>, pool: Option<&Rc<Pool>>
     }
 }
 
-/// Whether a read of `fd` that returned 0 is its end: a writer came and
-/// went (POLLHUP). A FIFO that never had a writer polls quiet: a read of
-/// it waits for one, as io_uring's does.
+/// Whether a read of `fd` that returned 0 is its end, from the events
+/// `fd` has just after that read.
 fn at_eof(fd: RawFd) -> bool {
-    sys::poll_now(fd, IN) & (IN | HUP | ERR) != 0
+    eof_after_empty_read(sys::poll_now(fd, IN))
+}
+
+/// Whether a read that returned 0 is the end, given the events its fd has
+/// just after it. A writer that came and went leaves POLLHUP; a FIFO that
+/// never had a writer polls quiet, and its read waits for one, as
+/// io_uring's does. POLLIN means a writer came between the read and the
+/// poll and wrote: not the end, and the read waits (parked, its re-arm
+/// finds the data at once).
+pub(super) fn eof_after_empty_read(revents: u32) -> bool {
+    revents & IN == 0 && revents & (HUP | ERR) != 0
 }
 
 /// Tries the transfer of an operation with no provided buffer: its
@@ -176,5 +185,23 @@ fn perform_plain(op: &mut Op, revents: Option<u32>) -> Option<i32> {
         Work::Cancel { .. } | Work::Timeout { .. } | Work::ReadProvided { .. } => {
             Some(-libc::EINVAL)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_read_is_the_end_only_when_the_writer_left_nothing() {
+        // A writer came and went, the pipe empty: the end.
+        assert!(eof_after_empty_read(HUP));
+        assert!(eof_after_empty_read(ERR));
+        // Never a writer: the read waits for one.
+        assert!(!eof_after_empty_read(0));
+        // A writer came between the read and the poll and wrote (and
+        // perhaps left already): its bytes come first.
+        assert!(!eof_after_empty_read(IN));
+        assert!(!eof_after_empty_read(IN | HUP));
     }
 }
