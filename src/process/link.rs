@@ -8,7 +8,7 @@
 
 use super::LinkReport;
 use super::fifos::{Input, Output};
-use crate::Proactor;
+use crate::{Proactor, Sender};
 
 /// A link under way: an output of one program relayed into a piped input
 /// of another.
@@ -41,6 +41,15 @@ impl Link {
         &self.name
     }
 
+    /// The index of the output this link relays into sender `to`, if it
+    /// feeds that sender.
+    pub(super) fn output_into(&self, to: Sender, inputs: &[Input]) -> Option<usize> {
+        inputs
+            .get(self.to)
+            .is_some_and(|i| i.tx == to)
+            .then_some(self.from)
+    }
+
     /// Passes the end of its output, once it is finished, on to the input
     /// it feeds.
     pub(super) fn settle(
@@ -60,9 +69,12 @@ impl Link {
         if output.cut || input.closed || input.close_asked {
             return;
         }
-        if output.relayed + input.accepted > 0 {
-            // A byte went into the pipe, so the reader had opened it:
-            // the sender closes once it is drained.
+        // Bytes the output's read end took before the splice did wait in
+        // the sender's queue until its reader comes.
+        let queued = p.stats(input.tx).map_or(0, |s| s.bytes_unsent());
+        if output.relayed + input.accepted > 0 || queued > 0 {
+            // A byte went into the pipe (so the reader had opened it), or
+            // waits for the reader: the sender closes once it is drained.
             input.held = false;
             return;
         }

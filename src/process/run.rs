@@ -207,6 +207,19 @@ impl Run {
 
     fn handle(&mut self, events: &Events) {
         for event in events {
+            // Counted for the output that feeds `to`: the few bytes its read
+            // end took before the splice did are reported when the sender
+            // writes them, which may be after that read end closed.
+            if let Event::Relayed { to, bytes, .. } = event {
+                let from = self
+                    .links
+                    .iter()
+                    .find_map(|l| l.output_into(to, &self.inputs));
+                if let Some(output) = from.and_then(|i| self.outputs.get_mut(i)) {
+                    output.relayed += bytes;
+                }
+                continue;
+            }
             let token = event.token();
             if let Some(input) = self.inputs.iter_mut().find(|i| i.tx.token() == token) {
                 match event {
@@ -238,10 +251,6 @@ impl Run {
                 let failed = match event {
                     Event::Data { data, .. } if !output.is_relayed() => {
                         output.data.extend_from_slice(data);
-                        None
-                    }
-                    Event::Relayed { bytes, .. } => {
-                        output.relayed += bytes;
                         None
                     }
                     // A read end closes itself at EOF, after this event.
