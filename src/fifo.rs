@@ -66,8 +66,9 @@ pub enum ReadMode {
     /// ring shared by all receivers: no re-arm per read, and memory follows
     /// the data in flight rather than the number of FIFOs. A FIFO's
     /// multishot read never reports EOF, so a poll for POLLHUP watches for
-    /// writers leaving. Needs Linux >= 6.7 and io_uring (else, and on
-    /// the epoll backend, `Fixed` is used).
+    /// writers leaving. On io_uring it needs Linux >= 6.7 (else `Fixed`
+    /// is used); the epoll backend reads the same way, into buffers of
+    /// its own provided rings.
     Multishot,
 }
 

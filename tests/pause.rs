@@ -96,3 +96,76 @@ fn pause_and_resume_in_one_turn_still_sees_the_writer_leave() {
         }
     });
 }
+
+/// A writer that keeps pace with the reads (a process writing 8 MiB), and
+/// a pause made as the first bytes arrive: what came before the pause,
+/// what came after (on epoll, nothing: a read cancelled before it ran is
+/// not performed, and no read takes more than a bounded number of
+/// buffers in one poll), and what the resume delivers add up to the
+/// stream exactly, and while paused the writer is held back by the pipe.
+#[test]
+fn a_pause_stops_reading_against_a_writer_that_keeps_pace() {
+    const LEN: usize = 8 << 20;
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        let mut p = Proactor::new().unwrap();
+        let mut ev = Events::default();
+        let rx = p
+            .open_receiver(&fifo, &FifoOptions::new().create(true))
+            .unwrap();
+        let writer = ChildGuard::spawn(std::process::Command::new("sh").args([
+            "-c",
+            &format!("head -c {LEN} /dev/zero > \"$0\""),
+            fifo.to_str().unwrap(),
+        ]));
+        // Paused after a poll that brought several reads' worth, as a
+        // relay whose output filled up would.
+        let mut before = 0;
+        loop {
+            p.poll(&mut ev, Some(Duration::from_secs(5))).unwrap();
+            let got: usize = ev
+                .iter()
+                .map(|e| match e {
+                    Event::Data { data, .. } => data.len(),
+                    _ => 0,
+                })
+                .sum();
+            before += got;
+            if got >= 128 << 10 || before >= LEN / 2 {
+                break;
+            }
+        }
+        p.pause(rx).unwrap();
+        // Paused: the pipe fills and the writer waits.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut after = 0;
+        for _ in 0..20 {
+            p.poll(&mut ev, Some(Duration::from_millis(10))).unwrap();
+            for e in &ev {
+                if let Event::Data { data, .. } = e {
+                    after += data.len();
+                }
+            }
+        }
+        if on_epoll() {
+            assert_eq!(after, 0, "read after the pause");
+        }
+        assert!(
+            before + after < LEN,
+            "everything was read despite the pause"
+        );
+        p.resume(rx).unwrap();
+        let mut rest = 0;
+        poll_until(&mut p, &mut ev, Duration::from_secs(30), |e| match e {
+            Event::Data { data, .. } => {
+                rest += data.len();
+                false
+            }
+            Event::Closed { .. } => true,
+            _ => false,
+        });
+        assert_eq!(before + after + rest, LEN);
+        writer.wait_success(Duration::from_secs(10));
+    });
+}

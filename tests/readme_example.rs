@@ -129,7 +129,10 @@ fn the_example_holds_its_input_until_a_reader_comes_then_delivers_all_and_exits_
             if in_pipe == capacity && taken > DEFAULT_HIGH_WATERMARK {
                 break;
             }
-            assert!(Instant::now() < deadline, "the example never paused");
+            assert!(
+                Instant::now() < deadline,
+                "the example never paused: w={w} in_pipe={in_pipe} cap={capacity}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         drop(probe);

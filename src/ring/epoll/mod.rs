@@ -55,6 +55,14 @@ const OUT: u32 = libc::EPOLLOUT as u32;
 const ERR: u32 = libc::EPOLLERR as u32;
 const HUP: u32 = libc::EPOLLHUP as u32;
 
+/// The most reads a multishot read makes in one turn; the last ends it
+/// (a final completion with its bytes) and its receiver arms a fresh one.
+/// So a writer that keeps pace with it cannot keep one read going for
+/// ever, starving the other fds and holding ever more buffers, and a
+/// pause takes effect within this many reads (io_uring's multishot read
+/// also retries a bounded number of times per wake-up).
+const MULTISHOT_BUDGET: u32 = 8;
+
 /// Where an operation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -223,7 +231,9 @@ impl Epoll {
     /// it (`parked`: it was on its fd's list) until its fd is ready.
     fn attempt(&mut self, id: OpId, revents: Option<u32>, parked: bool) {
         // A multishot read reads until the pipe is empty (an edge-triggered
-        // fd says nothing of bytes left behind) or the ring runs dry.
+        // fd says nothing of bytes left behind) or the ring runs dry, or
+        // for at most MULTISHOT_BUDGET reads (see there).
+        let mut reads = 0;
         loop {
             let Some(op) = op_mut(&mut self.ops, id) else {
                 return;
@@ -244,14 +254,20 @@ impl Epoll {
             };
             match perform(op, revents, self.provided.as_ref()) {
                 Step::Done(result, provided) => return self.finish_with(id, result, provided),
-                Step::More(result, bid) => self.done.push_back(Completion {
-                    data,
-                    op: id,
-                    result,
-                    buf: None,
-                    more: true,
-                    provided: Some(bid),
-                }),
+                Step::More(result, bid) if reads + 1 >= MULTISHOT_BUDGET => {
+                    return self.finish_with(id, result, Some(bid));
+                }
+                Step::More(result, bid) => {
+                    reads += 1;
+                    self.done.push_back(Completion {
+                        data,
+                        op: id,
+                        result,
+                        buf: None,
+                        more: true,
+                        provided: Some(bid),
+                    });
+                }
                 Step::Park => break,
             }
         }
@@ -497,6 +513,17 @@ impl Epoll {
         // A chain never spans enters.
         self.link_from = None;
         let mut queued = std::mem::take(&mut self.queued);
+        // Cancels first: an operation cancelled before it ever ran is not
+        // performed (a read its receiver's `pause` cancelled takes no more
+        // bytes). Each then leaves the table, and the pass below skips it.
+        for &id in &queued {
+            if self
+                .get_mut(id)
+                .is_some_and(|op| matches!(op.work, Work::Cancel { .. }))
+            {
+                self.start(id);
+            }
+        }
         for &id in &queued {
             self.start(id);
         }
