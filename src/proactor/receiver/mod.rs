@@ -90,10 +90,10 @@ impl Reads {
 pub(super) struct ReceiverSide {
     /// The read in flight, single-shot or multishot.
     read: Option<OpId>,
-    /// The poll for data in flight (no buffer was free to read into).
+    /// The poll in flight: on the multishot path the hang-up poll, on the
+    /// single-shot ones the poll for data (no buffer was free to read
+    /// into). One field for both: a receiver per FIFO, so 8 bytes count.
     poll: Option<OpId>,
-    /// The hang-up poll in flight of a multishot read.
-    hup: Option<OpId>,
     /// Bytes read into user space (see `Stats::bytes_read`).
     pub(super) bytes_read: u64,
     /// Delivers whole frames instead of byte chunks.
@@ -154,7 +154,6 @@ impl ReceiverSide {
         ReceiverSide {
             read: None,
             poll: None,
-            hup: None,
             bytes_read: 0,
             decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
             feed: Feed::Read,
@@ -169,7 +168,7 @@ impl ReceiverSide {
 
     /// Whether a read or a poll for data is in flight.
     pub(super) fn armed(&self) -> bool {
-        self.read.is_some() || self.poll.is_some()
+        self.read.is_some() || (self.path != ReadPath::Multishot && self.poll.is_some())
     }
 
     /// Whether reading (or splicing) is paused.
@@ -210,7 +209,7 @@ impl ReceiverSide {
                 s.pause_ops()
             }
         };
-        let own = [self.read, self.poll, self.hup];
+        let own = [self.read, self.poll];
         own.into_iter().chain(spliced.into_iter().map(Some))
     }
 
@@ -227,10 +226,10 @@ impl ReceiverSide {
     /// Hands the pipe to `splice`. Returns the reads to cancel: one that
     /// completes first is queued on the senders ahead of every spliced
     /// byte. (A splice sees EOF itself: no hang-up poll is needed.)
-    pub(super) fn start_splice(&mut self, mut splice: Box<Splice>) -> [Option<OpId>; 3] {
+    pub(super) fn start_splice(&mut self, mut splice: Box<Splice>) -> [Option<OpId>; 2] {
         splice.paused = matches!(self.feed, Feed::Paused);
         self.feed = Feed::Spliced(splice);
-        [self.read, self.poll, self.hup]
+        [self.read, self.poll]
     }
 
     /// The splice has no destination left: the receiver reads again
@@ -254,7 +253,7 @@ impl ReceiverSide {
 
     /// Every operation in flight, for a close to cancel.
     pub(super) fn ops(&self) -> Vec<OpId> {
-        [self.read, self.poll, self.hup]
+        [self.read, self.poll]
             .into_iter()
             .flatten()
             .chain(self.splice().into_iter().flat_map(|s| s.ops()))
@@ -317,7 +316,7 @@ impl ReceiverSide {
         match reopened {
             Ok(fd) => {
                 // Nothing may keep watching the old fd.
-                let old_hup = self.hup.take();
+                let old_hup = self.poll.take();
                 // The new read end waits quietly, multishot or not.
                 if self.path != ReadPath::Fixed {
                     self.path = ReadPath::Multishot;

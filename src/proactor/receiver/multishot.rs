@@ -31,7 +31,7 @@ impl ReceiverSide {
             Some(_) => None,
         };
         // Events 0: POLLHUP and POLLERR only, never data.
-        let hup = match self.hup {
+        let hup = match self.poll {
             None => Some(io.ring.poll_add(raw, 0, end.data(Part::HangUp))),
             Some(_) => None,
         };
@@ -40,7 +40,7 @@ impl ReceiverSide {
             end.inflight += 1;
         }
         if let Some(hup) = hup {
-            self.hup = Some(hup?);
+            self.poll = Some(hup?);
             end.inflight += 1;
         }
         Ok(())
@@ -78,10 +78,10 @@ impl ReceiverSide {
     /// single-shot reads, whose 0 is the EOF.
     pub(crate) fn on_hup(&mut self, end: &mut End, io: &mut Io, op: OpId, result: i32) -> Next {
         // The hang-up poll of a read end replaced at EOF: nothing to do.
-        if self.path != ReadPath::Multishot || self.hup != Some(op) {
+        if self.path != ReadPath::Multishot || self.poll != Some(op) {
             return Next::Done;
         }
-        self.hup = None;
+        self.poll = None;
         if end.closing() {
             return Next::Done;
         }
