@@ -38,15 +38,13 @@ pub(super) enum ReadPath {
     Draining,
 }
 
-/// Where a receiver's bytes go.
+/// Where a receiver's bytes go (a `pause` stops either: see
+/// `ReceiverSide::paused`).
 #[derive(Debug)]
 pub(super) enum Feed {
     /// Read into user space by its [`ReadPath`].
     Read,
-    /// Nowhere: no read is armed, the data waits in the pipe.
-    Paused,
-    /// Spliced into senders in the kernel (a relay, a fan-out); the
-    /// splice keeps its own pause.
+    /// Spliced into senders in the kernel (a relay, a fan-out).
     Spliced(Box<Splice>),
 }
 
@@ -99,6 +97,9 @@ pub(super) struct ReceiverSide {
     /// Delivers whole frames instead of byte chunks.
     decoder: Option<Box<FrameDecoder>>,
     feed: Feed,
+    /// `Proactor::pause`: nothing waits for data (no read, no splice
+    /// wait is armed); the data waits in the pipe.
+    paused: bool,
     path: ReadPath,
     /// Survive writers leaving: reopen at EOF instead of closing.
     persistent: bool,
@@ -157,6 +158,7 @@ impl ReceiverSide {
             bytes_read: 0,
             decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
             feed: Feed::Read,
+            paused: false,
             path: if multishot {
                 ReadPath::Multishot
             } else {
@@ -172,26 +174,22 @@ impl ReceiverSide {
     }
 
     /// Whether reading (or splicing) is paused.
-    fn paused(&self) -> bool {
-        match &self.feed {
-            Feed::Paused => true,
-            Feed::Spliced(s) => s.paused,
-            Feed::Read => false,
-        }
+    pub(super) fn paused(&self) -> bool {
+        self.paused
     }
 
     /// The splice this receiver feeds, if it is spliced.
     pub(super) fn splice(&self) -> Option<&Splice> {
         match &self.feed {
             Feed::Spliced(s) => Some(s),
-            Feed::Read | Feed::Paused => None,
+            Feed::Read => None,
         }
     }
 
     pub(super) fn splice_mut(&mut self) -> Option<&mut Splice> {
         match &mut self.feed {
             Feed::Spliced(s) => Some(s),
-            Feed::Read | Feed::Paused => None,
+            Feed::Read => None,
         }
     }
 
@@ -199,15 +197,10 @@ impl ReceiverSide {
     /// waiting for data (see `Splice::pause_ops`). A read that completes
     /// before its cancel still delivers.
     pub(super) fn pause(&mut self) -> impl Iterator<Item = Option<OpId>> + use<> {
+        self.paused = true;
         let spliced = match &mut self.feed {
-            Feed::Read | Feed::Paused => {
-                self.feed = Feed::Paused;
-                Vec::new()
-            }
-            Feed::Spliced(s) => {
-                s.paused = true;
-                s.pause_ops()
-            }
+            Feed::Read => Vec::new(),
+            Feed::Spliced(s) => s.pause_ops(),
         };
         let own = [self.read, self.poll];
         own.into_iter().chain(spliced.into_iter().map(Some))
@@ -216,18 +209,14 @@ impl ReceiverSide {
     /// Reads (or splices) again after `pause`. Returns whether the
     /// receiver must be armed: nothing of its own is in flight.
     pub(super) fn resume(&mut self) -> bool {
-        match &mut self.feed {
-            Feed::Read | Feed::Paused => self.feed = Feed::Read,
-            Feed::Spliced(s) => s.paused = false,
-        }
+        self.paused = false;
         !self.armed()
     }
 
     /// Hands the pipe to `splice`. Returns the reads to cancel: one that
     /// completes first is queued on the senders ahead of every spliced
     /// byte. (A splice sees EOF itself: no hang-up poll is needed.)
-    pub(super) fn start_splice(&mut self, mut splice: Box<Splice>) -> [Option<OpId>; 2] {
-        splice.paused = matches!(self.feed, Feed::Paused);
+    pub(super) fn start_splice(&mut self, splice: Box<Splice>) -> [Option<OpId>; 2] {
         self.feed = Feed::Spliced(splice);
         [self.read, self.poll]
     }
@@ -235,19 +224,14 @@ impl ReceiverSide {
     /// The splice has no destination left: the receiver reads again
     /// (unless it is paused).
     pub(super) fn end_splice(&mut self) {
-        if let Feed::Spliced(s) = &self.feed {
-            self.feed = if s.paused { Feed::Paused } else { Feed::Read };
-        }
+        self.feed = Feed::Read;
     }
 
     /// Takes the splice away at close.
     pub(super) fn take_splice(&mut self) -> Option<Box<Splice>> {
         match std::mem::replace(&mut self.feed, Feed::Read) {
             Feed::Spliced(s) => Some(s),
-            other => {
-                self.feed = other;
-                None
-            }
+            Feed::Read => None,
         }
     }
 
@@ -273,9 +257,10 @@ impl ReceiverSide {
         if end.closing() || end.fd.is_none() {
             return Ok(Armed::Done);
         }
+        if self.paused {
+            return Ok(Armed::Done);
+        }
         match (&self.feed, self.path) {
-            (Feed::Paused, _) => Ok(Armed::Done),
-            (Feed::Spliced(s), _) if s.paused => Ok(Armed::Done),
             (Feed::Spliced(_), _) => Ok(Armed::Splice),
             (Feed::Read, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
             // One still in flight (being cancelled, say) re-arms when it

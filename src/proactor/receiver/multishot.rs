@@ -88,7 +88,10 @@ impl ReceiverSide {
         // Cancelled by a `pause` that a `resume` has since undone: armed
         // again, or the read would never learn that the writer left. (A
         // paused receiver arms both at `resume`; a splice sees EOF itself.)
-        if (result == ECANCELED || result == ERESTARTSYS) && matches!(self.feed, Feed::Read) {
+        if (result == ECANCELED || result == ERESTARTSYS)
+            && matches!(self.feed, Feed::Read)
+            && !self.paused
+        {
             return Next::Arm;
         }
         if result < 0 {
