@@ -46,7 +46,7 @@ fn a_bad_frame_on_a_fifo_names_its_path() {
         let mut p = Proactor::new().unwrap();
         let opts = FifoOptions::new().create(true).frames(Codec::Lines, 10);
         let rx = p.open_receiver(&fifo, &opts).unwrap();
-        assert_eq!(p.path(rx).unwrap(), Some(fifo.as_path()));
+        assert_eq!(p.path(rx).unwrap().as_deref(), Some(fifo.as_path()));
         let w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
         nix::unistd::write(&w, b"a line longer than ten bytes\n").unwrap();
         let (message, path) = next_error(&mut p);
@@ -70,7 +70,7 @@ fn an_io_error_names_the_label_of_an_fd_transport() {
             assert_eq!(p.path(tx).unwrap(), None);
             if let Some(label) = label {
                 p.set_label(tx, label).unwrap();
-                assert_eq!(p.path(tx).unwrap(), Some(Path::new(label)));
+                assert_eq!(p.path(tx).unwrap().as_deref(), Some(Path::new(label)));
             }
             p.send(tx, b"x").unwrap();
             let (message, path) = next_error(&mut p);

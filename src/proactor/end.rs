@@ -6,9 +6,10 @@
 use std::io;
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::counters::Counters;
+use super::name::Name;
 use super::route::{self, Part};
 use crate::error::Error;
 use crate::event::{CloseReason, Item};
@@ -26,9 +27,8 @@ pub(super) struct End {
     /// write end, a persistent receiver's new read end.
     pub(super) anchor: Option<OwnedFd>,
     /// The FIFO's path, or the label given with `Proactor::set_label`:
-    /// what errors name the transport by. Boxed, not a `PathBuf`: a
-    /// transport per FIFO, so 8 bytes count.
-    pub(super) path: Option<Box<Path>>,
+    /// what errors name the transport by.
+    pub(super) path: Option<Name>,
     /// Ring operations owned by this transport (cancels included).
     pub(super) inflight: u32,
     pub(super) reason: CloseReason,
@@ -61,7 +61,7 @@ impl End {
         token: Token,
         state: State,
         anchor: Option<OwnedFd>,
-        path: Option<Box<Path>>,
+        path: Option<Name>,
     ) -> End {
         End {
             token,
@@ -178,12 +178,12 @@ impl End {
 
     /// The FIFO's path or label, for an error that names the transport.
     pub(super) fn name(&self) -> Option<PathBuf> {
-        self.path.as_deref().map(Path::to_path_buf)
+        self.path.as_ref().map(Name::to_path_buf)
     }
 
     pub(super) fn describe(&self) -> String {
         match (&self.path, &self.fd) {
-            (Some(p), _) => p.display().to_string(),
+            (Some(p), _) => p.to_path_buf().display().to_string(),
             (None, Some(fd)) => format!("fd {}", fd.as_raw_fd()),
             (None, None) => format!("{:?}", self.token),
         }

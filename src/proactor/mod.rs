@@ -46,6 +46,7 @@ mod dispatch;
 mod end;
 mod io;
 mod link;
+mod name;
 mod notify;
 mod receiver;
 mod registry;
@@ -153,7 +154,7 @@ impl Proactor {
         let anchor = opts.persistent.then_some(anchor);
         let token = self
             .table
-            .insert(State::Open, Role::Receiver(rx), anchor, Some(path.into()));
+            .insert(State::Open, Role::Receiver(rx), anchor, Some(path));
         self.install(token, fd);
         self.arm_read(token.index as usize);
         Ok(Receiver(token))
@@ -192,7 +193,7 @@ impl Proactor {
             state,
             Role::Sender(Box::new(side)),
             Some(anchor),
-            Some(path.into()),
+            Some(path),
         );
         match fd {
             Some(fd) => {
@@ -309,11 +310,12 @@ impl Proactor {
     /// The name errors give a transport: its FIFO's path, or the label
     /// given with [`set_label`](Self::set_label); `None` for a transport
     /// made from an fd and not labelled (errors then name its handle).
-    /// Fails with [`Error::Closed`] once it is closed.
-    pub fn path(&self, token: impl Into<Token>) -> Result<Option<&Path>> {
+    /// A copy: names are kept packed, one per transport. Fails with
+    /// [`Error::Closed`] once it is closed.
+    pub fn path(&self, token: impl Into<Token>) -> Result<Option<PathBuf>> {
         let token = token.into();
         let t = self.table.slot(token)?.ok_or(Error::Closed { token })?;
-        Ok(t.end.path.as_deref())
+        Ok(t.end.name())
     }
 
     /// Names a transport in the errors about it ([`Error::Io`],
@@ -323,7 +325,8 @@ impl Proactor {
     /// receiver or a sender still reopens the FIFO it opened.
     pub fn set_label(&mut self, token: impl Into<Token>, label: impl Into<PathBuf>) -> Result<()> {
         let idx = self.table.live(token.into())?;
-        self.table[idx].end.path = Some(label.into().into_boxed_path());
+        let label = name::Name::new(&label.into(), &mut name::Dirs::default());
+        self.table[idx].end.path = Some(label);
         Ok(())
     }
 

@@ -153,7 +153,7 @@ impl Proactor {
         if end.closing() || r.armed() {
             return;
         }
-        let Some(splice) = r.splice().filter(|s| !s.paused) else {
+        let Some(splice) = r.splice().filter(|_| !r.paused()) else {
             return;
         };
         if !splice.idle() || !self.dests_ready(splice) {

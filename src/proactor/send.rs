@@ -153,7 +153,7 @@ impl Proactor {
             return Err(Error::Stale { token: to.0 });
         };
         // Named only in an error: a send allocates nothing for it.
-        let name = end.path.as_deref();
+        let name = end.path.as_ref();
         side.admit(to, name)?;
         let was_empty = side.queue.is_empty();
         // A sole writer's frames stay whole at any size.

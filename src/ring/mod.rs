@@ -13,9 +13,11 @@
 //!
 //! Every operation is entered in the table before its SQE is pushed and leaves
 //! it only with its final CQE, taking back the buffer it owned. So no buffer is
-//! freed while the kernel may touch it. The SQE's `user_data` is the table key
-//! plus a sequence number, unique among live operations, so a cancel never
-//! hits a later operation that reused the key.
+//! freed while the kernel may touch it. (The operations holding memory have a
+//! table of their own, so the many that hold none take 16 bytes each.) The
+//! SQE's `user_data` is the table key plus a sequence number, unique among
+//! live operations, so a cancel never hits a later operation that reused the
+//! key.
 
 mod backend;
 mod epoll;
@@ -97,16 +99,25 @@ impl OpId {
     }
 }
 
-/// One operation in flight: one per idle receiver, so kept small (48
-/// bytes, see `layout`).
+/// One operation in flight. An idle receiver has two (its multishot read
+/// and its hang-up poll), neither holding memory: those live in a table of
+/// 16-byte entries (see `layout`), the few that hold memory in another.
 struct InFlight {
     data: UserData,
-    /// The low half of the operation's id; the high half is its key in the
-    /// table.
+    /// The low half of the operation's id; the high half is its key in its
+    /// table ([`HOLDING`] set for the table of operations holding memory).
     seq: u32,
     kind: Kind,
+}
+
+/// An operation in flight that holds memory the kernel uses.
+struct Holding {
+    op: InFlight,
     held: Held,
 }
+
+/// The key bit of an operation in the `holding` table.
+const HOLDING: usize = 1 << 31;
 
 /// The memory an operation's SQE points into, held at a stable heap
 /// address until its final completion (one at most per operation).
@@ -154,7 +165,11 @@ pub(crate) struct Completion {
 pub(crate) struct Uring {
     /// Closed by hand in `Drop`, before `memory` may go.
     uring: ManuallyDrop<IoUring>,
+    /// Operations holding nothing (reads into provided buffers, polls,
+    /// cancels, splices): most of them, so kept apart and small.
     ops: Slab<InFlight>,
+    /// Operations holding a buffer, a timespec or an eventfd word.
+    holding: Slab<Holding>,
     seq: u32,
     /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
     /// whose kernel thread consumes them on its own).
@@ -191,7 +206,7 @@ pub(crate) struct Uring {
 impl std::fmt::Debug for Uring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uring")
-            .field("in_flight", &self.ops.len())
+            .field("in_flight", &self.in_flight())
             .field("enters", &self.enters)
             .field("sqpoll", &self.sqpoll)
             .field("deferred", &self.deferred)
@@ -288,7 +303,7 @@ impl Uring {
 
     /// Operations submitted and not yet finally completed.
     pub(crate) fn in_flight(&self) -> usize {
-        self.ops.len()
+        self.ops.len() + self.holding.len()
     }
 
     /// WRITEs pushed since the last enter.
@@ -319,14 +334,17 @@ impl Uring {
         kind: Kind,
         held: Held,
     ) -> io::Result<OpId> {
-        let key = self.ops.vacant_key();
+        let key = match held {
+            Held::Nothing => self.ops.vacant_key(),
+            _ => self.holding.vacant_key() | HOLDING,
+        };
         // Never 0, so an `Option<OpId>` (one per receiver, and more) takes
         // no more room than the id.
         self.seq = self.seq.wrapping_add(1).max(1);
         let id = OpId::of(key, self.seq);
         let sqe = sqe.user_data(id.0.get());
         // SAFETY: every pointer in `sqe` points into `held`, which is moved
-        // into the operation table right below and stays there (at a stable
+        // into the `holding` table right below and stays there (at a stable
         // heap address) until the final CQE for `id` is reaped.
         while unsafe { self.uring.submission().push(&sqe) }.is_err() {
             // SQ full: flush early, the only case where one turn enters twice.
@@ -338,12 +356,15 @@ impl Uring {
                 self.unsubmitted_writes += 1;
             }
         }
-        let inserted = self.ops.insert(InFlight {
+        let op = InFlight {
             data,
             seq: self.seq,
             kind,
-            held,
-        });
+        };
+        let inserted = match held {
+            Held::Nothing => self.ops.insert(op),
+            held => self.holding.insert(Holding { op, held }) | HOLDING,
+        };
         debug_assert_eq!(inserted, key);
         Ok(id)
     }
@@ -383,34 +404,34 @@ impl Uring {
     #[inline]
     fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
         let key = (cqe.user_data() >> 32) as usize;
-        let op = self.ops.get(key)?;
+        let op = match key & HOLDING {
+            0 => self.ops.get(key)?,
+            _ => &self.holding.get(key & !HOLDING)?.op,
+        };
         let id = OpId::of(key, op.seq);
         if id.0.get() != cqe.user_data() {
             return None;
         }
-        let provided = cqueue::buffer_select(cqe.flags());
-        if cqueue::more(cqe.flags()) {
-            return Some(Completion {
-                data: op.data,
-                op: id,
-                result: cqe.result(),
-                buf: None,
-                more: true,
-                provided,
-            });
-        }
-        let op = self.ops.remove(key);
-        Some(Completion {
+        let completion = Completion {
             data: op.data,
             op: id,
             result: cqe.result(),
-            buf: match op.held {
-                Held::Buf(buf) => Some(buf),
-                Held::Nothing | Held::Timespec { .. } | Held::Counter { .. } => None,
-            },
-            more: false,
-            provided,
-        })
+            buf: None,
+            more: cqueue::more(cqe.flags()),
+            provided: cqueue::buffer_select(cqe.flags()),
+        };
+        if completion.more {
+            return Some(completion);
+        }
+        if key & HOLDING == 0 {
+            self.ops.remove(key);
+            return Some(completion);
+        }
+        let buf = match self.holding.remove(key & !HOLDING).held {
+            Held::Buf(buf) => Some(buf),
+            Held::Nothing | Held::Timespec { .. } | Held::Counter { .. } => None,
+        };
+        Some(Completion { buf, ..completion })
     }
 
     /// Cancels every operation and waits for all final completions, up to
@@ -418,13 +439,13 @@ impl Uring {
     pub(crate) fn cancel_all_and_drain(&mut self, grace: Duration) -> bool {
         // Nothing reached the kernel yet (dropped before any enter): free it
         // all without entering, so no queued read takes bytes from a pipe.
-        if !self.sqpoll && self.unsubmitted == self.ops.len() {
+        if !self.sqpoll && self.unsubmitted == self.in_flight() {
             self.ops.clear();
+            self.holding.clear();
             return true;
         }
-        let targets: Vec<OpId> = self
-            .ops
-            .iter()
+        let holding = self.holding.iter().map(|(key, h)| (key | HOLDING, &h.op));
+        let targets: Vec<OpId> = (self.ops.iter().chain(holding))
             .filter(|(_, op)| op.kind != Kind::Cancel)
             .map(|(key, op)| OpId::of(key, op.seq))
             .collect();
@@ -435,7 +456,7 @@ impl Uring {
         }
         let deadline = Instant::now() + grace;
         let mut sink = Vec::new();
-        while !self.ops.is_empty() {
+        while self.in_flight() > 0 {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -454,10 +475,10 @@ impl Uring {
 
 impl Drop for Uring {
     fn drop(&mut self) {
-        if !self.ops.is_empty() && !self.cancel_all_and_drain(Duration::from_secs(5)) {
+        if self.in_flight() > 0 && !self.cancel_all_and_drain(Duration::from_secs(5)) {
             // The kernel may still write into these buffers: leak them, and
             // the registered memory, rather than free memory it owns.
-            std::mem::forget(std::mem::take(&mut self.ops));
+            std::mem::forget(std::mem::take(&mut self.holding));
             std::mem::forget(self.memory.take());
         }
         if let Some(index) = self.ring_index.take() {
@@ -474,10 +495,13 @@ impl Drop for Uring {
 
 #[cfg(test)]
 mod layout {
-    /// The table holds one operation per idle receiver (its armed read):
-    /// its size is most of the ring's memory with many FIFOs.
+    /// The table of operations holding nothing has two per idle receiver
+    /// (its multishot read and its hang-up poll): its size is most of the
+    /// ring's memory with many FIFOs.
     #[test]
-    fn an_operation_in_flight_takes_48_bytes() {
-        assert_eq!(std::mem::size_of::<super::InFlight>(), 48);
+    fn an_operation_holding_nothing_takes_16_bytes() {
+        // Its slab entry too: the kind's spare values tell a vacant one.
+        assert_eq!(std::mem::size_of::<super::InFlight>(), 16);
+        assert_eq!(std::mem::size_of::<Option<super::InFlight>>(), 16);
     }
 }

@@ -163,6 +163,7 @@ impl Uring {
         Ok(Uring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
+            holding: Slab::new(),
             seq: 0,
             unsubmitted: 0,
             unsubmitted_writes: 0,

@@ -54,10 +54,10 @@ fn targets() -> Vec<Target> {
     };
     vec![
         t(
-            "idle RSS: uring <= 1.5x epoll",
+            "idle RSS: uring <= 1.3x epoll",
             Pick::of(uring, "rss_mib"),
             Pick::of("epoll", "rss_mib"),
-            at_most(1.5),
+            at_most(1.3),
         ),
         t(
             "idle threads: uring <= 2",

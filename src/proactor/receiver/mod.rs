@@ -38,15 +38,13 @@ pub(super) enum ReadPath {
     Draining,
 }
 
-/// Where a receiver's bytes go.
+/// Where a receiver's bytes go (a `pause` stops either: see
+/// `ReceiverSide::paused`).
 #[derive(Debug)]
 pub(super) enum Feed {
     /// Read into user space by its [`ReadPath`].
     Read,
-    /// Nowhere: no read is armed, the data waits in the pipe.
-    Paused,
-    /// Spliced into senders in the kernel (a relay, a fan-out); the
-    /// splice keeps its own pause.
+    /// Spliced into senders in the kernel (a relay, a fan-out).
     Spliced(Box<Splice>),
 }
 
@@ -90,15 +88,18 @@ impl Reads {
 pub(super) struct ReceiverSide {
     /// The read in flight, single-shot or multishot.
     read: Option<OpId>,
-    /// The poll for data in flight (no buffer was free to read into).
+    /// The poll in flight: on the multishot path the hang-up poll, on the
+    /// single-shot ones the poll for data (no buffer was free to read
+    /// into). One field for both: a receiver per FIFO, so 8 bytes count.
     poll: Option<OpId>,
-    /// The hang-up poll in flight of a multishot read.
-    hup: Option<OpId>,
     /// Bytes read into user space (see `Stats::bytes_read`).
     pub(super) bytes_read: u64,
     /// Delivers whole frames instead of byte chunks.
     decoder: Option<Box<FrameDecoder>>,
     feed: Feed,
+    /// `Proactor::pause`: nothing waits for data (no read, no splice
+    /// wait is armed); the data waits in the pipe.
+    paused: bool,
     path: ReadPath,
     /// Survive writers leaving: reopen at EOF instead of closing.
     persistent: bool,
@@ -154,10 +155,10 @@ impl ReceiverSide {
         ReceiverSide {
             read: None,
             poll: None,
-            hup: None,
             bytes_read: 0,
             decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
             feed: Feed::Read,
+            paused: false,
             path: if multishot {
                 ReadPath::Multishot
             } else {
@@ -169,30 +170,26 @@ impl ReceiverSide {
 
     /// Whether a read or a poll for data is in flight.
     pub(super) fn armed(&self) -> bool {
-        self.read.is_some() || self.poll.is_some()
+        self.read.is_some() || (self.path != ReadPath::Multishot && self.poll.is_some())
     }
 
     /// Whether reading (or splicing) is paused.
-    fn paused(&self) -> bool {
-        match &self.feed {
-            Feed::Paused => true,
-            Feed::Spliced(s) => s.paused,
-            Feed::Read => false,
-        }
+    pub(super) fn paused(&self) -> bool {
+        self.paused
     }
 
     /// The splice this receiver feeds, if it is spliced.
     pub(super) fn splice(&self) -> Option<&Splice> {
         match &self.feed {
             Feed::Spliced(s) => Some(s),
-            Feed::Read | Feed::Paused => None,
+            Feed::Read => None,
         }
     }
 
     pub(super) fn splice_mut(&mut self) -> Option<&mut Splice> {
         match &mut self.feed {
             Feed::Spliced(s) => Some(s),
-            Feed::Read | Feed::Paused => None,
+            Feed::Read => None,
         }
     }
 
@@ -200,61 +197,47 @@ impl ReceiverSide {
     /// waiting for data (see `Splice::pause_ops`). A read that completes
     /// before its cancel still delivers.
     pub(super) fn pause(&mut self) -> impl Iterator<Item = Option<OpId>> + use<> {
+        self.paused = true;
         let spliced = match &mut self.feed {
-            Feed::Read | Feed::Paused => {
-                self.feed = Feed::Paused;
-                Vec::new()
-            }
-            Feed::Spliced(s) => {
-                s.paused = true;
-                s.pause_ops()
-            }
+            Feed::Read => Vec::new(),
+            Feed::Spliced(s) => s.pause_ops(),
         };
-        let own = [self.read, self.poll, self.hup];
+        let own = [self.read, self.poll];
         own.into_iter().chain(spliced.into_iter().map(Some))
     }
 
     /// Reads (or splices) again after `pause`. Returns whether the
     /// receiver must be armed: nothing of its own is in flight.
     pub(super) fn resume(&mut self) -> bool {
-        match &mut self.feed {
-            Feed::Read | Feed::Paused => self.feed = Feed::Read,
-            Feed::Spliced(s) => s.paused = false,
-        }
+        self.paused = false;
         !self.armed()
     }
 
     /// Hands the pipe to `splice`. Returns the reads to cancel: one that
     /// completes first is queued on the senders ahead of every spliced
     /// byte. (A splice sees EOF itself: no hang-up poll is needed.)
-    pub(super) fn start_splice(&mut self, mut splice: Box<Splice>) -> [Option<OpId>; 3] {
-        splice.paused = matches!(self.feed, Feed::Paused);
+    pub(super) fn start_splice(&mut self, splice: Box<Splice>) -> [Option<OpId>; 2] {
         self.feed = Feed::Spliced(splice);
-        [self.read, self.poll, self.hup]
+        [self.read, self.poll]
     }
 
     /// The splice has no destination left: the receiver reads again
     /// (unless it is paused).
     pub(super) fn end_splice(&mut self) {
-        if let Feed::Spliced(s) = &self.feed {
-            self.feed = if s.paused { Feed::Paused } else { Feed::Read };
-        }
+        self.feed = Feed::Read;
     }
 
     /// Takes the splice away at close.
     pub(super) fn take_splice(&mut self) -> Option<Box<Splice>> {
         match std::mem::replace(&mut self.feed, Feed::Read) {
             Feed::Spliced(s) => Some(s),
-            other => {
-                self.feed = other;
-                None
-            }
+            Feed::Read => None,
         }
     }
 
     /// Every operation in flight, for a close to cancel.
     pub(super) fn ops(&self) -> Vec<OpId> {
-        [self.read, self.poll, self.hup]
+        [self.read, self.poll]
             .into_iter()
             .flatten()
             .chain(self.splice().into_iter().flat_map(|s| s.ops()))
@@ -274,9 +257,10 @@ impl ReceiverSide {
         if end.closing() || end.fd.is_none() {
             return Ok(Armed::Done);
         }
+        if self.paused {
+            return Ok(Armed::Done);
+        }
         match (&self.feed, self.path) {
-            (Feed::Paused, _) => Ok(Armed::Done),
-            (Feed::Spliced(s), _) if s.paused => Ok(Armed::Done),
             (Feed::Spliced(_), _) => Ok(Armed::Splice),
             (Feed::Read, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
             // One still in flight (being cancelled, say) re-arms when it
@@ -317,7 +301,7 @@ impl ReceiverSide {
         match reopened {
             Ok(fd) => {
                 // Nothing may keep watching the old fd.
-                let old_hup = self.hup.take();
+                let old_hup = self.poll.take();
                 // The new read end waits quietly, multishot or not.
                 if self.path != ReadPath::Fixed {
                     self.path = ReadPath::Multishot;

@@ -31,7 +31,7 @@ impl ReceiverSide {
             Some(_) => None,
         };
         // Events 0: POLLHUP and POLLERR only, never data.
-        let hup = match self.hup {
+        let hup = match self.poll {
             None => Some(io.ring.poll_add(raw, 0, end.data(Part::HangUp))),
             Some(_) => None,
         };
@@ -40,7 +40,7 @@ impl ReceiverSide {
             end.inflight += 1;
         }
         if let Some(hup) = hup {
-            self.hup = Some(hup?);
+            self.poll = Some(hup?);
             end.inflight += 1;
         }
         Ok(())
@@ -78,17 +78,20 @@ impl ReceiverSide {
     /// single-shot reads, whose 0 is the EOF.
     pub(crate) fn on_hup(&mut self, end: &mut End, io: &mut Io, op: OpId, result: i32) -> Next {
         // The hang-up poll of a read end replaced at EOF: nothing to do.
-        if self.path != ReadPath::Multishot || self.hup != Some(op) {
+        if self.path != ReadPath::Multishot || self.poll != Some(op) {
             return Next::Done;
         }
-        self.hup = None;
+        self.poll = None;
         if end.closing() {
             return Next::Done;
         }
         // Cancelled by a `pause` that a `resume` has since undone: armed
         // again, or the read would never learn that the writer left. (A
         // paused receiver arms both at `resume`; a splice sees EOF itself.)
-        if (result == ECANCELED || result == ERESTARTSYS) && matches!(self.feed, Feed::Read) {
+        if (result == ECANCELED || result == ERESTARTSYS)
+            && matches!(self.feed, Feed::Read)
+            && !self.paused
+        {
             return Next::Arm;
         }
         if result < 0 {

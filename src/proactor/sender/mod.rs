@@ -9,13 +9,13 @@ pub(super) mod frames;
 mod pump;
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use nix::sys::inotify::WatchDescriptor;
 
 use super::link::FedBy;
+use super::name::Name;
 use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::Item;
@@ -123,12 +123,12 @@ impl SendSide {
     /// Checks every send shares, before anything is queued: not flushing,
     /// not relayed into, under the high watermark (a refusal there
     /// promises `Writable`). `name` is named only in an error.
-    pub(super) fn admit(&mut self, to: Sender, name: Option<&Path>) -> Result<()> {
+    pub(super) fn admit(&mut self, to: Sender, name: Option<&Name>) -> Result<()> {
         if self.close_after_flush {
             return Err(Error::Closed { token: to.0 });
         }
         if self.fed_by.is_fed() {
-            let path = name.map(Path::to_path_buf);
+            let path = name.map(Name::to_path_buf);
             return Err(Error::Relayed { token: to.0, path });
         }
         let unsent = self.queue.unsent();

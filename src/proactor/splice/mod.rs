@@ -121,8 +121,6 @@ pub(super) struct Splice {
     pub(super) policy: FanOutPolicy,
     pub(super) wait: Option<Wait>,
     pub(super) strategy: Strategy,
-    /// `Proactor::pause`: no wait for data is armed.
-    pub(super) paused: bool,
     /// The pipes of the source and of every destination were grown (see
     /// `relay_pipes`); cleared when one is reopened.
     pub(super) sized: bool,
@@ -138,7 +136,6 @@ impl Splice {
             policy,
             wait: None,
             strategy: Strategy::Direct,
-            paused: false,
             sized: false,
             grown: PipeGrant::default(),
         }
