@@ -1,6 +1,6 @@
 //! Completed work, as reported by [`Proactor::poll`](crate::Proactor::poll).
 
-use crate::buffers::Buf;
+use crate::buffers::Lent;
 use crate::error::Error;
 use crate::frame::{Codec, Payloads};
 use crate::token::{Receiver, Sender, Token};
@@ -166,9 +166,10 @@ pub(crate) enum FrameBytes {
 #[derive(Debug)]
 pub(crate) enum Item {
     Opened(Sender),
+    /// `bufs.get(buf)[..len]`.
     Data {
         from: Receiver,
-        buf: Buf,
+        buf: u32,
         len: usize,
     },
     Frame {
@@ -219,20 +220,21 @@ impl Item {
     /// The event, with lent frames resolved in `bufs`, the read buffers of
     /// the same batch.
     #[inline]
-    fn as_event<'a>(&'a self, bufs: &'a [Buf]) -> Event<'a> {
+    fn as_event<'a>(&'a self, bufs: &'a Lent) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
             Item::Data { from, buf, len } => Event::Data {
                 from: *from,
-                data: &buf.as_slice()[..*len],
+                data: bufs.get(*buf).get(..*len).unwrap_or_default(),
             },
             Item::Frame { from, frame } => Event::Frame {
                 from: *from,
                 frame: match frame {
                     // The batch holds every buffer its frames point into.
-                    FrameBytes::Lent { buf, start, end } => {
-                        &bufs[*buf as usize].as_slice()[*start as usize..*end as usize]
-                    }
+                    FrameBytes::Lent { buf, start, end } => bufs
+                        .get(*buf)
+                        .get(*start as usize..*end as usize)
+                        .unwrap_or_default(),
                     FrameBytes::Owned(bytes) => bytes,
                 },
             },
@@ -245,7 +247,10 @@ impl Item {
                 ..
             } => Event::Frames {
                 from: *from,
-                wire: &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+                wire: bufs
+                    .get(*buf)
+                    .get(*start as usize..*end as usize)
+                    .unwrap_or_default(),
                 frames: *frames as usize,
             },
             Item::Sent { to, bytes } => Event::Sent {
@@ -290,8 +295,8 @@ impl Item {
 #[derive(Debug, Default)]
 pub struct Events {
     pub(crate) items: Vec<Item>,
-    /// Read buffers the batch's frames are lent from.
-    pub(crate) bufs: Vec<Buf>,
+    /// Read buffers the batch's data and frames are lent from.
+    pub(crate) bufs: Lent,
 }
 
 impl Events {
@@ -299,7 +304,7 @@ impl Events {
     pub fn with_capacity(capacity: usize) -> Events {
         Events {
             items: Vec::with_capacity(capacity),
-            bufs: Vec::new(),
+            bufs: Lent::default(),
         }
     }
 
@@ -330,6 +335,7 @@ impl Events {
     }
 
     /// Drops the events, returning lent buffers to the pool.
+    #[inline]
     pub fn clear(&mut self) {
         self.items.clear();
         self.bufs.clear();
@@ -385,7 +391,7 @@ impl<'a> Iterator for Runs<'a> {
 #[derive(Debug)]
 pub struct Iter<'a> {
     items: std::slice::Iter<'a, Item>,
-    bufs: &'a [Buf],
+    bufs: &'a Lent,
     /// The frames left of a run being handed out one by one.
     run: Option<(Receiver, Payloads<'a>)>,
 }
@@ -406,6 +412,11 @@ impl<'a> Iterator for Iter<'a> {
         }
         let bufs = self.bufs;
         match self.items.next()? {
+            // The usual event, built here rather than through `as_event`.
+            Item::Data { from, buf, len } => Some(Event::Data {
+                from: *from,
+                data: bufs.get(*buf).get(..*len).unwrap_or_default(),
+            }),
             Item::Frames {
                 from,
                 codec,
@@ -416,7 +427,9 @@ impl<'a> Iterator for Iter<'a> {
             } => self.start_run(
                 *from,
                 *codec,
-                &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+                bufs.get(*buf)
+                    .get(*start as usize..*end as usize)
+                    .unwrap_or_default(),
             ),
             item => Some(item.as_event(bufs)),
         }

@@ -85,7 +85,7 @@ fn a_refused_frame_loses_only_itself() {
                 unsent: Vec::new(),
             },
         ],
-        bufs: Vec::new(),
+        bufs: Default::default(),
     };
     hub.handle_events(&mut p, &events);
     assert_eq!((hub.published_frames(), hub.rejected_frames()), (2, 1));

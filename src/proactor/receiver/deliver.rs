@@ -54,9 +54,20 @@ impl ReceiverSide {
         if matches!(self.feed, Feed::Spliced(_)) {
             return Taken::Forward(buf);
         }
+        if self.decoder.is_none() {
+            io.push_data(Receiver(end.token), buf, n);
+            return Taken::Reported;
+        }
+        self.take_frames(end, io, buf, n)
+    }
+
+    /// [`take`](Self::take) for a receiver that decodes frames: out of
+    /// line, so the plain `Data` path stays short.
+    #[inline(never)]
+    fn take_frames(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         let from = Receiver(end.token);
         let Some(decoder) = self.decoder.as_deref_mut() else {
-            io.pending.push(Item::Data { from, buf, len: n });
+            io.push_data(from, buf, n);
             return Taken::Reported;
         };
         // A stream that broke at a bad frame has no frames left to give;
@@ -66,9 +77,8 @@ impl ReceiverSide {
         }
         // The batch keeps the buffer; its frames name it by index.
         let (pending, pending_bufs) = (&mut io.pending, &mut io.pending_bufs);
-        let index = pending_bufs.len() as u32;
-        pending_bufs.push(buf);
-        let chunk = &pending_bufs[index as usize].as_slice()[..n];
+        let index = pending_bufs.keep(buf);
+        let chunk = &pending_bufs.get(index)[..n];
         let base = chunk.as_ptr() as usize;
         let counters = &mut end.counters;
         let codec = decoder.codec();
