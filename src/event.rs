@@ -156,14 +156,70 @@ impl Event<'_> {
 
 /// A frame's payload: a range of one of the batch's read buffers
 /// (`Events::bufs`, shared by the frames of one read), or a copy for a
-/// frame that was split across reads.
-#[derive(Debug)]
+/// frame that was split across reads (`Events::owned`).
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum FrameBytes {
     Lent { buf: u32, start: u32, end: u32 },
-    Owned(Vec<u8>),
+    Owned(u32),
 }
 
-#[derive(Debug)]
+/// What an `Error` item would show if its batch had lost the error (it
+/// never does: both are pushed together).
+static NO_ERROR: Error = Error::Unsupported {
+    what: String::new(),
+    source: None,
+};
+
+/// What a batch's events own besides read buffers: copied bytes (split
+/// frames, a sender's unsent bytes) and errors, each named by its index.
+/// An [`Item`] owns nothing itself, so clearing a batch drops no event.
+#[derive(Debug, Default)]
+pub(crate) struct Owned {
+    bytes: Vec<Vec<u8>>,
+    errors: Vec<Error>,
+}
+
+impl Owned {
+    /// Keeps `bytes`; returns their name.
+    pub(crate) fn bytes(&mut self, bytes: Vec<u8>) -> u32 {
+        self.bytes.push(bytes);
+        (self.bytes.len() - 1) as u32
+    }
+
+    /// Keeps `error`; returns its name.
+    pub(crate) fn error(&mut self, error: Error) -> u32 {
+        self.errors.push(error);
+        (self.errors.len() - 1) as u32
+    }
+
+    fn get_bytes(&self, name: u32) -> &[u8] {
+        self.bytes.get(name as usize).map_or(&[], Vec::as_slice)
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.errors.is_empty()
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        if !self.is_empty() {
+            self.drop_all();
+        }
+    }
+
+    /// Rare: a batch with a close, an error or a split frame.
+    #[cold]
+    #[inline(never)]
+    fn drop_all(&mut self) {
+        self.bytes.clear();
+        self.errors.clear();
+    }
+}
+
+/// One event of a batch: plain data, whatever it owns named in the batch's
+/// [`Owned`] and [`Lent`].
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Item {
     Opened(Sender),
     /// `bufs.get(buf)[..len]`.
@@ -206,13 +262,13 @@ pub(crate) enum Item {
     Closed {
         token: Token,
         reason: CloseReason,
-        unsent: Vec<u8>,
+        /// In `Owned`.
+        unsent: u32,
     },
     Error {
         token: Token,
-        // Boxed: errors are rare, and every queued event is as large as
-        // the largest variant.
-        error: Box<Error>,
+        /// In `Owned`.
+        error: u32,
     },
 }
 
@@ -220,7 +276,7 @@ impl Item {
     /// The event, with lent frames resolved in `bufs`, the read buffers of
     /// the same batch.
     #[inline]
-    fn as_event<'a>(&'a self, bufs: &'a Lent) -> Event<'a> {
+    fn as_event<'a>(&'a self, bufs: &'a Lent, owned: &'a Owned) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
             Item::Data { from, buf, len } => Event::Data {
@@ -235,7 +291,7 @@ impl Item {
                         .get(*buf)
                         .get(*start as usize..*end as usize)
                         .unwrap_or_default(),
-                    FrameBytes::Owned(bytes) => bytes,
+                    FrameBytes::Owned(bytes) => owned.get_bytes(*bytes),
                 },
             },
             Item::Frames {
@@ -277,11 +333,18 @@ impl Item {
             } => Event::Closed {
                 token: *token,
                 reason: *reason,
-                unsent,
+                unsent: owned.get_bytes(*unsent),
             },
-            Item::Error { token, error } => Event::Error {
-                token: *token,
-                error,
+            // Only ever named by its batch: there is one.
+            Item::Error { token, error } => match owned.errors.get(*error as usize) {
+                Some(error) => Event::Error {
+                    token: *token,
+                    error,
+                },
+                None => Event::Error {
+                    token: *token,
+                    error: &NO_ERROR,
+                },
             },
         }
     }
@@ -297,6 +360,8 @@ pub struct Events {
     pub(crate) items: Vec<Item>,
     /// Read buffers the batch's data and frames are lent from.
     pub(crate) bufs: Lent,
+    /// Bytes and errors the batch's events own.
+    pub(crate) owned: Owned,
 }
 
 impl Events {
@@ -305,6 +370,7 @@ impl Events {
         Events {
             items: Vec::with_capacity(capacity),
             bufs: Lent::default(),
+            owned: Owned::default(),
         }
     }
 
@@ -313,6 +379,7 @@ impl Events {
         Iter {
             items: self.items.iter(),
             bufs: &self.bufs,
+            owned: &self.owned,
             run: None,
         }
     }
@@ -339,6 +406,7 @@ impl Events {
     pub fn clear(&mut self) {
         self.items.clear();
         self.bufs.clear();
+        self.owned.clear();
     }
 }
 
@@ -381,7 +449,7 @@ impl<'a> Iterator for Runs<'a> {
             && *codec == self.codec
         {
             it.items.next();
-            return Some(item.as_event(it.bufs));
+            return Some(item.as_event(it.bufs, it.owned));
         }
         it.next()
     }
@@ -392,6 +460,7 @@ impl<'a> Iterator for Runs<'a> {
 pub struct Iter<'a> {
     items: std::slice::Iter<'a, Item>,
     bufs: &'a Lent,
+    owned: &'a Owned,
     /// The frames left of a run being handed out one by one.
     run: Option<(Receiver, Payloads<'a>)>,
 }
@@ -431,7 +500,7 @@ impl<'a> Iterator for Iter<'a> {
                     .get(*start as usize..*end as usize)
                     .unwrap_or_default(),
             ),
-            item => Some(item.as_event(bufs)),
+            item => Some(item.as_event(bufs, self.owned)),
         }
     }
 }

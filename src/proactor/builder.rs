@@ -426,6 +426,7 @@ impl Builder {
                 pool,
                 pending: Vec::new(),
                 pending_bufs: Lent::default(),
+                pending_owned: Default::default(),
             },
             table: Table::new(id),
             reads: Reads {

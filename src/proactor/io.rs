@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use crate::buffers::{Buf, Lent, Pool};
 use crate::error::Error;
-use crate::event::Item;
+use crate::event::{Item, Owned};
 use crate::ring::{BackendInUse, Ring};
 use crate::token::{Receiver, Token};
 
@@ -19,6 +19,8 @@ pub(super) struct Io {
     pub(super) pending: Vec<Item>,
     /// Read buffers that `pending`'s data and frames are lent from.
     pub(super) pending_bufs: Lent,
+    /// Bytes and errors `pending`'s events own.
+    pub(super) pending_owned: Owned,
 }
 
 impl Io {
@@ -31,9 +33,7 @@ impl Io {
 
     /// Reports `error` about `token` at the next `poll`.
     pub(super) fn report_error(&mut self, token: Token, error: Error) {
-        self.pending.push(Item::Error {
-            token,
-            error: Box::new(error),
-        });
+        let error = self.pending_owned.error(error);
+        self.pending.push(Item::Error { token, error });
     }
 }

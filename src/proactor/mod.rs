@@ -576,6 +576,9 @@ impl Proactor {
         if !self.io.pending_bufs.is_empty() {
             std::mem::swap(&mut events.bufs, &mut self.io.pending_bufs);
         }
+        if !self.io.pending_owned.is_empty() {
+            std::mem::swap(&mut events.owned, &mut self.io.pending_owned);
+        }
         Ok(())
     }
 }

@@ -76,7 +76,8 @@ impl ReceiverSide {
             return Taken::Reported;
         }
         // The batch keeps the buffer; its frames name it by index.
-        let (pending, pending_bufs) = (&mut io.pending, &mut io.pending_bufs);
+        let (pending, pending_bufs, owned) =
+            (&mut io.pending, &mut io.pending_bufs, &mut io.pending_owned);
         let index = pending_bufs.keep(buf);
         let chunk = &pending_bufs.get(index)[..n];
         let base = chunk.as_ptr() as usize;
@@ -126,7 +127,7 @@ impl ReceiverSide {
                     end: stop as u32,
                 }
             } else {
-                FrameBytes::Owned(frame.to_vec())
+                FrameBytes::Owned(owned.bytes(frame.to_vec()))
             };
             pending.push(Item::Frame { from, frame });
         });
