@@ -74,8 +74,11 @@ impl Proactor {
             },
         ) = (part, t)
         {
-            let next = rx.on_read_multi(end, &mut self.io, &c);
-            self.after_read(idx, next);
+            match rx.on_read_multi(end, &mut self.io, &c) {
+                // Usually nothing follows: the read goes on.
+                Next::Done => {}
+                next => self.after_read_out_of_line(idx, next),
+            }
             self.maybe_finish_after(idx, Vec::new());
             return;
         }
@@ -126,17 +129,16 @@ impl Proactor {
         self.maybe_finish_after(idx, waiting);
     }
 
-    /// What a receiver asks for after a completion: usually nothing (a
-    /// multishot read goes on), the rest out of line.
-    #[inline(always)]
-    fn after_read(&mut self, idx: usize, next: Next) {
-        if !matches!(next, Next::Done) {
-            self.after_read_rest(idx, next);
-        }
+    /// [`after_read`](Self::after_read), kept out of the multishot read's
+    /// short way.
+    #[inline(never)]
+    fn after_read_out_of_line(&mut self, idx: usize, next: Next) {
+        self.after_read(idx, next);
     }
 
-    #[inline(never)]
-    fn after_read_rest(&mut self, idx: usize, next: Next) {
+    /// What a receiver asks for after a completion.
+    #[inline(always)]
+    fn after_read(&mut self, idx: usize, next: Next) {
         match next {
             Next::Done => {}
             Next::Rearm(last) => self.arm_read_sized(idx, last),
