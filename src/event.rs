@@ -354,7 +354,9 @@ impl Item {
 ///
 /// Read buffers lent to `Data` events go back to the pool when `Events` is
 /// polled again or dropped. Keep one `Events` per loop: holding many of them
-/// full holds many buffers.
+/// full holds many buffers. Once it has held data it keeps a handle on the
+/// proactor's buffer pool (sparing one per poll), so the pool's memory is
+/// freed when both the proactor and the `Events` are dropped.
 #[derive(Debug, Default)]
 pub struct Events {
     pub(crate) items: Vec<Item>,
