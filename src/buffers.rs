@@ -16,7 +16,10 @@
 //! Ownership is the safety argument: while an operation is in flight its
 //! `Buf` lives in the ring's operation table and nobody else can reach it.
 
+mod lent;
 mod memlock;
+
+pub(crate) use lent::Lent;
 
 pub(crate) use memlock::{Memlock, auto_count, is_memlock_error, provided_locked_bytes};
 
@@ -142,8 +145,9 @@ impl ProvidedRing {
         let from = self.published.get();
         let to = from.saturating_add(n).min(self.count);
         for bid in from..to {
-            self.push(bid);
+            self.put(bid);
         }
+        self.publish();
         self.published.set(to);
         to > from
     }
@@ -156,6 +160,15 @@ impl ProvidedRing {
 
     /// Gives buffer `bid` back to the kernel.
     fn push(&self, bid: u16) {
+        self.put(bid);
+        self.publish();
+    }
+
+    /// Writes buffer `bid` past the tail; the kernel sees it once
+    /// [`publish`](Self::publish) stores the tail (a batch returned at
+    /// once costs one store).
+    #[inline]
+    fn put(&self, bid: u16) {
         if let Some(on_ring) = self.on_ring.get(usize::from(bid)) {
             on_ring.set(true);
         }
@@ -163,20 +176,25 @@ impl ProvidedRing {
         let slot = usize::from(tail & (self.count - 1));
         // SAFETY: slot < count entries of the mapping. The kernel only reads
         // entries between its head and the published tail, and this one is
-        // past the tail until the release store below.
+        // past the tail until `publish` stores it.
         unsafe {
             let entry = &mut *self.entries.as_ptr().add(slot);
             entry.set_addr(self.buf_ptr(bid) as u64);
             entry.set_len(self.buf_size as u32);
             entry.set_bid(bid);
         }
-        let tail = tail.wrapping_add(1);
-        self.tail.set(tail);
+        self.tail.set(tail.wrapping_add(1));
+    }
+
+    /// Shows the kernel every buffer [`put`](Self::put) so far.
+    #[inline]
+    fn publish(&self) {
         // SAFETY: the shared tail is the u16 inside entry 0, in the mapping,
-        // and the kernel reads it concurrently: hence the atomic release.
+        // and the kernel reads it concurrently: hence the atomic release,
+        // after the entries' writes.
         unsafe {
             let shared = BufRingEntry::tail(self.entries.as_ptr()) as *const AtomicU16;
-            (*shared).store(tail, Ordering::Release);
+            (*shared).store(self.tail.get(), Ordering::Release);
         }
     }
 }

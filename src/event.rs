@@ -1,6 +1,6 @@
 //! Completed work, as reported by [`Proactor::poll`](crate::Proactor::poll).
 
-use crate::buffers::Buf;
+use crate::buffers::Lent;
 use crate::error::Error;
 use crate::frame::{Codec, Payloads};
 use crate::token::{Receiver, Sender, Token};
@@ -156,19 +156,76 @@ impl Event<'_> {
 
 /// A frame's payload: a range of one of the batch's read buffers
 /// (`Events::bufs`, shared by the frames of one read), or a copy for a
-/// frame that was split across reads.
-#[derive(Debug)]
+/// frame that was split across reads (`Events::owned`).
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum FrameBytes {
     Lent { buf: u32, start: u32, end: u32 },
-    Owned(Vec<u8>),
+    Owned(u32),
 }
 
-#[derive(Debug)]
+/// What an `Error` item would show if its batch had lost the error (it
+/// never does: both are pushed together).
+static NO_ERROR: Error = Error::Unsupported {
+    what: String::new(),
+    source: None,
+};
+
+/// What a batch's events own besides read buffers: copied bytes (split
+/// frames, a sender's unsent bytes) and errors, each named by its index.
+/// An [`Item`] owns nothing itself, so clearing a batch drops no event.
+#[derive(Debug, Default)]
+pub(crate) struct Owned {
+    bytes: Vec<Vec<u8>>,
+    errors: Vec<Error>,
+}
+
+impl Owned {
+    /// Keeps `bytes`; returns their name.
+    pub(crate) fn bytes(&mut self, bytes: Vec<u8>) -> u32 {
+        self.bytes.push(bytes);
+        (self.bytes.len() - 1) as u32
+    }
+
+    /// Keeps `error`; returns its name.
+    pub(crate) fn error(&mut self, error: Error) -> u32 {
+        self.errors.push(error);
+        (self.errors.len() - 1) as u32
+    }
+
+    fn get_bytes(&self, name: u32) -> &[u8] {
+        self.bytes.get(name as usize).map_or(&[], Vec::as_slice)
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.errors.is_empty()
+    }
+
+    #[inline]
+    fn clear(&mut self) {
+        if !self.is_empty() {
+            self.drop_all();
+        }
+    }
+
+    /// Rare: a batch with a close, an error or a split frame.
+    #[cold]
+    #[inline(never)]
+    fn drop_all(&mut self) {
+        self.bytes.clear();
+        self.errors.clear();
+    }
+}
+
+/// One event of a batch: plain data, whatever it owns named in the batch's
+/// [`Owned`] and [`Lent`].
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Item {
     Opened(Sender),
+    /// `bufs.get(buf)[..len]`.
     Data {
         from: Receiver,
-        buf: Buf,
+        buf: u32,
         len: usize,
     },
     Frame {
@@ -205,13 +262,13 @@ pub(crate) enum Item {
     Closed {
         token: Token,
         reason: CloseReason,
-        unsent: Vec<u8>,
+        /// In `Owned`.
+        unsent: u32,
     },
     Error {
         token: Token,
-        // Boxed: errors are rare, and every queued event is as large as
-        // the largest variant.
-        error: Box<Error>,
+        /// In `Owned`.
+        error: u32,
     },
 }
 
@@ -219,21 +276,22 @@ impl Item {
     /// The event, with lent frames resolved in `bufs`, the read buffers of
     /// the same batch.
     #[inline]
-    fn as_event<'a>(&'a self, bufs: &'a [Buf]) -> Event<'a> {
+    fn as_event<'a>(&'a self, bufs: &'a Lent, owned: &'a Owned) -> Event<'a> {
         match self {
             Item::Opened(s) => Event::Opened(*s),
             Item::Data { from, buf, len } => Event::Data {
                 from: *from,
-                data: &buf.as_slice()[..*len],
+                data: bufs.get(*buf).get(..*len).unwrap_or_default(),
             },
             Item::Frame { from, frame } => Event::Frame {
                 from: *from,
                 frame: match frame {
                     // The batch holds every buffer its frames point into.
-                    FrameBytes::Lent { buf, start, end } => {
-                        &bufs[*buf as usize].as_slice()[*start as usize..*end as usize]
-                    }
-                    FrameBytes::Owned(bytes) => bytes,
+                    FrameBytes::Lent { buf, start, end } => bufs
+                        .get(*buf)
+                        .get(*start as usize..*end as usize)
+                        .unwrap_or_default(),
+                    FrameBytes::Owned(bytes) => owned.get_bytes(*bytes),
                 },
             },
             Item::Frames {
@@ -245,7 +303,10 @@ impl Item {
                 ..
             } => Event::Frames {
                 from: *from,
-                wire: &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+                wire: bufs
+                    .get(*buf)
+                    .get(*start as usize..*end as usize)
+                    .unwrap_or_default(),
                 frames: *frames as usize,
             },
             Item::Sent { to, bytes } => Event::Sent {
@@ -272,11 +333,18 @@ impl Item {
             } => Event::Closed {
                 token: *token,
                 reason: *reason,
-                unsent,
+                unsent: owned.get_bytes(*unsent),
             },
-            Item::Error { token, error } => Event::Error {
-                token: *token,
-                error,
+            // Only ever named by its batch: there is one.
+            Item::Error { token, error } => match owned.errors.get(*error as usize) {
+                Some(error) => Event::Error {
+                    token: *token,
+                    error,
+                },
+                None => Event::Error {
+                    token: *token,
+                    error: &NO_ERROR,
+                },
             },
         }
     }
@@ -286,12 +354,16 @@ impl Item {
 ///
 /// Read buffers lent to `Data` events go back to the pool when `Events` is
 /// polled again or dropped. Keep one `Events` per loop: holding many of them
-/// full holds many buffers.
+/// full holds many buffers. Once it has held data it keeps a handle on the
+/// proactor's buffer pool (sparing one per poll), so the pool's memory is
+/// freed when both the proactor and the `Events` are dropped.
 #[derive(Debug, Default)]
 pub struct Events {
     pub(crate) items: Vec<Item>,
-    /// Read buffers the batch's frames are lent from.
-    pub(crate) bufs: Vec<Buf>,
+    /// Read buffers the batch's data and frames are lent from.
+    pub(crate) bufs: Lent,
+    /// Bytes and errors the batch's events own.
+    pub(crate) owned: Owned,
 }
 
 impl Events {
@@ -299,7 +371,8 @@ impl Events {
     pub fn with_capacity(capacity: usize) -> Events {
         Events {
             items: Vec::with_capacity(capacity),
-            bufs: Vec::new(),
+            bufs: Lent::default(),
+            owned: Owned::default(),
         }
     }
 
@@ -308,6 +381,7 @@ impl Events {
         Iter {
             items: self.items.iter(),
             bufs: &self.bufs,
+            owned: &self.owned,
             run: None,
         }
     }
@@ -330,9 +404,11 @@ impl Events {
     }
 
     /// Drops the events, returning lent buffers to the pool.
+    #[inline]
     pub fn clear(&mut self) {
         self.items.clear();
         self.bufs.clear();
+        self.owned.clear();
     }
 }
 
@@ -375,7 +451,7 @@ impl<'a> Iterator for Runs<'a> {
             && *codec == self.codec
         {
             it.items.next();
-            return Some(item.as_event(it.bufs));
+            return Some(item.as_event(it.bufs, it.owned));
         }
         it.next()
     }
@@ -385,7 +461,8 @@ impl<'a> Iterator for Runs<'a> {
 #[derive(Debug)]
 pub struct Iter<'a> {
     items: std::slice::Iter<'a, Item>,
-    bufs: &'a [Buf],
+    bufs: &'a Lent,
+    owned: &'a Owned,
     /// The frames left of a run being handed out one by one.
     run: Option<(Receiver, Payloads<'a>)>,
 }
@@ -406,6 +483,11 @@ impl<'a> Iterator for Iter<'a> {
         }
         let bufs = self.bufs;
         match self.items.next()? {
+            // The usual event, built here rather than through `as_event`.
+            Item::Data { from, buf, len } => Some(Event::Data {
+                from: *from,
+                data: bufs.get(*buf).get(..*len).unwrap_or_default(),
+            }),
             Item::Frames {
                 from,
                 codec,
@@ -416,9 +498,11 @@ impl<'a> Iterator for Iter<'a> {
             } => self.start_run(
                 *from,
                 *codec,
-                &bufs[*buf as usize].as_slice()[*start as usize..*end as usize],
+                bufs.get(*buf)
+                    .get(*start as usize..*end as usize)
+                    .unwrap_or_default(),
             ),
-            item => Some(item.as_event(bufs)),
+            item => Some(item.as_event(bufs, self.owned)),
         }
     }
 }

@@ -54,3 +54,43 @@ fn fixed_buffers_are_exclusive_and_recycled() {
     drop(h);
     assert_eq!(pool.spare_heap.borrow().len(), 1);
 }
+
+#[test]
+fn a_lent_batch_holds_its_buffers_until_cleared_then_gives_them_back() {
+    let pool = Pool::with_provided(1, 4096, Some((8, 4096))).unwrap();
+    let other = Pool::with_provided(1, 4096, Some((8, 4096))).unwrap();
+    let (mine, theirs) = (pool.provided_pushed(0), other.provided_pushed(0));
+    let mut lent = Lent::default();
+    let mut a = pool.take_provided(0, 0, 3).unwrap();
+    a.as_mut_slice().copy_from_slice(b"abc");
+    let mut b = other.take_provided(0, 1, 2).unwrap();
+    b.as_mut_slice().copy_from_slice(b"xy");
+    let fixed = pool.take_fixed().unwrap();
+    let (a, b, fixed) = (lent.keep(a), lent.keep(b), lent.keep(fixed));
+    // Each reads back as it was kept; another pool's buffer is kept whole.
+    assert_eq!(lent.get(a), b"abc");
+    assert_eq!(lent.get(b), b"xy");
+    assert_eq!(lent.get(fixed).len(), pool.buf_size());
+    assert_eq!(pool.free_count(), 0, "the registered buffer is lent");
+    // Nothing goes back while the batch holds it.
+    assert_eq!(
+        (pool.provided_pushed(0), other.provided_pushed(0)),
+        (mine, theirs)
+    );
+    assert!(pool.take_provided(0, 0, 1).is_none(), "still lent");
+    lent.clear();
+    assert!(lent.is_empty());
+    assert_eq!(lent.get(a), b"", "a cleared batch names nothing");
+    assert_eq!(
+        (pool.provided_pushed(0), other.provided_pushed(0)),
+        (mine + 1, theirs + 1)
+    );
+    assert_eq!(pool.free_count(), 1);
+    // Back on the ring: the kernel may hand it over again.
+    let again = pool.take_provided(0, 0, 1).unwrap();
+    // Dropping a batch gives its buffers back too.
+    let mut lent = Lent::default();
+    lent.keep(again);
+    drop(lent);
+    assert_eq!(pool.provided_pushed(0), mine + 2);
+}

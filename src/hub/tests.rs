@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use super::*;
-use crate::event::{CloseReason, FrameBytes, Item};
+use crate::event::{CloseReason, FrameBytes, Item, Owned};
 use crate::frame::Codec;
 
 /// A proactor, a source receiver and `n` senders (no reader: they hold
@@ -70,22 +70,25 @@ fn a_refused_frame_loses_only_itself() {
     let tx = txs[0];
     let mut hub = Hub::new(source, HubOptions::new(Codec::Lines));
     assert!(hub.add(&mut p, tx).unwrap());
-    let frame = |bytes: &[u8]| Item::Frame {
+    let mut owned = Owned::default();
+    let mut frame = |bytes: &[u8]| Item::Frame {
         from: source,
-        frame: FrameBytes::Owned(bytes.to_vec()),
+        frame: FrameBytes::Owned(owned.bytes(bytes.to_vec())),
     };
+    let items = vec![
+        frame(b"one"),
+        frame(b"t\nwo"),
+        frame(b"three"),
+        Item::Closed {
+            token: source.token(),
+            reason: CloseReason::Eof,
+            unsent: owned.bytes(Vec::new()),
+        },
+    ];
     let events = Events {
-        items: vec![
-            frame(b"one"),
-            frame(b"t\nwo"),
-            frame(b"three"),
-            Item::Closed {
-                token: source.token(),
-                reason: CloseReason::Eof,
-                unsent: Vec::new(),
-            },
-        ],
-        bufs: Vec::new(),
+        items,
+        bufs: Default::default(),
+        owned,
     };
     hub.handle_events(&mut p, &events);
     assert_eq!((hub.published_frames(), hub.rejected_frames()), (2, 1));

@@ -11,7 +11,7 @@ use super::registry::Table;
 use super::splice::Splicing;
 use super::wait::WaitPolicy;
 use super::waiting::{RETRY_START, Waiting};
-use crate::buffers::{self, Memlock, Pool};
+use crate::buffers::{self, Lent, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::ring::{self, Backend, Ring, RingConfig};
 
@@ -425,7 +425,8 @@ impl Builder {
                 backend,
                 pool,
                 pending: Vec::new(),
-                pending_bufs: Vec::new(),
+                pending_bufs: Lent::default(),
+                pending_owned: Default::default(),
             },
             table: Table::new(id),
             reads: Reads {

@@ -172,6 +172,7 @@ impl Proactor {
                 }
             }
         }
+        let unsent = self.io.pending_owned.bytes(unsent);
         self.io.pending.push(Item::Closed {
             token: end.token,
             reason: end.reason,

@@ -19,6 +19,17 @@ impl Proactor {
                 generation,
                 part,
             } => self.on_transport_op(index as usize, generation, part, c),
+            route => self.on_own_op(route, c),
+        }
+    }
+
+    /// A completion of one of the proactor's own operations: rare, so out
+    /// of the line a transport's completion takes.
+    #[cold]
+    #[inline(never)]
+    fn on_own_op(&mut self, route: Route, c: Completion) {
+        match route {
+            Route::Transport { .. } => {}
             Route::RetryTimer => {
                 self.waiting.on_timer();
                 self.retry_waiting();
@@ -47,13 +58,36 @@ impl Proactor {
     /// part handles it, then a close waiting for it may finish.
     #[inline]
     fn on_transport_op(&mut self, idx: usize, generation: u32, part: Part, c: Completion) {
-        match self.table.get_mut(idx) {
-            Some(t) if Route::names(generation, t.end.token) => {
-                t.end.inflight -= u32::from(!c.more);
-            }
+        let t = match self.table.get_mut(idx) {
+            Some(t) if Route::names(generation, t.end.token) => t,
             // Cannot happen: a slot is freed only when nothing is in flight.
             _ => return,
+        };
+        t.end.inflight -= u32::from(!c.more);
+        // The usual completion (a multishot read's data) takes the short
+        // way: no splice to look at, the rest out of line.
+        if let (
+            Part::ReadMulti,
+            Transport {
+                end,
+                role: Role::Receiver(rx),
+            },
+        ) = (part, t)
+        {
+            match rx.on_read_multi(end, &mut self.io, &c) {
+                // Usually nothing follows: the read goes on.
+                Next::Done => {}
+                next => self.after_read_out_of_line(idx, next),
+            }
+            self.maybe_finish_after(idx, Vec::new());
+            return;
         }
+        self.on_part_op(idx, part, c);
+    }
+
+    /// [`on_transport_op`](Self::on_transport_op) for any other part.
+    #[inline(never)]
+    fn on_part_op(&mut self, idx: usize, part: Part, c: Completion) {
         // Closing senders a splice operation may have kept waiting (its
         // moves use their fds); no other operation touches another
         // transport's fd.
@@ -93,6 +127,13 @@ impl Proactor {
             _ => {}
         }
         self.maybe_finish_after(idx, waiting);
+    }
+
+    /// [`after_read`](Self::after_read), kept out of the multishot read's
+    /// short way.
+    #[inline(never)]
+    fn after_read_out_of_line(&mut self, idx: usize, next: Next) {
+        self.after_read(idx, next);
     }
 
     /// What a receiver asks for after a completion.

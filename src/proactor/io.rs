@@ -3,11 +3,11 @@
 
 use std::rc::Rc;
 
-use crate::buffers::{Buf, Pool};
+use crate::buffers::{Buf, Lent, Pool};
 use crate::error::Error;
-use crate::event::Item;
+use crate::event::{Item, Owned};
 use crate::ring::{BackendInUse, Ring};
-use crate::token::Token;
+use crate::token::{Receiver, Token};
 
 #[derive(Debug)]
 pub(super) struct Io {
@@ -17,16 +17,23 @@ pub(super) struct Io {
     pub(super) pool: Rc<Pool>,
     /// Events for the next `poll`, in the order they happened.
     pub(super) pending: Vec<Item>,
-    /// Read buffers that `pending`'s frames are lent from.
-    pub(super) pending_bufs: Vec<Buf>,
+    /// Read buffers that `pending`'s data and frames are lent from.
+    pub(super) pending_bufs: Lent,
+    /// Bytes and errors `pending`'s events own.
+    pub(super) pending_owned: Owned,
 }
 
 impl Io {
+    /// Reports `buf[..len]`, read by `from`, at the next `poll`.
+    #[inline]
+    pub(super) fn push_data(&mut self, from: Receiver, buf: Buf, len: usize) {
+        let buf = self.pending_bufs.keep(buf);
+        self.pending.push(Item::Data { from, buf, len });
+    }
+
     /// Reports `error` about `token` at the next `poll`.
     pub(super) fn report_error(&mut self, token: Token, error: Error) {
-        self.pending.push(Item::Error {
-            token,
-            error: Box::new(error),
-        });
+        let error = self.pending_owned.error(error);
+        self.pending.push(Item::Error { token, error });
     }
 }

@@ -576,7 +576,12 @@ impl Proactor {
         // `events` was emptied above: swapped, not copied, so the frames'
         // indices stay right and each side keeps an allocation.
         std::mem::swap(&mut events.items, &mut self.io.pending);
-        std::mem::swap(&mut events.bufs, &mut self.io.pending_bufs);
+        if !self.io.pending_bufs.is_empty() {
+            std::mem::swap(&mut events.bufs, &mut self.io.pending_bufs);
+        }
+        if !self.io.pending_owned.is_empty() {
+            std::mem::swap(&mut events.owned, &mut self.io.pending_owned);
+        }
         Ok(())
     }
 }

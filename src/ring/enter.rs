@@ -65,12 +65,57 @@ impl Uring {
 
     /// One `io_uring_enter`: submits every queued SQE and, when `wait` is set,
     /// waits for at least one completion or until `timeout`.
+    #[inline]
     pub(crate) fn submit_and_wait(
         &mut self,
         wait: bool,
         timeout: Option<Duration>,
     ) -> io::Result<()> {
+        if timeout.is_none() && !self.sqpoll {
+            return self.enter_plain(u32::from(wait));
+        }
         self.enter(u32::from(wait), timeout, None)
+    }
+
+    /// [`enter`](Self::enter) with no timeout on a ring without SQPOLL:
+    /// a paced `poll`'s turn, kept small (no argument to build).
+    #[inline]
+    fn enter_plain(&mut self, want: u32) -> io::Result<()> {
+        self.enters += 1;
+        let to_submit = self.uring.submission().len() as u32;
+        match self.raw_enter(to_submit, want, IORING_ENTER_GETEVENTS, None) {
+            Ok(submitted) => {
+                self.entered(submitted);
+                Ok(())
+            }
+            Err(e) => self.enter_failed(e),
+        }
+    }
+
+    /// After an enter that submitted `submitted` SQEs.
+    #[inline]
+    fn entered(&mut self, submitted: usize) {
+        self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
+        self.unsubmitted_writes = 0;
+        if self.deferred && self.uring.completion().len() >= TASK_WORK_PASS {
+            self.run_rest_of_wave();
+        }
+    }
+
+    /// An enter failed: a timeout, an interruption or a full CQ are no
+    /// failure of the turn.
+    #[cold]
+    fn enter_failed(&mut self, e: io::Error) -> io::Result<()> {
+        match e.raw_os_error() {
+            // Timed out, interrupted, or completions must be reaped first.
+            Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
+                // Whether any SQE went in is unknown: assume all did.
+                self.unsubmitted = 0;
+                self.unsubmitted_writes = 0;
+                Ok(())
+            }
+            _ => Err(e),
+        }
     }
 
     /// Submits every queued SQE and waits for `want` completions for up
@@ -143,21 +188,10 @@ impl Uring {
         };
         match res {
             Ok(submitted) => {
-                self.unsubmitted = self.unsubmitted.saturating_sub(submitted);
-                self.unsubmitted_writes = 0;
-                self.run_rest_of_wave();
+                self.entered(submitted);
                 Ok(())
             }
-            Err(e) => match e.raw_os_error() {
-                // Timed out, interrupted, or completions must be reaped first.
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
-                    // Whether any SQE went in is unknown: assume all did.
-                    self.unsubmitted = 0;
-                    self.unsubmitted_writes = 0;
-                    Ok(())
-                }
-                _ => Err(e),
-            },
+            Err(e) => self.enter_failed(e),
         }
     }
 
@@ -170,11 +204,9 @@ impl Uring {
     /// at once, since the CQ holds enough (it never sleeps here). The
     /// passes double, up to the wave a turn may take (`set_wave`) and half
     /// the CQ; a paced turn (a completion or a few) enters once.
+    #[inline(never)]
     fn run_rest_of_wave(&mut self) {
         let mut ready = self.uring.completion().len();
-        if ready < TASK_WORK_PASS || !self.deferred {
-            return;
-        }
         let most = self.wave.min(self.uring.completion().capacity() / 2);
         while ready >= TASK_WORK_PASS && ready + TASK_WORK_PASS <= most {
             let want = ready.min(most - ready);
@@ -200,6 +232,7 @@ impl Uring {
     /// `io_uring_enter(2)`, naming the ring by its registered index when it
     /// has one. The crate's `Submitter` can do that only for the `Submitter`
     /// that registered it, and `IoUring::submitter` makes a new one per call.
+    #[inline]
     fn raw_enter(
         &self,
         to_submit: u32,

@@ -54,9 +54,20 @@ impl ReceiverSide {
         if matches!(self.feed, Feed::Spliced(_)) {
             return Taken::Forward(buf);
         }
+        if self.decoder.is_none() {
+            io.push_data(Receiver(end.token), buf, n);
+            return Taken::Reported;
+        }
+        self.take_frames(end, io, buf, n)
+    }
+
+    /// [`take`](Self::take) for a receiver that decodes frames: out of
+    /// line, so the plain `Data` path stays short.
+    #[inline(never)]
+    fn take_frames(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         let from = Receiver(end.token);
         let Some(decoder) = self.decoder.as_deref_mut() else {
-            io.pending.push(Item::Data { from, buf, len: n });
+            io.push_data(from, buf, n);
             return Taken::Reported;
         };
         // A stream that broke at a bad frame has no frames left to give;
@@ -65,10 +76,10 @@ impl ReceiverSide {
             return Taken::Reported;
         }
         // The batch keeps the buffer; its frames name it by index.
-        let (pending, pending_bufs) = (&mut io.pending, &mut io.pending_bufs);
-        let index = pending_bufs.len() as u32;
-        pending_bufs.push(buf);
-        let chunk = &pending_bufs[index as usize].as_slice()[..n];
+        let (pending, pending_bufs, owned) =
+            (&mut io.pending, &mut io.pending_bufs, &mut io.pending_owned);
+        let index = pending_bufs.keep(buf);
+        let chunk = &pending_bufs.get(index)[..n];
         let base = chunk.as_ptr() as usize;
         let counters = &mut end.counters;
         let codec = decoder.codec();
@@ -116,7 +127,7 @@ impl ReceiverSide {
                     end: stop as u32,
                 }
             } else {
-                FrameBytes::Owned(frame.to_vec())
+                FrameBytes::Owned(owned.bytes(frame.to_vec()))
             };
             pending.push(Item::Frame { from, frame });
         });
