@@ -74,7 +74,7 @@ impl Proactor {
             },
         ) = (part, t)
         {
-            match rx.on_read_multi(end, &mut self.io, &c) {
+            match rx.on_read_multi(end, &mut self.io, c.result, c.more, c.provided) {
                 // Usually nothing follows: the read goes on.
                 Next::Done => {}
                 next => self.after_read_out_of_line(idx, next),
@@ -103,7 +103,7 @@ impl Proactor {
                 self.after_read(idx, next);
             }
             (Part::ReadMulti, Role::Receiver(rx)) => {
-                let next = rx.on_read_multi(end, io, &c);
+                let next = rx.on_read_multi(end, io, c.result, c.more, c.provided);
                 self.after_read(idx, next);
             }
             (Part::ReadPoll, Role::Receiver(rx)) => {
