@@ -47,9 +47,40 @@ impl ReceiverSide {
         Ok(())
     }
 
+    /// The usual completion of the multishot read, handled in line: plain
+    /// `Data` with more to follow. The buffer goes from the CQE to the
+    /// batch by id, no `Buf` made only to be taken apart again. False for
+    /// anything else (nothing done then): [`on_read_multi`](Self::on_read_multi)
+    /// handles it.
+    #[inline(always)]
+    pub(crate) fn on_read_multi_data(
+        &mut self,
+        end: &mut End,
+        io: &mut Io,
+        result: i32,
+        more: bool,
+        provided: Option<u16>,
+    ) -> bool {
+        if !(more && result > 0 && matches!(self.feed, Feed::Read) && self.decoder.is_none()) {
+            return false;
+        }
+        let Some(bid) = provided else {
+            return false;
+        };
+        let Some(held) = io.pool.take_provided_len(PROVIDED_GROUP, bid, result) else {
+            return false;
+        };
+        let n = result as usize;
+        self.bytes_read += n as u64;
+        io.push_provided(Receiver(end.token), PROVIDED_GROUP, bid, held, n);
+        end.data_arrived(&mut io.pending);
+        true
+    }
+
     /// A completion of the multishot read (`result`, the provided buffer
-    /// it filled if any): more may follow if `more`.
-    #[inline]
+    /// it filled if any) that [`on_read_multi_data`](Self::on_read_multi_data)
+    /// did not take: more may follow if `more`.
+    #[inline(never)]
     pub(crate) fn on_read_multi(
         &mut self,
         end: &mut End,
@@ -60,25 +91,6 @@ impl ReceiverSide {
     ) -> Next {
         if !more {
             self.read = None;
-        }
-        // The usual case, plain `Data`: the buffer goes from the CQE to
-        // the batch by id, no `Buf` made only to be taken apart again.
-        if result > 0 && matches!(self.feed, Feed::Read) && self.decoder.is_none() {
-            let held = provided.and_then(|bid| {
-                let held = io.pool.take_provided_len(PROVIDED_GROUP, bid, result)?;
-                Some((bid, held))
-            });
-            let Some((bid, held)) = held else {
-                return Next::Fail(end.io_error("read (no buffer)", -libc::EIO));
-            };
-            let n = result as usize;
-            self.bytes_read += n as u64;
-            io.push_provided(Receiver(end.token), PROVIDED_GROUP, bid, held, n);
-            end.data_arrived(&mut io.pending);
-            return match more {
-                true => Next::Done,
-                false => Next::Rearm(0),
-            };
         }
         // Take the kernel's buffer first: dropped unused, it goes back.
         let buf = provided.and_then(|bid| io.pool.take_provided(PROVIDED_GROUP, bid, result));
