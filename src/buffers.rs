@@ -353,12 +353,7 @@ impl Pool {
     /// Dropping it gives the buffer back to the ring. `None` for a buffer
     /// id the kernel could not have handed over.
     pub(crate) fn take_provided(self: &Rc<Self>, group: u16, bid: u16, result: i32) -> Option<Buf> {
-        let ring = self.provided.get(usize::from(group))?;
-        let on_ring = ring.on_ring.get(usize::from(bid))?;
-        if !on_ring.replace(false) {
-            return None;
-        }
-        let len = u32::try_from(result).unwrap_or(0).min(ring.buf_size as u32);
+        let len = self.take_provided_len(group, bid, result)?;
         Some(Buf {
             pool: Rc::clone(self),
             mem: Mem::Provided {
@@ -367,6 +362,19 @@ impl Pool {
                 len,
             },
         })
+    }
+
+    /// [`take_provided`](Self::take_provided) with no `Buf` made: the
+    /// buffer is off its ring, and the caller keeps it by id (in a
+    /// [`Lent`]) until it goes back. Returns the bytes it holds.
+    #[inline]
+    pub(crate) fn take_provided_len(&self, group: u16, bid: u16, result: i32) -> Option<u32> {
+        let ring = self.provided.get(usize::from(group))?;
+        let on_ring = ring.on_ring.get(usize::from(bid))?;
+        if !on_ring.replace(false) {
+            return None;
+        }
+        Some(u32::try_from(result).unwrap_or(0).min(ring.buf_size as u32))
     }
 
     /// For a backend that fills provided buffers itself (epoll): lends

@@ -67,6 +67,28 @@ impl Lent {
         at
     }
 
+    /// Keeps provided buffer `bid` of `group` of `pool`, holding `len`
+    /// bytes and already off its ring ([`Pool::take_provided_len`]), as
+    /// [`keep`](Self::keep) would keep it as a `Buf`, without making one.
+    #[inline(always)]
+    pub(crate) fn keep_provided(&mut self, pool: &Rc<Pool>, group: u8, bid: u16, len: u32) -> u32 {
+        let same = self.pool.as_ref().is_some_and(|p| Rc::ptr_eq(p, pool));
+        let at = self.provided.len() as u32;
+        if (same || self.provided.is_empty()) && at < WHOLE {
+            if !same {
+                self.pool = Some(Rc::clone(pool));
+            }
+            self.provided.push(Provided { group, bid, len });
+            return at;
+        }
+        // Another pool's ids held (or ids by the billion): kept whole.
+        let mem = Mem::Provided { group, bid, len };
+        self.keep(Buf {
+            pool: Rc::clone(pool),
+            mem,
+        })
+    }
+
     /// The bytes of buffer `name` (as [`Buf::as_slice`]); empty for a name
     /// this batch never gave.
     #[inline]

@@ -74,10 +74,13 @@ impl Proactor {
             },
         ) = (part, t)
         {
-            match rx.on_read_multi(end, &mut self.io, &c) {
-                // Usually nothing follows: the read goes on.
-                Next::Done => {}
-                next => self.after_read_out_of_line(idx, next),
+            let io = &mut self.io;
+            // Usually data, and nothing follows: the read goes on.
+            if !rx.on_read_multi_data(end, io, c.result, c.more, c.provided) {
+                match rx.on_read_multi(end, io, c.result, c.more, c.provided) {
+                    Next::Done => {}
+                    next => self.after_read_out_of_line(idx, next),
+                }
             }
             self.maybe_finish_after(idx, Vec::new());
             return;
@@ -103,7 +106,7 @@ impl Proactor {
                 self.after_read(idx, next);
             }
             (Part::ReadMulti, Role::Receiver(rx)) => {
-                let next = rx.on_read_multi(end, io, &c);
+                let next = rx.on_read_multi(end, io, c.result, c.more, c.provided);
                 self.after_read(idx, next);
             }
             (Part::ReadPoll, Role::Receiver(rx)) => {

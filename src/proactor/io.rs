@@ -31,6 +31,24 @@ impl Io {
         self.pending.push(Item::Data { from, buf, len });
     }
 
+    /// Reports `len` bytes that `from` read into provided buffer `bid` of
+    /// `group`, taken off its ring (holding `held` bytes), at the next
+    /// `poll`: the way a multishot read's data takes, with no `Buf` made.
+    #[inline]
+    pub(super) fn push_provided(
+        &mut self,
+        from: Receiver,
+        group: u16,
+        bid: u16,
+        held: u32,
+        len: usize,
+    ) {
+        let buf = self
+            .pending_bufs
+            .keep_provided(&self.pool, group as u8, bid, held);
+        self.pending.push(Item::Data { from, buf, len });
+    }
+
     /// Reports `error` about `token` at the next `poll`.
     pub(super) fn report_error(&mut self, token: Token, error: Error) {
         let error = self.pending_owned.error(error);

@@ -546,10 +546,18 @@ impl Proactor {
                 source: e,
             })?;
             // Each completion routed as it comes off the CQ.
-            while let Some(c) = self.io.ring.next_completion().map_err(|e| Error::Ring {
-                op: "io_uring_enter (CQ overflow flush)",
-                source: e,
-            })? {
+            loop {
+                // Matched in place: a `map_err` would move each completion.
+                let c = match self.io.ring.next_completion() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(source) => {
+                        return Err(Error::Ring {
+                            op: "io_uring_enter (CQ overflow flush)",
+                            source,
+                        });
+                    }
+                };
                 self.dispatch(c);
             }
             let expired = deadline.is_some_and(|d| Instant::now() >= d);

@@ -11,7 +11,8 @@ use crate::proactor::end::End;
 use crate::proactor::io::Io;
 use crate::proactor::route::Part;
 use crate::proactor::{ECANCELED, ERESTARTSYS};
-use crate::ring::{Completion, FileRef, OpId};
+use crate::ring::{FileRef, OpId};
+use crate::token::Receiver;
 
 impl ReceiverSide {
     /// Arms what a multishot receiver lacks: its multishot read and its
@@ -46,20 +47,57 @@ impl ReceiverSide {
         Ok(())
     }
 
-    /// A completion of the multishot read: more may follow.
-    #[inline]
-    pub(crate) fn on_read_multi(&mut self, end: &mut End, io: &mut Io, c: &Completion) -> Next {
-        // Take the kernel's buffer first: dropped unused, it goes back.
-        let buf = c
-            .provided
-            .and_then(|bid| io.pool.take_provided(PROVIDED_GROUP, bid, c.result));
-        if !c.more {
+    /// The usual completion of the multishot read, handled in line: plain
+    /// `Data` with more to follow. The buffer goes from the CQE to the
+    /// batch by id, no `Buf` made only to be taken apart again. False for
+    /// anything else (nothing done then): [`on_read_multi`](Self::on_read_multi)
+    /// handles it.
+    #[inline(always)]
+    pub(crate) fn on_read_multi_data(
+        &mut self,
+        end: &mut End,
+        io: &mut Io,
+        result: i32,
+        more: bool,
+        provided: Option<u16>,
+    ) -> bool {
+        if !(more && result > 0 && matches!(self.feed, Feed::Read) && self.decoder.is_none()) {
+            return false;
+        }
+        let Some(bid) = provided else {
+            return false;
+        };
+        let Some(held) = io.pool.take_provided_len(PROVIDED_GROUP, bid, result) else {
+            return false;
+        };
+        let n = result as usize;
+        self.bytes_read += n as u64;
+        io.push_provided(Receiver(end.token), PROVIDED_GROUP, bid, held, n);
+        end.data_arrived(&mut io.pending);
+        true
+    }
+
+    /// A completion of the multishot read (`result`, the provided buffer
+    /// it filled if any) that [`on_read_multi_data`](Self::on_read_multi_data)
+    /// did not take: more may follow if `more`.
+    #[inline(never)]
+    pub(crate) fn on_read_multi(
+        &mut self,
+        end: &mut End,
+        io: &mut Io,
+        result: i32,
+        more: bool,
+        provided: Option<u16>,
+    ) -> Next {
+        if !more {
             self.read = None;
         }
-        match c.result {
+        // Take the kernel's buffer first: dropped unused, it goes back.
+        let buf = provided.and_then(|bid| io.pool.take_provided(PROVIDED_GROUP, bid, result));
+        match result {
             // Delivered even while closing: the bytes left the pipe.
             n if n > 0 => match buf {
-                Some(buf) => self.took(end, io, buf, n as usize, (!c.more).then_some(0)),
+                Some(buf) => self.took(end, io, buf, n as usize, (!more).then_some(0)),
                 None => Next::Fail(end.io_error("read (no buffer)", -libc::EIO)),
             },
             _ if end.closing() => Next::Done,
