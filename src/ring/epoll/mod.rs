@@ -115,6 +115,10 @@ pub(crate) struct Epoll {
     ops: Slab<Op>,
     seq: u32,
     queued: Vec<OpId>,
+    /// Cancels pushed since the last enter: run before `queued`, so an
+    /// operation cancelled before it ever ran is not performed (a read its
+    /// receiver's `pause` cancelled takes no more bytes).
+    cancels: Vec<OpId>,
     /// The last op pushed asked for its successor to be linked to it.
     link_from: Option<OpId>,
     /// Indexed by fd.
@@ -151,6 +155,7 @@ impl Epoll {
             ops: Slab::new(),
             seq: 0,
             queued: Vec::new(),
+            cancels: Vec::new(),
             link_from: None,
             waits: Vec::new(),
             dirty: Vec::new(),
@@ -183,7 +188,10 @@ impl Epoll {
             None => Stage::Queued,
         };
         if stage == Stage::Queued {
-            self.queued.push(id);
+            match work {
+                Work::Cancel { .. } => self.cancels.push(id),
+                _ => self.queued.push(id),
+            }
         }
         self.ops.insert(Op {
             data,
@@ -512,18 +520,12 @@ impl Epoll {
     fn start_queued(&mut self) -> io::Result<()> {
         // A chain never spans enters.
         self.link_from = None;
-        let mut queued = std::mem::take(&mut self.queued);
-        // Cancels first: an operation cancelled before it ever ran is not
-        // performed (a read its receiver's `pause` cancelled takes no more
-        // bytes). Each then leaves the table, and the pass below skips it.
-        for &id in &queued {
-            if self
-                .get_mut(id)
-                .is_some_and(|op| matches!(op.work, Work::Cancel { .. }))
-            {
-                self.start(id);
-            }
+        // Cancels first: a target they finish leaves the table, and the
+        // pass below skips it.
+        for id in std::mem::take(&mut self.cancels) {
+            self.start(id);
         }
+        let mut queued = std::mem::take(&mut self.queued);
         for &id in &queued {
             self.start(id);
         }
@@ -545,6 +547,7 @@ impl Epoll {
     pub(crate) fn cancel_all_and_drain(&mut self, _grace: Duration) -> bool {
         self.ops.clear();
         self.queued.clear();
+        self.cancels.clear();
         self.timers.clear();
         self.done.clear();
         self.waits.clear();

@@ -226,7 +226,7 @@ impl Epoll {
     }
 
     pub(crate) fn has_unsubmitted(&self) -> bool {
-        !self.queued.is_empty()
+        !self.queued.is_empty() || !self.cancels.is_empty()
     }
 
     pub(crate) fn is_sqpoll(&self) -> bool {
