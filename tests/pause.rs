@@ -97,12 +97,23 @@ fn pause_and_resume_in_one_turn_still_sees_the_writer_leave() {
     });
 }
 
+/// The bytes of the `Data` events of one poll.
+fn data_bytes(ev: &Events) -> usize {
+    ev.iter()
+        .map(|e| match e {
+            Event::Data { data, .. } => data.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// A writer that keeps pace with the reads (a process writing 8 MiB), and
-/// a pause made as the first bytes arrive: what came before the pause,
-/// what came after (on epoll, nothing: a read cancelled before it ran is
-/// not performed, and no read takes more than a bounded number of
-/// buffers in one poll), and what the resume delivers add up to the
-/// stream exactly, and while paused the writer is held back by the pipe.
+/// a pause made after a poll that brought several reads' worth: what came
+/// before the pause, what came after (on epoll, nothing: a read cancelled
+/// before it ran is not performed, and no read takes more than a bounded
+/// number of buffers in one poll), and what the resume delivers add up to
+/// the stream exactly, and the pause held the writer back (not all of it
+/// was read before the resume).
 #[test]
 fn a_pause_stops_reading_against_a_writer_that_keeps_pace() {
     const LEN: usize = 8 << 20;
@@ -124,13 +135,7 @@ fn a_pause_stops_reading_against_a_writer_that_keeps_pace() {
         let mut before = 0;
         loop {
             p.poll(&mut ev, Some(Duration::from_secs(5))).unwrap();
-            let got: usize = ev
-                .iter()
-                .map(|e| match e {
-                    Event::Data { data, .. } => data.len(),
-                    _ => 0,
-                })
-                .sum();
+            let got = data_bytes(&ev);
             before += got;
             if got >= 128 << 10 || before >= LEN / 2 {
                 break;
@@ -142,11 +147,7 @@ fn a_pause_stops_reading_against_a_writer_that_keeps_pace() {
         let mut after = 0;
         for _ in 0..20 {
             p.poll(&mut ev, Some(Duration::from_millis(10))).unwrap();
-            for e in &ev {
-                if let Event::Data { data, .. } = e {
-                    after += data.len();
-                }
-            }
+            after += data_bytes(&ev);
         }
         if on_epoll() {
             assert_eq!(after, 0, "read after the pause");
