@@ -21,6 +21,8 @@ const IORING_ENTER_SQ_WAKEUP: u32 = 2;
 const IORING_ENTER_EXT_ARG: u32 = 8;
 /// The fd argument is an index into this thread's registered rings.
 const IORING_ENTER_REGISTERED_RING: u32 = 16;
+/// A wait that is not counted as iowait (`IORING_FEAT_NO_IOWAIT`).
+pub(super) const IORING_ENTER_NO_IOWAIT: u32 = 128;
 
 /// The task-work items the kernel runs per enter with `DEFER_TASKRUN`
 /// (`IO_LOCAL_TW_DEFAULT_MAX`): at most max(this, wait_nr).
@@ -240,6 +242,11 @@ impl Uring {
         flags: u32,
         args: Option<&types::SubmitArgs<'_, '_>>,
     ) -> io::Result<usize> {
+        let flags = if flags & IORING_ENTER_GETEVENTS != 0 {
+            flags | self.enter_flags
+        } else {
+            flags
+        };
         let (fd, flags) = match self.ring_index {
             Some(index) => (index as libc::c_int, flags | IORING_ENTER_REGISTERED_RING),
             None => (self.uring.as_raw_fd(), flags),

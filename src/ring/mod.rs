@@ -186,6 +186,9 @@ pub(crate) struct Uring {
     ring_index: Option<u32>,
     /// The kernel has `IORING_FEAT_MIN_TIMEOUT` (and it was not turned off).
     min_wait: bool,
+    /// Flags every enter that waits adds: `IORING_ENTER_NO_IOWAIT` where
+    /// the kernel has it.
+    enter_flags: u32,
     sqpoll: bool,
     /// Set up with `DEFER_TASKRUN`: completions are posted only inside
     /// this thread's own enters, so nothing wakes a waiter on the fd.

@@ -160,6 +160,14 @@ impl Uring {
         } else {
             None
         };
+        // A proactor waiting on pipes is not waiting for disk: without this
+        // flag the kernel counts its sleeps as iowait (and pays for the
+        // accounting at every wake-up). Linux >= 6.15.
+        let enter_flags = if uring.params().is_feature_no_iowait() {
+            super::enter::IORING_ENTER_NO_IOWAIT
+        } else {
+            0
+        };
         Ok(Uring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
@@ -169,6 +177,7 @@ impl Uring {
             unsubmitted_writes: 0,
             ring_index,
             min_wait,
+            enter_flags,
             enters: 0,
             sqpoll: cfg.sqpoll_idle.is_some(),
             deferred,
