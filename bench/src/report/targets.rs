@@ -104,14 +104,15 @@ impl Pick {
     }
 }
 
-/// A goal: `a` against `b` in the records of `scenario` (with `param` at
-/// the value given, if any).
+/// A goal: `a` against `b` in the records of `scenario` (with each of
+/// `params` at the value given).
 #[derive(Debug, Clone)]
 pub struct Target {
     /// The line's title.
     pub what: String,
     pub scenario: &'static str,
-    pub param: Option<(&'static str, u64)>,
+    /// The parameters a record must have (at these values), all of them.
+    pub params: Vec<(&'static str, u64)>,
     pub a: Pick,
     pub b: Pick,
     pub goal: Goal,
@@ -127,8 +128,9 @@ pub fn targets(records: &[Record], catalog: &Catalog) -> String {
     for t in catalog.tables.iter().flat_map(|t| (t.targets)()) {
         let in_scope = |r: &&Record| {
             r.scenario == t.scenario
-                && t.param
-                    .is_none_or(|(k, v)| r.params.get(k).and_then(Value::as_u64) == Some(v))
+                && t.params
+                    .iter()
+                    .all(|&(k, v)| r.params.get(k).and_then(Value::as_u64) == Some(v))
         };
         if !records.iter().any(|r| in_scope(&r)) {
             continue;

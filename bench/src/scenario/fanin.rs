@@ -79,7 +79,7 @@ fn targets() -> Vec<Target> {
         let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
             what: format!("fanin {n}: {what}"),
             scenario: "fanin",
-            param: Some(("fifos", n)),
+            params: vec![("fifos", n)],
             a,
             b,
             goal,

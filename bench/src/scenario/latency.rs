@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{Scenario, args};
 use crate::harness::engines::{EngineWork, RunResult, metrics};
 use crate::harness::{Globals, Part, load};
-use crate::report::{Metrics, Params, Record, Table, param};
+use crate::report::{Metrics, Params, Pick, Record, Table, Target, at_most, param};
 use crate::spec::{
     LoadReport, MSG, Shape, input_path, mono_ns, new_histogram, percentiles_us, stamp,
 };
@@ -80,6 +80,29 @@ fn works(fifos: &[usize], rates: &[u64], one: &[u64], secs: f64) -> Vec<Box<dyn 
     out
 }
 
+/// The paced consumer's target, in every cell that ran: the default's CPU
+/// per message at most epoll's.
+fn targets() -> Vec<Target> {
+    let cpu = "cpu_s_per_million_msgs";
+    let cells = [1u64, 64, 256]
+        .into_iter()
+        .flat_map(|n| [10_000u64, 50_000, 100_000, 200_000].map(|r| (n, r)))
+        .chain([(1, 500_000)]);
+    cells
+        .map(|(n, r)| Target {
+            what: format!(
+                "latency {n} fifos {}k/s: CPU/msg uring <= 1.0x epoll",
+                r / 1000
+            ),
+            scenario: "latency",
+            params: vec![("fifos", n), ("rate", r)],
+            a: Pick::of("uring", cpu),
+            b: Pick::of("epoll", cpu),
+            goal: at_most(1.0),
+        })
+        .collect()
+}
+
 impl Scenario for Latency {
     fn name(&self) -> &'static str {
         "latency"
@@ -130,7 +153,8 @@ impl Scenario for Latency {
                     )
                 },
             )
-            .names(&[("max_us", "max us"), ("send_lag_p99_us", "send lag p99 us")]),
+            .names(&[("max_us", "max us"), ("send_lag_p99_us", "send lag p99 us")])
+            .targets(targets),
         )
     }
 

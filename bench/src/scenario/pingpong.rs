@@ -53,7 +53,7 @@ fn targets() -> Vec<Target> {
     let t = |what: &str, a: Pick, b: Pick, factor: f64| Target {
         what: what.into(),
         scenario: "pingpong",
-        param: None,
+        params: Vec::new(),
         a,
         b,
         goal: at_most(factor),

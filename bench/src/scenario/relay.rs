@@ -55,7 +55,7 @@ fn targets() -> Vec<Target> {
     let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
         what: what.into(),
         scenario: "relay",
-        param: Some(("chunk_bytes", 65536)),
+        params: vec![("chunk_bytes", 65536)],
         a,
         b,
         goal,

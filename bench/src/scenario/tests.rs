@@ -178,3 +178,40 @@ fn columns_put_ringpipe_first_and_the_ceiling_last() {
     assert_eq!(cols.last(), Some(&"direct"));
     assert_eq!(cols.iter().filter(|c| **c == "threads").count(), 1);
 }
+
+/// A latency target judges one cell: the records of that FIFO count and
+/// that rate, never a neighbour's with one parameter alike.
+#[test]
+fn a_latency_target_takes_its_own_cell() {
+    let cell = |engine: &str, fifos: u64, rate: u64, cpu: f64| {
+        record(
+            "latency",
+            engine,
+            &[("fifos", fifos.into()), ("rate", rate.into())],
+            &[("cpu_s_per_million_msgs", cpu)],
+        )
+    };
+    let records = vec![
+        cell("uring", 64, 10_000, 2.0),
+        cell("epoll", 64, 10_000, 4.0),
+        cell("uring", 64, 50_000, 9.0),
+        cell("epoll", 64, 50_000, 3.0),
+        cell("uring", 1, 10_000, 5.0),
+        cell("epoll", 1, 10_000, 1.0),
+    ];
+    let t = targets(&records, &catalog());
+    assert!(
+        t.contains("latency 64 fifos 10k/s: CPU/msg uring <= 1.0x epoll: 0.50x"),
+        "{t}"
+    );
+    assert!(
+        t.contains("latency 64 fifos 50k/s: CPU/msg uring <= 1.0x epoll: 3.00x"),
+        "{t}"
+    );
+    assert!(
+        t.contains("latency 1 fifos 10k/s: CPU/msg uring <= 1.0x epoll: 5.00x"),
+        "{t}"
+    );
+    // Cells that did not run say nothing.
+    assert!(!t.contains("256 fifos"), "{t}");
+}

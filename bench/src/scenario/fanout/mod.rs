@@ -270,7 +270,7 @@ fn targets() -> Vec<Target> {
     let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
         what: what.into(),
         scenario: "fanout",
-        param: None,
+        params: Vec::new(),
         a,
         b,
         goal,

@@ -190,7 +190,7 @@ fn targets() -> Vec<Target> {
     let t = |what: &str, a: Pick, b: Pick, goal: Goal| Target {
         what: what.into(),
         scenario: "mux",
-        param: None,
+        params: Vec::new(),
         a,
         b,
         goal,
