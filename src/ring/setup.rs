@@ -161,8 +161,7 @@ impl Uring {
             None
         };
         // A proactor waiting on pipes is not waiting for disk: without this
-        // flag the kernel counts its sleeps as iowait (and pays for the
-        // accounting at every wake-up). Linux >= 6.15.
+        // flag the kernel counts its sleeps as iowait. Linux >= 6.15.
         let enter_flags = if uring.params().is_feature_no_iowait() {
             super::enter::IORING_ENTER_NO_IOWAIT
         } else {
