@@ -78,6 +78,13 @@ fn assert_idle_ops(p: &Proactor, receivers: usize, per: usize) {
     assert_eq!(s.ops_in_flight, receivers * per, "{s:?}");
 }
 
+/// Once the last receiver is closed and its completions are in, nothing
+/// is left in flight.
+fn assert_nothing_in_flight(p: &mut Proactor, ev: &mut Events) {
+    p.poll(ev, Some(Duration::from_millis(20))).unwrap();
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+}
+
 #[test]
 fn two_hundred_writers_leave_in_one_go_each_reported_once() {
     let _serial = serial();
@@ -176,8 +183,7 @@ fn two_hundred_writers_leave_in_one_go_each_reported_once() {
             closed == N / 2
         });
         // All closed: nothing left in flight.
-        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
-        assert_eq!(p.snapshot().ops_in_flight, 0);
+        assert_nothing_in_flight(&mut p, &mut ev);
     });
 }
 
@@ -312,8 +318,7 @@ fn a_receiver_closed_as_its_writer_leaves_reports_nothing_more() {
         poll_until(&mut p, &mut ev, Duration::from_secs(10), |e| {
             matches!(e, Event::Closed { .. })
         });
-        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
-        assert_eq!(p.snapshot().ops_in_flight, 0);
+        assert_nothing_in_flight(&mut p, &mut ev);
     });
 }
 
@@ -354,7 +359,6 @@ fn writers_leaving_one_after_another_each_close_their_receiver() {
                 assert_idle_ops(&p, N - i - 1, per);
             }
         }
-        p.poll(&mut ev, Some(Duration::from_millis(20))).unwrap();
-        assert_eq!(p.snapshot().ops_in_flight, 0);
+        assert_nothing_in_flight(&mut p, &mut ev);
     });
 }
