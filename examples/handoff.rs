@@ -1,10 +1,10 @@
 //! Hand-off from application threads to the I/O thread: producer threads
-//! push lines into a bounded `crossbeam-channel` and notify the proactor;
-//! the proactor thread, asleep in `poll` until then, drains the channel
-//! into a FIFO. A full channel makes the producers wait, and a full FIFO
-//! makes the proactor stop draining until the sender is `Writable` again:
-//! backpressure all the way back, no byte lost. Exits once every producer
-//! is done and the reader has read everything.
+//! send lines into the proactor's bounded `Mailbox`; the proactor thread,
+//! asleep in `poll` until lines come, takes them all at once into a FIFO.
+//! A full mailbox makes the producers wait, and a full FIFO makes the
+//! proactor stop taking until the sender is `Writable` again: backpressure
+//! all the way back, no byte lost. Exits once every producer is done and
+//! the reader has read everything.
 //!
 //! ```text
 //! cargo run --example handoff -- [FIFO [MESSAGES [PRODUCERS]]]  # /tmp/ringpipe-handoff 100000 4
@@ -33,34 +33,33 @@ fn run() -> Result<(), Error> {
 
     let mut proactor = Proactor::new()?;
     let out = proactor.open_sender(&path, &FifoOptions::new().create(true))?;
-    let (queue_tx, queue) = crossbeam_channel::bounded::<String>(1024);
+    let (mail, mut mailbox) = proactor.mailbox::<String>(1024)?;
     let threads: Vec<_> = (0..producers)
         .map(|id| {
-            let (tx, wake) = (queue_tx.clone(), proactor.notifier()?);
-            Ok(std::thread::spawn(move || {
+            let mail = mail.clone();
+            std::thread::spawn(move || {
                 for i in (id..messages).step_by(producers) {
-                    if tx.send(format!("producer {id} message {i}\n")).is_err() {
+                    // Wakes the proactor only if it sleeps; waits while the
+                    // mailbox is full.
+                    if mail.send(format!("producer {id} message {i}\n")).is_err() {
                         return; // the I/O thread is gone
                     }
-                    wake.notify(); // coalesced: cheap while a wake-up is pending
                 }
-                // Wake it once more after the last sender is gone, so it
-                // sees the channel disconnected.
-                drop(tx);
-                wake.notify();
-            }))
+                // The last sender dropped wakes the proactor once more.
+            })
         })
-        .collect::<Result<_, Error>>()?;
-    drop(queue_tx);
+        .collect();
+    drop(mail);
 
     let mut events = Events::with_capacity(64);
-    let mut batch = Vec::new(); // lines taken off the channel, not yet accepted
+    let mut lines = Vec::new(); // taken from the mailbox, not yet sent
+    let mut batch = Vec::new(); // their bytes
     let (mut full, mut disconnected, mut closing) = (false, false, false);
     loop {
-        proactor.poll(&mut events, None)?; // sleeps until I/O or a notify
+        proactor.poll(&mut events, None)?; // sleeps until I/O or mail
         for event in &events {
             match event {
-                // One per poll however many notifies came: drain until empty.
+                // One per poll however much mail came: take it all.
                 Event::Notified(_) => {}
                 Event::Writable(_) => full = false,
                 Event::Closed { .. } => {
@@ -76,26 +75,14 @@ fn run() -> Result<(), Error> {
                 _ => {}
             }
         }
-        // Drain the channel while the FIFO takes it, 64 KiB per send. A
-        // full sender leaves the rest in the channel (the producers wait on
-        // it) until `Writable`; an empty channel, until the next notify.
-        while !full && !disconnected {
-            let mut empty = false;
-            while batch.len() < 64 * 1024 {
-                match queue.try_recv() {
-                    Ok(line) => batch.extend_from_slice(line.as_bytes()),
-                    Err(crossbeam_channel::TryRecvError::Empty) => empty = true,
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => disconnected = true,
-                }
-                if empty || disconnected {
-                    break;
-                }
-            }
-            if !batch.is_empty() {
-                full = !send(&mut proactor, out, &mut batch)?;
-            }
-            if empty {
-                break;
+        // Take the mailbox whole while the FIFO takes it. A full sender
+        // leaves the lines in the mailbox (the producers wait on it) until
+        // `Writable`. Disconnected first: then this take gets the last.
+        if !full && batch.is_empty() && !disconnected {
+            disconnected = mailbox.is_disconnected();
+            mailbox.take(&mut lines);
+            for line in lines.drain(..) {
+                batch.extend_from_slice(line.as_bytes());
             }
         }
         if !full && !batch.is_empty() {

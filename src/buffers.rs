@@ -18,8 +18,10 @@
 
 mod lent;
 mod memlock;
+mod slots;
 
 pub(crate) use lent::Lent;
+pub(crate) use slots::{At, Slots, Taker};
 
 pub(crate) use memlock::{Memlock, auto_count, is_memlock_error, provided_locked_bytes};
 

@@ -119,10 +119,12 @@ pub enum Event<'a> {
         /// more drops them, so with no reader they are lost.
         unsent: &'a [u8],
     },
-    /// A [`Notifier`](crate::Notifier) woke the proactor: look at whatever
-    /// queue the notifying threads fill. At most one per
-    /// [`poll`](crate::Proactor::poll), however many notifies came. The
-    /// token names no transport (slot `u32::MAX`).
+    /// A [`Notifier`](crate::Notifier) woke the proactor, or items came
+    /// into a [`Mailbox`](crate::Mailbox) (or its last sender left) since
+    /// the proactor last looked: look at whatever queue the notifying
+    /// threads fill, take from the mailboxes. At most one per
+    /// [`poll`](crate::Proactor::poll), however many notifies and items
+    /// came. The token names no transport (slot `u32::MAX`).
     Notified(Token),
     /// A transport failed; it is closing, and `Closed` follows. (One
     /// exception: [`Error::Frame`](crate::Error::Frame) for a writer that

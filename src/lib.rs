@@ -57,10 +57,13 @@
 //!
 //! # Other threads and other loops
 //!
-//! Other threads hand work to the proactor's thread through a queue of
-//! their choice and wake it with a [`Notifier`] ([`Proactor::notifier`]:
-//! `Send + Sync + Clone`, coalescing, reported as [`Event::Notified`];
-//! `examples/handoff.rs`). Another event loop (epoll, tokio) can drive a
+//! Other threads hand items to the proactor's thread through a
+//! [`Mailbox`] ([`Proactor::mailbox`]: its [`MailSender`] is
+//! `Send + Sync + Clone` and wakes the proactor only while it sleeps; items
+//! are reported as [`Event::Notified`] and taken all at once;
+//! `examples/handoff.rs`), or through a queue of their choice, waking it
+//! with a [`Notifier`] ([`Proactor::notifier`]: coalescing, reported the
+//! same way). Another event loop (epoll, tokio) can drive a
 //! proactor through its ring fd ([`Proactor::nest_fd`], given by a proactor
 //! built with [`Builder::defer_taskrun`]`(false)`, and
 //! [`Proactor::submit`]; `examples/epoll_nested.rs`,
@@ -95,7 +98,9 @@ mod transport;
 pub use error::{Error, Result};
 pub use event::{CloseReason, Event, Events, Runs};
 pub use fifo::{FifoOptions, PipeLimits, ReadMode, Reconnect, pipe_max_size, raise_fd_limit};
-pub use proactor::{Builder, FanOutPolicy, Notifier, Proactor, Snapshot, Stats};
+pub use proactor::{
+    Builder, FanOutPolicy, MailSender, Mailbox, Notifier, Proactor, Snapshot, Stats,
+};
 pub use ring::{BACKEND_ENV, Backend, BackendInUse};
 pub use token::{Receiver, Sender, Token};
 pub use transport::State;

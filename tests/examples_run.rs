@@ -1,8 +1,8 @@
 //! The examples that were only compiled, run end to end with real FIFOs
 //! and processes, each one's output checked: `pubsub` in its three queue
 //! policies (every line to every subscriber, or dropped and counted, or up
-//! to the eviction and counted), `fanout_frames` in its four modes and
-//! `throughput`.
+//! to the eviction and counted), `fanout_frames` in its four modes,
+//! `throughput` and `handoff`.
 
 mod common;
 
@@ -308,5 +308,42 @@ fn throughput_moves_what_it_says() {
         assert!(tx > 0.0 || (on_epoll() && tx == 0.0), "{out}");
         let dir = std::env::temp_dir().join(format!("ringpipe-throughput-{pid}"));
         assert!(!Path::new(&dir).exists(), "{} left behind", dir.display());
+    });
+}
+
+/// `handoff`: four producer threads' lines through the proactor's
+/// mailbox into a FIFO, each line once, each producer's in its order.
+#[test]
+fn handoff_delivers_every_producers_lines_in_order() {
+    watchdog(Duration::from_secs(300), || {
+        const MESSAGES: usize = 40_000;
+        const PRODUCERS: usize = 4;
+        let bin = build_example("handoff");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("handoff");
+        mkfifo(&fifo);
+        let reader = nonblocking_reader(&fifo);
+        let child = ChildGuard::spawn(
+            Command::new(&bin)
+                .arg(&fifo)
+                .args([MESSAGES.to_string(), PRODUCERS.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let bytes = read_to_end(reader);
+        child.wait_success(Duration::from_secs(120));
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let mut next: Vec<usize> = (0..PRODUCERS).collect();
+        for l in text.lines() {
+            // "producer ID message I"
+            let words: Vec<&str> = l.split(' ').collect();
+            let (id, i): (usize, usize) = match words[..] {
+                ["producer", id, "message", i] => (id.parse().unwrap(), i.parse().unwrap()),
+                _ => panic!("not a line of the example: {l:?}"),
+            };
+            assert_eq!(i, next[id], "producer {id}'s lines out of order or lost");
+            next[id] += PRODUCERS;
+        }
+        assert_eq!(text.lines().count(), MESSAGES);
     });
 }

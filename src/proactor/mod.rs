@@ -46,6 +46,7 @@ mod dispatch;
 mod end;
 mod io;
 mod link;
+mod mailbox;
 mod name;
 mod notify;
 mod receiver;
@@ -62,6 +63,7 @@ mod waiting;
 mod watch;
 
 pub use builder::Builder;
+pub use mailbox::{MailSender, Mailbox};
 pub use notify::Notifier;
 use receiver::{Reads, ReceiverSide};
 use registry::{Role, Table};
@@ -402,6 +404,59 @@ impl Proactor {
         Ok(notifier)
     }
 
+    /// A queue that other threads fill and this proactor empties in
+    /// batches: the hand-off from producer threads to the I/O thread. Up to
+    /// `capacity` items wait in it (rounded up to a power of two, at least
+    /// 2: see [`Mailbox::capacity`]); a [`MailSender::send`] into a full
+    /// mailbox waits for room.
+    ///
+    /// Items arrived since the proactor last looked make
+    /// [`poll`](Self::poll) return [`Event::Notified`](crate::Event::Notified);
+    /// [`Mailbox::take`] then moves them all out at once. A send writes the
+    /// eventfd (the one [`notifier`](Self::notifier) uses) only while the
+    /// proactor sleeps or is about to; while it is awake a send is one
+    /// compare-exchange and a copy into the mailbox's ring.
+    ///
+    /// | hand-off | pick |
+    /// |---|---|
+    /// | items from other threads for this proactor to write | a mailbox |
+    /// | a queue of your own, or a wake-up with no item (a flag, a timer of yours) | a [`Notifier`] after each push |
+    ///
+    /// ```
+    /// # fn main() -> ringpipe::Result<()> {
+    /// let mut p = ringpipe::Proactor::new()?;
+    /// let (tx, mut mailbox) = p.mailbox::<u64>(1024)?;
+    /// std::thread::spawn(move || {
+    ///     for i in 0..10 {
+    ///         tx.send(i).unwrap();
+    ///     }
+    /// });
+    /// let mut events = ringpipe::Events::with_capacity(8);
+    /// let mut got = Vec::new();
+    /// while got.len() < 10 {
+    ///     p.poll(&mut events, None)?;
+    ///     mailbox.take(&mut got);
+    /// }
+    /// assert_eq!(got, (0..10).collect::<Vec<_>>());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn mailbox<T: Send + 'static>(
+        &mut self,
+        capacity: usize,
+    ) -> Result<(MailSender<T>, Mailbox<T>)> {
+        self.notifier()?;
+        let Some(state) = self.notify.as_mut() else {
+            return Err(Error::Unsupported {
+                what: "a mailbox without the notifier's eventfd".into(),
+                source: None,
+            });
+        };
+        let (tx, rx, watch) = mailbox::new(capacity, state.wake());
+        state.mailboxes.add(watch);
+        Ok((tx, rx))
+    }
+
     /// The token [`Event::Notified`](crate::Event::Notified) carries: it
     /// names no transport (slot `u32::MAX`).
     fn notify_token(&self) -> Token {
@@ -531,9 +586,18 @@ impl Proactor {
         let deadline = timeout.filter(|t| !t.is_zero()).map(|t| Instant::now() + t);
         let watches_fired = self.watches.fired();
         loop {
-            let wait = self.io.pending.is_empty()
+            let mut wait = self.io.pending.is_empty()
                 && timeout != Some(Duration::ZERO)
                 && self.io.ring.in_flight() > 0;
+            if wait
+                && self
+                    .notify
+                    .as_mut()
+                    .is_some_and(|n| n.mailboxes.before_sleep())
+            {
+                self.io.pending.push(Item::Notified(self.notify_token()));
+                wait = false;
+            }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let ring = &mut self.io.ring;
             let held = if wait { self.wait.hold(ring) } else { None };
@@ -566,6 +630,18 @@ impl Proactor {
                 break;
             }
             // Only internal work finished (a timer, a cancel): wait again.
+        }
+        if self
+            .notify
+            .as_mut()
+            .is_some_and(|n| n.mailboxes.after_poll())
+            && !self
+                .io
+                .pending
+                .iter()
+                .any(|i| matches!(i, Item::Notified(_)))
+        {
+            self.io.pending.push(Item::Notified(self.notify_token()));
         }
         // Starved reads resume at the next `poll`, once the buffers lent
         // in `events` come back; a loop that nests this proactor polls only

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::io::Io;
+use super::mailbox::Mailboxes;
 use super::route::NOTIFY;
 use crate::error::{Error, Result};
 use crate::event::Item;
@@ -67,15 +68,37 @@ impl Notifier {
             return true;
         }
         if !self.shared.pending.swap(true, Ordering::AcqRel) {
-            // Fails only if the counter would overflow (never: it is written
-            // once per wake-up and read back each time) or on EINTR, where
-            // the counter is left as it was; retry that once.
-            let one = 1u64.to_ne_bytes();
-            if nix::unistd::write(&self.shared.fd, &one).is_err() {
-                let _ = nix::unistd::write(&self.shared.fd, &one);
-            }
+            self.shared.write();
         }
         true
+    }
+}
+
+impl Shared {
+    /// Adds one to the eventfd's counter: its READ completes.
+    fn write(&self) {
+        // Fails only if the counter would overflow (never: it is written
+        // once per wake-up and read back each time) or on EINTR, where
+        // the counter is left as it was; retry that once.
+        let one = 1u64.to_ne_bytes();
+        if nix::unistd::write(&self.fd, &one).is_err() {
+            let _ = nix::unistd::write(&self.fd, &one);
+        }
+    }
+}
+
+/// A mailbox's way to wake the proactor: the notifiers' eventfd, written
+/// when the mailbox's own lock says the proactor sleeps (so without the
+/// notifiers' `pending` flag and fence).
+pub(super) struct Wake(Arc<Shared>);
+
+impl Wake {
+    /// Makes the proactor's current or next `poll` return. Does nothing
+    /// once the proactor is dropped.
+    pub(super) fn wake(&self) {
+        if !self.0.closed.load(Ordering::Acquire) {
+            self.0.write();
+        }
     }
 }
 
@@ -84,6 +107,8 @@ impl Notifier {
 pub(super) struct NotifyState {
     shared: Arc<Shared>,
     armed: Option<OpId>,
+    /// The mailboxes, which wake the proactor through the same eventfd.
+    pub(super) mailboxes: Mailboxes,
 }
 
 impl Drop for NotifyState {
@@ -109,6 +134,7 @@ impl NotifyState {
         Ok(NotifyState {
             shared,
             armed: None,
+            mailboxes: Mailboxes::default(),
         })
     }
 
@@ -117,6 +143,11 @@ impl NotifyState {
         Notifier {
             shared: Arc::clone(&self.shared),
         }
+    }
+
+    /// A mailbox's handle on the eventfd.
+    pub(super) fn wake(&self) -> Wake {
+        Wake(Arc::clone(&self.shared))
     }
 
     /// Keeps the 8-byte READ of the eventfd armed.
