@@ -184,9 +184,10 @@ fn handoff_readers_check_every_message() {
         "--warmup",
         "0",
     ]);
-    // Three I/O sides, each a run of 3,000 messages and one of 20.
+    // Four I/O sides, each a run of 3,000 messages and one of 20.
     assert!(
-        stdout.contains("messages checked: 9060, every run's reader got each of its messages once"),
+        stdout
+            .contains("messages checked: 12080, every run's reader got each of its messages once"),
         "{stdout}"
     );
 }

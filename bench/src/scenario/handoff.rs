@@ -1,9 +1,11 @@
 //! `ringpipe-bench handoff`: messages made on an application thread,
-//! handed over through a `crossbeam-channel`, written to a FIFO by the I/O
-//! side, read by another process. The I/O side is a proactor woken by a
-//! `Notifier` (`uring`), or a blocking writer thread that sleeps in the
-//! channel's `recv` (`blocking`: each wake drains the channel into one
-//! `write`, as `uring` does; `blocking-each`: one `write` per message).
+//! handed over to the I/O side, written to a FIFO by it, read by another
+//! process. The I/O side is a proactor taking them from its `Mailbox`
+//! (`uring`), a proactor woken by a `Notifier` after each send into a
+//! `crossbeam-channel` (`uring-notifier`), or a blocking writer thread that
+//! sleeps in that channel's `recv` (`blocking`: each wake drains the
+//! channel into one `write`, as the proactors do; `blocking-each`: one
+//! `write` per message).
 //!
 //! Each 64-byte message carries its sequence number and the
 //! CLOCK_MONOTONIC time it was made; the reader process checks the order
@@ -32,9 +34,9 @@ use crate::spec::mono_ns as now_ns;
 const MSG: usize = 64;
 type Msg = [u8; MSG];
 
-/// Producer thread -> crossbeam channel -> proactor woken by a Notifier ->
-/// FIFO -> reader process, against a blocking writer thread on the same
-/// channel: messages/s, p50/p99 latency.
+/// Producer thread -> ringpipe's mailbox (or a crossbeam channel and a
+/// Notifier) -> proactor -> FIFO -> reader process, against a blocking
+/// writer thread on a crossbeam channel: messages/s, p50/p99 latency.
 #[derive(Debug, clap::Args)]
 struct HandoffArgs {
     /// Messages per run.
@@ -47,7 +49,7 @@ struct HandoffArgs {
     /// Messages per paced run (default: one second's worth).
     #[arg(long)]
     paced_msgs: Option<u64>,
-    /// Capacity of the bounded channel.
+    /// Capacity of the bounded channel (and of the mailbox), in messages.
     #[arg(long, default_value_t = 4096)]
     channel: usize,
     /// Size of the FIFO's pipe, both sides alike (`F_SETPIPE_SZ`; the
@@ -55,8 +57,9 @@ struct HandoffArgs {
     /// pipe-full.
     #[arg(long, default_value_t = 1 << 20)]
     pipe_size: usize,
-    /// I/O sides to run, comma separated: uring, blocking, blocking-each.
-    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::Blocking, Side::BlockingEach])]
+    /// I/O sides to run, comma separated: uring, uring-notifier, blocking,
+    /// blocking-each.
+    #[arg(long, value_delimiter = ',', default_values_t = [Side::Uring, Side::UringNotifier, Side::Blocking, Side::BlockingEach])]
     sides: Vec<Side>,
     /// Loads to run, comma separated: max, paced.
     #[arg(long, value_delimiter = ',', default_values = ["max", "paced"])]
@@ -69,6 +72,7 @@ struct HandoffArgs {
 #[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Side {
     Uring,
+    UringNotifier,
     Blocking,
     BlockingEach,
 }
@@ -83,6 +87,7 @@ impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Uring => "uring",
+            Side::UringNotifier => "uring-notifier",
             Side::Blocking => "blocking",
             Side::BlockingEach => "blocking-each",
         }
@@ -142,7 +147,12 @@ fn quick(runs: usize) -> std::io::Result<String> {
         paced_msgs: Some(500),
         channel: 4096,
         pipe_size: 1 << 20,
-        sides: vec![Side::Uring, Side::Blocking, Side::BlockingEach],
+        sides: vec![
+            Side::Uring,
+            Side::UringNotifier,
+            Side::Blocking,
+            Side::BlockingEach,
+        ],
         loads: vec!["max".into(), "paced".into()],
         reader: None,
     };
@@ -159,9 +169,10 @@ fn measure(args: &HandoffArgs, runs: usize, warmup: usize) -> std::io::Result<St
     let paced_msgs = args.paced_msgs.unwrap_or(args.rate);
     let _ = writeln!(
         text,
-        "handoff: 1 producer thread -> crossbeam channel ({}) -> I/O side -> FIFO ({} KiB pipe) -> reader process;\n\
+        "handoff: 1 producer thread -> queue ({} msgs) -> I/O side -> FIFO ({} KiB pipe) -> reader process;\n\
          {MSG}-byte messages; {runs} runs + {warmup} warm-up, engines interleaved\n\
-         - uring: a proactor woken by a Notifier; each wake drains the channel into one send\n\
+         - uring: a proactor with a ringpipe Mailbox; each Notified takes it whole into one send\n\
+         - uring-notifier: a proactor woken by a Notifier after each crossbeam send; each wake drains the channel into one send\n\
          - blocking: a writer thread asleep in the channel's recv; each wake drains it into one write(2)\n\
          - blocking-each: the same, one write(2) per message",
         args.channel,
@@ -239,7 +250,8 @@ fn one_run(
     let (tx, rx) = crossbeam_channel::bounded::<Msg>(args.channel);
     let pipe = args.pipe_size;
     let wakes = match side {
-        Side::Uring => uring_side(fifo, tx, rx, (msgs, rate, pipe), &mut reader)?,
+        Side::Uring => mailbox_side(fifo, args.channel, (msgs, rate, pipe), &mut reader)?,
+        Side::UringNotifier => uring_side(fifo, tx, rx, (msgs, rate, pipe), &mut reader)?,
         Side::Blocking | Side::BlockingEach => {
             blocking_side(fifo, tx, rx, (msgs, rate, pipe), side == Side::BlockingEach)?
         }
@@ -279,14 +291,37 @@ fn one_run(
 }
 
 /// The producer: `msgs` messages, stamped when made, at `rate` or as fast
-/// as the channel takes them; `notify` after each.
+/// as the channel takes them; `notify` after each, and after the channel
+/// is dropped.
 fn produce(
     tx: crossbeam_channel::Sender<Msg>,
     msgs: u64,
     rate: Option<u64>,
-    notify: impl Fn() + Send + 'static,
+    notify: impl Fn() + Clone + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
-    let notify_and_send = move || {
+    let last = notify.clone();
+    produce_with(
+        move |m| {
+            let sent = tx.send(m).is_ok();
+            notify();
+            sent
+        },
+        msgs,
+        rate,
+        last,
+    )
+}
+
+/// The producer: `msgs` messages, stamped when made, at `rate` or as fast
+/// as `send` takes them (it says `false` once the I/O side is gone); then
+/// `send` is dropped and `done` called.
+fn produce_with(
+    mut send: impl FnMut(Msg) -> bool + Send + 'static,
+    msgs: u64,
+    rate: Option<u64>,
+    done: impl FnOnce() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let send_all = move || {
         let start = Instant::now();
         for seq in 0..msgs {
             if let Some(rate) = rate {
@@ -300,15 +335,85 @@ fn produce(
             let mut m = [0u8; MSG];
             m[..8].copy_from_slice(&seq.to_le_bytes());
             m[8..16].copy_from_slice(&now_ns().to_le_bytes());
-            if tx.send(m).is_err() {
-                return;
+            if !send(m) {
+                break;
             }
-            notify();
         }
-        drop(tx);
-        notify();
+        drop(send);
+        done();
     };
-    std::thread::spawn(notify_and_send)
+    std::thread::spawn(send_all)
+}
+
+/// Sleeping in `poll` until its mailbox has messages; each `Notified`
+/// takes the mailbox whole into one `send`. A reader that fails ends the
+/// run at once.
+fn mailbox_side(
+    fifo: &Path,
+    capacity: usize,
+    (msgs, rate, pipe): (u64, Option<u64>, usize),
+    reader: &mut std::process::Child,
+) -> std::io::Result<u64> {
+    fn err(e: impl ToString) -> std::io::Error {
+        std::io::Error::other(e.to_string())
+    }
+    let mut p = Proactor::new().map_err(err)?;
+    let out = p
+        .open_sender(
+            fifo,
+            &FifoOptions::new()
+                .watermarks(1 << 20, 256 << 10)
+                .pipe_size(pipe),
+        )
+        .map_err(err)?;
+    let (tx, mut mailbox) = p.mailbox::<Msg>(capacity).map_err(err)?;
+    let producer = produce_with(move |m| tx.send(m).is_ok(), msgs, rate, || {});
+    let mut events = Events::with_capacity(64);
+    let mut batch: Vec<Msg> = Vec::with_capacity(capacity);
+    let (mut full, mut disconnected, mut closing) = (false, false, false);
+    let mut wakes = 0;
+    // A stuck run fails instead of hanging the benchmark.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    'run: loop {
+        if Instant::now() > deadline {
+            return Err(err("mailbox side: no end after 120 s"));
+        }
+        p.poll(&mut events, Some(Duration::from_secs(1)))
+            .map_err(err)?;
+        if let Some(status) = reader.try_wait()?.filter(|s| !s.success()) {
+            return Err(err(format!("handoff reader failed ({status})")));
+        }
+        for e in &events {
+            match e {
+                Event::Notified(_) => wakes += 1,
+                Event::Writable(_) => full = false,
+                Event::Closed { .. } => break 'run,
+                Event::Error { error, .. } => return Err(err(error)),
+                _ => {}
+            }
+        }
+        if full {
+            continue;
+        }
+        if batch.is_empty() && !disconnected {
+            // Disconnected first: then this take gets the last of them.
+            disconnected = mailbox.is_disconnected();
+            mailbox.take(&mut batch);
+        }
+        if !batch.is_empty() {
+            match p.send(out, batch.as_flattened()) {
+                Ok(()) => batch.clear(),
+                Err(ringpipe::Error::WouldBlock { .. }) => full = true,
+                Err(e) => return Err(err(e)),
+            }
+        }
+        if disconnected && batch.is_empty() && !closing {
+            p.close_after_flush(out).map_err(err)?;
+            closing = true;
+        }
+    }
+    producer.join().map_err(|_| err("producer panicked"))?;
+    Ok(wakes)
 }
 
 /// Sleeping in `poll` until notified; each wake drains the channel into
