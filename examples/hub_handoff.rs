@@ -1,11 +1,10 @@
-//! Hand-off from application threads into a hub: producer threads push
-//! lines into a bounded `crossbeam-channel` and notify the proactor; the
-//! proactor thread, asleep in `poll` until then, drains the channel and
-//! publishes each line through a `Hub` (no source receiver: fed by
-//! `Hub::publish` alone) to every subscriber FIFO, each with a queue of its
-//! own. Under `Full::PauseSource` a lagging subscriber holds the publisher
-//! back: the proactor stops draining, the channel fills, the producers
-//! wait. No line is lost; every subscriber gets every line once, each
+//! Hand-off from application threads into a hub: producer threads send
+//! lines into the proactor's bounded `Mailbox`; the proactor thread,
+//! asleep in `poll` until lines come, takes them and publishes each line
+//! through a `Hub` (no source receiver: fed by `Hub::publish` alone) to
+//! every subscriber FIFO, each with a queue of its own. Under
+//! `Full::PauseSource` a lagging subscriber holds the publisher back: the
+//! proactor stops taking, the mailbox fills, the producers wait. No line is lost; every subscriber gets every line once, each
 //! producer's in order. Exits once every producer is done and every
 //! subscriber has read everything.
 //!
@@ -16,7 +15,6 @@
 
 use std::process::ExitCode;
 
-use crossbeam_channel::TryRecvError;
 use ringpipe::frame::Codec;
 use ringpipe::hub::{Full, Hub, HubEvent, HubOptions};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor};
@@ -57,33 +55,32 @@ fn run(messages: usize, producers: usize, outputs: &[String]) -> Result<(), Erro
         hub.add(&mut p, tx)?;
     }
 
-    let (queue_tx, queue) = crossbeam_channel::bounded::<String>(1024);
+    let (mail, mut mailbox) = p.mailbox::<String>(1024)?;
     let threads: Vec<_> = (0..producers)
         .map(|id| {
-            let (tx, wake) = (queue_tx.clone(), p.notifier()?);
-            Ok(std::thread::spawn(move || {
+            let mail = mail.clone();
+            std::thread::spawn(move || {
                 for i in (id..messages).step_by(producers) {
-                    // A line's newline is the hub's codec's to add.
-                    if tx.send(format!("producer {id} message {i}")).is_err() {
+                    // A line's newline is the hub's codec's to add. Waits
+                    // while the mailbox is full.
+                    if mail.send(format!("producer {id} message {i}")).is_err() {
                         return; // the proactor's thread is gone
                     }
-                    wake.notify(); // coalesced: cheap while a wake-up is pending
                 }
-                // Once more after the last send, so the proactor sees the
-                // channel disconnected.
-                drop(tx);
-                wake.notify();
-            }))
+                // The last sender dropped wakes the proactor once more.
+            })
         })
-        .collect::<Result<_, Error>>()?;
-    drop(queue_tx);
+        .collect();
+    drop(mail);
 
     let mut events = Events::with_capacity(256);
     let (mut ended, mut pauses) = (false, 0);
+    // Lines taken from the mailbox; those from `next` on are not published.
+    let (mut lines, mut next) = (Vec::<String>::new(), 0);
     // A subscriber leaves the hub when its sender has closed: after the
     // end, once its reader has every line.
     while hub.subscribers().next().is_some() {
-        p.poll(&mut events, None)?; // sleeps until I/O or a notify
+        p.poll(&mut events, None)?; // sleeps until I/O or mail
         // The subscribers' Writable and Closed: a lagging one catching up
         // lets the publisher go on (`is_paused` turns false).
         hub.handle_events(&mut p, &events);
@@ -92,22 +89,29 @@ fn run(messages: usize, producers: usize, outputs: &[String]) -> Result<(), Erro
                 eprintln!("hub_handoff: {error}");
             }
         }
-        // Drain while the hub takes more; an empty channel waits for the
-        // next notify, a paused hub for a subscriber's Writable.
+        // Publish while the hub takes more; an empty mailbox waits for the
+        // next line, a paused hub for a subscriber's Writable (the lines
+        // left wait here, the producers in the full mailbox).
         while !ended && !hub.is_paused() {
-            match queue.try_recv() {
-                Ok(line) => {
-                    if let Err(e) = hub.publish(&mut p, line.as_bytes()) {
-                        eprintln!("hub_handoff: {line:?} not published: {e}");
+            if next == lines.len() {
+                lines.clear();
+                next = 0;
+                // Disconnected first: then this take gets the last lines.
+                let disconnected = mailbox.is_disconnected();
+                if mailbox.take(&mut lines) == 0 {
+                    if disconnected {
+                        // Every producer is done: each subscriber closes
+                        // once it has every line.
+                        hub.end(&mut p);
+                        ended = true;
                     }
+                    break;
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    // Every producer is done: each subscriber closes once
-                    // it has every line.
-                    hub.end(&mut p);
-                    ended = true;
-                }
+            }
+            let line = &lines[next];
+            next += 1;
+            if let Err(e) = hub.publish(&mut p, line.as_bytes()) {
+                eprintln!("hub_handoff: {line:?} not published: {e}");
             }
         }
         for report in hub.reports() {

@@ -22,7 +22,7 @@
 //! |---|---|---|
 //! | a receiver opened with [`FifoOptions::frames`](crate::FifoOptions::frames) | [`Hub::new`] | every event of every poll: [`Hub::handle_events`]; or, for a source of the hub's own codec, one copy per run: [`Hub::handle`] each event of [`Events::runs`], then [`Hub::flush`] |
 //! | a plain receiver ([`Event::Data`]) | [`Hub::new`] | every event of every poll, as above: the hub decodes the frames, one writer's session at a time |
-//! | your code on the proactor's thread (other threads: a channel and a [`Notifier`](crate::Notifier), as in `examples/hub_handoff.rs`) | [`Hub::without_source`] (or [`Hub::new`], to mix both) | [`Hub::publish`] each frame, and every event of every poll as above (the subscribers' `Writable` and `Closed`); [`Hub::end`] when no more come |
+//! | your code on the proactor's thread (other threads: a [`Mailbox`](crate::Mailbox), as in `examples/hub_handoff.rs`) | [`Hub::without_source`] (or [`Hub::new`], to mix both) | [`Hub::publish`] each frame, and every event of every poll as above (the subscribers' `Writable` and `Closed`); [`Hub::end`] when no more come |
 //!
 //! Frames are re-encoded in the hub's codec, so a source may also read
 //! lines and publish length-prefixed frames.
@@ -306,8 +306,7 @@ impl Hub {
     }
 
     /// Publishes one frame made on the proactor's thread (frames from
-    /// other threads come over a channel, with a
-    /// [`Notifier`](crate::Notifier) to wake the proactor:
+    /// other threads come through a [`Mailbox`](crate::Mailbox):
     /// `examples/hub_handoff.rs`): encoded in the hub's codec and queued
     /// for every subscriber at once, under the same queues, [`Full`]
     /// policy and counters as the source's frames, in order with them;

@@ -1,5 +1,5 @@
 //! `examples/hub_handoff.rs` run as a real process: producer threads hand
-//! lines over a channel to the proactor's thread, which publishes them
+//! lines through a mailbox to the proactor's thread, which publishes them
 //! through a hub to subscriber FIFOs read by real processes, one fast and
 //! one slow (which holds the publisher back). Every subscriber gets every
 //! line once, each producer's in order, all in the same order; the
