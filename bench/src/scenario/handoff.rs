@@ -345,6 +345,16 @@ fn produce_with(
     std::thread::spawn(send_all)
 }
 
+/// The proactors' FIFO: its pipe sized like the blocking writer's, and as
+/// much queued in user space as the blocking writer's batch holds at most
+/// (256 KiB: `send` refuses more, and `Writable` comes below 64 KiB), so
+/// the sides differ in how they hand off, not in how much they buffer.
+fn sender_options(pipe: usize) -> FifoOptions {
+    FifoOptions::new()
+        .watermarks(256 << 10, 64 << 10)
+        .pipe_size(pipe)
+}
+
 /// Sleeping in `poll` until its mailbox has messages; each `Notified`
 /// takes the mailbox whole into one `send`. A reader that fails ends the
 /// run at once.
@@ -358,14 +368,7 @@ fn mailbox_side(
         std::io::Error::other(e.to_string())
     }
     let mut p = Proactor::new().map_err(err)?;
-    let out = p
-        .open_sender(
-            fifo,
-            &FifoOptions::new()
-                .watermarks(1 << 20, 256 << 10)
-                .pipe_size(pipe),
-        )
-        .map_err(err)?;
+    let out = p.open_sender(fifo, &sender_options(pipe)).map_err(err)?;
     let (tx, mut mailbox) = p.mailbox::<Msg>(capacity).map_err(err)?;
     let producer = produce_with(move |m| tx.send(m).is_ok(), msgs, rate, || {});
     let mut events = Events::with_capacity(64);
@@ -430,14 +433,7 @@ fn uring_side(
         std::io::Error::other(e.to_string())
     }
     let mut p = Proactor::new().map_err(err)?;
-    let out = p
-        .open_sender(
-            fifo,
-            &FifoOptions::new()
-                .watermarks(1 << 20, 256 << 10)
-                .pipe_size(pipe),
-        )
-        .map_err(err)?;
+    let out = p.open_sender(fifo, &sender_options(pipe)).map_err(err)?;
     let n = p.notifier().map_err(err)?;
     let producer = produce(tx, msgs, rate, move || {
         n.notify();
