@@ -3,8 +3,7 @@
 //!
 //! A [`Notifier`](super::Notifier) beside a channel of the caller's orders
 //! each message twice: in the channel, and by the notifier's fence, which
-//! must order against a queue it cannot see (and waits for the message's
-//! stores to drain). Here a push claims its slot with one `SeqCst`
+//! must order against a queue it cannot see. Here a push claims its slot with one `SeqCst`
 //! compare-exchange (`buffers::Slots`), and the proactor, before it
 //! sleeps, marks itself asleep and then reads the ring's tail, both
 //! `SeqCst`: either the proactor sees the push, or the push sees the mark
