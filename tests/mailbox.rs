@@ -26,27 +26,6 @@ fn writes_by(tid: i32) -> Option<u64> {
         .and_then(|n| n.trim().parse().ok())
 }
 
-/// Waits until thread `tid` sleeps in the backend's blocking syscall.
-fn wait_until_asleep(tid: i32) {
-    let task = std::path::PathBuf::from(format!("/proc/self/task/{tid}"));
-    let waits = [
-        libc::SYS_io_uring_enter,
-        libc::SYS_epoll_wait,
-        libc::SYS_epoll_pwait,
-    ]
-    .map(|nr| nr.to_string());
-    loop {
-        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
-        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
-        let syscall = std::fs::read_to_string(task.join("syscall")).unwrap();
-        let nr = syscall.split(' ').next().unwrap_or_default();
-        if state == Some("S") && waits.iter().any(|w| w == nr) {
-            return;
-        }
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn halves_are_send_and_the_sender_clones() {
     fn sender<T: Send + Sync + Clone>() {}
@@ -161,7 +140,7 @@ fn a_send_writes_the_eventfd_only_for_a_sleeping_proactor() {
         let waker = {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                wait_until_asleep(poller);
+                wait_until_asleep_in_enter(poller);
                 let tid = nix::unistd::gettid().as_raw();
                 let w0 = writes_by(tid).unwrap();
                 tx.send(1001).unwrap();
@@ -269,7 +248,7 @@ fn the_last_sender_leaving_wakes_the_proactor() {
         let t = std::thread::spawn(move || {
             tx2.send(7).unwrap();
             drop(tx2);
-            wait_until_asleep(me);
+            wait_until_asleep_in_enter(me);
             drop(tx);
         });
         let mut got = Vec::new();

@@ -635,13 +635,9 @@ impl Proactor {
             .notify
             .as_mut()
             .is_some_and(|n| n.mailboxes.after_poll())
-            && !self
-                .io
-                .pending
-                .iter()
-                .any(|i| matches!(i, Item::Notified(_)))
         {
-            self.io.pending.push(Item::Notified(self.notify_token()));
+            let token = self.notify_token();
+            notify::report(&mut self.io.pending, token);
         }
         // Starved reads resume at the next `poll`, once the buffers lent
         // in `events` come back; a loop that nests this proactor polls only

@@ -102,6 +102,14 @@ impl Wake {
     }
 }
 
+/// Adds `Notified` (with `token`) to a poll's events, once per poll
+/// whichever wake-up (the eventfd, a mailbox) asks.
+pub(super) fn report(pending: &mut Vec<Item>, token: Token) {
+    if !pending.iter().any(|i| matches!(i, Item::Notified(_))) {
+        pending.push(Item::Notified(token));
+    }
+}
+
 /// The proactor's side: the shared state and its armed READ.
 #[derive(Debug)]
 pub(super) struct NotifyState {
@@ -179,9 +187,7 @@ impl NotifyState {
             // On a failure too: the producers' queue is looked at.
             self.shared.pending.swap(false, Ordering::AcqRel);
             std::sync::atomic::fence(Ordering::SeqCst);
-            if !io.pending.iter().any(|i| matches!(i, Item::Notified(_))) {
-                io.pending.push(Item::Notified(token));
-            }
+            report(&mut io.pending, token);
         }
         // A cancelled READ (the proactor is being dropped) is not armed
         // again, nor one that failed for good (which would spin).

@@ -451,3 +451,29 @@ pub fn io_uring_only(test: &str) -> bool {
     }
     true
 }
+
+/// Waits until thread `tid` of this process sleeps inside
+/// `io_uring_enter` (state `S`, the syscall /proc reports for it): a
+/// notify or a send made then finds its poll blocked in the kernel.
+pub fn wait_until_asleep_in_enter(tid: i32) {
+    let task = std::path::PathBuf::from(format!("/proc/self/task/{tid}"));
+    // The backend's one blocking syscall: io_uring_enter, or epoll_wait
+    // (epoll_pwait where the C library waits with that).
+    let waits = [
+        libc::SYS_io_uring_enter,
+        libc::SYS_epoll_wait,
+        libc::SYS_epoll_pwait,
+    ]
+    .map(|nr| nr.to_string());
+    loop {
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // The state follows the command name, which is in parentheses.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        let syscall = std::fs::read_to_string(task.join("syscall")).unwrap();
+        let nr = syscall.split(' ').next().unwrap_or_default();
+        if state == Some("S") && waits.iter().any(|w| w == nr) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
