@@ -345,6 +345,59 @@ fn produce_with(
     std::thread::spawn(send_all)
 }
 
+fn err(e: impl ToString) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// The turns of a proactor side's loop: each a poll of at most a second,
+/// the reader looked at, the events counted. A stuck run fails instead of
+/// hanging the benchmark.
+struct Turns {
+    side: &'static str,
+    events: Events,
+    deadline: Instant,
+    /// `Notified` events so far.
+    wakes: u64,
+    /// The sender refused a send and no `Writable` came since.
+    full: bool,
+}
+
+impl Turns {
+    fn new(side: &'static str) -> Turns {
+        Turns {
+            side,
+            events: Events::with_capacity(64),
+            deadline: Instant::now() + Duration::from_secs(120),
+            wakes: 0,
+            full: false,
+        }
+    }
+
+    /// Polls once; `false` once the sender closed.
+    fn next(
+        &mut self,
+        p: &mut Proactor,
+        reader: &mut std::process::Child,
+    ) -> std::io::Result<bool> {
+        if Instant::now() > self.deadline {
+            return Err(err(format!("{}: no end after 120 s", self.side)));
+        }
+        p.poll(&mut self.events, Some(Duration::from_secs(1)))
+            .map_err(err)?;
+        check_reader(reader, &self.events)?;
+        for e in &self.events {
+            match e {
+                Event::Notified(_) => self.wakes += 1,
+                Event::Writable(_) => self.full = false,
+                Event::Closed { .. } => return Ok(false),
+                Event::Error { error, .. } => return Err(err(error)),
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+}
+
 /// Fails if the reader process failed (it found a message missing or out
 /// of place), looked at only where that can show: a poll that timed out,
 /// or the reader gone. (A `wait4` per poll, two per message when paced,
@@ -356,9 +409,7 @@ fn check_reader(reader: &mut std::process::Child, events: &Events) -> std::io::R
         return Ok(());
     }
     match reader.try_wait()?.filter(|s| !s.success()) {
-        Some(status) => Err(std::io::Error::other(format!(
-            "handoff reader failed ({status})"
-        ))),
+        Some(status) => Err(err(format!("handoff reader failed ({status})"))),
         None => Ok(()),
     }
 }
@@ -382,36 +433,15 @@ fn mailbox_side(
     (msgs, rate, pipe): (u64, Option<u64>, usize),
     reader: &mut std::process::Child,
 ) -> std::io::Result<u64> {
-    fn err(e: impl ToString) -> std::io::Error {
-        std::io::Error::other(e.to_string())
-    }
     let mut p = Proactor::new().map_err(err)?;
     let out = p.open_sender(fifo, &sender_options(pipe)).map_err(err)?;
     let (tx, mut mailbox) = p.mailbox::<Msg>(capacity).map_err(err)?;
     let producer = produce_with(move |m| tx.send(m).is_ok(), msgs, rate, || {});
-    let mut events = Events::with_capacity(64);
+    let mut turns = Turns::new("mailbox side");
     let mut batch: Vec<Msg> = Vec::with_capacity(capacity);
-    let (mut full, mut disconnected, mut closing) = (false, false, false);
-    let mut wakes = 0;
-    // A stuck run fails instead of hanging the benchmark.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'run: loop {
-        if Instant::now() > deadline {
-            return Err(err("mailbox side: no end after 120 s"));
-        }
-        p.poll(&mut events, Some(Duration::from_secs(1)))
-            .map_err(err)?;
-        check_reader(reader, &events)?;
-        for e in &events {
-            match e {
-                Event::Notified(_) => wakes += 1,
-                Event::Writable(_) => full = false,
-                Event::Closed { .. } => break 'run,
-                Event::Error { error, .. } => return Err(err(error)),
-                _ => {}
-            }
-        }
-        if full {
+    let (mut disconnected, mut closing) = (false, false);
+    while turns.next(&mut p, reader)? {
+        if turns.full {
             continue;
         }
         if batch.is_empty() && !disconnected {
@@ -422,7 +452,7 @@ fn mailbox_side(
         if !batch.is_empty() {
             match p.send(out, batch.as_flattened()) {
                 Ok(()) => batch.clear(),
-                Err(ringpipe::Error::WouldBlock { .. }) => full = true,
+                Err(ringpipe::Error::WouldBlock { .. }) => turns.full = true,
                 Err(e) => return Err(err(e)),
             }
         }
@@ -432,7 +462,7 @@ fn mailbox_side(
         }
     }
     producer.join().map_err(|_| err("producer panicked"))?;
-    Ok(wakes)
+    Ok(turns.wakes)
 }
 
 /// Sleeping in `poll` until notified; each wake drains the channel into
@@ -445,37 +475,16 @@ fn uring_side(
     (msgs, rate, pipe): (u64, Option<u64>, usize),
     reader: &mut std::process::Child,
 ) -> std::io::Result<u64> {
-    fn err(e: impl ToString) -> std::io::Error {
-        std::io::Error::other(e.to_string())
-    }
     let mut p = Proactor::new().map_err(err)?;
     let out = p.open_sender(fifo, &sender_options(pipe)).map_err(err)?;
     let n = p.notifier().map_err(err)?;
     let producer = produce(tx, msgs, rate, move || {
         n.notify();
     });
-    let mut events = Events::with_capacity(64);
+    let mut turns = Turns::new("uring side");
     let mut batch: Vec<u8> = Vec::with_capacity(1 << 20);
-    let (mut full, mut disconnected, mut closing) = (false, false, false);
-    let mut wakes = 0;
-    // A stuck run fails instead of hanging the benchmark.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    'run: loop {
-        if Instant::now() > deadline {
-            return Err(err("uring side: no end after 120 s"));
-        }
-        p.poll(&mut events, Some(Duration::from_secs(1)))
-            .map_err(err)?;
-        check_reader(reader, &events)?;
-        for e in &events {
-            match e {
-                Event::Notified(_) => wakes += 1,
-                Event::Writable(_) => full = false,
-                Event::Closed { .. } => break 'run,
-                Event::Error { error, .. } => return Err(err(error)),
-                _ => {}
-            }
-        }
+    let (mut disconnected, mut closing) = (false, false);
+    while turns.next(&mut p, reader)? {
         loop {
             while !disconnected && batch.len() < 256 << 10 {
                 match rx.try_recv() {
@@ -484,12 +493,12 @@ fn uring_side(
                     Err(TryRecvError::Disconnected) => disconnected = true,
                 }
             }
-            if full || batch.is_empty() {
+            if turns.full || batch.is_empty() {
                 break;
             }
             match p.send(out, &batch) {
                 Ok(()) => batch.clear(),
-                Err(ringpipe::Error::WouldBlock { .. }) => full = true,
+                Err(ringpipe::Error::WouldBlock { .. }) => turns.full = true,
                 Err(e) => return Err(err(e)),
             }
         }
@@ -499,7 +508,7 @@ fn uring_side(
         }
     }
     producer.join().map_err(|_| err("producer panicked"))?;
-    Ok(wakes)
+    Ok(turns.wakes)
 }
 
 /// A writer thread asleep in the channel's `recv`, writing with blocking
