@@ -22,6 +22,32 @@ fn decode(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<(), F
     (frames, Ok(()))
 }
 
+/// As `decode`, through `feed_pieces` with runs: a run of lines comes
+/// apart into its payloads, each lent, after checking it is whole lines
+/// of the chunk with the count it claims.
+fn decode_runs(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<(), FrameError>) {
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        let range = chunk.as_ptr_range();
+        let result = decoder.feed_pieces(chunk, true, |piece| match piece {
+            Piece::Frame(frame) => {
+                let inside = frame.is_empty() || range.contains(&frame.as_ptr());
+                frames.push((frame.to_vec(), inside));
+            }
+            Piece::Lines { wire, frames: n } => {
+                assert!(range.contains(&wire.as_ptr()) && wire.ends_with(b"\n"));
+                let lines: Vec<&[u8]> = Codec::Lines.payloads(wire).collect();
+                assert_eq!(lines.len(), n, "the run's count");
+                frames.extend(lines.into_iter().map(|l| (l.to_vec(), true)));
+            }
+        });
+        if result.is_err() {
+            return (frames, result);
+        }
+    }
+    (frames, Ok(()))
+}
+
 fn payloads(frames: &Frames) -> Vec<Vec<u8>> {
     frames.iter().map(|(f, _)| f.clone()).collect()
 }
@@ -281,6 +307,27 @@ proptest! {
         }
         prop_assert!(d.is_failed());
         prop_assert!(d.buffered() <= max + LENGTH_HEADER);
+    }
+
+    #[test]
+    fn runs_of_lines_decode_as_line_by_line(
+        max in 0usize..24,
+        lens in prop::collection::vec(0usize..30, 0..60),
+        points in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        // Lines around the maximum, some over it: the run's block check
+        // must accept exactly what the search per line accepts, and stop
+        // at the same line with the same error.
+        let frames: Vec<Vec<u8>> = lens.iter().map(|&n| vec![b'a'; n]).collect();
+        let wire = encode_all(Codec::Lines, &frames);
+        let chunks = cut(&wire, &points);
+        let mut by_line = FrameDecoder::new(Codec::Lines, max);
+        let mut by_run = FrameDecoder::new(Codec::Lines, max);
+        let (want, want_result) = decode(&mut by_line, &chunks);
+        let (got, result) = decode_runs(&mut by_run, &chunks);
+        prop_assert_eq!(result, want_result);
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(by_run.buffered(), by_line.buffered());
     }
 
     #[test]

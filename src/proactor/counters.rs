@@ -65,6 +65,12 @@ impl Counters {
         self.counts().frames_in += 1;
     }
 
+    /// `n` frames were decoded.
+    #[inline]
+    pub(super) fn frames_in(&mut self, n: u64) {
+        self.counts().frames_in += n;
+    }
+
     /// `n` frames were queued.
     #[inline]
     pub(super) fn frames_out(&mut self, n: u64) {

@@ -6,7 +6,7 @@ use super::{Feed, Next, ReceiverSide};
 use crate::buffers::Buf;
 use crate::error::Error;
 use crate::event::{FrameBytes, Item};
-use crate::frame::FrameError;
+use crate::frame::{Codec, FrameError, Piece};
 use crate::proactor::end::End;
 use crate::proactor::io::Io;
 use crate::token::Receiver;
@@ -84,40 +84,30 @@ impl ReceiverSide {
         let counters = &mut end.counters;
         let codec = decoder.codec();
         let (head, tail) = codec.framing();
-        let decoded = decoder.feed(chunk, |frame| {
+        // Frames are lent by offsets, which a u32 names in every pool's
+        // buffer (a buffer over 4 GiB has its frames copied).
+        let lends = u32::try_from(n).is_ok();
+        let decoded = decoder.feed_pieces(chunk, lends, |piece| {
+            let frame = match piece {
+                Piece::Lines { wire, frames } => {
+                    counters.frames_in(frames as u64);
+                    let start = wire.as_ptr() as usize - base;
+                    let run = (start as u32, (start + wire.len()) as u32, frames as u32);
+                    join_run(pending, from, codec, index, run);
+                    return;
+                }
+                Piece::Frame(frame) => frame,
+            };
             counters.frame_in();
             let at = (frame.as_ptr() as usize).wrapping_sub(base);
             let (start, stop) = (at, at + frame.len());
-            // Lent if it lies inside this read, copied if it was split
-            // (or lies beyond what a u32 offset names: buffers over 4 GiB).
-            let lendable = u32::try_from(n).is_ok() && !frame.is_empty() && at < n && stop <= n;
+            // Lent if it lies inside this read, copied if it was split.
+            let lendable = lends && !frame.is_empty() && at < n && stop <= n;
             // Whole on the wire in this read: it joins the read's run of
             // frames (one item for them all), or starts one.
             if lendable && codec.framed_in(chunk, start, stop) {
-                let (wire_start, wire_end) = ((start - head) as u32, (stop + tail) as u32);
-                if let Some(Item::Frames {
-                    from: f,
-                    buf,
-                    end,
-                    frames,
-                    ..
-                }) = pending.last_mut()
-                    && *f == from
-                    && *buf == index
-                    && *end == wire_start
-                {
-                    *end = wire_end;
-                    *frames += 1;
-                    return;
-                }
-                pending.push(Item::Frames {
-                    from,
-                    codec,
-                    buf: index,
-                    start: wire_start,
-                    end: wire_end,
-                    frames: 1,
-                });
+                let run = ((start - head) as u32, (stop + tail) as u32, 1);
+                join_run(pending, from, codec, index, run);
                 return;
             }
             let frame = if lendable {
@@ -176,11 +166,47 @@ impl ReceiverSide {
     }
 }
 
+/// Adds `frames` whole frames, the wire bytes `start..end` of the read
+/// kept at `index`, to the run that `pending` ends with if they follow it,
+/// else starts a run: one item per read's run of frames.
+fn join_run(
+    pending: &mut Vec<Item>,
+    from: Receiver,
+    codec: Codec,
+    index: u32,
+    (start, end, frames): (u32, u32, u32),
+) {
+    if let Some(Item::Frames {
+        from: f,
+        buf,
+        end: last,
+        frames: count,
+        ..
+    }) = pending.last_mut()
+        && *f == from
+        && *buf == index
+        && *last == start
+    {
+        *last = end;
+        *count += frames;
+        return;
+    }
+    pending.push(Item::Frames {
+        from,
+        codec,
+        buf: index,
+        start,
+        end,
+        frames,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
     use std::time::{Duration, Instant};
 
+    use crate::event::Item;
     use crate::frame::Codec;
     use crate::{Event, Events, FifoOptions, Proactor};
 
@@ -224,5 +250,49 @@ mod tests {
             matches!(runs[..], [Event::Frames { wire: w, frames: 100, .. }] if w == &wire[..]),
             "{runs:?}"
         );
+        assert_eq!(p.stats(rx).unwrap().frames_in, 100);
+
+        // Empty lines are whole lines of the run; a line split across two
+        // reads comes alone, copied, in its place.
+        w.write_all(b"a\n\nb\npart").unwrap();
+        let first = poll_frames(&mut p, &mut ev, 3);
+        assert_eq!(first, [&b"a"[..], b"", b"b"]);
+        assert!(
+            matches!(ev.items[..], [Item::Frames { frames: 3, .. }]),
+            "{:?}",
+            ev.items
+        );
+        w.write_all(b"ial\n\nc\n").unwrap();
+        let second = poll_frames(&mut p, &mut ev, 3);
+        assert_eq!(second, [&b"partial"[..], b"", b"c"]);
+        assert!(
+            matches!(
+                ev.items[..],
+                [Item::Frame { .. }, Item::Frames { frames: 2, .. }]
+            ),
+            "{:?}",
+            ev.items
+        );
+        assert_eq!(p.stats(rx).unwrap().frames_in, 106);
+    }
+
+    /// Polls until `want` frames came in one batch; their payloads.
+    fn poll_frames(p: &mut Proactor, ev: &mut Events, want: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            p.poll(ev, Some(Duration::from_millis(50))).unwrap();
+            if !ev.is_empty() || Instant::now() > deadline {
+                break;
+            }
+        }
+        let frames: Vec<Vec<u8>> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Frame { frame, .. } => Some(frame.to_vec()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), want, "{:?}", ev.items);
+        frames
     }
 }
