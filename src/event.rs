@@ -421,8 +421,7 @@ impl Events {
     /// no event per frame, and a run can be forwarded with one
     /// [`Proactor::send_encoded`](crate::Proactor::send_encoded). A frame
     /// that was split across reads still comes as an [`Event::Frame`], in
-    /// its place, and so does an empty length-prefixed frame (empty lines
-    /// are part of their run). `codec` is the framed receivers'
+    /// its place. `codec` is the framed receivers'
     /// own: frames are gathered only where the bytes around them are that
     /// codec's framing.
     pub fn runs(&self, codec: Codec) -> Runs<'_> {

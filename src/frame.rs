@@ -287,11 +287,12 @@ impl FrameDecoder {
         })
     }
 
-    /// As [`feed`](Self::feed), but with `runs` the whole lines that lie
-    /// back to back in `chunk` (after the end of a line an earlier chunk
-    /// began) come as one [`Piece::Lines`]: one search from the end and a
-    /// count of newlines, not a search per line. Length-prefixed frames,
-    /// and lines with `runs` false, come one by one as [`Piece::Frame`].
+    /// As [`feed`](Self::feed), but with `runs` the whole frames that lie
+    /// back to back in `chunk` (after the end of a frame an earlier chunk
+    /// began) come as one [`Piece::Run`]: no call per frame, and for lines
+    /// one search from the end and a count of newlines, not a search per
+    /// line. A frame split across chunks comes as a [`Piece::Frame`], as
+    /// does every frame with `runs` false.
     pub(crate) fn feed_pieces(
         &mut self,
         chunk: &[u8],
@@ -303,9 +304,7 @@ impl FrameDecoder {
         }
         let result = match self.codec {
             Codec::Lines => self.feed_lines(chunk, runs, &mut on_piece),
-            Codec::LengthPrefixed => {
-                self.feed_length_prefixed(chunk, &mut |frame| on_piece(Piece::Frame(frame)))
-            }
+            Codec::LengthPrefixed => self.feed_length_prefixed(chunk, runs, &mut on_piece),
         };
         if let Err(err) = &result {
             self.partial.clear();
@@ -371,7 +370,7 @@ impl FrameDecoder {
             }
         }
         if runs && let Some((wire, frames)) = whole_lines(chunk, self.max) {
-            on_piece(Piece::Lines { wire, frames });
+            on_piece(Piece::Run { wire, frames });
             chunk = &chunk[wire.len()..];
         }
         // Line by line: without runs, and where a run was not shown to
@@ -390,7 +389,8 @@ impl FrameDecoder {
     fn feed_length_prefixed(
         &mut self,
         mut chunk: &[u8],
-        on_frame: &mut impl FnMut(&[u8]),
+        runs: bool,
+        on_piece: &mut impl FnMut(Piece<'_>),
     ) -> Result<(), FrameError> {
         if !self.partial.is_empty() {
             if self.partial.len() < LENGTH_HEADER {
@@ -410,20 +410,39 @@ impl FrameDecoder {
             if self.partial.len() < total {
                 return Ok(());
             }
-            on_frame(&self.partial[LENGTH_HEADER..]);
+            on_piece(Piece::Frame(&self.partial[LENGTH_HEADER..]));
             self.partial.clear();
         }
-        while chunk.len() >= LENGTH_HEADER {
-            let len = self.check(header(chunk))?;
-            let Some(frame) = chunk.get(LENGTH_HEADER..LENGTH_HEADER + len) else {
+        // The whole frames, `chunk[..at]`: one by one, or one run.
+        let (mut at, mut frames) = (0, 0);
+        let walked = loop {
+            let Some(head) = chunk.get(at..at + LENGTH_HEADER) else {
+                break Ok(());
+            };
+            let len = match self.check(header(head)) {
+                Ok(len) => len,
+                Err(err) => break Err(err),
+            };
+            let Some(frame) = chunk.get(at + LENGTH_HEADER..at + LENGTH_HEADER + len) else {
                 // Room for the whole frame once, not as its pieces arrive.
                 self.room_for(LENGTH_HEADER + len);
-                break;
+                break Ok(());
             };
-            on_frame(frame);
-            chunk = &chunk[LENGTH_HEADER + len..];
+            if !runs {
+                on_piece(Piece::Frame(frame));
+            }
+            at += LENGTH_HEADER + len;
+            frames += 1;
+        };
+        // The frames before a bad one come first.
+        if runs && frames > 0 {
+            on_piece(Piece::Run {
+                wire: &chunk[..at],
+                frames,
+            });
         }
-        self.hold(chunk);
+        walked?;
+        self.hold(&chunk[at..]);
         Ok(())
     }
 
@@ -499,9 +518,9 @@ fn find_newline(bytes: &[u8]) -> Option<usize> {
 pub(crate) enum Piece<'a> {
     /// One frame's payload, lent from the chunk or from the decoder.
     Frame(&'a [u8]),
-    /// `frames` whole lines back to back in the chunk, their newlines
-    /// included, each payload at most the decoder's maximum.
-    Lines { wire: &'a [u8], frames: usize },
+    /// `frames` whole frames back to back in the chunk, encoded (headers
+    /// or newlines included), each payload at most the decoder's maximum.
+    Run { wire: &'a [u8], frames: usize },
 }
 
 /// The longest start of `bytes` made of whole lines and the number of
@@ -533,9 +552,10 @@ impl Codec {
     /// Cuts `wire`, whole frames already encoded in this format, into the
     /// longest runs of whole frames that fit in `PIPE_BUF` bytes, in order:
     /// `piece(run, true)`; a single frame longer than that comes as
-    /// `piece(frame, false)`. Checked first, so `piece` is never called for
-    /// bytes that are not whole frames: ending inside a frame fails with
-    /// [`FrameError::Truncated`] (its bytes so far).
+    /// `piece(frame, false)`. Ending inside a frame fails with
+    /// [`FrameError::Truncated`] (its bytes so far), after `piece` may have
+    /// had runs of the whole frames before it: a caller that queues them
+    /// takes them back on the error.
     pub(crate) fn atomic_runs(
         self,
         wire: &[u8],
@@ -567,21 +587,16 @@ impl Codec {
                 }
             }
             Codec::LengthPrefixed => {
-                let frame_len = |at: usize| wire.get(at..).and_then(|rest| self.frame_len(rest));
-                let mut at = 0;
-                while at < wire.len() {
-                    match frame_len(at) {
-                        Some(n) => at += n,
-                        None => {
-                            return Err(FrameError::Truncated {
-                                buffered: wire.len() - at,
-                            });
-                        }
-                    }
-                }
+                // One walk: a run goes out once the next frame would take
+                // it past PIPE_BUF, so a frame cut short is found after the
+                // runs before it.
                 let (mut start, mut at) = (0, 0);
                 while at < wire.len() {
-                    let n = frame_len(at).unwrap_or(wire.len() - at);
+                    let Some(n) = self.frame_len(&wire[at..]) else {
+                        return Err(FrameError::Truncated {
+                            buffered: wire.len() - at,
+                        });
+                    };
                     if n > PIPE_BUF {
                         if start < at {
                             piece(&wire[start..at], true);

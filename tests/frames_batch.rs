@@ -258,6 +258,27 @@ fn send_framed_cuts_encoded_frames_at_their_boundaries() {
             "{bad:?}"
         );
         assert_eq!(p.stats(tx).unwrap().bytes_queued, 0);
+        // Length-prefixed, cut short after more than PIPE_BUF of whole
+        // frames: the runs cut before the bad end are taken back too.
+        let mut cut = Vec::new();
+        for i in 0..200u32 {
+            Codec::LengthPrefixed
+                .encode(&[i as u8; 60], &mut cut)
+                .unwrap();
+        }
+        cut.extend_from_slice(&[60, 0]);
+        let bad = p.send_encoded(tx, Codec::LengthPrefixed, &cut);
+        assert!(
+            matches!(
+                bad,
+                Err(Error::Frame {
+                    source: ringpipe::frame::FrameError::Truncated { buffered: 2 },
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+        assert_eq!(p.stats(tx).unwrap().bytes_queued, 0);
         p.send_encoded(tx, Codec::Lines, &wire).unwrap();
         let (mut got, mut writes) = (Vec::new(), Vec::new());
         let mut events = Events::with_capacity(64);

@@ -22,10 +22,11 @@ fn decode(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<(), F
     (frames, Ok(()))
 }
 
-/// As `decode`, through `feed_pieces` with runs: a run of lines comes
-/// apart into its payloads, each lent, after checking it is whole lines
-/// of the chunk with the count it claims.
+/// As `decode`, through `feed_pieces` with runs: a run comes apart into
+/// its payloads, each lent, after checking it is whole frames of the
+/// chunk with the count it claims.
 fn decode_runs(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<(), FrameError>) {
+    let decoder_codec = decoder.codec();
     let mut frames = Vec::new();
     for chunk in chunks {
         let range = chunk.as_ptr_range();
@@ -34,11 +35,15 @@ fn decode_runs(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> (Frames, Result<
                 let inside = frame.is_empty() || range.contains(&frame.as_ptr());
                 frames.push((frame.to_vec(), inside));
             }
-            Piece::Lines { wire, frames: n } => {
-                assert!(range.contains(&wire.as_ptr()) && wire.ends_with(b"\n"));
-                let lines: Vec<&[u8]> = Codec::Lines.payloads(wire).collect();
-                assert_eq!(lines.len(), n, "the run's count");
-                frames.extend(lines.into_iter().map(|l| (l.to_vec(), true)));
+            Piece::Run { wire, frames: n } => {
+                let codec = decoder_codec;
+                assert!(range.contains(&wire.as_ptr()));
+                assert!(codec.frame_len(wire).is_some(), "starts whole");
+                let got: Vec<&[u8]> = codec.payloads(wire).collect();
+                assert_eq!(got.len(), n, "the run's count");
+                let len: usize = got.iter().map(|f| f.len() + codec.overhead()).sum();
+                assert_eq!(len, wire.len(), "the run is whole frames");
+                frames.extend(got.into_iter().map(|f| (f.to_vec(), true)));
             }
         });
         if result.is_err() {
@@ -262,6 +267,11 @@ proptest! {
         prop_assert_eq!(&payloads(&got), &frames);
         prop_assert_eq!(d.buffered(), 0);
         prop_assert_eq!(d.finish(), Ok(()));
+        // In runs: the same frames, each lent exactly when `feed` lends it
+        // (a split frame is never part of a run).
+        let (runs, result) = decode_runs(&mut d, &chunks);
+        prop_assert_eq!(result, Ok(()));
+        prop_assert_eq!(&runs, &got);
         // Lent exactly when the whole encoded frame is inside one chunk.
         let mut ends = Vec::new();
         let mut at = 0;
@@ -294,6 +304,9 @@ proptest! {
         let chunks = cut(&wire, &points);
         let mut d = FrameDecoder::new(codec, max);
         let (got, result) = decode(&mut d, &chunks);
+        let (runs, runs_result) = decode_runs(&mut FrameDecoder::new(codec, max), &chunks);
+        prop_assert_eq!(&runs_result, &result);
+        prop_assert_eq!(payloads(&runs), payloads(&got));
         prop_assert_eq!(payloads(&got), before);
         match result {
             Err(FrameError::TooLong { len, max: m }) => {
@@ -392,10 +405,14 @@ proptest! {
         let last_whole = codec == Codec::LengthPrefixed || frames.last().is_some_and(|f| !f.is_empty());
         if !wire.is_empty() && last_whole {
             let short = &wire[..wire.len() - 1];
-            let mut called = false;
-            let r = codec.atomic_runs(short, |_, _| called = true);
+            // Only runs of the whole frames before the cut, if any.
+            let mut before = Vec::new();
+            let r = codec.atomic_runs(short, |run, _| before.extend_from_slice(run));
             prop_assert!(matches!(r, Err(FrameError::Truncated { .. })), "{:?}", r);
-            prop_assert!(!called);
+            prop_assert!(short.starts_with(&before));
+            let whole: Vec<&[u8]> = codec.payloads(&before).collect();
+            prop_assert!(whole.len() < frames.len());
+            prop_assert_eq!(&whole[..], &frames.iter().map(Vec::as_slice).collect::<Vec<_>>()[..whole.len()]);
         }
     }
 }

@@ -89,7 +89,7 @@ impl ReceiverSide {
         let lends = u32::try_from(n).is_ok();
         let decoded = decoder.feed_pieces(chunk, lends, |piece| {
             let frame = match piece {
-                Piece::Lines { wire, frames } => {
+                Piece::Run { wire, frames } => {
                     counters.frames_in(frames as u64);
                     let start = wire.as_ptr() as usize - base;
                     let run = (start as u32, (start + wire.len()) as u32, frames as u32);
@@ -252,7 +252,7 @@ mod tests {
         );
         assert_eq!(p.stats(rx).unwrap().frames_in, 100);
 
-        // Empty lines are whole lines of the run; a line split across two
+        // Empty lines are frames of the run; a line split across two
         // reads comes alone, copied, in its place.
         w.write_all(b"a\n\nb\npart").unwrap();
         let first = poll_frames(&mut p, &mut ev, 3);

@@ -76,19 +76,18 @@ pub(in crate::proactor) fn push_encoded(
     }
     let mark = q.mark();
     let mut too_large = None;
-    codec
-        .atomic_runs(wire, |run, atomic| match (atomic, too_large) {
-            (_, Some(_)) => {}
-            (true, None) => q.push_message(pool, &[run]),
-            (false, None) if large => q.push(pool, run),
-            (false, None) => too_large = Some(run.len()),
-        })
-        .map_err(Refused::Frame)?;
-    match too_large {
-        Some(len) => {
-            q.rollback(mark);
-            Err(Refused::TooLarge(len))
-        }
-        None => Ok(()),
-    }
+    let cut = codec.atomic_runs(wire, |run, atomic| match (atomic, too_large) {
+        (_, Some(_)) => {}
+        (true, None) => q.push_message(pool, &[run]),
+        (false, None) if large => q.push(pool, run),
+        (false, None) => too_large = Some(run.len()),
+    });
+    let refused = match (cut, too_large) {
+        (Ok(()), None) => return Ok(()),
+        (Err(err), _) => Refused::Frame(err),
+        (Ok(()), Some(len)) => Refused::TooLarge(len),
+    };
+    // All or nothing: the runs queued before the refusal go.
+    q.rollback(mark);
+    Err(refused)
 }
