@@ -164,9 +164,9 @@ fn small_messages_share_few_provided_buffers_exactly_once_in_order() {
 }
 
 /// Data on many FIFOs at once (a wave after a stall): one poll takes in
-/// far more than the 20 reads the kernel completes per `io_uring_enter`
-/// with deferred task work, up to the provided buffers, and every message
-/// still comes once.
+/// more than the 20 reads the kernel completes per `io_uring_enter` with
+/// deferred task work (up to 64, or the provided buffers if fewer), and
+/// every message still comes once.
 #[test]
 fn a_wave_over_many_fifos_comes_in_one_poll() {
     watchdog(Duration::from_secs(60), || {

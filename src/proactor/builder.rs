@@ -15,6 +15,15 @@ use crate::buffers::{self, Lent, Memlock, Pool};
 use crate::error::{Error, Result};
 use crate::ring::{self, Backend, Ring, RingConfig};
 
+/// The most completions one turn of `poll` takes in when a wave of them is
+/// queued. More per turn means fewer enters, but every message read in
+/// the turn waits for the whole turn to be handed out: at 128 the fan-in
+/// of 256 FIFOs had 1.7-2.1x epoll's p99, at 64 0.75-0.96x, for 5-15%
+/// more CPU per message (`ringpipe-bench fanin --fifos 256 --engines
+/// uring,epoll --msgs 300000 --runs 5 --warmup 1`, four invocations of
+/// each build taking turns; BENCHMARKS.md).
+const MAX_WAVE: usize = 64;
+
 /// Configures and builds a [`Proactor`].
 ///
 /// The defaults work for any user. Registered buffers, the ring's queues
@@ -361,9 +370,10 @@ impl Builder {
             op: "mmap of the buffer pool",
             source: e,
         })?;
-        // A turn takes in no more of a wave than the provided buffers hold:
-        // past them, reads would run dry and wait for the next poll.
-        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n)));
+        // A turn takes in no more of a wave than the provided buffers hold
+        // (past them, reads would run dry and wait for the next poll), and
+        // no more than `MAX_WAVE`.
+        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n).min(MAX_WAVE)));
         let multishot_ok = multishot_ok
             && match ring.register_provided(&pool) {
                 Ok(_) => true,
