@@ -21,7 +21,9 @@ use crate::ring::{self, Backend, Ring, RingConfig};
 /// of 256 FIFOs had 1.7-2.1x epoll's p99, at 64 0.75-0.96x, for 5-15%
 /// more CPU per message (`ringpipe-bench fanin --fifos 256 --engines
 /// uring,epoll --msgs 300000 --runs 5 --warmup 1`, four invocations of
-/// each build taking turns; BENCHMARKS.md).
+/// each build taking turns; BENCHMARKS.md). With `batch_wait` a turn takes
+/// up to the provided buffers: there the cap cost 20% more CPU per message
+/// and raised the p99 (the same command with `--engines uring-batch,epoll`).
 const MAX_WAVE: usize = 64;
 
 /// Configures and builds a [`Proactor`].
@@ -277,6 +279,11 @@ impl Builder {
     /// turns it off, as does a zero `budget`. io_uring only: on epoll
     /// `poll` wakes for the first completion.
     ///
+    /// When many reads complete at once (hundreds of busy FIFOs), a turn
+    /// with batched waits takes in as many as the provided buffers hold;
+    /// without, at most 64, so that what was read first is not held back
+    /// long behind the rest (the fan-in tail).
+    ///
     /// On Linux >= 6.12 (`IORING_FEAT_MIN_TIMEOUT`, see
     /// [`Proactor::kernel_min_wait`]) the kernel does this in the one
     /// `io_uring_enter` of the turn, and with deferred task work (the
@@ -372,8 +379,13 @@ impl Builder {
         })?;
         // A turn takes in no more of a wave than the provided buffers hold
         // (past them, reads would run dry and wait for the next poll), and
-        // no more than `MAX_WAVE`.
-        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n).min(MAX_WAVE)));
+        // unless batched waits trade latency for fewer turns, no more than
+        // `MAX_WAVE`.
+        let most = match self.batch {
+            Some(_) => usize::MAX,
+            None => MAX_WAVE,
+        };
+        ring.set_wave(provided.map_or(0, |(n, _)| usize::from(n).min(most)));
         let multishot_ok = multishot_ok
             && match ring.register_provided(&pool) {
                 Ok(_) => true,
