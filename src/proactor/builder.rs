@@ -18,10 +18,10 @@ use crate::ring::{self, Backend, Ring, RingConfig};
 /// The most completions one turn of `poll` takes in when a wave of them is
 /// queued. More per turn means fewer enters, but every message read in
 /// the turn waits for the whole turn to be handed out: at 128 the fan-in
-/// of 256 FIFOs had 1.7-2.1x epoll's p99, at 64 0.75-0.96x, for 5-15%
+/// of 256 FIFOs had 1.5-2.1x epoll's p99, at 64 0.75-0.96x, for about 10%
 /// more CPU per message (`ringpipe-bench fanin --fifos 256 --engines
-/// uring,epoll --msgs 300000 --runs 5 --warmup 1`, four invocations of
-/// each build taking turns; BENCHMARKS.md). With `batch_wait` a turn takes
+/// uring,epoll --msgs 300000 --runs 5 --warmup 1`, builds taking turns;
+/// BENCHMARKS.md, "Fan-in tail: a turn's size"). With `batch_wait` a turn takes
 /// up to the provided buffers: there the cap cost 20% more CPU per message
 /// and raised the p99 (the same command with `--engines uring-batch,epoll`).
 const MAX_WAVE: usize = 64;
