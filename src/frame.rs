@@ -508,6 +508,49 @@ impl<'a> Iterator for Payloads<'a> {
     }
 }
 
+/// Whole frames encoded with one codec, checked once: what
+/// [`Proactor::send_checked`](crate::Proactor::send_checked) queues on any
+/// number of senders without looking at the frames again. A router that
+/// forwards each read's run ([`Event::Frames`](crate::Event::Frames)) to
+/// its subscribers checks the run once, not once per subscriber.
+///
+/// ```
+/// use ringpipe::frame::{Checked, Codec, FrameError};
+/// let run = Checked::new(Codec::Lines, b"one\ntwo\n").unwrap();
+/// assert_eq!(run.wire(), b"one\ntwo\n");
+/// assert_eq!(
+///     Checked::new(Codec::Lines, b"one\ntw").unwrap_err(),
+///     FrameError::Truncated { buffered: 2 }
+/// );
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Checked<'a> {
+    codec: Codec,
+    wire: &'a [u8],
+}
+
+impl<'a> Checked<'a> {
+    /// Checks that `wire` is whole frames of `codec`: it fails with
+    /// [`FrameError::Truncated`] (the bytes of the frame it ends inside)
+    /// where `wire` ends inside a frame. Payload sizes are not checked
+    /// here: a sender refuses a frame over `PIPE_BUF` it cannot write
+    /// atomically, as [`Proactor::send_encoded`](crate::Proactor::send_encoded) does.
+    pub fn new(codec: Codec, wire: &'a [u8]) -> Result<Checked<'a>, FrameError> {
+        codec.check_whole(wire)?;
+        Ok(Checked { codec, wire })
+    }
+
+    /// The format of the frames.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The frames, encoded.
+    pub fn wire(&self) -> &'a [u8] {
+        self.wire
+    }
+}
+
 #[inline]
 fn find_newline(bytes: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', bytes)
@@ -549,6 +592,27 @@ impl Codec {
         Payloads { codec: self, wire }
     }
 
+    /// `Ok` if `wire` is whole frames of this format (it ends where a frame
+    /// does), else [`FrameError::Truncated`] with the bytes of the frame
+    /// it ends inside: one search from the end for lines, a walk of the
+    /// headers for length-prefixed frames.
+    fn check_whole(self, wire: &[u8]) -> Result<(), FrameError> {
+        let whole = match self {
+            Codec::Lines => memchr::memrchr(b'\n', wire).map_or(0, |at| at + 1),
+            Codec::LengthPrefixed => {
+                let mut at = 0;
+                while let Some(n) = wire.get(at..).and_then(|rest| self.frame_len(rest)) {
+                    at += n;
+                }
+                at
+            }
+        };
+        match wire.len() - whole {
+            0 => Ok(()),
+            buffered => Err(FrameError::Truncated { buffered }),
+        }
+    }
+
     /// Cuts `wire`, whole frames already encoded in this format, into the
     /// longest runs of whole frames that fit in `PIPE_BUF` bytes, in order:
     /// `piece(run, true)`; a single frame longer than that comes as
@@ -563,12 +627,7 @@ impl Codec {
     ) -> Result<(), FrameError> {
         match self {
             Codec::Lines => {
-                let whole = memchr::memrchr(b'\n', wire).map_or(0, |at| at + 1);
-                if whole < wire.len() {
-                    return Err(FrameError::Truncated {
-                        buffered: wire.len() - whole,
-                    });
-                }
+                self.check_whole(wire)?;
                 let mut rest = wire;
                 while !rest.is_empty() {
                     let window = &rest[..rest.len().min(PIPE_BUF)];

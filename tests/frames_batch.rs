@@ -298,3 +298,70 @@ fn send_framed_cuts_encoded_frames_at_their_boundaries() {
         );
     });
 }
+
+/// Frames checked once (`Checked`) go to a sole writer as they are and to
+/// a shared FIFO's sender cut into atomic writes at frame boundaries:
+/// each reader gets every frame, whole and in order.
+#[test]
+fn checked_frames_go_to_many_senders_whole_and_in_order() {
+    watchdog(WATCHDOG, || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let open = |p: &mut Proactor, name: &str, opts: &FifoOptions| {
+            let path = dir.path().join(name);
+            let rx = p
+                .open_receiver(&path, &FifoOptions::new().create(true))
+                .unwrap();
+            (p.open_sender(&path, opts).unwrap(), rx)
+        };
+        let (sole, sole_rx) = open(&mut p, "sole", &FifoOptions::new().sole_writer(true));
+        let (shared, shared_rx) = open(&mut p, "shared", &FifoOptions::new());
+        // 300 length-prefixed frames of 60 to 359 bytes: many PIPE_BUFs.
+        let mut wire = Vec::new();
+        for i in 0..300usize {
+            let payload = vec![(i % 251) as u8; 60 + i];
+            Codec::LengthPrefixed.encode(&payload, &mut wire).unwrap();
+        }
+        let checked = ringpipe::frame::Checked::new(Codec::LengthPrefixed, &wire).unwrap();
+        p.send_checked(sole, &checked).unwrap();
+        p.send_checked(shared, &checked).unwrap();
+        let (mut got_sole, mut got_shared, mut writes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut events = Events::with_capacity(64);
+        while got_sole.len() < wire.len() || got_shared.len() < wire.len() {
+            p.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            for e in &events {
+                match e {
+                    Event::Sent { to, bytes } if to == shared => writes.push(bytes),
+                    Event::Data { from, data } if from == sole_rx => {
+                        got_sole.extend_from_slice(data)
+                    }
+                    Event::Data { from, data } if from == shared_rx => {
+                        got_shared.extend_from_slice(data)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!(got_sole, wire);
+        assert_eq!(got_shared, wire);
+        // The shared FIFO's writes: each within PIPE_BUF, each ending where
+        // a frame ends.
+        let mut ends = std::collections::HashSet::new();
+        let mut at = 0;
+        for payload in Codec::LengthPrefixed.payloads(&wire) {
+            at += payload.len() + Codec::LengthPrefixed.overhead();
+            ends.insert(at);
+        }
+        let mut written = 0;
+        for w in &writes {
+            assert!(*w <= PIPE_BUF, "a write of {w} bytes: {writes:?}");
+            written += w;
+            assert!(
+                ends.contains(&written),
+                "a write ends inside a frame: {writes:?}"
+            );
+        }
+        assert_eq!(written, wire.len());
+    });
+}

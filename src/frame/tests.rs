@@ -400,6 +400,7 @@ proptest! {
         }).unwrap();
         prop_assert_eq!(&joined, &wire);
         prop_assert_eq!(&got, &frames);
+        prop_assert!(Checked::new(codec, &wire).is_ok());
         // Less its last byte, the wire ends inside its last frame (an
         // empty line aside: the line before it is whole).
         let last_whole = codec == Codec::LengthPrefixed || frames.last().is_some_and(|f| !f.is_empty());
@@ -409,6 +410,7 @@ proptest! {
             let mut before = Vec::new();
             let r = codec.atomic_runs(short, |run, _| before.extend_from_slice(run));
             prop_assert!(matches!(r, Err(FrameError::Truncated { .. })), "{:?}", r);
+            prop_assert_eq!(Checked::new(codec, short).err(), r.err());
             prop_assert!(short.starts_with(&before));
             let whole: Vec<&[u8]> = codec.payloads(&before).collect();
             prop_assert!(whole.len() < frames.len());

@@ -16,7 +16,7 @@ use crate::buffers::Pool;
 use crate::error::{Error, Result};
 use crate::event::CloseReason;
 use crate::fifo;
-use crate::frame::{Codec, PIPE_BUF};
+use crate::frame::{Checked, Codec, PIPE_BUF};
 use crate::token::Sender;
 use crate::transport::{Input, State, WriteQueue};
 
@@ -81,9 +81,27 @@ impl Proactor {
     /// queued. Backpressure as for `send`. Its frames are not counted in
     /// [`Stats::frames_out`](crate::Stats::frames_out) (that would cost a
     /// scan); its bytes are, in `bytes_queued`.
+    ///
+    /// To queue the same frames on several senders, check them once with
+    /// [`Checked::new`] and use [`send_checked`](Self::send_checked).
     pub fn send_encoded(&mut self, to: Sender, codec: Codec, wire: &[u8]) -> Result<()> {
         self.enqueue(to, 0, |q, pool, large| {
             frames::push_encoded(q, pool, large, codec, wire)
+        })
+    }
+
+    /// Queues whole frames checked once ([`Checked::new`]), as
+    /// [`send_encoded`](Self::send_encoded) would queue their wire, without
+    /// looking at the frames again where the sender is its FIFO's sole
+    /// writer ([`FifoOptions::sole_writer`](crate::FifoOptions::sole_writer)):
+    /// a fan-out of one read's run to many subscribers pays for one check,
+    /// not one per subscriber. For other senders the frames are cut into
+    /// atomic writes as by `send_encoded`, and a frame longer than
+    /// `PIPE_BUF` is refused the same way. Backpressure as for
+    /// [`send`](Self::send).
+    pub fn send_checked(&mut self, to: Sender, checked: &Checked<'_>) -> Result<()> {
+        self.enqueue(to, 0, |q, pool, large| {
+            frames::push_checked(q, pool, large, checked)
         })
     }
 

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use crate::buffers::Pool;
-use crate::frame::{Codec, FrameError, PIPE_BUF};
+use crate::frame::{Checked, Codec, FrameError, PIPE_BUF};
 use crate::transport::WriteQueue;
 
 /// Why a frame call queued nothing.
@@ -68,12 +68,37 @@ pub(in crate::proactor) fn push_encoded(
     wire: &[u8],
 ) -> Result<(), Refused> {
     if q.sole_writer {
-        // Nothing to interleave with: checked to be whole frames, then
-        // queued as they are, written in runs up to the pipe's size.
-        codec.atomic_runs(wire, |_, _| {}).map_err(Refused::Frame)?;
-        q.push(pool, wire);
+        let frames = Checked::new(codec, wire).map_err(Refused::Frame)?;
+        return push_checked(q, pool, large, &frames);
+    }
+    push_runs(q, pool, large, codec, wire)
+}
+
+/// Queues whole frames checked before: a sole writer's as they are (no
+/// walk), written in runs up to the pipe's size; anyone else's cut into
+/// atomic runs.
+pub(in crate::proactor) fn push_checked(
+    q: &mut WriteQueue,
+    pool: &Rc<Pool>,
+    large: bool,
+    frames: &Checked<'_>,
+) -> Result<(), Refused> {
+    if q.sole_writer {
+        q.push(pool, frames.wire());
         return Ok(());
     }
+    push_runs(q, pool, large, frames.codec(), frames.wire())
+}
+
+/// Queues `wire` cut at frame boundaries into runs of at most `PIPE_BUF`
+/// bytes, each an atomic write; all or nothing.
+fn push_runs(
+    q: &mut WriteQueue,
+    pool: &Rc<Pool>,
+    large: bool,
+    codec: Codec,
+    wire: &[u8],
+) -> Result<(), Refused> {
     let mark = q.mark();
     let mut too_large = None;
     let cut = codec.atomic_runs(wire, |run, atomic| match (atomic, too_large) {

@@ -12,8 +12,9 @@
 //! - `uring raw`: a ringpipe receiver of byte chunks, each chunk passed to
 //!   [`Proactor::send`] of every subscriber;
 //! - `uring framed`: a framed receiver ([`FifoOptions::frames`]), each
-//!   read's whole frames taken as one run ([`Events::runs`]) and passed to
-//!   [`Proactor::send_encoded`] of every subscriber (a frame split across
+//!   read's whole frames taken as one run ([`Events::runs`]), checked once
+//!   ([`Checked`]) and passed to [`Proactor::send_checked`] of every
+//!   subscriber (a frame split across
 //!   reads to [`Proactor::send_frames`]), each subscriber FIFO written by
 //!   the router alone ([`FifoOptions::sole_writer`]);
 //! - `threads raw` / `threads framed`: the same with one blocking thread,
@@ -32,7 +33,8 @@
 //! [`Proactor::send`]: ringpipe::Proactor::send
 //! [`FifoOptions::frames`]: ringpipe::FifoOptions::frames
 //! [`Proactor::send_frames`]: ringpipe::Proactor::send_frames
-//! [`Proactor::send_encoded`]: ringpipe::Proactor::send_encoded
+//! [`Proactor::send_checked`]: ringpipe::Proactor::send_checked
+//! [`Checked`]: ringpipe::frame::Checked
 //! [`Events::runs`]: ringpipe::Events::runs
 //! [`FifoOptions::sole_writer`]: ringpipe::FifoOptions::sole_writer
 //! [`FrameDecoder`]: ringpipe::frame::FrameDecoder
@@ -108,8 +110,8 @@ pub const BATCH: usize = 64;
 pub enum Variant {
     /// ringpipe: byte chunks, `send` to each subscriber.
     UringRaw,
-    /// ringpipe: a framed receiver, a read's run of frames `send_encoded`
-    /// to each subscriber.
+    /// ringpipe: a framed receiver, a read's run of frames checked once
+    /// and `send_checked` to each subscriber.
     UringFramed,
     /// One blocking thread: `read`, then `write` to each subscriber.
     ThreadsRaw,
@@ -149,7 +151,7 @@ impl Variant {
     pub fn describe(self) -> &'static str {
         if self.framed() {
             "(fanout) the router decodes the frames and forwards them whole: each read's run \
-             of frames with one send_encoded per subscriber (uring), or re-encoded into one \
+             of frames checked once and sent with one send_checked per subscriber (uring), or re-encoded into one \
              write per read (threads)"
         } else {
             "(fanout) the router forwards the bytes of each read as they are: send (uring) \

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use ringpipe::frame::{Codec, FrameDecoder};
+use ringpipe::frame::{Checked, Codec, FrameDecoder};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Sender};
 use serde::{Deserialize, Serialize};
 
@@ -87,8 +87,9 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
     while sent.iter().any(|&s| s < total) {
         p.poll(&mut events, None).map_err(other)?;
         let mut refused = false;
-        // A read's whole frames come as one run, forwarded with one
-        // send_encoded per subscriber; a frame split across reads alone.
+        // A read's whole frames come as one run, checked once and
+        // forwarded with one send_checked per subscriber; a frame split
+        // across reads alone.
         for ev in events.runs(codec) {
             match ev {
                 Event::Frames {
@@ -96,9 +97,11 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
                 } => {
                     first.get_or_insert_with(Instant::now);
                     frames += k as u64;
+                    // Checked once for every subscriber.
+                    let checked = Checked::new(codec, wire).map_err(other)?;
                     for (i, &tx) in txs.iter().enumerate() {
                         if backlog[i].is_empty() {
-                            match p.send_encoded(tx, codec, wire) {
+                            match p.send_checked(tx, &checked) {
                                 Ok(()) => continue,
                                 Err(Error::WouldBlock { .. }) => refused = true,
                                 Err(e) => return Err(other(e)),
