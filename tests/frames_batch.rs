@@ -365,3 +365,33 @@ fn checked_frames_go_to_many_senders_whole_and_in_order() {
         assert_eq!(written, wire.len());
     });
 }
+
+/// A checked frame longer than `PIPE_BUF` is refused by a sender that
+/// keeps frames atomic, with nothing queued, and taken by a sole writer.
+#[test]
+fn a_checked_frame_over_pipe_buf_is_refused_where_writes_must_be_atomic() {
+    watchdog(WATCHDOG, || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::new().unwrap();
+        let (shared, _rx) = pair(&mut p, dir.path());
+        let sole_path = dir.path().join("sole.fifo");
+        let _sole_rx = p
+            .open_receiver(&sole_path, &FifoOptions::new().create(true))
+            .unwrap();
+        let sole = p
+            .open_sender(&sole_path, &FifoOptions::new().sole_writer(true))
+            .unwrap();
+        let mut wire = Vec::new();
+        Codec::Lines.encode(b"short", &mut wire).unwrap();
+        Codec::Lines.encode(&[b'L'; PIPE_BUF], &mut wire).unwrap();
+        let checked = ringpipe::frame::Checked::new(Codec::Lines, &wire).unwrap();
+        let refused = p.send_checked(shared, &checked);
+        assert!(
+            matches!(refused, Err(Error::FrameTooLarge { len, max: PIPE_BUF, .. }) if len == PIPE_BUF + 1),
+            "{refused:?}"
+        );
+        assert_eq!(p.stats(shared).unwrap().bytes_queued, 0);
+        p.send_checked(sole, &checked).unwrap();
+        assert_eq!(p.stats(sole).unwrap().bytes_queued, wire.len() as u64);
+    });
+}
