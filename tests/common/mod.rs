@@ -292,14 +292,44 @@ pub fn counting_writer(
 
 /// The private FIFO directories of `ringpipe::process` runs of this
 /// process still in the temp dir (there should be none between runs).
+/// Directories named by an earlier process that had the same pid (left by
+/// a run that was killed) are older than this process, and not counted.
 pub fn leftover_dirs() -> Vec<String> {
     let prefix = format!("ringpipe-{}-", std::process::id());
+    let started = process_start();
     std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= started)
+        })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(&prefix))
         .collect()
+}
+
+/// When this process started, to the second below: boot time
+/// (`/proc/stat` `btime`) plus the process's start in clock ticks
+/// (`/proc/self/stat`, field 22).
+fn process_start() -> std::time::SystemTime {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command's closing parenthesis start at field 3.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let ticks: u64 = after.split(' ').nth(22 - 3).unwrap().parse().unwrap();
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as u64;
+    std::time::UNIX_EPOCH + Duration::from_secs(boot + ticks / hz)
 }
 
 /// A reader in python that, like gzip, opens `argv[1]` non-blocking and
