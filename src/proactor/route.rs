@@ -2,7 +2,7 @@
 //! backend) keeps a `u64` per operation and hands it back with each
 //! completion; this room alone encodes and decodes it:
 //!
-//! - a transport's operation: its slot, 28 bits of its generation and the
+//! - a transport's operation: its slot, 27 bits of its generation and the
 //!   [`Part`] the operation serves, `index << 32 | generation << 4 | part`;
 //! - the proactor's own operations: reserved ids, whose index half is
 //!   `u32::MAX`, a slot no transport reaches (the same index
@@ -53,7 +53,9 @@ const PARTS: [Part; 9] = [
 /// The generation bits an operation's user data carries. A slot is never
 /// reused while an operation of it is in flight, so the check they allow
 /// is a second line of defence, not the first.
-const GENERATION_BITS: u32 = 0x0FFF_FFFF;
+/// 27 bits: the 32nd bit of the low half is the ring's (an untracked
+/// operation's id).
+const GENERATION_BITS: u32 = 0x07FF_FFFF;
 
 /// The index half of every reserved id.
 const OWN: UserData = (u32::MAX as UserData) << 32;

@@ -100,8 +100,9 @@ impl OpId {
 }
 
 /// One operation in flight. An idle receiver has two (its multishot read
-/// and its hang-up poll), neither holding memory: those live in a table of
-/// 16-byte entries (see `layout`), the few that hold memory in another.
+/// and its hang-up poll), neither holding memory: the read is untracked
+/// (`push_untracked`: in no table), the poll lives in a table of 16-byte
+/// entries (see `layout`), the few that hold memory in another.
 struct InFlight {
     data: UserData,
     /// The low half of the operation's id; the high half is its key in its
@@ -118,6 +119,14 @@ struct Holding {
 
 /// The key bit of an operation in the `holding` table.
 const HOLDING: usize = 1 << 31;
+
+/// The bit of an untracked operation's id: one kept in no table, its id
+/// its user data with this bit set (a tracked id's low half, its
+/// sequence number, stays below it; no user data has it set).
+const UNTRACKED: u64 = 1 << 31;
+
+/// The largest sequence number of a tracked operation (below `UNTRACKED`).
+const SEQ_MAX: u32 = (1 << 31) - 1;
 
 /// The memory an operation's SQE points into, held at a stable heap
 /// address until its final completion (one at most per operation).
@@ -170,6 +179,9 @@ pub(crate) struct Uring {
     ops: Slab<InFlight>,
     /// Operations holding a buffer, a timespec or an eventfd word.
     holding: Slab<Holding>,
+    /// Untracked operations in flight (`push_untracked`): counted, in no
+    /// table.
+    untracked: usize,
     seq: u32,
     /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
     /// whose kernel thread consumes them on its own).
@@ -306,7 +318,7 @@ impl Uring {
 
     /// Operations submitted and not yet finally completed.
     pub(crate) fn in_flight(&self) -> usize {
-        self.ops.len() + self.holding.len()
+        self.ops.len() + self.holding.len() + self.untracked
     }
 
     /// WRITEs pushed since the last enter.
@@ -342,8 +354,11 @@ impl Uring {
             _ => self.holding.vacant_key() | HOLDING,
         };
         // Never 0, so an `Option<OpId>` (one per receiver, and more) takes
-        // no more room than the id.
-        self.seq = self.seq.wrapping_add(1).max(1);
+        // no more room than the id; never `UNTRACKED`'s bit.
+        self.seq = match self.seq {
+            SEQ_MAX => 1,
+            seq => seq + 1,
+        };
         let id = OpId::of(key, self.seq);
         let sqe = sqe.user_data(id.0.get());
         // SAFETY: every pointer in `sqe` points into `held`, which is moved
@@ -370,6 +385,30 @@ impl Uring {
         };
         debug_assert_eq!(inserted, key);
         Ok(id)
+    }
+
+    /// Pushes an operation that holds nothing and is kept in no table: its
+    /// id is `data` with [`UNTRACKED`] set, its completions carry `data`.
+    /// For operations of which the caller has at most one in flight per
+    /// `data` (a receiver's multishot read): with many idle FIFOs, the
+    /// table would hold one entry each.
+    fn push_untracked(&mut self, sqe: squeue::Entry, data: UserData) -> io::Result<OpId> {
+        debug_assert_eq!(data & UNTRACKED, 0, "user data with the untracked bit");
+        let id = data | UNTRACKED;
+        let sqe = sqe.user_data(id);
+        // SAFETY: the operation holds nothing of ours: no pointer in `sqe`
+        // outlives this call (its buffers come from the provided ring).
+        while unsafe { self.uring.submission().push(&sqe) }.is_err() {
+            self.enter(0, None, None)?;
+        }
+        if !self.sqpoll {
+            self.unsubmitted += 1;
+        }
+        self.untracked += 1;
+        // `id` has `UNTRACKED` set: never 0.
+        Ok(OpId(
+            std::num::NonZeroU64::new(id).unwrap_or(std::num::NonZeroU64::MIN),
+        ))
     }
 
     /// Moves every available completion to `out`, flushing CQEs the kernel
@@ -406,6 +445,9 @@ impl Uring {
     /// is final; `None` for a CQE of no live operation.
     #[inline]
     fn complete(&mut self, cqe: &cqueue::Entry) -> Option<Completion> {
+        if cqe.user_data() & UNTRACKED != 0 {
+            return Some(self.complete_untracked(cqe));
+        }
         let key = (cqe.user_data() >> 32) as usize;
         let op = match key & HOLDING {
             0 => self.ops.get(key)?,
@@ -437,6 +479,24 @@ impl Uring {
         Some(Completion { buf, ..completion })
     }
 
+    /// The completion of an untracked operation: its user data is its id
+    /// less the bit.
+    #[inline]
+    fn complete_untracked(&mut self, cqe: &cqueue::Entry) -> Completion {
+        let more = cqueue::more(cqe.flags());
+        self.untracked -= usize::from(!more);
+        Completion {
+            data: cqe.user_data() & !UNTRACKED,
+            op: OpId(
+                std::num::NonZeroU64::new(cqe.user_data()).unwrap_or(std::num::NonZeroU64::MIN),
+            ),
+            result: cqe.result(),
+            buf: None,
+            more,
+            provided: cqueue::buffer_select(cqe.flags()),
+        }
+    }
+
     /// Cancels every operation and waits for all final completions, up to
     /// `grace`. Returns false if some are still in flight afterwards.
     pub(crate) fn cancel_all_and_drain(&mut self, grace: Duration) -> bool {
@@ -445,6 +505,7 @@ impl Uring {
         if !self.sqpoll && self.unsubmitted == self.in_flight() {
             self.ops.clear();
             self.holding.clear();
+            self.untracked = 0;
             return true;
         }
         let holding = self.holding.iter().map(|(key, h)| (key | HOLDING, &h.op));
@@ -456,6 +517,11 @@ impl Uring {
             if self.cancel(target, SHUTDOWN).is_err() {
                 break;
             }
+        }
+        // Untracked ones have ids no table names: one cancel takes them
+        // all (and finds the others gone or going).
+        if self.untracked > 0 {
+            let _ = self.cancel_every(SHUTDOWN);
         }
         let deadline = Instant::now() + grace;
         let mut sink = Vec::new();
@@ -497,10 +563,86 @@ impl Drop for Uring {
 }
 
 #[cfg(test)]
+mod untracked {
+    use std::os::fd::AsRawFd;
+    use std::time::Duration;
+
+    use io_uring::{opcode, types};
+
+    use super::*;
+
+    fn ring() -> Uring {
+        let cfg = RingConfig {
+            sq_entries: 8,
+            cq_entries: 16,
+            sqpoll_idle: None,
+            files: 0,
+            defer_taskrun: true,
+            min_wait: true,
+            register_ring_fd: true,
+        };
+        Uring::new(&cfg).expect("an io_uring here")
+    }
+
+    fn poll_in(fd: &impl AsRawFd) -> squeue::Entry {
+        opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build()
+    }
+
+    /// A tracked id never has the untracked bit, even where its sequence
+    /// wraps; each kind of completion comes back with its own user data,
+    /// and both count as in flight until then.
+    #[test]
+    fn tracked_and_untracked_ids_never_meet() {
+        let mut ring = ring();
+        let efd = nix::sys::eventfd::EventFd::new().unwrap();
+        ring.seq = SEQ_MAX - 1;
+        let a = ring
+            .push(poll_in(&efd), 7, Kind::Other, Held::Nothing)
+            .unwrap();
+        let b = ring
+            .push(poll_in(&efd), 8, Kind::Other, Held::Nothing)
+            .unwrap();
+        let u = ring.push_untracked(poll_in(&efd), 9 << 32 | 5).unwrap();
+        assert_eq!(a.0.get() as u32, SEQ_MAX);
+        assert_eq!(b.0.get() as u32, 1, "the sequence wraps below the bit");
+        assert_eq!(u.0.get(), 9 << 32 | 5 | UNTRACKED);
+        assert_eq!(ring.in_flight(), 3);
+        efd.write(1).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            if got.len() == 3 {
+                break;
+            }
+            ring.submit_and_wait(true, Some(Duration::from_millis(250)))
+                .unwrap();
+            ring.drain(&mut got).unwrap();
+        }
+        let mut seen: Vec<(UserData, OpId)> = got.iter().map(|c| (c.data, c.op)).collect();
+        seen.sort_by_key(|(d, _)| *d);
+        assert_eq!(seen, [(7, a), (8, b), (9 << 32 | 5, u)]);
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    /// At shutdown an untracked operation, in no table, is cancelled too.
+    #[test]
+    fn shutdown_cancels_untracked_operations() {
+        let mut ring = ring();
+        let efd = nix::sys::eventfd::EventFd::new().unwrap();
+        ring.push_untracked(poll_in(&efd), 3 << 32 | 1).unwrap();
+        ring.push(poll_in(&efd), 4, Kind::Other, Held::Nothing)
+            .unwrap();
+        ring.submit_and_wait(false, None).unwrap();
+        assert_eq!(ring.in_flight(), 2);
+        assert!(ring.cancel_all_and_drain(Duration::from_secs(5)));
+        assert_eq!(ring.in_flight(), 0);
+    }
+}
+
+#[cfg(test)]
 mod layout {
-    /// The table of operations holding nothing has two per idle receiver
-    /// (its multishot read and its hang-up poll): its size is most of the
-    /// ring's memory with many FIFOs.
+    /// The table of operations holding nothing has one per idle receiver
+    /// (its hang-up poll; its multishot read is untracked): its size is
+    /// most of the ring's memory with many FIFOs.
     #[test]
     fn an_operation_holding_nothing_takes_16_bytes() {
         // Its slab entry too: the kind's spare values tell a vacant one.

@@ -21,7 +21,9 @@ impl Uring {
     pub(crate) fn read_multishot(&mut self, file: FileRef, data: UserData) -> io::Result<OpId> {
         let sqe = with_file!(file, |fd| opcode::ReadMulti::new(fd, 0, PROVIDED_GROUP)
             .build());
-        self.push(sqe, data, Kind::Other, Held::Nothing)
+        // One per receiver at most (the next is armed after this one's
+        // final completion): no table entry for it.
+        self.push_untracked(sqe, data)
     }
 
     /// Reads up to the buffer's capacity at the file's current position.
@@ -164,6 +166,13 @@ impl Uring {
     /// -ECANCELED (or -ERESTARTSYS if it ran in io-wq) unless it had finished.
     pub(crate) fn cancel(&mut self, target: OpId, data: UserData) -> io::Result<OpId> {
         let sqe = opcode::AsyncCancel::new(target.0.get()).build();
+        self.push(sqe, data, Kind::Cancel, Held::Nothing)
+    }
+
+    /// Cancels every operation in flight (`IORING_ASYNC_CANCEL_ANY`, with
+    /// `ALL`): the untracked ones at shutdown.
+    pub(super) fn cancel_every(&mut self, data: UserData) -> io::Result<OpId> {
+        let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::any().all()).build();
         self.push(sqe, data, Kind::Cancel, Held::Nothing)
     }
 

@@ -171,6 +171,7 @@ impl Uring {
             uring: ManuallyDrop::new(uring),
             ops: Slab::new(),
             holding: Slab::new(),
+            untracked: 0,
             seq: 0,
             unsubmitted: 0,
             unsubmitted_writes: 0,
