@@ -97,6 +97,13 @@ impl OpId {
         // seq >= 1: the fallback is never taken.
         OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
     }
+
+    /// The id of an untracked operation of user data `data`: `data` with
+    /// [`UNTRACKED`] set (so never 0).
+    fn untracked(data: UserData) -> OpId {
+        let raw = data | UNTRACKED;
+        OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
+    }
 }
 
 /// One operation in flight. An idle receiver has two (its multishot read
@@ -394,8 +401,8 @@ impl Uring {
     /// table would hold one entry each.
     fn push_untracked(&mut self, sqe: squeue::Entry, data: UserData) -> io::Result<OpId> {
         debug_assert_eq!(data & UNTRACKED, 0, "user data with the untracked bit");
-        let id = data | UNTRACKED;
-        let sqe = sqe.user_data(id);
+        let id = OpId::untracked(data);
+        let sqe = sqe.user_data(id.0.get());
         // SAFETY: the operation holds nothing of ours: no pointer in `sqe`
         // outlives this call (its buffers come from the provided ring).
         while unsafe { self.uring.submission().push(&sqe) }.is_err() {
@@ -405,10 +412,7 @@ impl Uring {
             self.unsubmitted += 1;
         }
         self.untracked += 1;
-        // `id` has `UNTRACKED` set: never 0.
-        Ok(OpId(
-            std::num::NonZeroU64::new(id).unwrap_or(std::num::NonZeroU64::MIN),
-        ))
+        Ok(id)
     }
 
     /// Moves every available completion to `out`, flushing CQEs the kernel
@@ -485,11 +489,10 @@ impl Uring {
     fn complete_untracked(&mut self, cqe: &cqueue::Entry) -> Completion {
         let more = cqueue::more(cqe.flags());
         self.untracked -= usize::from(!more);
+        let data = cqe.user_data() & !UNTRACKED;
         Completion {
-            data: cqe.user_data() & !UNTRACKED,
-            op: OpId(
-                std::num::NonZeroU64::new(cqe.user_data()).unwrap_or(std::num::NonZeroU64::MIN),
-            ),
+            data,
+            op: OpId::untracked(data),
             result: cqe.result(),
             buf: None,
             more,

@@ -360,6 +360,8 @@ struct Turns {
     wakes: u64,
     /// The sender refused a send and no `Writable` came since.
     full: bool,
+    /// `close_after_flush` was asked.
+    closing: bool,
 }
 
 impl Turns {
@@ -370,7 +372,40 @@ impl Turns {
             deadline: Instant::now() + Duration::from_secs(120),
             wakes: 0,
             full: false,
+            closing: false,
         }
+    }
+
+    /// Sends `batch` and empties it, or, refused for backpressure, keeps
+    /// it and waits for `Writable`.
+    fn send<T>(
+        &mut self,
+        p: &mut Proactor,
+        out: ringpipe::Sender,
+        batch: &mut Vec<T>,
+        bytes: impl Fn(&[T]) -> &[u8],
+    ) -> std::io::Result<()> {
+        match p.send(out, bytes(batch)) {
+            Ok(()) => batch.clear(),
+            Err(ringpipe::Error::WouldBlock { .. }) => self.full = true,
+            Err(e) => return Err(err(e)),
+        }
+        Ok(())
+    }
+
+    /// Closes the sender once everything is sent, once: `done` says the
+    /// producer left and nothing is left to send.
+    fn close_when(
+        &mut self,
+        p: &mut Proactor,
+        out: ringpipe::Sender,
+        done: bool,
+    ) -> std::io::Result<()> {
+        if done && !self.closing {
+            p.close_after_flush(out).map_err(err)?;
+            self.closing = true;
+        }
+        Ok(())
     }
 
     /// Polls once; `false` once the sender closed.
@@ -439,7 +474,7 @@ fn mailbox_side(
     let producer = produce_with(move |m| tx.send(m).is_ok(), msgs, rate, || {});
     let mut turns = Turns::new("mailbox side");
     let mut batch: Vec<Msg> = Vec::with_capacity(capacity);
-    let (mut disconnected, mut closing) = (false, false);
+    let mut disconnected = false;
     while turns.next(&mut p, reader)? {
         if turns.full {
             continue;
@@ -450,16 +485,9 @@ fn mailbox_side(
             mailbox.take(&mut batch);
         }
         if !batch.is_empty() {
-            match p.send(out, batch.as_flattened()) {
-                Ok(()) => batch.clear(),
-                Err(ringpipe::Error::WouldBlock { .. }) => turns.full = true,
-                Err(e) => return Err(err(e)),
-            }
+            turns.send(&mut p, out, &mut batch, <[Msg]>::as_flattened)?;
         }
-        if disconnected && batch.is_empty() && !closing {
-            p.close_after_flush(out).map_err(err)?;
-            closing = true;
-        }
+        turns.close_when(&mut p, out, disconnected && batch.is_empty())?;
     }
     producer.join().map_err(|_| err("producer panicked"))?;
     Ok(turns.wakes)
@@ -483,7 +511,7 @@ fn uring_side(
     });
     let mut turns = Turns::new("uring side");
     let mut batch: Vec<u8> = Vec::with_capacity(1 << 20);
-    let (mut disconnected, mut closing) = (false, false);
+    let mut disconnected = false;
     while turns.next(&mut p, reader)? {
         loop {
             while !disconnected && batch.len() < 256 << 10 {
@@ -496,16 +524,9 @@ fn uring_side(
             if turns.full || batch.is_empty() {
                 break;
             }
-            match p.send(out, &batch) {
-                Ok(()) => batch.clear(),
-                Err(ringpipe::Error::WouldBlock { .. }) => turns.full = true,
-                Err(e) => return Err(err(e)),
-            }
+            turns.send(&mut p, out, &mut batch, |b| b)?;
         }
-        if disconnected && batch.is_empty() && !closing {
-            p.close_after_flush(out).map_err(err)?;
-            closing = true;
-        }
+        turns.close_when(&mut p, out, disconnected && batch.is_empty())?;
     }
     producer.join().map_err(|_| err("producer panicked"))?;
     Ok(turns.wakes)
