@@ -367,9 +367,22 @@ fn reopen(anchor: &OwnedFd, flags: OFlag) -> io::Result<OwnedFd> {
 /// Opens the read end. Never blocks: `O_NONBLOCK` makes the open return at
 /// once without a writer; it is then cleared, so a read waits quietly (by
 /// internal poll) for the first writer instead of returning a false EOF.
+///
+/// The end reads with `O_NOATIME` where the kernel allows it (the FIFO's
+/// owner, or `CAP_FOWNER`): a FIFO on a filesystem otherwise has its access
+/// time checked, and often written, at every read that returns data, which
+/// a reader never uses. For anyone else reads go on as without it.
 pub(crate) fn open_reader(anchor: &OwnedFd) -> io::Result<OwnedFd> {
     let fd = reopen(anchor, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
-    set_blocking(fd.as_fd())?;
+    let flags =
+        OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?) - OFlag::O_NONBLOCK;
+    match fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NOATIME)) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EPERM) => {
+            fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags))?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(fd)
 }
 
