@@ -220,7 +220,7 @@ fn self_loop(engine: &str, dir: &Path, fifos: usize, msgs: u64, burst: u64) {
     let batch = msgs / 10;
     match engine {
         "epoll" => {
-            let (epoll, fds) = epoll_readers(dir, fifos);
+            let (epoll, fds) = epoll_readers(dir, fifos, false);
             let mut load = load(dir);
             for _ in 0..10 {
                 let t = Instant::now();
@@ -262,14 +262,21 @@ fn self_loop(engine: &str, dir: &Path, fifos: usize, msgs: u64, burst: u64) {
 }
 
 /// Opens the FIFOs' read ends for the epoll consumer: non-blocking,
-/// edge-triggered, FIFO number as the event data.
-fn epoll_readers(dir: &Path, fifos: usize) -> (Epoll, Vec<OwnedFd>) {
+/// edge-triggered, FIFO number as the event data; with `O_NOATIME` if
+/// `noatime` (engine `epoll-noatime`: the flag ringpipe's receivers read
+/// with, for comparing like with like).
+fn epoll_readers(dir: &Path, fifos: usize, noatime: bool) -> (Epoll, Vec<OwnedFd>) {
+    let noatime = if noatime {
+        OFlag::O_NOATIME
+    } else {
+        OFlag::empty()
+    };
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).expect("epoll");
     let fds = (0..fifos)
         .map(|i| {
             let fd = open(
                 &fifo(dir, i),
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | noatime,
                 Mode::empty(),
             )
             .expect("open");
@@ -433,8 +440,8 @@ fn consume(engine: &str, dir: &Path, fifos: usize, msgs: u64) {
             measured_uring(&mut p, &mut events, &fifo_of, &mut check, &mut c, msgs);
             c.enters = p.snapshot().enters - e0;
         }
-        "epoll" => {
-            let (epoll, fds) = epoll_readers(dir, fifos);
+        "epoll" | "epoll-noatime" => {
+            let (epoll, fds) = epoll_readers(dir, fifos, engine == "epoll-noatime");
             println!("READY");
             (u0, s0) = cpu();
             t0 = Instant::now();
