@@ -438,7 +438,7 @@ impl Hub {
         };
         self.published_frames += chunk.ends.len() as u64;
         for sub in &mut self.subs {
-            sub.push(&chunk);
+            sub.push(&chunk, &mut self.spares);
         }
         // Kept for reuse only if no queue holds it (no subscribers).
         self.spares.give(chunk);

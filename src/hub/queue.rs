@@ -34,7 +34,29 @@ impl Chunk {
     pub(super) fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
+
+    /// Copies `other`'s frames after its own.
+    fn append(&mut self, other: &Chunk) {
+        let offset = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.ends.extend(other.ends.iter().map(|e| e + offset));
+    }
 }
+
+/// A queue holding this many chunks is behind: small chunks that come
+/// after are copied into chunks of its own instead of being shared. A
+/// subscriber that keeps up holds a chunk or two; one that falls behind by
+/// a megabyte of 64-byte frames, one chunk each (a paced publisher), would
+/// otherwise keep thousands of chunks alive, each three allocations, and no
+/// chunk would come back for reuse.
+const BEHIND: usize = 4;
+
+/// Chunks smaller than this are copied into a queue that is behind;
+/// larger ones are shared (one reference per many frames costs little).
+const COPY_BELOW: usize = 16 << 10;
+
+/// A chunk of a queue's own grows to this size before the next starts.
+const OWN_CHUNK: usize = 64 << 10;
 
 /// At most this many chunks wait for reuse.
 const SPARES: usize = 8;
@@ -84,11 +106,29 @@ impl Subscriber {
         }
     }
 
-    /// Queues every frame of `chunk`.
-    pub(super) fn push(&mut self, chunk: &Rc<Chunk>) {
+    /// Queues every frame of `chunk`: a reference to it, or, for a small
+    /// chunk while this queue is behind, a copy at the end of a chunk of
+    /// its own (see [`BEHIND`]).
+    pub(super) fn push(&mut self, chunk: &Rc<Chunk>, spares: &mut Spares) {
         self.stats.queued_frames += chunk.ends.len() as u64;
         self.stats.queued_bytes += chunk.bytes.len() as u64;
-        self.queue.push_back((Rc::clone(chunk), 0));
+        if self.queue.len() < BEHIND || chunk.bytes.len() >= COPY_BELOW {
+            self.queue.push_back((Rc::clone(chunk), 0));
+            return;
+        }
+        // The last chunk is ours alone (a copy made here, or a shared one
+        // every other queue has moved past) and has room: copy into it.
+        if let Some((last, _)) = self.queue.back_mut()
+            && last.bytes.len() + chunk.bytes.len() <= OWN_CHUNK
+            && let Some(own) = Rc::get_mut(last)
+        {
+            own.append(chunk);
+            return;
+        }
+        let mut own = spares.take();
+        // A spare is held by nothing else: this does not clone.
+        Rc::make_mut(&mut own).append(chunk);
+        self.queue.push_back((own, 0));
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -187,7 +227,7 @@ mod tests {
     fn drop_oldest_drops_whole_frames_from_the_head() {
         let mut spares = Spares::default();
         let mut sub = sub();
-        sub.push(&chunk(&[b"aaaa", b"bb", b"c"]));
+        sub.push(&chunk(&[b"aaaa", b"bb", b"c"]), &mut spares);
         assert_eq!(sub.stats.queued_bytes, 8 + 6 + 5);
         sub.drop_oldest(12, &mut spares);
         assert_eq!(sub.stats.dropped_frames, 1);
@@ -206,8 +246,8 @@ mod tests {
     fn runs_are_whole_frames_within_the_room() {
         let mut spares = Spares::default();
         let mut sub = sub();
-        sub.push(&chunk(&[b"aaaa", b"bb"]));
-        sub.push(&chunk(&[b"c"]));
+        sub.push(&chunk(&[b"aaaa", b"bb"]), &mut spares);
+        sub.push(&chunk(&[b"c"]), &mut spares);
         let (run, frames) = sub.next_run(1).unwrap();
         assert_eq!((run, frames), (&b"\x04\0\0\0aaaa"[..], 1));
         let (run, frames) = sub.next_run(1000).unwrap();
@@ -227,8 +267,8 @@ mod tests {
         let mut spares = Spares::default();
         let (mut a, mut b) = (sub(), sub());
         let shared = chunk(&[b"x"]);
-        a.push(&shared);
-        b.push(&shared);
+        a.push(&shared, &mut spares);
+        b.push(&shared, &mut spares);
         drop(shared);
         a.handed(1, 5, &mut spares);
         assert!(spares.0.is_empty(), "b still holds it");
@@ -237,5 +277,83 @@ mod tests {
         let reused = spares.take();
         assert!(reused.bytes.is_empty() && reused.ends.is_empty());
         assert!(reused.bytes.capacity() >= 5, "kept its allocation");
+    }
+
+    /// Every frame `sub` holds, handed over in order (runs of any size).
+    fn hand_all(sub: &mut Subscriber, spares: &mut Spares) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some((run, frames)) = sub.next_run(1000) {
+            let bytes = run.len();
+            out.extend_from_slice(run);
+            sub.handed(frames, bytes, spares);
+        }
+        out
+    }
+
+    /// A queue that is behind copies small chunks into one of its own:
+    /// the published chunk is then held by the queues that keep up only,
+    /// and the frames still come out whole and in order.
+    #[test]
+    fn a_queue_behind_copies_small_chunks_into_its_own() {
+        let mut spares = Spares::default();
+        let (mut fast, mut slow) = (sub(), sub());
+        let mut wire = Vec::new();
+        for i in 0..BEHIND as u8 {
+            let c = chunk(&[&[i; 3]]);
+            wire.extend_from_slice(&c.bytes);
+            slow.push(&c, &mut spares);
+        }
+        for i in 0..100u8 {
+            let c = chunk(&[&[i; 5], &[i; 2]]);
+            wire.extend_from_slice(&c.bytes);
+            fast.push(&c, &mut spares);
+            slow.push(&c, &mut spares);
+            assert_eq!(Rc::strong_count(&c), 2, "chunk {i}: the slow queue holds it");
+            fast.handed(2, c.bytes.len(), &mut spares);
+        }
+        // The copies went to the end of the last chunk, which only the
+        // slow queue held once the loop above let go of it.
+        assert_eq!(slow.queue.len(), BEHIND, "the copies share one chunk");
+        assert_eq!(slow.stats.queued_frames, BEHIND as u64 + 200);
+        assert_eq!(slow.stats.queued_bytes, wire.len() as u64);
+        assert_eq!(hand_all(&mut slow, &mut spares), wire);
+        assert_eq!((slow.stats.queued_frames, slow.stats.queued_bytes), (0, 0));
+        assert_eq!(slow.stats.handed_frames, BEHIND as u64 + 200);
+    }
+
+    /// A chunk of `COPY_BELOW` bytes or more is shared even by a queue
+    /// that is behind.
+    #[test]
+    fn large_chunks_are_shared_when_behind() {
+        let mut spares = Spares::default();
+        let mut slow = sub();
+        for _ in 0..BEHIND {
+            slow.push(&chunk(&[b"x"]), &mut spares);
+        }
+        let big = chunk(&[&[7u8; COPY_BELOW]]);
+        slow.push(&big, &mut spares);
+        assert_eq!(Rc::strong_count(&big), 2);
+        assert_eq!(slow.queue.len(), BEHIND + 1);
+    }
+
+    /// Dropping the oldest frames reaches into the copies in order: what
+    /// is left is the newest frames, whole.
+    #[test]
+    fn drop_oldest_goes_through_copied_frames() {
+        let mut spares = Spares::default();
+        let mut slow = sub();
+        let mut frames = Vec::new();
+        for i in 0..(BEHIND as u8 + 50) {
+            let c = chunk(&[&[i; 4]]);
+            frames.push(c.bytes.clone());
+            slow.push(&c, &mut spares);
+        }
+        // Each frame is 8 bytes on the wire: keep the last 10.
+        slow.drop_oldest(80, &mut spares);
+        assert_eq!(slow.stats.dropped_frames, frames.len() as u64 - 10);
+        assert_eq!(
+            hand_all(&mut slow, &mut spares),
+            frames[frames.len() - 10..].concat()
+        );
     }
 }
