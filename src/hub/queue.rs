@@ -308,7 +308,11 @@ mod tests {
             wire.extend_from_slice(&c.bytes);
             fast.push(&c, &mut spares);
             slow.push(&c, &mut spares);
-            assert_eq!(Rc::strong_count(&c), 2, "chunk {i}: the slow queue holds it");
+            assert_eq!(
+                Rc::strong_count(&c),
+                2,
+                "chunk {i}: the slow queue holds it"
+            );
             fast.handed(2, c.bytes.len(), &mut spares);
         }
         // The copies went to the end of the last chunk, which only the
