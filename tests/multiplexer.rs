@@ -477,6 +477,81 @@ fn a_regular_file_as_input_is_refused_with_exit_code_2_before_anything_opens() {
     });
 }
 
+/// One FIFO under two spellings (`in` and `./in`, or an absolute path) is
+/// one FIFO: as an input and an output it would route its messages back to
+/// itself forever, and as two inputs two readers would share its lines.
+/// Both are refused with exit code 2 before anything opens, for FIFOs that
+/// exist and for ones `--create` would make.
+#[test]
+fn one_fifo_named_two_ways_is_refused_where_it_cannot_serve_twice() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let (dir, _) = setup(&["in", "out"]);
+        let d = dir.path();
+        let absolute = d.join("in");
+        let absolute = absolute.to_str().unwrap();
+        let cases: [(&[&str], &str); 3] = [
+            (
+                &["--input", "in", "--output", "./in"],
+                "in: is both an input and an output (as ./in)",
+            ),
+            (
+                &["--input", "in", "--input", absolute, "--output", "out"],
+                "given twice as an input (as in)",
+            ),
+            (
+                &["--input", "new", "--output", "./new", "--create"],
+                "new: is both an input and an output (as ./new)",
+            ),
+        ];
+        for (args, want) in cases {
+            let out = ChildGuard::spawn(
+                multiplexer(args, d)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped()),
+            )
+            .wait_output(Duration::from_secs(20));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(want), "{args:?}: {stderr}");
+        }
+        assert!(!d.join("new").exists(), "a refused --create made a FIFO");
+    });
+}
+
+/// A route to the default output spelled another way (`./out`) shares its
+/// sender: with `--sole-writer`, two senders of one FIFO would be refused
+/// (they could interleave), so the multiplexer would not start.
+#[test]
+fn an_output_named_two_ways_has_one_sender() {
+    let _serial = serial();
+    watchdog(Duration::from_secs(60), || {
+        let (dir, log) = setup(&["in", "out"]);
+        let d = dir.path();
+        let args = [
+            "--input",
+            "in",
+            "--output",
+            "out",
+            "--route",
+            "R=./out",
+            "--sole-writer",
+        ];
+        let mux = start(&args, d, &log);
+        let lines: Vec<String> = (0..2_000)
+            .map(|i| format!("{} {i}", if i % 3 == 0 { "R" } else { "other" }))
+            .collect();
+        let writer = write_lines(&d.join("in"), &(lines.join("\n") + "\n"));
+        let reader = read_lines(&d.join("out"), lines.len());
+        let got = wait_all(vec![reader], Duration::from_secs(40));
+        wait_all(vec![writer], Duration::from_secs(10));
+        let got: Vec<&str> = got[0].lines().collect();
+        assert_eq!(got, lines, "one sender keeps the input's order");
+        let stderr = stop(mux, &log);
+        assert_eq!(summary(&stderr), (2_000, 2_000, 0), "{stderr}");
+    });
+}
+
 /// `t` of a stats line: seconds since the multiplexer started.
 fn stats_t(line: &str) -> f64 {
     let at = line

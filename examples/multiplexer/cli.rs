@@ -1,8 +1,8 @@
-//! The command line: the options, their parsing, and the checks that need
-//! no filesystem (raw framing's limits, watermarks, a path used both ways).
-//! Paths are checked by the library when they are opened, not here.
+//! The command line: the options, their parsing, and the checks made
+//! before anything opens (raw framing's limits, watermarks, one FIFO
+//! named twice). Paths are checked by the library when they are opened.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -137,13 +137,62 @@ impl Cli {
         if self.low_watermark > self.high_watermark {
             return Err("--low-watermark must not exceed --high-watermark".into());
         }
-        if let Some(input) = self.inputs.iter().find(|i| self.outputs().any(|o| o == *i)) {
-            return Err(format!(
-                "{}: is both an input and an output",
-                input.display()
-            ));
+        // By the FIFO, not the spelling: `in` and `./in` are one FIFO, and
+        // reading an output would route its messages back to it forever.
+        let keys: Vec<FifoKey> = self.inputs.iter().map(|p| FifoKey::of(p)).collect();
+        for (i, (input, key)) in self.inputs.iter().zip(&keys).enumerate() {
+            if let Some(j) = keys[..i].iter().position(|k| k == key) {
+                return Err(format!(
+                    "{}: given twice as an input{}",
+                    input.display(),
+                    also(&self.inputs[j], input)
+                ));
+            }
+            if let Some(output) = self.outputs().find(|o| FifoKey::of(o) == *key) {
+                return Err(format!(
+                    "{}: is both an input and an output{}",
+                    input.display(),
+                    also(output, input)
+                ));
+            }
         }
         Ok(())
+    }
+}
+
+/// `" (as OTHER)"` where `other` spells the FIFO differently.
+fn also(other: &Path, path: &Path) -> String {
+    if other == path {
+        String::new()
+    } else {
+        format!(" (as {})", other.display())
+    }
+}
+
+/// What names one FIFO however its path is spelled: its device and inode
+/// where it exists, else (a FIFO `--create` makes later) its name in its
+/// directory with the directory resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FifoKey {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+impl FifoKey {
+    pub fn of(path: &Path) -> FifoKey {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            return FifoKey::Inode(m.dev(), m.ino());
+        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        FifoKey::Path(match path.file_name() {
+            Some(name) => dir.join(name),
+            None => path.to_path_buf(),
+        })
     }
 }
 

@@ -61,7 +61,7 @@ use ringpipe::{
     Error, Event, Events, FifoOptions, Proactor, ReadMode, Receiver, Reconnect, State, Token,
 };
 
-use cli::{Cli, Framing};
+use cli::{Cli, FifoKey, Framing};
 use routing::{Batch, Held, Output, Routes};
 use shutdown::Stop;
 
@@ -184,14 +184,18 @@ impl Mux {
             .watermarks(cli.high_watermark, cli.low_watermark)
             .sole_writer(cli.sole_writer);
         let mut outputs: Vec<Output> = Vec::new();
+        // One sender per FIFO, however its paths are spelled (`out`,
+        // `./out`): its key is taken once it is open, so it exists then.
+        let mut keys: Vec<FifoKey> = Vec::new();
         let mut output_index = |p: &mut Proactor, path: &PathBuf| {
-            if let Some(i) = outputs.iter().position(|o| o.path == *path) {
+            if let Some(i) = keys.iter().position(|k| *k == FifoKey::of(path)) {
                 return Ok(i);
             }
             let tx = p
                 .open_sender(path, &out_opts)
                 .map_err(open_failed(cli.create))?;
             outputs.push(Output::new(path.clone(), tx));
+            keys.push(FifoKey::of(path));
             Ok(outputs.len() - 1)
         };
         // Opened first, the default output is output 0.
