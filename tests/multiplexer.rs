@@ -490,7 +490,7 @@ fn one_fifo_named_two_ways_is_refused_where_it_cannot_serve_twice() {
         let d = dir.path();
         let absolute = d.join("in");
         let absolute = absolute.to_str().unwrap();
-        let cases: [(&[&str], &str); 3] = [
+        let cases: [(&[&str], &str); 4] = [
             (
                 &["--input", "in", "--output", "./in"],
                 "in: is both an input and an output (as ./in)",
@@ -502,6 +502,12 @@ fn one_fifo_named_two_ways_is_refused_where_it_cannot_serve_twice() {
             (
                 &["--input", "new", "--output", "./new", "--create"],
                 "new: is both an input and an output (as ./new)",
+            ),
+            // Not a FIFO question, but refused the same way: an interval
+            // of 0 would print stats lines without end.
+            (
+                &["--input", "in", "--output", "out", "--stats-interval", "0"],
+                "must be more than 0 seconds",
             ),
         ];
         for (args, want) in cases {

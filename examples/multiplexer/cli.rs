@@ -43,8 +43,8 @@ pub struct Cli {
     pub create: bool,
 
     /// Print a line of counters on stderr every SECS seconds: messages and
-    /// bytes in and out per FIFO, queue depths, reconnects.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    /// bytes in and out per FIFO, queue depths, reconnects. More than 0.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     pub stats_interval: Option<Duration>,
 
     /// Set every FIFO's pipe capacity (F_SETPIPE_SZ). Up to
@@ -212,4 +212,12 @@ fn parse_route(s: &str) -> Result<Route, String> {
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{s}`: {e}"))
+}
+
+/// A period: an interval of 0 would print stats lines without end.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match parse_secs(s)? {
+        d if d.is_zero() => Err(format!("`{s}`: must be more than 0 seconds")),
+        d => Ok(d),
+    }
 }
