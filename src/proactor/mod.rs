@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, Events, Item};
 use crate::fifo::{self, FifoOptions, ReadMode};
-use crate::ring::BackendInUse;
+use crate::ring::{BackendInUse, OpId};
 use crate::token::{Receiver, Sender, Token};
 use crate::transport::State;
 
@@ -669,7 +669,22 @@ impl Proactor {
 impl Drop for Proactor {
     fn drop(&mut self) {
         // Cancel and reap everything before any fd closes or buffer frees.
-        if !self.io.ring.cancel_all_and_drain(Duration::from_secs(5)) {
+        // The ring names its tracked operations itself; the receivers name
+        // their untracked ones.
+        let untracked: Vec<OpId> = self
+            .table
+            .iter()
+            .filter_map(|t| match &t.role {
+                Role::Receiver(r) => Some(r.ops()),
+                Role::Sender(_) => None,
+            })
+            .flatten()
+            .collect();
+        if !self
+            .io
+            .ring
+            .cancel_all_and_drain(Duration::from_secs(5), &untracked)
+        {
             // The kernel still owns some operations: leak their fds too.
             std::mem::forget(self.table.take_all());
         }

@@ -233,7 +233,7 @@ both! {
     fn submit_and_wait(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()>;
     fn submit_and_wait_batch(&mut self, want: u32, hold: Duration, timeout: Option<Duration>) -> io::Result<()>;
     fn next_completion(&mut self) -> io::Result<Option<Completion>>;
-    fn cancel_all_and_drain(&mut self, grace: Duration) -> bool;
+    fn cancel_all_and_drain(&mut self, grace: Duration, untracked: &[OpId]) -> bool;
     fn sq_entries(&mut self) -> usize;
     fn reserve(&mut self, n: usize) -> io::Result<()>;
 }

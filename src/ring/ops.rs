@@ -173,6 +173,7 @@ impl Uring {
     /// `ALL`): the untracked ones at shutdown.
     pub(super) fn cancel_every(&mut self, data: UserData) -> io::Result<OpId> {
         let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::any().all()).build();
+        self.cancels_every += 1;
         self.push(sqe, data, Kind::Cancel, Held::Nothing)
     }
 

@@ -172,6 +172,7 @@ impl Uring {
             ops: Slab::new(),
             holding: Slab::new(),
             untracked: 0,
+            cancels_every: 0,
             seq: 0,
             unsubmitted: 0,
             unsubmitted_writes: 0,

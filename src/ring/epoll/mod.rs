@@ -544,7 +544,7 @@ impl Epoll {
     }
 
     /// Drops every operation: none is in the kernel, so nothing waits.
-    pub(crate) fn cancel_all_and_drain(&mut self, _grace: Duration) -> bool {
+    pub(crate) fn cancel_all_and_drain(&mut self, _grace: Duration, _untracked: &[OpId]) -> bool {
         self.ops.clear();
         self.queued.clear();
         self.cancels.clear();
