@@ -109,22 +109,35 @@ fn a_second_sender_on_a_sole_writers_fifo_is_refused() {
                 r => panic!("a second writer was let in: {r:?}"),
             }
         }
-        // Another FIFO is another matter.
-        p.open_sender(&other, &FifoOptions::new()).unwrap();
-        // Nor may a sole writer join a FIFO a sender already writes.
-        match p.open_sender(&other, &sole) {
-            Err(Error::SoleWriter { .. }) => {}
-            r => panic!("a sole writer joined a written FIFO: {r:?}"),
-        }
-        // Once the sole writer is closed, the FIFO is free again.
-        p.close(tx).unwrap();
+        // Another FIFO is another matter: two plain senders share it.
+        let plain = [
+            p.open_sender(&other, &FifoOptions::new()).unwrap(),
+            p.open_sender(&other, &FifoOptions::new()).unwrap(),
+        ];
         let mut ev = Events::with_capacity(8);
-        poll_until(
-            &mut p,
-            &mut ev,
-            Duration::from_secs(10),
-            |e| matches!(e, Event::Closed { token, .. } if *token == tx.token()),
-        );
+        let mut close = |p: &mut Proactor, tx: ringpipe::Sender| {
+            p.close(tx).unwrap();
+            poll_until(
+                p,
+                &mut ev,
+                Duration::from_secs(10),
+                |e| matches!(e, Event::Closed { token, .. } if *token == tx.token()),
+            );
+        };
+        // Nor may a sole writer join a FIFO a sender already writes, while
+        // any of its senders is open.
+        for tx in plain {
+            match p.open_sender(&other, &sole) {
+                Err(Error::SoleWriter { other, .. }) => {
+                    assert!(plain.iter().any(|s| s.token() == other))
+                }
+                r => panic!("a sole writer joined a written FIFO: {r:?}"),
+            }
+            close(&mut p, tx);
+        }
+        p.open_sender(&other, &sole).unwrap();
+        // Once the sole writer is closed, the FIFO is free again.
+        close(&mut p, tx);
         p.open_sender(&path, &FifoOptions::new()).unwrap();
     });
 }

@@ -2,7 +2,8 @@
 //! each new one goes, and handles and their lookup (identity, generation,
 //! state, kind).
 
-use std::os::fd::OwnedFd;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use slab::Slab;
@@ -54,9 +55,11 @@ pub(super) struct Table {
     id: u32,
     slots: Slab<Transport>,
     generations: Vec<u32>,
-    /// Senders that are their FIFO's sole writer: while there are none, a
-    /// new sender's FIFO needs no check against the others.
-    sole_writers: usize,
+    /// The senders opened by path on each FIFO (by device and inode), each
+    /// with whether it is the FIFO's sole writer: a new sender is checked
+    /// against its FIFO's others alone (a scan of every transport per open
+    /// made opening n sole writers quadratic: 3,000 took 3.3 s).
+    writers: HashMap<(u64, u64), Vec<(Token, bool)>>,
     /// The directory the next transport's name may share.
     dirs: Dirs,
 }
@@ -67,7 +70,7 @@ impl Table {
             id,
             slots: Slab::new(),
             generations: Vec::new(),
-            sole_writers: 0,
+            writers: HashMap::new(),
             dirs: Dirs::default(),
         }
     }
@@ -79,27 +82,26 @@ impl Table {
 
     /// A sender that writes the FIFO `anchor` names and would share it with
     /// a sole writer: any sender of it if the new one is (`sole`), else
-    /// one that is. `None` at once while no sole writer is open and the
-    /// new one is not one.
+    /// one that is.
     pub(super) fn shares_with_sole_writer(
         &self,
         anchor: std::os::fd::BorrowedFd<'_>,
         sole: bool,
     ) -> Option<Token> {
-        if !sole && self.sole_writers == 0 {
-            return None;
-        }
         let fifo = crate::fifo::identity(anchor)?;
-        self.slots.iter().find_map(|(_, t)| match &t.role {
-            Role::Sender(s) if sole || s.queue.sole_writer => {
-                let theirs = t.end.anchor.as_ref().and_then(|a| {
-                    use std::os::fd::AsFd;
-                    crate::fifo::identity(a.as_fd())
-                });
-                (theirs == Some(fifo)).then_some(t.end.token)
-            }
-            _ => None,
-        })
+        let senders = self.writers.get(&fifo)?;
+        senders
+            .iter()
+            .find(|(_, theirs)| sole || *theirs)
+            .map(|(token, _)| *token)
+    }
+
+    /// The FIFO a sender opened by path writes, for [`writers`](Self::writers).
+    fn written_fifo(role: &Role, anchor: Option<&OwnedFd>) -> Option<(u64, u64)> {
+        match role {
+            Role::Sender(_) => crate::fifo::identity(anchor?.as_fd()),
+            Role::Receiver(_) => None,
+        }
     }
 
     /// Live transports.
@@ -117,9 +119,8 @@ impl Table {
         anchor: Option<OwnedFd>,
         path: Option<&Path>,
     ) -> Token {
-        if matches!(&role, Role::Sender(s) if s.queue.sole_writer) {
-            self.sole_writers += 1;
-        }
+        let writes = Self::written_fifo(&role, anchor.as_ref());
+        let sole = matches!(&role, Role::Sender(s) if s.queue.sole_writer);
         let entry = self.slots.vacant_entry();
         let index = entry.key();
         if index >= self.generations.len() {
@@ -135,6 +136,9 @@ impl Table {
             end: End::new(token, state, anchor, name),
             role,
         });
+        if let Some(fifo) = writes {
+            self.writers.entry(fifo).or_default().push((token, sole));
+        }
         token
     }
 
@@ -143,8 +147,13 @@ impl Table {
     pub(super) fn remove(&mut self, idx: usize) -> Transport {
         let t = self.slots.remove(idx);
         self.generations[idx] = self.generations[idx].wrapping_add(1);
-        if matches!(&t.role, Role::Sender(s) if s.queue.sole_writer) {
-            self.sole_writers -= 1;
+        if let Some(fifo) = Self::written_fifo(&t.role, t.end.anchor.as_ref())
+            && let Some(senders) = self.writers.get_mut(&fifo)
+        {
+            senders.retain(|(token, _)| *token != t.end.token);
+            if senders.is_empty() {
+                self.writers.remove(&fifo);
+            }
         }
         t
     }
