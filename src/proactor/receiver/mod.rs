@@ -9,6 +9,8 @@
 mod deliver;
 mod multishot;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 
@@ -103,6 +105,8 @@ pub(super) struct ReceiverSide {
     path: ReadPath,
     /// Survive writers leaving: reopen at EOF instead of closing.
     persistent: bool,
+    /// Which hang-up polls are in flight, on the multishot path.
+    hups: multishot::HangUps,
 }
 
 /// What the proactor does after a receiver handled a completion.
@@ -165,6 +169,7 @@ impl ReceiverSide {
                 ReadPath::Fixed
             },
             persistent,
+            hups: multishot::HangUps::default(),
         }
     }
 
@@ -302,6 +307,9 @@ impl ReceiverSide {
             Ok(fd) => {
                 // Nothing may keep watching the old fd.
                 let old_hup = self.poll.take();
+                if old_hup.is_some() && self.path == ReadPath::Multishot {
+                    self.hups.replace();
+                }
                 // The new read end waits quietly, multishot or not.
                 if self.path != ReadPath::Fixed {
                     self.path = ReadPath::Multishot;
