@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::{Feed, Next, ReadPath, ReceiverSide};
+use super::{Next, ReadPath, ReceiverSide};
 use crate::buffers::PROVIDED_GROUP;
 use crate::proactor::end::End;
 use crate::proactor::io::Io;
@@ -72,7 +72,7 @@ impl ReceiverSide {
         more: bool,
         provided: Option<u16>,
     ) -> bool {
-        if !(more && result > 0 && matches!(self.feed, Feed::Read) && self.decoder.is_none()) {
+        if !(more && result > 0 && self.feed.is_none()) {
             return false;
         }
         let Some(bid) = provided else {
@@ -140,7 +140,7 @@ impl ReceiverSide {
             // (Paused or spliced, it is armed when the receiver reads again.)
             let waited = self.hups.done(arm);
             let reads = self.path == ReadPath::Multishot
-                && matches!(self.feed, Feed::Read)
+                && !self.spliced()
                 && !self.paused
                 && !end.closing();
             return match waited && reads {
@@ -155,10 +155,7 @@ impl ReceiverSide {
         // Cancelled by a `pause` that a `resume` has since undone: armed
         // again, or the read would never learn that the writer left. (A
         // paused receiver arms both at `resume`; a splice sees EOF itself.)
-        if (result == ECANCELED || result == ERESTARTSYS)
-            && matches!(self.feed, Feed::Read)
-            && !self.paused
-        {
+        if (result == ECANCELED || result == ERESTARTSYS) && !self.spliced() && !self.paused {
             return Next::Arm;
         }
         if result < 0 {
