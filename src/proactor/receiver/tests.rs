@@ -133,3 +133,51 @@ fn replaced_at_eof(eofs: usize) {
     assert_eq!(seen.closed, Some(CloseReason::Requested));
     assert_eq!(p.snapshot().transport_ops, 0);
 }
+
+/// A closed receiver's `Closed` comes once nothing of it is in flight,
+/// its untracked read and hang-up poll included; its slot then serves the
+/// next receiver, which a late completion of the old one never reaches.
+#[test]
+fn a_closed_receivers_slot_serves_the_next_one_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Proactor::new().unwrap();
+    let opts = FifoOptions::new().create(true);
+    let old = p.open_receiver(dir.path().join("old"), &opts).unwrap();
+    let mut seen_old = Seen::default();
+    poll_for(
+        &mut p,
+        old,
+        &mut seen_old,
+        Duration::from_millis(50),
+        |_| true,
+    );
+    assert!(p.snapshot().transport_ops > 0, "the receiver reads");
+    p.close(old).unwrap();
+    let mut events = Events::with_capacity(64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen_old.closed.is_none() {
+        assert!(Instant::now() < deadline, "not closed: {seen_old:?}");
+        p.poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        for e in events.iter() {
+            seen_old.take(old, &e);
+        }
+        if seen_old.closed.is_some() {
+            assert_eq!(p.snapshot().ops_in_flight, 0, "closed with ops in flight");
+        }
+    }
+
+    let path = dir.path().join("new");
+    let new = p.open_receiver(&path, &opts).unwrap();
+    assert_eq!(new.token().index, old.token().index, "the slot is reused");
+    let mut seen = Seen::default();
+    poll_for(&mut p, new, &mut seen, Duration::from_millis(50), |_| true);
+    write_and_leave(&path, b"new bytes");
+    poll_for(&mut p, new, &mut seen, Duration::ZERO, |s| {
+        s.closed.is_some()
+    });
+    assert_eq!(seen.bytes, b"new bytes");
+    assert_eq!(seen.closed, Some(CloseReason::Eof));
+    assert_eq!(seen_old.bytes, b"");
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+}
