@@ -124,8 +124,8 @@ impl ReceiverSide {
     }
 
     /// Every writer of a multishot receiver left. Drain what is left with
-    /// single-shot reads, whose 0 is the EOF.
-    /// `arm` is the arm of the poll that completed (see [`HangUps`]).
+    /// single-shot reads, whose 0 is the EOF. `arm` is the arm of the poll
+    /// that completed (see [`HangUps`]).
     pub(crate) fn on_hup(
         &mut self,
         end: &mut End,
@@ -200,7 +200,7 @@ impl HangUps {
     }
 
     /// A replaced poll of `arm` completed. Returns whether a poll waited
-    /// for its arm: it must be armed now.
+    /// for an arm to be free: arming again arms it, if its arm is free.
     fn done(&mut self, arm: bool) -> bool {
         self.replaced[usize::from(arm)] = false;
         std::mem::take(&mut self.waiting)
