@@ -6,7 +6,7 @@
 use super::Proactor;
 use super::receiver::{Armed, Eof, Next};
 use super::registry::{Role, Transport};
-use super::route::{Part, Route};
+use super::route::{self, Part, Route};
 use crate::event::CloseReason;
 use crate::ring::Completion;
 
@@ -114,7 +114,7 @@ impl Proactor {
                 self.after_read(idx, next);
             }
             (Part::HangUp, Role::Receiver(rx)) => {
-                let next = rx.on_hup(end, io, c.op, c.result);
+                let next = rx.on_hup(end, io, c.op, route::arm_of(c.data), c.result);
                 self.after_read(idx, next);
             }
             (Part::Write, Role::Sender(s)) => {

@@ -95,6 +95,13 @@ impl End {
         route::data(self.token, part)
     }
 
+    /// The user data of arm `arm` of an operation of this transport for
+    /// `part` (see `route::data_arm`).
+    #[inline]
+    pub(super) fn data_arm(&self, part: Part, arm: bool) -> UserData {
+        route::data_arm(self.token, part, arm)
+    }
+
     /// Counts a just-submitted operation as in flight.
     #[inline]
     pub(super) fn track(&mut self, submitted: io::Result<OpId>) -> io::Result<OpId> {

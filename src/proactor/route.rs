@@ -2,8 +2,10 @@
 //! backend) keeps a `u64` per operation and hands it back with each
 //! completion; this room alone encodes and decodes it:
 //!
-//! - a transport's operation: its slot, 27 bits of its generation and the
-//!   [`Part`] the operation serves, `index << 32 | generation << 4 | part`;
+//! - a transport's operation: its slot, 26 bits of its generation, the
+//!   [`Part`] the operation serves and, for a part that can have an old
+//!   operation in flight beside its replacement, which arm of it this is:
+//!   `index << 32 | arm << 30 | generation << 4 | part`;
 //! - the proactor's own operations: reserved ids, whose index half is
 //!   `u32::MAX`, a slot no transport reaches (the same index
 //!   `Event::Notified` names), checked with one comparison.
@@ -53,9 +55,14 @@ const PARTS: [Part; 9] = [
 /// The generation bits an operation's user data carries. A slot is never
 /// reused while an operation of it is in flight, so the check they allow
 /// is a second line of defence, not the first.
-/// 27 bits: the 32nd bit of the low half is the ring's (an untracked
-/// operation's id).
-const GENERATION_BITS: u32 = 0x07FF_FFFF;
+/// 26 bits: the 32nd bit of the low half is the ring's (an untracked
+/// operation's id), the 31st is [`ARM`].
+const GENERATION_BITS: u32 = 0x03FF_FFFF;
+
+/// The bit that tells two arms of one part of a transport apart: an
+/// untracked operation's id is its user data, so an old one still in
+/// flight beside its replacement must differ from it here.
+const ARM: UserData = 1 << 30;
 
 /// The index half of every reserved id.
 const OWN: UserData = (u32::MAX as UserData) << 32;
@@ -79,6 +86,21 @@ pub(super) fn data(token: Token, part: Part) -> UserData {
     (UserData::from(token.index) << 32)
         | (UserData::from(token.generation & GENERATION_BITS) << 4)
         | part as UserData
+}
+
+/// The user data of arm `arm` of an operation of transport `token` for
+/// `part`.
+#[inline]
+pub(super) fn data_arm(token: Token, part: Part, arm: bool) -> UserData {
+    match arm {
+        true => data(token, part) | ARM,
+        false => data(token, part),
+    }
+}
+
+/// Which arm of its part the operation of user data `data` is.
+pub(super) fn arm_of(data: UserData) -> bool {
+    data & ARM != 0
 }
 
 /// The user data of crate-internal watch number `n` (taken modulo 2^30).
@@ -161,6 +183,21 @@ mod tests {
                 };
                 assert_eq!((i, p), (index, part));
                 assert!(Route::names(g, token));
+                for arm in [false, true] {
+                    let d = data_arm(token, part, arm);
+                    assert_eq!(arm_of(d), arm);
+                    assert_eq!(d & 1 << 31, 0, "the ring's untracked bit");
+                    let Route::Transport {
+                        index: i,
+                        generation: g,
+                        part: p,
+                    } = Route::of(d)
+                    else {
+                        panic!("not a transport route");
+                    };
+                    assert_eq!((i, p), (index, part));
+                    assert!(Route::names(g, token));
+                }
             }
         }
     }

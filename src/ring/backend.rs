@@ -221,6 +221,7 @@ both! {
     fn read_multishot(&mut self, file: FileRef, data: UserData) -> io::Result<OpId>;
     fn read_select(&mut self, file: FileRef, len: u32, data: UserData) -> io::Result<OpId>;
     fn poll_add(&mut self, fd: RawFd, mask: u32, data: UserData) -> io::Result<OpId>;
+    fn poll_add_untracked(&mut self, fd: RawFd, mask: u32, data: UserData) -> io::Result<OpId>;
     fn splice(&mut self, from: FileRef, to: FileRef, len: u32, after_poll: Option<(RawFd, UserData)>, data: UserData) -> io::Result<(Option<OpId>, OpId)>;
     fn tee_or_splice(&mut self, tee: bool, from: FileRef, to: FileRef, len: u32, link: bool, data: UserData) -> io::Result<OpId>;
     fn cancel(&mut self, target: OpId, data: UserData) -> io::Result<OpId>;

@@ -112,9 +112,10 @@ impl OpId {
 }
 
 /// One operation in flight. An idle receiver has two (its multishot read
-/// and its hang-up poll), neither holding memory: the read is untracked
-/// (`push_untracked`: in no table), the poll lives in a table of 16-byte
-/// entries (see `layout`), the few that hold memory in another.
+/// and its hang-up poll), neither holding memory and both untracked
+/// (`push_untracked`: in no table); the other operations holding nothing
+/// live in a table of 16-byte entries (see `layout`), the few that hold
+/// memory in another.
 struct InFlight {
     data: UserData,
     /// The low half of the operation's id; the high half is its key in its
@@ -409,8 +410,8 @@ impl Uring {
     /// Pushes an operation that holds nothing and is kept in no table: its
     /// id is `data` with [`UNTRACKED`] set, its completions carry `data`.
     /// For operations of which the caller has at most one in flight per
-    /// `data` (a receiver's multishot read): with many idle FIFOs, the
-    /// table would hold one entry each.
+    /// `data` (a receiver's multishot read and its hang-up poll): with
+    /// many idle FIFOs, the table would hold an entry for each.
     fn push_untracked(&mut self, sqe: squeue::Entry, data: UserData) -> io::Result<OpId> {
         debug_assert_eq!(data & UNTRACKED, 0, "user data with the untracked bit");
         let id = OpId::untracked(data);
@@ -706,9 +707,9 @@ mod untracked {
 
 #[cfg(test)]
 mod layout {
-    /// The table of operations holding nothing has one per idle receiver
-    /// (its hang-up poll; its multishot read is untracked): its size is
-    /// most of the ring's memory with many FIFOs.
+    /// The table of operations holding nothing has one per receiver that
+    /// reads single-shot (its read into a provided buffer, or its poll for
+    /// data; a multishot receiver's read and hang-up poll are untracked).
     #[test]
     fn an_operation_holding_nothing_takes_16_bytes() {
         // Its slab entry too: the kind's spare values tell a vacant one.

@@ -84,6 +84,19 @@ impl Uring {
         self.push(sqe, data, Kind::Other, Held::Nothing)
     }
 
+    /// [`poll_add`](Self::poll_add) kept in no table (`push_untracked`):
+    /// for a poll of which the caller has at most one in flight per
+    /// `data` (a multishot receiver's hang-up poll, one per idle FIFO).
+    pub(crate) fn poll_add_untracked(
+        &mut self,
+        fd: RawFd,
+        mask: u32,
+        data: UserData,
+    ) -> io::Result<OpId> {
+        let sqe = opcode::PollAdd::new(types::Fd(fd), mask).build();
+        self.push_untracked(sqe, data)
+    }
+
     /// Moves up to `len` bytes from pipe `from` to pipe `to` in the kernel,
     /// without blocking (`SPLICE_F_NONBLOCK`: -EAGAIN when the source is
     /// empty or the destination full). With `after_poll`, the splice is

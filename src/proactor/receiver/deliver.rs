@@ -2,7 +2,7 @@
 //! they complete if it decodes frames, or, while it is spliced, nothing:
 //! they go to its senders.
 
-use super::{Feed, Next, ReceiverSide};
+use super::{Next, ReceiverSide};
 use crate::buffers::Buf;
 use crate::error::Error;
 use crate::event::{FrameBytes, Item};
@@ -51,12 +51,12 @@ impl ReceiverSide {
     #[inline]
     fn take(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         self.bytes_read += n as u64;
-        if matches!(self.feed, Feed::Spliced(_)) {
-            return Taken::Forward(buf);
-        }
-        if self.decoder.is_none() {
+        if self.feed.is_none() {
             io.push_data(Receiver(end.token), buf, n);
             return Taken::Reported;
+        }
+        if self.spliced() {
+            return Taken::Forward(buf);
         }
         self.take_frames(end, io, buf, n)
     }
@@ -66,7 +66,7 @@ impl ReceiverSide {
     #[inline(never)]
     fn take_frames(&mut self, end: &mut End, io: &mut Io, buf: Buf, n: usize) -> Taken {
         let from = Receiver(end.token);
-        let Some(decoder) = self.decoder.as_deref_mut() else {
+        let Some(decoder) = self.decoder_mut() else {
             io.push_data(from, buf, n);
             return Taken::Reported;
         };
@@ -140,7 +140,7 @@ impl ReceiverSide {
     /// The frame a writer left unfinished, if any, as the error that
     /// reports it; the decoder starts clean again.
     pub(super) fn frame_cut(&mut self, end: &End) -> Option<Error> {
-        let source = self.decoder.as_mut()?.finish().err()?;
+        let source = self.decoder_mut()?.finish().err()?;
         Some(Error::Frame {
             token: end.token,
             path: end.name(),
@@ -152,7 +152,7 @@ impl ReceiverSide {
     /// left the pipe, so say how many rather than drop them unseen. (A
     /// decoder that failed has had its error reported.)
     pub(in crate::proactor) fn truncated_at_close(&self, end: &End) -> Option<Error> {
-        let decoder = self.decoder.as_deref()?;
+        let decoder = self.decoder()?;
         if decoder.is_failed() || decoder.buffered() == 0 {
             return None;
         }

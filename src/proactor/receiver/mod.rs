@@ -9,6 +9,8 @@
 mod deliver;
 mod multishot;
 mod read;
+#[cfg(test)]
+mod tests;
 
 use std::io;
 
@@ -38,14 +40,16 @@ pub(super) enum ReadPath {
     Draining,
 }
 
-/// Where a receiver's bytes go (a `pause` stops either: see
-/// `ReceiverSide::paused`).
+/// Where a receiver's bytes go when they are not read and reported as
+/// plain `Data` (a receiver holds `None` then, in 8 bytes for all three
+/// cases; a `pause` stops either: see `ReceiverSide::paused`).
 #[derive(Debug)]
 pub(super) enum Feed {
-    /// Read into user space by its [`ReadPath`].
-    Read,
-    /// Spliced into senders in the kernel (a relay, a fan-out).
-    Spliced(Box<Splice>),
+    /// Read into user space by its [`ReadPath`], reported as whole frames.
+    Frames(FrameDecoder),
+    /// Spliced into senders in the kernel (a relay, a fan-out). A framed
+    /// receiver's decoder waits here for the reads after the splice.
+    Spliced(Box<Splice>, Option<FrameDecoder>),
 }
 
 /// Provided buffers kept in the kernel beyond one per transport.
@@ -94,15 +98,16 @@ pub(super) struct ReceiverSide {
     poll: Option<OpId>,
     /// Bytes read into user space (see `Stats::bytes_read`).
     pub(super) bytes_read: u64,
-    /// Delivers whole frames instead of byte chunks.
-    decoder: Option<Box<FrameDecoder>>,
-    feed: Feed,
+    /// Frames or a splice; `None`: plain `Data`.
+    feed: Option<Box<Feed>>,
     /// `Proactor::pause`: nothing waits for data (no read, no splice
     /// wait is armed); the data waits in the pipe.
     paused: bool,
     path: ReadPath,
     /// Survive writers leaving: reopen at EOF instead of closing.
     persistent: bool,
+    /// Which hang-up polls are in flight, on the multishot path.
+    hups: multishot::HangUps,
 }
 
 /// What the proactor does after a receiver handled a completion.
@@ -156,8 +161,7 @@ impl ReceiverSide {
             read: None,
             poll: None,
             bytes_read: 0,
-            decoder: frames.map(|(codec, max)| Box::new(FrameDecoder::new(codec, max))),
-            feed: Feed::Read,
+            feed: frames.map(|(codec, max)| Box::new(Feed::Frames(FrameDecoder::new(codec, max)))),
             paused: false,
             path: if multishot {
                 ReadPath::Multishot
@@ -165,6 +169,7 @@ impl ReceiverSide {
                 ReadPath::Fixed
             },
             persistent,
+            hups: multishot::HangUps::default(),
         }
     }
 
@@ -180,16 +185,36 @@ impl ReceiverSide {
 
     /// The splice this receiver feeds, if it is spliced.
     pub(super) fn splice(&self) -> Option<&Splice> {
-        match &self.feed {
-            Feed::Spliced(s) => Some(s),
-            Feed::Read => None,
+        match self.feed.as_deref() {
+            Some(Feed::Spliced(s, _)) => Some(s),
+            _ => None,
         }
     }
 
     pub(super) fn splice_mut(&mut self) -> Option<&mut Splice> {
-        match &mut self.feed {
-            Feed::Spliced(s) => Some(s),
-            Feed::Read => None,
+        match self.feed.as_deref_mut() {
+            Some(Feed::Spliced(s, _)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Whether the receiver is spliced (else it reads).
+    fn spliced(&self) -> bool {
+        matches!(self.feed.as_deref(), Some(Feed::Spliced(..)))
+    }
+
+    /// The frame decoder, if the receiver decodes frames.
+    fn decoder(&self) -> Option<&FrameDecoder> {
+        match self.feed.as_deref() {
+            Some(Feed::Frames(d) | Feed::Spliced(_, Some(d))) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn decoder_mut(&mut self) -> Option<&mut FrameDecoder> {
+        match self.feed.as_deref_mut() {
+            Some(Feed::Frames(d) | Feed::Spliced(_, Some(d))) => Some(d),
+            _ => None,
         }
     }
 
@@ -198,9 +223,9 @@ impl ReceiverSide {
     /// before its cancel still delivers.
     pub(super) fn pause(&mut self) -> impl Iterator<Item = Option<OpId>> + use<> {
         self.paused = true;
-        let spliced = match &mut self.feed {
-            Feed::Read => Vec::new(),
-            Feed::Spliced(s) => s.pause_ops(),
+        let spliced = match self.splice_mut() {
+            None => Vec::new(),
+            Some(s) => s.pause_ops(),
         };
         let own = [self.read, self.poll];
         own.into_iter().chain(spliced.into_iter().map(Some))
@@ -217,21 +242,35 @@ impl ReceiverSide {
     /// completes first is queued on the senders ahead of every spliced
     /// byte. (A splice sees EOF itself: no hang-up poll is needed.)
     pub(super) fn start_splice(&mut self, splice: Box<Splice>) -> [Option<OpId>; 2] {
-        self.feed = Feed::Spliced(splice);
+        let frames = match self.feed.take().map(|f| *f) {
+            Some(Feed::Frames(d) | Feed::Spliced(_, Some(d))) => Some(d),
+            Some(Feed::Spliced(_, None)) | None => None,
+        };
+        self.feed = Some(Box::new(Feed::Spliced(splice, frames)));
         [self.read, self.poll]
     }
 
     /// The splice has no destination left: the receiver reads again
     /// (unless it is paused).
     pub(super) fn end_splice(&mut self) {
-        self.feed = Feed::Read;
+        drop(self.take_splice());
     }
 
-    /// Takes the splice away at close.
+    /// Takes the splice away (at close, or as it ends): the receiver
+    /// reads, frames if it decodes them.
     pub(super) fn take_splice(&mut self) -> Option<Box<Splice>> {
-        match std::mem::replace(&mut self.feed, Feed::Read) {
-            Feed::Spliced(s) => Some(s),
-            Feed::Read => None,
+        if !self.spliced() {
+            return None;
+        }
+        match self.feed.take().map(|f| *f) {
+            Some(Feed::Spliced(s, frames)) => {
+                self.feed = frames.map(|d| Box::new(Feed::Frames(d)));
+                Some(s)
+            }
+            other => {
+                self.feed = other.map(Box::new);
+                None
+            }
         }
     }
 
@@ -260,13 +299,13 @@ impl ReceiverSide {
         if self.paused {
             return Ok(Armed::Done);
         }
-        match (&self.feed, self.path) {
-            (Feed::Spliced(_), _) => Ok(Armed::Splice),
-            (Feed::Read, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
+        match (self.spliced(), self.path) {
+            (true, _) => Ok(Armed::Splice),
+            (false, ReadPath::Multishot) => self.arm_multishot(end, io).map(|()| Armed::Done),
             // One still in flight (being cancelled, say) re-arms when it
             // completes: a second beside it would be left uncancelled.
-            (Feed::Read, ReadPath::Fixed | ReadPath::Draining) if self.armed() => Ok(Armed::Done),
-            (Feed::Read, ReadPath::Fixed | ReadPath::Draining) => self
+            (false, ReadPath::Fixed | ReadPath::Draining) if self.armed() => Ok(Armed::Done),
+            (false, ReadPath::Fixed | ReadPath::Draining) => self
                 .arm_single(end, io, reads.multishot_ok, last)
                 .map(|()| Armed::Done),
         }
@@ -302,6 +341,9 @@ impl ReceiverSide {
             Ok(fd) => {
                 // Nothing may keep watching the old fd.
                 let old_hup = self.poll.take();
+                if old_hup.is_some() && self.path == ReadPath::Multishot {
+                    self.hups.replace();
+                }
                 // The new read end waits quietly, multishot or not.
                 if self.path != ReadPath::Fixed {
                     self.path = ReadPath::Multishot;

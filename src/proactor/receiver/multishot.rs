@@ -5,7 +5,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 
-use super::{Feed, Next, ReadPath, ReceiverSide};
+use super::{Next, ReadPath, ReceiverSide};
 use crate::buffers::PROVIDED_GROUP;
 use crate::proactor::end::End;
 use crate::proactor::io::Io;
@@ -31,9 +31,19 @@ impl ReceiverSide {
             ),
             Some(_) => None,
         };
-        // Events 0: POLLHUP and POLLERR only, never data.
+        // Events 0: POLLHUP and POLLERR only, never data. Untracked, its
+        // id is its user data: it waits while an old poll of the same arm
+        // is in flight, and that one's completion arms it.
+        let arm = !self.hups.current;
         let hup = match self.poll {
-            None => Some(io.ring.poll_add(raw, 0, end.data(Part::HangUp))),
+            None if self.hups.in_flight(arm) => {
+                self.hups.waiting = true;
+                None
+            }
+            None => Some(
+                io.ring
+                    .poll_add_untracked(raw, 0, end.data_arm(Part::HangUp, arm)),
+            ),
             Some(_) => None,
         };
         if let Some(read) = read {
@@ -42,6 +52,7 @@ impl ReceiverSide {
         }
         if let Some(hup) = hup {
             self.poll = Some(hup?);
+            self.hups.current = arm;
             end.inflight += 1;
         }
         Ok(())
@@ -61,7 +72,7 @@ impl ReceiverSide {
         more: bool,
         provided: Option<u16>,
     ) -> bool {
-        if !(more && result > 0 && matches!(self.feed, Feed::Read) && self.decoder.is_none()) {
+        if !(more && result > 0 && self.feed.is_none()) {
             return false;
         }
         let Some(bid) = provided else {
@@ -113,11 +124,29 @@ impl ReceiverSide {
     }
 
     /// Every writer of a multishot receiver left. Drain what is left with
-    /// single-shot reads, whose 0 is the EOF.
-    pub(crate) fn on_hup(&mut self, end: &mut End, io: &mut Io, op: OpId, result: i32) -> Next {
-        // The hang-up poll of a read end replaced at EOF: nothing to do.
+    /// single-shot reads, whose 0 is the EOF. `arm` is the arm of the poll
+    /// that completed (see [`HangUps`]).
+    pub(crate) fn on_hup(
+        &mut self,
+        end: &mut End,
+        io: &mut Io,
+        op: OpId,
+        arm: bool,
+        result: i32,
+    ) -> Next {
+        // The hang-up poll of a read end replaced at EOF: its arm is free
+        // again, for a poll that waited for it.
         if self.path != ReadPath::Multishot || self.poll != Some(op) {
-            return Next::Done;
+            // (Paused or spliced, it is armed when the receiver reads again.)
+            let waited = self.hups.done(arm);
+            let reads = self.path == ReadPath::Multishot
+                && !self.spliced()
+                && !self.paused
+                && !end.closing();
+            return match waited && reads {
+                true => Next::Arm,
+                false => Next::Done,
+            };
         }
         self.poll = None;
         if end.closing() {
@@ -126,10 +155,7 @@ impl ReceiverSide {
         // Cancelled by a `pause` that a `resume` has since undone: armed
         // again, or the read would never learn that the writer left. (A
         // paused receiver arms both at `resume`; a splice sees EOF itself.)
-        if (result == ECANCELED || result == ERESTARTSYS)
-            && matches!(self.feed, Feed::Read)
-            && !self.paused
-        {
+        if (result == ECANCELED || result == ERESTARTSYS) && !self.spliced() && !self.paused {
             return Next::Arm;
         }
         if result < 0 {
@@ -144,5 +170,39 @@ impl ReceiverSide {
             }
             None => Next::Arm,
         }
+    }
+}
+
+/// A multishot receiver's hang-up polls. Each is untracked (its id is its
+/// user data), so two in flight at once must differ: an EOF replaces the
+/// read end with its poll still in flight (cancelled), and its
+/// replacement takes the other arm. An arm is never used twice at once.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct HangUps {
+    /// The arm of the poll in flight, or of the last one.
+    current: bool,
+    /// Polls replaced at EOF and still in flight, by arm.
+    replaced: [bool; 2],
+    /// A poll waits for its arm to be free (see `arm_multishot`).
+    waiting: bool,
+}
+
+impl HangUps {
+    /// Whether a replaced poll of `arm` is still in flight.
+    fn in_flight(&self, arm: bool) -> bool {
+        self.replaced[usize::from(arm)]
+    }
+
+    /// The current poll was replaced at EOF; it stays in flight until its
+    /// cancel completes it.
+    pub(super) fn replace(&mut self) {
+        self.replaced[usize::from(self.current)] = true;
+    }
+
+    /// A replaced poll of `arm` completed. Returns whether a poll waited
+    /// for an arm to be free: arming again arms it, if its arm is free.
+    fn done(&mut self, arm: bool) -> bool {
+        self.replaced[usize::from(arm)] = false;
+        std::mem::take(&mut self.waiting)
     }
 }

@@ -76,3 +76,54 @@ fn a_fanned_out_receiver_sees_its_next_writer() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A framed receiver's decoder waits out a fan-out: the frames before it
+/// and after it come as `Frame`s, the bytes during it go to the sender.
+#[test]
+fn a_framed_receiver_decodes_frames_again_after_its_fan_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("src");
+    let mut p = Proactor::new().unwrap();
+    let opts = FifoOptions::new()
+        .create(true)
+        .frames(crate::frame::Codec::Lines, 64);
+    let rx: Receiver = p.open_receiver(&path, &opts).unwrap();
+    let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let mut frames = Vec::new();
+    let mut take = |e: &Event<'_>| match e {
+        Event::Frame { from, frame } if *from == rx => frames.push(frame.to_vec()),
+        Event::Data { from, .. } if *from == rx => panic!("bytes, not frames: {e:?}"),
+        _ => {}
+    };
+    w.write_all(b"a\n").unwrap();
+    poll_until(&mut p, |e| {
+        take(e);
+        matches!(e, Event::Frame { .. })
+    });
+
+    let (end, out) = pipe();
+    let tx = p.sender_from_fd(out).unwrap();
+    p.fan_out(rx, &[tx], FanOutPolicy::Wait).unwrap();
+    w.write_all(b"b\n").unwrap();
+    poll_until(&mut p, |e| {
+        take(e);
+        matches!(e, Event::Relayed { .. })
+    });
+    let mut buf = [0u8; 16];
+    let n = nix::unistd::read(&end, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"b\n");
+
+    p.close(tx).unwrap();
+    poll_until(&mut p, |e| {
+        take(e);
+        matches!(e, Event::Closed { token, .. } if *token == tx.token())
+    });
+    w.write_all(b"c\nd\n").unwrap();
+    let mut seen = 0;
+    poll_until(&mut p, |e| {
+        take(e);
+        seen += usize::from(matches!(e, Event::Frame { .. }));
+        seen == 2
+    });
+    assert_eq!(frames, [&b"a"[..], b"c", b"d"]);
+}

@@ -43,6 +43,17 @@ impl Epoll {
         Ok(self.push(Work::Poll { fd, mask }, data, None, false))
     }
 
+    /// As [`poll_add`](Self::poll_add): this backend keeps every
+    /// operation in its table.
+    pub(crate) fn poll_add_untracked(
+        &mut self,
+        fd: RawFd,
+        mask: u32,
+        data: UserData,
+    ) -> io::Result<OpId> {
+        self.poll_add(fd, mask, data)
+    }
+
     pub(crate) fn splice(
         &mut self,
         from: FileRef,
