@@ -190,9 +190,13 @@ def asleep_in_fifo_open(pid: int) -> bool:
 
 def interrupted(code: str, *args: str, ready: str = "ready", before=None) -> str:
     """Runs a Python peer, sends it SIGINT once it prints `ready` (and
-    `before()` returns), and returns what it printed after."""
+    `before()` returns), and returns what it printed after. The peer
+    raises KeyboardInterrupt on SIGINT even where this suite was started
+    with SIGINT ignored (a background job of a shell without job control):
+    Python installs its handler only over the default disposition."""
     import signal
 
+    code = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n" + code
     p = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                          text=True, env=ENV)
     try:
