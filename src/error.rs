@@ -46,6 +46,14 @@ pub enum Error {
     #[error("\"\" (empty path): name a FIFO")]
     EmptyPath,
 
+    /// The path holds a NUL byte, which no path the kernel takes can (it
+    /// would end the name there).
+    #[error("{path:?}: a path cannot hold a NUL byte")]
+    NulInPath {
+        /// The path given.
+        path: PathBuf,
+    },
+
     /// The path exists but is not a FIFO.
     #[error("{}: not a FIFO (it is a {kind})", path.display())]
     NotAFifo {

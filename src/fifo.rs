@@ -283,6 +283,9 @@ pub(crate) fn anchor(path: &Path, opts: &FifoOptions) -> Result<OwnedFd, Error> 
     if path.as_os_str().is_empty() {
         return Err(Error::EmptyPath);
     }
+    if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).contains(&0) {
+        return Err(Error::NulInPath { path: path.into() });
+    }
     if let Some(size) = opts.pipe_size {
         check_pipe_size(size, || path.display().to_string())?;
     }

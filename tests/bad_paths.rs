@@ -103,6 +103,31 @@ fn an_empty_path_is_named_as_such() {
     assert_eq!(p.snapshot().registered_files, 0);
 }
 
+/// A NUL byte would end the name at the kernel's side: refused by name
+/// before anything is created, not an `EINVAL` from `mkfifo`.
+#[test]
+fn a_path_with_a_nul_byte_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in\0out");
+    let mut p = Proactor::new().unwrap();
+    for create in [true, false] {
+        for e in both_ends(&mut p, &path, &FifoOptions::new().create(create)) {
+            assert!(
+                matches!(&e, Error::NulInPath { path: p } if *p == path),
+                "{e:?}"
+            );
+            assert!(e.to_string().contains("cannot hold a NUL byte"), "{e}");
+            assert!(e.to_string().contains("in\\0out"), "{e}");
+        }
+    }
+    assert!(
+        !dir.path().join("in").exists(),
+        "a FIFO was made up to the NUL"
+    );
+    assert_eq!(p.snapshot().ops_in_flight, 0);
+    assert_eq!(p.snapshot().registered_files, 0);
+}
+
 #[test]
 fn symlink_to_a_fifo_is_refused_unless_followed() {
     let dir = tempfile::tempdir().unwrap();
