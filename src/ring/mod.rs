@@ -58,6 +58,9 @@ macro_rules! with_file {
 mod bufring;
 mod enter;
 mod ops;
+mod untracked;
+
+use untracked::{UNTRACKED, Untracked};
 
 /// A file as an operation names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,18 +100,6 @@ impl OpId {
         // seq >= 1: the fallback is never taken.
         OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
     }
-
-    /// The id of an untracked operation of user data `data`: `data` with
-    /// [`UNTRACKED`] set (so never 0).
-    fn untracked(data: UserData) -> OpId {
-        let raw = data | UNTRACKED;
-        OpId(std::num::NonZeroU64::new(raw).unwrap_or(std::num::NonZeroU64::MIN))
-    }
-
-    /// Whether this is an untracked operation's id.
-    fn is_untracked(self) -> bool {
-        self.0.get() & UNTRACKED != 0
-    }
 }
 
 /// One operation in flight. An idle receiver has two (its multishot read
@@ -132,11 +123,6 @@ struct Holding {
 
 /// The key bit of an operation in the `holding` table.
 const HOLDING: usize = 1 << 31;
-
-/// The bit of an untracked operation's id: one kept in no table, its id
-/// its user data with this bit set (a tracked id's low half, its
-/// sequence number, stays below it; no user data has it set).
-const UNTRACKED: u64 = 1 << 31;
 
 /// How long a shutdown waits for a completion before it takes the
 /// untracked operations still in flight as ones nobody named.
@@ -196,12 +182,8 @@ pub(crate) struct Uring {
     ops: Slab<InFlight>,
     /// Operations holding a buffer, a timespec or an eventfd word.
     holding: Slab<Holding>,
-    /// Untracked operations in flight (`push_untracked`): counted, in no
-    /// table.
-    untracked: usize,
-    /// Cancels of every operation (`cancel_every`) sent: at shutdown, only
-    /// for untracked operations nobody named.
-    cancels_every: u32,
+    /// Operations kept in no table (`push_untracked`): counted.
+    untracked: Untracked,
     seq: u32,
     /// SQEs pushed and not yet consumed by an enter (always 0 with SQPOLL,
     /// whose kernel thread consumes them on its own).
@@ -338,7 +320,7 @@ impl Uring {
 
     /// Operations submitted and not yet finally completed.
     pub(crate) fn in_flight(&self) -> usize {
-        self.ops.len() + self.holding.len() + self.untracked
+        self.ops.len() + self.holding.len() + self.untracked.in_flight
     }
 
     /// WRITEs pushed since the last enter.
@@ -384,15 +366,9 @@ impl Uring {
         // SAFETY: every pointer in `sqe` points into `held`, which is moved
         // into the `holding` table right below and stays there (at a stable
         // heap address) until the final CQE for `id` is reaped.
-        while unsafe { self.uring.submission().push(&sqe) }.is_err() {
-            // SQ full: flush early, the only case where one turn enters twice.
-            self.enter(0, None, None)?;
-        }
-        if !self.sqpoll {
-            self.unsubmitted += 1;
-            if kind == Kind::Write {
-                self.unsubmitted_writes += 1;
-            }
+        unsafe { self.queue(&sqe) }?;
+        if !self.sqpoll && kind == Kind::Write {
+            self.unsubmitted_writes += 1;
         }
         let op = InFlight {
             data,
@@ -407,25 +383,22 @@ impl Uring {
         Ok(id)
     }
 
-    /// Pushes an operation that holds nothing and is kept in no table: its
-    /// id is `data` with [`UNTRACKED`] set, its completions carry `data`.
-    /// For operations of which the caller has at most one in flight per
-    /// `data` (a receiver's multishot read and its hang-up poll): with
-    /// many idle FIFOs, the table would hold an entry for each.
-    fn push_untracked(&mut self, sqe: squeue::Entry, data: UserData) -> io::Result<OpId> {
-        debug_assert_eq!(data & UNTRACKED, 0, "user data with the untracked bit");
-        let id = OpId::untracked(data);
-        let sqe = sqe.user_data(id.0.get());
-        // SAFETY: the operation holds nothing of ours: no pointer in `sqe`
-        // outlives this call (its buffers come from the provided ring).
-        while unsafe { self.uring.submission().push(&sqe) }.is_err() {
+    /// Puts `sqe` on the SQ, flushing it first if it is full (the only
+    /// case where one turn enters twice), and counts it unsubmitted.
+    ///
+    /// # Safety
+    ///
+    /// Every pointer in `sqe` must stay valid until the final completion
+    /// of its operation is reaped.
+    unsafe fn queue(&mut self, sqe: &squeue::Entry) -> io::Result<()> {
+        // SAFETY: the caller keeps what `sqe` points to alive (see above).
+        while unsafe { self.uring.submission().push(sqe) }.is_err() {
             self.enter(0, None, None)?;
         }
         if !self.sqpoll {
             self.unsubmitted += 1;
         }
-        self.untracked += 1;
-        Ok(id)
+        Ok(())
     }
 
     /// Moves every available completion to `out`, flushing CQEs the kernel
@@ -496,23 +469,6 @@ impl Uring {
         Some(Completion { buf, ..completion })
     }
 
-    /// The completion of an untracked operation: its user data is its id
-    /// less the bit.
-    #[inline]
-    fn complete_untracked(&mut self, cqe: &cqueue::Entry) -> Completion {
-        let more = cqueue::more(cqe.flags());
-        self.untracked -= usize::from(!more);
-        let data = cqe.user_data() & !UNTRACKED;
-        Completion {
-            data,
-            op: OpId::untracked(data),
-            result: cqe.result(),
-            buf: None,
-            more,
-            provided: cqueue::buffer_select(cqe.flags()),
-        }
-    }
-
     /// Cancels every operation and waits for all final completions, up to
     /// `grace`. `untracked` names the untracked operations the caller has
     /// in flight (other ids in it are skipped: the tracked ones are
@@ -524,7 +480,7 @@ impl Uring {
         if !self.sqpoll && self.unsubmitted == self.in_flight() {
             self.ops.clear();
             self.holding.clear();
-            self.untracked = 0;
+            self.untracked.in_flight = 0;
             return true;
         }
         let holding = self.holding.iter().map(|(key, h)| (key | HOLDING, &h.op));
@@ -537,25 +493,10 @@ impl Uring {
                 break;
             }
         }
-        // Untracked ones by the ids the caller named, one lookup each. One
-        // ASYNC_CANCEL with ANY and ALL would take them all, but it finds
-        // them one at a time, each search passing every one it already
-        // cancelled (they stay in the kernel's poll table until their
-        // completion is posted): 12 s of kernel time for 10,000 idle
-        // receivers. It is kept for untracked ones nobody named: sent once
-        // the named ones are done (a wait that brings nothing), or at once
-        // if none were named.
-        let mut named = 0;
-        for id in untracked.iter().filter(|id| id.is_untracked()) {
-            if self.cancel(*id, SHUTDOWN).is_err() {
-                break;
-            }
-            named += 1;
-        }
-        let mut every = false;
-        if self.untracked > 0 && named == 0 {
-            every = self.cancel_every(SHUTDOWN).is_ok();
-        }
+        // The untracked ones by name; those nobody named once the named
+        // ones are done (a wait that brings nothing), or at once if none
+        // were named (see `cancel_named`).
+        let mut every = self.cancel_named(untracked);
         let deadline = Instant::now() + grace;
         let mut sink = Vec::new();
         while self.in_flight() > 0 {
@@ -576,8 +517,8 @@ impl Uring {
                 return false;
             }
             sink.clear();
-            if !every && self.untracked > 0 && self.in_flight() == before {
-                every = self.cancel_every(SHUTDOWN).is_ok();
+            if !every && self.in_flight() == before {
+                every = self.cancel_unnamed();
             }
         }
         true
@@ -601,107 +542,6 @@ impl Drop for Uring {
         // SAFETY: `uring` is dropped once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.uring) };
         drop(self.memory.take());
-    }
-}
-
-#[cfg(test)]
-mod untracked {
-    use std::os::fd::AsRawFd;
-    use std::time::Duration;
-
-    use io_uring::{opcode, types};
-
-    use super::*;
-
-    fn ring() -> Uring {
-        let cfg = RingConfig {
-            sq_entries: 8,
-            cq_entries: 16,
-            sqpoll_idle: None,
-            files: 0,
-            defer_taskrun: true,
-            min_wait: true,
-            register_ring_fd: true,
-        };
-        Uring::new(&cfg).expect("an io_uring here")
-    }
-
-    fn poll_in(fd: &impl AsRawFd) -> squeue::Entry {
-        opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32).build()
-    }
-
-    /// A tracked id never has the untracked bit, even where its sequence
-    /// wraps; each kind of completion comes back with its own user data,
-    /// and both count as in flight until then.
-    #[test]
-    fn tracked_and_untracked_ids_never_meet() {
-        let mut ring = ring();
-        let efd = nix::sys::eventfd::EventFd::new().unwrap();
-        ring.seq = SEQ_MAX - 1;
-        let a = ring
-            .push(poll_in(&efd), 7, Kind::Other, Held::Nothing)
-            .unwrap();
-        let b = ring
-            .push(poll_in(&efd), 8, Kind::Other, Held::Nothing)
-            .unwrap();
-        let u = ring.push_untracked(poll_in(&efd), 9 << 32 | 5).unwrap();
-        assert_eq!(a.0.get() as u32, SEQ_MAX);
-        assert_eq!(b.0.get() as u32, 1, "the sequence wraps below the bit");
-        assert_eq!(u.0.get(), 9 << 32 | 5 | UNTRACKED);
-        assert_eq!(ring.in_flight(), 3);
-        efd.write(1).unwrap();
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            if got.len() == 3 {
-                break;
-            }
-            ring.submit_and_wait(true, Some(Duration::from_millis(250)))
-                .unwrap();
-            ring.drain(&mut got).unwrap();
-        }
-        let mut seen: Vec<(UserData, OpId)> = got.iter().map(|c| (c.data, c.op)).collect();
-        seen.sort_by_key(|(d, _)| *d);
-        assert_eq!(seen, [(7, a), (8, b), (9 << 32 | 5, u)]);
-        assert_eq!(ring.in_flight(), 0);
-    }
-
-    /// At shutdown the untracked operations the caller names are each
-    /// cancelled by id (tracked ids among them are skipped), with no cancel
-    /// of every operation; one nobody named is cancelled all the same, by
-    /// the cancel of every operation, once the named ones are done.
-    #[test]
-    fn shutdown_cancels_named_untracked_operations_by_id() {
-        let efd = nix::sys::eventfd::EventFd::new().unwrap();
-        for unnamed in [0, 1] {
-            let mut ring = ring();
-            let ids: Vec<OpId> = (1..=3u64)
-                .map(|i| ring.push_untracked(poll_in(&efd), i << 32 | 1).unwrap())
-                .collect();
-            let tracked = ring
-                .push(poll_in(&efd), 4, Kind::Other, Held::Nothing)
-                .unwrap();
-            ring.submit_and_wait(false, None).unwrap();
-            assert_eq!(ring.in_flight(), 4);
-            let mut named = ids[unnamed..].to_vec();
-            named.push(tracked);
-            assert!(ring.cancel_all_and_drain(Duration::from_secs(5), &named));
-            assert_eq!(ring.in_flight(), 0);
-            assert_eq!(ring.cancels_every, unnamed as u32, "{unnamed} unnamed");
-        }
-    }
-
-    /// At shutdown an untracked operation, in no table, is cancelled too.
-    #[test]
-    fn shutdown_cancels_untracked_operations() {
-        let mut ring = ring();
-        let efd = nix::sys::eventfd::EventFd::new().unwrap();
-        ring.push_untracked(poll_in(&efd), 3 << 32 | 1).unwrap();
-        ring.push(poll_in(&efd), 4, Kind::Other, Held::Nothing)
-            .unwrap();
-        ring.submit_and_wait(false, None).unwrap();
-        assert_eq!(ring.in_flight(), 2);
-        assert!(ring.cancel_all_and_drain(Duration::from_secs(5), &[]));
-        assert_eq!(ring.in_flight(), 0);
     }
 }
 

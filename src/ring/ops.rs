@@ -182,14 +182,6 @@ impl Uring {
         self.push(sqe, data, Kind::Cancel, Held::Nothing)
     }
 
-    /// Cancels every operation in flight (`IORING_ASYNC_CANCEL_ANY`, with
-    /// `ALL`): the untracked ones at shutdown.
-    pub(super) fn cancel_every(&mut self, data: UserData) -> io::Result<OpId> {
-        let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::any().all()).build();
-        self.cancels_every += 1;
-        self.push(sqe, data, Kind::Cancel, Held::Nothing)
-    }
-
     /// An 8-byte READ of an eventfd's counter, into a word the operation
     /// owns until its final completion.
     pub(crate) fn read_counter(&mut self, fd: RawFd, data: UserData) -> io::Result<OpId> {
