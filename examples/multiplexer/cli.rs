@@ -140,6 +140,8 @@ impl Cli {
         // By the FIFO, not the spelling: `in` and `./in` are one FIFO, and
         // reading an output would route its messages back to it forever.
         let keys: Vec<FifoKey> = self.inputs.iter().map(|p| FifoKey::of(p)).collect();
+        let outputs: Vec<(&PathBuf, FifoKey)> =
+            self.outputs().map(|o| (o, FifoKey::of(o))).collect();
         for (i, (input, key)) in self.inputs.iter().zip(&keys).enumerate() {
             if let Some(j) = keys[..i].iter().position(|k| k == key) {
                 return Err(format!(
@@ -148,7 +150,7 @@ impl Cli {
                     also(&self.inputs[j], input)
                 ));
             }
-            if let Some(output) = self.outputs().find(|o| FifoKey::of(o) == *key) {
+            if let Some((output, _)) = outputs.iter().find(|(_, k)| k == key) {
                 return Err(format!(
                     "{}: is both an input and an output{}",
                     input.display(),

@@ -188,7 +188,8 @@ impl Mux {
         // `./out`): its key is taken once it is open, so it exists then.
         let mut keys: Vec<FifoKey> = Vec::new();
         let mut output_index = |p: &mut Proactor, path: &PathBuf| {
-            if let Some(i) = keys.iter().position(|k| *k == FifoKey::of(path)) {
+            let key = FifoKey::of(path);
+            if let Some(i) = keys.iter().position(|k| *k == key) {
                 return Ok(i);
             }
             let tx = p
