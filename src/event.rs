@@ -2,7 +2,7 @@
 
 use crate::buffers::Lent;
 use crate::error::Error;
-use crate::frame::{Codec, Payloads};
+use crate::frame::{Checked, Codec, Payloads};
 use crate::token::{Receiver, Sender, Token};
 
 /// Why a transport closed.
@@ -52,6 +52,11 @@ pub enum Event<'a> {
         wire: &'a [u8],
         /// How many frames `wire` holds.
         frames: usize,
+        /// The same frames, already checked whole by the receiver's
+        /// decoder: for [`Proactor::send_checked`](crate::Proactor::send_checked)
+        /// to any number of senders, with no walk over the frames again
+        /// ([`Checked::new`] would walk them once more).
+        checked: Checked<'a>,
     },
     /// Bytes arrived on a receiver.
     Data {
@@ -298,19 +303,23 @@ impl Item {
             },
             Item::Frames {
                 from,
+                codec,
                 buf,
                 start,
                 end,
                 frames,
-                ..
-            } => Event::Frames {
-                from: *from,
-                wire: bufs
+            } => {
+                let wire = bufs
                     .get(*buf)
                     .get(*start as usize..*end as usize)
-                    .unwrap_or_default(),
-                frames: *frames as usize,
-            },
+                    .unwrap_or_default();
+                Event::Frames {
+                    from: *from,
+                    wire,
+                    frames: *frames as usize,
+                    checked: Checked::decoded(*codec, wire),
+                }
+            }
             Item::Sent { to, bytes } => Event::Sent {
                 to: *to,
                 bytes: *bytes,

@@ -540,6 +540,14 @@ impl<'a> Checked<'a> {
         Ok(Checked { codec, wire })
     }
 
+    /// Frames a framed receiver's decoder cut from one read
+    /// ([`Event::Frames`](crate::Event::Frames)): whole by construction,
+    /// so not walked again (debug builds check it).
+    pub(crate) fn decoded(codec: Codec, wire: &'a [u8]) -> Checked<'a> {
+        debug_assert_eq!(codec.check_whole(wire), Ok(()));
+        Checked { codec, wire }
+    }
+
     /// The format of the frames.
     pub fn codec(&self) -> Codec {
         self.codec

@@ -395,3 +395,89 @@ fn a_checked_frame_over_pipe_buf_is_refused_where_writes_must_be_atomic() {
         assert_eq!(p.stats(sole).unwrap().bytes_queued, wire.len() as u64);
     });
 }
+
+/// A router's loop: each read's run of frames, as the receiver's decoder
+/// checked it (`Event::Frames`'s `checked`), goes to a sole writer and to
+/// a shared FIFO's sender with `send_checked`; a frame split across reads
+/// goes alone. Both readers get the writer's stream, whole and in order.
+#[test]
+fn decoded_runs_are_forwarded_checked_whole_and_in_order() {
+    watchdog(WATCHDOG, || {
+        let dir = tempfile::tempdir().unwrap();
+        let codec = Codec::LengthPrefixed;
+        let mut p = Proactor::new().unwrap();
+        let source = dir.path().join("source");
+        let rx = p
+            .open_receiver(
+                &source,
+                &FifoOptions::new().create(true).frames(codec, PIPE_BUF),
+            )
+            .unwrap();
+        let mut outs = Vec::new();
+        for (name, sole) in [("sole", true), ("shared", false)] {
+            let path = dir.path().join(name);
+            let out_rx = p
+                .open_receiver(&path, &FifoOptions::new().create(true))
+                .unwrap();
+            let tx = p
+                .open_sender(&path, &FifoOptions::new().sole_writer(sole))
+                .unwrap();
+            outs.push((tx, out_rx, Vec::new()));
+        }
+        let mut wire = Vec::new();
+        for i in 0..2000usize {
+            let payload = vec![(i % 251) as u8; 1 + i % 300];
+            codec.encode(&payload, &mut wire).unwrap();
+        }
+        // Written in pieces that cut frames, so some come split.
+        let writer = {
+            let (source, wire) = (source.clone(), wire.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut w = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(source)
+                    .unwrap();
+                for piece in wire.chunks(7001) {
+                    w.write_all(piece).unwrap();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            })
+        };
+        let (mut runs, mut events) = (0, Events::with_capacity(64));
+        while outs.iter().any(|(_, _, got)| got.len() < wire.len()) {
+            p.poll(&mut events, Some(Duration::from_millis(100)))
+                .unwrap();
+            for e in events.runs(codec) {
+                match e {
+                    Event::Frames { from, checked, .. } if from == rx => {
+                        runs += 1;
+                        for (tx, _, _) in &outs {
+                            p.send_checked(*tx, &checked).unwrap();
+                        }
+                    }
+                    Event::Frame { from, frame } if from == rx => {
+                        for (tx, _, _) in &outs {
+                            p.send_frames(*tx, codec, &[frame]).unwrap();
+                        }
+                    }
+                    Event::Data { from, data } => {
+                        for (_, out_rx, got) in &mut outs {
+                            if from == *out_rx {
+                                got.extend_from_slice(data);
+                            }
+                        }
+                    }
+                    Event::Error { error, .. } => panic!("{error}"),
+                    _ => {}
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert!(runs > 1, "the frames came in runs");
+        for (_, _, got) in &outs {
+            assert_eq!(got.len(), wire.len());
+            assert!(*got == wire, "a reader's stream differs from the writer's");
+        }
+    });
+}

@@ -26,9 +26,19 @@ fn receive(
             .unwrap();
         for e in events.runs(codec) {
             match e {
-                Event::Frames { from, wire, frames } if from == rx => {
+                Event::Frames {
+                    from,
+                    wire,
+                    frames,
+                    checked,
+                } if from == rx => {
                     let payloads: Vec<&[u8]> = codec.payloads(wire).collect();
                     assert_eq!(payloads.len(), frames);
+                    // The run comes checked by the decoder: the same bytes,
+                    // the receiver's codec, whole as `Checked::new` finds.
+                    assert_eq!(checked.wire(), wire);
+                    assert_eq!(checked.codec(), codec);
+                    assert!(ringpipe::frame::Checked::new(codec, wire).is_ok());
                     got.extend(payloads.iter().map(|f| (f.to_vec(), frames)));
                 }
                 Event::Frame { from, frame } if from == rx => got.push((frame.to_vec(), 0)),

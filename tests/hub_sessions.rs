@@ -290,7 +290,9 @@ impl Rig {
             let ((), largest) = largest_allocation(|| {
                 for e in self.events.runs(codec) {
                     unmeasured(|| match e {
-                        Event::Frames { from, wire, frames } if from == rx => {
+                        Event::Frames {
+                            from, wire, frames, ..
+                        } if from == rx => {
                             let got: Vec<Vec<u8>> =
                                 codec.payloads(wire).map(<[u8]>::to_vec).collect();
                             assert_eq!(got.len(), frames, "a run is whole frames");

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use ringpipe::frame::{Checked, Codec, FrameDecoder};
+use ringpipe::frame::{Codec, FrameDecoder};
 use ringpipe::{Error, Event, Events, FifoOptions, Proactor, Sender};
 use serde::{Deserialize, Serialize};
 
@@ -93,12 +93,14 @@ fn uring_router(spec: &Spec) -> io::Result<RouterReport> {
         for ev in events.runs(codec) {
             match ev {
                 Event::Frames {
-                    wire, frames: k, ..
+                    wire,
+                    frames: k,
+                    checked,
+                    ..
                 } => {
                     first.get_or_insert_with(Instant::now);
                     frames += k as u64;
-                    // Checked once for every subscriber.
-                    let checked = Checked::new(codec, wire).map_err(other)?;
+                    // Checked by the receiver's decoder, for every subscriber.
                     for (i, &tx) in txs.iter().enumerate() {
                         if backlog[i].is_empty() {
                             match p.send_checked(tx, &checked) {
