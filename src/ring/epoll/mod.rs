@@ -98,6 +98,10 @@ struct FdWaits {
     /// In the file table: registered edge-triggered for as long as it is
     /// there, so parking costs no syscall (see `register_file`).
     edge: bool,
+    /// In the file table, so `O_NONBLOCK`: an operation that names it by
+    /// its raw fd (a multishot read does) transfers with a plain `read` or
+    /// `write`, not `RWF_NOWAIT` first, which FIFOs refuse.
+    nonblocking: bool,
 }
 
 /// The epoll backend (see the module docs).
@@ -318,6 +322,14 @@ impl Epoll {
             self.waits.resize_with(slot + 1, FdWaits::default);
         }
         self.waits.get_mut(slot)
+    }
+
+    /// Whether `fd` is in the file table, so known `O_NONBLOCK`.
+    fn in_table(&self, fd: RawFd) -> bool {
+        usize::try_from(fd)
+            .ok()
+            .and_then(|i| self.waits.get(i))
+            .is_some_and(|w| w.nonblocking)
     }
 
     /// Whether `fd` is registered edge-triggered (in the file table).

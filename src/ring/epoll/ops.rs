@@ -192,6 +192,7 @@ impl Epoll {
         if let Some(w) = self.waits_of(fd) {
             w.edge = edge;
             w.registered = edge;
+            w.nonblocking = true;
         }
         Some(slot)
     }
@@ -206,11 +207,13 @@ impl Epoll {
             return Ok(());
         }
         self.free_slots.push(slot);
-        if let Some(w) = self.waits_of(fd)
-            && std::mem::take(&mut w.edge)
-        {
-            w.registered = false;
-            let _ = sys::epoll_ctl(&self.ep, libc::EPOLL_CTL_DEL, fd, 0);
+        if let Some(w) = self.waits_of(fd) {
+            // The fd closes next: its number may come back as a blocking file.
+            w.nonblocking = false;
+            if std::mem::take(&mut w.edge) {
+                w.registered = false;
+                let _ = sys::epoll_ctl(&self.ep, libc::EPOLL_CTL_DEL, fd, 0);
+            }
         }
         Ok(())
     }
@@ -222,7 +225,9 @@ impl Epoll {
     /// The fd an operation names, and whether it is known non-blocking.
     fn resolve(&self, file: FileRef) -> Option<(RawFd, bool)> {
         match file {
-            FileRef::Raw(fd) => Some((fd, false)),
+            // Plain where the fd is in the file table (a multishot read
+            // names its receiver's fd raw): one `read`, not three calls.
+            FileRef::Raw(fd) => Some((fd, self.in_table(fd))),
             FileRef::Fixed(slot) => self
                 .files
                 .get(slot as usize)
@@ -288,5 +293,47 @@ impl Epoll {
     /// No io-wq: splices and tees run on this thread.
     pub(crate) fn set_iowq_max_workers(&self, _bounded: u32, _unbounded: u32) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::ring::RingConfig;
+
+    fn backend() -> Epoll {
+        let cfg = RingConfig {
+            sq_entries: 8,
+            cq_entries: 16,
+            sqpoll_idle: None,
+            files: 4,
+            defer_taskrun: false,
+            min_wait: false,
+            register_ring_fd: false,
+        };
+        Epoll::new(&cfg).expect("epoll")
+    }
+
+    /// A raw fd in the file table (a multishot read names its receiver's
+    /// fd raw) is known non-blocking, so its transfers are one plain
+    /// `read` or `write`; before it joins and once it has left, the
+    /// careful path (`RWF_NOWAIT`, then `O_NONBLOCK`), as its number may
+    /// come back for a blocking file.
+    #[test]
+    fn a_raw_fd_reads_plain_while_it_is_in_the_file_table() {
+        let mut ep = backend();
+        let (r, _w) = nix::unistd::pipe().expect("pipe");
+        let fd = r.as_raw_fd();
+        assert_eq!(ep.resolve(FileRef::Raw(fd)), Some((fd, false)));
+        let slot = ep.register_file(fd).expect("a free slot");
+        assert_eq!(ep.resolve(FileRef::Raw(fd)), Some((fd, true)));
+        assert_eq!(ep.resolve(FileRef::Fixed(slot)), Some((fd, true)));
+        // Made non-blocking as it joined: the plain read does not wait.
+        let mut buf = [0u8; 8];
+        assert_eq!(sys::read(fd, &mut buf, true), -libc::EAGAIN);
+        ep.unregister_file(slot).expect("unregister");
+        assert_eq!(ep.resolve(FileRef::Raw(fd)), Some((fd, false)));
     }
 }
