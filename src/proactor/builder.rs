@@ -173,7 +173,9 @@ impl Builder {
     /// Size of the registered file table (default 4096; 0 disables it).
     /// Transports beyond it use plain descriptors. On epoll the table
     /// holds the fds the backend has made `O_NONBLOCK` (a FIFO takes no
-    /// `RWF_NOWAIT`); beyond it, each transfer sets the flag itself.
+    /// `RWF_NOWAIT`); it is no kernel resource there, so it grows past `n`
+    /// as transports join (0 still disables it: each transfer then sets
+    /// the flag itself).
     pub fn registered_files(mut self, n: u32) -> Self {
         self.ring.files = n;
         self

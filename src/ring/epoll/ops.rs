@@ -169,8 +169,8 @@ impl Epoll {
     /// Takes `fd` into the file table, made `O_NONBLOCK` (its transfers
     /// then need no `RWF_NOWAIT`, which FIFOs refuse): the table says
     /// which fds are known non-blocking, from their install to the
-    /// release that comes before their close. `None` when the table is
-    /// full or the fd's flags cannot be set.
+    /// release that comes before their close. `None` when the fd's flags
+    /// cannot be set.
     ///
     /// While it is in the table the fd is registered edge-triggered, once:
     /// an operation that would wait parks with no syscall, since every
@@ -178,7 +178,19 @@ impl Epoll {
     /// is safe only because the table knows when the fd leaves (before
     /// it closes); other fds are registered one-shot, re-armed per park.
     pub(crate) fn register_file(&mut self, fd: RawFd) -> Option<u32> {
-        let slot = self.free_slots.pop()?;
+        // No kernel table to fill here: past the configured size the table
+        // grows, so every transport reads plain and parks with no syscall
+        // (an fd left out would pay `RWF_NOWAIT` and `fcntl` per read and
+        // an `epoll_ctl` per park). A table configured empty stays off.
+        let slot = match self.free_slots.pop() {
+            Some(slot) => slot,
+            None if self.files.is_empty() => return None,
+            None => {
+                let slot = u32::try_from(self.files.len()).ok()?;
+                self.files.push(-1);
+                slot
+            }
+        };
         let entry = self.files.get_mut(slot as usize);
         let (Some(entry), true) = (entry, sys::set_nonblocking(fd)) else {
             self.free_slots.push(slot);
@@ -304,11 +316,15 @@ mod tests {
     use crate::ring::RingConfig;
 
     fn backend() -> Epoll {
+        backend_of(4)
+    }
+
+    fn backend_of(files: u32) -> Epoll {
         let cfg = RingConfig {
             sq_entries: 8,
             cq_entries: 16,
             sqpoll_idle: None,
-            files: 4,
+            files,
             defer_taskrun: false,
             min_wait: false,
             register_ring_fd: false,
@@ -335,5 +351,31 @@ mod tests {
         assert_eq!(sys::read(fd, &mut buf, true), -libc::EAGAIN);
         ep.unregister_file(slot).expect("unregister");
         assert_eq!(ep.resolve(FileRef::Raw(fd)), Some((fd, false)));
+    }
+
+    /// The table is the backend's own: past its configured size it grows
+    /// (each fd joins, read plain), and a slot freed is used again.
+    #[test]
+    fn the_file_table_grows_past_its_size() {
+        let mut ep = backend();
+        let pipes: Vec<_> = (0..6).map(|_| nix::unistd::pipe().expect("pipe")).collect();
+        let slots: Vec<u32> = pipes
+            .iter()
+            .map(|(r, _)| ep.register_file(r.as_raw_fd()).expect("a slot"))
+            .collect();
+        assert_eq!(ep.files_in_use(), 6);
+        for ((r, _), slot) in pipes.iter().zip(&slots) {
+            assert_eq!(
+                ep.resolve(FileRef::Fixed(*slot)),
+                Some((r.as_raw_fd(), true))
+            );
+        }
+        ep.unregister_file(slots[5]).expect("unregister");
+        let again = ep.register_file(pipes[5].0.as_raw_fd()).expect("a slot");
+        assert_eq!(again, slots[5]);
+        assert_eq!(ep.files_in_use(), 6);
+        // Configured empty, it stays off.
+        let mut off = backend_of(0);
+        assert_eq!(off.register_file(pipes[0].0.as_raw_fd()), None);
     }
 }
