@@ -28,7 +28,9 @@
 //!
 //! The file table stands in for io_uring's registered files: a
 //! transport's fd is made `O_NONBLOCK` when it joins (FIFOs refuse
-//! `RWF_NOWAIT`), and leaves before it closes. Reads that select a
+//! `RWF_NOWAIT`), and leaves before it closes; an operation that names
+//! such an fd raw (a multishot read) reads it plain too. No kernel
+//! resource, the table grows past its configured size. Reads that select a
 //! buffer, multishot ones included, take it from the pool's provided
 //! rings when data is there, as the kernel would: a waiting receiver
 //! holds none. Not emulated, because the proactor does without them:

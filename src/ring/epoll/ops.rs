@@ -169,8 +169,8 @@ impl Epoll {
     /// Takes `fd` into the file table, made `O_NONBLOCK` (its transfers
     /// then need no `RWF_NOWAIT`, which FIFOs refuse): the table says
     /// which fds are known non-blocking, from their install to the
-    /// release that comes before their close. `None` when the fd's flags
-    /// cannot be set.
+    /// release that comes before their close. `None` when the table is
+    /// configured empty or the fd's flags cannot be set.
     ///
     /// While it is in the table the fd is registered edge-triggered, once:
     /// an operation that would wait parks with no syscall, since every
