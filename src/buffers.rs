@@ -111,6 +111,8 @@ struct ProvidedRing {
     /// Per buffer id: whether it is on the ring, the kernel's to fill
     /// (else a completion lent it out).
     on_ring: Box<[Cell<bool>]>,
+    /// How many buffers are on the ring (as of the completions seen).
+    free: Cell<u16>,
 }
 
 impl ProvidedRing {
@@ -136,6 +138,7 @@ impl ProvidedRing {
             head: Cell::new(0),
             published: Cell::new(0),
             on_ring: (0..count).map(|_| Cell::new(false)).collect(),
+            free: Cell::new(0),
         };
         ring.grow(PROVIDED_FIRST);
         Ok(ring)
@@ -171,8 +174,10 @@ impl ProvidedRing {
     /// once costs one store).
     #[inline]
     fn put(&self, bid: u16) {
-        if let Some(on_ring) = self.on_ring.get(usize::from(bid)) {
-            on_ring.set(true);
+        if let Some(on_ring) = self.on_ring.get(usize::from(bid))
+            && !on_ring.replace(true)
+        {
+            self.free.set(self.free.get() + 1);
         }
         let tail = self.tail.get();
         let slot = usize::from(tail & (self.count - 1));
@@ -343,6 +348,14 @@ impl Pool {
         }
     }
 
+    /// Buffers on the provided ring of `group` now, as far as the
+    /// completions seen so far tell: what reads can take before it runs dry.
+    pub(crate) fn provided_free(&self, group: u16) -> usize {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| usize::from(ring.free.get()))
+    }
+
     /// Size of each buffer of the provided ring of `group` (0: none).
     pub(crate) fn provided_size(&self, group: u16) -> usize {
         self.provided
@@ -376,6 +389,7 @@ impl Pool {
         if !on_ring.replace(false) {
             return None;
         }
+        ring.free.set(ring.free.get() - 1);
         Some(u32::try_from(result).unwrap_or(0).min(ring.buf_size as u32))
     }
 

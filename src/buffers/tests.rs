@@ -12,6 +12,28 @@ fn plain_provided_buffers_return_after_one_completion() {
     assert_eq!(pool.provided_pushed(1), 4);
 }
 
+/// The count of buffers on the ring, which bounds how many starved reads
+/// `poll` arms again: down per buffer a completion lends, up when it comes
+/// back or the ring grows; a refused take changes nothing.
+#[test]
+fn a_provided_ring_counts_the_buffers_on_it() {
+    let pool = Pool::with_provided(1, 4096, Some((16, 4096))).unwrap();
+    assert_eq!(pool.provided_free(0), usize::from(PROVIDED_FIRST));
+    let a = pool.take_provided(0, 0, 10).unwrap();
+    let b = pool.take_provided(0, 1, 10).unwrap();
+    assert_eq!(pool.provided_free(0), usize::from(PROVIDED_FIRST) - 2);
+    assert!(pool.take_provided(0, 0, 10).is_none(), "lent already");
+    assert_eq!(pool.provided_free(0), usize::from(PROVIDED_FIRST) - 2);
+    drop(a);
+    assert_eq!(pool.provided_free(0), usize::from(PROVIDED_FIRST) - 1);
+    assert!(pool.grow_provided(0));
+    assert_eq!(pool.provided_free(0), 15);
+    drop(b);
+    assert_eq!(pool.provided_free(0), 16);
+    // The other ring keeps its own count.
+    assert_eq!(pool.provided_free(1), usize::from(PROVIDED_FIRST));
+}
+
 #[test]
 fn a_provided_ring_starts_small_and_grows_with_readers_and_when_dry() {
     let pool = Pool::with_provided(1, 4096, Some((64, 4096))).unwrap();

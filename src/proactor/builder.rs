@@ -1,6 +1,7 @@
 //! Configuration of a proactor and its construction: ring, buffers,
 //! probes, and the locked-memory budget.
 
+use std::collections::VecDeque;
 use std::io;
 use std::time::Duration;
 
@@ -455,7 +456,8 @@ impl Builder {
             table: Table::new(id),
             reads: Reads {
                 multishot_ok,
-                starved: Vec::new(),
+                starved: VecDeque::new(),
+                starved_live: 0,
                 wake_armed: false,
             },
             waiting: Waiting::new(self.open_retry_max),

@@ -156,6 +156,10 @@ impl Proactor {
                 }
             }
             Role::Receiver(rx) => {
+                // Its token may stay in the starved queue: skipped there.
+                if std::mem::take(&mut rx.starved) {
+                    self.reads.starved_live -= 1;
+                }
                 if let Some(error) = rx.truncated_at_close(&end) {
                     self.io.report_error(end.token, error);
                 }

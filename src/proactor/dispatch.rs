@@ -7,6 +7,7 @@ use super::Proactor;
 use super::receiver::{Armed, Eof, Next};
 use super::registry::{Role, Transport};
 use super::route::{self, Part, Route};
+use crate::buffers::PROVIDED_GROUP;
 use crate::event::CloseReason;
 use crate::ring::Completion;
 
@@ -158,11 +159,45 @@ impl Proactor {
             Next::Arm => self.arm_read(idx),
             Next::Eof => self.eof(idx),
             Next::Starved => {
-                let token = self.table[idx].end.token;
-                self.reads.starved.push(token);
+                if let Some((end, rx)) = self.table.receiver_mut(idx)
+                    && !std::mem::replace(&mut rx.starved, true)
+                {
+                    self.reads.starved.push_back(end.token);
+                    self.reads.starved_live += 1;
+                }
             }
             Next::Fail(e) => self.fail(idx, e),
             Next::Unsubmitted(e) => self.submit_failed(idx, e),
+        }
+    }
+
+    /// Arms the reads that starved for buffers, oldest first, as many as
+    /// the ring has buffers for (one at least). Re-arming them all would
+    /// cost a submission each for nothing: past the free buffers each ends
+    /// again with -ENOBUFS. With thousands of receivers ready at once (a
+    /// batched wait over 4096 FIFOs) that was a storm of submissions per
+    /// poll for a hundred reads, and messages waited behind it.
+    pub(super) fn rearm_starved(&mut self) {
+        let mut room = self.io.pool.provided_free(PROVIDED_GROUP).max(1);
+        while room > 0 && self.reads.starved_live > 0 {
+            let Some(token) = self.reads.starved.pop_front() else {
+                break;
+            };
+            // A token left by a receiver that closed: skipped, free.
+            let Ok(idx) = self.table.live(token) else {
+                continue;
+            };
+            let Some((_, rx)) = self.table.receiver_mut(idx) else {
+                continue;
+            };
+            if std::mem::take(&mut rx.starved) {
+                self.reads.starved_live -= 1;
+                self.arm_read(idx);
+                room -= 1;
+            }
+        }
+        if self.reads.starved_live == 0 {
+            self.reads.starved.clear();
         }
     }
 

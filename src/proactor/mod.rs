@@ -572,12 +572,8 @@ impl Proactor {
     pub fn poll(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<()> {
         // Lent buffers go back first: multishot reads starved of them resume.
         events.clear();
-        if !self.reads.starved.is_empty() {
-            for token in std::mem::take(&mut self.reads.starved) {
-                if let Ok(idx) = self.table.live(token) {
-                    self.arm_read(idx);
-                }
-            }
+        if self.reads.starved_live > 0 {
+            self.rearm_starved();
         }
         if !self.unpumped.is_empty() {
             self.pump_queued();
@@ -642,7 +638,7 @@ impl Proactor {
         // Starved reads resume at the next `poll`, once the buffers lent
         // in `events` come back; a loop that nests this proactor polls only
         // when its fd is ready, so a completion must make it ready.
-        if !self.reads.starved.is_empty() && !self.reads.wake_armed {
+        if self.reads.starved_live > 0 && !self.reads.wake_armed {
             let ring = &mut self.io.ring;
             if ring.timeout(Duration::ZERO, route::STARVED_WAKE).is_ok() {
                 self.reads.wake_armed = true;

@@ -12,6 +12,7 @@ mod read;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::io;
 
 use super::end::End;
@@ -61,9 +62,14 @@ pub(super) struct Reads {
     /// The kernel has multishot reads and the provided rings are
     /// registered.
     pub(super) multishot_ok: bool,
-    /// Multishot receivers whose read ended for lack of buffers: armed
-    /// again at the next `poll`, once lent buffers are back.
-    pub(super) starved: Vec<Token>,
+    /// Multishot receivers whose read ended for lack of buffers, oldest
+    /// first: armed again at the next `poll`s, once lent buffers are back,
+    /// as many at a time as the ring has buffers for. A receiver closed
+    /// meanwhile leaves its token behind, skipped.
+    pub(super) starved: VecDeque<Token>,
+    /// Receivers still marked starved (`ReceiverSide::starved`): the
+    /// queue's live entries.
+    pub(super) starved_live: usize,
     /// A `STARVED_WAKE` is in flight.
     pub(super) wake_armed: bool,
 }
@@ -108,6 +114,9 @@ pub(super) struct ReceiverSide {
     persistent: bool,
     /// Which hang-up polls are in flight, on the multishot path.
     hups: multishot::HangUps,
+    /// In the proactor's queue of reads starved for buffers
+    /// (`Reads::starved`).
+    pub(super) starved: bool,
 }
 
 /// What the proactor does after a receiver handled a completion.
@@ -170,6 +179,7 @@ impl ReceiverSide {
             },
             persistent,
             hups: multishot::HangUps::default(),
+            starved: false,
         }
     }
 
