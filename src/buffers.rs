@@ -320,14 +320,6 @@ impl Pool {
         self.register_later.replace(false)
     }
 
-    /// Buffers given to the provided ring of `group` so far (its tail).
-    #[cfg(test)]
-    fn provided_pushed(&self, group: u16) -> u16 {
-        self.provided
-            .get(usize::from(group))
-            .map_or(0, |ring| ring.tail.get())
-    }
-
     /// The provided ring of `group` ran dry: gives the kernel as many more
     /// buffers as it has had (doubling), up to its capacity. False if it
     /// has them all already: reads wait for lent buffers to come back.

@@ -1,5 +1,14 @@
 use super::*;
 
+impl Pool {
+    /// Buffers given to the provided ring of `group` so far (its tail).
+    fn provided_pushed(&self, group: u16) -> u16 {
+        self.provided
+            .get(usize::from(group))
+            .map_or(0, |ring| ring.tail.get())
+    }
+}
+
 #[test]
 fn plain_provided_buffers_return_after_one_completion() {
     let pool = Pool::with_provided(1, 4096, Some((2, 4096))).unwrap();
