@@ -224,3 +224,107 @@ fn with_batched_waits_a_turn_takes_in_more_of_a_wave() {
         }
     });
 }
+
+/// Reads starved of buffers wait their turn, as many armed again per poll
+/// as the ring has buffers for: with 2 buffers for 256 FIFOs, a receiver
+/// paused while it waits is left alone until resumed, one closed while it
+/// waits is skipped (its slot perhaps taken by a new receiver, served
+/// too), and every other message comes once.
+#[test]
+fn starved_reads_wait_their_turn_through_pause_close_and_reuse() {
+    watchdog(Duration::from_secs(60), || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Proactor::builder()
+            .provided_buffers(2, 4096)
+            .build()
+            .unwrap();
+        let opts = FifoOptions::new()
+            .create(true)
+            .read_mode(ReadMode::Multishot);
+        let mut rxs = Vec::new();
+        let mut writers = Vec::new();
+        for i in 0..FIFOS {
+            let path = dir.path().join(format!("f{i}"));
+            rxs.push(p.open_receiver(&path, &opts).unwrap());
+            writers.push(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
+        }
+        for (i, w) in writers.iter_mut().enumerate() {
+            w.write_all(format!("{i:08}").as_bytes()).unwrap();
+        }
+        let mut ev = Events::with_capacity(FIFOS);
+        let mut got: Vec<Vec<u8>> = vec![Vec::new(); FIFOS + 1];
+        let take = |ev: &Events, got: &mut Vec<Vec<u8>>| {
+            for e in ev {
+                match e {
+                    Event::Data { from, data } => {
+                        got[from.token().index as usize].extend_from_slice(data)
+                    }
+                    Event::Closed { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+        };
+        // One poll: two buffers, so nearly every read starves.
+        p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
+        take(&ev, &mut got);
+        // Among those still waiting: pause one, close another.
+        let waiting: Vec<usize> = (0..FIFOS).filter(|i| got[*i].is_empty()).collect();
+        assert!(waiting.len() > FIFOS / 2, "{} waiting", waiting.len());
+        let (paused, closed) = (waiting[0], waiting[1]);
+        p.pause(rxs[paused]).unwrap();
+        p.close(rxs[closed]).unwrap();
+        // A new receiver may take the closed one's slot.
+        let extra = dir.path().join("extra");
+        let extra_rx = p.open_receiver(&extra, &opts).unwrap();
+        let mut extra_w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&extra)
+            .unwrap();
+        extra_w.write_all(b"the new one").unwrap();
+        let new_one = extra_rx.token().index as usize;
+        let want = |i: usize| format!("{i:08}").into_bytes();
+        let served = |got: &Vec<Vec<u8>>| {
+            (0..FIFOS)
+                .filter(|i| *i != paused && *i != closed)
+                .all(|i| got[i] == want(i))
+                && got[new_one] == b"the new one"
+        };
+        let mut polls = 0;
+        while !served(&got) {
+            polls += 1;
+            assert!(polls < 10 * FIFOS, "stalled after {polls} polls");
+            p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
+            take(&ev, &mut got);
+        }
+        assert!(got[paused].is_empty(), "a paused receiver read");
+        p.resume(rxs[paused]).unwrap();
+        while got[paused].is_empty() {
+            polls += 1;
+            assert!(polls < 20 * FIFOS, "the resumed receiver never read");
+            p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
+            take(&ev, &mut got);
+        }
+        assert_eq!(got[paused], want(paused));
+        // Closed, every one: nothing stays in flight (no wake-up kept
+        // armed for a starved receiver that is gone).
+        for (i, rx) in rxs.iter().enumerate() {
+            if i != closed {
+                p.close(*rx).unwrap();
+            }
+        }
+        p.close(extra_rx).unwrap();
+        let mut left = FIFOS;
+        while left > 0 {
+            polls += 1;
+            assert!(polls < 30 * FIFOS, "{left} never closed");
+            p.poll(&mut ev, Some(Duration::from_millis(100))).unwrap();
+            left -= ev
+                .iter()
+                .filter(|e| matches!(e, Event::Closed { .. }))
+                .count();
+        }
+        p.poll(&mut ev, Some(Duration::ZERO)).unwrap();
+        assert_eq!(p.snapshot().ops_in_flight, 0);
+        drop(writers);
+    });
+}
