@@ -170,9 +170,11 @@ impl Proactor {
     pub fn open_sender(&mut self, path: impl AsRef<Path>, opts: &FifoOptions) -> Result<Sender> {
         let path = path.as_ref();
         let anchor = fifo::anchor(path, opts)?;
-        if let Some(other) = self
-            .table
-            .shares_with_sole_writer(anchor.as_fd(), opts.sole_writer)
+        // Its identity once: checked against the other writers, then
+        // counted among them.
+        let written = fifo::identity(anchor.as_fd());
+        if let Some(other) =
+            written.and_then(|f| self.table.shares_with_sole_writer(f, opts.sole_writer))
         {
             let path = path.to_path_buf();
             return Err(Error::SoleWriter { path, other });
@@ -197,6 +199,9 @@ impl Proactor {
             Some(anchor),
             Some(path),
         );
+        if let Some(fifo) = written {
+            self.table.add_writer(fifo, token, opts.sole_writer);
+        }
         match fd {
             Some(fd) => {
                 self.install(token, fd);

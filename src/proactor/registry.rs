@@ -80,15 +80,10 @@ impl Table {
         self.id
     }
 
-    /// A sender that writes the FIFO `anchor` names and would share it with
-    /// a sole writer: any sender of it if the new one is (`sole`), else
-    /// one that is.
-    pub(super) fn shares_with_sole_writer(
-        &self,
-        anchor: std::os::fd::BorrowedFd<'_>,
-        sole: bool,
-    ) -> Option<Token> {
-        let fifo = crate::fifo::identity(anchor)?;
+    /// A sender that writes `fifo` (its device and inode) and would share
+    /// it with a sole writer: any sender of it if the new one is (`sole`),
+    /// else one that is.
+    pub(super) fn shares_with_sole_writer(&self, fifo: (u64, u64), sole: bool) -> Option<Token> {
         let senders = self.writers.get(&fifo)?;
         senders
             .iter()
@@ -96,7 +91,15 @@ impl Table {
             .map(|(token, _)| *token)
     }
 
-    /// The FIFO a sender opened by path writes, for [`writers`](Self::writers).
+    /// Counts sender `token`, just inserted, among the writers of `fifo`
+    /// (its sole writer if `sole`), for
+    /// [`shares_with_sole_writer`](Self::shares_with_sole_writer).
+    pub(super) fn add_writer(&mut self, fifo: (u64, u64), token: Token, sole: bool) {
+        self.writers.entry(fifo).or_default().push((token, sole));
+    }
+
+    /// The FIFO a sender opened by path writes (an `fstat`), to take it out
+    /// of [`writers`](Self::writers) as it goes.
     fn written_fifo(role: &Role, anchor: Option<&OwnedFd>) -> Option<(u64, u64)> {
         match role {
             Role::Sender(_) => crate::fifo::identity(anchor?.as_fd()),
@@ -119,8 +122,6 @@ impl Table {
         anchor: Option<OwnedFd>,
         path: Option<&Path>,
     ) -> Token {
-        let writes = Self::written_fifo(&role, anchor.as_ref());
-        let sole = matches!(&role, Role::Sender(s) if s.queue.sole_writer);
         let entry = self.slots.vacant_entry();
         let index = entry.key();
         if index >= self.generations.len() {
@@ -136,9 +137,6 @@ impl Table {
             end: End::new(token, state, anchor, name),
             role,
         });
-        if let Some(fifo) = writes {
-            self.writers.entry(fifo).or_default().push((token, sole));
-        }
         token
     }
 
